@@ -1,0 +1,1 @@
+//! The Steme broker (work in progress: see issue 4).

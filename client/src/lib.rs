@@ -1,0 +1,1 @@
+//! The Steme client library (work in progress: see issue 4).

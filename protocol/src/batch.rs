@@ -1,0 +1,702 @@
+//! Record batches: the one format used on the wire, in the Raft log and on disk (D4).
+//!
+//! A batch is a fixed 48-byte little-endian header followed by `record_count` records:
+//!
+//! ```text
+//! byte  0        4        8        12     14     16               24               32               40       44      48
+//!       +--------+--------+--------+------+------+----------------+----------------+----------------+--------+-------+----------
+//!       | magic  | length | crc    | ver  | attr | base_offset    | base_hlc       | leader_id      | count  | rsvd  | records…
+//!       | u32    | u32    | u32    | u16  | u16  | u64            | u64            | u64            | u32    | u32   |
+//!       +--------+--------+--------+------+------+----------------+----------------+----------------+--------+-------+----------
+//!                                  \______________________ covered by crc (byte 12 .. length) ______________________________/
+//! ```
+//!
+//! - `magic` is `"STMB"` (bytes `53 54 4d 42`), `ver` is [`BATCH_VERSION`].
+//! - `length` is the whole batch in bytes, header included.
+//! - `crc` is CRC-32 (IEEE, `crc32fast`) of every byte after the crc field.
+//! - `base_offset` is the offset of the first record. Producers send 0; the log store sets it
+//!   from the log prefix (D2). `base_hlc` is the HLC (NTP64) of the first record; record *i*
+//!   has offset `base_offset + i` and HLC `base_hlc + i` (D6). `leader_id` is the broker that
+//!   stamped the batch. The broker patches these three with [`patch_header`] and never
+//!   rewrites records.
+//! - `attr` is [`Attributes`]; `rsvd` must be zero.
+//!
+//! Each record is:
+//!
+//! ```text
+//! byte  0        4                    68
+//!       +--------+--------------------+------------------------------------------+
+//!       | len    | signature          | assertion (canonical encoding, len - 64) |
+//!       | u32    | [u8; 64]           | starts with version u8, signer key [u8;32] |
+//!       +--------+--------------------+------------------------------------------+
+//! ```
+//!
+//! `len` counts the bytes after itself. The signer's public key is at a fixed position
+//! inside the canonical assertion (see [`crate::assertion`]), so a record's key, signature
+//! and assertion bytes are all plain slices of the batch.
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use crate::assertion::{SIGNER_RANGE, SignedAssertion};
+
+/// `"STMB"` read as a little-endian u32.
+pub const BATCH_MAGIC: u32 = u32::from_le_bytes(*b"STMB");
+pub const BATCH_VERSION: u16 = 1;
+
+// Header field offsets, each derived from the one before it.
+pub const MAGIC_OFFSET: usize = 0;
+pub const LENGTH_OFFSET: usize = MAGIC_OFFSET + size_of::<u32>();
+pub const CRC_OFFSET: usize = LENGTH_OFFSET + size_of::<u32>();
+pub const VERSION_OFFSET: usize = CRC_OFFSET + size_of::<u32>();
+pub const ATTRIBUTES_OFFSET: usize = VERSION_OFFSET + size_of::<u16>();
+pub const BASE_OFFSET_OFFSET: usize = ATTRIBUTES_OFFSET + size_of::<u16>();
+pub const BASE_HLC_OFFSET: usize = BASE_OFFSET_OFFSET + size_of::<u64>();
+pub const LEADER_ID_OFFSET: usize = BASE_HLC_OFFSET + size_of::<u64>();
+pub const RECORD_COUNT_OFFSET: usize = LEADER_ID_OFFSET + size_of::<u64>();
+pub const RESERVED_OFFSET: usize = RECORD_COUNT_OFFSET + size_of::<u32>();
+/// Size of the fixed header; the first record starts here.
+pub const HEADER_LEN: usize = RESERVED_OFFSET + size_of::<u32>();
+/// The CRC covers everything from here to the end of the batch.
+pub const CRC_START: usize = CRC_OFFSET + size_of::<u32>();
+
+pub const SIGNATURE_LEN: usize = 64;
+/// Per-record framing: the length prefix, then the signature.
+pub const RECORD_LEN_SIZE: usize = size_of::<u32>();
+pub const RECORD_SIGNATURE_OFFSET: usize = RECORD_LEN_SIZE;
+pub const RECORD_ASSERTION_OFFSET: usize = RECORD_SIGNATURE_OFFSET + SIGNATURE_LEN;
+/// The smallest valid record: a signature and an assertion at least as long as its fixed
+/// prefix (version and signer key).
+pub const MIN_RECORD_LEN: usize = RECORD_ASSERTION_OFFSET + SIGNER_RANGE.end;
+
+const _: () = assert!(HEADER_LEN == 48);
+
+/// Batch attribute bits. None are defined yet in version 1; unknown bits are refused so
+/// that a future writer cannot be silently misread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Attributes(u16);
+
+impl Attributes {
+    pub const KNOWN: u16 = 0;
+
+    pub fn bits(self) -> u16 {
+        self.0
+    }
+}
+
+/// Why a buffer is not a valid record batch. Every variant names the byte position, relative
+/// to the start of the batch, where the problem was found.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum BatchError {
+    #[error("batch too short at byte {offset}: need {need} bytes, have {have}")]
+    Short {
+        offset: usize,
+        need: usize,
+        have: usize,
+    },
+    #[error("bad batch magic {found:#010x} at byte {offset}")]
+    BadMagic { offset: usize, found: u32 },
+    #[error("unsupported batch version {found} at byte {offset}")]
+    BadVersion { offset: usize, found: u16 },
+    #[error("batch length field at byte {offset} says {declared} but the buffer holds {actual}")]
+    LengthMismatch {
+        offset: usize,
+        declared: u32,
+        actual: usize,
+    },
+    #[error("batch crc mismatch (stored {stored:#010x}, computed {computed:#010x}) at byte {offset}")]
+    CrcMismatch {
+        offset: usize,
+        stored: u32,
+        computed: u32,
+    },
+    #[error("unknown batch attribute bits {bits:#06x} at byte {offset}")]
+    BadAttributes { offset: usize, bits: u16 },
+    #[error("record {index} at byte {offset} overruns the batch (length {len})")]
+    RecordOverrun {
+        index: u32,
+        offset: usize,
+        len: u32,
+    },
+    #[error("record {index} at byte {offset} is too short ({len} bytes)")]
+    RecordTooShort {
+        index: u32,
+        offset: usize,
+        len: u32,
+    },
+    #[error("batch declares {declared} records but holds {found} (at byte {offset})")]
+    CountMismatch {
+        offset: usize,
+        declared: u32,
+        found: u32,
+    },
+    #[error("batch is empty: a batch carries at least one record")]
+    Empty,
+}
+
+/// The decoded fixed header of a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchHeader {
+    pub length: u32,
+    pub crc: u32,
+    pub attributes: Attributes,
+    pub base_offset: u64,
+    pub base_hlc: u64,
+    pub leader_id: u64,
+    pub record_count: u32,
+}
+
+fn le_u16(b: &[u8], at: usize) -> u16 {
+    u16::from_le_bytes([b[at], b[at + 1]])
+}
+
+fn le_u32(b: &[u8], at: usize) -> u32 {
+    let mut a = [0u8; 4];
+    a.copy_from_slice(&b[at..at + 4]);
+    u32::from_le_bytes(a)
+}
+
+fn le_u64(b: &[u8], at: usize) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[at..at + 8]);
+    u64::from_le_bytes(a)
+}
+
+impl BatchHeader {
+    /// Reads the header fields and checks magic, version, attributes and the reserved word.
+    /// Does not check the length against a buffer or the CRC; see [`validate`].
+    pub fn parse(buf: &[u8]) -> Result<BatchHeader, BatchError> {
+        if buf.len() < HEADER_LEN {
+            return Err(BatchError::Short {
+                offset: 0,
+                need: HEADER_LEN,
+                have: buf.len(),
+            });
+        }
+        let magic = le_u32(buf, MAGIC_OFFSET);
+        if magic != BATCH_MAGIC {
+            return Err(BatchError::BadMagic {
+                offset: MAGIC_OFFSET,
+                found: magic,
+            });
+        }
+        let version = le_u16(buf, VERSION_OFFSET);
+        if version != BATCH_VERSION {
+            return Err(BatchError::BadVersion {
+                offset: VERSION_OFFSET,
+                found: version,
+            });
+        }
+        let attributes = le_u16(buf, ATTRIBUTES_OFFSET);
+        if attributes & !Attributes::KNOWN != 0 || le_u32(buf, RESERVED_OFFSET) != 0 {
+            return Err(BatchError::BadAttributes {
+                offset: ATTRIBUTES_OFFSET,
+                bits: attributes,
+            });
+        }
+        Ok(BatchHeader {
+            length: le_u32(buf, LENGTH_OFFSET),
+            crc: le_u32(buf, CRC_OFFSET),
+            attributes: Attributes(attributes),
+            base_offset: le_u64(buf, BASE_OFFSET_OFFSET),
+            base_hlc: le_u64(buf, BASE_HLC_OFFSET),
+            leader_id: le_u64(buf, LEADER_ID_OFFSET),
+            record_count: le_u32(buf, RECORD_COUNT_OFFSET),
+        })
+    }
+
+    /// Offset one past the last record (`base_offset + record_count`).
+    pub fn end_offset(&self) -> u64 {
+        self.base_offset + u64::from(self.record_count)
+    }
+
+    /// HLC of the last record.
+    pub fn last_hlc(&self) -> u64 {
+        self.base_hlc + u64::from(self.record_count.saturating_sub(1))
+    }
+}
+
+/// Reads just the length field of a batch that starts at `buf[0]`, so a reader can find
+/// where the next batch begins without validating this one. `None` if the header is short.
+pub fn peek_length(buf: &[u8]) -> Option<u32> {
+    (buf.len() >= HEADER_LEN).then(|| le_u32(buf, LENGTH_OFFSET))
+}
+
+/// CRC of everything after the crc field.
+pub fn compute_crc(batch: &[u8]) -> u32 {
+    crc32fast::hash(&batch[CRC_START..])
+}
+
+/// Checks one complete batch occupying all of `buf`: header, length, CRC, and that the
+/// records exactly fill the batch and match the declared count. Never panics.
+pub fn validate(buf: &[u8]) -> Result<BatchHeader, BatchError> {
+    let header = BatchHeader::parse(buf)?;
+    if header.length as usize != buf.len() {
+        return Err(BatchError::LengthMismatch {
+            offset: LENGTH_OFFSET,
+            declared: header.length,
+            actual: buf.len(),
+        });
+    }
+    let computed = compute_crc(buf);
+    if computed != header.crc {
+        return Err(BatchError::CrcMismatch {
+            offset: CRC_OFFSET,
+            stored: header.crc,
+            computed,
+        });
+    }
+    let found = check_records(buf, header.record_count)?;
+    if found == 0 {
+        return Err(BatchError::Empty);
+    }
+    Ok(header)
+}
+
+/// Walks the record framing and returns how many records there are.
+fn check_records(buf: &[u8], declared: u32) -> Result<u32, BatchError> {
+    let mut pos = HEADER_LEN;
+    let mut index = 0u32;
+    while pos < buf.len() {
+        if index == declared {
+            return Err(BatchError::CountMismatch {
+                offset: pos,
+                declared,
+                found: index.saturating_add(1),
+            });
+        }
+        if buf.len() - pos < RECORD_LEN_SIZE {
+            return Err(BatchError::RecordOverrun {
+                index,
+                offset: pos,
+                len: 0,
+            });
+        }
+        let len = le_u32(buf, pos);
+        let total = RECORD_LEN_SIZE as u64 + u64::from(len);
+        if total > (buf.len() - pos) as u64 {
+            return Err(BatchError::RecordOverrun {
+                index,
+                offset: pos,
+                len,
+            });
+        }
+        if (len as usize) < MIN_RECORD_LEN - RECORD_LEN_SIZE {
+            return Err(BatchError::RecordTooShort {
+                index,
+                offset: pos,
+                len,
+            });
+        }
+        pos += total as usize;
+        index += 1;
+    }
+    if index != declared {
+        return Err(BatchError::CountMismatch {
+            offset: pos,
+            declared,
+            found: index,
+        });
+    }
+    Ok(index)
+}
+
+/// Sets `base_offset` and `base_hlc` (and the stamping broker) in place and recomputes the
+/// CRC. Records are not touched. `batch` must already be a valid batch (validated or built).
+pub fn patch_header(batch: &mut [u8], base_offset: u64, base_hlc: u64, leader_id: u64) {
+    batch[BASE_OFFSET_OFFSET..BASE_OFFSET_OFFSET + 8].copy_from_slice(&base_offset.to_le_bytes());
+    batch[BASE_HLC_OFFSET..BASE_HLC_OFFSET + 8].copy_from_slice(&base_hlc.to_le_bytes());
+    batch[LEADER_ID_OFFSET..LEADER_ID_OFFSET + 8].copy_from_slice(&leader_id.to_le_bytes());
+    let crc = compute_crc(batch);
+    batch[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_le_bytes());
+}
+
+/// Sets only `base_offset` and recomputes the CRC (what the log store does on append, D2).
+pub fn patch_base_offset(batch: &mut [u8], base_offset: u64) {
+    batch[BASE_OFFSET_OFFSET..BASE_OFFSET_OFFSET + 8].copy_from_slice(&base_offset.to_le_bytes());
+    let crc = compute_crc(batch);
+    batch[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_le_bytes());
+}
+
+/// A validated record batch: a zero-copy view over its bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordBatch {
+    header: BatchHeader,
+    bytes: Bytes,
+}
+
+impl RecordBatch {
+    /// Validates `bytes` as exactly one batch.
+    pub fn new(bytes: Bytes) -> Result<RecordBatch, BatchError> {
+        let header = validate(&bytes)?;
+        Ok(RecordBatch { header, bytes })
+    }
+
+    /// Splits a buffer of concatenated batches (a fetch response, a segment read) into
+    /// validated batches. A batch cut short at the end of the buffer is not an error — a byte
+    /// budget may end mid-batch — and is returned as `Ok` of what came before it; any other
+    /// damage is an error with the position of the batch in the buffer.
+    pub fn split_all(buf: &Bytes) -> BatchIter {
+        BatchIter {
+            buf: buf.clone(),
+            pos: 0,
+        }
+    }
+
+    pub fn header(&self) -> &BatchHeader {
+        &self.header
+    }
+
+    pub fn base_offset(&self) -> u64 {
+        self.header.base_offset
+    }
+
+    pub fn base_hlc(&self) -> u64 {
+        self.header.base_hlc
+    }
+
+    pub fn record_count(&self) -> u32 {
+        self.header.record_count
+    }
+
+    pub fn end_offset(&self) -> u64 {
+        self.header.end_offset()
+    }
+
+    pub fn as_bytes(&self) -> &Bytes {
+        &self.bytes
+    }
+
+    pub fn into_bytes(self) -> Bytes {
+        self.bytes
+    }
+
+    /// Iterates the records without allocating.
+    pub fn records(&self) -> Records<'_> {
+        Records {
+            buf: &self.bytes,
+            pos: HEADER_LEN,
+            index: 0,
+            base_offset: self.header.base_offset,
+            base_hlc: self.header.base_hlc,
+        }
+    }
+}
+
+/// Iterator over concatenated batches; see [`RecordBatch::split_all`].
+#[derive(Debug, Clone)]
+pub struct BatchIter {
+    buf: Bytes,
+    pos: usize,
+}
+
+impl Iterator for BatchIter {
+    type Item = Result<RecordBatch, (usize, BatchError)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let rest = &self.buf[self.pos..];
+        let len = peek_length(rest)? as usize;
+        if len > rest.len() {
+            return None;
+        }
+        let at = self.pos;
+        if len < HEADER_LEN {
+            self.pos = self.buf.len();
+            return Some(Err((
+                at,
+                BatchError::LengthMismatch {
+                    offset: LENGTH_OFFSET,
+                    declared: len as u32,
+                    actual: rest.len(),
+                },
+            )));
+        }
+        self.pos += len;
+        Some(RecordBatch::new(self.buf.slice(at..at + len)).map_err(|e| {
+            self.pos = self.buf.len();
+            (at, e)
+        }))
+    }
+}
+
+/// One record inside a batch, borrowed from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordRef<'a> {
+    /// Position of the record in its batch, from 0.
+    pub index: u32,
+    /// `base_offset + index`.
+    pub offset: u64,
+    /// `base_hlc + index`.
+    pub hlc: u64,
+    /// The signature over the assertion's id.
+    pub signature: &'a [u8; SIGNATURE_LEN],
+    /// The canonical assertion bytes (the id is their BLAKE3 hash).
+    pub assertion: &'a [u8],
+}
+
+impl<'a> RecordRef<'a> {
+    /// The signer's Ed25519 public key, sliced from the assertion.
+    pub fn signer(&self) -> &'a [u8; 32] {
+        self.assertion[SIGNER_RANGE]
+            .try_into()
+            .expect("validated records hold the fixed assertion prefix")
+    }
+
+    /// The content id: BLAKE3 of the canonical assertion bytes.
+    pub fn id(&self) -> crate::AssertionId {
+        crate::AssertionId::of(self.assertion)
+    }
+}
+
+/// Iterator over the records of a [`RecordBatch`].
+#[derive(Debug, Clone)]
+pub struct Records<'a> {
+    buf: &'a [u8],
+    pos: usize,
+    index: u32,
+    base_offset: u64,
+    base_hlc: u64,
+}
+
+impl<'a> Iterator for Records<'a> {
+    type Item = RecordRef<'a>;
+
+    fn next(&mut self) -> Option<RecordRef<'a>> {
+        if self.pos >= self.buf.len() {
+            return None;
+        }
+        // The batch was validated on construction, so the framing is known to be sound.
+        let len = le_u32(self.buf, self.pos) as usize;
+        let start = self.pos + RECORD_LEN_SIZE;
+        let end = start + len;
+        let record = &self.buf[self.pos..end];
+        self.pos = end;
+        let index = self.index;
+        self.index += 1;
+        Some(RecordRef {
+            index,
+            offset: self.base_offset + u64::from(index),
+            hlc: self.base_hlc + u64::from(index),
+            signature: record[RECORD_SIGNATURE_OFFSET..RECORD_ASSERTION_OFFSET]
+                .try_into()
+                .expect("slice is SIGNATURE_LEN long"),
+            assertion: &record[RECORD_ASSERTION_OFFSET..],
+        })
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let left = (self.buf.len() > self.pos) as usize;
+        (left, None)
+    }
+}
+
+/// Builds a batch on the client side: push signed records, then [`finish`](Self::finish).
+/// The header's base offset and HLC are left zero for the broker to set.
+#[derive(Debug)]
+pub struct BatchBuilder {
+    buf: BytesMut,
+    count: u32,
+}
+
+impl Default for BatchBuilder {
+    fn default() -> Self {
+        Self::with_capacity(16 * 1024)
+    }
+}
+
+impl BatchBuilder {
+    pub fn with_capacity(bytes: usize) -> Self {
+        let mut buf = BytesMut::with_capacity(bytes.max(HEADER_LEN));
+        buf.put_bytes(0, HEADER_LEN);
+        BatchBuilder { buf, count: 0 }
+    }
+
+    /// Appends a signed assertion.
+    pub fn push(&mut self, assertion: &SignedAssertion) {
+        self.push_raw(assertion.canonical(), &assertion.signature().to_bytes());
+    }
+
+    /// Appends a record from its canonical assertion bytes and signature.
+    pub fn push_raw(&mut self, canonical: &[u8], signature: &[u8; SIGNATURE_LEN]) {
+        let len = u32::try_from(SIGNATURE_LEN + canonical.len()).expect("assertion fits u32");
+        self.buf.reserve(RECORD_LEN_SIZE + len as usize);
+        self.buf.put_u32_le(len);
+        self.buf.put_slice(signature);
+        self.buf.put_slice(canonical);
+        self.count += 1;
+    }
+
+    pub fn len(&self) -> u32 {
+        self.count
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Bytes the batch will take, header included.
+    pub fn size_bytes(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Writes the header and returns the finished batch.
+    pub fn finish(mut self) -> Bytes {
+        let length = u32::try_from(self.buf.len()).expect("batch fits u32");
+        let h = &mut self.buf[..HEADER_LEN];
+        h[MAGIC_OFFSET..LENGTH_OFFSET].copy_from_slice(&BATCH_MAGIC.to_le_bytes());
+        h[LENGTH_OFFSET..CRC_OFFSET].copy_from_slice(&length.to_le_bytes());
+        h[VERSION_OFFSET..ATTRIBUTES_OFFSET].copy_from_slice(&BATCH_VERSION.to_le_bytes());
+        h[RECORD_COUNT_OFFSET..RESERVED_OFFSET].copy_from_slice(&self.count.to_le_bytes());
+        let crc = compute_crc(&self.buf);
+        self.buf[CRC_OFFSET..CRC_START].copy_from_slice(&crc.to_le_bytes());
+        self.buf.freeze()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::assertion::tests::sample_signed;
+
+    fn sample_batch(n: usize) -> Bytes {
+        let mut b = BatchBuilder::default();
+        for i in 0..n {
+            b.push(&sample_signed(i as u64));
+        }
+        b.finish()
+    }
+
+    #[test]
+    fn roundtrip_builder_and_view() {
+        let bytes = sample_batch(5);
+        let batch = RecordBatch::new(bytes).unwrap();
+        assert_eq!(batch.record_count(), 5);
+        let recs: Vec<_> = batch.records().collect();
+        assert_eq!(recs.len(), 5);
+        for (i, r) in recs.iter().enumerate() {
+            let expect = sample_signed(i as u64);
+            assert_eq!(r.assertion, expect.canonical());
+            assert_eq!(r.signature, &expect.signature().to_bytes());
+            assert_eq!(r.signer(), expect.signer());
+            assert_eq!(r.id(), expect.id());
+        }
+    }
+
+    #[test]
+    fn patch_sets_offsets_and_keeps_records() {
+        let bytes = sample_batch(3);
+        let mut buf = bytes.to_vec();
+        patch_header(&mut buf, 1000, 77, 3);
+        assert_eq!(&buf[HEADER_LEN..], &bytes[HEADER_LEN..]);
+        let batch = RecordBatch::new(Bytes::from(buf)).unwrap();
+        assert_eq!(batch.base_offset(), 1000);
+        assert_eq!(batch.header().leader_id, 3);
+        let r: Vec<_> = batch.records().map(|r| (r.offset, r.hlc)).collect();
+        assert_eq!(r, vec![(1000, 77), (1001, 78), (1002, 79)]);
+        let mut again = batch.as_bytes().to_vec();
+        patch_base_offset(&mut again, 5);
+        assert_eq!(validate(&again).unwrap().base_offset, 5);
+    }
+
+    #[test]
+    fn rejects_bad_magic_short_and_crc() {
+        let bytes = sample_batch(2);
+        assert!(matches!(
+            validate(&bytes[..10]),
+            Err(BatchError::Short { .. })
+        ));
+        let mut b = bytes.to_vec();
+        b[0] ^= 1;
+        assert!(matches!(
+            validate(&b),
+            Err(BatchError::BadMagic { offset: 0, .. })
+        ));
+        let mut b = bytes.to_vec();
+        let last = b.len() - 1;
+        b[last] ^= 0x40;
+        assert!(matches!(
+            validate(&b),
+            Err(BatchError::CrcMismatch { offset: 8, .. })
+        ));
+        assert!(matches!(
+            validate(&bytes[..bytes.len() - 1]),
+            Err(BatchError::LengthMismatch { .. })
+        ));
+    }
+
+    fn with_fixed_crc(mut b: Vec<u8>) -> Vec<u8> {
+        let crc = compute_crc(&b);
+        b[CRC_OFFSET..CRC_START].copy_from_slice(&crc.to_le_bytes());
+        b
+    }
+
+    #[test]
+    fn rejects_count_mismatch_and_overrun_even_with_good_crc() {
+        let bytes = sample_batch(2);
+        let mut b = bytes.to_vec();
+        b[RECORD_COUNT_OFFSET] = 3;
+        let b = with_fixed_crc(b);
+        assert!(matches!(
+            validate(&b),
+            Err(BatchError::CountMismatch {
+                declared: 3,
+                found: 2,
+                ..
+            })
+        ));
+        let mut b = bytes.to_vec();
+        b[RECORD_COUNT_OFFSET] = 1;
+        assert!(matches!(
+            validate(&with_fixed_crc(b)),
+            Err(BatchError::CountMismatch { declared: 1, .. })
+        ));
+        let mut b = bytes.to_vec();
+        b[HEADER_LEN..HEADER_LEN + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(matches!(
+            validate(&with_fixed_crc(b)),
+            Err(BatchError::RecordOverrun {
+                index: 0,
+                offset: HEADER_LEN,
+                ..
+            })
+        ));
+        let mut b = bytes.to_vec();
+        b[HEADER_LEN..HEADER_LEN + 4].copy_from_slice(&3u32.to_le_bytes());
+        assert!(matches!(
+            validate(&with_fixed_crc(b)),
+            Err(BatchError::RecordTooShort { index: 0, .. })
+        ));
+    }
+
+    #[test]
+    fn split_all_stops_at_partial_tail() {
+        let a = sample_batch(2);
+        let b = sample_batch(3);
+        let mut all = a.to_vec();
+        all.extend_from_slice(&b);
+        all.extend_from_slice(&a[..20]);
+        let all = Bytes::from(all);
+        let got: Vec<_> = RecordBatch::split_all(&all)
+            .map(|r| r.unwrap().record_count())
+            .collect();
+        assert_eq!(got, vec![2, 3]);
+    }
+
+    #[test]
+    fn header_offsets_match_diagram() {
+        assert_eq!(
+            (
+                LENGTH_OFFSET,
+                CRC_OFFSET,
+                VERSION_OFFSET,
+                ATTRIBUTES_OFFSET,
+                BASE_OFFSET_OFFSET,
+                BASE_HLC_OFFSET,
+                LEADER_ID_OFFSET,
+                RECORD_COUNT_OFFSET,
+                RESERVED_OFFSET
+            ),
+            (4, 8, 12, 14, 16, 24, 32, 40, 44)
+        );
+    }
+}

@@ -1,0 +1,309 @@
+//! Little-endian primitives shared by every message: a bounds-checked [`Reader`] over
+//! [`Bytes`] and the `put_*` helpers that write the same shapes.
+//!
+//! Shapes used throughout the message layouts:
+//!
+//! ```text
+//! u8 | u16 | u32 | u64 | i64 | f64          fixed width, little-endian
+//! string  = u16 length, UTF-8 bytes          (names: topics, groups, members)
+//! bytes32 = u32 length, bytes                (opaque payloads, record batches)
+//! [T]     = u32 count, count x T             (count is checked against what remains)
+//! opt<T>  = u8 0 | u8 1, T
+//! ```
+//!
+//! The reader never allocates more than the frame it reads from: lengths and counts are
+//! checked against the bytes that remain before anything is reserved, and byte fields are
+//! returned as zero-copy slices of the frame.
+
+use bytes::{BufMut, Bytes};
+
+/// Why a byte sequence could not be decoded. Every variant names the byte position
+/// (relative to the start of the buffer being decoded) where decoding stopped.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DecodeError {
+    /// The buffer ended before a field did.
+    #[error("unexpected end of input at byte {offset}: need {need} bytes, have {have}")]
+    UnexpectedEof {
+        offset: usize,
+        need: usize,
+        have: usize,
+    },
+    /// A count or length field promises more than the buffer can hold.
+    #[error("length field at byte {offset} says {len}, but only {remaining} bytes remain")]
+    LengthOverrun {
+        offset: usize,
+        len: u64,
+        remaining: usize,
+    },
+    /// A string field is not UTF-8.
+    #[error("field at byte {offset} is not valid UTF-8")]
+    InvalidUtf8 { offset: usize },
+    /// An enum tag or flag has a value this version does not know.
+    #[error("invalid {what} tag {tag} at byte {offset}")]
+    InvalidTag {
+        what: &'static str,
+        tag: u64,
+        offset: usize,
+    },
+    /// A field holds a value outside its domain (e.g. a NaN float).
+    #[error("invalid {what} at byte {offset}")]
+    InvalidValue { what: &'static str, offset: usize },
+    /// Bytes were left over after the last field.
+    #[error("{extra} trailing bytes after the last field at byte {offset}")]
+    TrailingBytes { offset: usize, extra: usize },
+}
+
+/// A cursor over a [`Bytes`] buffer. Byte fields come out as slices of the same
+/// allocation, so decoding a fetch response does not copy its record batches.
+#[derive(Debug, Clone)]
+pub struct Reader {
+    buf: Bytes,
+    pos: usize,
+}
+
+impl Reader {
+    pub fn new(buf: Bytes) -> Self {
+        Reader { buf, pos: 0 }
+    }
+
+    /// Byte position of the next field.
+    pub fn position(&self) -> usize {
+        self.pos
+    }
+
+    pub fn remaining(&self) -> usize {
+        self.buf.len() - self.pos
+    }
+
+    /// Fails unless every byte was consumed.
+    pub fn finish(&self) -> Result<(), DecodeError> {
+        match self.remaining() {
+            0 => Ok(()),
+            extra => Err(DecodeError::TrailingBytes {
+                offset: self.pos,
+                extra,
+            }),
+        }
+    }
+
+    fn take(&mut self, need: usize) -> Result<&[u8], DecodeError> {
+        let have = self.remaining();
+        if need > have {
+            return Err(DecodeError::UnexpectedEof {
+                offset: self.pos,
+                need,
+                have,
+            });
+        }
+        let start = self.pos;
+        self.pos += need;
+        Ok(&self.buf[start..start + need])
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], DecodeError> {
+        let mut out = [0u8; N];
+        out.copy_from_slice(self.take(N)?);
+        Ok(out)
+    }
+
+    pub fn u8(&mut self) -> Result<u8, DecodeError> {
+        Ok(self.array::<1>()?[0])
+    }
+
+    pub fn u16(&mut self) -> Result<u16, DecodeError> {
+        self.array().map(u16::from_le_bytes)
+    }
+
+    pub fn u32(&mut self) -> Result<u32, DecodeError> {
+        self.array().map(u32::from_le_bytes)
+    }
+
+    pub fn u64(&mut self) -> Result<u64, DecodeError> {
+        self.array().map(u64::from_le_bytes)
+    }
+
+    pub fn i64(&mut self) -> Result<i64, DecodeError> {
+        self.array().map(i64::from_le_bytes)
+    }
+
+    pub fn bytes32_fixed(&mut self) -> Result<[u8; 32], DecodeError> {
+        self.array()
+    }
+
+    /// A boolean stored as one byte, 0 or 1; anything else is refused.
+    pub fn bool(&mut self) -> Result<bool, DecodeError> {
+        let offset = self.pos;
+        match self.u8()? {
+            0 => Ok(false),
+            1 => Ok(true),
+            tag => Err(DecodeError::InvalidTag {
+                what: "bool",
+                tag: tag.into(),
+                offset,
+            }),
+        }
+    }
+
+    /// `n` raw bytes as a zero-copy slice.
+    pub fn slice(&mut self, n: usize) -> Result<Bytes, DecodeError> {
+        let start = self.pos;
+        self.take(n)?;
+        Ok(self.buf.slice(start..start + n))
+    }
+
+    fn checked_len(&mut self, len: u64, at: usize) -> Result<usize, DecodeError> {
+        let remaining = self.remaining();
+        match usize::try_from(len) {
+            Ok(n) if n <= remaining => Ok(n),
+            _ => Err(DecodeError::LengthOverrun {
+                offset: at,
+                len,
+                remaining,
+            }),
+        }
+    }
+
+    /// `string`: u16 length, then UTF-8.
+    pub fn string(&mut self) -> Result<String, DecodeError> {
+        let at = self.pos;
+        let len = self.u16()?;
+        let len = self.checked_len(len.into(), at)?;
+        let start = self.pos;
+        let raw = self.take(len)?;
+        std::str::from_utf8(raw)
+            .map(str::to_owned)
+            .map_err(|_| DecodeError::InvalidUtf8 { offset: start })
+    }
+
+    /// `bytes32`: u32 length, then the bytes, as a zero-copy slice.
+    pub fn bytes(&mut self) -> Result<Bytes, DecodeError> {
+        let at = self.pos;
+        let len = self.u32()?;
+        let len = self.checked_len(len.into(), at)?;
+        self.slice(len)
+    }
+
+    /// `[T]`: u32 count, then the elements. `min_size` is the fewest bytes one element can
+    /// take; the count is checked against it before anything is reserved.
+    pub fn vec<T>(
+        &mut self,
+        min_size: usize,
+        mut item: impl FnMut(&mut Reader) -> Result<T, DecodeError>,
+    ) -> Result<Vec<T>, DecodeError> {
+        let at = self.pos;
+        let count = u64::from(self.u32()?);
+        let bound = self.remaining() / min_size.max(1);
+        if count > bound as u64 {
+            return Err(DecodeError::LengthOverrun {
+                offset: at,
+                len: count,
+                remaining: self.remaining(),
+            });
+        }
+        let mut out = Vec::with_capacity(count as usize);
+        for _ in 0..count {
+            out.push(item(self)?);
+        }
+        Ok(out)
+    }
+
+    /// `opt<T>`: a one-byte presence flag, then T if present.
+    pub fn option<T>(
+        &mut self,
+        item: impl FnOnce(&mut Reader) -> Result<T, DecodeError>,
+    ) -> Result<Option<T>, DecodeError> {
+        if self.bool()? {
+            item(self).map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+}
+
+/// Writes a `string`. Names longer than `u16::MAX` bytes are a programming error on the
+/// encoding side; callers validate names (see [`crate::MAX_NAME_LEN`]) before they get here.
+pub fn put_string(buf: &mut impl BufMut, s: &str) {
+    let len = u16::try_from(s.len()).expect("names are validated to fit a u16 length");
+    buf.put_u16_le(len);
+    buf.put_slice(s.as_bytes());
+}
+
+/// Writes a `bytes32`.
+pub fn put_bytes(buf: &mut impl BufMut, b: &[u8]) {
+    let len = u32::try_from(b.len()).expect("payloads are bounded by the frame limit");
+    buf.put_u32_le(len);
+    buf.put_slice(b);
+}
+
+/// Writes the count of a `[T]`.
+pub fn put_count(buf: &mut impl BufMut, n: usize) {
+    let n = u32::try_from(n).expect("collections are bounded by the frame limit");
+    buf.put_u32_le(n);
+}
+
+pub fn put_bool(buf: &mut impl BufMut, b: bool) {
+    buf.put_u8(u8::from(b));
+}
+
+/// Writes an `opt<T>`.
+pub fn put_option<B: BufMut, T>(buf: &mut B, v: Option<&T>, item: impl FnOnce(&mut B, &T)) {
+    match v {
+        Some(v) => {
+            buf.put_u8(1);
+            item(buf, v);
+        }
+        None => buf.put_u8(0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn truncated_field_names_position() {
+        let mut r = Reader::new(Bytes::from_static(&[1, 2, 3]));
+        assert_eq!(r.u16(), Ok(0x0201));
+        assert_eq!(
+            r.u32(),
+            Err(DecodeError::UnexpectedEof {
+                offset: 2,
+                need: 4,
+                have: 1
+            })
+        );
+    }
+
+    #[test]
+    fn rejects_count_larger_than_buffer() {
+        let mut buf = Vec::new();
+        put_count(&mut buf, 1_000_000_000);
+        let mut r = Reader::new(Bytes::from(buf));
+        let err = r.vec(8, Reader::u64).unwrap_err();
+        assert!(matches!(err, DecodeError::LengthOverrun { offset: 0, .. }));
+    }
+
+    #[test]
+    fn rejects_bad_utf8_and_bool() {
+        let mut r = Reader::new(Bytes::from_static(&[2, 0, 0xff, 0xfe]));
+        assert_eq!(r.string(), Err(DecodeError::InvalidUtf8 { offset: 2 }));
+        let mut r = Reader::new(Bytes::from_static(&[7]));
+        assert!(matches!(r.bool(), Err(DecodeError::InvalidTag { .. })));
+    }
+
+    #[test]
+    fn roundtrip_shapes() {
+        let mut buf = Vec::new();
+        put_string(&mut buf, "topic");
+        put_bytes(&mut buf, b"payload");
+        put_option(&mut buf, Some(&9u64), |b, v| b.put_u64_le(*v));
+        put_option::<_, u64>(&mut buf, None, |b, v| b.put_u64_le(*v));
+        let mut r = Reader::new(Bytes::from(buf));
+        assert_eq!(r.string().unwrap(), "topic");
+        assert_eq!(&r.bytes().unwrap()[..], b"payload");
+        assert_eq!(r.option(Reader::u64).unwrap(), Some(9));
+        assert_eq!(r.option(Reader::u64).unwrap(), None);
+        r.finish().unwrap();
+    }
+}
