@@ -200,7 +200,10 @@ impl<'de> Deserialize<'de> for Value {
             fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Value, E> {
                 Ok(Value::Boolean(v))
             }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Value, A::Error> {
                 use serde::de::Error;
                 let key: String = map
                     .next_key()?
@@ -641,7 +644,11 @@ impl BatchVerifier {
         Ok(())
     }
 
-    fn verify_chunk(&mut self, base: usize, chunk: &[(&[u8], &[u8; 64])]) -> Result<(), VerifyError> {
+    fn verify_chunk(
+        &mut self,
+        base: usize,
+        chunk: &[(&[u8], &[u8; 64])],
+    ) -> Result<(), VerifyError> {
         self.ids.clear();
         self.keys.clear();
         self.sigs.clear();
@@ -843,8 +850,8 @@ pub(crate) mod tests {
         let mut bad = sigs.clone();
         bad[97][5] ^= 0x10;
         bad[120][5] ^= 0x10;
-        let err = verify_batch(signed.iter().zip(&bad).map(|(s, g)| (s.canonical(), g)))
-            .unwrap_err();
+        let err =
+            verify_batch(signed.iter().zip(&bad).map(|(s, g)| (s.canonical(), g))).unwrap_err();
         assert_eq!(err.index, 97);
     }
 
@@ -858,8 +865,8 @@ pub(crate) mod tests {
         let sig = [0u8; 64];
         let good = sample_signed(2);
         let good_sig = good.signature().to_bytes();
-        let err = verify_batch([(good.canonical(), &good_sig), (&canonical[..], &sig)])
-            .unwrap_err();
+        let err =
+            verify_batch([(good.canonical(), &good_sig), (&canonical[..], &sig)]).unwrap_err();
         assert_eq!(err.index, 1);
         assert_eq!(err.reason, AssertionError::WeakKey);
     }

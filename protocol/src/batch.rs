@@ -104,7 +104,9 @@ pub enum BatchError {
         declared: u32,
         actual: usize,
     },
-    #[error("batch crc mismatch (stored {stored:#010x}, computed {computed:#010x}) at byte {offset}")]
+    #[error(
+        "batch crc mismatch (stored {stored:#010x}, computed {computed:#010x}) at byte {offset}"
+    )]
     CrcMismatch {
         offset: usize,
         stored: u32,
@@ -113,17 +115,9 @@ pub enum BatchError {
     #[error("unknown batch attribute bits {bits:#06x} at byte {offset}")]
     BadAttributes { offset: usize, bits: u16 },
     #[error("record {index} at byte {offset} overruns the batch (length {len})")]
-    RecordOverrun {
-        index: u32,
-        offset: usize,
-        len: u32,
-    },
+    RecordOverrun { index: u32, offset: usize, len: u32 },
     #[error("record {index} at byte {offset} is too short ({len} bytes)")]
-    RecordTooShort {
-        index: u32,
-        offset: usize,
-        len: u32,
-    },
+    RecordTooShort { index: u32, offset: usize, len: u32 },
     #[error("batch declares {declared} records but holds {found} (at byte {offset})")]
     CountMismatch {
         offset: usize,

@@ -15,12 +15,23 @@
 
 pub mod assertion;
 pub mod batch;
+pub mod codec;
+pub mod error;
+pub mod frame;
+pub mod messages;
 pub mod partition;
 pub mod wire;
 
 pub use assertion::{Assertion, AssertionError, AssertionId, SignedAssertion, Value};
 pub use batch::{BatchBuilder, BatchError, BatchHeader, RecordBatch, RecordRef};
+pub use codec::FrameCodec;
+pub use error::{ApiError, ErrorCode, LeaderHint};
+pub use frame::{Frame, FrameHeader};
+pub use messages::{ApiKey, Request, RequestBody, Response};
 pub use partition::partition_for;
 
 /// Re-exported so users sign with the same Ed25519 types the protocol verifies with.
 pub use ed25519_dalek::{SigningKey, VerifyingKey};
+
+/// The longest topic, group or member name, in bytes. Names travel as `string` (u16 length).
+pub const MAX_NAME_LEN: usize = 255;

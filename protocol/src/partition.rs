@@ -73,6 +73,9 @@ mod tests {
         for i in 0..32_000 {
             counts[partition_for(&format!("k{i}"), p) as usize] += 1;
         }
-        assert!(counts.iter().all(|&c| (1700..2300).contains(&c)), "{counts:?}");
+        assert!(
+            counts.iter().all(|&c| (1700..2300).contains(&c)),
+            "{counts:?}"
+        );
     }
 }

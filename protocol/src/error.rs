@@ -1,0 +1,389 @@
+//! Error codes and the errors a broker answers with.
+//!
+//! Every response body starts with a `u16` [`ErrorCode`]. `0` ([`ErrorCode::None`]) is
+//! followed by the typed response; any other code is followed by the [`ApiError`]'s context
+//! fields (per variant, below) and then a human-readable `string` message:
+//!
+//! ```text
+//! +------------+---------------------------------+------------------+
+//! | code u16   | context (depends on the code)   | message: string  |
+//! +------------+---------------------------------+------------------+
+//!
+//! NotLeader          opt<leader_id u64, leader_addr string>
+//! OffsetOutOfRange   log_start u64, high_watermark u64
+//! InvalidSignature   record u32
+//! WrongPartition     record u32, expected u32
+//! ClockSkew          broker_now u64 (HLC, NTP64)
+//! UnsupportedVersion api_key u16, min u16, max u16
+//! FrameTooLarge      size u64, max u64
+//! Throttled          retry_after_ms u32
+//! FencedMember       current_epoch u32
+//! (all others)       nothing
+//! ```
+
+use bytes::{BufMut, BytesMut};
+
+use crate::wire::{DecodeError, Reader, put_option, put_string};
+
+/// Wire error codes. Stable: new codes are only ever appended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u16)]
+#[non_exhaustive]
+pub enum ErrorCode {
+    None = 0,
+    Unknown = 1,
+    CorruptFrame = 2,
+    UnsupportedVersion = 3,
+    FrameTooLarge = 4,
+    InvalidRequest = 5,
+    UnknownTopic = 6,
+    TopicExists = 7,
+    UnknownPartition = 8,
+    NotLeader = 9,
+    OffsetOutOfRange = 10,
+    InvalidSignature = 11,
+    WrongPartition = 12,
+    ClockSkew = 13,
+    CorruptBatch = 14,
+    InvalidAssertion = 15,
+    Throttled = 16,
+    Timeout = 17,
+    Storage = 18,
+    NotEnoughReplicas = 19,
+    ShuttingDown = 20,
+    UnknownGroup = 21,
+    UnknownMember = 22,
+    FencedMember = 23,
+    GroupNotEmpty = 24,
+    NotCoordinator = 25,
+    Internal = 26,
+}
+
+impl ErrorCode {
+    const ALL: [ErrorCode; 27] = [
+        ErrorCode::None,
+        ErrorCode::Unknown,
+        ErrorCode::CorruptFrame,
+        ErrorCode::UnsupportedVersion,
+        ErrorCode::FrameTooLarge,
+        ErrorCode::InvalidRequest,
+        ErrorCode::UnknownTopic,
+        ErrorCode::TopicExists,
+        ErrorCode::UnknownPartition,
+        ErrorCode::NotLeader,
+        ErrorCode::OffsetOutOfRange,
+        ErrorCode::InvalidSignature,
+        ErrorCode::WrongPartition,
+        ErrorCode::ClockSkew,
+        ErrorCode::CorruptBatch,
+        ErrorCode::InvalidAssertion,
+        ErrorCode::Throttled,
+        ErrorCode::Timeout,
+        ErrorCode::Storage,
+        ErrorCode::NotEnoughReplicas,
+        ErrorCode::ShuttingDown,
+        ErrorCode::UnknownGroup,
+        ErrorCode::UnknownMember,
+        ErrorCode::FencedMember,
+        ErrorCode::GroupNotEmpty,
+        ErrorCode::NotCoordinator,
+        ErrorCode::Internal,
+    ];
+}
+
+/// A code this version does not know.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("unknown error code {0}")]
+pub struct UnknownErrorCode(pub u16);
+
+impl TryFrom<u16> for ErrorCode {
+    type Error = UnknownErrorCode;
+
+    fn try_from(v: u16) -> Result<ErrorCode, UnknownErrorCode> {
+        ErrorCode::ALL
+            .get(usize::from(v))
+            .copied()
+            .ok_or(UnknownErrorCode(v))
+    }
+}
+
+/// Where the leader is, so the client can go straight to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaderHint {
+    pub node_id: u64,
+    pub addr: String,
+}
+
+/// An error a broker answers a request with, carrying what the client needs to recover.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ApiError {
+    #[error("not the leader{}: {message}", leader.as_ref().map(|l| format!(" (leader is {} at {})", l.node_id, l.addr)).unwrap_or_default())]
+    NotLeader {
+        leader: Option<LeaderHint>,
+        message: String,
+    },
+    #[error("offset out of range: the log holds [{log_start}, {high_watermark})")]
+    OffsetOutOfRange { log_start: u64, high_watermark: u64 },
+    #[error("record {record} has an invalid signature: {message}")]
+    InvalidSignature { record: u32, message: String },
+    #[error("record {record} belongs to partition {expected}")]
+    WrongPartition { record: u32, expected: u32 },
+    #[error("causality token is beyond the allowed clock skew (broker clock {broker_now})")]
+    ClockSkew { broker_now: u64 },
+    #[error("api {api_key} supports versions {min}..={max}")]
+    UnsupportedVersion { api_key: u16, min: u16, max: u16 },
+    #[error("frame of {size} bytes exceeds the limit of {max}")]
+    FrameTooLarge { size: u64, max: u64 },
+    #[error("throttled: retry after {retry_after_ms} ms")]
+    Throttled { retry_after_ms: u32 },
+    #[error("member fenced (group epoch is now {current_epoch}): {message}")]
+    FencedMember { current_epoch: u32, message: String },
+    /// Any other code, with its message.
+    #[error("{code:?}: {message}")]
+    Other { code: ErrorCode, message: String },
+}
+
+impl ApiError {
+    /// Shorthand for the errors that carry only a message.
+    pub fn other(code: ErrorCode, message: impl Into<String>) -> ApiError {
+        ApiError::Other {
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            ApiError::NotLeader { .. } => ErrorCode::NotLeader,
+            ApiError::OffsetOutOfRange { .. } => ErrorCode::OffsetOutOfRange,
+            ApiError::InvalidSignature { .. } => ErrorCode::InvalidSignature,
+            ApiError::WrongPartition { .. } => ErrorCode::WrongPartition,
+            ApiError::ClockSkew { .. } => ErrorCode::ClockSkew,
+            ApiError::UnsupportedVersion { .. } => ErrorCode::UnsupportedVersion,
+            ApiError::FrameTooLarge { .. } => ErrorCode::FrameTooLarge,
+            ApiError::Throttled { .. } => ErrorCode::Throttled,
+            ApiError::FencedMember { .. } => ErrorCode::FencedMember,
+            ApiError::Other { code, .. } => *code,
+        }
+    }
+
+    /// Whether the same request may succeed if sent again (perhaps to another broker).
+    /// Produce retries are safe because content ids make them idempotent.
+    pub fn is_retriable(&self) -> bool {
+        matches!(
+            self.code(),
+            ErrorCode::NotLeader
+                | ErrorCode::Throttled
+                | ErrorCode::Timeout
+                | ErrorCode::NotEnoughReplicas
+                | ErrorCode::ShuttingDown
+                | ErrorCode::NotCoordinator
+                | ErrorCode::UnknownPartition
+        )
+    }
+
+    fn message(&self) -> &str {
+        match self {
+            ApiError::NotLeader { message, .. }
+            | ApiError::InvalidSignature { message, .. }
+            | ApiError::FencedMember { message, .. }
+            | ApiError::Other { message, .. } => message,
+            _ => "",
+        }
+    }
+
+    /// Writes the code, context fields and message.
+    pub fn encode(&self, buf: &mut BytesMut) {
+        buf.put_u16_le(self.code() as u16);
+        match self {
+            ApiError::NotLeader { leader, .. } => {
+                put_option(buf, leader.as_ref(), |b, l| {
+                    b.put_u64_le(l.node_id);
+                    put_string(b, &l.addr);
+                });
+            }
+            ApiError::OffsetOutOfRange {
+                log_start,
+                high_watermark,
+            } => {
+                buf.put_u64_le(*log_start);
+                buf.put_u64_le(*high_watermark);
+            }
+            ApiError::InvalidSignature { record, .. } => buf.put_u32_le(*record),
+            ApiError::WrongPartition { record, expected } => {
+                buf.put_u32_le(*record);
+                buf.put_u32_le(*expected);
+            }
+            ApiError::ClockSkew { broker_now } => buf.put_u64_le(*broker_now),
+            ApiError::UnsupportedVersion { api_key, min, max } => {
+                buf.put_u16_le(*api_key);
+                buf.put_u16_le(*min);
+                buf.put_u16_le(*max);
+            }
+            ApiError::FrameTooLarge { size, max } => {
+                buf.put_u64_le(*size);
+                buf.put_u64_le(*max);
+            }
+            ApiError::Throttled { retry_after_ms } => buf.put_u32_le(*retry_after_ms),
+            ApiError::FencedMember { current_epoch, .. } => buf.put_u32_le(*current_epoch),
+            ApiError::Other { .. } => {}
+        }
+        let msg = self.message();
+        put_string(buf, truncate_utf8(msg, u16::MAX as usize));
+    }
+
+    /// Reads the context fields and message that follow a non-zero `code`.
+    pub fn decode(code: ErrorCode, r: &mut Reader) -> Result<ApiError, DecodeError> {
+        let err = match code {
+            ErrorCode::NotLeader => {
+                let leader = r.option(|r| {
+                    Ok(LeaderHint {
+                        node_id: r.u64()?,
+                        addr: r.string()?,
+                    })
+                })?;
+                ApiError::NotLeader {
+                    leader,
+                    message: r.string()?,
+                }
+            }
+            ErrorCode::OffsetOutOfRange => ApiError::OffsetOutOfRange {
+                log_start: r.u64()?,
+                high_watermark: r.u64()?,
+            },
+            ErrorCode::InvalidSignature => ApiError::InvalidSignature {
+                record: r.u32()?,
+                message: r.string()?,
+            },
+            ErrorCode::WrongPartition => ApiError::WrongPartition {
+                record: r.u32()?,
+                expected: r.u32()?,
+            },
+            ErrorCode::ClockSkew => ApiError::ClockSkew {
+                broker_now: r.u64()?,
+            },
+            ErrorCode::UnsupportedVersion => ApiError::UnsupportedVersion {
+                api_key: r.u16()?,
+                min: r.u16()?,
+                max: r.u16()?,
+            },
+            ErrorCode::FrameTooLarge => ApiError::FrameTooLarge {
+                size: r.u64()?,
+                max: r.u64()?,
+            },
+            ErrorCode::Throttled => ApiError::Throttled {
+                retry_after_ms: r.u32()?,
+            },
+            ErrorCode::FencedMember => ApiError::FencedMember {
+                current_epoch: r.u32()?,
+                message: r.string()?,
+            },
+            code => ApiError::Other {
+                code,
+                message: r.string()?,
+            },
+        };
+        // Variants without a message field still carry an (empty or informative) string.
+        if !matches!(
+            err,
+            ApiError::NotLeader { .. }
+                | ApiError::InvalidSignature { .. }
+                | ApiError::FencedMember { .. }
+                | ApiError::Other { .. }
+        ) {
+            r.string()?;
+        }
+        Ok(err)
+    }
+}
+
+fn truncate_utf8(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn roundtrip(e: ApiError) {
+        let mut buf = BytesMut::new();
+        e.encode(&mut buf);
+        let full = buf.freeze();
+        let mut r = Reader::new(full.clone());
+        let code = ErrorCode::try_from(r.u16().unwrap()).unwrap();
+        assert_eq!(ApiError::decode(code, &mut r).unwrap(), e);
+        r.finish().unwrap();
+        for cut in 2..full.len() {
+            let mut r = Reader::new(full.slice(..cut));
+            r.u16().unwrap();
+            assert!(
+                ApiError::decode(code, &mut r).is_err(),
+                "truncated at {cut}"
+            );
+        }
+    }
+
+    #[test]
+    fn roundtrip_every_variant() {
+        roundtrip(ApiError::NotLeader {
+            leader: Some(LeaderHint {
+                node_id: 2,
+                addr: "127.0.0.1:9093".into(),
+            }),
+            message: "partition 3".into(),
+        });
+        roundtrip(ApiError::NotLeader {
+            leader: None,
+            message: String::new(),
+        });
+        roundtrip(ApiError::OffsetOutOfRange {
+            log_start: 10,
+            high_watermark: 20,
+        });
+        roundtrip(ApiError::InvalidSignature {
+            record: 4,
+            message: "bad".into(),
+        });
+        roundtrip(ApiError::WrongPartition {
+            record: 1,
+            expected: 7,
+        });
+        roundtrip(ApiError::ClockSkew { broker_now: 99 });
+        roundtrip(ApiError::UnsupportedVersion {
+            api_key: 5,
+            min: 0,
+            max: 1,
+        });
+        roundtrip(ApiError::FrameTooLarge { size: 1, max: 2 });
+        roundtrip(ApiError::Throttled { retry_after_ms: 5 });
+        roundtrip(ApiError::FencedMember {
+            current_epoch: 3,
+            message: "stale".into(),
+        });
+        roundtrip(ApiError::other(ErrorCode::UnknownTopic, "no topic t"));
+    }
+
+    #[test]
+    fn error_code_try_from_covers_all() {
+        for (i, c) in ErrorCode::ALL.iter().enumerate() {
+            assert_eq!(*c as u16, i as u16);
+            assert_eq!(ErrorCode::try_from(i as u16), Ok(*c));
+        }
+        assert_eq!(ErrorCode::try_from(999), Err(UnknownErrorCode(999)));
+    }
+
+    #[test]
+    fn rejects_garbage_context() {
+        let mut r = Reader::new(Bytes::from_static(&[7]));
+        assert!(ApiError::decode(ErrorCode::NotLeader, &mut r).is_err());
+    }
+}

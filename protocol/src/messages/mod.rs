@@ -1,0 +1,315 @@
+//! Every request/response pair, one module each. Adding an API = one module + one line in
+//! the [`apis!`] table below.
+//!
+//! A response body is `u16 error code`, then either the typed response (code 0) or the
+//! [`ApiError`] context and message (see [`crate::error`]).
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use crate::error::{ApiError, ErrorCode};
+use crate::frame::{Frame, FrameHeader};
+use crate::wire::{DecodeError, Reader};
+
+pub mod fetch;
+pub mod produce;
+
+/// A message body: encodes itself and decodes from a [`Reader`].
+pub trait Body: Sized {
+    fn encode(&self, buf: &mut BytesMut);
+    fn decode(r: &mut Reader) -> Result<Self, DecodeError>;
+}
+
+/// A request type, tied to its api key and its response type.
+pub trait RequestBody: Body {
+    const API_KEY: ApiKey;
+    type Response: Body;
+}
+
+/// Why a received frame could not be turned into a request.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RequestError {
+    #[error("unknown api key {0}")]
+    UnknownApi(u16),
+    #[error("api {api_key} version {version} is not supported (supported {min}..={max})")]
+    UnsupportedVersion {
+        api_key: u16,
+        version: u16,
+        min: u16,
+        max: u16,
+    },
+    #[error("malformed request body: {0}")]
+    Decode(#[from] DecodeError),
+}
+
+impl RequestError {
+    /// The error to answer the request with.
+    pub fn to_api_error(&self) -> ApiError {
+        match self {
+            RequestError::UnsupportedVersion {
+                api_key, min, max, ..
+            } => ApiError::UnsupportedVersion {
+                api_key: *api_key,
+                min: *min,
+                max: *max,
+            },
+            RequestError::UnknownApi(k) => ApiError::UnsupportedVersion {
+                api_key: *k,
+                min: 1,
+                max: 0,
+            },
+            RequestError::Decode(e) => ApiError::other(ErrorCode::InvalidRequest, e.to_string()),
+        }
+    }
+}
+
+macro_rules! apis {
+    ($( $key:literal => $variant:ident ( $module:ident :: $req:ident, $resp:ident ), versions $min:literal ..= $max:literal; )*) => {
+        /// The api key of each request type.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        #[repr(u16)]
+        pub enum ApiKey {
+            $( $variant = $key, )*
+        }
+
+        impl ApiKey {
+            /// Every api with the versions this build speaks, for the version handshake.
+            pub const ALL: &'static [(ApiKey, u16, u16)] = &[ $( (ApiKey::$variant, $min, $max), )* ];
+
+            pub fn from_u16(v: u16) -> Option<ApiKey> {
+                match v {
+                    $( $key => Some(ApiKey::$variant), )*
+                    _ => None,
+                }
+            }
+
+            pub fn versions(self) -> (u16, u16) {
+                match self {
+                    $( ApiKey::$variant => ($min, $max), )*
+                }
+            }
+        }
+
+        $(
+            impl RequestBody for $module::$req {
+                const API_KEY: ApiKey = ApiKey::$variant;
+                type Response = $module::$resp;
+            }
+        )*
+
+        /// Any request, as the broker receives it.
+        #[derive(Debug, Clone, PartialEq)]
+        #[non_exhaustive]
+        pub enum Request {
+            $( $variant($module::$req), )*
+        }
+
+        /// Any successful response.
+        #[derive(Debug, Clone, PartialEq)]
+        #[non_exhaustive]
+        pub enum Response {
+            $( $variant($module::$resp), )*
+        }
+
+        $(
+            impl From<$module::$req> for Request {
+                fn from(r: $module::$req) -> Request { Request::$variant(r) }
+            }
+            impl From<$module::$resp> for Response {
+                fn from(r: $module::$resp) -> Response { Response::$variant(r) }
+            }
+        )*
+
+        impl Request {
+            pub fn api_key(&self) -> ApiKey {
+                match self { $( Request::$variant(_) => ApiKey::$variant, )* }
+            }
+
+            pub fn encode(&self, buf: &mut BytesMut) {
+                match self { $( Request::$variant(r) => r.encode(buf), )* }
+            }
+
+            /// Decodes the body of a request frame, checking the api key and version.
+            pub fn decode(header: &FrameHeader, body: Bytes) -> Result<Request, RequestError> {
+                let key = ApiKey::from_u16(header.api_key)
+                    .ok_or(RequestError::UnknownApi(header.api_key))?;
+                let (min, max) = key.versions();
+                if !(min..=max).contains(&header.api_version) {
+                    return Err(RequestError::UnsupportedVersion {
+                        api_key: header.api_key,
+                        version: header.api_version,
+                        min,
+                        max,
+                    });
+                }
+                let mut r = Reader::new(body);
+                let req = match key {
+                    $( ApiKey::$variant => Request::$variant($module::$req::decode(&mut r)?), )*
+                };
+                r.finish()?;
+                Ok(req)
+            }
+        }
+
+        impl Response {
+            pub fn api_key(&self) -> ApiKey {
+                match self { $( Response::$variant(_) => ApiKey::$variant, )* }
+            }
+
+            pub fn encode(&self, buf: &mut BytesMut) {
+                match self { $( Response::$variant(r) => r.encode(buf), )* }
+            }
+
+            /// Decodes a successful response body of api `key` (after the error code).
+            pub fn decode(key: ApiKey, r: &mut Reader) -> Result<Response, DecodeError> {
+                Ok(match key {
+                    $( ApiKey::$variant => Response::$variant($module::$resp::decode(r)?), )*
+                })
+            }
+        }
+    };
+}
+
+apis! {
+    5 => Produce(produce::ProduceRequest, ProduceResponse), versions 0..=0;
+    6 => Fetch(fetch::FetchRequest, FetchResponse), versions 0..=0;
+}
+
+/// Builds the frame of a request.
+pub fn request_frame<R: RequestBody>(correlation_id: u32, req: &R) -> Frame {
+    let mut body = BytesMut::new();
+    req.encode(&mut body);
+    Frame {
+        header: FrameHeader {
+            api_key: R::API_KEY as u16,
+            api_version: R::API_KEY.versions().1,
+            correlation_id,
+        },
+        body: body.freeze(),
+    }
+}
+
+/// Writes a response body: the error code, then the response or the error's context.
+pub fn encode_response<B: Body>(result: &Result<B, ApiError>, buf: &mut BytesMut) {
+    match result {
+        Ok(body) => {
+            buf.put_u16_le(ErrorCode::None as u16);
+            body.encode(buf);
+        }
+        Err(e) => e.encode(buf),
+    }
+}
+
+/// Builds the frame answering `request` (its header is echoed).
+pub fn response_frame<B: Body>(request: &FrameHeader, result: &Result<B, ApiError>) -> Frame {
+    let mut body = BytesMut::new();
+    encode_response(result, &mut body);
+    Frame {
+        header: *request,
+        body: body.freeze(),
+    }
+}
+
+/// Decodes a response body: `Ok(Ok(response))`, `Ok(Err(broker error))`, or `Err` when the
+/// bytes are malformed.
+pub fn decode_response<B: Body>(body: Bytes) -> Result<Result<B, ApiError>, DecodeError> {
+    let mut r = Reader::new(body);
+    let at = r.position();
+    let raw = r.u16()?;
+    let code = ErrorCode::try_from(raw).map_err(|_| DecodeError::InvalidTag {
+        what: "error code",
+        tag: raw.into(),
+        offset: at,
+    })?;
+    let result = if code == ErrorCode::None {
+        Ok(B::decode(&mut r)?)
+    } else {
+        Err(ApiError::decode(code, &mut r)?)
+    };
+    r.finish()?;
+    Ok(result)
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    //! Helpers every message module's tests use.
+    use super::*;
+
+    /// Encodes `v`, decodes it back, checks equality and that every truncation fails.
+    pub fn roundtrip<B: Body + PartialEq + std::fmt::Debug>(v: &B) {
+        let mut buf = BytesMut::new();
+        v.encode(&mut buf);
+        let full = buf.freeze();
+        let mut r = Reader::new(full.clone());
+        let back = B::decode(&mut r).expect("decodes");
+        r.finish().expect("consumes every byte");
+        assert_eq!(&back, v);
+        for cut in 0..full.len() {
+            let mut r = Reader::new(full.slice(..cut));
+            let res = B::decode(&mut r).and_then(|_| r.finish());
+            assert!(res.is_err(), "truncated at {cut} of {} decoded", full.len());
+        }
+    }
+}
+
+impl Body for () {
+    fn encode(&self, _: &mut BytesMut) {}
+    fn decode(_: &mut Reader) -> Result<(), DecodeError> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_dispatch_checks_key_and_version() {
+        let req = fetch::FetchRequest {
+            topic: "t".into(),
+            partition: 1,
+            offset: 5,
+            max_bytes: 1024,
+            max_wait_ms: 100,
+        };
+        let frame = request_frame(7, &req);
+        let back = Request::decode(&frame.header, frame.body.clone()).unwrap();
+        assert_eq!(back, Request::Fetch(req));
+        let mut h = frame.header;
+        h.api_version = 9;
+        assert!(matches!(
+            Request::decode(&h, frame.body.clone()),
+            Err(RequestError::UnsupportedVersion { version: 9, .. })
+        ));
+        h.api_key = 999;
+        assert_eq!(
+            Request::decode(&h, frame.body),
+            Err(RequestError::UnknownApi(999))
+        );
+    }
+
+    #[test]
+    fn response_envelope_carries_ok_and_err() {
+        let ok: Result<fetch::FetchResponse, ApiError> = Ok(fetch::FetchResponse {
+            high_watermark: 3,
+            log_start_offset: 0,
+            records: Bytes::from_static(b"abc"),
+        });
+        let f = response_frame(
+            &FrameHeader {
+                api_key: 6,
+                api_version: 0,
+                correlation_id: 1,
+            },
+            &ok,
+        );
+        assert_eq!(decode_response(f.body).unwrap(), ok);
+        let err: Result<fetch::FetchResponse, ApiError> = Err(ApiError::OffsetOutOfRange {
+            log_start: 1,
+            high_watermark: 2,
+        });
+        let mut b = BytesMut::new();
+        encode_response(&err, &mut b);
+        assert_eq!(decode_response(b.freeze()).unwrap(), err);
+    }
+}

@@ -1,0 +1,240 @@
+//! Produce: append one record batch to one partition.
+//!
+//! Request:
+//!
+//! ```text
+//! +----------------+---------------+-------+-----------+----------------+--------------------+
+//! | topic: string  | partition u32 | acks  | timeout   | causality      | batch: bytes32     |
+//! |                |               | u8    | u32 ms    | opt<u64 HLC>   | (one record batch) |
+//! +----------------+---------------+-------+-----------+----------------+--------------------+
+//! acks: 1 = leader (answered once the leader has it durably), 2 = all (committed by a quorum)
+//! ```
+//!
+//! Response (after the error code):
+//!
+//! ```text
+//! +----------------+--------------+------------------------------------------------------+
+//! | base_offset u64| base_hlc u64 | records: [ opt<existing_offset u64, existing_hlc u64> ] |
+//! +----------------+--------------+------------------------------------------------------+
+//! ```
+//!
+//! One entry per record of the request's batch, in order: absent for a record that was
+//! appended, present for a duplicate (its content id was already in the log), naming where
+//! it already is. Appended records take consecutive offsets and HLCs from `base_offset` and
+//! `base_hlc`, in request order.
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use crate::messages::Body;
+use crate::wire::{DecodeError, Reader, put_bytes, put_count, put_option, put_string};
+
+/// How much of the cluster must have a batch before the producer is answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[repr(u8)]
+pub enum Acks {
+    /// The leader has appended and flushed it (may be lost if the leader dies before a
+    /// quorum has it).
+    Leader = 1,
+    /// A quorum has it durably and the leader has applied it (the default).
+    #[default]
+    All = 2,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProduceRequest {
+    pub topic: String,
+    pub partition: u32,
+    pub acks: Acks,
+    pub timeout_ms: u32,
+    /// The highest HLC the producer has seen; the leader stamps the batch after it (D6).
+    pub causality: Option<u64>,
+    /// One record batch as built by [`crate::BatchBuilder`].
+    pub batch: Bytes,
+}
+
+/// Where an already-present record lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Existing {
+    pub offset: u64,
+    pub hlc: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProduceResponse {
+    pub base_offset: u64,
+    pub base_hlc: u64,
+    /// Per record of the request batch: `Some` if it was a duplicate.
+    pub duplicates: Vec<Option<Existing>>,
+}
+
+/// The outcome for one record of a produce request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordAck {
+    pub offset: u64,
+    pub hlc: u64,
+    pub duplicate: bool,
+}
+
+impl ProduceResponse {
+    /// Offsets and HLCs per record, in request order.
+    pub fn record_acks(&self) -> impl Iterator<Item = RecordAck> + '_ {
+        let mut next = 0u64;
+        self.duplicates.iter().map(move |d| match d {
+            Some(e) => RecordAck {
+                offset: e.offset,
+                hlc: e.hlc,
+                duplicate: true,
+            },
+            None => {
+                let ack = RecordAck {
+                    offset: self.base_offset + next,
+                    hlc: self.base_hlc + next,
+                    duplicate: false,
+                };
+                next += 1;
+                ack
+            }
+        })
+    }
+}
+
+impl Body for ProduceRequest {
+    fn encode(&self, buf: &mut BytesMut) {
+        put_string(buf, &self.topic);
+        buf.put_u32_le(self.partition);
+        buf.put_u8(self.acks as u8);
+        buf.put_u32_le(self.timeout_ms);
+        put_option(buf, self.causality.as_ref(), |b, h| b.put_u64_le(*h));
+        put_bytes(buf, &self.batch);
+    }
+
+    fn decode(r: &mut Reader) -> Result<Self, DecodeError> {
+        let topic = r.string()?;
+        let partition = r.u32()?;
+        let at = r.position();
+        let acks = match r.u8()? {
+            1 => Acks::Leader,
+            2 => Acks::All,
+            tag => {
+                return Err(DecodeError::InvalidTag {
+                    what: "acks",
+                    tag: tag.into(),
+                    offset: at,
+                });
+            }
+        };
+        Ok(ProduceRequest {
+            topic,
+            partition,
+            acks,
+            timeout_ms: r.u32()?,
+            causality: r.option(Reader::u64)?,
+            batch: r.bytes()?,
+        })
+    }
+}
+
+impl Body for ProduceResponse {
+    fn encode(&self, buf: &mut BytesMut) {
+        buf.put_u64_le(self.base_offset);
+        buf.put_u64_le(self.base_hlc);
+        put_count(buf, self.duplicates.len());
+        for d in &self.duplicates {
+            put_option(buf, d.as_ref(), |b, e| {
+                b.put_u64_le(e.offset);
+                b.put_u64_le(e.hlc);
+            });
+        }
+    }
+
+    fn decode(r: &mut Reader) -> Result<Self, DecodeError> {
+        Ok(ProduceResponse {
+            base_offset: r.u64()?,
+            base_hlc: r.u64()?,
+            duplicates: r.vec(1, |r| {
+                r.option(|r| {
+                    Ok(Existing {
+                        offset: r.u64()?,
+                        hlc: r.u64()?,
+                    })
+                })
+            })?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::messages::testing::roundtrip;
+
+    #[test]
+    fn roundtrip_request() {
+        roundtrip(&ProduceRequest {
+            topic: "facts".into(),
+            partition: 3,
+            acks: Acks::All,
+            timeout_ms: 30_000,
+            causality: Some(123),
+            batch: Bytes::from_static(b"batch bytes"),
+        });
+        roundtrip(&ProduceRequest {
+            topic: String::new(),
+            partition: 0,
+            acks: Acks::Leader,
+            timeout_ms: 0,
+            causality: None,
+            batch: Bytes::new(),
+        });
+    }
+
+    #[test]
+    fn roundtrip_response() {
+        roundtrip(&ProduceResponse {
+            base_offset: 100,
+            base_hlc: 5000,
+            duplicates: vec![None, Some(Existing { offset: 7, hlc: 70 }), None],
+        });
+    }
+
+    #[test]
+    fn record_acks_skip_duplicates_when_numbering() {
+        let resp = ProduceResponse {
+            base_offset: 100,
+            base_hlc: 5000,
+            duplicates: vec![None, Some(Existing { offset: 7, hlc: 70 }), None],
+        };
+        let acks: Vec<_> = resp
+            .record_acks()
+            .map(|a| (a.offset, a.hlc, a.duplicate))
+            .collect();
+        assert_eq!(
+            acks,
+            vec![(100, 5000, false), (7, 70, true), (101, 5001, false)]
+        );
+    }
+
+    #[test]
+    fn rejects_unknown_acks() {
+        let mut buf = BytesMut::new();
+        ProduceRequest {
+            topic: "t".into(),
+            partition: 0,
+            acks: Acks::All,
+            timeout_ms: 1,
+            causality: None,
+            batch: Bytes::new(),
+        }
+        .encode(&mut buf);
+        buf[2 + 1 + 4] = 9;
+        let err = ProduceRequest::decode(&mut Reader::new(buf.freeze())).unwrap_err();
+        assert!(matches!(
+            err,
+            DecodeError::InvalidTag {
+                what: "acks",
+                offset: 7,
+                ..
+            }
+        ));
+    }
+}
