@@ -24,7 +24,10 @@ struct Vector {
     signature: String,
 }
 
-const PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/assertion-vectors.json");
+const PATH: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/testdata/assertion-vectors.json"
+);
 
 fn inputs() -> Vec<(&'static str, [u8; 32], Assertion)> {
     let base = Assertion {
@@ -48,10 +51,26 @@ fn inputs() -> Vec<(&'static str, [u8; 32], Assertion)> {
             [2; 32],
             with(&|a| a.object = Value::Integer(-1_234_567_890_123)),
         ),
-        ("integer-max", [2; 32], with(&|a| a.object = Value::Integer(i64::MAX))),
-        ("float", [3; 32], with(&|a| a.object = Value::Float(3.141_592_653_589_793))),
-        ("float-negative-zero", [3; 32], with(&|a| a.object = Value::Float(-0.0))),
-        ("boolean", [4; 32], with(&|a| a.object = Value::Boolean(true))),
+        (
+            "integer-max",
+            [2; 32],
+            with(&|a| a.object = Value::Integer(i64::MAX)),
+        ),
+        (
+            "float",
+            [3; 32],
+            with(&|a| a.object = Value::Float(-1_234.567_890_123)),
+        ),
+        (
+            "float-negative-zero",
+            [3; 32],
+            with(&|a| a.object = Value::Float(-0.0)),
+        ),
+        (
+            "boolean",
+            [4; 32],
+            with(&|a| a.object = Value::Boolean(true)),
+        ),
         (
             "bytes",
             [5; 32],
@@ -121,7 +140,11 @@ fn vectors_match_committed_file() -> Result<(), Box<dyn std::error::Error>> {
     let committed: Vec<Vector> = serde_json::from_str(&std::fs::read_to_string(PATH)?)?;
     assert_eq!(committed.len(), fresh.len());
     for (c, f) in committed.iter().zip(&fresh) {
-        assert_eq!(c, f, "vector {} differs from what this build produces", c.name);
+        assert_eq!(
+            c, f,
+            "vector {} differs from what this build produces",
+            c.name
+        );
         // Each vector also stands on its own: decode its bytes and verify its signature.
         let canonical = hex::decode(&c.canonical)?;
         let (decoded, signer) = Assertion::decode(&canonical)?;

@@ -1,5 +1,5 @@
 //! Every request/response pair, one module each. Adding an API = one module + one line in
-//! the [`apis!`] table below.
+//! the `apis!` table below.
 //!
 //! A response body is `u16 error code`, then either the typed response (code 0) or the
 //! [`ApiError`] context and message (see [`crate::error`]).
@@ -10,8 +10,21 @@ use crate::error::{ApiError, ErrorCode};
 use crate::frame::{Frame, FrameHeader};
 use crate::wire::{DecodeError, Reader};
 
+pub mod api_versions;
+pub mod commit_offsets;
+pub mod create_topic;
+pub mod delete_topic;
+pub mod describe_group;
+pub mod describe_topic;
 pub mod fetch;
+pub mod fetch_offsets;
+pub mod heartbeat;
+pub mod leave_group;
+pub mod list_groups;
+pub mod list_offsets;
+pub mod metadata;
 pub mod produce;
+pub mod raft;
 
 /// A message body: encodes itself and decodes from a [`Reader`].
 pub trait Body: Sized {
@@ -171,8 +184,21 @@ macro_rules! apis {
 }
 
 apis! {
+    0 => ApiVersions(api_versions::ApiVersionsRequest, ApiVersionsResponse), versions 0..=0;
+    1 => Metadata(metadata::MetadataRequest, MetadataResponse), versions 0..=0;
+    2 => CreateTopic(create_topic::CreateTopicRequest, CreateTopicResponse), versions 0..=0;
+    3 => DeleteTopic(delete_topic::DeleteTopicRequest, DeleteTopicResponse), versions 0..=0;
+    4 => DescribeTopic(describe_topic::DescribeTopicRequest, DescribeTopicResponse), versions 0..=0;
     5 => Produce(produce::ProduceRequest, ProduceResponse), versions 0..=0;
     6 => Fetch(fetch::FetchRequest, FetchResponse), versions 0..=0;
+    7 => ListOffsets(list_offsets::ListOffsetsRequest, ListOffsetsResponse), versions 0..=0;
+    8 => Heartbeat(heartbeat::HeartbeatRequest, HeartbeatResponse), versions 0..=0;
+    9 => CommitOffsets(commit_offsets::CommitOffsetsRequest, CommitOffsetsResponse), versions 0..=0;
+    10 => FetchOffsets(fetch_offsets::FetchOffsetsRequest, FetchOffsetsResponse), versions 0..=0;
+    11 => LeaveGroup(leave_group::LeaveGroupRequest, LeaveGroupResponse), versions 0..=0;
+    12 => ListGroups(list_groups::ListGroupsRequest, ListGroupsResponse), versions 0..=0;
+    13 => DescribeGroup(describe_group::DescribeGroupRequest, DescribeGroupResponse), versions 0..=0;
+    14 => Raft(raft::RaftRequest, RaftResponse), versions 0..=0;
 }
 
 /// Builds the frame of a request.
@@ -250,6 +276,15 @@ pub(crate) mod testing {
             assert!(res.is_err(), "truncated at {cut} of {} decoded", full.len());
         }
     }
+
+    /// How many bytes `v` encodes to; used to check that the `min_size` given to
+    /// [`Reader::vec`] is the size of the smallest element, no more (or valid input would be
+    /// refused) and no less (or a lying count could reserve more than the frame holds).
+    pub fn encoded_len<B: Body>(v: &B) -> usize {
+        let mut buf = BytesMut::new();
+        v.encode(&mut buf);
+        buf.len()
+    }
 }
 
 impl Body for () {
@@ -286,6 +321,46 @@ mod tests {
             Request::decode(&h, frame.body),
             Err(RequestError::UnknownApi(999))
         );
+    }
+
+    #[test]
+    fn every_api_key_roundtrips_through_u16() {
+        for (i, &(key, min, max)) in ApiKey::ALL.iter().enumerate() {
+            assert_eq!(key as u16, i as u16, "api keys are dense and in order");
+            assert_eq!(ApiKey::from_u16(key as u16), Some(key));
+            assert_eq!(key.versions(), (min, max));
+            assert!(min <= max);
+        }
+        assert_eq!(ApiKey::from_u16(ApiKey::ALL.len() as u16), None);
+    }
+
+    #[test]
+    fn every_request_dispatches_by_its_own_key() {
+        let requests: Vec<Request> = vec![
+            api_versions::ApiVersionsRequest {
+                client_name: "c".into(),
+                client_version: "1".into(),
+            }
+            .into(),
+            metadata::MetadataRequest { topics: None }.into(),
+            delete_topic::DeleteTopicRequest { name: "t".into() }.into(),
+            list_groups::ListGroupsRequest {}.into(),
+            raft::RaftRequest {
+                group_id: raft::METADATA_GROUP,
+                payload: Bytes::from_static(b"rpc"),
+            }
+            .into(),
+        ];
+        for req in requests {
+            let mut body = BytesMut::new();
+            req.encode(&mut body);
+            let header = FrameHeader {
+                api_key: req.api_key() as u16,
+                api_version: 0,
+                correlation_id: 1,
+            };
+            assert_eq!(Request::decode(&header, body.freeze()).unwrap(), req);
+        }
     }
 
     #[test]

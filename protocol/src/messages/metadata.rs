@@ -1,0 +1,271 @@
+//! Metadata: the brokers of the cluster and, per topic, each partition's leader, leader
+//! epoch and replicas. Clients bootstrap from any broker with it and refresh it when told
+//! `NotLeader` (D9).
+//!
+//! Request:
+//!
+//! ```text
+//! +-----------------------+
+//! | topics: opt<[string]> |
+//! +-----------------------+
+//! absent = every topic; present = only these (an empty list asks for brokers only)
+//! ```
+//!
+//! Response (after the error code):
+//!
+//! ```text
+//! +---------------------+-----------------------------------+-------------------+
+//! | brokers: [ broker ] | metadata_leader: opt<u64 node id> | topics: [ topic ] |
+//! +---------------------+-----------------------------------+-------------------+
+//!
+//! broker    = node_id u64 | addr: string
+//! topic     = name: string | partitions: [ partition ]
+//! partition = partition u32 | leader opt<u64 node id> | leader_epoch u64 | replicas [u64]
+//! ```
+//!
+//! Topics that do not exist are absent from the response: a client that asked for a topic
+//! and does not find it knows the topic is unknown, with no per-topic error code.
+//! `metadata_leader` is the leader of the metadata Raft group, which creates and deletes
+//! topics. A partition's `leader` is absent while its group elects one; `leader_epoch` is the
+//! Raft term of its group, so a client can tell newer metadata from older.
+
+use bytes::{BufMut, BytesMut};
+
+use crate::messages::Body;
+use crate::wire::{DecodeError, Reader, put_count, put_option, put_string};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetadataRequest {
+    /// `None` asks for every topic.
+    pub topics: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetadataResponse {
+    pub brokers: Vec<BrokerInfo>,
+    /// The leader of the metadata group, if it has one (topic admin requests go there).
+    pub metadata_leader: Option<u64>,
+    pub topics: Vec<TopicMetadata>,
+}
+
+/// A broker and where clients reach it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerInfo {
+    pub node_id: u64,
+    /// `host:port` of its client listener.
+    pub addr: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicMetadata {
+    pub name: String,
+    pub partitions: Vec<PartitionMetadata>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionMetadata {
+    pub partition: u32,
+    /// `None` while the partition's Raft group has no leader.
+    pub leader: Option<u64>,
+    /// The Raft term of the partition's group.
+    pub leader_epoch: u64,
+    /// Node ids of the voters of the partition's group.
+    pub replicas: Vec<u64>,
+}
+
+impl BrokerInfo {
+    /// The fewest bytes one entry takes: a node id and an empty address.
+    const MIN_SIZE: usize = 8 + 2;
+}
+
+impl TopicMetadata {
+    /// The fewest bytes one entry takes: an empty name and no partitions.
+    const MIN_SIZE: usize = 2 + 4;
+}
+
+impl PartitionMetadata {
+    /// The fewest bytes one entry takes: partition, absent leader, epoch, no replicas.
+    const MIN_SIZE: usize = 4 + 1 + 8 + 4;
+}
+
+impl MetadataResponse {
+    pub fn broker(&self, node_id: u64) -> Option<&BrokerInfo> {
+        self.brokers.iter().find(|b| b.node_id == node_id)
+    }
+
+    pub fn topic(&self, name: &str) -> Option<&TopicMetadata> {
+        self.topics.iter().find(|t| t.name == name)
+    }
+}
+
+impl Body for MetadataRequest {
+    fn encode(&self, buf: &mut BytesMut) {
+        put_option(buf, self.topics.as_ref(), |b, topics| {
+            put_count(b, topics.len());
+            for t in topics {
+                put_string(b, t);
+            }
+        });
+    }
+
+    fn decode(r: &mut Reader) -> Result<Self, DecodeError> {
+        Ok(MetadataRequest {
+            topics: r.option(|r| r.vec(2, Reader::string))?,
+        })
+    }
+}
+
+impl Body for MetadataResponse {
+    fn encode(&self, buf: &mut BytesMut) {
+        put_count(buf, self.brokers.len());
+        for b in &self.brokers {
+            buf.put_u64_le(b.node_id);
+            put_string(buf, &b.addr);
+        }
+        put_option(buf, self.metadata_leader.as_ref(), |b, id| {
+            b.put_u64_le(*id)
+        });
+        put_count(buf, self.topics.len());
+        for t in &self.topics {
+            put_string(buf, &t.name);
+            put_count(buf, t.partitions.len());
+            for p in &t.partitions {
+                buf.put_u32_le(p.partition);
+                put_option(buf, p.leader.as_ref(), |b, id| b.put_u64_le(*id));
+                buf.put_u64_le(p.leader_epoch);
+                put_count(buf, p.replicas.len());
+                for r in &p.replicas {
+                    buf.put_u64_le(*r);
+                }
+            }
+        }
+    }
+
+    fn decode(r: &mut Reader) -> Result<Self, DecodeError> {
+        Ok(MetadataResponse {
+            brokers: r.vec(BrokerInfo::MIN_SIZE, |r| {
+                Ok(BrokerInfo {
+                    node_id: r.u64()?,
+                    addr: r.string()?,
+                })
+            })?,
+            metadata_leader: r.option(Reader::u64)?,
+            topics: r.vec(TopicMetadata::MIN_SIZE, |r| {
+                Ok(TopicMetadata {
+                    name: r.string()?,
+                    partitions: r.vec(PartitionMetadata::MIN_SIZE, |r| {
+                        Ok(PartitionMetadata {
+                            partition: r.u32()?,
+                            leader: r.option(Reader::u64)?,
+                            leader_epoch: r.u64()?,
+                            replicas: r.vec(8, Reader::u64)?,
+                        })
+                    })?,
+                })
+            })?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::messages::testing::{encoded_len, roundtrip};
+
+    #[test]
+    fn roundtrip_request() {
+        roundtrip(&MetadataRequest { topics: None });
+        roundtrip(&MetadataRequest {
+            topics: Some(vec![]),
+        });
+        roundtrip(&MetadataRequest {
+            topics: Some(vec!["facts".into(), "people".into()]),
+        });
+    }
+
+    #[test]
+    fn roundtrip_response() {
+        roundtrip(&MetadataResponse {
+            brokers: vec![
+                BrokerInfo {
+                    node_id: 1,
+                    addr: "127.0.0.1:9092".into(),
+                },
+                BrokerInfo {
+                    node_id: 2,
+                    addr: "127.0.0.1:9093".into(),
+                },
+            ],
+            metadata_leader: Some(1),
+            topics: vec![TopicMetadata {
+                name: "facts".into(),
+                partitions: vec![
+                    PartitionMetadata {
+                        partition: 0,
+                        leader: Some(2),
+                        leader_epoch: 4,
+                        replicas: vec![1, 2],
+                    },
+                    PartitionMetadata {
+                        partition: 1,
+                        leader: None,
+                        leader_epoch: 0,
+                        replicas: vec![],
+                    },
+                ],
+            }],
+        });
+        roundtrip(&MetadataResponse {
+            brokers: vec![],
+            metadata_leader: None,
+            topics: vec![],
+        });
+    }
+
+    #[test]
+    fn min_sizes_are_the_smallest_encodings() {
+        let empty = MetadataResponse {
+            brokers: vec![],
+            metadata_leader: None,
+            topics: vec![],
+        };
+        let broker = MetadataResponse {
+            brokers: vec![BrokerInfo {
+                node_id: 0,
+                addr: String::new(),
+            }],
+            ..empty.clone()
+        };
+        assert_eq!(
+            encoded_len(&broker) - encoded_len(&empty),
+            BrokerInfo::MIN_SIZE
+        );
+        let topic = MetadataResponse {
+            topics: vec![TopicMetadata {
+                name: String::new(),
+                partitions: vec![],
+            }],
+            ..empty.clone()
+        };
+        assert_eq!(
+            encoded_len(&topic) - encoded_len(&empty),
+            TopicMetadata::MIN_SIZE
+        );
+        let partition = MetadataResponse {
+            topics: vec![TopicMetadata {
+                name: String::new(),
+                partitions: vec![PartitionMetadata {
+                    partition: 0,
+                    leader: None,
+                    leader_epoch: 0,
+                    replicas: vec![],
+                }],
+            }],
+            ..empty
+        };
+        assert_eq!(
+            encoded_len(&partition) - encoded_len(&topic),
+            PartitionMetadata::MIN_SIZE
+        );
+    }
+}
