@@ -908,3 +908,64 @@ pub(crate) mod tests {
         assert_eq!(a.object, Value::Float(2.5));
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn value() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            ".{0,40}".prop_map(Value::Text),
+            any::<i64>().prop_map(Value::Integer),
+            any::<f64>()
+                .prop_filter("finite", |f| f.is_finite())
+                .prop_map(Value::Float),
+            any::<bool>().prop_map(Value::Boolean),
+            prop::collection::vec(any::<u8>(), 0..40).prop_map(Value::Bytes),
+            ".{1,20}".prop_map(Value::Ref),
+        ]
+    }
+
+    fn assertion() -> impl Strategy<Value = Assertion> {
+        (
+            ".{1,30}",
+            ".{1,30}",
+            value(),
+            ".{0,20}",
+            prop::option::of(0.0f64..=1.0),
+            prop::option::of(any::<[u8; 32]>()),
+            any::<u64>(),
+        )
+            .prop_map(
+                |(subject, predicate, object, source, confidence, supersedes, issued_at)| {
+                    Assertion {
+                        subject,
+                        predicate,
+                        object,
+                        source,
+                        confidence,
+                        supersedes: supersedes.map(AssertionId),
+                        issued_at,
+                    }
+                },
+            )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// decode(encode(a)) == a, the JSON form round-trips, and the subject slice agrees.
+        #[test]
+        fn canonical_and_json_roundtrip(a in assertion(), signer in any::<[u8; 32]>()) {
+            let bytes = a.canonical_bytes(&signer).unwrap();
+            let (back, s) = Assertion::decode(&bytes).unwrap();
+            prop_assert_eq!(&back, &a);
+            prop_assert_eq!(s, signer);
+            prop_assert_eq!(subject_of(&bytes).unwrap(), a.subject.as_str());
+            let json = serde_json::to_string(&a).unwrap();
+            let from_json: Assertion = serde_json::from_str(&json).unwrap();
+            prop_assert_eq!(from_json.canonical_bytes(&signer).unwrap(), bytes);
+        }
+    }
+}

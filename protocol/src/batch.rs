@@ -694,3 +694,69 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Any records, however sized, come back out of the view exactly as pushed, and
+        /// patching the header never changes them.
+        #[test]
+        fn builder_view_roundtrip(
+            records in prop::collection::vec(
+                (prop::collection::vec(any::<u8>(), SIGNER_RANGE.end..400), any::<[u8; 32]>()),
+                1..40,
+            ),
+            base_offset in any::<u64>().prop_map(|o| o >> 1),
+            base_hlc in any::<u64>().prop_map(|h| h >> 1),
+        ) {
+            let mut b = BatchBuilder::with_capacity(64);
+            let sigs: Vec<[u8; 64]> = records
+                .iter()
+                .map(|(_, half)| {
+                    let mut s = [0u8; 64];
+                    s[..32].copy_from_slice(half);
+                    s
+                })
+                .collect();
+            for ((assertion, _), sig) in records.iter().zip(&sigs) {
+                b.push_raw(assertion, sig);
+            }
+            let mut bytes = b.finish().to_vec();
+            patch_header(&mut bytes, base_offset, base_hlc, 9);
+            let batch = RecordBatch::new(Bytes::from(bytes)).unwrap();
+            prop_assert_eq!(batch.record_count() as usize, records.len());
+            for (i, r) in batch.records().enumerate() {
+                prop_assert_eq!(r.assertion, &records[i].0[..]);
+                prop_assert_eq!(r.signature, &sigs[i]);
+                prop_assert_eq!(r.offset, base_offset + i as u64);
+                prop_assert_eq!(r.hlc, base_hlc + i as u64);
+            }
+        }
+
+        /// Any single flipped bit after the magic is caught (by the CRC or a header check).
+        #[test]
+        fn any_bit_flip_is_rejected(pos in 0usize..4000, bit in 0u8..8) {
+            let mut b = BatchBuilder::default();
+            for i in 0..4 {
+                b.push(&sample_signed_cached(i));
+            }
+            let mut bytes = b.finish().to_vec();
+            let pos = pos % bytes.len();
+            bytes[pos] ^= 1 << bit;
+            prop_assert!(validate(&bytes).is_err());
+        }
+    }
+
+    fn sample_signed_cached(i: u64) -> SignedAssertion {
+        use std::sync::OnceLock;
+        static CACHE: OnceLock<Vec<SignedAssertion>> = OnceLock::new();
+        CACHE.get_or_init(|| (0..4).map(crate::assertion::tests::sample_signed).collect())
+            [i as usize]
+            .clone()
+    }
+}

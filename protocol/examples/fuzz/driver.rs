@@ -17,7 +17,6 @@ use steme_protocol::assertion::subject_of;
 use steme_protocol::batch::validate;
 use steme_protocol::error::ApiError;
 use steme_protocol::frame::{FrameHeader, decode_frame};
-use steme_protocol::messages::Body;
 use steme_protocol::wire::Reader;
 use steme_protocol::{ApiKey, Assertion, ErrorCode, RecordBatch, Request, Response};
 
@@ -79,7 +78,11 @@ impl Rng {
         self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
     }
     pub fn below(&mut self, n: usize) -> usize {
-        if n == 0 { 0 } else { (self.next() % n as u64) as usize }
+        if n == 0 {
+            0
+        } else {
+            (self.next() % n as u64) as usize
+        }
     }
 }
 
@@ -134,17 +137,24 @@ pub fn input(rng: &mut Rng, seeds: &[Bytes]) -> Vec<u8> {
 pub struct Target {
     pub name: String,
     pub seeds: Vec<Bytes>,
-    pub run: Box<dyn Fn(Bytes)>,
+    /// Returns whether the decoder accepted the input.
+    pub run: Box<dyn Fn(Bytes) -> bool>,
+    /// For the frame decoder: the frame limit, which bounds how much it may reserve for a
+    /// frame whose prefix has arrived but whose body has not.
+    pub frame_limit: Option<usize>,
 }
 
 /// Largest single allocation a decoder may make for `len` input bytes: decoded structs may
 /// be a small multiple of their encoding (a 1-byte `None` becomes a 24-byte `Option`), never
 /// what a length field claims.
+const FUZZ_FRAME_LIMIT: usize = 64 * 1024;
+
 pub fn allocation_bound(len: usize) -> usize {
     32 * len + 4096
 }
 
 /// Runs `cases` inputs through `target`; panics (with the input in hex) on a violation.
+/// Returns how many inputs the decoder accepted.
 pub fn run_target(target: &Target, cases: u64, seed: u64) -> u64 {
     let mut rng = Rng::new(seed ^ fxhash(&target.name));
     let mut accepted = 0;
@@ -152,27 +162,24 @@ pub fn run_target(target: &Target, cases: u64, seed: u64) -> u64 {
         let data = Bytes::from(input(&mut rng, &target.seeds));
         let len = data.len();
         let copy = data.clone();
-        let peak = peak_of(|| (target.run)(data));
+        let mut ok = false;
+        let peak = peak_of(|| ok = (target.run)(data));
+        let bound = allocation_bound(len).max(target.frame_limit.unwrap_or(0) + len);
         assert!(
-            peak <= allocation_bound(len),
+            peak <= bound,
             "{}: allocated {peak} bytes for a {len}-byte input {}",
             target.name,
             hex::encode(&copy)
         );
-        accepted += 1;
+        accepted += u64::from(ok);
     }
     accepted
 }
 
 fn fxhash(s: &str) -> u64 {
-    s.bytes()
-        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
-}
-
-fn encoded<B: Body>(b: &B) -> Bytes {
-    let mut buf = BytesMut::new();
-    b.encode(&mut buf);
-    buf.freeze()
+    s.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    })
 }
 
 /// Decoders of every request, response, error, frame, batch and assertion.
@@ -191,6 +198,7 @@ pub fn targets(samples: &Samples) -> Vec<Target> {
             .collect();
         out.push(Target {
             name: format!("request/{key:?}"),
+            frame_limit: None,
             seeds: req_seeds,
             run: Box::new(move |body| {
                 let header = FrameHeader {
@@ -198,7 +206,7 @@ pub fn targets(samples: &Samples) -> Vec<Target> {
                     api_version: max,
                     correlation_id: 1,
                 };
-                let _ = Request::decode(&header, body);
+                Request::decode(&header, body).is_ok()
             }),
         });
         let resp_seeds: Vec<Bytes> = samples
@@ -214,70 +222,92 @@ pub fn targets(samples: &Samples) -> Vec<Target> {
             .collect();
         out.push(Target {
             name: format!("response/{key:?}"),
+            frame_limit: None,
             seeds: resp_seeds,
             run: Box::new(move |body| {
                 let mut r = Reader::new(body);
-                let Ok(raw) = r.u16() else { return };
-                let Ok(code) = ErrorCode::try_from(raw) else { return };
+                let Ok(raw) = r.u16() else { return false };
+                let Ok(code) = ErrorCode::try_from(raw) else {
+                    return false;
+                };
                 if code == ErrorCode::None {
-                    let _ = Response::decode(key, &mut r).and_then(|_| r.finish());
+                    Response::decode(key, &mut r)
+                        .and_then(|_| r.finish())
+                        .is_ok()
                 } else {
-                    let _ = ApiError::decode(code, &mut r);
+                    ApiError::decode(code, &mut r).is_ok()
                 }
             }),
         });
     }
     out.push(Target {
         name: "error".into(),
-        seeds: samples.errors.iter().map(|e| {
-            let mut b = BytesMut::new();
-            e.encode(&mut b);
-            b.freeze()
-        }).collect(),
+        frame_limit: None,
+        seeds: samples
+            .errors
+            .iter()
+            .map(|e| {
+                let mut b = BytesMut::new();
+                e.encode(&mut b);
+                b.freeze()
+            })
+            .collect(),
         run: Box::new(|body| {
             let mut r = Reader::new(body);
-            if let Ok(code) = r.u16().map(ErrorCode::try_from) {
-                if let Ok(code) = code {
-                    let _ = ApiError::decode(code, &mut r);
-                }
+            match r.u16().map(ErrorCode::try_from) {
+                Ok(Ok(code)) => ApiError::decode(code, &mut r).is_ok(),
+                _ => false,
             }
         }),
     });
     out.push(Target {
         name: "frame".into(),
+        frame_limit: Some(FUZZ_FRAME_LIMIT),
         seeds: samples.frames.clone(),
         run: Box::new(|bytes| {
             let mut buf = BytesMut::from(&bytes[..]);
-            while let Ok(Some(frame)) = decode_frame(&mut buf, 64 * 1024) {
-                let _ = Request::decode(&frame.header, frame.body);
+            let mut all_ok = true;
+            while let Ok(Some(frame)) = decode_frame(&mut buf, FUZZ_FRAME_LIMIT) {
+                all_ok &= Request::decode(&frame.header, frame.body).is_ok();
             }
+            all_ok && buf.is_empty()
         }),
     });
     out.push(Target {
         name: "batch".into(),
+        frame_limit: None,
         seeds: samples.batches.clone(),
         run: Box::new(|bytes| {
-            if validate(&bytes).is_ok() {
-                let batch = RecordBatch::new(bytes.clone()).expect("validated");
-                for r in batch.records() {
-                    let _ = r.signer();
-                    let _ = subject_of(r.assertion);
-                }
-            }
             for b in RecordBatch::split_all(&bytes).flatten() {
                 assert!(b.records().count() == b.record_count() as usize);
             }
+            if validate(&bytes).is_err() {
+                return false;
+            }
+            let batch = RecordBatch::new(bytes.clone()).expect("validated");
+            for r in batch.records() {
+                let _ = r.signer();
+                let _ = subject_of(r.assertion);
+            }
+            true
         }),
     });
     out.push(Target {
         name: "assertion".into(),
+        frame_limit: None,
         seeds: samples.assertions.clone(),
         run: Box::new(|bytes| {
             let _ = subject_of(&bytes);
-            if let Ok((a, signer)) = Assertion::decode(&bytes) {
-                let again = a.canonical_bytes(&signer).expect("accepted means valid");
-                assert_eq!(&again[..], &bytes[..], "accepted assertion is not canonical");
-            }
+            let Ok((a, signer)) = Assertion::decode(&bytes) else {
+                return false;
+            };
+            let again = a.canonical_bytes(&signer).expect("accepted means valid");
+            assert_eq!(
+                &again[..],
+                &bytes[..],
+                "accepted assertion is not canonical"
+            );
+            true
         }),
     });
     out
@@ -292,10 +322,4 @@ pub struct Samples {
     pub frames: Vec<Bytes>,
     pub batches: Vec<Bytes>,
     pub assertions: Vec<Bytes>,
-}
-
-impl Samples {
-    pub fn add_body<B: Body>(&mut self, b: &B) -> Bytes {
-        encoded(b)
-    }
 }
