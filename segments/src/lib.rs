@@ -1,1 +1,48 @@
-//! The on-disk log of one partition (work in progress: see issue 3).
+//! `steme-segments`: the durable, memory-mapped, offset-addressed log of one partition. It
+//! is also the partition's Raft log (D2): every entry carries a Raft index and term and is
+//! either a record batch (taking offsets) or an opaque control entry. No networking, no
+//! Raft types. File formats are drawn in `segments/FORMAT.md`.
+//!
+//! - [`config`]: [`LogConfig`], [`FlushPolicy`], [`RecoveryPolicy`].
+//! - [`error`]: the crate's one error enum.
+//! - [`format`]: byte layouts of segment headers, entry frames, index files and metadata.
+//! - [`io`]: the [`FileIo`] trait, the real implementation and a fault-injecting one.
+//! - `mmap`: the only `unsafe` — read-only mappings handed out as `Bytes`.
+//! - `segment`: one segment in memory and every lookup inside it.
+//! - `log`: the writer [`Log`]: append, roll, truncate, purge, reset, retention,
+//!   metadata, recovery on open.
+//! - `flush`: group commit, the durable index and the poisoned state ([`Flusher`]).
+//! - `reader`: [`LogReader`], concurrent zero-copy reads by index, offset, time and id.
+//!
+//! # Durability
+//! An append is durable once [`Log::durable_index`] (or [`Flusher::durable_index`])
+//! reaches it. A [`Flusher`] can sync from another thread while the writer keeps
+//! appending; one `fdatasync` covers every append before it. After a failed write or sync
+//! the log is poisoned and refuses writes ([`Error::Poisoned`]).
+//!
+//! # Recovery
+//! [`Log::open`] trusts sealed segments below the recovery checkpoint (their index files
+//! hold their summary), and scans the rest — in practice the last one or two segments —
+//! frame by frame: CRCs, Raft index continuity, term monotonicity and batch base offsets.
+//! It stops at the first bad frame, cuts the log there (zeroing the tail), rebuilds the
+//! indexes and reports what it cut ([`RecoveryReport`]).
+#![deny(unsafe_code)]
+
+pub mod config;
+pub mod error;
+mod flush;
+pub mod format;
+pub mod io;
+mod log;
+mod mmap;
+mod reader;
+mod segment;
+
+pub use config::{FlushPolicy, LogConfig, RecoveryPolicy};
+pub use error::{Error, Result};
+pub use flush::Flusher;
+pub use format::EntryKind;
+pub use io::{Fault, FaultyIo, FileIo, RealIo};
+pub use log::{Appended, Cut, Log, NewEntry, Payload, PurgePlan, RecoveryReport};
+pub use reader::{Entry, LogReader, OffsetRead};
+pub use segment::{ids_path, index_path, segment_path};

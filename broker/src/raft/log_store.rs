@@ -1,0 +1,421 @@
+//! The Raft log store of a group: the group's segment log *is* its Raft log (D2).
+//!
+//! Record batches are stored as received (the segment log sets their base offset from the
+//! log prefix on append, identically on every replica); blank, membership and metadata
+//! entries are control entries. The vote, the last purged log id and the state machine's
+//! applied log id are small metadata written atomically by the segment log.
+//!
+//! Appends are written to the page cache at once and made durable by the broker's
+//! [`Syncer`]: one thread per disk that fsyncs each log once for every append queued behind
+//! it (group commit), and only then fires openraft's `IOFlushed` callbacks.
+
+use std::collections::HashMap;
+use std::fmt::Debug;
+use std::io;
+use std::ops::{Bound, RangeBounds};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, mpsc};
+
+use bytes::BytesMut;
+use openraft::storage::{IOFlushed, LogState, RaftLogStorage};
+use openraft::{EntryPayload, RaftLogReader};
+use steme_segments::{EntryKind, Flusher, Log, LogReader, Payload};
+
+use super::codec::{self, Control};
+use super::types::{Entry, LogId, Proposal, TypeConfig, Vote, log_id, term_of};
+
+pub const META_VOTE: &str = "raft.vote";
+pub const META_PURGED: &str = "raft.purged";
+pub const META_APPLIED: &str = "raft.applied";
+
+/// What a group's normal entries are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupKind {
+    /// A partition: normal entries are record batches that take offsets.
+    Partition,
+    /// The metadata group: normal entries are commands, stored as control entries.
+    Metadata,
+}
+
+/// One group's segment log, shared by its log store, state machine and the partition's
+/// produce and fetch paths.
+pub struct GroupLog {
+    pub group_id: u64,
+    pub kind: GroupKind,
+    /// The single writer. A std mutex: every critical section is a short page-cache write or
+    /// a metadata update, never an fsync (those run on the [`Syncer`] through `flusher`).
+    log: Mutex<Log>,
+    pub reader: LogReader,
+    pub flusher: Flusher,
+    /// One past the last purged index: reads below it are refused even while the segment
+    /// holding them is still on disk (purging drops whole segments only).
+    purged_next: AtomicU64,
+}
+
+impl Debug for GroupLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GroupLog")
+            .field("group_id", &self.group_id)
+            .field("kind", &self.kind)
+            .finish()
+    }
+}
+
+pub fn io_err(e: impl std::error::Error + Send + Sync + 'static) -> io::Error {
+    io::Error::other(e)
+}
+
+impl GroupLog {
+    pub fn new(group_id: u64, kind: GroupKind, log: Log) -> io::Result<Arc<GroupLog>> {
+        let purged_next = match log.meta_get(META_PURGED) {
+            Some(b) => codec::decode_log_id(b).map_err(io_err)?.index + 1,
+            None => 0,
+        };
+        Ok(Arc::new(GroupLog {
+            group_id,
+            kind,
+            reader: log.reader(),
+            flusher: log.flusher(),
+            log: Mutex::new(log),
+            purged_next: AtomicU64::new(purged_next),
+        }))
+    }
+
+    /// Locks the writer. A poisoned lock means a writer panicked mid-update; the log's own
+    /// state is still consistent (every update checks before it writes), so carry on.
+    pub fn lock(&self) -> MutexGuard<'_, Log> {
+        self.log.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn meta_log_id(&self, key: &str) -> io::Result<Option<LogId>> {
+        match self.lock().meta_get(key) {
+            Some(b) => codec::decode_log_id(b).map(Some).map_err(io_err),
+            None => Ok(None),
+        }
+    }
+
+    pub fn set_meta_log_id(&self, key: &str, id: &LogId) -> io::Result<()> {
+        let enc = codec::encode_log_id(id);
+        self.lock()
+            .set_meta(&[(key, Some(&enc[..]))])
+            .map_err(io_err)
+    }
+
+    fn read_vote(&self) -> io::Result<Option<Vote>> {
+        match self.lock().meta_get(META_VOTE) {
+            Some(b) => codec::decode_vote(b).map(Some).map_err(io_err),
+            None => Ok(None),
+        }
+    }
+
+    /// Reads entries `[start, end)` as openraft entries; batch payloads borrow the mmap.
+    fn entries(&self, start: u64, end: u64) -> io::Result<Vec<Entry>> {
+        // Purging drops whole segments only; entries at or below the purged id may still be
+        // on disk but are no longer part of the Raft log.
+        let first = self
+            .reader
+            .first_index()
+            .max(self.purged_next.load(Ordering::Acquire));
+        let next = self.reader.next_index();
+        let (start, end) = (start.max(first), end.min(next));
+        if start >= end {
+            return Ok(Vec::new());
+        }
+        let raw = self.reader.read_entries(start..end).map_err(io_err)?;
+        raw.into_iter()
+            .map(|e| {
+                let payload = match e.kind {
+                    EntryKind::Batch => EntryPayload::Normal(Proposal(e.payload)),
+                    EntryKind::Control => match codec::decode_control(e.payload).map_err(io_err)? {
+                        Control::Blank => EntryPayload::Blank,
+                        Control::Membership(m) => EntryPayload::Membership(m),
+                        Control::App(b) => EntryPayload::Normal(Proposal(b)),
+                    },
+                };
+                Ok(Entry {
+                    log_id: log_id(e.term, e.index),
+                    payload,
+                })
+            })
+            .collect()
+    }
+}
+
+fn bounds(range: &impl RangeBounds<u64>) -> (u64, u64) {
+    let start = match range.start_bound() {
+        Bound::Included(s) => *s,
+        Bound::Excluded(s) => s.saturating_add(1),
+        Bound::Unbounded => 0,
+    };
+    let end = match range.end_bound() {
+        Bound::Included(e) => e.saturating_add(1),
+        Bound::Excluded(e) => *e,
+        Bound::Unbounded => u64::MAX,
+    };
+    (start, end)
+}
+
+/// A request to make a log durable up to `index` and then complete `done`.
+struct SyncRequest {
+    log: Arc<GroupLog>,
+    index: u64,
+    done: IOFlushed<TypeConfig>,
+}
+
+/// Group commit for every log on one disk: a thread that takes all pending sync requests,
+/// fsyncs each log once, and completes the callbacks that the sync covered.
+#[derive(Clone)]
+pub struct Syncer {
+    tx: mpsc::Sender<SyncRequest>,
+}
+
+impl Debug for Syncer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Syncer")
+    }
+}
+
+impl Syncer {
+    pub fn start() -> io::Result<Syncer> {
+        let (tx, rx) = mpsc::channel::<SyncRequest>();
+        std::thread::Builder::new()
+            .name("steme-syncer".into())
+            .spawn(move || sync_loop(rx))?;
+        Ok(Syncer { tx })
+    }
+
+    fn request(&self, req: SyncRequest) {
+        if let Err(mpsc::SendError(req)) = self.tx.send(req) {
+            req.done
+                .io_completed(Err(io::Error::other("the syncer thread has stopped")));
+        }
+    }
+}
+
+fn sync_loop(rx: mpsc::Receiver<SyncRequest>) {
+    while let Ok(first) = rx.recv() {
+        let mut by_group: HashMap<u64, (Arc<GroupLog>, Vec<(u64, IOFlushed<TypeConfig>)>)> =
+            HashMap::new();
+        for req in std::iter::once(first).chain(rx.try_iter()) {
+            by_group
+                .entry(req.log.group_id)
+                .or_insert_with(|| (req.log.clone(), Vec::new()))
+                .1
+                .push((req.index, req.done));
+        }
+        for (_, (log, waiting)) in by_group {
+            // One fsync covers every append made before it started.
+            match log.flusher.flush() {
+                Ok(durable) => {
+                    let durable = durable.unwrap_or(0);
+                    for (index, done) in waiting {
+                        if index <= durable {
+                            done.io_completed(Ok(()));
+                        } else {
+                            // Truncated and re-appended meanwhile: the sync did not cover it.
+                            done.io_completed(Err(io::Error::other(format!(
+                                "group {}: index {index} not durable after sync (durable {durable})",
+                                log.group_id
+                            ))));
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(group = log.group_id, error = %e, "fsync failed; the log refuses writes");
+                    let msg = e.to_string();
+                    for (_, done) in waiting {
+                        done.io_completed(Err(io::Error::other(msg.clone())));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// openraft's view of a group's log.
+#[derive(Debug, Clone)]
+pub struct LogStore {
+    log: Arc<GroupLog>,
+    syncer: Syncer,
+    /// Acknowledge appends before they are synced (`flush = interval`): faster, and loses
+    /// the last interval's appends on power failure.
+    ack_before_sync: bool,
+}
+
+impl LogStore {
+    pub fn new(log: Arc<GroupLog>, syncer: Syncer, ack_before_sync: bool) -> LogStore {
+        LogStore {
+            log,
+            syncer,
+            ack_before_sync,
+        }
+    }
+}
+
+/// The log reader openraft hands to replication and apply tasks.
+#[derive(Debug, Clone)]
+pub struct StoreReader {
+    log: Arc<GroupLog>,
+}
+
+impl RaftLogReader<TypeConfig> for StoreReader {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + Send>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry>, io::Error> {
+        let (start, end) = bounds(&range);
+        self.log.entries(start, end)
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote>, io::Error> {
+        self.log.read_vote()
+    }
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + Send>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry>, io::Error> {
+        let (start, end) = bounds(&range);
+        self.log.entries(start, end)
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote>, io::Error> {
+        self.log.read_vote()
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = StoreReader;
+
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, io::Error> {
+        let purged = self.log.meta_log_id(META_PURGED)?;
+        let purged_next = self.log.purged_next.load(Ordering::Acquire);
+        let last = {
+            let log = self.log.lock();
+            log.last_index()
+                .filter(|i| *i >= purged_next)
+                .map(|i| log_id(log.last_term(), i))
+        };
+        Ok(LogState {
+            last_log_id: last.or_else(|| purged.clone()),
+            last_purged_log_id: purged,
+        })
+    }
+
+    async fn get_log_reader(&mut self) -> StoreReader {
+        StoreReader {
+            log: self.log.clone(),
+        }
+    }
+
+    async fn save_vote(&mut self, vote: &Vote) -> Result<(), io::Error> {
+        let enc = codec::encode_vote(vote);
+        self.log
+            .lock()
+            .set_meta(&[(META_VOTE, Some(&enc[..]))])
+            .map_err(io_err)
+    }
+
+    async fn append<I>(&mut self, entries: I, callback: IOFlushed<TypeConfig>) -> Result<(), io::Error>
+    where
+        I: IntoIterator<Item = Entry> + Send,
+        I::IntoIter: Send,
+    {
+        let mut last = None;
+        {
+            let mut log = self.log.lock();
+            for entry in entries {
+                let index = entry.log_id.index;
+                let term = term_of(&entry.log_id);
+                if log.last_index().is_none() && index != log.next_index() {
+                    // An empty log may begin at any index (a follower whose first entries
+                    // come after a purge or snapshot); offsets carry on from where they are.
+                    let end = log.log_end_offset();
+                    log.reset(index, end).map_err(io_err)?;
+                }
+                match entry.payload {
+                    EntryPayload::Normal(Proposal(bytes)) if self.log.kind == GroupKind::Partition => {
+                        // The log patches base_offset and the CRC in place; the batch arrives
+                        // as shared `Bytes`, so it is copied once here, on its way to the page
+                        // cache.
+                        let mut buf = BytesMut::from(&bytes[..]);
+                        log.append(index, term, Payload::Batch(&mut buf))
+                            .map_err(io_err)?;
+                    }
+                    EntryPayload::Normal(Proposal(bytes)) => {
+                        let enc = codec::encode_control(&Control::App(bytes));
+                        log.append(index, term, Payload::Control(&enc))
+                            .map_err(io_err)?;
+                    }
+                    EntryPayload::Blank => {
+                        let enc = codec::encode_control(&Control::Blank);
+                        log.append(index, term, Payload::Control(&enc))
+                            .map_err(io_err)?;
+                    }
+                    EntryPayload::Membership(m) => {
+                        let enc = codec::encode_control(&Control::Membership(m));
+                        log.append(index, term, Payload::Control(&enc))
+                            .map_err(io_err)?;
+                    }
+                }
+                last = Some(index);
+            }
+        }
+        match last {
+            Some(index) if !self.ack_before_sync => self.syncer.request(SyncRequest {
+                log: self.log.clone(),
+                index,
+                done: callback,
+            }),
+            _ => callback.io_completed(Ok(())),
+        }
+        Ok(())
+    }
+
+    async fn truncate_after(&mut self, last_log_id: Option<LogId>) -> Result<(), io::Error> {
+        let mut log = self.log.lock();
+        match last_log_id {
+            Some(id) => log.truncate_after(id.index).map_err(io_err),
+            None => {
+                // Every entry goes: keep only what was purged.
+                let first_kept = log
+                    .first_index()
+                    .max(self.log.purged_next.load(Ordering::Acquire));
+                match first_kept.checked_sub(1) {
+                    Some(last_gone) => log.truncate_after(last_gone).map_err(io_err),
+                    None if log.last_index().is_some() => {
+                        let start = log.log_start_offset();
+                        log.reset(0, start).map_err(io_err)
+                    }
+                    None => Ok(()),
+                }
+            }
+        }
+    }
+
+    async fn purge(&mut self, upto: LogId) -> Result<(), io::Error> {
+        let enc = codec::encode_log_id(&upto);
+        let mut log = self.log.lock();
+        log.set_meta(&[(META_PURGED, Some(&enc[..]))])
+            .map_err(io_err)?;
+        self.log
+            .purged_next
+            .fetch_max(upto.index + 1, Ordering::AcqRel);
+        match log.last_index() {
+            // Purging past the last entry (a snapshot beyond the log): the log empties and
+            // the next entry follows the purged one.
+            Some(last) if upto.index > last => {
+                let end = log.log_end_offset();
+                log.reset(upto.index + 1, end).map_err(io_err)
+            }
+            None if upto.index >= log.next_index() => {
+                let end = log.log_end_offset();
+                log.reset(upto.index + 1, end).map_err(io_err)
+            }
+            None => Ok(()),
+            Some(_) => log.purge_upto(upto.index).map_err(io_err),
+        }
+    }
+}

@@ -1,0 +1,316 @@
+//! The partition state machine (D2): applying an entry advances the high watermark, wakes
+//! fetchers and answers the producer with where its batch landed.
+//!
+//! The state is tiny — the last applied log id, the membership, the high watermark and the
+//! last HLC — because the records themselves are the log. It is persisted (lazily; applying
+//! again is idempotent) so a restart does not re-apply the whole retained log, and a
+//! snapshot is the same few fields: what a follower that fell behind retention needs to
+//! continue from the retention boundary.
+//!
+//! ```text
+//! applied / snapshot record
+//!   last_applied opt<term u64, index u64> | high_watermark u64 | last_hlc u64
+//!   | log_start_offset u64 | membership_log_id opt<term u64, index u64> | membership
+//! ```
+
+use std::io;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::{BufMut, Bytes, BytesMut};
+use futures::{Stream, StreamExt};
+use openraft::storage::{EntryResponder, RaftSnapshotBuilder, RaftStateMachine};
+use openraft::EntryPayload;
+use steme_protocol::BatchHeader;
+use steme_protocol::wire::{Reader, put_option};
+use tokio::sync::watch;
+
+use super::codec;
+use super::log_store::{GroupLog, META_APPLIED, io_err};
+use super::types::{
+    Applied, LogId, Proposal, Snapshot, SnapshotMeta, StoredMembership, TypeConfig,
+    log_id, term_of,
+};
+
+const META_SNAPSHOT: &str = "partition.snapshot";
+/// How often the applied state is written down (a restart re-applies at most this much).
+const PERSIST_EVERY: Duration = Duration::from_secs(1);
+
+/// What the produce and fetch paths read from the state machine.
+#[derive(Debug)]
+pub struct PartitionState {
+    /// End offset of the last applied batch: consumers see offsets below it. Fetchers
+    /// long-poll on it.
+    pub high_watermark: watch::Sender<u64>,
+    /// HLC of the last applied record.
+    pub last_hlc: AtomicU64,
+}
+
+impl PartitionState {
+    pub fn new(high_watermark: u64, last_hlc: u64) -> Arc<PartitionState> {
+        Arc::new(PartitionState {
+            high_watermark: watch::Sender::new(high_watermark),
+            last_hlc: AtomicU64::new(last_hlc),
+        })
+    }
+
+    pub fn high_watermark(&self) -> u64 {
+        *self.high_watermark.borrow()
+    }
+}
+
+/// The persisted fields.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct AppliedRecord {
+    pub last_applied: Option<LogId>,
+    pub high_watermark: u64,
+    pub last_hlc: u64,
+    pub log_start_offset: u64,
+    pub membership: StoredMembership,
+}
+
+impl AppliedRecord {
+    pub fn encode(&self) -> Bytes {
+        let mut out = BytesMut::new();
+        let put_id = |b: &mut BytesMut, id: &LogId| {
+            b.put_u64_le(term_of(id));
+            b.put_u64_le(id.index);
+        };
+        put_option(&mut out, self.last_applied.as_ref(), put_id);
+        out.put_u64_le(self.high_watermark);
+        out.put_u64_le(self.last_hlc);
+        out.put_u64_le(self.log_start_offset);
+        put_option(&mut out, self.membership.log_id().as_ref(), put_id);
+        codec::encode_membership(self.membership.membership(), &mut out);
+        out.freeze()
+    }
+
+    pub fn decode(b: Bytes) -> io::Result<AppliedRecord> {
+        let mut r = Reader::new(b);
+        let get_id = |r: &mut Reader| Ok(log_id(r.u64()?, r.u64()?));
+        let last_applied = r.option(get_id).map_err(io_err)?;
+        let high_watermark = r.u64().map_err(io_err)?;
+        let last_hlc = r.u64().map_err(io_err)?;
+        let log_start_offset = r.u64().map_err(io_err)?;
+        let membership_id = r.option(get_id).map_err(io_err)?;
+        let membership = codec::decode_membership(&mut r).map_err(io_err)?;
+        r.finish().map_err(io_err)?;
+        Ok(AppliedRecord {
+            last_applied,
+            high_watermark,
+            last_hlc,
+            log_start_offset,
+            membership: StoredMembership::new(membership_id, membership),
+        })
+    }
+
+    fn snapshot_meta(&self) -> SnapshotMeta {
+        SnapshotMeta {
+            last_log_id: self.last_applied.clone(),
+            last_membership: self.membership.clone(),
+        }
+    }
+}
+
+/// The state machine of one partition group.
+pub struct PartitionSm {
+    log: Arc<GroupLog>,
+    state: Arc<PartitionState>,
+    applied: AppliedRecord,
+    last_persist: Instant,
+    dirty: bool,
+}
+
+impl std::fmt::Debug for PartitionSm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PartitionSm")
+            .field("group", &self.log.group_id)
+            .field("applied", &self.applied.last_applied)
+            .finish()
+    }
+}
+
+impl PartitionSm {
+    /// Loads the persisted applied state and snapshot of `log`.
+    pub fn open(log: Arc<GroupLog>) -> io::Result<(PartitionSm, Arc<PartitionState>)> {
+        let applied = {
+            let l = log.lock();
+            let applied = match l.meta_get(META_APPLIED) {
+                Some(b) => AppliedRecord::decode(Bytes::copy_from_slice(b))?,
+                None => AppliedRecord {
+                    log_start_offset: l.log_start_offset(),
+                    high_watermark: l.log_start_offset(),
+                    ..AppliedRecord::default()
+                },
+            };
+            applied
+        };
+        let state = PartitionState::new(applied.high_watermark, applied.last_hlc);
+        Ok((
+            PartitionSm {
+                log,
+                state: state.clone(),
+                applied,
+                last_persist: Instant::now(),
+                dirty: false,
+            },
+            state,
+        ))
+    }
+
+    fn persist(&mut self) -> io::Result<()> {
+        let enc = self.applied.encode();
+        self.log
+            .lock()
+            .set_meta(&[(META_APPLIED, Some(&enc[..]))])
+            .map_err(io_err)?;
+        self.last_persist = Instant::now();
+        self.dirty = false;
+        Ok(())
+    }
+
+    /// Writes the applied state now (at shutdown).
+    pub fn flush_applied(&mut self) -> io::Result<()> {
+        if self.dirty { self.persist() } else { Ok(()) }
+    }
+
+    fn publish(&self) {
+        self.state
+            .last_hlc
+            .store(self.applied.last_hlc, Ordering::Release);
+        self.state
+            .high_watermark
+            .send_if_modified(|hwm| {
+                let changed = *hwm != self.applied.high_watermark;
+                *hwm = self.applied.high_watermark;
+                changed
+            });
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for PartitionSm {
+    type SnapshotData = Bytes;
+    type SnapshotBuilder = PartitionSnapshotBuilder;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), io::Error> {
+        Ok((
+            self.applied.last_applied.clone(),
+            self.applied.membership.clone(),
+        ))
+    }
+
+    async fn apply<Strm>(&mut self, mut entries: Strm) -> Result<(), io::Error>
+    where
+        Strm: Stream<Item = Result<EntryResponder<TypeConfig>, io::Error>> + Unpin + Send,
+    {
+        while let Some(item) = entries.next().await {
+            let (entry, responder) = item?;
+            let applied = match entry.payload {
+                EntryPayload::Normal(Proposal(bytes)) => {
+                    let h = BatchHeader::parse(&bytes).map_err(io_err)?;
+                    self.applied.high_watermark = h.end_offset();
+                    self.applied.last_hlc = h.last_hlc();
+                    Applied::Batch {
+                        base_offset: h.base_offset,
+                        base_hlc: h.base_hlc,
+                        record_count: h.record_count,
+                    }
+                }
+                EntryPayload::Blank => Applied::Control,
+                EntryPayload::Membership(m) => {
+                    self.applied.membership =
+                        StoredMembership::new(Some(entry.log_id.clone()), m);
+                    Applied::Control
+                }
+            };
+            self.applied.last_applied = Some(entry.log_id);
+            self.dirty = true;
+            if let Some(r) = responder {
+                r.send(applied);
+            }
+        }
+        // Wake fetchers and producers once per applied run, not once per entry.
+        self.publish();
+        if self.last_persist.elapsed() >= PERSIST_EVERY {
+            self.persist()?;
+        }
+        Ok(())
+    }
+
+    async fn get_snapshot_builder(&mut self) -> PartitionSnapshotBuilder {
+        PartitionSnapshotBuilder {
+            log: self.log.clone(),
+            applied: self.applied.clone(),
+        }
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        snapshot: Bytes,
+    ) -> Result<(), io::Error> {
+        let rec = AppliedRecord::decode(snapshot.clone())?;
+        if rec.last_applied != meta.last_log_id {
+            return Err(io::Error::other(format!(
+                "snapshot data is for {:?} but its meta says {:?}",
+                rec.last_applied, meta.last_log_id
+            )));
+        }
+        {
+            let mut log = self.log.lock();
+            let next_index = rec.last_applied.as_ref().map_or(0, |id| id.index + 1);
+            let holds_it = rec.last_applied.as_ref().is_some_and(|id| {
+                self.log.reader.term_at(id.index) == Some(term_of(id))
+            });
+            if !holds_it {
+                // Our log does not reach the snapshot (we fell behind retention): continue
+                // from the snapshot's boundary with the leader's offsets.
+                log.reset(next_index, rec.high_watermark).map_err(io_err)?;
+            }
+            log.set_meta(&[(META_SNAPSHOT, Some(&snapshot[..]))])
+                .map_err(io_err)?;
+        }
+        self.applied = rec;
+        self.persist()?;
+        self.publish();
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, io::Error> {
+        // The builder persists every snapshot it makes; the latest is the current one.
+        let stored = self.log.lock().meta_get(META_SNAPSHOT).map(Bytes::copy_from_slice);
+        let Some(enc) = stored else {
+            return Ok(None);
+        };
+        let rec = AppliedRecord::decode(enc.clone())?;
+        Ok(Some(Snapshot {
+            meta: rec.snapshot_meta(),
+            snapshot: enc,
+        }))
+    }
+}
+
+/// Builds a snapshot of the partition state at the moment it was created.
+pub struct PartitionSnapshotBuilder {
+    log: Arc<GroupLog>,
+    applied: AppliedRecord,
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for PartitionSnapshotBuilder {
+    type SnapshotData = Bytes;
+
+    async fn build_snapshot(&mut self) -> Result<Snapshot, io::Error> {
+        let mut rec = self.applied.clone();
+        rec.log_start_offset = self.log.reader.log_start_offset();
+        let enc = rec.encode();
+        self.log
+            .lock()
+            .set_meta(&[(META_SNAPSHOT, Some(&enc[..]))])
+            .map_err(io_err)?;
+        Ok(Snapshot {
+            meta: rec.snapshot_meta(),
+            snapshot: enc,
+        })
+    }
+}

@@ -1,0 +1,212 @@
+//! Durability: group commit and the durable index.
+//!
+//! The writer appends with `write` (into the page cache) and records, under the small
+//! `sync` lock, the last appended index and the files that hold unsynced bytes. A flush —
+//! from the writer itself, the interval thread, or any thread holding a [`Flusher`] —
+//! captures that list and index, runs `fdatasync` on each file *without* holding any lock
+//! the writer needs, and then publishes the captured index as durable. So one sync covers
+//! every append made before it, and appends continue while it runs.
+//!
+//! A failed sync poisons the log (the kernel may have dropped the dirty pages: retrying
+//! would report data durable that is not). Every later write and flush returns
+//! [`Error::Poisoned`] naming the first failure.
+
+use std::fs::File;
+use std::path::PathBuf;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result};
+use crate::log::Shared;
+
+/// A file with bytes that a flush must sync.
+#[derive(Debug, Clone)]
+pub(crate) struct SyncTarget {
+    pub file: Arc<File>,
+    pub path: PathBuf,
+}
+
+#[derive(Debug)]
+pub(crate) struct SyncState {
+    /// Files written since the last flush other than the active segment (segments sealed
+    /// since, their index files).
+    pub pending: Vec<SyncTarget>,
+    pub active: SyncTarget,
+    /// One past the last appended index.
+    pub appended_next: u64,
+    /// Bumped by every truncation and reset: a flush that started before one must not
+    /// publish its captured index.
+    pub epoch: u64,
+    pub unflushed_bytes: u64,
+    pub first_unflushed: Option<Instant>,
+    /// Tells the interval thread to exit.
+    pub stop: bool,
+}
+
+#[derive(Debug)]
+pub(crate) struct DurableState {
+    /// Every index below this is durable.
+    pub next: u64,
+    pub poisoned: Option<String>,
+}
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A thread that panicked while holding one of these locks left plain data behind;
+    // the invariants that matter (poison, durable index) are re-checked by every user.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Shared {
+    pub(crate) fn poisoned(&self) -> Option<String> {
+        lock(&self.durable).poisoned.clone()
+    }
+
+    pub(crate) fn check_writable(&self) -> Result<()> {
+        match self.poisoned() {
+            Some(reason) => Err(Error::Poisoned { reason }),
+            None => Ok(()),
+        }
+    }
+
+    pub(crate) fn poison(&self, reason: String) {
+        let mut d = lock(&self.durable);
+        if d.poisoned.is_none() {
+            d.poisoned = Some(reason);
+        }
+        self.durable_cond.notify_all();
+    }
+
+    pub(crate) fn durable_next(&self) -> u64 {
+        lock(&self.durable).next
+    }
+
+    /// One group commit: see the module docs.
+    pub(crate) fn flush(&self) -> Result<u64> {
+        let _one_at_a_time = lock(&self.flush_lock);
+        self.check_writable()?;
+        let (targets, target, epoch) = {
+            let mut s = lock(&self.sync);
+            if s.pending.is_empty() && s.appended_next <= self.durable_next() {
+                return Ok(self.durable_next());
+            }
+            let mut targets = std::mem::take(&mut s.pending);
+            targets.push(s.active.clone());
+            s.unflushed_bytes = 0;
+            s.first_unflushed = None;
+            (targets, s.appended_next, s.epoch)
+        };
+        for t in &targets {
+            if let Err(e) = self.io.sync_data(&t.file) {
+                let reason = format!("fdatasync of {} failed: {e}", t.path.display());
+                self.poison(reason);
+                return Err(Error::Io {
+                    op: "fdatasync",
+                    path: t.path.clone(),
+                    source: e,
+                });
+            }
+        }
+        let s = lock(&self.sync);
+        let mut d = lock(&self.durable);
+        if s.epoch == epoch && target > d.next {
+            d.next = target;
+            self.durable_cond.notify_all();
+        }
+        Ok(d.next)
+    }
+
+    /// The interval flusher's loop: sync when the oldest unsynced append is `ms` old or
+    /// `bytes` have piled up.
+    pub(crate) fn run_interval_flusher(&self, ms: u64, bytes: u64) {
+        let period = Duration::from_millis(ms);
+        loop {
+            {
+                let mut s = lock(&self.sync);
+                loop {
+                    if s.stop {
+                        return;
+                    }
+                    match s.first_unflushed {
+                        Some(t0) => {
+                            let due = t0 + period;
+                            let now = Instant::now();
+                            if s.unflushed_bytes >= bytes || now >= due {
+                                break;
+                            }
+                            s = self
+                                .sync_cond
+                                .wait_timeout(s, due - now)
+                                .unwrap_or_else(|e| e.into_inner())
+                                .0;
+                        }
+                        None => {
+                            s = self.sync_cond.wait(s).unwrap_or_else(|e| e.into_inner());
+                        }
+                    }
+                }
+            }
+            if self.flush().is_err() {
+                // Poisoned: the writer reports it on its next call.
+                return;
+            }
+        }
+    }
+}
+
+/// A cloneable handle that syncs the log from any thread and tells which index is durable.
+#[derive(Clone)]
+pub struct Flusher {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Flusher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Flusher")
+            .field("durable_index", &self.durable_index())
+            .finish()
+    }
+}
+
+impl Flusher {
+    /// Syncs every append made before this call and returns the durable index (`None` if
+    /// the log holds no entry). Runs concurrently with appends; concurrent flushes queue.
+    pub fn flush(&self) -> Result<Option<u64>> {
+        let next = self.shared.flush()?;
+        Ok(self.shared.index_before(next))
+    }
+
+    /// The last index known durable.
+    pub fn durable_index(&self) -> Option<u64> {
+        self.shared.index_before(self.shared.durable_next())
+    }
+
+    /// Waits until `index` is durable (true), the timeout passes (false) or the log is
+    /// poisoned (error).
+    pub fn wait_durable(&self, index: u64, timeout: Duration) -> Result<bool> {
+        let deadline = Instant::now() + timeout;
+        let mut d = lock(&self.shared.durable);
+        loop {
+            if let Some(reason) = &d.poisoned {
+                return Err(Error::Poisoned {
+                    reason: reason.clone(),
+                });
+            }
+            if d.next > index {
+                return Ok(true);
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok(false);
+            }
+            d = self
+                .shared
+                .durable_cond
+                .wait_timeout(d, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+}
+
+/// Keeps the condvar type in one place for `Shared`.
+pub(crate) type Cond = Condvar;

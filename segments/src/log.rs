@@ -1,0 +1,1604 @@
+//! The writer: [`Log`] appends, rolls, truncates, purges, keeps metadata, and recovers on
+//! open. Readers ([`crate::LogReader`]) and flushers ([`Flusher`]) share its state.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::thread::JoinHandle;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use steme_protocol::batch::{patch_base_offset, validate};
+
+use crate::config::{FlushPolicy, LogConfig, RecoveryPolicy};
+use crate::error::{Error, Result};
+use crate::flush::{Cond, DurableState, Flusher, SyncState, SyncTarget, lock};
+use crate::format::{
+    Checkpoint, EntryKind, FRAME_HEADER_LEN, FrameDamage, FrameHeader, INDEX_FOOTER_LEN, IdTable,
+    MetaFile, SEGMENT_HEADER_LEN, SPARSE_ENTRY_LEN, SegmentHeader, SparseEntry,
+    decode_index_footer, encode_ids_file, encode_index_file,
+};
+use crate::io::FileIo;
+use crate::mmap::map_file;
+use crate::reader::LogReader;
+use crate::segment::{
+    ActiveIds, IdIndex, Segment, SparseIndex, ids_path, index_path, parse_segment_name,
+    read_small, segment_path,
+};
+
+const META_FILE: &str = "meta";
+const TMP_SUFFIX: &str = "tmp";
+
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// What the readers see: the segments, oldest first; the last one is active.
+pub(crate) struct State {
+    pub segments: Vec<Segment>,
+    /// Term of the last entry (0 if the log holds none).
+    pub last_term: u64,
+}
+
+impl State {
+    pub fn active(&self) -> &Segment {
+        self.segments.last().expect("a log always has an active segment")
+    }
+
+    fn active_mut(&mut self) -> &mut Segment {
+        self.segments
+            .last_mut()
+            .expect("a log always has an active segment")
+    }
+
+    pub fn start_index(&self) -> u64 {
+        self.segments[0].header.base_index
+    }
+
+    pub fn start_offset(&self) -> u64 {
+        self.segments[0].base_offset()
+    }
+
+    pub fn next_index(&self) -> u64 {
+        self.active().summary.last_index.wrapping_add(1)
+    }
+
+    pub fn end_offset(&self) -> u64 {
+        self.active().summary.end_offset
+    }
+
+    pub fn last_index(&self) -> Option<u64> {
+        let next = self.next_index();
+        (next > self.start_index()).then(|| next - 1)
+    }
+
+    /// The segment holding Raft index `index`, if any.
+    pub fn segment_for_index(&self, index: u64) -> Option<&Segment> {
+        let i = self
+            .segments
+            .partition_point(|s| s.header.base_index <= index);
+        let seg = self.segments.get(i.checked_sub(1)?)?;
+        (!seg.is_empty() && index <= seg.summary.last_index).then_some(seg)
+    }
+
+    /// Position in `segments` of the segment whose offsets include `offset`.
+    pub fn segment_for_offset(&self, offset: u64) -> Option<usize> {
+        let i = self.segments.partition_point(|s| s.base_offset() <= offset);
+        i.checked_sub(1)
+    }
+
+    fn recompute_last_term(&mut self) {
+        self.last_term = self
+            .segments
+            .iter()
+            .rev()
+            .find(|s| !s.is_empty())
+            .map_or(0, |s| s.summary.last_term);
+    }
+}
+
+/// Everything the writer, readers and flushers share.
+pub(crate) struct Shared {
+    pub dir: PathBuf,
+    pub io: Arc<dyn FileIo>,
+    pub state: RwLock<State>,
+    pub sync: Mutex<SyncState>,
+    pub sync_cond: Cond,
+    /// Serialises flushes (the sync lock is not held while a flush runs).
+    pub flush_lock: Mutex<()>,
+    pub durable: Mutex<DurableState>,
+    pub durable_cond: Cond,
+}
+
+impl Shared {
+    pub(crate) fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
+        self.state.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, State> {
+        self.state.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn index_before(&self, next: u64) -> Option<u64> {
+        next.checked_sub(1)
+    }
+}
+
+/// The payload of a new entry.
+#[derive(Debug)]
+pub enum Payload<'a> {
+    /// A record batch. The log sets its `base_offset` (and CRC) in place; every other byte
+    /// is stored as given.
+    Batch(&'a mut [u8]),
+    /// Opaque control bytes (membership, blank): stored with a CRC, takes no offset.
+    Control(&'a [u8]),
+}
+
+/// One entry to append.
+#[derive(Debug)]
+pub struct NewEntry<'a> {
+    pub index: u64,
+    pub term: u64,
+    pub payload: Payload<'a>,
+}
+
+/// Where an appended entry landed. For a control entry `base_offset == end_offset`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    pub index: u64,
+    pub base_offset: u64,
+    pub end_offset: u64,
+}
+
+/// What recovery cut.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cut {
+    /// The segment file that was cut.
+    pub segment: PathBuf,
+    /// Byte position in it where the log now ends.
+    pub position: u64,
+    /// The first Raft index that was not kept.
+    pub first_lost_index: u64,
+    pub reason: String,
+}
+
+/// What [`Log::open`] found and did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecoveryReport {
+    /// Segments in the log after recovery.
+    pub segments: usize,
+    /// Base offsets of the segments whose frames were read and checked.
+    pub scanned_segments: Vec<u64>,
+    pub scanned_bytes: u64,
+    /// Base offsets of sealed segments whose index files were rebuilt.
+    pub rebuilt_indexes: Vec<u64>,
+    /// Set when a damaged tail was cut off.
+    pub cut: Option<Cut>,
+    /// Segment files deleted: after a cut, below the log start, or left by an interrupted
+    /// purge or reset.
+    pub removed_segments: Vec<PathBuf>,
+    pub last_index: Option<u64>,
+    pub log_end_offset: u64,
+}
+
+/// Which sealed segments retention would delete, so the Raft layer can snapshot at the
+/// boundary first and then call [`Log::purge_upto`]`(upto_index)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PurgePlan {
+    /// Last Raft index that would go.
+    pub upto_index: u64,
+    /// The log start offset afterwards (first offset kept).
+    pub new_log_start_offset: u64,
+    pub segments: usize,
+    pub bytes: u64,
+}
+
+/// The on-disk log of one partition. One writer (`&mut self`); any number of
+/// [`LogReader`]s and [`Flusher`]s on other threads.
+pub struct Log {
+    shared: Arc<Shared>,
+    cfg: LogConfig,
+    active_file: Arc<File>,
+    /// Highest byte position ever written in the active file since it was opened: a
+    /// truncation zeroes up to here.
+    written_to: u64,
+    meta: MetaFile,
+    interval_thread: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Log {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let st = self.shared.read();
+        f.debug_struct("Log")
+            .field("dir", &self.shared.dir)
+            .field("segments", &st.segments.len())
+            .field("next_index", &st.next_index())
+            .field("log_end_offset", &st.end_offset())
+            .finish()
+    }
+}
+
+/// Frame and index facts of an entry about to be written.
+struct Planned {
+    header: [u8; FRAME_HEADER_LEN],
+    frame: FrameHeader,
+    batch: Option<steme_protocol::BatchHeader>,
+}
+
+impl Log {
+    // -----------------------------------------------------------------------------------
+    // Opening and recovery
+
+    /// Opens (or creates) the log in `dir`, recovering its tail. See the crate docs for the
+    /// recovery rules.
+    pub fn open(
+        dir: impl AsRef<Path>,
+        cfg: LogConfig,
+        io: Arc<dyn FileIo>,
+    ) -> Result<(Log, RecoveryReport)> {
+        cfg.check()?;
+        let dir = dir.as_ref().to_path_buf();
+        fs::create_dir_all(&dir).map_err(Error::io("create directory", &dir))?;
+        let meta_path = dir.join(META_FILE);
+        let meta = match read_small(&meta_path) {
+            Ok(b) => MetaFile::decode(&b).map_err(|reason| Error::BadMeta {
+                path: meta_path.clone(),
+                reason: reason.to_owned(),
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => MetaFile::default(),
+            Err(e) => return Err(Error::io("read", &meta_path)(e)),
+        };
+        let mut report = RecoveryReport::default();
+        let mut bases = Vec::new();
+        for entry in fs::read_dir(&dir).map_err(Error::io("list", &dir))? {
+            let entry = entry.map_err(Error::io("list", &dir))?;
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if name.ends_with(TMP_SUFFIX) {
+                let _ = fs::remove_file(entry.path());
+            } else if let Some(base) = parse_segment_name(&name) {
+                bases.push(base);
+            }
+        }
+        bases.sort_unstable();
+
+        let mut rec = Recovery {
+            io: io.as_ref(),
+            active_prefix_loaded: false,
+            dir: &dir,
+            cfg: &cfg,
+            meta: &meta,
+            report: &mut report,
+            segments: Vec::new(),
+            last_term: 0,
+            active_file: None,
+        };
+        rec.run(&bases)?;
+        let Recovery {
+            segments,
+            last_term,
+            active_file,
+            active_prefix_loaded,
+            ..
+        } = rec;
+        let mut log_meta = meta;
+        if !active_prefix_loaded
+            && let Some(cp) = &mut log_meta.recovery
+            && segments.last().is_some_and(|s| s.base_offset() <= cp.segment)
+        {
+            cp.position = SEGMENT_HEADER_LEN as u64;
+        }
+        let (segments, active_file) = match active_file {
+            Some(f) => (segments, f),
+            None => {
+                // Empty directory (or everything removed): start at the recorded log start.
+                let (seg, file) = create_segment(
+                    &dir,
+                    &cfg,
+                    io.as_ref(),
+                    SegmentHeader {
+                        base_offset: log_meta.log_start_offset,
+                        base_index: log_meta.log_start_index,
+                        created_ms: now_ms(),
+                    },
+                )?;
+                (vec![seg], file)
+            }
+        };
+        let active_path = segments
+            .last()
+            .expect("recovery leaves an active segment")
+            .log_path();
+        io.sync_data(&active_file)
+            .map_err(Error::io("fdatasync", &active_path))?;
+        io.sync_dir(&dir).map_err(Error::io("fsync directory", &dir))?;
+        let written_to = segments.last().map_or(0, |s| s.summary.size);
+        let state = State {
+            segments,
+            last_term,
+        };
+        let next = state.next_index();
+        report.segments = state.segments.len();
+        report.last_index = state.last_index();
+        report.log_end_offset = state.end_offset();
+        log_meta.log_start_index = state.start_index();
+        log_meta.log_start_offset = state.start_offset();
+        let active_file = Arc::new(active_file);
+        let shared = Arc::new(Shared {
+            dir: dir.clone(),
+            io,
+            state: RwLock::new(state),
+            sync: Mutex::new(SyncState {
+                pending: Vec::new(),
+                active: SyncTarget {
+                    file: active_file.clone(),
+                    path: active_path,
+                },
+                appended_next: next,
+                epoch: 0,
+                unflushed_bytes: 0,
+                first_unflushed: None,
+                stop: false,
+            }),
+            sync_cond: Cond::new(),
+            flush_lock: Mutex::new(()),
+            durable: Mutex::new(DurableState {
+                next,
+                poisoned: None,
+            }),
+            durable_cond: Cond::new(),
+        });
+        let mut log = Log {
+            shared,
+            cfg,
+            active_file,
+            written_to,
+            meta: log_meta,
+            interval_thread: None,
+        };
+        log.checkpoint()?;
+        if let FlushPolicy::Interval { ms, bytes } = log.cfg.flush {
+            let shared = log.shared.clone();
+            let handle = std::thread::Builder::new()
+                .name("steme-log-flusher".into())
+                .spawn(move || shared.run_interval_flusher(ms, bytes))
+                .map_err(Error::io("spawn flusher thread", &dir))?;
+            log.interval_thread = Some(handle);
+        }
+        Ok((log, report))
+    }
+
+    // -----------------------------------------------------------------------------------
+    // Handles and accessors
+
+    /// A cloneable reader for other threads.
+    pub fn reader(&self) -> LogReader {
+        LogReader {
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// A cloneable handle that syncs from any thread.
+    pub fn flusher(&self) -> Flusher {
+        Flusher {
+            shared: self.shared.clone(),
+        }
+    }
+
+    pub fn config(&self) -> &LogConfig {
+        &self.cfg
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.shared.dir
+    }
+
+    /// The index the next append must carry.
+    pub fn next_index(&self) -> u64 {
+        self.shared.read().next_index()
+    }
+
+    pub fn last_index(&self) -> Option<u64> {
+        self.shared.read().last_index()
+    }
+
+    /// Term of the last entry (0 when the log holds none).
+    pub fn last_term(&self) -> u64 {
+        self.shared.read().last_term
+    }
+
+    pub fn first_index(&self) -> u64 {
+        self.shared.read().start_index()
+    }
+
+    pub fn log_start_offset(&self) -> u64 {
+        self.shared.read().start_offset()
+    }
+
+    pub fn log_end_offset(&self) -> u64 {
+        self.shared.read().end_offset()
+    }
+
+    /// The last index known durable (see [`Flusher`]).
+    pub fn durable_index(&self) -> Option<u64> {
+        self.shared.index_before(self.shared.durable_next())
+    }
+
+    /// Syncs now (any policy).
+    pub fn flush(&mut self) -> Result<Option<u64>> {
+        self.flusher().flush()
+    }
+
+    // -----------------------------------------------------------------------------------
+    // Appending
+
+    /// Appends one entry. See [`Log::append_many`].
+    pub fn append(&mut self, index: u64, term: u64, payload: Payload<'_>) -> Result<Appended> {
+        let mut one = [NewEntry {
+            index,
+            term,
+            payload,
+        }];
+        let done = self.append_many(&mut one)?;
+        Ok(done[0])
+    }
+
+    /// Appends entries in order. Indexes must follow the log (`next_index()`), terms never
+    /// decrease, batches must be valid. Every entry is checked before anything is written,
+    /// so a bad entry appends nothing. Each batch's `base_offset` is set to the log end
+    /// offset (patched in the caller's buffer, CRC included).
+    ///
+    /// The entries are durable once [`Log::durable_index`] reaches them: at once under
+    /// [`FlushPolicy::EveryAppend`], at the next group commit otherwise. Any write or sync
+    /// error poisons the log.
+    pub fn append_many(&mut self, entries: &mut [NewEntry<'_>]) -> Result<Vec<Appended>> {
+        self.shared.check_writable()?;
+        let now = now_ms();
+        let (mut next, mut term, mut end) = {
+            let st = self.shared.read();
+            (st.next_index(), st.last_term, st.end_offset())
+        };
+        let mut plan = Vec::with_capacity(entries.len());
+        let mut done = Vec::with_capacity(entries.len());
+        for e in entries.iter_mut() {
+            if e.index != next {
+                return Err(Error::NonConsecutiveIndex {
+                    expected: next,
+                    got: e.index,
+                });
+            }
+            if e.term < term {
+                return Err(Error::TermRegression {
+                    index: e.index,
+                    last: term,
+                    got: e.term,
+                });
+            }
+            let (bytes, kind): (&[u8], EntryKind) = match &e.payload {
+                Payload::Batch(b) => (&**b, EntryKind::Batch),
+                Payload::Control(c) => (c, EntryKind::Control),
+            };
+            if bytes.len() as u64 > self.cfg.max_entry_bytes {
+                return Err(Error::EntryTooLarge {
+                    index: e.index,
+                    len: bytes.len() as u64,
+                    max: self.cfg.max_entry_bytes,
+                });
+            }
+            let base = end;
+            let mut batch = None;
+            if let Payload::Batch(b) = &mut e.payload {
+                let mut h = validate(b).map_err(|source| Error::InvalidBatch {
+                    index: e.index,
+                    source,
+                })?;
+                patch_base_offset(b, base);
+                h.base_offset = base;
+                end = h.end_offset();
+                batch = Some(h);
+            }
+            let payload: &[u8] = match &e.payload {
+                Payload::Batch(b) => b,
+                Payload::Control(c) => c,
+            };
+            let frame = FrameHeader {
+                payload_len: payload.len() as u32,
+                index: e.index,
+                term: e.term,
+                kind,
+            };
+            plan.push(Planned {
+                header: frame.encode(payload),
+                frame,
+                batch,
+            });
+            done.push(Appended {
+                index: e.index,
+                base_offset: base,
+                end_offset: end,
+            });
+            next += 1;
+            term = e.term;
+        }
+
+        let mut i = 0;
+        while i < plan.len() {
+            if self.should_roll(&plan[i], now) {
+                self.roll_at(now)?;
+            }
+            // Take as many entries as fit in the active segment (at least one).
+            let (pos, base_offset) = {
+                let st = self.shared.read();
+                (st.active().summary.size, st.active().base_offset())
+            };
+            let mut j = i;
+            let mut total = 0u64;
+            while j < plan.len() {
+                let len = plan[j].frame.frame_len();
+                if j > i && (pos + total + len > self.cfg.segment_bytes || self.should_roll(&plan[j], now)) {
+                    break;
+                }
+                total += len;
+                j += 1;
+            }
+            let mut bufs: Vec<&[u8]> = Vec::with_capacity(2 * (j - i));
+            for (p, e) in plan[i..j].iter().zip(entries[i..j].iter()) {
+                bufs.push(&p.header);
+                bufs.push(match &e.payload {
+                    Payload::Batch(b) => b,
+                    Payload::Control(c) => c,
+                });
+            }
+            self.ensure_capacity(pos + total)?;
+            let path = segment_path(&self.shared.dir, base_offset);
+            if let Err(e) = self.shared.io.write_at(&self.active_file, pos, &bufs) {
+                self.shared.poison(format!(
+                    "write of {total} bytes at {pos} in {} failed: {e}",
+                    path.display()
+                ));
+                return Err(Error::io("write", path)(e));
+            }
+            self.written_to = self.written_to.max(pos + total);
+            {
+                let mut st = self.shared.write();
+                let seg = st.active_mut();
+                let mut at = pos;
+                for p in &plan[i..j] {
+                    seg.apply_frame(at, &p.frame, p.batch.as_ref(), now);
+                    at += p.frame.frame_len();
+                }
+                st.last_term = plan[j - 1].frame.term;
+            }
+            {
+                let mut s = lock(&self.shared.sync);
+                s.appended_next = plan[j - 1].frame.index + 1;
+                let was_clean = s.first_unflushed.is_none();
+                s.unflushed_bytes += total;
+                s.first_unflushed.get_or_insert_with(Instant::now);
+                if let FlushPolicy::Interval { bytes, .. } = self.cfg.flush
+                    && (was_clean || s.unflushed_bytes >= bytes)
+                {
+                    self.shared.sync_cond.notify_all();
+                }
+            }
+            i = j;
+        }
+        if self.cfg.flush == FlushPolicy::EveryAppend {
+            self.shared.flush()?;
+        }
+        Ok(done)
+    }
+
+    fn should_roll(&self, p: &Planned, now: u64) -> bool {
+        let st = self.shared.read();
+        let a = st.active();
+        if !a.has_records() {
+            // A segment is named by its base offset: one without records cannot be rolled
+            // (the next would have the same name).
+            return false;
+        }
+        let full = a.summary.size + p.frame.frame_len() > self.cfg.segment_bytes;
+        let old = self
+            .cfg
+            .segment_age
+            .is_some_and(|age| now.saturating_sub(a.header.created_ms) >= age.as_millis() as u64);
+        let count = p.batch.map_or(0, |b| u64::from(b.record_count));
+        let offsets_full = a.summary.end_offset + count - a.base_offset() > u64::from(u32::MAX);
+        full || old || offsets_full
+    }
+
+    /// Grows the active file (never shrinks it) so that `end` bytes fit, remapping it.
+    fn ensure_capacity(&mut self, end: u64) -> Result<()> {
+        let (len, path) = {
+            let st = self.shared.read();
+            (st.active().data.len() as u64, st.active().log_path())
+        };
+        if end <= len {
+            return Ok(());
+        }
+        let grow = if self.cfg.preallocate {
+            self.cfg.segment_bytes
+        } else {
+            1 << 20
+        };
+        let new_len = end.max(len + grow).max(end.next_multiple_of(4096));
+        self.active_file
+            .set_len(new_len)
+            .map_err(Error::io("extend", &path))?;
+        let data = map_file(&self.active_file).map_err(Error::io("map", &path))?;
+        self.shared.write().active_mut().data = data;
+        Ok(())
+    }
+
+    /// Seals the active segment and starts a new one at the log end, if the active
+    /// segment holds records (a segment without records cannot be rolled: it would share
+    /// its name with the next). Returns whether it rolled.
+    pub fn roll(&mut self) -> Result<bool> {
+        self.shared.check_writable()?;
+        if !self.shared.read().active().has_records() {
+            return Ok(false);
+        }
+        self.roll_at(now_ms())?;
+        Ok(true)
+    }
+
+    fn roll_at(&mut self, now: u64) -> Result<()> {
+        let (header, old_base) = {
+            let st = self.shared.read();
+            (
+                SegmentHeader {
+                    base_offset: st.end_offset(),
+                    base_index: st.next_index(),
+                    created_ms: now,
+                },
+                st.active().base_offset(),
+            )
+        };
+        let index_files = self.write_index_files(false)?;
+        let (seg, file) = create_segment(&self.shared.dir, &self.cfg, self.shared.io.as_ref(), header)?;
+        let file = Arc::new(file);
+        let new_path = seg.log_path();
+        {
+            let mut st = self.shared.write();
+            let old = st.active_mut();
+            old.sparse = SparseIndex::Sealed(OnceLock::new());
+            old.ids = IdIndex::Sealed(OnceLock::new());
+            st.segments.push(seg);
+        }
+        {
+            let mut s = lock(&self.shared.sync);
+            let old = std::mem::replace(
+                &mut s.active,
+                SyncTarget {
+                    file: file.clone(),
+                    path: new_path,
+                },
+            );
+            s.pending.push(old);
+            s.pending.extend(index_files);
+        }
+        debug_assert_ne!(old_base, header.base_offset);
+        self.active_file = file;
+        self.written_to = SEGMENT_HEADER_LEN as u64;
+        self.checkpoint()
+    }
+
+    /// Writes the active segment's `.index` and `.ids` files (tmp + rename, so a mapping
+    /// of an older version is never truncated). Errors are not fatal to the log: a missing
+    /// or damaged index file is rebuilt from the log. With `sync`, the files are synced
+    /// now; otherwise they are returned for the next flush.
+    fn write_index_files(&mut self, sync: bool) -> Result<Vec<SyncTarget>> {
+        let (index, ids, base) = {
+            let st = self.shared.read();
+            let a = st.active();
+            let SparseIndex::Active(table) = &a.sparse else {
+                return Ok(Vec::new());
+            };
+            if !matches!(a.ids, IdIndex::Active(_)) {
+                return Ok(Vec::new());
+            }
+            let mut pairs = a.id_entries();
+            (
+                encode_index_file(table, &a.summary),
+                encode_ids_file(a.base_offset(), a.summary.end_offset, &mut pairs),
+                a.base_offset(),
+            )
+        };
+        let dir = self.shared.dir.clone();
+        let mut out = Vec::new();
+        for (path, bytes) in [(index_path(&dir, base), index), (ids_path(&dir, base), ids)] {
+            match write_file_atomically(self.shared.io.as_ref(), &path, &bytes, sync) {
+                Ok(file) => out.push(SyncTarget {
+                    file: Arc::new(file),
+                    path,
+                }),
+                Err(_) => {
+                    // Rebuilt from the log on first use.
+                    let _ = fs::remove_file(&path);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    // -----------------------------------------------------------------------------------
+    // Truncation, purge, reset, retention
+
+    /// Removes every entry after `index` (the uncommitted tail a new leader overwrites).
+    /// `index` may be `first_index() - 1` to empty the log. The durable index drops to at
+    /// most `index`.
+    ///
+    /// Bytes of the removed entries are zeroed in place (files never shrink under a
+    /// mapping), so a reader still holding `Bytes` of a removed entry sees them change.
+    /// Raft only truncates entries that were never committed, which consumers (reading
+    /// below the high watermark) never see.
+    pub fn truncate_after(&mut self, index: u64) -> Result<()> {
+        self.shared.check_writable()?;
+        let (start, next) = {
+            let st = self.shared.read();
+            (st.start_index(), st.next_index())
+        };
+        if index.wrapping_add(1) >= next {
+            return Ok(());
+        }
+        if index.wrapping_add(1) < start {
+            return Err(Error::IndexOutOfRange {
+                index,
+                first: start,
+                next,
+            });
+        }
+        let cut_index = index + 1;
+        // Segment k keeps entries up to `index`; later segments go.
+        let (k, cut_pos, old_size) = {
+            let st = self.shared.read();
+            let k = st
+                .segments
+                .partition_point(|s| s.header.base_index <= cut_index)
+                - 1;
+            let seg = &st.segments[k];
+            let pos = if seg.header.base_index == cut_index {
+                SEGMENT_HEADER_LEN as u64
+            } else {
+                seg.find_index(cut_index)
+                    .map(|f| f.pos as u64)
+                    .ok_or_else(|| Error::Corrupt {
+                        path: seg.log_path(),
+                        position: 0,
+                        reason: format!("index {cut_index} not found in its segment"),
+                    })?
+            };
+            (k, pos, seg.summary.size)
+        };
+        let (k_base, later) = {
+            let st = self.shared.read();
+            let later: Vec<u64> = st.segments[k + 1..].iter().map(|s| s.base_offset()).collect();
+            (st.segments[k].base_offset(), later)
+        };
+        // The checkpoint must not vouch for bytes about to change.
+        if let Some(cp) = self.meta.recovery
+            && (cp.segment > k_base || (cp.segment == k_base && cp.position > cut_pos))
+        {
+            self.meta.recovery = Some(Checkpoint {
+                segment: k_base,
+                position: SEGMENT_HEADER_LEN as u64,
+            });
+            self.write_meta()?;
+        }
+        let dir = self.shared.dir.clone();
+        let _ = fs::remove_file(index_path(&dir, k_base));
+        let _ = fs::remove_file(ids_path(&dir, k_base));
+        // Make segment k the active one.
+        let is_active = later.is_empty();
+        let file = if is_active {
+            self.active_file.clone()
+        } else {
+            let path = segment_path(&dir, k_base);
+            Arc::new(
+                File::options()
+                    .read(true)
+                    .write(true)
+                    .open(&path)
+                    .map_err(Error::io("open", &path))?,
+            )
+        };
+        let zero_to = if is_active { self.written_to } else { old_size };
+        {
+            let mut st = self.shared.write();
+            st.segments.truncate(k + 1);
+            let seg = st.active_mut();
+            make_active(seg);
+            truncate_segment(seg, cut_pos);
+            st.recompute_last_term();
+        }
+        {
+            let mut s = lock(&self.shared.sync);
+            s.epoch += 1;
+            s.appended_next = cut_index;
+            s.active = SyncTarget {
+                file: file.clone(),
+                path: segment_path(&dir, k_base),
+            };
+            let mut d = lock(&self.shared.durable);
+            d.next = d.next.min(cut_index);
+        }
+        self.active_file = file;
+        self.written_to = cut_pos;
+        let path = segment_path(&dir, k_base);
+        if let Err(e) = zero_range(self.shared.io.as_ref(), &self.active_file, cut_pos, zero_to) {
+            self.shared
+                .poison(format!("zeroing truncated tail of {} failed: {e}", path.display()));
+            return Err(Error::io("write", path)(e));
+        }
+        if !later.is_empty() {
+            for base in &later {
+                remove_segment_files(&dir, *base);
+            }
+            if let Err(e) = self.shared.io.sync_dir(&dir) {
+                self.shared
+                    .poison(format!("fsync of {} failed: {e}", dir.display()));
+                return Err(Error::io("fsync directory", &dir)(e));
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes every sealed segment whose entries are all at or below `index`, advancing
+    /// the log start. If `index` is the last entry, the whole log goes and it restarts
+    /// empty at `index + 1` and the current end offset. Indexes past the end are refused:
+    /// use [`Log::reset`] after installing a snapshot from a leader.
+    pub fn purge_upto(&mut self, index: u64) -> Result<()> {
+        self.shared.check_writable()?;
+        let (last, end, start) = {
+            let st = self.shared.read();
+            (st.last_index(), st.end_offset(), st.start_index())
+        };
+        match last {
+            None if index < start => return Ok(()),
+            Some(last) if index == last => return self.reset(last + 1, end),
+            Some(last) if index > last => {
+                return Err(Error::PurgeBeyondEnd {
+                    index,
+                    last: Some(last),
+                });
+            }
+            None => return Err(Error::PurgeBeyondEnd { index, last: None }),
+            Some(_) => {}
+        }
+        let victims = {
+            let st = self.shared.read();
+            let sealed = &st.segments[..st.segments.len() - 1];
+            sealed
+                .iter()
+                .take_while(|s| s.summary.last_index <= index)
+                .count()
+        };
+        self.drop_oldest(victims)
+    }
+
+    fn drop_oldest(&mut self, n: usize) -> Result<()> {
+        if n == 0 {
+            return Ok(());
+        }
+        let (bases, new_start) = {
+            let st = self.shared.read();
+            let bases: Vec<u64> = st.segments[..n].iter().map(|s| s.base_offset()).collect();
+            let first = &st.segments[n];
+            (bases, (first.header.base_index, first.base_offset()))
+        };
+        self.meta.log_start_index = new_start.0;
+        self.meta.log_start_offset = new_start.1;
+        if let Some(cp) = self.meta.recovery
+            && cp.segment < new_start.1
+        {
+            self.meta.recovery = Some(Checkpoint {
+                segment: new_start.1,
+                position: SEGMENT_HEADER_LEN as u64,
+            });
+        }
+        self.write_meta()?;
+        self.shared.write().segments.drain(..n);
+        for base in bases {
+            remove_segment_files(&self.shared.dir, base);
+        }
+        Ok(())
+    }
+
+    /// Drops the whole log and restarts it empty: the next append must carry
+    /// `next_index`, and its records start at `next_offset`. For a follower that installs
+    /// a snapshot beyond its log. The new start is recorded first, so a crash midway
+    /// finishes the reset on the next open.
+    pub fn reset(&mut self, next_index: u64, next_offset: u64) -> Result<()> {
+        self.shared.check_writable()?;
+        let dir = self.shared.dir.clone();
+        self.meta.log_start_index = next_index;
+        self.meta.log_start_offset = next_offset;
+        self.meta.recovery = None;
+        self.write_meta()?;
+        let bases: Vec<u64> = self
+            .shared
+            .read()
+            .segments
+            .iter()
+            .map(|s| s.base_offset())
+            .collect();
+        for base in bases {
+            remove_segment_files(&dir, base);
+        }
+        let (seg, file) = create_segment(
+            &dir,
+            &self.cfg,
+            self.shared.io.as_ref(),
+            SegmentHeader {
+                base_offset: next_offset,
+                base_index: next_index,
+                created_ms: now_ms(),
+            },
+        )?;
+        let file = Arc::new(file);
+        let path = seg.log_path();
+        {
+            let mut st = self.shared.write();
+            st.segments = vec![seg];
+            st.last_term = 0;
+        }
+        {
+            let mut s = lock(&self.shared.sync);
+            s.epoch += 1;
+            s.pending.clear();
+            s.appended_next = next_index;
+            s.active = SyncTarget {
+                file: file.clone(),
+                path,
+            };
+            let mut d = lock(&self.shared.durable);
+            d.next = next_index;
+        }
+        self.active_file = file;
+        self.written_to = SEGMENT_HEADER_LEN as u64;
+        if let Err(e) = self.shared.io.sync_dir(&dir) {
+            self.shared
+                .poison(format!("fsync of {} failed: {e}", dir.display()));
+            return Err(Error::io("fsync directory", &dir)(e));
+        }
+        self.checkpoint()
+    }
+
+    /// What retention would delete now (by `retention_bytes` and `retention_age`, whole
+    /// sealed segments only, oldest first), without deleting anything.
+    pub fn retention_plan(&self, now_ms: u64) -> Option<PurgePlan> {
+        let st = self.shared.read();
+        let sealed = &st.segments[..st.segments.len() - 1];
+        let total: u64 = st.segments.iter().map(|s| s.summary.size).sum();
+        let mut freed = 0u64;
+        let mut n = 0usize;
+        for s in sealed {
+            let too_big = self
+                .cfg
+                .retention_bytes
+                .is_some_and(|max| total - freed > max);
+            let too_old = self.cfg.retention_age.is_some_and(|age| {
+                now_ms.saturating_sub(s.summary.last_append_ms) > age.as_millis() as u64
+            });
+            if !(too_big || too_old) {
+                break;
+            }
+            freed += s.summary.size;
+            n += 1;
+        }
+        (n > 0).then(|| PurgePlan {
+            upto_index: st.segments[n - 1].summary.last_index,
+            new_log_start_offset: st.segments[n].base_offset(),
+            segments: n,
+            bytes: freed,
+        })
+    }
+
+    // -----------------------------------------------------------------------------------
+    // Metadata
+
+    /// The Raft layer's small key/values (vote, committed, applied, …), in its own
+    /// encodings.
+    pub fn meta(&self) -> &BTreeMap<String, Vec<u8>> {
+        &self.meta.kv
+    }
+
+    pub fn meta_get(&self, key: &str) -> Option<&[u8]> {
+        self.meta.kv.get(key).map(Vec::as_slice)
+    }
+
+    /// Sets (`Some`) or removes (`None`) keys, atomically and durably (write a temporary
+    /// file, fsync, rename, fsync the directory) before returning.
+    pub fn set_meta(&mut self, updates: &[(&str, Option<&[u8]>)]) -> Result<()> {
+        self.shared.check_writable()?;
+        for (k, v) in updates {
+            if k.len() > usize::from(u16::MAX) {
+                return Err(Error::Config(format!("meta key too long: {} bytes", k.len())));
+            }
+            match v {
+                Some(v) => self.meta.kv.insert((*k).to_owned(), v.to_vec()),
+                None => self.meta.kv.remove(*k),
+            };
+        }
+        self.write_meta()
+    }
+
+    fn write_meta(&mut self) -> Result<()> {
+        let path = self.shared.dir.join(META_FILE);
+        let bytes = self.meta.encode();
+        if let Err(e) = write_file_atomically(self.shared.io.as_ref(), &path, &bytes, true)
+            .and_then(|_| self.shared.io.sync_dir(&self.shared.dir))
+        {
+            self.shared
+                .poison(format!("writing {} failed: {e}", path.display()));
+            return Err(Error::io("write metadata", path)(e));
+        }
+        Ok(())
+    }
+
+    /// Advances the recovery checkpoint past every segment known durable, if it moved.
+    fn checkpoint(&mut self) -> Result<()> {
+        let durable = self.shared.durable_next();
+        let cp = {
+            let st = self.shared.read();
+            let seg = st
+                .segments
+                .iter()
+                .find(|s| s.summary.last_index.wrapping_add(1) > durable || std::ptr::eq(*s, st.active()))
+                .unwrap_or_else(|| st.active());
+            let keep_position = self
+                .meta
+                .recovery
+                .filter(|cp| cp.segment == seg.base_offset())
+                .map_or(SEGMENT_HEADER_LEN as u64, |cp| cp.position);
+            Checkpoint {
+                segment: seg.base_offset(),
+                position: keep_position,
+            }
+        };
+        if self.meta.recovery != Some(cp) {
+            self.meta.recovery = Some(cp);
+            self.write_meta()?;
+        }
+        Ok(())
+    }
+
+    /// Clean shutdown: syncs, persists the active segment's indexes and checkpoints its
+    /// end, so the next open reads no frame.
+    pub fn close(mut self) -> Result<()> {
+        self.stop_interval_thread();
+        self.shared.flush()?;
+        let files = self.write_index_files(true)?;
+        let (base, size, complete) = {
+            let st = self.shared.read();
+            (st.active().base_offset(), st.active().summary.size, files.len() == 2)
+        };
+        self.checkpoint()?;
+        if complete {
+            self.meta.recovery = Some(Checkpoint {
+                segment: base,
+                position: size,
+            });
+            self.write_meta()?;
+        }
+        Ok(())
+    }
+
+    fn stop_interval_thread(&mut self) {
+        if let Some(h) = self.interval_thread.take() {
+            lock(&self.shared.sync).stop = true;
+            self.shared.sync_cond.notify_all();
+            let _ = h.join();
+        }
+    }
+}
+
+impl Drop for Log {
+    fn drop(&mut self) {
+        self.stop_interval_thread();
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Helpers shared by the writer and recovery
+
+fn remove_segment_files(dir: &Path, base: u64) {
+    // Unlinking keeps the pages of live mappings; readers finish undisturbed.
+    let _ = fs::remove_file(segment_path(dir, base));
+    let _ = fs::remove_file(index_path(dir, base));
+    let _ = fs::remove_file(ids_path(dir, base));
+}
+
+fn write_file_atomically(
+    io: &dyn FileIo,
+    path: &Path,
+    bytes: &[u8],
+    sync: bool,
+) -> std::io::Result<File> {
+    let tmp = path.with_extension(format!(
+        "{}.{TMP_SUFFIX}",
+        path.extension().and_then(|e| e.to_str()).unwrap_or("")
+    ));
+    let file = File::options()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&tmp)?;
+    io.write_at(&file, 0, &[bytes])?;
+    if sync {
+        io.sync_data(&file)?;
+    }
+    fs::rename(&tmp, path)?;
+    Ok(file)
+}
+
+fn zero_range(io: &dyn FileIo, file: &File, from: u64, to: u64) -> std::io::Result<()> {
+    const CHUNK: u64 = 64 << 10;
+    let zeros = vec![0u8; CHUNK as usize];
+    let mut at = from;
+    while at < to {
+        let n = (to - at).min(CHUNK);
+        io.write_at(file, at, &[&zeros[..n as usize]])?;
+        at += n;
+    }
+    Ok(())
+}
+
+/// Creates a segment file with its header, preallocated, and maps it.
+fn create_segment(
+    dir: &Path,
+    cfg: &LogConfig,
+    io: &dyn FileIo,
+    header: SegmentHeader,
+) -> Result<(Segment, File)> {
+    let path = segment_path(dir, header.base_offset);
+    let file = File::options()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&path)
+        .map_err(Error::io("create segment", &path))?;
+    let len = if cfg.preallocate {
+        cfg.segment_bytes
+    } else {
+        1 << 20
+    };
+    file.set_len(len).map_err(Error::io("preallocate", &path))?;
+    io.write_at(&file, 0, &[&header.encode()])
+        .map_err(Error::io("write segment header", &path))?;
+    let data = map_file(&file).map_err(Error::io("map", &path))?;
+    Ok((
+        Segment::new_active(dir, header, data, cfg.index_interval_bytes),
+        file,
+    ))
+}
+
+/// Turns a sealed segment back into an active one (in-memory tables).
+fn make_active(seg: &mut Segment) {
+    if let SparseIndex::Sealed(_) = seg.sparse {
+        let table = seg.sparse_table().to_vec();
+        seg.sparse = SparseIndex::Active(table);
+    }
+    if let IdIndex::Sealed(_) = seg.ids {
+        let mut ids = ActiveIds::default();
+        for (p, rel) in seg.id_entries() {
+            ids.insert(p, rel);
+        }
+        seg.ids = IdIndex::active(ids, seg.summary.size as usize);
+    }
+}
+
+/// Cuts an active segment's summary and tables back to the frame boundary `cut`.
+fn truncate_segment(seg: &mut Segment, cut: u64) {
+    let mut end_offset = seg.base_offset();
+    let mut max_hlc = 0;
+    let mut last: Option<(u64, u64)> = None;
+    let start = {
+        let table = seg.sparse_table();
+        let n = table.len() / SPARSE_ENTRY_LEN;
+        let i = (0..n)
+            .rev()
+            .find(|&i| SparseEntry::at(table, i).position < cut);
+        i.map(|i| SparseEntry::at(table, i))
+    };
+    let from = match start {
+        Some(e) => {
+            end_offset = e.offset;
+            max_hlc = e.hlc_floor;
+            e.position as usize
+        }
+        None => SEGMENT_HEADER_LEN,
+    };
+    for f in seg.frames_from(from) {
+        if f.pos as u64 >= cut {
+            break;
+        }
+        last = Some((f.header.index, f.header.term));
+        if let Some(b) = f.batch {
+            end_offset = b.end_offset();
+            max_hlc = max_hlc.max(b.last_hlc());
+        }
+    }
+    let s = &mut seg.summary;
+    s.size = cut;
+    s.end_offset = end_offset;
+    s.max_hlc = max_hlc;
+    match last {
+        Some((index, term)) => {
+            s.last_index = index;
+            s.last_term = term;
+        }
+        None => {
+            s.last_index = s.base_index.wrapping_sub(1);
+            s.last_term = 0;
+        }
+    }
+    if let SparseIndex::Active(table) = &mut seg.sparse {
+        let keep = (0..table.len() / SPARSE_ENTRY_LEN)
+            .take_while(|&i| SparseEntry::at(table, i).position < cut)
+            .count();
+        table.truncate(keep * SPARSE_ENTRY_LEN);
+    }
+    let rel_end = (end_offset - seg.base_offset()) as u32;
+    if let IdIndex::Active(m) = &mut seg.ids {
+        let g = m.get_mut().unwrap_or_else(|e| e.into_inner());
+        g.ids.truncate(rel_end);
+        g.indexed_to = g.indexed_to.min(cut as usize);
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Recovery
+
+struct Recovery<'a> {
+    io: &'a dyn FileIo,
+    /// Whether the active segment's checkpointed prefix came from its index files.
+    active_prefix_loaded: bool,
+    dir: &'a Path,
+    cfg: &'a LogConfig,
+    meta: &'a MetaFile,
+    report: &'a mut RecoveryReport,
+    segments: Vec<Segment>,
+    last_term: u64,
+    active_file: Option<File>,
+}
+
+/// Where the scan of one segment stopped.
+enum ScanEnd {
+    Clean,
+    Damaged { position: u64, reason: String },
+}
+
+impl Recovery<'_> {
+    fn run(&mut self, bases: &[u64]) -> Result<()> {
+        let start_index = self.meta.log_start_index;
+        let start_offset = self.meta.log_start_offset;
+        let mut headers = Vec::with_capacity(bases.len());
+        let mut bad_header = None;
+        for (i, &base) in bases.iter().enumerate() {
+            let path = segment_path(self.dir, base);
+            match read_header(&path)? {
+                Some(h) if h.base_offset == base => headers.push((base, h)),
+                _ => {
+                    // A torn segment creation (or worse): nothing from here on is trusted.
+                    bad_header = Some(path);
+                    for &b in &bases[i..] {
+                        self.remove(b);
+                    }
+                    break;
+                }
+            }
+        }
+        // Segments left below the log start by an interrupted purge or reset.
+        let first_kept = headers
+            .iter()
+            .position(|(_, h)| h.base_index >= start_index)
+            .unwrap_or(headers.len());
+        for &(base, _) in &headers[..first_kept] {
+            self.remove(base);
+        }
+        let mut headers = headers.split_off(first_kept);
+        if let Some((_, h)) = headers.first()
+            && (h.base_index != start_index || h.base_offset != start_offset)
+        {
+            let path = segment_path(self.dir, h.base_offset);
+            if self.cfg.recovery == RecoveryPolicy::FailOnCorruption {
+                return Err(Error::Corrupt {
+                    path,
+                    position: 0,
+                    reason: format!(
+                        "log starts at index {} offset {}, metadata says {start_index} / {start_offset}",
+                        h.base_index, h.base_offset
+                    ),
+                });
+            }
+            // An interrupted reset: the metadata already names the new start.
+            for (base, _) in headers.drain(..) {
+                self.remove(base);
+            }
+        }
+
+        let cp = self.meta.recovery;
+        let (mut next_index, mut end_offset) = (start_index, start_offset);
+        let mut cut_earlier = false;
+        let n = headers.len();
+        for (i, &(base, header)) in headers.iter().enumerate() {
+            let last = i + 1 == n;
+            let path = segment_path(self.dir, base);
+            if header.base_index != next_index || header.base_offset != end_offset {
+                let reason = format!(
+                    "segment starts at index {} offset {}, expected {next_index} / {end_offset}",
+                    header.base_index, header.base_offset
+                );
+                self.damage(&path, 0, next_index, reason)?;
+                for &(b, _) in &headers[i..] {
+                    self.remove(b);
+                }
+                cut_earlier = true;
+                break;
+            }
+            let file = File::options()
+                .read(true)
+                .write(true)
+                .open(&path)
+                .map_err(Error::io("open", &path))?;
+            let data = map_file(&file).map_err(Error::io("map", &path))?;
+            let mtime = file
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+                .map_or(header.created_ms, |d| d.as_millis() as u64);
+            let trusted = cp.is_some_and(|cp| base < cp.segment);
+            if trusted
+                && !last
+                && let Some(seg) = self.load_sealed(header, data.clone())
+            {
+                next_index = seg.summary.last_index.wrapping_add(1);
+                end_offset = seg.summary.end_offset;
+                if !seg.is_empty() {
+                    self.last_term = seg.summary.last_term;
+                }
+                self.segments.push(seg);
+                continue;
+            }
+            // Scan: from the checkpoint inside this segment if its index files match it,
+            // else from the header.
+            let mut seg = Segment::new_active(self.dir, header, data, self.cfg.index_interval_bytes);
+            let mut from = SEGMENT_HEADER_LEN as u64;
+            if let Some(cp) = cp
+                && cp.segment == base
+                && cp.position > SEGMENT_HEADER_LEN as u64
+                && self.load_prefix(&mut seg, cp.position)
+            {
+                from = cp.position;
+                if !seg.is_empty() {
+                    self.last_term = seg.summary.last_term;
+                }
+            }
+            self.report.scanned_segments.push(base);
+            let end = self.scan(&mut seg, from, mtime);
+            self.report.scanned_bytes += seg.summary.size - from;
+            next_index = seg.summary.last_index.wrapping_add(1);
+            end_offset = seg.summary.end_offset;
+            let cut = match end {
+                ScanEnd::Clean => false,
+                ScanEnd::Damaged { position, reason } => {
+                    self.damage(&path, position, next_index, reason)?;
+                    cut_earlier = true;
+                    true
+                }
+            };
+            if last || cut {
+                for &(b, _) in &headers[i + 1..] {
+                    self.remove(b);
+                }
+                // Drop our read mapping, then zero everything past the logical end (a
+                // torn tail, or stale frames a later write could otherwise revive).
+                let size = seg.summary.size;
+                seg.data = Bytes::new();
+                let len = file.metadata().map_err(Error::io("stat", &path))?.len();
+                if len > size {
+                    file.set_len(size).map_err(Error::io("truncate", &path))?;
+                }
+                let want = if self.cfg.preallocate {
+                    self.cfg.segment_bytes.max(size)
+                } else {
+                    size.next_multiple_of(4096).max(size + 4096)
+                };
+                file.set_len(want).map_err(Error::io("extend", &path))?;
+                seg.data = map_file(&file).map_err(Error::io("map", &path))?;
+                if from == SEGMENT_HEADER_LEN as u64 {
+                    // Index files of the active segment describe an older state.
+                    let _ = fs::remove_file(index_path(self.dir, base));
+                    let _ = fs::remove_file(ids_path(self.dir, base));
+                } else {
+                    self.active_prefix_loaded = true;
+                }
+                self.segments.push(seg);
+                self.active_file = Some(file);
+                break;
+            }
+            // A sealed segment that had to be scanned: it may hold bytes that were never
+            // synced (they survived a process crash in the page cache). Sync them, so the
+            // checkpoint can move past it, and persist its rebuilt indexes.
+            self.io
+                .sync_data(&file)
+                .map_err(Error::io("fdatasync", &path))?;
+            self.seal_rebuilt(&mut seg);
+            self.segments.push(seg);
+        }
+        if let Some(path) = bad_header
+            && !cut_earlier
+        {
+            self.damage(&path, 0, next_index, "bad segment header".into())?;
+        }
+        Ok(())
+    }
+
+    fn remove(&mut self, base: u64) {
+        remove_segment_files(self.dir, base);
+        self.report.removed_segments.push(segment_path(self.dir, base));
+    }
+
+    fn damage(&mut self, path: &Path, position: u64, first_lost_index: u64, reason: String) -> Result<()> {
+        if self.cfg.recovery == RecoveryPolicy::FailOnCorruption {
+            return Err(Error::Corrupt {
+                path: path.to_path_buf(),
+                position,
+                reason,
+            });
+        }
+        if self.report.cut.is_none() {
+            self.report.cut = Some(Cut {
+                segment: path.to_path_buf(),
+                position,
+                first_lost_index,
+                reason,
+            });
+        }
+        Ok(())
+    }
+
+    /// A sealed segment from its `.index` footer, if the footer is intact and fits.
+    fn load_sealed(&self, header: SegmentHeader, data: Bytes) -> Option<Segment> {
+        let summary = read_footer(&index_path(self.dir, header.base_offset))?;
+        let fits = summary.base_offset == header.base_offset
+            && summary.base_index == header.base_index
+            && summary.size <= data.len() as u64
+            && summary.size >= SEGMENT_HEADER_LEN as u64;
+        fits.then(|| Segment::new_sealed(self.dir, header, data, summary, self.cfg.index_interval_bytes))
+    }
+
+    /// Loads the checkpointed prefix `[0, position)` of a segment from its index files.
+    fn load_prefix(&self, seg: &mut Segment, position: u64) -> bool {
+        let base = seg.base_offset();
+        let Some(bytes) = read_small(&index_path(self.dir, base)).ok() else {
+            return false;
+        };
+        let Some(footer_at) = bytes.len().checked_sub(INDEX_FOOTER_LEN) else {
+            return false;
+        };
+        let Ok((summary, count, crc)) = decode_index_footer(&bytes[footer_at..], bytes.len() as u64)
+        else {
+            return false;
+        };
+        let entries = &bytes[..count as usize * SPARSE_ENTRY_LEN];
+        if summary.size != position
+            || summary.base_offset != base
+            || summary.base_index != seg.header.base_index
+            || position > seg.data.len() as u64
+            || crc32fast::hash(entries) != crc
+        {
+            return false;
+        }
+        let Some(ids) = read_small(&ids_path(self.dir, base))
+            .ok()
+            .and_then(|b| IdTable::parse(Bytes::from(b), base, summary.end_offset).ok())
+        else {
+            return false;
+        };
+        let mut active = ActiveIds::default();
+        for (p, rel) in ids.entries() {
+            active.insert(p, rel);
+        }
+        seg.summary = summary;
+        seg.sparse = SparseIndex::Active(entries.to_vec());
+        seg.ids = IdIndex::active(active, position as usize);
+        true
+    }
+
+    /// Checks frames from `from` on, applying each good one to `seg`.
+    fn scan(&mut self, seg: &mut Segment, from: u64, mtime: u64) -> ScanEnd {
+        let data = seg.data.clone();
+        let mut pos = from as usize;
+        let mut term = self.last_term;
+        loop {
+            let rest = data.get(pos..).unwrap_or(&[]);
+            if rest.is_empty() {
+                return ScanEnd::Clean;
+            }
+            let (h, batch) = match FrameHeader::check(rest) {
+                Ok(x) => x,
+                Err(FrameDamage::End) => return ScanEnd::Clean,
+                Err(d) => {
+                    return ScanEnd::Damaged {
+                        position: pos as u64,
+                        reason: d.to_string(),
+                    };
+                }
+            };
+            let expected = seg.summary.last_index.wrapping_add(1);
+            let reason = if h.index != expected {
+                Some(format!("index gap: found {} where {expected} was due", h.index))
+            } else if h.term < term {
+                Some(format!("term regression: {} after {term}", h.term))
+            } else if batch.is_some_and(|b| b.base_offset != seg.summary.end_offset) {
+                Some(format!(
+                    "batch base offset {} where {} was due",
+                    batch.map_or(0, |b| b.base_offset),
+                    seg.summary.end_offset
+                ))
+            } else if batch.is_some_and(|b| {
+                b.end_offset() - seg.base_offset() > u64::from(u32::MAX)
+            }) {
+                Some("segment holds more than 2^32 offsets".to_owned())
+            } else {
+                None
+            };
+            if let Some(reason) = reason {
+                return ScanEnd::Damaged {
+                    position: pos as u64,
+                    reason,
+                };
+            }
+            seg.apply_frame(pos as u64, &h, batch.as_ref(), mtime);
+            term = h.term;
+            self.last_term = h.term;
+            pos += h.frame_len() as usize;
+        }
+    }
+
+    /// Writes the index files of a sealed segment rebuilt by a scan and seals it.
+    fn seal_rebuilt(&mut self, seg: &mut Segment) {
+        let base = seg.base_offset();
+        if let (SparseIndex::Active(table), IdIndex::Active(_)) = (&seg.sparse, &seg.ids) {
+            let index = encode_index_file(table, &seg.summary);
+            let mut pairs = seg.id_entries();
+            let ids = encode_ids_file(base, seg.summary.end_offset, &mut pairs);
+            let io = self.io;
+            let ok = write_file_atomically(io, &index_path(self.dir, base), &index, true).is_ok()
+                && write_file_atomically(io, &ids_path(self.dir, base), &ids, true).is_ok();
+            if ok {
+                self.report.rebuilt_indexes.push(base);
+            }
+        }
+        seg.sparse = SparseIndex::Sealed(OnceLock::new());
+        seg.ids = IdIndex::Sealed(OnceLock::new());
+    }
+}
+
+fn read_header(path: &Path) -> Result<Option<SegmentHeader>> {
+    let file = File::open(path).map_err(Error::io("open", path))?;
+    let mut b = [0u8; SEGMENT_HEADER_LEN];
+    match file.read_exact_at(&mut b, 0) {
+        Ok(()) => Ok(SegmentHeader::decode(&b).ok()),
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(None),
+        Err(e) => Err(Error::io("read", path)(e)),
+    }
+}
+
+fn read_footer(path: &Path) -> Option<crate::format::SegmentSummary> {
+    let file = File::open(path).ok()?;
+    let len = file.metadata().ok()?.len();
+    let mut f = [0u8; INDEX_FOOTER_LEN];
+    file.read_exact_at(&mut f, len.checked_sub(INDEX_FOOTER_LEN as u64)?)
+        .ok()?;
+    decode_index_footer(&f, len).ok().map(|(s, _, _)| s)
+}

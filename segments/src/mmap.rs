@@ -1,0 +1,30 @@
+//! The one place with `unsafe`: read-only shared mappings of segment and index files,
+//! handed out as [`Bytes`] that own the mapping (`Bytes::from_owner`), so every read is a
+//! zero-copy slice and the mapping lives as long as the last slice of it.
+#![allow(unsafe_code)]
+
+use std::fs::File;
+use std::io;
+
+use bytes::Bytes;
+use memmap2::Mmap;
+
+/// Maps all of `file` (its current length) read-only and shared.
+///
+/// The log upholds the invariants that make the mapped bytes safe to hand out as `&[u8]`:
+/// - **No shrinking under a mapping.** A file is never made shorter while a mapping of it
+///   may be alive (that would turn reads of the lost pages into SIGBUS). Truncating the
+///   uncommitted tail zeroes bytes in place; segments are deleted only by unlinking, which
+///   keeps the pages of live mappings. The one `set_len` to a smaller size happens during
+///   recovery in [`crate::Log::open`], before any mapping of that file exists.
+/// - **No concurrent writes to published bytes.** Readers only slice bytes below a
+///   segment's published logical end; the single writer appends strictly after it. The only
+///   writes below it are the zeroing of a truncated, uncommitted tail (which Raft never lets
+///   a consumer read) — documented on [`crate::Log::truncate_after`].
+pub(crate) fn map_file(file: &File) -> io::Result<Bytes> {
+    // SAFETY: the mapping is read-only and shared. Other processes are not expected to
+    // modify the partition directory; within this process the invariants above ensure that
+    // no byte a reader can reach is concurrently written or unmapped by truncation.
+    let map = unsafe { Mmap::map(file)? };
+    Ok(Bytes::from_owner(map))
+}
