@@ -50,9 +50,25 @@ impl FetchResponse {
     /// Everything before the record bytes, including their length prefix, so that the
     /// records can be written to the socket from the segment without a copy.
     pub fn encode_head(&self, buf: &mut BytesMut) {
-        buf.put_u64_le(self.high_watermark);
-        buf.put_u64_le(self.log_start_offset);
-        let len = u32::try_from(self.records.len()).expect("bounded by max_bytes");
+        Self::encode_head_parts(
+            self.high_watermark,
+            self.log_start_offset,
+            self.records.len(),
+            buf,
+        );
+    }
+
+    /// [`encode_head`](Self::encode_head) for records held as several slices (one per
+    /// segment batch) that add up to `records_len` bytes.
+    pub fn encode_head_parts(
+        high_watermark: u64,
+        log_start_offset: u64,
+        records_len: usize,
+        buf: &mut BytesMut,
+    ) {
+        buf.put_u64_le(high_watermark);
+        buf.put_u64_le(log_start_offset);
+        let len = u32::try_from(records_len).expect("bounded by max_bytes");
         buf.put_u32_le(len);
     }
 }

@@ -1,0 +1,457 @@
+//! Cluster metadata (D9): brokers, topics and partition placement, replicated by the
+//! metadata Raft group (group 0) on every broker.
+//!
+//! Commands are proposals of our own JSON encoding. The state is small and changes rarely,
+//! so the state machine writes it whole (JSON, write + fsync + rename) after every applied
+//! run; that file doubles as the snapshot.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use openraft::EntryPayload;
+use openraft::storage::{EntryResponder, RaftSnapshotBuilder, RaftStateMachine};
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use crate::raft::codec;
+use crate::raft::log_store::io_err;
+use crate::raft::types::{
+    Applied, LogId, NodeId, Proposal, Snapshot, SnapshotMeta, StoredMembership, TypeConfig,
+    log_id, term_of,
+};
+
+/// The id of the metadata Raft group; partition groups are numbered from 1.
+pub const METADATA_GROUP: u64 = 0;
+
+/// A topic as the cluster knows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicMeta {
+    pub name: String,
+    pub replication_factor: u16,
+    pub configs: BTreeMap<String, String>,
+    /// One per partition, in partition order.
+    pub partitions: Vec<PartitionMeta>,
+}
+
+impl TopicMeta {
+    pub fn config_bool(&self, key: &str, default: bool) -> bool {
+        self.configs
+            .get(key)
+            .map_or(default, |v| v.eq_ignore_ascii_case("true"))
+    }
+
+    pub fn config_u64(&self, key: &str) -> Option<u64> {
+        self.configs.get(key).and_then(|v| v.parse().ok())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionMeta {
+    /// The partition's Raft group id.
+    pub group: u64,
+    pub replicas: Vec<NodeId>,
+}
+
+/// Everything the metadata group replicates.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MetadataState {
+    pub brokers: BTreeMap<NodeId, String>,
+    pub topics: BTreeMap<String, TopicMeta>,
+    pub next_group: u64,
+}
+
+/// A change to the metadata.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "snake_case")]
+pub enum Command {
+    RegisterBroker {
+        id: NodeId,
+        addr: String,
+    },
+    CreateTopic {
+        name: String,
+        partitions: u32,
+        replication_factor: u16,
+        configs: BTreeMap<String, String>,
+    },
+    DeleteTopic {
+        name: String,
+    },
+}
+
+impl Command {
+    pub fn encode(&self) -> Proposal {
+        Proposal(Bytes::from(
+            serde_json::to_vec(self).expect("commands always serialize"),
+        ))
+    }
+}
+
+/// Topic configuration keys the broker understands.
+pub const KNOWN_CONFIGS: &[&str] = &["verify.signatures", "retention.ms", "retention.bytes"];
+
+/// Validates a topic name the way Kafka does: 1..=249 of `[A-Za-z0-9._-]`, not `.` or `..`.
+pub fn check_topic_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > 249 {
+        return Err(format!("topic name must be 1 to 249 bytes, got {}", name.len()));
+    }
+    if name == "." || name == ".." {
+        return Err("topic name cannot be `.` or `..`".into());
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return Err(format!("topic name `{name}` contains `{c}`; use [A-Za-z0-9._-]"));
+    }
+    Ok(())
+}
+
+impl MetadataState {
+    /// Applies a command. Refusals (the topic exists, ...) leave the state unchanged.
+    pub fn apply(&mut self, cmd: Command) -> Result<(), String> {
+        match cmd {
+            Command::RegisterBroker { id, addr } => {
+                self.brokers.insert(id, addr);
+                Ok(())
+            }
+            Command::CreateTopic {
+                name,
+                partitions,
+                replication_factor,
+                configs,
+            } => {
+                check_topic_name(&name)?;
+                if self.topics.contains_key(&name) {
+                    return Err(format!("topic `{name}` already exists"));
+                }
+                if partitions == 0 || partitions > 10_000 {
+                    return Err(format!("partitions must be 1 to 10000, got {partitions}"));
+                }
+                if let Some(k) = configs.keys().find(|k| !KNOWN_CONFIGS.contains(&k.as_str())) {
+                    return Err(format!(
+                        "unknown topic config `{k}` (known: {})",
+                        KNOWN_CONFIGS.join(", ")
+                    ));
+                }
+                let brokers: Vec<NodeId> = self.brokers.keys().copied().collect();
+                if brokers.is_empty() {
+                    return Err("no brokers registered yet".into());
+                }
+                let rf = if replication_factor == 0 {
+                    brokers.len().min(3)
+                } else {
+                    usize::from(replication_factor)
+                };
+                if rf > brokers.len() {
+                    return Err(format!(
+                        "replication factor {rf} exceeds the {} brokers",
+                        brokers.len()
+                    ));
+                }
+                let first_group = self.next_group.max(1);
+                // Spread replicas (and so preferred leaders, the first replica) round-robin.
+                let partitions = (0..partitions)
+                    .map(|p| PartitionMeta {
+                        group: first_group + u64::from(p),
+                        replicas: (0..rf)
+                            .map(|r| brokers[(p as usize + r) % brokers.len()])
+                            .collect(),
+                    })
+                    .collect::<Vec<_>>();
+                self.next_group = first_group + partitions.len() as u64;
+                self.topics.insert(
+                    name.clone(),
+                    TopicMeta {
+                        name,
+                        replication_factor: rf as u16,
+                        configs,
+                        partitions,
+                    },
+                );
+                Ok(())
+            }
+            Command::DeleteTopic { name } => self
+                .topics
+                .remove(&name)
+                .map(|_| ())
+                .ok_or_else(|| format!("unknown topic `{name}`")),
+        }
+    }
+}
+
+/// The persisted form: the state and the log position it reflects.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Persisted {
+    state: MetadataState,
+    /// (term, index) of the last applied entry.
+    last_applied: Option<(u64, u64)>,
+    /// (term, index) of the last membership entry and the membership (our encoding, hex).
+    membership_log_id: Option<(u64, u64)>,
+    membership: String,
+}
+
+/// The metadata state machine. Publishes every new state on a watch channel so the broker
+/// can open and close partitions.
+pub struct MetadataSm {
+    path: PathBuf,
+    state: MetadataState,
+    last_applied: Option<LogId>,
+    membership: StoredMembership,
+    tx: Arc<watch::Sender<Arc<MetadataState>>>,
+}
+
+impl std::fmt::Debug for MetadataSm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MetadataSm")
+            .field("last_applied", &self.last_applied)
+            .finish()
+    }
+}
+
+fn to_pair(id: &LogId) -> (u64, u64) {
+    (term_of(id), id.index)
+}
+
+impl MetadataSm {
+    /// Loads the state from `dir/metadata.json` (empty if missing).
+    pub fn open(dir: &Path) -> io::Result<(MetadataSm, watch::Receiver<Arc<MetadataState>>)> {
+        std::fs::create_dir_all(dir)?;
+        let path = dir.join("metadata.json");
+        let persisted: Persisted = match std::fs::read(&path) {
+            Ok(b) => serde_json::from_slice(&b).map_err(|e| {
+                io::Error::other(format!("corrupt metadata file {}: {e}", path.display()))
+            })?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Persisted::default(),
+            Err(e) => return Err(e),
+        };
+        let mut sm = MetadataSm {
+            path,
+            state: MetadataState::default(),
+            last_applied: None,
+            membership: StoredMembership::default(),
+            tx: Arc::new(watch::Sender::new(Arc::new(MetadataState::default()))),
+        };
+        sm.restore(persisted)?;
+        let rx = sm.tx.subscribe();
+        Ok((sm, rx))
+    }
+
+    fn restore(&mut self, p: Persisted) -> io::Result<()> {
+        let membership = if p.membership.is_empty() {
+            StoredMembership::default()
+        } else {
+            let raw = hex::decode(&p.membership).map_err(io_err)?;
+            let mut r = steme_protocol::wire::Reader::new(Bytes::from(raw));
+            let m = codec::decode_membership(&mut r).map_err(io_err)?;
+            StoredMembership::new(p.membership_log_id.map(|(t, i)| log_id(t, i)), m)
+        };
+        self.state = p.state;
+        self.last_applied = p.last_applied.map(|(t, i)| log_id(t, i));
+        self.membership = membership;
+        self.tx.send_replace(Arc::new(self.state.clone()));
+        Ok(())
+    }
+
+    fn persisted(&self) -> Persisted {
+        let mut m = bytes::BytesMut::new();
+        codec::encode_membership(self.membership.membership(), &mut m);
+        Persisted {
+            state: self.state.clone(),
+            last_applied: self.last_applied.as_ref().map(to_pair),
+            membership_log_id: self.membership.log_id().as_ref().map(to_pair),
+            membership: hex::encode(&m),
+        }
+    }
+
+    fn save(&self) -> io::Result<Bytes> {
+        let bytes = Bytes::from(serde_json::to_vec_pretty(&self.persisted()).map_err(io_err)?);
+        write_atomic(&self.path, &bytes)?;
+        Ok(bytes)
+    }
+
+    fn snapshot(&self, data: Bytes) -> Snapshot {
+        Snapshot {
+            meta: SnapshotMeta {
+                last_log_id: self.last_applied.clone(),
+                last_membership: self.membership.clone(),
+            },
+            snapshot: data,
+        }
+    }
+}
+
+/// Writes a file so that a crash leaves either the old or the new contents.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension("tmp");
+    {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+impl RaftStateMachine<TypeConfig> for MetadataSm {
+    type SnapshotData = Bytes;
+    type SnapshotBuilder = MetadataSnapshotBuilder;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), io::Error> {
+        Ok((self.last_applied.clone(), self.membership.clone()))
+    }
+
+    async fn apply<Strm>(&mut self, mut entries: Strm) -> Result<(), io::Error>
+    where
+        Strm: Stream<Item = Result<EntryResponder<TypeConfig>, io::Error>> + Unpin + Send,
+    {
+        let mut changed = false;
+        while let Some(item) = entries.next().await {
+            let (entry, responder) = item?;
+            let applied = match entry.payload {
+                EntryPayload::Normal(Proposal(bytes)) => {
+                    let result = serde_json::from_slice::<Command>(&bytes)
+                        .map_err(|e| format!("undecodable metadata command: {e}"))
+                        .and_then(|cmd| self.state.apply(cmd));
+                    changed |= result.is_ok();
+                    Applied::Metadata(result)
+                }
+                EntryPayload::Blank => Applied::Control,
+                EntryPayload::Membership(m) => {
+                    self.membership = StoredMembership::new(Some(entry.log_id.clone()), m);
+                    Applied::Control
+                }
+            };
+            self.last_applied = Some(entry.log_id);
+            if let Some(r) = responder {
+                r.send(applied);
+            }
+        }
+        self.save()?;
+        if changed {
+            self.tx.send_replace(Arc::new(self.state.clone()));
+        }
+        Ok(())
+    }
+
+    async fn get_snapshot_builder(&mut self) -> MetadataSnapshotBuilder {
+        MetadataSnapshotBuilder {
+            snapshot: self.persisted(),
+            meta: SnapshotMeta {
+                last_log_id: self.last_applied.clone(),
+                last_membership: self.membership.clone(),
+            },
+        }
+    }
+
+    async fn install_snapshot(&mut self, _meta: &SnapshotMeta, data: Bytes) -> Result<(), io::Error> {
+        let p: Persisted = serde_json::from_slice(&data).map_err(io_err)?;
+        self.restore(p)?;
+        self.save()?;
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, io::Error> {
+        if self.last_applied.is_none() {
+            return Ok(None);
+        }
+        let data = Bytes::from(serde_json::to_vec(&self.persisted()).map_err(io_err)?);
+        Ok(Some(self.snapshot(data)))
+    }
+}
+
+/// A snapshot of the metadata: the whole state, as persisted.
+pub struct MetadataSnapshotBuilder {
+    snapshot: Persisted,
+    meta: SnapshotMeta,
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for MetadataSnapshotBuilder {
+    type SnapshotData = Bytes;
+
+    async fn build_snapshot(&mut self) -> Result<Snapshot, io::Error> {
+        Ok(Snapshot {
+            meta: self.meta.clone(),
+            snapshot: Bytes::from(serde_json::to_vec(&self.snapshot).map_err(io_err)?),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state_with_brokers(n: u64) -> MetadataState {
+        let mut s = MetadataState::default();
+        for id in 1..=n {
+            s.apply(Command::RegisterBroker {
+                id,
+                addr: format!("127.0.0.1:{}", 9000 + id),
+            })
+            .unwrap();
+        }
+        s
+    }
+
+    fn create(name: &str, partitions: u32, rf: u16) -> Command {
+        Command::CreateTopic {
+            name: name.into(),
+            partitions,
+            replication_factor: rf,
+            configs: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn create_spreads_replicas_and_numbers_groups() {
+        let mut s = state_with_brokers(3);
+        s.apply(create("facts", 6, 0)).unwrap();
+        let t = &s.topics["facts"];
+        assert_eq!(t.replication_factor, 3);
+        let groups: Vec<u64> = t.partitions.iter().map(|p| p.group).collect();
+        assert_eq!(groups, vec![1, 2, 3, 4, 5, 6]);
+        let leaders: Vec<NodeId> = t.partitions.iter().map(|p| p.replicas[0]).collect();
+        assert_eq!(leaders, vec![1, 2, 3, 1, 2, 3]);
+        s.apply(create("more", 1, 1)).unwrap();
+        assert_eq!(s.topics["more"].partitions[0].group, 7);
+    }
+
+    #[test]
+    fn refuses_bad_topics() {
+        let mut s = state_with_brokers(1);
+        assert!(s.apply(create("bad name", 1, 1)).is_err());
+        assert!(s.apply(create("ok", 0, 1)).is_err());
+        assert!(s.apply(create("ok", 1, 2)).is_err());
+        s.apply(create("ok", 1, 1)).unwrap();
+        assert!(s.apply(create("ok", 1, 1)).unwrap_err().contains("exists"));
+        assert!(s.apply(Command::DeleteTopic { name: "nope".into() }).is_err());
+        s.apply(Command::DeleteTopic { name: "ok".into() }).unwrap();
+        assert!(s.topics.is_empty());
+        let mut configs = BTreeMap::new();
+        configs.insert("colour".to_string(), "blue".to_string());
+        let err = s
+            .apply(Command::CreateTopic {
+                name: "c".into(),
+                partitions: 1,
+                replication_factor: 1,
+                configs,
+            })
+            .unwrap_err();
+        assert!(err.contains("unknown topic config"));
+    }
+
+    #[test]
+    fn commands_roundtrip_as_json() {
+        let c = create("facts", 3, 1);
+        let Proposal(bytes) = c.encode();
+        assert_eq!(serde_json::from_slice::<Command>(&bytes).unwrap(), c);
+    }
+}

@@ -1,0 +1,561 @@
+//! One partition: its Raft group, its single-writer produce path and its fetch path.
+//!
+//! Produce (on the leader, D5–D7): the connection task validates the batch, checks every
+//! record's partition and verifies the signatures (batch verification, on the blocking
+//! pool) — in parallel across requests. The partition's writer task then takes requests one
+//! at a time, in order: it drops duplicates by content id (the applied id index and its own
+//! in-flight proposals), merges the causality token, stamps HLCs and proposes. It does not
+//! wait for a proposal to commit before taking the next request: openraft batches
+//! concurrent proposals into one append and one fsync.
+//!
+//! Fetch: any replica answers from its own log below its own high watermark (the end of
+//! what it has applied, hence committed), zero-copy, long-polling on the high watermark.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::type_config::async_runtime::WatchReceiver;
+use openraft::{BasicNode, ReadPolicy, ServerState};
+use steme_protocol::batch::patch_header;
+use steme_protocol::messages::describe_topic::PartitionDescription;
+use steme_protocol::messages::list_offsets::{ListOffsetsResponse, OffsetSpec};
+use steme_protocol::messages::produce::{Existing, ProduceResponse};
+use steme_protocol::{ApiError, AssertionId, BatchBuilder, ErrorCode, LeaderHint, RecordBatch};
+use steme_segments::{FlushPolicy, Log, LogConfig, RealIo};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::hlc::Clock;
+use crate::raft::log_store::{GroupKind, GroupLog, LogStore, Syncer};
+use crate::raft::network::Network;
+use crate::raft::state_machine::{PartitionSm, PartitionState};
+use crate::raft::types::{Applied, NodeId, Proposal, TypeConfig};
+
+pub type PartitionRaft = openraft::Raft<TypeConfig, PartitionSm>;
+
+/// How long a produce request may wait for its batch to commit.
+const PRODUCE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Requests queued for one partition's writer before connections wait.
+const WRITER_QUEUE: usize = 1024;
+
+/// A produce request that passed validation and verification.
+pub struct ProduceJob {
+    pub batch: RecordBatch,
+    /// Content id of each record, computed once during verification.
+    pub ids: Vec<AssertionId>,
+    pub causality: Option<u64>,
+    pub reply: oneshot::Sender<Result<ProduceResponse, ApiError>>,
+}
+
+/// Everything a partition needs from its broker.
+#[derive(Clone)]
+pub struct PartitionCtx {
+    pub node_id: NodeId,
+    pub clock: Arc<Clock>,
+    pub syncer: Syncer,
+    pub raft_config: Arc<openraft::Config>,
+    pub log_config: LogConfig,
+    pub ack_before_sync: bool,
+    /// Addresses of the brokers, for `NotLeader` hints.
+    pub brokers: Arc<dyn Fn(NodeId) -> Option<String> + Send + Sync>,
+}
+
+/// A partition hosted by this broker.
+pub struct Partition {
+    pub topic: String,
+    pub partition: u32,
+    pub group: u64,
+    pub replicas: Vec<NodeId>,
+    raft: PartitionRaft,
+    log: Arc<GroupLog>,
+    state: Arc<PartitionState>,
+    writer: mpsc::Sender<ProduceJob>,
+    ctx: PartitionCtx,
+}
+
+impl std::fmt::Debug for Partition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Partition({}-{}, group {})", self.topic, self.partition, self.group)
+    }
+}
+
+/// Why a partition could not be opened.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OpenError {
+    #[error("partition log: {0}")]
+    Log(#[from] steme_segments::Error),
+    #[error("partition storage: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("raft: {0}")]
+    Raft(String),
+}
+
+impl Partition {
+    /// Opens (recovering) or creates the partition in `dir` and starts its Raft group.
+    pub async fn open(
+        ctx: PartitionCtx,
+        dir: &Path,
+        topic: &str,
+        partition: u32,
+        group: u64,
+        replicas: Vec<NodeId>,
+    ) -> Result<Arc<Partition>, OpenError> {
+        let mut log_config = ctx.log_config.clone();
+        // The broker's syncer makes appends durable (group commit across partitions).
+        log_config.flush = FlushPolicy::Never;
+        let dir = dir.to_owned();
+        let (log, report) = tokio::task::spawn_blocking(move || {
+            Log::open(&dir, log_config, Arc::new(RealIo))
+        })
+        .await
+        .map_err(std::io::Error::other)??;
+        if let Some(cut) = &report.cut {
+            tracing::warn!(topic, partition, ?cut, "recovery cut a damaged log tail");
+        }
+        let glog = GroupLog::new(group, GroupKind::Partition, log)?;
+        let (sm, state) = PartitionSm::open(glog.clone())?;
+        let store = LogStore::new(glog.clone(), ctx.syncer.clone(), ctx.ack_before_sync);
+        let raft = PartitionRaft::new(ctx.node_id, ctx.raft_config.clone(), Network, store, sm)
+            .await
+            .map_err(|e| OpenError::Raft(e.to_string()))?;
+        if !raft
+            .is_initialized()
+            .await
+            .map_err(|e| OpenError::Raft(e.to_string()))?
+        {
+            let members: BTreeMap<NodeId, BasicNode> = replicas
+                .iter()
+                .map(|id| {
+                    let addr = (ctx.brokers)(*id).unwrap_or_default();
+                    (*id, BasicNode { addr })
+                })
+                .collect();
+            // Only the first replica initializes; the others join when it reaches them.
+            if replicas.first() == Some(&ctx.node_id) {
+                raft.initialize(members)
+                    .await
+                    .map_err(|e| OpenError::Raft(e.to_string()))?;
+            }
+        }
+        let (tx, rx) = mpsc::channel(WRITER_QUEUE);
+        let p = Arc::new(Partition {
+            topic: topic.to_owned(),
+            partition,
+            group,
+            replicas,
+            raft,
+            log: glog,
+            state,
+            writer: tx,
+            ctx,
+        });
+        tokio::spawn(Writer::new(p.clone()).run(rx));
+        Ok(p)
+    }
+
+    pub fn high_watermark(&self) -> u64 {
+        self.state.high_watermark()
+    }
+
+    pub fn log_start_offset(&self) -> u64 {
+        self.log.reader.log_start_offset()
+    }
+
+    /// The leader this replica knows of, and the current term (the leader epoch).
+    pub fn leader(&self) -> (Option<NodeId>, u64) {
+        let m = self.raft.metrics();
+        let m = m.borrow_watched();
+        (m.current_leader, m.current_term)
+    }
+
+    fn not_leader(&self) -> ApiError {
+        let (leader, _) = self.leader();
+        ApiError::NotLeader {
+            leader: leader.and_then(|id| {
+                (self.ctx.brokers)(id).map(|addr| LeaderHint { node_id: id, addr })
+            }),
+            message: format!(
+                "broker {} does not lead {}-{}",
+                self.ctx.node_id, self.topic, self.partition
+            ),
+        }
+    }
+
+    /// Queues a verified produce request for the writer.
+    pub async fn produce(&self, job: ProduceJob) {
+        if let Err(mpsc::error::SendError(job)) = self.writer.send(job).await {
+            let _ = job.reply.send(Err(ApiError::other(
+                ErrorCode::ShuttingDown,
+                format!("partition {}-{} is closing", self.topic, self.partition),
+            )));
+        }
+    }
+
+    /// Reads whole batches from `offset`, waiting up to `max_wait` for data beyond it.
+    pub async fn fetch(
+        &self,
+        offset: u64,
+        max_bytes: u32,
+        max_wait: Duration,
+    ) -> Result<FetchResult, ApiError> {
+        let out_of_range = |p: &Partition| ApiError::OffsetOutOfRange {
+            log_start: p.log_start_offset(),
+            high_watermark: p.high_watermark(),
+        };
+        let hwm = self.high_watermark();
+        if offset < self.log_start_offset() || offset > hwm {
+            return Err(out_of_range(self));
+        }
+        if offset == hwm && !max_wait.is_zero() {
+            let mut rx = self.state.high_watermark.subscribe();
+            let _ = tokio::time::timeout(max_wait, rx.wait_for(|h| *h > offset)).await;
+        }
+        let hwm = self.high_watermark();
+        let read = self
+            .log
+            .reader
+            .read_from_offset(offset, u64::from(max_bytes.max(1)), hwm)
+            .map_err(|e| match e {
+                steme_segments::Error::OffsetOutOfRange { .. } => out_of_range(self),
+                other => ApiError::other(ErrorCode::Storage, other.to_string()),
+            })?;
+        Ok(FetchResult {
+            high_watermark: hwm,
+            log_start_offset: self.log_start_offset(),
+            batches: read.batches,
+        })
+    }
+
+    /// Earliest, latest, or the first offset at or after an HLC time.
+    pub fn list_offsets(&self, spec: OffsetSpec) -> ListOffsetsResponse {
+        let hwm = self.high_watermark();
+        let start = self.log_start_offset();
+        let offset = match spec {
+            OffsetSpec::Earliest => start,
+            OffsetSpec::Latest => hwm,
+            OffsetSpec::AtOrAfterHlc(t) => self
+                .log
+                .reader
+                .offset_for_time(t)
+                .map_or(hwm, |o| o.clamp(start, hwm)),
+        };
+        ListOffsetsResponse {
+            offset,
+            hlc: (offset < hwm).then(|| self.hlc_at(offset)).flatten(),
+            high_watermark: hwm,
+            log_start_offset: start,
+        }
+    }
+
+    /// The HLC of the record at `offset`, if it is in the log.
+    fn hlc_at(&self, offset: u64) -> Option<u64> {
+        let read = self.log.reader.read_from_offset(offset, 1, u64::MAX).ok()?;
+        let first = read.batches.first()?;
+        let h = steme_protocol::BatchHeader::parse(first).ok()?;
+        (offset >= h.base_offset && offset < h.end_offset())
+            .then(|| h.base_hlc + (offset - h.base_offset))
+    }
+
+    pub fn describe(&self) -> PartitionDescription {
+        let (leader, epoch) = self.leader();
+        PartitionDescription {
+            partition: self.partition,
+            leader,
+            leader_epoch: epoch,
+            replicas: self.replicas.clone(),
+            log_start_offset: self.log_start_offset(),
+            high_watermark: self.high_watermark(),
+            log_end_offset: self.log.reader.log_end_offset(),
+            // Filled in once the segment reader reports its size (see issue note).
+            size_bytes: 0,
+        }
+    }
+
+    /// Stops the Raft group and flushes the log.
+    pub async fn shutdown(&self) {
+        if let Err(e) = self.raft.shutdown().await {
+            tracing::warn!(topic = %self.topic, partition = self.partition, error = %e, "raft shutdown");
+        }
+        if let Err(e) = self.log.flusher.flush() {
+            tracing::error!(topic = %self.topic, partition = self.partition, error = %e, "final flush failed");
+        }
+    }
+}
+
+/// What a fetch returns: batches as zero-copy slices of the segments.
+pub struct FetchResult {
+    pub high_watermark: u64,
+    pub log_start_offset: u64,
+    pub batches: Vec<Bytes>,
+}
+
+/// Where an in-flight proposal landed, once it has: `(base_offset, base_hlc)`.
+type Landing = watch::Receiver<Option<Result<(u64, u64), ApiError>>>;
+
+/// The outcome of one record of a produce request, as the writer decides it.
+enum Fate {
+    /// Appended, the `n`-th new record of this request.
+    New(u64),
+    /// Already in the log, committed.
+    Existing(Existing),
+    /// The `rank`-th record of an earlier proposal still in flight.
+    InFlight(Landing, u64),
+    /// Already in the log but not yet below the high watermark.
+    Pending(u64),
+    /// A repeat, within the same request, of its `n`-th new record.
+    RepeatOf(u64),
+}
+
+/// The single writer of one partition (see the module docs).
+struct Writer {
+    p: Arc<Partition>,
+    /// Content ids of proposals not yet applied, with where their proposal will land.
+    inflight: Arc<Mutex<HashMap<AssertionId, (Landing, u64)>>>,
+    /// The term whose first entry this leader has applied (D5), if it is the current one.
+    ready_term: Option<u64>,
+    /// HLC of the last record stamped (applied or in flight).
+    last_hlc: u64,
+}
+
+impl Writer {
+    fn new(p: Arc<Partition>) -> Writer {
+        Writer {
+            p,
+            inflight: Arc::new(Mutex::new(HashMap::new())),
+            ready_term: None,
+            last_hlc: 0,
+        }
+    }
+
+    async fn run(mut self, mut rx: mpsc::Receiver<ProduceJob>) {
+        while let Some(job) = rx.recv().await {
+            if let Err(e) = self.ensure_ready().await {
+                let _ = job.reply.send(Err(e));
+                continue;
+            }
+            self.handle(job);
+        }
+    }
+
+    /// A leader serves produce requests only after it has applied its log up to its own
+    /// first entry of the term, so dedup and HLC stamping see everything before it (D5).
+    async fn ensure_ready(&mut self) -> Result<(), ApiError> {
+        let (state, term) = {
+            let m = self.p.raft.metrics();
+            let m = m.borrow_watched();
+            (m.state, m.current_term)
+        };
+        if state != ServerState::Leader {
+            self.ready_term = None;
+            return Err(self.p.not_leader());
+        }
+        if self.ready_term == Some(term) {
+            return Ok(());
+        }
+        self.p
+            .raft
+            .ensure_linearizable(ReadPolicy::ReadIndex)
+            .await
+            .map_err(|_| self.p.not_leader())?;
+        self.inflight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+        self.last_hlc = self
+            .p
+            .state
+            .last_hlc
+            .load(std::sync::atomic::Ordering::Acquire);
+        self.ready_term = Some(term);
+        Ok(())
+    }
+
+    fn handle(&mut self, job: ProduceJob) {
+        let p = self.p.clone();
+        if let Some(token) = job.causality
+            && let Err(skew) = p.ctx.clock.observe(token)
+        {
+            let _ = job.reply.send(Err(ApiError::ClockSkew {
+                broker_now: skew.broker_now,
+            }));
+            return;
+        }
+        let hwm = p.high_watermark();
+        let mut fates = Vec::with_capacity(job.ids.len());
+        let mut seen: HashSet<&AssertionId> = HashSet::with_capacity(job.ids.len());
+        let mut new_count = 0u64;
+        {
+            let inflight = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
+            for id in &job.ids {
+                let fate = if let Some((landing, rank)) = inflight.get(id) {
+                    Fate::InFlight(landing.clone(), *rank)
+                } else if !seen.insert(id) {
+                    // A second copy within this request: the first copy's offset.
+                    let first = job.ids.iter().position(|x| x == id).expect("seen");
+                    match &fates[first] {
+                        Fate::New(n) | Fate::RepeatOf(n) => Fate::RepeatOf(*n),
+                        Fate::Existing(e) => Fate::Existing(*e),
+                        Fate::InFlight(l, r) => Fate::InFlight(l.clone(), *r),
+                        Fate::Pending(o) => Fate::Pending(*o),
+                    }
+                } else if let Some(offset) = p.log.reader.lookup_id(id) {
+                    if offset < hwm {
+                        Fate::Existing(Existing {
+                            offset,
+                            hlc: p.hlc_at(offset).unwrap_or(0),
+                        })
+                    } else {
+                        Fate::Pending(offset)
+                    }
+                } else {
+                    new_count += 1;
+                    Fate::New(new_count - 1)
+                };
+                fates.push(fate);
+            }
+        }
+        if new_count == 0 {
+            tokio::spawn(answer(p, fates, None, job.reply));
+            return;
+        }
+        // The batch to propose: the request's own bytes if every record is new, else a batch
+        // of the new records only (records are copied as they are, never re-encoded).
+        let mut buf = if new_count as usize == fates.len() {
+            BytesMut::from(&job.batch.as_bytes()[..])
+        } else {
+            let mut b = BatchBuilder::with_capacity(job.batch.as_bytes().len());
+            for (r, fate) in job.batch.records().zip(&fates) {
+                if matches!(fate, Fate::New(_)) {
+                    b.push_raw(r.assertion, r.signature);
+                }
+            }
+            BytesMut::from(&b.finish()[..])
+        };
+        let base_hlc = p.ctx.clock.stamp(self.last_hlc, new_count as u32);
+        self.last_hlc = base_hlc + new_count - 1;
+        patch_header(&mut buf, 0, base_hlc, p.ctx.node_id);
+
+        let (land_tx, land_rx) = watch::channel(None);
+        {
+            let mut inflight = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
+            for (id, fate) in job.ids.iter().zip(&fates) {
+                if let Fate::New(n) = fate {
+                    inflight.insert(*id, (land_rx.clone(), *n));
+                }
+            }
+        }
+        let new_ids: Vec<AssertionId> = job
+            .ids
+            .iter()
+            .zip(&fates)
+            .filter(|(_, f)| matches!(f, Fate::New(_)))
+            .map(|(id, _)| *id)
+            .collect();
+        let inflight = self.inflight.clone();
+        tokio::spawn(async move {
+            let landed = propose(&p, buf.freeze()).await;
+            let _ = land_tx.send(Some(landed.clone()));
+            {
+                let mut map = inflight.lock().unwrap_or_else(|p| p.into_inner());
+                for id in &new_ids {
+                    map.remove(id);
+                }
+            }
+            answer(p, fates, Some(landed), job.reply).await;
+        });
+    }
+}
+
+/// Proposes a stamped batch and waits until it is committed and applied.
+async fn propose(p: &Partition, batch: Bytes) -> Result<(u64, u64), ApiError> {
+    let write = tokio::time::timeout(PRODUCE_TIMEOUT, p.raft.client_write(Proposal(batch)));
+    match write.await {
+        Err(_) => Err(ApiError::other(
+            ErrorCode::Timeout,
+            format!("batch not committed within {PRODUCE_TIMEOUT:?}"),
+        )),
+        Ok(Ok(resp)) => match resp.data {
+            Applied::Batch {
+                base_offset,
+                base_hlc,
+                ..
+            } => Ok((base_offset, base_hlc)),
+            other => Err(ApiError::other(
+                ErrorCode::Internal,
+                format!("batch applied as {other:?}"),
+            )),
+        },
+        Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))))
+        | Ok(Err(RaftError::APIError(ClientWriteError::LogEntryDiscarded(_)))) => {
+            Err(p.not_leader())
+        }
+        Ok(Err(e)) => Err(ApiError::other(ErrorCode::Storage, e.to_string())),
+    }
+}
+
+/// Builds the produce response once every record's place is known.
+async fn answer(
+    p: Arc<Partition>,
+    fates: Vec<Fate>,
+    landed: Option<Result<(u64, u64), ApiError>>,
+    reply: oneshot::Sender<Result<ProduceResponse, ApiError>>,
+) {
+    let result = async {
+        let (base_offset, base_hlc) = match &landed {
+            Some(Ok(l)) => *l,
+            Some(Err(e)) => return Err(e.clone()),
+            None => (p.high_watermark(), 0),
+        };
+        let mut duplicates = Vec::with_capacity(fates.len());
+        for fate in fates {
+            duplicates.push(match fate {
+                Fate::New(_) => None,
+                Fate::Existing(e) => Some(e),
+                Fate::RepeatOf(n) => Some(Existing {
+                    offset: base_offset + n,
+                    hlc: base_hlc + n,
+                }),
+                Fate::Pending(offset) => {
+                    let mut rx = p.state.high_watermark.subscribe();
+                    tokio::time::timeout(PRODUCE_TIMEOUT, rx.wait_for(|h| *h > offset))
+                        .await
+                        .map_err(|_| {
+                            ApiError::other(ErrorCode::Timeout, "duplicate not yet committed")
+                        })?
+                        .map_err(|_| ApiError::other(ErrorCode::ShuttingDown, "partition closed"))?;
+                    Some(Existing {
+                        offset,
+                        hlc: p.hlc_at(offset).unwrap_or(0),
+                    })
+                }
+                Fate::InFlight(mut landing, rank) => {
+                    let done = tokio::time::timeout(
+                        PRODUCE_TIMEOUT,
+                        landing.wait_for(|l| l.is_some()),
+                    )
+                    .await
+                    .map_err(|_| ApiError::other(ErrorCode::Timeout, "earlier copy in flight"))?
+                    .map_err(|_| ApiError::other(ErrorCode::ShuttingDown, "partition closed"))?
+                    .clone()
+                    .expect("waited for Some");
+                    let (o, h) = done?;
+                    Some(Existing {
+                        offset: o + rank,
+                        hlc: h + rank,
+                    })
+                }
+            });
+        }
+        Ok(ProduceResponse {
+            base_offset,
+            base_hlc,
+            duplicates,
+        })
+    }
+    .await;
+    let _ = reply.send(result);
+}
