@@ -11,7 +11,9 @@ use openraft::type_config::async_runtime::WatchReceiver;
 use openraft::{BasicNode, ServerState};
 use steme_protocol::assertion::{BatchVerifier, subject_of};
 use steme_protocol::messages::api_versions::{ApiVersionsRequest, ApiVersionsResponse};
-use steme_protocol::messages::create_topic::{ConfigEntry, CreateTopicRequest, CreateTopicResponse};
+use steme_protocol::messages::create_topic::{
+    ConfigEntry, CreateTopicRequest, CreateTopicResponse,
+};
 use steme_protocol::messages::delete_topic::{DeleteTopicRequest, DeleteTopicResponse};
 use steme_protocol::messages::describe_topic::{DescribeTopicRequest, DescribeTopicResponse};
 use steme_protocol::messages::fetch::{FetchRequest, FetchResponse};
@@ -27,7 +29,7 @@ use tokio::sync::{oneshot, watch};
 
 use crate::config::{Config, FlushMode};
 use crate::hlc::Clock;
-use crate::metadata::{Command, MetadataSm, MetadataState, METADATA_GROUP};
+use crate::metadata::{Command, METADATA_GROUP, MetadataSm, MetadataState};
 use crate::partition::{OpenError, Partition, PartitionCtx, ProduceJob};
 use crate::raft::log_store::{GroupKind, GroupLog, LogStore, Syncer};
 use crate::raft::network::Network;
@@ -381,7 +383,10 @@ impl Broker {
             )),
             Some(_) => Err(ApiError::NotLeader {
                 leader: None,
-                message: format!("{topic}-{partition} is not hosted on broker {}", self.cfg.node_id),
+                message: format!(
+                    "{topic}-{partition} is not hosted on broker {}",
+                    self.cfg.node_id
+                ),
             }),
         }
     }
@@ -505,12 +510,20 @@ impl Broker {
             if tokio::time::Instant::now() >= deadline {
                 return Err(ApiError::other(
                     ErrorCode::Timeout,
-                    format!("topic `{}` created but its partitions are not all led yet", r.name),
+                    format!(
+                        "topic `{}` created but its partitions are not all led yet",
+                        r.name
+                    ),
                 ));
             }
             let _ = tokio::time::timeout(Duration::from_millis(20), rx.changed()).await;
         }
-        let rf = self.meta_state.borrow().topics.get(&r.name).map_or(0, |t| t.replication_factor);
+        let rf = self
+            .meta_state
+            .borrow()
+            .topics
+            .get(&r.name)
+            .map_or(0, |t| t.replication_factor);
         Ok(CreateTopicResponse {
             name: r.name,
             partitions,
@@ -527,7 +540,10 @@ impl Broker {
     fn describe_topic(&self, r: DescribeTopicRequest) -> Result<DescribeTopicResponse, ApiError> {
         let state = self.meta_state.borrow().clone();
         let t = state.topics.get(&r.name).ok_or_else(|| {
-            ApiError::other(ErrorCode::UnknownTopic, format!("unknown topic `{}`", r.name))
+            ApiError::other(
+                ErrorCode::UnknownTopic,
+                format!("unknown topic `{}`", r.name),
+            )
         })?;
         let partitions = (0..t.partitions.len() as u32)
             .map(|p| self.partition(&t.name, p).map(|p| p.describe()))
@@ -551,7 +567,10 @@ impl Broker {
         let (count, verify) = {
             let state = self.meta_state.borrow();
             let t = state.topics.get(&r.topic).ok_or_else(|| {
-                ApiError::other(ErrorCode::UnknownTopic, format!("unknown topic `{}`", r.topic))
+                ApiError::other(
+                    ErrorCode::UnknownTopic,
+                    format!("unknown topic `{}`", r.topic),
+                )
             })?;
             (
                 t.partitions.len() as u32,
@@ -562,12 +581,13 @@ impl Broker {
         if p.leader().0 != Some(self.cfg.node_id) {
             return Err(ApiError::NotLeader {
                 leader: p.leader().0.and_then(|id| {
-                    (self.ctx.brokers)(id).map(|addr| steme_protocol::LeaderHint {
-                        node_id: id,
-                        addr,
-                    })
+                    (self.ctx.brokers)(id)
+                        .map(|addr| steme_protocol::LeaderHint { node_id: id, addr })
                 }),
-                message: format!("broker {} does not lead {}-{}", self.cfg.node_id, r.topic, r.partition),
+                message: format!(
+                    "broker {} does not lead {}-{}",
+                    self.cfg.node_id, r.topic, r.partition
+                ),
             });
         }
         let batch = RecordBatch::new(r.batch)

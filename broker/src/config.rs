@@ -220,7 +220,10 @@ impl Config {
             );
         }
         if self.peers.iter().any(|p| p.id == self.node_id) {
-            return bad(format!("--peer lists this broker's own id {}", self.node_id));
+            return bad(format!(
+                "--peer lists this broker's own id {}",
+                self.node_id
+            ));
         }
         Ok(())
     }
@@ -261,7 +264,13 @@ mod tests {
         assert_eq!(c.node_id, 3);
         assert_eq!(c.listen.port(), 7100);
         assert_eq!(c.flush, FlushMode::Interval);
-        assert_eq!(c.peers, vec![Peer { id: 1, addr: "127.0.0.1:7001".into() }]);
+        assert_eq!(
+            c.peers,
+            vec![Peer {
+                id: 1,
+                addr: "127.0.0.1:7001".into()
+            }]
+        );
     }
 
     #[test]
@@ -281,7 +290,10 @@ mod tests {
         assert!("7".parse::<Peer>().is_err());
         assert_eq!(
             "2=127.0.0.1:9".parse::<Peer>().unwrap(),
-            Peer { id: 2, addr: "127.0.0.1:9".into() }
+            Peer {
+                id: 2,
+                addr: "127.0.0.1:9".into()
+            }
         );
     }
 }

@@ -10,10 +10,10 @@
 //! - [`server`]: `run(listener, broker, shutdown)`: connections, pipelining, limits.
 #![deny(unsafe_code)]
 
+pub mod broker;
 pub mod config;
 pub mod hlc;
-pub mod raft;
 pub mod metadata;
 pub mod partition;
-pub mod broker;
+pub mod raft;
 pub mod server;

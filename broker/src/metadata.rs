@@ -20,8 +20,8 @@ use tokio::sync::watch;
 use crate::raft::codec;
 use crate::raft::log_store::io_err;
 use crate::raft::types::{
-    Applied, LogId, NodeId, Proposal, Snapshot, SnapshotMeta, StoredMembership, TypeConfig,
-    log_id, term_of,
+    Applied, LogId, NodeId, Proposal, Snapshot, SnapshotMeta, StoredMembership, TypeConfig, log_id,
+    term_of,
 };
 
 /// The id of the metadata Raft group; partition groups are numbered from 1.
@@ -97,7 +97,10 @@ pub const KNOWN_CONFIGS: &[&str] = &["verify.signatures", "retention.ms", "reten
 /// Validates a topic name the way Kafka does: 1..=249 of `[A-Za-z0-9._-]`, not `.` or `..`.
 pub fn check_topic_name(name: &str) -> Result<(), String> {
     if name.is_empty() || name.len() > 249 {
-        return Err(format!("topic name must be 1 to 249 bytes, got {}", name.len()));
+        return Err(format!(
+            "topic name must be 1 to 249 bytes, got {}",
+            name.len()
+        ));
     }
     if name == "." || name == ".." {
         return Err("topic name cannot be `.` or `..`".into());
@@ -106,7 +109,9 @@ pub fn check_topic_name(name: &str) -> Result<(), String> {
         .chars()
         .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
     {
-        return Err(format!("topic name `{name}` contains `{c}`; use [A-Za-z0-9._-]"));
+        return Err(format!(
+            "topic name `{name}` contains `{c}`; use [A-Za-z0-9._-]"
+        ));
     }
     Ok(())
 }
@@ -132,7 +137,10 @@ impl MetadataState {
                 if partitions == 0 || partitions > 10_000 {
                     return Err(format!("partitions must be 1 to 10000, got {partitions}"));
                 }
-                if let Some(k) = configs.keys().find(|k| !KNOWN_CONFIGS.contains(&k.as_str())) {
+                if let Some(k) = configs
+                    .keys()
+                    .find(|k| !KNOWN_CONFIGS.contains(&k.as_str()))
+                {
                     return Err(format!(
                         "unknown topic config `{k}` (known: {})",
                         KNOWN_CONFIGS.join(", ")
@@ -352,7 +360,11 @@ impl RaftStateMachine<TypeConfig> for MetadataSm {
         }
     }
 
-    async fn install_snapshot(&mut self, _meta: &SnapshotMeta, data: Bytes) -> Result<(), io::Error> {
+    async fn install_snapshot(
+        &mut self,
+        _meta: &SnapshotMeta,
+        data: Bytes,
+    ) -> Result<(), io::Error> {
         let p: Persisted = serde_json::from_slice(&data).map_err(io_err)?;
         self.restore(p)?;
         self.save()?;
@@ -432,7 +444,12 @@ mod tests {
         assert!(s.apply(create("ok", 1, 2)).is_err());
         s.apply(create("ok", 1, 1)).unwrap();
         assert!(s.apply(create("ok", 1, 1)).unwrap_err().contains("exists"));
-        assert!(s.apply(Command::DeleteTopic { name: "nope".into() }).is_err());
+        assert!(
+            s.apply(Command::DeleteTopic {
+                name: "nope".into()
+            })
+            .is_err()
+        );
         s.apply(Command::DeleteTopic { name: "ok".into() }).unwrap();
         assert!(s.topics.is_empty());
         let mut configs = BTreeMap::new();

@@ -78,7 +78,11 @@ pub struct Partition {
 
 impl std::fmt::Debug for Partition {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Partition({}-{}, group {})", self.topic, self.partition, self.group)
+        write!(
+            f,
+            "Partition({}-{}, group {})",
+            self.topic, self.partition, self.group
+        )
     }
 }
 
@@ -108,11 +112,10 @@ impl Partition {
         // The broker's syncer makes appends durable (group commit across partitions).
         log_config.flush = FlushPolicy::Never;
         let dir = dir.to_owned();
-        let (log, report) = tokio::task::spawn_blocking(move || {
-            Log::open(&dir, log_config, Arc::new(RealIo))
-        })
-        .await
-        .map_err(std::io::Error::other)??;
+        let (log, report) =
+            tokio::task::spawn_blocking(move || Log::open(&dir, log_config, Arc::new(RealIo)))
+                .await
+                .map_err(std::io::Error::other)??;
         if let Some(cut) = &report.cut {
             tracing::warn!(topic, partition, ?cut, "recovery cut a damaged log tail");
         }
@@ -175,9 +178,8 @@ impl Partition {
     fn not_leader(&self) -> ApiError {
         let (leader, _) = self.leader();
         ApiError::NotLeader {
-            leader: leader.and_then(|id| {
-                (self.ctx.brokers)(id).map(|addr| LeaderHint { node_id: id, addr })
-            }),
+            leader: leader
+                .and_then(|id| (self.ctx.brokers)(id).map(|addr| LeaderHint { node_id: id, addr })),
             message: format!(
                 "broker {} does not lead {}-{}",
                 self.ctx.node_id, self.topic, self.partition
@@ -504,58 +506,61 @@ async fn answer(
     landed: Option<Result<(u64, u64), ApiError>>,
     reply: oneshot::Sender<Result<ProduceResponse, ApiError>>,
 ) {
-    let result = async {
-        let (base_offset, base_hlc) = match &landed {
-            Some(Ok(l)) => *l,
-            Some(Err(e)) => return Err(e.clone()),
-            None => (p.high_watermark(), 0),
-        };
-        let mut duplicates = Vec::with_capacity(fates.len());
-        for fate in fates {
-            duplicates.push(match fate {
-                Fate::New(_) => None,
-                Fate::Existing(e) => Some(e),
-                Fate::RepeatOf(n) => Some(Existing {
-                    offset: base_offset + n,
-                    hlc: base_hlc + n,
-                }),
-                Fate::Pending(offset) => {
-                    let mut rx = p.state.high_watermark.subscribe();
-                    tokio::time::timeout(PRODUCE_TIMEOUT, rx.wait_for(|h| *h > offset))
+    let result =
+        async {
+            let (base_offset, base_hlc) = match &landed {
+                Some(Ok(l)) => *l,
+                Some(Err(e)) => return Err(e.clone()),
+                None => (p.high_watermark(), 0),
+            };
+            let mut duplicates = Vec::with_capacity(fates.len());
+            for fate in fates {
+                duplicates.push(match fate {
+                    Fate::New(_) => None,
+                    Fate::Existing(e) => Some(e),
+                    Fate::RepeatOf(n) => Some(Existing {
+                        offset: base_offset + n,
+                        hlc: base_hlc + n,
+                    }),
+                    Fate::Pending(offset) => {
+                        let mut rx = p.state.high_watermark.subscribe();
+                        tokio::time::timeout(PRODUCE_TIMEOUT, rx.wait_for(|h| *h > offset))
+                            .await
+                            .map_err(|_| {
+                                ApiError::other(ErrorCode::Timeout, "duplicate not yet committed")
+                            })?
+                            .map_err(|_| {
+                                ApiError::other(ErrorCode::ShuttingDown, "partition closed")
+                            })?;
+                        Some(Existing {
+                            offset,
+                            hlc: p.hlc_at(offset).unwrap_or(0),
+                        })
+                    }
+                    Fate::InFlight(mut landing, rank) => {
+                        let done = tokio::time::timeout(
+                            PRODUCE_TIMEOUT,
+                            landing.wait_for(|l| l.is_some()),
+                        )
                         .await
-                        .map_err(|_| {
-                            ApiError::other(ErrorCode::Timeout, "duplicate not yet committed")
-                        })?
-                        .map_err(|_| ApiError::other(ErrorCode::ShuttingDown, "partition closed"))?;
-                    Some(Existing {
-                        offset,
-                        hlc: p.hlc_at(offset).unwrap_or(0),
-                    })
-                }
-                Fate::InFlight(mut landing, rank) => {
-                    let done = tokio::time::timeout(
-                        PRODUCE_TIMEOUT,
-                        landing.wait_for(|l| l.is_some()),
-                    )
-                    .await
-                    .map_err(|_| ApiError::other(ErrorCode::Timeout, "earlier copy in flight"))?
-                    .map_err(|_| ApiError::other(ErrorCode::ShuttingDown, "partition closed"))?
-                    .clone()
-                    .expect("waited for Some");
-                    let (o, h) = done?;
-                    Some(Existing {
-                        offset: o + rank,
-                        hlc: h + rank,
-                    })
-                }
-            });
+                        .map_err(|_| ApiError::other(ErrorCode::Timeout, "earlier copy in flight"))?
+                        .map_err(|_| ApiError::other(ErrorCode::ShuttingDown, "partition closed"))?
+                        .clone()
+                        .expect("waited for Some");
+                        let (o, h) = done?;
+                        Some(Existing {
+                            offset: o + rank,
+                            hlc: h + rank,
+                        })
+                    }
+                });
+            }
+            Ok(ProduceResponse {
+                base_offset,
+                base_hlc,
+                duplicates,
+            })
         }
-        Ok(ProduceResponse {
-            base_offset,
-            base_hlc,
-            duplicates,
-        })
-    }
-    .await;
+        .await;
     let _ = reply.send(result);
 }

@@ -152,9 +152,24 @@ mod tests {
     #[test]
     fn roundtrip_control_entries() {
         let nodes = BTreeMap::from([
-            (1, BasicNode { addr: "127.0.0.1:1".into() }),
-            (2, BasicNode { addr: "127.0.0.1:2".into() }),
-            (3, BasicNode { addr: "127.0.0.1:3".into() }),
+            (
+                1,
+                BasicNode {
+                    addr: "127.0.0.1:1".into(),
+                },
+            ),
+            (
+                2,
+                BasicNode {
+                    addr: "127.0.0.1:2".into(),
+                },
+            ),
+            (
+                3,
+                BasicNode {
+                    addr: "127.0.0.1:3".into(),
+                },
+            ),
         ]);
         let m = Membership::new(vec![BTreeSet::from([1, 2])], nodes).unwrap();
         for c in [

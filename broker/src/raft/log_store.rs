@@ -318,7 +318,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .map_err(io_err)
     }
 
-    async fn append<I>(&mut self, entries: I, callback: IOFlushed<TypeConfig>) -> Result<(), io::Error>
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: IOFlushed<TypeConfig>,
+    ) -> Result<(), io::Error>
     where
         I: IntoIterator<Item = Entry> + Send,
         I::IntoIter: Send,
@@ -336,7 +340,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                     log.reset(index, end).map_err(io_err)?;
                 }
                 match entry.payload {
-                    EntryPayload::Normal(Proposal(bytes)) if self.log.kind == GroupKind::Partition => {
+                    EntryPayload::Normal(Proposal(bytes))
+                        if self.log.kind == GroupKind::Partition =>
+                    {
                         // The log patches base_offset and the CRC in place; the batch arrives
                         // as shared `Bytes`, so it is copied once here, on its way to the page
                         // cache.

@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use futures::{Stream, StreamExt};
-use openraft::storage::{EntryResponder, RaftSnapshotBuilder, RaftStateMachine};
 use openraft::EntryPayload;
+use openraft::storage::{EntryResponder, RaftSnapshotBuilder, RaftStateMachine};
 use steme_protocol::BatchHeader;
 use steme_protocol::wire::{Reader, put_option};
 use tokio::sync::watch;
@@ -29,8 +29,7 @@ use tokio::sync::watch;
 use super::codec;
 use super::log_store::{GroupLog, META_APPLIED, io_err};
 use super::types::{
-    Applied, LogId, Proposal, Snapshot, SnapshotMeta, StoredMembership, TypeConfig,
-    log_id, term_of,
+    Applied, LogId, Proposal, Snapshot, SnapshotMeta, StoredMembership, TypeConfig, log_id, term_of,
 };
 
 const META_SNAPSHOT: &str = "partition.snapshot";
@@ -179,13 +178,11 @@ impl PartitionSm {
         self.state
             .last_hlc
             .store(self.applied.last_hlc, Ordering::Release);
-        self.state
-            .high_watermark
-            .send_if_modified(|hwm| {
-                let changed = *hwm != self.applied.high_watermark;
-                *hwm = self.applied.high_watermark;
-                changed
-            });
+        self.state.high_watermark.send_if_modified(|hwm| {
+            let changed = *hwm != self.applied.high_watermark;
+            *hwm = self.applied.high_watermark;
+            changed
+        });
     }
 }
 
@@ -219,8 +216,7 @@ impl RaftStateMachine<TypeConfig> for PartitionSm {
                 }
                 EntryPayload::Blank => Applied::Control,
                 EntryPayload::Membership(m) => {
-                    self.applied.membership =
-                        StoredMembership::new(Some(entry.log_id.clone()), m);
+                    self.applied.membership = StoredMembership::new(Some(entry.log_id.clone()), m);
                     Applied::Control
                 }
             };
@@ -260,9 +256,10 @@ impl RaftStateMachine<TypeConfig> for PartitionSm {
         {
             let mut log = self.log.lock();
             let next_index = rec.last_applied.as_ref().map_or(0, |id| id.index + 1);
-            let holds_it = rec.last_applied.as_ref().is_some_and(|id| {
-                self.log.reader.term_at(id.index) == Some(term_of(id))
-            });
+            let holds_it = rec
+                .last_applied
+                .as_ref()
+                .is_some_and(|id| self.log.reader.term_at(id.index) == Some(term_of(id)));
             if !holds_it {
                 // Our log does not reach the snapshot (we fell behind retention): continue
                 // from the snapshot's boundary with the leader's offsets.
@@ -279,7 +276,11 @@ impl RaftStateMachine<TypeConfig> for PartitionSm {
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, io::Error> {
         // The builder persists every snapshot it makes; the latest is the current one.
-        let stored = self.log.lock().meta_get(META_SNAPSHOT).map(Bytes::copy_from_slice);
+        let stored = self
+            .log
+            .lock()
+            .meta_get(META_SNAPSHOT)
+            .map(Bytes::copy_from_slice);
         let Some(enc) = stored else {
             return Ok(None);
         };
