@@ -285,7 +285,7 @@ impl MetadataSm {
     fn snapshot(&self, data: Bytes) -> Snapshot {
         Snapshot {
             meta: SnapshotMeta {
-                last_log_id: self.last_applied.clone(),
+                last_log_id: self.last_applied,
                 last_membership: self.membership.clone(),
             },
             snapshot: data,
@@ -314,7 +314,7 @@ impl RaftStateMachine<TypeConfig> for MetadataSm {
     type SnapshotBuilder = MetadataSnapshotBuilder;
 
     async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), io::Error> {
-        Ok((self.last_applied.clone(), self.membership.clone()))
+        Ok((self.last_applied, self.membership.clone()))
     }
 
     async fn apply<Strm>(&mut self, mut entries: Strm) -> Result<(), io::Error>
@@ -334,7 +334,7 @@ impl RaftStateMachine<TypeConfig> for MetadataSm {
                 }
                 EntryPayload::Blank => Applied::Control,
                 EntryPayload::Membership(m) => {
-                    self.membership = StoredMembership::new(Some(entry.log_id.clone()), m);
+                    self.membership = StoredMembership::new(Some(entry.log_id), m);
                     Applied::Control
                 }
             };
@@ -354,7 +354,7 @@ impl RaftStateMachine<TypeConfig> for MetadataSm {
         MetadataSnapshotBuilder {
             snapshot: self.persisted(),
             meta: SnapshotMeta {
-                last_log_id: self.last_applied.clone(),
+                last_log_id: self.last_applied,
                 last_membership: self.membership.clone(),
             },
         }

@@ -54,7 +54,7 @@ async fn produce_then_fetch_in_offset_order_with_increasing_hlc() -> TestResult 
     let broker = TestBroker::start().await;
     let mut c = Client::connect(broker.addr).await;
     create_topic(&mut c, "facts", 2).await;
-    let mut sent = vec![Vec::new(), Vec::new()];
+    let mut sent = [Vec::new(), Vec::new()];
     for round in 0..5 {
         for p in 0..2u32 {
             let recs = signed_for(p, 2, 20, &format!("r{round}"));

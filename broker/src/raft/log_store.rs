@@ -192,10 +192,12 @@ impl Syncer {
     }
 }
 
+/// An append waiting for its sync: its index and openraft's callback.
+type Waiting = (u64, IOFlushed<TypeConfig>);
+
 fn sync_loop(rx: mpsc::Receiver<SyncRequest>) {
     while let Ok(first) = rx.recv() {
-        let mut by_group: HashMap<u64, (Arc<GroupLog>, Vec<(u64, IOFlushed<TypeConfig>)>)> =
-            HashMap::new();
+        let mut by_group: HashMap<u64, (Arc<GroupLog>, Vec<Waiting>)> = HashMap::new();
         for req in std::iter::once(first).chain(rx.try_iter()) {
             by_group
                 .entry(req.log.group_id)
@@ -299,7 +301,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 .map(|i| log_id(log.last_term(), i))
         };
         Ok(LogState {
-            last_log_id: last.or_else(|| purged.clone()),
+            last_log_id: last.or(purged),
             last_purged_log_id: purged,
         })
     }

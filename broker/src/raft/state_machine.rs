@@ -106,7 +106,7 @@ impl AppliedRecord {
 
     fn snapshot_meta(&self) -> SnapshotMeta {
         SnapshotMeta {
-            last_log_id: self.last_applied.clone(),
+            last_log_id: self.last_applied,
             last_membership: self.membership.clone(),
         }
     }
@@ -135,15 +135,15 @@ impl PartitionSm {
     pub fn open(log: Arc<GroupLog>) -> io::Result<(PartitionSm, Arc<PartitionState>)> {
         let applied = {
             let l = log.lock();
-            let applied = match l.meta_get(META_APPLIED) {
+
+            match l.meta_get(META_APPLIED) {
                 Some(b) => AppliedRecord::decode(Bytes::copy_from_slice(b))?,
                 None => AppliedRecord {
                     log_start_offset: l.log_start_offset(),
                     high_watermark: l.log_start_offset(),
                     ..AppliedRecord::default()
                 },
-            };
-            applied
+            }
         };
         let state = PartitionState::new(applied.high_watermark, applied.last_hlc);
         Ok((
@@ -191,10 +191,7 @@ impl RaftStateMachine<TypeConfig> for PartitionSm {
     type SnapshotBuilder = PartitionSnapshotBuilder;
 
     async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), io::Error> {
-        Ok((
-            self.applied.last_applied.clone(),
-            self.applied.membership.clone(),
-        ))
+        Ok((self.applied.last_applied, self.applied.membership.clone()))
     }
 
     async fn apply<Strm>(&mut self, mut entries: Strm) -> Result<(), io::Error>
@@ -216,7 +213,7 @@ impl RaftStateMachine<TypeConfig> for PartitionSm {
                 }
                 EntryPayload::Blank => Applied::Control,
                 EntryPayload::Membership(m) => {
-                    self.applied.membership = StoredMembership::new(Some(entry.log_id.clone()), m);
+                    self.applied.membership = StoredMembership::new(Some(entry.log_id), m);
                     Applied::Control
                 }
             };
