@@ -24,13 +24,13 @@ use steme_protocol::messages::metadata::{
 use steme_protocol::messages::produce::{ProduceRequest, ProduceResponse};
 use steme_protocol::messages::{Body, Request, encode_response};
 use steme_protocol::{ApiError, AssertionId, ErrorCode, RecordBatch, partition_for};
-use steme_segments::{FlushPolicy, Log, LogConfig, RealIo};
+use steme_segments::{FileIo, FlushPolicy, Log, LogConfig, RealIo};
 use tokio::sync::{oneshot, watch};
 
 use crate::config::{Config, FlushMode};
 use crate::hlc::Clock;
 use crate::metadata::{Command, METADATA_GROUP, MetadataSm, MetadataState};
-use crate::partition::{OpenError, Partition, PartitionCtx, ProduceJob};
+use crate::partition::{OpenError, Partition, PartitionCtx, Placement, ProduceJob};
 use crate::raft::log_store::{GroupKind, GroupLog, LogStore, Syncer};
 use crate::raft::network::Network;
 use crate::raft::raft_config;
@@ -38,6 +38,8 @@ use crate::raft::types::{Applied, NodeId};
 
 pub type MetaRaft = openraft::Raft<crate::raft::types::TypeConfig, MetadataSm>;
 
+/// How often failed partitions are looked for and reopened.
+const HEALTH_TICK: Duration = Duration::from_millis(250);
 /// How long metadata changes and topic creation may take before the request fails.
 const METADATA_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -105,7 +107,16 @@ pub struct Broker {
     /// Partitions hosted here, by (topic, partition). A std lock: held only to clone an
     /// `Arc` out or to insert/remove.
     partitions: RwLock<HashMap<(String, u32), Arc<Partition>>>,
+    /// Partitions whose storage failed and that are being reopened, with why.
+    failed: RwLock<HashMap<(String, u32), Failed>>,
     ctx: PartitionCtx,
+}
+
+/// A partition whose storage failed: why, and what is known durable.
+#[derive(Debug, Clone)]
+struct Failed {
+    reason: String,
+    durable: Option<u64>,
 }
 
 impl std::fmt::Debug for Broker {
@@ -137,6 +148,15 @@ impl Broker {
     /// Opens the data directory, starts the metadata group and every hosted partition.
     /// `advertised` is the address clients and peers reach this broker at.
     pub async fn start(cfg: Config, advertised: String) -> Result<Arc<Broker>, StartError> {
+        Broker::start_with_io(cfg, advertised, Arc::new(RealIo)).await
+    }
+
+    /// [`Broker::start`] with the partition logs' file I/O given (tests inject faults).
+    pub async fn start_with_io(
+        cfg: Config,
+        advertised: String,
+        io: Arc<dyn FileIo>,
+    ) -> Result<Arc<Broker>, StartError> {
         let data = cfg.data_dir.clone();
         std::fs::create_dir_all(data.join("topics")).map_err(|source| StartError::DataDir {
             path: data.clone(),
@@ -195,6 +215,7 @@ impl Broker {
                 }
                 brokers_rx.borrow().brokers.get(&id).cloned()
             }),
+            io,
         };
         let broker = Arc::new(Broker {
             clock: ctx.clock.clone(),
@@ -203,6 +224,7 @@ impl Broker {
             meta,
             meta_state,
             partitions: RwLock::new(HashMap::new()),
+            failed: RwLock::new(HashMap::new()),
             ctx,
         });
         broker.register().await?;
@@ -281,10 +303,17 @@ impl Broker {
         let Some(mut rx) = weak.upgrade().map(|b| b.meta_state.clone()) else {
             return;
         };
-        while rx.changed().await.is_ok() {
+        loop {
+            // Metadata changes open and close partitions at once; the tick reopens
+            // partitions whose storage failed (e.g. once disk space returns).
+            let changed = tokio::time::timeout(HEALTH_TICK, rx.changed()).await;
+            if matches!(changed, Ok(Err(_))) {
+                return;
+            }
             let Some(broker) = weak.upgrade() else { return };
+            broker.check_health().await;
             if let Err(e) = broker.reconcile().await {
-                tracing::error!(error = %e, "could not open a partition");
+                tracing::error!(error = %e, "could not open a partition; retrying");
             }
         }
     }
@@ -346,20 +375,82 @@ impl Broker {
                 continue;
             }
             let dir = self.partition_dir(&topic, partition);
-            let p = Partition::open(self.ctx.clone(), &dir, &topic, partition, group, replicas)
-                .await
-                .map_err(|source| StartError::Partition {
-                    topic: topic.clone(),
-                    partition,
-                    source,
-                })?;
-            tracing::info!(topic = %topic, partition, group, "partition open");
+            let failed = self
+                .failed
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&key)
+                .cloned();
+            let place = Placement {
+                topic: topic.clone(),
+                partition,
+                group,
+                replicas,
+            };
+            let opened = Partition::open(
+                self.ctx.clone(),
+                &dir,
+                place,
+                failed.as_ref().map(|f| f.durable.unwrap_or(0)),
+            )
+            .await;
+            let p = match opened {
+                Ok(p) => p,
+                Err(source) => {
+                    if let Some(f) = failed {
+                        tracing::warn!(topic = %topic, partition, error = %source, was = %f.reason, "partition still failing");
+                        continue;
+                    }
+                    return Err(StartError::Partition {
+                        topic: topic.clone(),
+                        partition,
+                        source,
+                    });
+                }
+            };
+            if failed.is_some() {
+                tracing::info!(topic = %topic, partition, "partition recovered after a storage failure");
+            } else {
+                tracing::info!(topic = %topic, partition, group, "partition open");
+            }
+            self.failed
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&key);
             self.partitions
                 .write()
                 .unwrap_or_else(|p| p.into_inner())
                 .insert(key, p);
         }
         Ok(())
+    }
+
+    /// Takes partitions whose Raft group stopped on a storage error out of service; the
+    /// next reconcile reopens them from what is durable.
+    async fn check_health(&self) {
+        let broken: Vec<Arc<Partition>> = self
+            .partitions
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .filter(|p| p.failure().is_some())
+            .cloned()
+            .collect();
+        for p in broken {
+            let reason = p.failure().unwrap_or_default();
+            let durable = p.durable_index();
+            tracing::error!(topic = %p.topic, partition = p.partition, %reason, ?durable, "partition storage failed; reopening");
+            let key = (p.topic.clone(), p.partition);
+            self.failed
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(key.clone(), Failed { reason, durable });
+            self.partitions
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&key);
+            p.shutdown().await;
+        }
     }
 
     fn partition(&self, topic: &str, partition: u32) -> Result<Arc<Partition>, ApiError> {
@@ -370,6 +461,20 @@ impl Broker {
             .get(&(topic.to_owned(), partition))
         {
             return Ok(p.clone());
+        }
+        if let Some(f) = self
+            .failed
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&(topic.to_owned(), partition))
+        {
+            return Err(ApiError::other(
+                ErrorCode::Storage,
+                format!(
+                    "{topic}-{partition} is recovering from a storage failure: {}",
+                    f.reason
+                ),
+            ));
         }
         let state = self.meta_state.borrow().clone();
         match state.topics.get(topic) {

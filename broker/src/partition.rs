@@ -25,7 +25,7 @@ use steme_protocol::messages::describe_topic::PartitionDescription;
 use steme_protocol::messages::list_offsets::{ListOffsetsResponse, OffsetSpec};
 use steme_protocol::messages::produce::{Existing, ProduceResponse};
 use steme_protocol::{ApiError, AssertionId, BatchBuilder, ErrorCode, LeaderHint, RecordBatch};
-use steme_segments::{FlushPolicy, Log, LogConfig, RealIo};
+use steme_segments::{FileIo, FlushPolicy, Log, LogConfig};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::hlc::Clock;
@@ -61,6 +61,17 @@ pub struct PartitionCtx {
     pub ack_before_sync: bool,
     /// Addresses of the brokers, for `NotLeader` hints.
     pub brokers: Arc<dyn Fn(NodeId) -> Option<String> + Send + Sync>,
+    /// File I/O of every log (fault-injecting in tests).
+    pub io: Arc<dyn FileIo>,
+}
+
+/// Where a partition lives: what the metadata says about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placement {
+    pub topic: String,
+    pub partition: u32,
+    pub group: u64,
+    pub replicas: Vec<NodeId>,
 }
 
 /// A partition hosted by this broker.
@@ -100,24 +111,40 @@ pub enum OpenError {
 
 impl Partition {
     /// Opens (recovering) or creates the partition in `dir` and starts its Raft group.
+    ///
+    /// `discard_after` reopens a partition whose storage failed: entries after the last
+    /// index known durable are dropped, since after a failed fsync the page cache can no
+    /// longer be trusted to match the disk (they were never reported durable to Raft).
     pub async fn open(
         ctx: PartitionCtx,
         dir: &Path,
-        topic: &str,
-        partition: u32,
-        group: u64,
-        replicas: Vec<NodeId>,
+        place: Placement,
+        discard_after: Option<u64>,
     ) -> Result<Arc<Partition>, OpenError> {
+        let Placement {
+            topic,
+            partition,
+            group,
+            replicas,
+        } = place;
         let mut log_config = ctx.log_config.clone();
         // The broker's syncer makes appends durable (group commit across partitions).
         log_config.flush = FlushPolicy::Never;
         let dir = dir.to_owned();
-        let (log, report) =
-            tokio::task::spawn_blocking(move || Log::open(&dir, log_config, Arc::new(RealIo)))
-                .await
-                .map_err(std::io::Error::other)??;
+        let io = ctx.io.clone();
+        let (log, report) = tokio::task::spawn_blocking(move || {
+            let (mut log, report) = Log::open(&dir, log_config, io)?;
+            if let Some(durable) = discard_after
+                && log.last_index().is_some_and(|last| last > durable)
+            {
+                log.truncate_after(durable)?;
+            }
+            Ok::<_, steme_segments::Error>((log, report))
+        })
+        .await
+        .map_err(std::io::Error::other)??;
         if let Some(cut) = &report.cut {
-            tracing::warn!(topic, partition, ?cut, "recovery cut a damaged log tail");
+            tracing::warn!(%topic, partition, ?cut, "recovery cut a damaged log tail");
         }
         let glog = GroupLog::new(group, GroupKind::Partition, log)?;
         let (sm, state) = PartitionSm::open(glog.clone())?;
@@ -146,7 +173,7 @@ impl Partition {
         }
         let (tx, rx) = mpsc::channel(WRITER_QUEUE);
         let p = Arc::new(Partition {
-            topic: topic.to_owned(),
+            topic,
             partition,
             group,
             replicas,
@@ -275,6 +302,18 @@ impl Partition {
             // Filled in once the segment reader reports its size (see issue note).
             size_bytes: 0,
         }
+    }
+
+    /// Why the partition's Raft group stopped (a storage failure), if it did.
+    pub fn failure(&self) -> Option<String> {
+        let m = self.raft.metrics();
+        let m = m.borrow_watched();
+        m.running_state.as_ref().err().map(|e| e.to_string())
+    }
+
+    /// The last index known durable.
+    pub fn durable_index(&self) -> Option<u64> {
+        self.log.flusher.durable_index()
     }
 
     /// Stops the Raft group and flushes the log.

@@ -32,6 +32,13 @@ impl TestBroker {
     }
 
     pub async fn start_in(dir: Arc<tempfile::TempDir>) -> TestBroker {
+        Self::start_with_io(dir, Arc::new(steme_segments::RealIo)).await
+    }
+
+    pub async fn start_with_io(
+        dir: Arc<tempfile::TempDir>,
+        io: Arc<dyn steme_segments::FileIo>,
+    ) -> TestBroker {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let cfg = Config {
@@ -42,7 +49,7 @@ impl TestBroker {
             election_timeout_max_ms: 300,
             ..Config::default()
         };
-        let broker = Broker::start(cfg, addr.to_string())
+        let broker = Broker::start_with_io(cfg, addr.to_string(), io)
             .await
             .expect("broker starts");
         let (tx, rx) = oneshot::channel::<()>();
