@@ -1,1 +1,63 @@
-//! The Steme client library (work in progress: see issue 4).
+//! `steme-client`: the Rust client of Steme, a replicated log of signed, content-addressed
+//! assertions, and the `steme` operator CLI (in `src/bin/steme/`).
+//!
+//! - [`connection`]: one TCP connection to a broker; pipelined requests matched by
+//!   correlation id, a bounded number in flight, the version handshake.
+//! - [`cluster`]: bootstrap, the metadata cache (brokers, partition leaders), a connection
+//!   pool with reconnect backoff, and routing that follows `NotLeader` hints.
+//! - [`producer`]: batches signed assertions per partition by linger and size, pipelines
+//!   them to the leaders, retries idempotently and carries the causality token.
+//! - [`consumer`]: assigned partitions, seek by offset or HLC time, long-poll fetches,
+//!   zero-copy [`Record`]s, optional verification, a `Stream` of records.
+//! - [`admin`]: create, delete and describe topics; metadata; offsets.
+//! - [`error`]: [`ClientError`], the one error type.
+//!
+//! Everything speaks the wire messages of [`steme_protocol`]; assertions are built and
+//! signed with its types ([`Assertion`], [`SigningKey`]), re-exported here.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), steme_client::ClientError> {
+//! use std::time::Duration;
+//! use steme_client::{Consumer, ConsumerConfig, Producer, ProducerConfig};
+//! use steme_client::{Assertion, SigningKey, Value};
+//!
+//! let key = SigningKey::from_bytes(&[1; 32]);
+//! let producer = Producer::connect("127.0.0.1:9092", "facts", ProducerConfig::default()).await?;
+//! let fact = Assertion {
+//!     subject: "urn:person:ada".into(),
+//!     predicate: "born".into(),
+//!     object: Value::Integer(1815),
+//!     source: "wikipedia".into(),
+//!     confidence: Some(0.99),
+//!     supersedes: None,
+//!     issued_at: 1_700_000_000_000,
+//! };
+//! let ack = producer.send(fact.sign(&key).map_err(steme_client::ClientError::Assertion)?).await?;
+//!
+//! let mut consumer = Consumer::connect("127.0.0.1:9092", ConsumerConfig::default()).await?;
+//! consumer.assign("facts", &[ack.partition]).await?;
+//! consumer.seek(ack.partition, steme_client::Position::Offset(ack.offset)).await?;
+//! let records = consumer.poll(Duration::from_secs(1)).await?;
+//! assert_eq!(records[0].id(), ack.id);
+//! # Ok(())
+//! # }
+//! ```
+#![deny(unsafe_code)]
+#![warn(missing_debug_implementations)]
+
+pub mod admin;
+pub mod cluster;
+pub mod connection;
+pub mod consumer;
+pub mod error;
+pub mod producer;
+
+pub use admin::{Admin, TopicOptions};
+pub use cluster::{Backoff, ClientConfig, Cluster};
+pub use consumer::{Consumer, ConsumerConfig, OffsetReset, Position, Record};
+pub use error::{ClientError, Disconnect};
+pub use producer::{Ack, Acks, PendingAck, Producer, ProducerConfig};
+
+pub use steme_protocol::{
+    Assertion, AssertionId, SignedAssertion, SigningKey, Value, VerifyingKey,
+};

@@ -1,0 +1,403 @@
+//! The command line. Every command and flag has `--help`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use steme_client::{Acks, Position};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "steme",
+    version,
+    about = "Operate a Steme cluster: keys, topics, produce, consume, replay, bench",
+    propagate_version = true
+)]
+pub struct Cli {
+    /// Brokers to start from, comma-separated host:port (any one of them answers).
+    #[arg(
+        long,
+        global = true,
+        env = "STEME_BOOTSTRAP",
+        default_value = "127.0.0.1:9092",
+        value_delimiter = ','
+    )]
+    pub bootstrap: Vec<String>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Generate an Ed25519 signing key (hex seed, mode 0600) and print its public key.
+    Keygen(KeygenArgs),
+    /// Create, list, describe and delete topics.
+    #[command(subcommand)]
+    Topic(TopicCommand),
+    /// Sign assertions read as JSON lines on stdin and produce them; one ack line each.
+    Produce(ProduceArgs),
+    /// Print records as JSON lines.
+    Consume(ConsumeArgs),
+    /// Write the raw record batches of an offset range to a file.
+    Replay(ReplayArgs),
+    /// Benchmarks: produce, consume and produce-to-consume latency.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct KeygenArgs {
+    /// Where to write the secret key.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Overwrite the file if it exists.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TopicCommand {
+    /// Create a topic.
+    Create {
+        name: String,
+        /// Number of partitions.
+        #[arg(long, short = 'p')]
+        partitions: u32,
+        /// Replicas per partition (0 = the broker's default).
+        #[arg(long, short = 'r', default_value_t = 0)]
+        replication_factor: u16,
+        /// A topic setting overriding the broker's default, as key=value (repeatable).
+        #[arg(long = "config", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+        configs: Vec<(String, String)>,
+    },
+    /// List topics with their partition counts.
+    List {
+        /// One JSON line per topic instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a topic's settings and, per partition, leader, replicas and log figures.
+    Describe {
+        name: String,
+        /// JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a topic and all its data.
+    Delete { name: String },
+}
+
+#[derive(Debug, Args)]
+pub struct ProduceArgs {
+    pub topic: String,
+    /// Secret key file written by `steme keygen`.
+    #[arg(long)]
+    pub key: PathBuf,
+    /// How long a partition's batch waits for more records, in ms.
+    #[arg(long, default_value_t = 5)]
+    pub linger_ms: u64,
+    #[arg(long, value_enum, default_value_t = AcksArg::All)]
+    pub acks: AcksArg,
+    /// Records sent and not yet acknowledged at most (acks are printed in input order).
+    #[arg(long, default_value_t = 10_000)]
+    pub window: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct ConsumeArgs {
+    pub topic: String,
+    /// Read only this partition (default: every partition).
+    #[arg(long, short = 'p')]
+    pub partition: Option<u32>,
+    /// Where to start: earliest, latest, an offset, or time:HLC (first record at or after).
+    #[arg(long, default_value = "earliest", value_parser = parse_position)]
+    pub from: Position,
+    /// Keep waiting for new records instead of stopping at the high watermark.
+    #[arg(long)]
+    pub follow: bool,
+    /// Stop after this many records.
+    #[arg(long)]
+    pub max: Option<u64>,
+    /// Verify every signature; a bad one is an error naming its partition and offset.
+    #[arg(long)]
+    pub verify: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    pub topic: String,
+    #[arg(long, short = 'p')]
+    pub partition: u32,
+    /// First offset (the batch holding it is written whole).
+    #[arg(long)]
+    pub from: u64,
+    /// End offset, exclusive (default: the high watermark when the replay starts).
+    #[arg(long)]
+    pub to: Option<u64>,
+    /// File to write the batches to (overwritten).
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Produce pre-signed assertions; records/s, MB/s and ack latency.
+    Produce(BenchArgs),
+    /// Read a topic from earliest to its high watermark; records/s and MB/s.
+    Consume(BenchArgs),
+    /// Produce while a consumer tails; produce-to-consume latency.
+    E2e(BenchArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BenchArgs {
+    /// Topic (created with --partitions if missing).
+    #[arg(long, default_value = "bench")]
+    pub topic: String,
+    /// Records to produce (consume: at most this many; 0 = all).
+    #[arg(long, default_value_t = 100_000)]
+    pub count: u64,
+    /// Bytes of each canonical assertion (the payload; the record adds 68 bytes).
+    #[arg(long, default_value_t = 200)]
+    pub size: usize,
+    /// Partitions of the topic when it is created.
+    #[arg(long, default_value_t = 1)]
+    pub partitions: u32,
+    #[arg(long, value_enum, default_value_t = AcksArg::All)]
+    pub acks: AcksArg,
+    #[arg(long, default_value_t = 5)]
+    pub linger_ms: u64,
+    /// Records awaiting their ack at most.
+    #[arg(long, default_value_t = 8192)]
+    pub window: usize,
+    /// Time cap of the measured phase, in seconds.
+    #[arg(long, default_value_t = 60)]
+    pub max_secs: u64,
+    /// Consume: verify every signature while reading.
+    #[arg(long)]
+    pub verify: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AcksArg {
+    /// Answered once a quorum has the batch and the leader has applied it.
+    All,
+    /// Answered once the leader has it durably.
+    Leader,
+}
+
+impl AcksArg {
+    pub fn to_acks(self) -> Acks {
+        match self {
+            AcksArg::All => Acks::All,
+            AcksArg::Leader => Acks::Leader,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            AcksArg::All => "all",
+            AcksArg::Leader => "leader",
+        }
+    }
+}
+
+/// `earliest`, `latest`, an offset, or `time:HLC`.
+pub fn parse_position(s: &str) -> Result<Position, String> {
+    match s {
+        "earliest" => Ok(Position::Earliest),
+        "latest" => Ok(Position::Latest),
+        _ => {
+            if let Some(t) = s.strip_prefix("time:") {
+                t.parse()
+                    .map(Position::Time)
+                    .map_err(|e| format!("bad HLC time {t:?}: {e}"))
+            } else {
+                s.parse().map(Position::Offset).map_err(|_| {
+                    format!("expected earliest, latest, an offset or time:HLC, got {s:?}")
+                })
+            }
+        }
+    }
+}
+
+/// `key=value`.
+pub fn parse_key_value(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
+        _ => Err(format!("expected key=value, got {s:?}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("steme").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn bootstrap_defaults_and_splits() {
+        // clap reads STEME_BOOTSTRAP; the default applies only when it is unset.
+        let cli = parse(&["topic", "list"]).unwrap();
+        if std::env::var_os("STEME_BOOTSTRAP").is_none() {
+            assert_eq!(cli.bootstrap, vec!["127.0.0.1:9092"]);
+        }
+        let cli = parse(&["--bootstrap", "a:1,b:2", "topic", "list"]).unwrap();
+        assert_eq!(cli.bootstrap, vec!["a:1", "b:2"]);
+        // Global: also accepted after the subcommand.
+        let cli = parse(&["topic", "list", "--bootstrap", "c:3"]).unwrap();
+        assert_eq!(cli.bootstrap, vec!["c:3"]);
+    }
+
+    #[test]
+    fn topic_create_takes_partitions_and_configs() {
+        let cli = parse(&[
+            "topic",
+            "create",
+            "facts",
+            "--partitions",
+            "8",
+            "--replication-factor",
+            "3",
+            "--config",
+            "retention.ms=1000",
+            "--config",
+            "segment.bytes=1048576",
+        ])
+        .unwrap();
+        match cli.command {
+            Command::Topic(TopicCommand::Create {
+                name,
+                partitions,
+                replication_factor,
+                configs,
+            }) => {
+                assert_eq!(
+                    (name.as_str(), partitions, replication_factor),
+                    ("facts", 8, 3)
+                );
+                assert_eq!(configs[0], ("retention.ms".into(), "1000".into()));
+                assert_eq!(configs.len(), 2);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            parse(&["topic", "create", "facts"]).is_err(),
+            "partitions required"
+        );
+        assert!(parse(&["topic", "create", "f", "-p", "1", "--config", "novalue"]).is_err());
+    }
+
+    #[test]
+    fn consume_parses_every_from_form() {
+        let from = |s: &str| match parse(&["consume", "t", "--from", s]).map(|c| c.command) {
+            Ok(Command::Consume(a)) => Ok(a.from),
+            Ok(other) => panic!("{other:?}"),
+            Err(e) => Err(e),
+        };
+        assert_eq!(from("earliest").unwrap(), Position::Earliest);
+        assert_eq!(from("latest").unwrap(), Position::Latest);
+        assert_eq!(from("42").unwrap(), Position::Offset(42));
+        assert_eq!(from("time:123456").unwrap(), Position::Time(123456));
+        assert!(from("yesterday").is_err());
+        assert!(from("time:x").is_err());
+
+        let Command::Consume(a) = parse(&[
+            "consume", "t", "-p", "3", "--follow", "--max", "10", "--verify",
+        ])
+        .unwrap()
+        .command
+        else {
+            panic!()
+        };
+        assert_eq!(a.partition, Some(3));
+        assert!(a.follow && a.verify);
+        assert_eq!(a.max, Some(10));
+        assert_eq!(a.from, Position::Earliest);
+    }
+
+    #[test]
+    fn produce_replay_keygen_and_bench_parse() {
+        let Command::Produce(p) = parse(&["produce", "t", "--key", "k.hex"]).unwrap().command
+        else {
+            panic!()
+        };
+        assert_eq!(p.key, PathBuf::from("k.hex"));
+        assert_eq!(p.acks, AcksArg::All);
+        assert!(parse(&["produce", "t"]).is_err(), "--key required");
+
+        let Command::Replay(r) = parse(&[
+            "replay",
+            "t",
+            "--partition",
+            "1",
+            "--from",
+            "5",
+            "--to",
+            "9",
+            "--out",
+            "o.bin",
+        ])
+        .unwrap()
+        .command
+        else {
+            panic!()
+        };
+        assert_eq!((r.partition, r.from, r.to), (1, 5, Some(9)));
+        assert!(parse(&["replay", "t", "--partition", "1", "--out", "o"]).is_err());
+
+        let Command::Keygen(k) = parse(&["keygen", "--out", "k", "--force"]).unwrap().command
+        else {
+            panic!()
+        };
+        assert!(k.force);
+
+        let Command::Bench(BenchCommand::Produce(b)) = parse(&[
+            "bench",
+            "produce",
+            "--count",
+            "10",
+            "--size",
+            "300",
+            "--acks",
+            "leader",
+            "--window",
+            "64",
+            "--linger-ms",
+            "0",
+            "--max-secs",
+            "5",
+        ])
+        .unwrap()
+        .command
+        else {
+            panic!()
+        };
+        assert_eq!(
+            (b.count, b.size, b.window, b.linger_ms, b.max_secs),
+            (10, 300, 64, 0, 5)
+        );
+        assert_eq!(b.acks, AcksArg::Leader);
+        assert!(parse(&["bench", "e2e"]).is_ok());
+        assert!(parse(&["bench", "consume", "--partitions", "4"]).is_ok());
+    }
+
+    #[test]
+    fn every_command_has_help() {
+        for args in [
+            &["--help"][..],
+            &["topic", "--help"],
+            &["topic", "create", "--help"],
+            &["produce", "--help"],
+            &["consume", "--help"],
+            &["replay", "--help"],
+            &["keygen", "--help"],
+            &["bench", "produce", "--help"],
+        ] {
+            let err = parse(args).unwrap_err();
+            assert_eq!(err.kind(), clap::error::ErrorKind::DisplayHelp, "{args:?}");
+        }
+    }
+}

@@ -1,0 +1,539 @@
+//! `steme bench produce|consume|e2e`: figures in the format of the peer benchmark kit
+//! (`shared/bench/README.md`, "Output format"): a readable summary, then one
+//! `RESULT peer=steme op=...` line per figure.
+//!
+//! - **produce** signs every assertion *before* the clock starts (on a 2-core machine the
+//!   producer's signing would otherwise compete with the broker; the signing rate is
+//!   reported separately as `sign_per_s`), then sends them with at most `--window` awaiting
+//!   their ack. Latency is enqueue to ack.
+//! - **consume** reads the topic from earliest to the high watermark as of the start.
+//! - **e2e** starts a consumer at the end of every partition, then produces; latency is
+//!   enqueue to the consumer receiving the record.
+//!
+//! `mb_per_s` counts canonical assertion bytes (the payload; `--size`), not the 68 bytes of
+//! record framing and signature. Every phase stops after `--count` records or `--max-secs`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use steme_client::admin::DescribeTopicResponse;
+use steme_client::{
+    Admin, Assertion, AssertionId, ClientConfig, ClientError, Consumer, ConsumerConfig, Position,
+    Producer, ProducerConfig, SignedAssertion, SigningKey, TopicOptions, Value,
+};
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+
+use crate::args::{BenchArgs, BenchCommand};
+
+pub async fn run(bootstrap: &str, cmd: BenchCommand) -> anyhow::Result<()> {
+    let admin = Admin::connect(bootstrap, ClientConfig::default())
+        .await
+        .with_context(|| format!("cannot reach the cluster at {bootstrap}"))?;
+    match cmd {
+        BenchCommand::Produce(a) => produce(&admin, &a).await,
+        BenchCommand::Consume(a) => consume(&admin, &a).await,
+        BenchCommand::E2e(a) => e2e(&admin, &a).await,
+    }
+}
+
+/// The topic's description, creating it with `--partitions` if it does not exist.
+async fn ensure_topic(admin: &Admin, args: &BenchArgs) -> anyhow::Result<DescribeTopicResponse> {
+    match admin.describe_topic(&args.topic).await {
+        Ok(d) => {
+            if d.partitions.len() != args.partitions as usize {
+                eprintln!(
+                    "# topic {} exists with {} partitions (not --partitions {}); using it",
+                    args.topic,
+                    d.partitions.len(),
+                    args.partitions
+                );
+            }
+            Ok(d)
+        }
+        Err(ClientError::Api(e)) if e.code() == steme_protocol::ErrorCode::UnknownTopic => {
+            admin
+                .create_topic(&args.topic, args.partitions, TopicOptions::default())
+                .await
+                .with_context(|| format!("cannot create topic {}", args.topic))?;
+            eprintln!(
+                "# created topic {} with {} partitions",
+                args.topic, args.partitions
+            );
+            // Leaders are elected right after creation; wait until every partition has one.
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                let d = admin.describe_topic(&args.topic).await?;
+                if d.partitions.iter().all(|p| p.leader.is_some()) || Instant::now() > deadline {
+                    return Ok(d);
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        Err(e) => Err(e).context(format!("cannot describe topic {}", args.topic)),
+    }
+}
+
+/// `count` distinct assertions whose canonical encoding is `size` bytes (or as small as an
+/// assertion gets, if `size` is smaller). `run` makes subjects unique to this run, so a
+/// rerun appends rather than deduplicates.
+pub fn make_assertions(count: u64, size: usize, run: &str) -> Vec<Assertion> {
+    let make = |i: u64, pad: usize| Assertion {
+        subject: format!("urn:bench:{run}:{i:012}"),
+        predicate: "bench:payload".into(),
+        object: Value::Text("x".repeat(pad)),
+        source: "steme-bench".into(),
+        confidence: None,
+        supersedes: None,
+        issued_at: crate::produce::now_ms(),
+    };
+    let base = make(0, 0).canonical_bytes(&[0; 32]).map_or(0, |b| b.len());
+    let pad = size.saturating_sub(base);
+    (0..count).map(|i| make(i, pad)).collect()
+}
+
+/// Signs on every core; returns the signed assertions and the time it took.
+fn sign_all(
+    assertions: &[Assertion],
+    key: &SigningKey,
+) -> anyhow::Result<(Vec<SignedAssertion>, Duration)> {
+    let started = std::time::Instant::now();
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let chunk = assertions.len().div_ceil(threads).max(1);
+    let signed = tokio::task::block_in_place(|| {
+        std::thread::scope(|s| {
+            let parts: Vec<_> = assertions
+                .chunks(chunk)
+                .map(|c| {
+                    s.spawn(move || c.iter().map(|a| a.sign(key)).collect::<Result<Vec<_>, _>>())
+                })
+                .collect();
+            let mut all = Vec::with_capacity(assertions.len());
+            for p in parts {
+                all.extend(p.join().expect("signing thread")?);
+            }
+            Ok::<_, steme_protocol::AssertionError>(all)
+        })
+    })?;
+    Ok((signed, started.elapsed()))
+}
+
+/// Nearest-rank percentile of sorted values.
+pub fn percentile(sorted: &[u64], p: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let rank = (p * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// Numbers of 100 or more as integers, smaller ones with three significant digits.
+pub fn fmt_num(x: f64) -> String {
+    if !x.is_finite() || x == 0.0 {
+        return "0".into();
+    }
+    if x.abs() >= 100.0 {
+        return format!("{}", x.round() as i64);
+    }
+    let digits = (2 - x.abs().log10().floor() as i32).max(0) as usize;
+    format!("{x:.digits$}")
+}
+
+/// A `RESULT` line from ordered key/value pairs.
+pub fn result_line(pairs: &[(&str, String)]) -> String {
+    let mut line = String::from("RESULT");
+    for (k, v) in pairs {
+        line.push(' ');
+        line.push_str(k);
+        line.push('=');
+        line.push_str(v);
+    }
+    line
+}
+
+fn run_id() -> anyhow::Result<String> {
+    let mut b = [0u8; 4];
+    getrandom::fill(&mut b)
+        .map_err(|e| anyhow::anyhow!("cannot read the system's random source: {e}"))?;
+    Ok(hex::encode(b))
+}
+
+struct Latencies(Vec<u64>);
+
+impl Latencies {
+    fn summary(mut self) -> (u64, u64, u64) {
+        self.0.sort_unstable();
+        (
+            percentile(&self.0, 0.50),
+            percentile(&self.0, 0.99),
+            percentile(&self.0, 0.999),
+        )
+    }
+}
+
+fn producer_config(args: &BenchArgs) -> ProducerConfig {
+    ProducerConfig {
+        linger: Duration::from_millis(args.linger_ms),
+        acks: args.acks.to_acks(),
+        ..ProducerConfig::default()
+    }
+}
+
+fn replicas(d: &DescribeTopicResponse) -> usize {
+    d.partitions.first().map_or(0, |p| p.replicas.len())
+}
+
+async fn produce(admin: &Admin, args: &BenchArgs) -> anyhow::Result<()> {
+    let topic = ensure_topic(admin, args).await?;
+    let key = crate::keys::generate()?;
+    let assertions = make_assertions(args.count, args.size, &run_id()?);
+    let payload = assertions
+        .first()
+        .and_then(|a| a.canonical_bytes(&[0; 32]).ok())
+        .map_or(0, |b| b.len());
+    let (signed, sign_time) = sign_all(&assertions, &key)?;
+    drop(assertions);
+    let sign_rate = signed.len() as f64 / sign_time.as_secs_f64();
+    eprintln!(
+        "# signed {} assertions of {payload} bytes in {:.2}s ({} /s), before the clock",
+        signed.len(),
+        sign_time.as_secs_f64(),
+        fmt_num(sign_rate)
+    );
+
+    let producer =
+        Producer::new(admin.cluster().clone(), &args.topic, producer_config(args)).await?;
+    let window = Arc::new(Semaphore::new(args.window.max(1)));
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(args.max_secs);
+    let mut tasks = Vec::with_capacity(signed.len());
+    let mut capped = false;
+    for s in signed {
+        if Instant::now() >= deadline {
+            capped = true;
+            break;
+        }
+        let permit = window.clone().acquire_owned().await?;
+        let sent = Instant::now();
+        let ack = producer.enqueue(s).await?;
+        tasks.push(tokio::spawn(async move {
+            let r = ack.await;
+            let done = Instant::now();
+            drop(permit);
+            (done - sent, done, r)
+        }));
+    }
+    let mut lat = Vec::with_capacity(tasks.len());
+    let (mut duplicates, mut errors, mut end) = (0u64, 0u64, started);
+    let mut first_error = None;
+    for t in tasks {
+        let (l, done, r) = t.await?;
+        end = end.max(done);
+        match r {
+            Ok(ack) => {
+                lat.push(l.as_micros() as u64);
+                duplicates += u64::from(ack.duplicate);
+            }
+            Err(e) => {
+                errors += 1;
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    producer.close().await?;
+    let secs = (end - started).as_secs_f64();
+    let n = lat.len() as u64;
+    let (p50, p99, p999) = Latencies(lat).summary();
+    let rate = n as f64 / secs;
+    println!(
+        "produce: {n} records in {secs:.2}s = {} records/s, {} MB/s; ack latency p50 {p50} us, p99 {p99} us, p999 {p999} us; {duplicates} duplicates, {errors} errors{}",
+        fmt_num(rate),
+        fmt_num(rate * payload as f64 / 1e6),
+        if capped { " (time cap reached)" } else { "" }
+    );
+    println!(
+        "{}",
+        result_line(&[
+            ("peer", "steme".into()),
+            ("replicas", replicas(&topic).to_string()),
+            ("size", payload.to_string()),
+            ("partitions", topic.partitions.len().to_string()),
+            ("acks", args.acks.name().into()),
+            ("linger_ms", args.linger_ms.to_string()),
+            ("window", args.window.to_string()),
+            ("op", "produce".into()),
+            ("msgs_per_s", fmt_num(rate)),
+            ("mb_per_s", fmt_num(rate * payload as f64 / 1e6)),
+            ("p50_us", p50.to_string()),
+            ("p99_us", p99.to_string()),
+            ("p999_us", p999.to_string()),
+            ("n", n.to_string()),
+            ("secs", fmt_num(secs)),
+            ("sign_per_s", fmt_num(sign_rate)),
+            ("duplicates", duplicates.to_string()),
+            ("runs", "1".into()),
+            ("version", env!("CARGO_PKG_VERSION").into()),
+        ])
+    );
+    if let Some(e) = first_error {
+        bail!("{errors} records failed; the first: {e}");
+    }
+    Ok(())
+}
+
+async fn consume(admin: &Admin, args: &BenchArgs) -> anyhow::Result<()> {
+    let config = ConsumerConfig {
+        verify: args.verify,
+        max_bytes_per_partition: 4 << 20,
+        ..ConsumerConfig::default()
+    };
+    let mut consumer = Consumer::new(admin.cluster().clone(), config);
+    let partitions = consumer.assign_all(&args.topic).await?;
+    let mut ends = BTreeMap::new();
+    let mut available = 0;
+    for p in 0..partitions {
+        let start = consumer.seek(p, Position::Earliest).await?;
+        let end = consumer.fetch_high_watermark(p).await?;
+        if end > start {
+            ends.insert(p, end);
+            available += end - start;
+        } else {
+            consumer.pause(p)?;
+        }
+    }
+    let target = if args.count == 0 {
+        available
+    } else {
+        available.min(args.count)
+    };
+    eprintln!(
+        "# reading {target} records from {partitions} partitions of {}",
+        args.topic
+    );
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(args.max_secs);
+    let (mut n, mut bytes) = (0u64, 0u64);
+    while n < target && !ends.is_empty() && Instant::now() < deadline {
+        for r in consumer.poll(Duration::from_millis(200)).await? {
+            if ends
+                .get(&r.partition())
+                .is_some_and(|&end| r.offset() < end)
+            {
+                n += 1;
+                bytes += r.canonical().len() as u64;
+            }
+        }
+        let done: Vec<u32> = ends
+            .iter()
+            .filter(|&(&p, &end)| consumer.position(p).is_some_and(|pos| pos >= end))
+            .map(|(&p, _)| p)
+            .collect();
+        for p in done {
+            ends.remove(&p);
+            consumer.pause(p)?;
+        }
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let rate = n as f64 / secs;
+    let mb = bytes as f64 / secs / 1e6;
+    let size = bytes.checked_div(n).unwrap_or(0);
+    println!(
+        "consume: {n} records ({bytes} payload bytes) in {secs:.2}s = {} records/s, {} MB/s{}",
+        fmt_num(rate),
+        fmt_num(mb),
+        if args.verify {
+            ", signatures verified"
+        } else {
+            ""
+        }
+    );
+    println!(
+        "{}",
+        result_line(&[
+            ("peer", "steme".into()),
+            ("size", size.to_string()),
+            ("partitions", partitions.to_string()),
+            ("verify", args.verify.to_string()),
+            ("op", "consume".into()),
+            ("msgs_per_s", fmt_num(rate)),
+            ("mb_per_s", fmt_num(mb)),
+            ("n", n.to_string()),
+            ("secs", fmt_num(secs)),
+            ("runs", "1".into()),
+            ("version", env!("CARGO_PKG_VERSION").into()),
+        ])
+    );
+    if n < target {
+        bail!(
+            "read {n} of {target} records before the {}s cap",
+            args.max_secs
+        );
+    }
+    Ok(())
+}
+
+async fn e2e(admin: &Admin, args: &BenchArgs) -> anyhow::Result<()> {
+    let topic = ensure_topic(admin, args).await?;
+    let key = crate::keys::generate()?;
+    let assertions = make_assertions(args.count, args.size, &run_id()?);
+    let (signed, _) = sign_all(&assertions, &key)?;
+    drop(assertions);
+    let index: Arc<HashMap<AssertionId, usize>> = Arc::new(
+        signed
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.id(), i))
+            .collect(),
+    );
+    let sent_at: Arc<Vec<AtomicU64>> =
+        Arc::new((0..signed.len()).map(|_| AtomicU64::new(0)).collect());
+    let count = signed.len();
+
+    let mut consumer = Consumer::new(admin.cluster().clone(), ConsumerConfig::default());
+    let partitions = consumer.assign_all(&args.topic).await?;
+    for p in 0..partitions {
+        consumer.seek(p, Position::Latest).await?;
+    }
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(args.max_secs);
+    let reader = {
+        let (index, sent_at) = (index.clone(), sent_at.clone());
+        tokio::spawn(async move {
+            let mut lat = Vec::with_capacity(count);
+            let mut last = started;
+            while lat.len() < count && Instant::now() < deadline {
+                for r in consumer.poll(Duration::from_millis(100)).await? {
+                    if let Some(&i) = index.get(&r.id()) {
+                        let now = Instant::now();
+                        let sent = sent_at[i].load(Ordering::Relaxed);
+                        lat.push(((now - started).as_nanos() as u64).saturating_sub(sent) / 1000);
+                        last = now;
+                    }
+                }
+            }
+            Ok::<_, ClientError>((lat, last))
+        })
+    };
+
+    let producer =
+        Producer::new(admin.cluster().clone(), &args.topic, producer_config(args)).await?;
+    let window = Arc::new(Semaphore::new(args.window.max(1)));
+    let mut acks = Vec::with_capacity(count);
+    for (i, s) in signed.into_iter().enumerate() {
+        if Instant::now() >= deadline {
+            break;
+        }
+        let permit = window.clone().acquire_owned().await?;
+        sent_at[i].store(
+            (Instant::now() - started).as_nanos() as u64,
+            Ordering::Relaxed,
+        );
+        let ack = producer.enqueue(s).await?;
+        acks.push(tokio::spawn(async move {
+            let r = ack.await;
+            drop(permit);
+            r
+        }));
+    }
+    let mut errors = 0u64;
+    for a in acks {
+        errors += u64::from(a.await?.is_err());
+    }
+    producer.close().await?;
+    let (lat, last) = reader.await??;
+    let n = lat.len() as u64;
+    let secs = (last - started).as_secs_f64();
+    let rate = n as f64 / secs;
+    let (p50, p99, p999) = Latencies(lat).summary();
+    println!(
+        "e2e: {n} of {count} records consumed in {secs:.2}s = {} records/s; produce-to-consume p50 {p50} us, p99 {p99} us, p999 {p999} us; {errors} produce errors",
+        fmt_num(rate)
+    );
+    println!(
+        "{}",
+        result_line(&[
+            ("peer", "steme".into()),
+            ("replicas", replicas(&topic).to_string()),
+            ("size", args.size.to_string()),
+            ("partitions", partitions.to_string()),
+            ("acks", args.acks.name().into()),
+            ("linger_ms", args.linger_ms.to_string()),
+            ("window", args.window.to_string()),
+            ("op", "e2e".into()),
+            ("msgs_per_s", fmt_num(rate)),
+            ("p50_us", p50.to_string()),
+            ("p99_us", p99.to_string()),
+            ("p999_us", p999.to_string()),
+            ("n", n.to_string()),
+            ("secs", fmt_num(secs)),
+            ("runs", "1".into()),
+            ("version", env!("CARGO_PKG_VERSION").into()),
+        ])
+    );
+    if n < count as u64 || errors > 0 {
+        bail!("{n} of {count} records reached the consumer ({errors} produce errors)");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_follow_the_kit_format() {
+        assert_eq!(fmt_num(94246.4), "94246");
+        assert_eq!(fmt_num(100.0), "100");
+        assert_eq!(fmt_num(18.93), "18.9");
+        assert_eq!(fmt_num(6.744), "6.74");
+        assert_eq!(fmt_num(0.10234), "0.102");
+        assert_eq!(fmt_num(0.0), "0");
+    }
+
+    #[test]
+    fn nearest_rank_percentiles() {
+        let v: Vec<u64> = (1..=1000).collect();
+        assert_eq!(percentile(&v, 0.5), 500);
+        assert_eq!(percentile(&v, 0.99), 990);
+        assert_eq!(percentile(&v, 0.999), 999);
+        assert_eq!(percentile(&[7], 0.999), 7);
+        assert_eq!(percentile(&[], 0.5), 0);
+    }
+
+    #[test]
+    fn assertions_have_the_requested_size_and_differ() {
+        let a = make_assertions(3, 200, "r1");
+        for x in &a {
+            assert_eq!(x.canonical_bytes(&[0; 32]).unwrap().len(), 200);
+        }
+        assert_ne!(a[0].subject, a[1].subject);
+        assert_ne!(make_assertions(1, 200, "r2")[0].subject, a[0].subject);
+        // Smaller than the fixed part: as small as it gets.
+        assert!(
+            make_assertions(1, 10, "r")[0]
+                .canonical_bytes(&[0; 32])
+                .unwrap()
+                .len()
+                > 10
+        );
+    }
+
+    #[test]
+    fn result_line_parses_as_key_values() {
+        let line = result_line(&[
+            ("peer", "steme".into()),
+            ("op", "produce".into()),
+            ("n", "5".into()),
+        ]);
+        assert_eq!(line, "RESULT peer=steme op=produce n=5");
+        let kv: HashMap<&str, &str> = line
+            .split_whitespace()
+            .skip(1)
+            .filter_map(|kv| kv.split_once('='))
+            .collect();
+        assert_eq!(kv["op"], "produce");
+    }
+}

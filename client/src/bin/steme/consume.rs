@@ -1,0 +1,182 @@
+//! `steme consume TOPIC`: one JSON line per record.
+//!
+//! Without `--follow`, each partition is read up to its high watermark as of the start, and
+//! the command ends when every partition is there.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::time::Duration;
+
+use anyhow::Context;
+use serde::Serialize;
+use steme_client::{Assertion, AssertionId, Consumer, ConsumerConfig, Record};
+
+use crate::args::ConsumeArgs;
+
+/// One record, as printed: where it is, who signed it, the assertion's fields, the
+/// signature.
+#[derive(Debug, Serialize)]
+pub struct RecordLine {
+    pub partition: u32,
+    pub offset: u64,
+    pub hlc: u64,
+    pub id: AssertionId,
+    pub signer: String,
+    #[serde(flatten)]
+    pub assertion: Assertion,
+    pub signature: String,
+}
+
+impl RecordLine {
+    pub fn new(record: &Record) -> Result<RecordLine, steme_client::ClientError> {
+        Ok(RecordLine {
+            partition: record.partition(),
+            offset: record.offset(),
+            hlc: record.hlc(),
+            id: record.id(),
+            signer: hex::encode(record.signer()),
+            assertion: record.assertion()?,
+            signature: hex::encode(record.signature()),
+        })
+    }
+}
+
+pub async fn run(bootstrap: &str, args: ConsumeArgs) -> anyhow::Result<()> {
+    let config = ConsumerConfig {
+        start: args.from,
+        verify: args.verify,
+        ..ConsumerConfig::default()
+    };
+    let mut consumer = Consumer::connect(bootstrap, config)
+        .await
+        .with_context(|| format!("cannot reach the cluster at {bootstrap}"))?;
+    let partitions = match args.partition {
+        Some(p) => {
+            consumer.assign(&args.topic, &[p]).await?;
+            vec![p]
+        }
+        None => {
+            let n = consumer.assign_all(&args.topic).await?;
+            (0..n).collect()
+        }
+    };
+    for &p in &partitions {
+        consumer
+            .seek(p, args.from)
+            .await
+            .with_context(|| format!("cannot find where to start in partition {p}"))?;
+    }
+    // Without --follow: where each partition ends, as of now.
+    let mut ends: BTreeMap<u32, u64> = BTreeMap::new();
+    if !args.follow {
+        for &p in &partitions {
+            let end = consumer
+                .fetch_high_watermark(p)
+                .await
+                .with_context(|| format!("cannot read the high watermark of partition {p}"))?;
+            if consumer.position(p).is_some_and(|pos| pos < end) {
+                ends.insert(p, end);
+            } else {
+                consumer.pause(p)?;
+            }
+        }
+        if ends.is_empty() {
+            return Ok(());
+        }
+    }
+
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut printed = 0u64;
+    let max = args.max.unwrap_or(u64::MAX);
+    if max == 0 {
+        return Ok(());
+    }
+    loop {
+        let records = consumer.poll(Duration::from_millis(500)).await?;
+        for r in &records {
+            if !args.follow {
+                match ends.get(&r.partition()) {
+                    Some(&end) if r.offset() < end => {}
+                    _ => continue,
+                }
+            }
+            serde_json::to_writer(&mut out, &RecordLine::new(r)?)?;
+            out.write_all(b"\n")?;
+            printed += 1;
+            if printed >= max {
+                out.flush()?;
+                return Ok(());
+            }
+        }
+        out.flush()?;
+        if !args.follow {
+            let done: Vec<u32> = ends
+                .iter()
+                .filter(|&(&p, &end)| consumer.position(p).is_some_and(|pos| pos >= end))
+                .map(|(&p, _)| p)
+                .collect();
+            for p in done {
+                ends.remove(&p);
+                consumer.pause(p)?;
+            }
+            if ends.is_empty() {
+                return Ok(());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use steme_client::{SigningKey, Value};
+    use steme_protocol::BatchBuilder;
+    use steme_protocol::batch::patch_header;
+
+    #[test]
+    fn record_line_has_position_signer_fields_and_signature() {
+        let key = SigningKey::from_bytes(&[4; 32]);
+        let a = Assertion {
+            subject: "urn:s".into(),
+            predicate: "p".into(),
+            object: Value::Ref("urn:o".into()),
+            source: "src".into(),
+            confidence: Some(0.5),
+            supersedes: None,
+            issued_at: 77,
+        };
+        let signed = a.sign(&key).unwrap();
+        let mut b = BatchBuilder::default();
+        b.push(&signed);
+        let mut bytes = b.finish().to_vec();
+        patch_header(&mut bytes, 40, 9000, 1);
+        let mut recs = Vec::new();
+        steme_client::consumer::records_from(&"t".into(), 3, 0, &Bytes::from(bytes), &mut recs)
+            .unwrap();
+        let line = serde_json::to_value(RecordLine::new(&recs[0]).unwrap()).unwrap();
+        let expect = serde_json::json!({
+            "partition": 3,
+            "offset": 40,
+            "hlc": 9000,
+            "id": signed.id().to_hex(),
+            "signer": hex::encode(key.verifying_key().to_bytes()),
+            "subject": "urn:s",
+            "predicate": "p",
+            "object": {"ref": "urn:o"},
+            "source": "src",
+            "confidence": 0.5,
+            "issued_at": 77,
+            "signature": hex::encode(signed.signature().to_bytes()),
+        });
+        assert_eq!(line, expect);
+        // Field order on the line: position first, signature last.
+        let text = serde_json::to_string(&RecordLine::new(&recs[0]).unwrap()).unwrap();
+        assert!(text.starts_with(r#"{"partition":3,"offset":40,"hlc":9000,"id":"#));
+        assert!(text.contains(r#""signature":""#) && text.ends_with("\"}"));
+        assert!(
+            !text.contains("supersedes"),
+            "absent optional fields are omitted"
+        );
+    }
+}

@@ -1,0 +1,75 @@
+//! `steme`: the operator CLI of a Steme cluster.
+//!
+//! - `args`: the command line (clap derive) and its value parsers.
+//! - `keys`: `keygen` and reading key files.
+//! - `topic`: `topic create|list|describe|delete`.
+//! - `produce`: JSON lines in, signed and pipelined, one ack line out per input line.
+//! - `consume`: one JSON line per record.
+//! - `replay`: raw batches of an offset range to a file.
+//! - `bench`: produce, consume and end-to-end benchmarks.
+//!
+//! Errors are one line on stderr (`steme: error: ...`, causes joined with `: `) and exit
+//! status 1; usage errors are clap's, with status 2.
+
+mod args;
+mod bench;
+mod consume;
+mod keys;
+mod produce;
+mod replay;
+mod topic;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::args::{Cli, Command};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("STEME_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("steme: error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        // `steme consume ... | head`: the reader went away, which is not our failure.
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("steme: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let bootstrap = cli.bootstrap.join(",");
+    match cli.command {
+        Command::Keygen(a) => keys::keygen(&a),
+        Command::Topic(cmd) => topic::run(&bootstrap, cmd).await,
+        Command::Produce(a) => produce::run(&bootstrap, a).await,
+        Command::Consume(a) => consume::run(&bootstrap, a).await,
+        Command::Replay(a) => replay::run(&bootstrap, a).await,
+        Command::Bench(cmd) => bench::run(&bootstrap, cmd).await,
+    }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}

@@ -1,0 +1,186 @@
+//! `steme replay`: the raw record batches of an offset range, byte for byte, to a file.
+//!
+//! Batches are written whole (cutting one would change its bytes), so the file starts with
+//! the batch that holds `--from` and ends with the one that holds `--to - 1`; the summary
+//! names the offsets the file actually covers.
+
+use std::io::Write;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use indicatif::{ProgressBar, ProgressStyle};
+use steme_client::admin::OffsetSpec;
+use steme_client::{Admin, ClientConfig, ClientError};
+use steme_protocol::RecordBatch;
+use steme_protocol::messages::fetch::FetchRequest;
+
+use crate::args::ReplayArgs;
+
+/// What a replay wrote.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Summary {
+    pub batches: u64,
+    pub records: u64,
+    pub bytes: u64,
+    pub first_offset: Option<u64>,
+    pub last_offset: Option<u64>,
+}
+
+impl Summary {
+    /// Adds `batch` if it overlaps `[from, to)`; returns whether it did.
+    pub fn take(&mut self, batch: &RecordBatch, from: u64, to: u64) -> bool {
+        if batch.end_offset() <= from || batch.base_offset() >= to {
+            return false;
+        }
+        self.batches += 1;
+        self.records += u64::from(batch.record_count());
+        self.bytes += batch.as_bytes().len() as u64;
+        self.first_offset.get_or_insert(batch.base_offset());
+        self.last_offset = Some(batch.end_offset() - 1);
+        true
+    }
+}
+
+pub async fn run(bootstrap: &str, args: ReplayArgs) -> anyhow::Result<()> {
+    let admin = Admin::connect(bootstrap, ClientConfig::default())
+        .await
+        .with_context(|| format!("cannot reach the cluster at {bootstrap}"))?;
+    let (topic, partition) = (args.topic.as_str(), args.partition);
+    let bounds = admin
+        .list_offsets(topic, partition, OffsetSpec::Latest)
+        .await
+        .with_context(|| format!("cannot read the offsets of {topic}/{partition}"))?;
+    let end = match args.to {
+        Some(to) if to > bounds.high_watermark => {
+            eprintln!(
+                "steme: note: --to {to} is beyond the high watermark {}; stopping there",
+                bounds.high_watermark
+            );
+            bounds.high_watermark
+        }
+        Some(to) => to,
+        None => bounds.high_watermark,
+    };
+    if args.from < bounds.log_start_offset {
+        bail!(
+            "offset {} of {topic}/{partition} is no longer retained (the log starts at {})",
+            args.from,
+            bounds.log_start_offset
+        );
+    }
+    let file = std::fs::File::create(&args.out)
+        .with_context(|| format!("cannot create {}", args.out.display()))?;
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
+
+    let bar = ProgressBar::new(end.saturating_sub(args.from));
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} records ({per_sec}, eta {eta})",
+        )
+        .expect("valid template"),
+    );
+    let mut summary = Summary::default();
+    let mut offset = args.from;
+    let timeout = Duration::from_secs(30);
+    while offset < end {
+        let req = FetchRequest {
+            topic: topic.to_owned(),
+            partition,
+            offset,
+            max_bytes: 4 << 20,
+            max_wait_ms: 100,
+        };
+        let resp = match admin
+            .cluster()
+            .call_leader(topic, partition, &req, timeout)
+            .await
+        {
+            Ok(r) => r,
+            Err(e) if e.is_retriable() => {
+                tracing::debug!(error = %e, "replay fetch failed, retrying");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+            Err(e) => {
+                return Err(e).context(format!("cannot fetch {topic}/{partition} at {offset}"));
+            }
+        };
+        for batch in RecordBatch::split_all(&resp.records) {
+            let batch = batch.map_err(|(position, source)| ClientError::CorruptBatch {
+                topic: topic.to_owned(),
+                partition,
+                position,
+                source,
+            })?;
+            if summary.take(&batch, args.from, end) {
+                out.write_all(batch.as_bytes())
+                    .with_context(|| format!("cannot write {}", args.out.display()))?;
+            }
+            offset = offset.max(batch.end_offset());
+        }
+        bar.set_position(offset.min(end) - args.from);
+    }
+    out.flush()
+        .and_then(|()| out.get_ref().sync_all())
+        .with_context(|| format!("cannot write {}", args.out.display()))?;
+    bar.finish_and_clear();
+    match (summary.first_offset, summary.last_offset) {
+        (Some(first), Some(last)) => println!(
+            "replayed {} records in {} batches ({} bytes) of {topic}/{partition}, offsets {first}..={last}, to {}",
+            summary.records,
+            summary.batches,
+            summary.bytes,
+            args.out.display()
+        ),
+        _ => println!(
+            "no records in {topic}/{partition} from {} to {end}; wrote an empty {}",
+            args.from,
+            args.out.display()
+        ),
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use steme_client::{Assertion, SigningKey, Value};
+    use steme_protocol::BatchBuilder;
+    use steme_protocol::batch::patch_header;
+
+    fn batch(base: u64, n: u64) -> RecordBatch {
+        let key = SigningKey::from_bytes(&[1; 32]);
+        let mut b = BatchBuilder::default();
+        for i in 0..n {
+            let a = Assertion {
+                subject: format!("s{}", base + i),
+                predicate: "p".into(),
+                object: Value::Boolean(true),
+                source: String::new(),
+                confidence: None,
+                supersedes: None,
+                issued_at: 1,
+            };
+            b.push(&a.sign(&key).unwrap());
+        }
+        let mut bytes = b.finish().to_vec();
+        patch_header(&mut bytes, base, base, 1);
+        RecordBatch::new(Bytes::from(bytes)).unwrap()
+    }
+
+    #[test]
+    fn summary_keeps_whole_batches_overlapping_the_range() {
+        let mut s = Summary::default();
+        let batches = [batch(0, 5), batch(5, 5), batch(10, 5), batch(15, 5)];
+        let taken: Vec<bool> = batches.iter().map(|b| s.take(b, 7, 12)).collect();
+        assert_eq!(taken, vec![false, true, true, false]);
+        assert_eq!(s.records, 10);
+        assert_eq!(s.batches, 2);
+        assert_eq!((s.first_offset, s.last_offset), (Some(5), Some(14)));
+        assert_eq!(
+            s.bytes,
+            (batches[1].as_bytes().len() + batches[2].as_bytes().len()) as u64
+        );
+    }
+}

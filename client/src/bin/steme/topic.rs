@@ -1,0 +1,195 @@
+//! `steme topic create|list|describe|delete`.
+
+use anyhow::Context;
+use serde::Serialize;
+use steme_client::admin::DescribeTopicResponse;
+use steme_client::{Admin, ClientConfig, TopicOptions};
+
+use crate::args::TopicCommand;
+
+pub async fn run(bootstrap: &str, cmd: TopicCommand) -> anyhow::Result<()> {
+    let admin = Admin::connect(bootstrap, ClientConfig::default())
+        .await
+        .with_context(|| format!("cannot reach the cluster at {bootstrap}"))?;
+    match cmd {
+        TopicCommand::Create {
+            name,
+            partitions,
+            replication_factor,
+            configs,
+        } => {
+            let r = admin
+                .create_topic(
+                    &name,
+                    partitions,
+                    TopicOptions {
+                        replication_factor,
+                        configs,
+                    },
+                )
+                .await
+                .with_context(|| format!("cannot create topic {name:?}"))?;
+            println!(
+                "created topic {} with {} partitions, replication factor {}",
+                r.name, r.partitions, r.replication_factor
+            );
+        }
+        TopicCommand::List { json } => {
+            let topics = admin.list_topics().await.context("cannot list topics")?;
+            if json {
+                for t in &topics {
+                    let line =
+                        serde_json::json!({"name": t.name, "partitions": t.partitions.len()});
+                    println!("{line}");
+                }
+            } else {
+                println!("{:<40} PARTITIONS", "TOPIC");
+                for t in &topics {
+                    println!("{:<40} {}", t.name, t.partitions.len());
+                }
+            }
+        }
+        TopicCommand::Describe { name, json } => {
+            let d = admin
+                .describe_topic(&name)
+                .await
+                .with_context(|| format!("cannot describe topic {name:?}"))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&DescribeJson::from(&d))?);
+            } else {
+                print!("{}", describe_table(&d));
+            }
+        }
+        TopicCommand::Delete { name } => {
+            admin
+                .delete_topic(&name)
+                .await
+                .with_context(|| format!("cannot delete topic {name:?}"))?;
+            println!("deleted topic {name}");
+        }
+    }
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct DescribeJson {
+    name: String,
+    configs: std::collections::BTreeMap<String, String>,
+    partitions: Vec<PartitionJson>,
+}
+
+#[derive(Serialize)]
+struct PartitionJson {
+    partition: u32,
+    leader: Option<u64>,
+    leader_epoch: u64,
+    replicas: Vec<u64>,
+    log_start_offset: u64,
+    high_watermark: u64,
+    log_end_offset: u64,
+    size_bytes: u64,
+}
+
+impl From<&DescribeTopicResponse> for DescribeJson {
+    fn from(d: &DescribeTopicResponse) -> Self {
+        DescribeJson {
+            name: d.name.clone(),
+            configs: d
+                .configs
+                .iter()
+                .map(|c| (c.key.clone(), c.value.clone()))
+                .collect(),
+            partitions: d
+                .partitions
+                .iter()
+                .map(|p| PartitionJson {
+                    partition: p.partition,
+                    leader: p.leader,
+                    leader_epoch: p.leader_epoch,
+                    replicas: p.replicas.clone(),
+                    log_start_offset: p.log_start_offset,
+                    high_watermark: p.high_watermark,
+                    log_end_offset: p.log_end_offset,
+                    size_bytes: p.size_bytes,
+                })
+                .collect(),
+        }
+    }
+}
+
+fn describe_table(d: &DescribeTopicResponse) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let _ = writeln!(out, "topic {} ({} partitions)", d.name, d.partitions.len());
+    for c in &d.configs {
+        let _ = writeln!(out, "  {} = {}", c.key, c.value);
+    }
+    let _ = writeln!(
+        out,
+        "{:>9} {:>7} {:>6} {:<12} {:>12} {:>14} {:>12} {:>12}",
+        "PARTITION",
+        "LEADER",
+        "EPOCH",
+        "REPLICAS",
+        "LOG_START",
+        "HIGH_WATERMARK",
+        "LOG_END",
+        "BYTES"
+    );
+    for p in &d.partitions {
+        let leader = p.leader.map_or_else(|| "-".to_owned(), |l| l.to_string());
+        let replicas = p
+            .replicas
+            .iter()
+            .map(u64::to_string)
+            .collect::<Vec<_>>()
+            .join(",");
+        let _ = writeln!(
+            out,
+            "{:>9} {:>7} {:>6} {:<12} {:>12} {:>14} {:>12} {:>12}",
+            p.partition,
+            leader,
+            p.leader_epoch,
+            replicas,
+            p.log_start_offset,
+            p.high_watermark,
+            p.log_end_offset,
+            p.size_bytes
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use steme_client::admin::{ConfigEntry, PartitionDescription};
+
+    #[test]
+    fn describe_renders_table_and_json() {
+        let d = DescribeTopicResponse {
+            name: "facts".into(),
+            configs: vec![ConfigEntry {
+                key: "retention.ms".into(),
+                value: "1000".into(),
+            }],
+            partitions: vec![PartitionDescription {
+                partition: 0,
+                leader: None,
+                leader_epoch: 2,
+                replicas: vec![1, 2],
+                log_start_offset: 0,
+                high_watermark: 10,
+                log_end_offset: 12,
+                size_bytes: 4096,
+            }],
+        };
+        let table = describe_table(&d);
+        assert!(table.contains("retention.ms = 1000"));
+        assert!(table.lines().nth(3).unwrap().contains("1,2"));
+        let json = serde_json::to_value(DescribeJson::from(&d)).unwrap();
+        assert_eq!(json["partitions"][0]["high_watermark"], 10);
+        assert_eq!(json["partitions"][0]["leader"], serde_json::Value::Null);
+        assert_eq!(json["configs"]["retention.ms"], "1000");
+    }
+}

@@ -1,0 +1,226 @@
+//! The one error type of the client library.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use steme_protocol::assertion::AssertionError;
+use steme_protocol::codec::CodecError;
+use steme_protocol::wire::DecodeError;
+use steme_protocol::{ApiError, ApiKey, BatchError};
+
+/// Everything that can go wrong in the client, with the context needed to act on it.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// A TCP connection to a broker could not be opened (or timed out opening).
+    #[error("cannot connect to broker {addr}")]
+    Connect {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The connection to a broker died; every request pending on it fails with this.
+    #[error("connection to broker {addr} lost")]
+    ConnectionLost {
+        addr: String,
+        #[source]
+        cause: Arc<Disconnect>,
+    },
+    /// No answer within the request timeout.
+    #[error("{api:?} request to broker {addr} timed out after {after:?}")]
+    Timeout {
+        addr: String,
+        api: ApiKey,
+        after: Duration,
+    },
+    /// The broker answered with an error code. (The broker's error is shown in the message
+    /// rather than chained as a source, so that it is printed once.)
+    #[error("broker error: {0}")]
+    Api(ApiError),
+    /// A response body could not be decoded: the broker speaks something else.
+    #[error("malformed {api:?} response from broker {addr}")]
+    Decode {
+        addr: String,
+        api: ApiKey,
+        #[source]
+        source: DecodeError,
+    },
+    /// The broker does not speak the version of an api this client uses.
+    #[error("broker {addr} does not support {api:?} version {version}")]
+    UnsupportedApi {
+        addr: String,
+        api: ApiKey,
+        version: u16,
+    },
+    /// A request would not fit in one frame (a smaller batch size would).
+    #[error("{api:?} request of {size} bytes exceeds the {max}-byte frame limit")]
+    RequestTooLarge {
+        api: ApiKey,
+        size: usize,
+        max: usize,
+    },
+    /// The broker's answer is well-formed but inconsistent with the request.
+    #[error("protocol violation by broker {addr}: {detail}")]
+    Protocol { addr: String, detail: String },
+    /// No bootstrap or known broker answered a metadata request.
+    #[error("no broker reachable (tried {tried})")]
+    NoBrokers {
+        tried: String,
+        #[source]
+        last: Option<Box<ClientError>>,
+    },
+    /// The topic does not exist (according to fresh metadata).
+    #[error("unknown topic {topic:?}")]
+    UnknownTopic { topic: String },
+    /// The topic exists but has no such partition.
+    #[error("topic {topic:?} has no partition {partition} (it has {partitions})")]
+    UnknownPartition {
+        topic: String,
+        partition: u32,
+        partitions: u32,
+    },
+    /// The partition has no leader right now, or its leader's address is unknown.
+    #[error("partition {topic}/{partition} has no reachable leader")]
+    NoLeader { topic: String, partition: u32 },
+    /// A consumer asked for an offset outside the retained log (reset policy `Error`).
+    #[error(
+        "offset {offset} of {topic}/{partition} is out of range: the log holds [{log_start}, {high_watermark})"
+    )]
+    OffsetOutOfRange {
+        topic: String,
+        partition: u32,
+        offset: u64,
+        log_start: u64,
+        high_watermark: u64,
+    },
+    /// An assertion could not be encoded or signed.
+    #[error("invalid assertion")]
+    Assertion(#[source] AssertionError),
+    /// A fetched record batch is damaged.
+    #[error("corrupt record batch from {topic}/{partition} at byte {position} of the fetch")]
+    CorruptBatch {
+        topic: String,
+        partition: u32,
+        position: usize,
+        #[source]
+        source: BatchError,
+    },
+    /// A fetched record does not decode or its signature does not verify.
+    #[error("record {topic}/{partition}@{offset} fails verification")]
+    Verify {
+        topic: String,
+        partition: u32,
+        offset: u64,
+        #[source]
+        source: AssertionError,
+    },
+    /// A produce request failed for good (after `attempts` tries); every record of its
+    /// batch fails with this, sharing the cause.
+    #[error("producing to {topic}/{partition} failed after {attempts} attempt(s)")]
+    ProduceFailed {
+        topic: String,
+        partition: u32,
+        attempts: u32,
+        #[source]
+        cause: Arc<ClientError>,
+    },
+    /// The producer has been closed; nothing more can be sent through it.
+    #[error("the producer is closed")]
+    ProducerClosed,
+    /// A setting is out of range.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+}
+
+/// Why a connection ended.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Disconnect {
+    #[error("the broker closed the connection")]
+    Eof,
+    #[error("transport error")]
+    Transport(#[source] CodecError),
+    #[error("the client closed the connection")]
+    Closed,
+}
+
+impl ClientError {
+    /// Whether the same request may succeed if sent again, perhaps to another broker after a
+    /// metadata refresh. Produce retries are safe: content ids make them idempotent.
+    pub fn is_retriable(&self) -> bool {
+        match self {
+            ClientError::Connect { .. }
+            | ClientError::ConnectionLost { .. }
+            | ClientError::Timeout { .. }
+            | ClientError::NoBrokers { .. }
+            | ClientError::NoLeader { .. } => true,
+            ClientError::Api(e) => e.is_retriable(),
+            _ => false,
+        }
+    }
+
+    /// Whether the cached metadata (leaders, partitions) should be refreshed before a retry.
+    pub fn invalidates_metadata(&self) -> bool {
+        match self {
+            ClientError::Connect { .. }
+            | ClientError::ConnectionLost { .. }
+            | ClientError::Timeout { .. }
+            | ClientError::NoLeader { .. } => true,
+            ClientError::Api(e) => matches!(
+                e.code(),
+                steme_protocol::ErrorCode::NotLeader
+                    | steme_protocol::ErrorCode::UnknownPartition
+                    | steme_protocol::ErrorCode::UnknownTopic
+                    | steme_protocol::ErrorCode::ShuttingDown
+            ),
+            _ => false,
+        }
+    }
+
+    /// The broker's error, if this is one.
+    pub fn api_error(&self) -> Option<&ApiError> {
+        match self {
+            ClientError::Api(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<ApiError> for ClientError {
+    fn from(e: ApiError) -> Self {
+        ClientError::Api(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use steme_protocol::ErrorCode;
+
+    #[test]
+    fn retriable_follows_the_broker_code() {
+        assert!(ClientError::Api(ApiError::other(ErrorCode::NotEnoughReplicas, "")).is_retriable());
+        assert!(!ClientError::Api(ApiError::other(ErrorCode::UnknownTopic, "")).is_retriable());
+        assert!(
+            ClientError::ConnectionLost {
+                addr: "a".into(),
+                cause: Arc::new(Disconnect::Eof)
+            }
+            .is_retriable()
+        );
+        assert!(!ClientError::ProducerClosed.is_retriable());
+    }
+
+    #[test]
+    fn display_keeps_context_and_source() {
+        let e = ClientError::Verify {
+            topic: "facts".into(),
+            partition: 3,
+            offset: 17,
+            source: AssertionError::BadSignature,
+        };
+        assert_eq!(e.to_string(), "record facts/3@17 fails verification");
+        let src = std::error::Error::source(&e).expect("has a source");
+        assert_eq!(src.to_string(), "signature does not verify");
+    }
+}

@@ -1,0 +1,896 @@
+//! The producer: batches signed assertions per partition and sends them to the leaders.
+//!
+//! ```text
+//!  enqueue(assertion) ──► partition_for(subject) ──► accumulator task
+//!                                                     per partition: BatchBuilder,
+//!                                                     sealed at max_batch_bytes or linger
+//!                                                            │ sealed batches, in order
+//!                                                            ▼
+//!                                                     partition worker (one per partition)
+//!                                                     ≤ max_in_flight requests pipelined
+//!                                                     on the leader's connection; retries
+//!                                                     with backoff; acks fan out per record
+//! ```
+//!
+//! - **Backpressure**: records enqueued but not yet acknowledged may take at most
+//!   [`ProducerConfig::buffer_bytes`]; [`Producer::enqueue`] waits for room beyond that.
+//! - **Retries** are safe because a record's id is its content: a record that did reach the
+//!   log before a failure comes back `duplicate: true` with the offset it already has, and
+//!   the [`Ack`] says so.
+//! - **Order**: batches of one partition are written to the leader's connection in order. A
+//!   retry after a failure may land after batches sent later; for strict per-subject order
+//!   under failures, set [`ProducerConfig::max_in_flight_per_partition`] to 1.
+//! - **Causality** (D6): the producer tracks the highest HLC of any ack (and any passed to
+//!   [`Producer::observe_hlc`]) and sends it with every request, so an assertion sent after
+//!   another was acknowledged is stamped later, whatever its partition.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), steme_client::ClientError> {
+//! use steme_client::{Producer, ProducerConfig};
+//! use steme_protocol::{Assertion, SigningKey, Value};
+//!
+//! let key = SigningKey::from_bytes(&[7; 32]);
+//! let producer = Producer::connect("127.0.0.1:9092", "facts", ProducerConfig::default()).await?;
+//! let assertion = Assertion {
+//!     subject: "urn:city:paris".into(),
+//!     predicate: "population".into(),
+//!     object: Value::Integer(2_102_650),
+//!     source: "census-2023".into(),
+//!     confidence: None,
+//!     supersedes: None,
+//!     issued_at: 1_700_000_000_000,
+//! };
+//! let ack = producer.send(assertion.sign(&key).map_err(steme_client::ClientError::Assertion)?).await?;
+//! println!("{} at {}/{} (duplicate: {})", ack.id, ack.partition, ack.offset, ack.duplicate);
+//! producer.close().await?;
+//! # Ok(())
+//! # }
+//! ```
+
+use std::future::Future;
+use std::ops::ControlFlow;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use steme_protocol::batch::{HEADER_LEN, RECORD_ASSERTION_OFFSET};
+use steme_protocol::messages::produce::{ProduceRequest, ProduceResponse};
+use steme_protocol::{ApiError, AssertionId, BatchBuilder, SignedAssertion, partition_for};
+use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::time::Instant;
+
+pub use steme_protocol::messages::produce::Acks;
+
+use crate::cluster::{Backoff, ClientConfig, Cluster};
+use crate::error::ClientError;
+
+/// Producer settings. `Default` gives acks=all, 5 ms linger, 256 KiB batches.
+#[derive(Debug, Clone)]
+pub struct ProducerConfig {
+    /// How long a partition's first record waits for company before its batch is sent.
+    pub linger: Duration,
+    /// A batch is sent once it reaches this many bytes (header included). A single record
+    /// larger than this travels alone.
+    pub max_batch_bytes: usize,
+    /// Produce requests of one partition awaiting an answer at once.
+    pub max_in_flight_per_partition: usize,
+    pub acks: Acks,
+    /// How long the broker may take for one request (sent as the request's timeout; the
+    /// client waits a little longer so that the broker's own answer arrives first).
+    pub request_timeout: Duration,
+    /// Attempts after the first, for retriable errors.
+    pub retries: u32,
+    pub retry_backoff: Backoff,
+    /// Bytes of records enqueued and not yet acknowledged before `enqueue` waits.
+    pub buffer_bytes: usize,
+    /// Connection and metadata settings, used by [`Producer::connect`].
+    pub client: ClientConfig,
+}
+
+impl Default for ProducerConfig {
+    fn default() -> Self {
+        ProducerConfig {
+            linger: Duration::from_millis(5),
+            max_batch_bytes: 256 * 1024,
+            max_in_flight_per_partition: 5,
+            acks: Acks::All,
+            request_timeout: Duration::from_secs(30),
+            retries: 10,
+            retry_backoff: Backoff {
+                initial: Duration::from_millis(20),
+                max: Duration::from_secs(1),
+            },
+            buffer_bytes: 64 << 20,
+            client: ClientConfig::default(),
+        }
+    }
+}
+
+impl ProducerConfig {
+    fn validate(&self) -> Result<(), ClientError> {
+        if self.max_batch_bytes <= HEADER_LEN {
+            return Err(ClientError::Config(format!(
+                "max_batch_bytes must exceed the {HEADER_LEN}-byte batch header"
+            )));
+        }
+        if self.max_in_flight_per_partition == 0 || self.buffer_bytes == 0 {
+            return Err(ClientError::Config(
+                "max_in_flight_per_partition and buffer_bytes must be at least 1".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Where an assertion landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ack {
+    pub id: AssertionId,
+    pub partition: u32,
+    pub offset: u64,
+    /// The HLC the leader stamped (or had stamped, for a duplicate).
+    pub hlc: u64,
+    /// The assertion was already in the log: nothing was appended, and `offset`/`hlc` are
+    /// where it already is.
+    pub duplicate: bool,
+}
+
+/// The acknowledgement of one enqueued assertion; resolves when its batch is answered.
+#[must_use = "the ack says whether the assertion was stored"]
+#[derive(Debug)]
+pub struct PendingAck {
+    rx: oneshot::Receiver<Result<Ack, ClientError>>,
+}
+
+impl Future for PendingAck {
+    type Output = Result<Ack, ClientError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.rx)
+            .poll(cx)
+            .map(|r| r.unwrap_or(Err(ClientError::ProducerClosed)))
+    }
+}
+
+/// Bytes a record adds to a batch: length prefix, signature, canonical assertion.
+fn record_size(a: &SignedAssertion) -> usize {
+    RECORD_ASSERTION_OFFSET + a.canonical().len()
+}
+
+// Records are the hot variant and flushes are rare: boxing records would cost an allocation
+// per record to save a copy of a few hundred bytes.
+#[allow(clippy::large_enum_variant)]
+enum Command {
+    Record(Enqueued),
+    Flush(oneshot::Sender<()>),
+    Close(oneshot::Sender<()>),
+}
+
+struct Enqueued {
+    assertion: SignedAssertion,
+    partition: u32,
+    /// Buffer permits taken for this record, returned when its batch is answered.
+    reserved: usize,
+    reply: oneshot::Sender<Result<Ack, ClientError>>,
+}
+
+/// What every task of one producer shares.
+struct Shared {
+    cluster: Cluster,
+    topic: Arc<str>,
+    partitions: u32,
+    config: ProducerConfig,
+    /// Highest HLC seen; 0 = none yet. Sent as the causality token.
+    max_hlc: AtomicU64,
+    /// Bounds the bytes of records between `enqueue` and their ack.
+    buffer: Semaphore,
+    closed: AtomicBool,
+}
+
+/// A producer bound to one topic. Cheap to clone; clones share batches and connections.
+#[derive(Clone)]
+pub struct Producer {
+    shared: Arc<Shared>,
+    commands: mpsc::Sender<Command>,
+}
+
+impl std::fmt::Debug for Producer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Producer")
+            .field("topic", &self.shared.topic)
+            .field("partitions", &self.shared.partitions)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Producer {
+    /// Bootstraps from `bootstrap` (comma-separated addresses) and produces to `topic`,
+    /// which must exist.
+    pub async fn connect(
+        bootstrap: &str,
+        topic: &str,
+        config: ProducerConfig,
+    ) -> Result<Producer, ClientError> {
+        let cluster = Cluster::connect(bootstrap, config.client.clone()).await?;
+        Producer::new(cluster, topic, config).await
+    }
+
+    /// A producer over an existing cluster handle.
+    pub async fn new(
+        cluster: Cluster,
+        topic: &str,
+        config: ProducerConfig,
+    ) -> Result<Producer, ClientError> {
+        config.validate()?;
+        let partitions = cluster.partition_count(topic).await?;
+        if partitions == 0 {
+            return Err(ClientError::UnknownTopic {
+                topic: topic.to_owned(),
+            });
+        }
+        // `acquire_many` takes a u32, which bounds the buffer (and any one record's share).
+        let buffer_bytes = config
+            .buffer_bytes
+            .min(u32::MAX as usize)
+            .min(Semaphore::MAX_PERMITS);
+        let shared = Arc::new(Shared {
+            cluster,
+            topic: topic.into(),
+            partitions,
+            buffer: Semaphore::new(buffer_bytes),
+            config: ProducerConfig {
+                buffer_bytes,
+                ..config
+            },
+            max_hlc: AtomicU64::new(0),
+            closed: AtomicBool::new(false),
+        });
+        let (commands, rx) = mpsc::channel(1024);
+        tokio::spawn(Accumulator::new(shared.clone(), rx).run());
+        Ok(Producer { shared, commands })
+    }
+
+    pub fn topic(&self) -> &str {
+        &self.shared.topic
+    }
+
+    /// Partitions of the topic, as learned when the producer was created.
+    pub fn partitions(&self) -> u32 {
+        self.shared.partitions
+    }
+
+    /// The partition an assertion about `subject` goes to.
+    pub fn partition_of(&self, subject: &str) -> u32 {
+        partition_for(subject, self.shared.partitions)
+    }
+
+    /// The causality token: the highest HLC seen so far, if any.
+    pub fn causality(&self) -> Option<u64> {
+        Some(self.shared.max_hlc.load(Ordering::Relaxed)).filter(|&h| h != 0)
+    }
+
+    /// Tells the producer about an HLC seen elsewhere (say, a consumed record this
+    /// producer's next assertion depends on), so that what it sends next is stamped later.
+    pub fn observe_hlc(&self, hlc: u64) {
+        self.shared.max_hlc.fetch_max(hlc, Ordering::Relaxed);
+    }
+
+    /// Sends one assertion and waits for its ack.
+    pub async fn send(&self, assertion: SignedAssertion) -> Result<Ack, ClientError> {
+        self.enqueue(assertion).await?.await
+    }
+
+    /// Sends many assertions, pipelined, and returns their acks in the same order.
+    pub async fn send_batch(
+        &self,
+        assertions: impl IntoIterator<Item = SignedAssertion>,
+    ) -> Vec<Result<Ack, ClientError>> {
+        let mut pending = Vec::new();
+        for a in assertions {
+            pending.push(self.enqueue(a).await);
+        }
+        let mut out = Vec::with_capacity(pending.len());
+        for p in pending {
+            out.push(match p {
+                Ok(ack) => ack.await,
+                Err(e) => Err(e),
+            });
+        }
+        out
+    }
+
+    /// Queues an assertion and returns at once (unless the buffer is full) with a future of
+    /// its ack, so that many sends can be in flight. Acks of one partition resolve in order.
+    pub async fn enqueue(&self, assertion: SignedAssertion) -> Result<PendingAck, ClientError> {
+        if self.shared.closed.load(Ordering::Acquire) {
+            return Err(ClientError::ProducerClosed);
+        }
+        let partition = partition_for(&assertion.assertion().subject, self.shared.partitions);
+        let reserved = record_size(&assertion).min(self.shared.config.buffer_bytes);
+        self.shared
+            .buffer
+            .acquire_many(reserved as u32)
+            .await
+            .map_err(|_| ClientError::ProducerClosed)?
+            .forget();
+        let (reply, rx) = oneshot::channel();
+        let cmd = Command::Record(Enqueued {
+            assertion,
+            partition,
+            reserved,
+            reply,
+        });
+        if self.commands.send(cmd).await.is_err() {
+            self.shared.buffer.add_permits(reserved);
+            return Err(ClientError::ProducerClosed);
+        }
+        Ok(PendingAck { rx })
+    }
+
+    /// Sends every queued record now (without waiting for linger) and waits until all
+    /// records enqueued before this call are acknowledged or failed.
+    pub async fn flush(&self) -> Result<(), ClientError> {
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(Command::Flush(tx))
+            .await
+            .map_err(|_| ClientError::ProducerClosed)?;
+        rx.await.map_err(|_| ClientError::ProducerClosed)
+    }
+
+    /// Flushes, then stops the producer: later sends fail with
+    /// [`ClientError::ProducerClosed`]. Closes every clone of this producer.
+    pub async fn close(&self) -> Result<(), ClientError> {
+        self.shared.closed.store(true, Ordering::Release);
+        let (tx, rx) = oneshot::channel();
+        if self.commands.send(Command::Close(tx)).await.is_err() {
+            return Ok(()); // already closed
+        }
+        let _ = rx.await;
+        Ok(())
+    }
+}
+
+/// A waiting record of an open batch: its id (for the ack) and where to send the ack.
+struct Waiter {
+    id: AssertionId,
+    reply: oneshot::Sender<Result<Ack, ClientError>>,
+}
+
+/// A batch ready to send.
+struct Sealed {
+    batch: Bytes,
+    waiters: Vec<Waiter>,
+    reserved: usize,
+    /// Held until the batch is answered; [`Producer::flush`] waits for every clone to drop.
+    _flush_group: mpsc::Sender<()>,
+}
+
+/// The open batch of one partition.
+struct OpenBatch {
+    builder: Option<BatchBuilder>,
+    waiters: Vec<Waiter>,
+    reserved: usize,
+    opened_at: Instant,
+    /// Size of the previous batch, to size the next builder's buffer.
+    last_size: usize,
+}
+
+impl OpenBatch {
+    fn new() -> Self {
+        OpenBatch {
+            builder: None,
+            waiters: Vec::new(),
+            reserved: 0,
+            opened_at: Instant::now(),
+            last_size: 16 * 1024,
+        }
+    }
+
+    fn size(&self) -> usize {
+        self.builder.as_ref().map_or(0, BatchBuilder::size_bytes)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.waiters.is_empty()
+    }
+
+    /// Adds a record. Returns the batch that had to be sealed first to make room, if any.
+    fn push(
+        &mut self,
+        rec: Enqueued,
+        max_batch_bytes: usize,
+        group: &mpsc::Sender<()>,
+    ) -> Option<Sealed> {
+        let size = record_size(&rec.assertion);
+        let sealed = if !self.is_empty() && self.size() + size > max_batch_bytes {
+            self.seal(group)
+        } else {
+            None
+        };
+        if self.builder.is_none() {
+            let cap = (self.last_size + self.last_size / 4)
+                .clamp(HEADER_LEN + size, max_batch_bytes.max(HEADER_LEN + size));
+            self.builder = Some(BatchBuilder::with_capacity(cap));
+            self.opened_at = Instant::now();
+        }
+        self.builder
+            .as_mut()
+            .expect("just set")
+            .push(&rec.assertion);
+        self.waiters.push(Waiter {
+            id: rec.assertion.id(),
+            reply: rec.reply,
+        });
+        self.reserved += rec.reserved;
+        sealed
+    }
+
+    fn is_full(&self, max_batch_bytes: usize) -> bool {
+        self.size() >= max_batch_bytes
+    }
+
+    fn seal(&mut self, group: &mpsc::Sender<()>) -> Option<Sealed> {
+        let builder = self.builder.take()?;
+        self.last_size = builder.size_bytes();
+        let capacity = self.waiters.len();
+        Some(Sealed {
+            batch: builder.finish(),
+            waiters: std::mem::replace(&mut self.waiters, Vec::with_capacity(capacity)),
+            reserved: std::mem::take(&mut self.reserved),
+            _flush_group: group.clone(),
+        })
+    }
+}
+
+/// Owns the open batches; seals them by size and linger and hands them to the partition
+/// workers. A single task, so batches need no locks.
+struct Accumulator {
+    shared: Arc<Shared>,
+    rx: mpsc::Receiver<Command>,
+    open: Vec<OpenBatch>,
+    workers: Vec<Option<mpsc::UnboundedSender<Sealed>>>,
+    flush_group: (mpsc::Sender<()>, mpsc::Receiver<()>),
+}
+
+/// How many queued commands the accumulator takes per wake-up before checking timers.
+const DRAIN_BURST: usize = 4096;
+
+impl Accumulator {
+    fn new(shared: Arc<Shared>, rx: mpsc::Receiver<Command>) -> Self {
+        let n = shared.partitions as usize;
+        Accumulator {
+            shared,
+            rx,
+            open: (0..n).map(|_| OpenBatch::new()).collect(),
+            workers: (0..n).map(|_| None).collect(),
+            flush_group: mpsc::channel(1),
+        }
+    }
+
+    async fn run(mut self) {
+        loop {
+            let deadline = self.next_deadline();
+            let cmd = tokio::select! {
+                cmd = self.rx.recv() => cmd,
+                _ = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
+                    self.seal_expired();
+                    continue;
+                }
+            };
+            if self.burst(cmd).is_break() {
+                return;
+            }
+            self.seal_expired();
+        }
+    }
+
+    /// Handles `first` and then whatever else is queued, up to [`DRAIN_BURST`] commands.
+    /// Breaks when the producer is closed or dropped.
+    fn burst(&mut self, first: Option<Command>) -> ControlFlow<()> {
+        let mut cmd = first;
+        let mut handled = 0;
+        loop {
+            match cmd {
+                Some(Command::Record(rec)) => self.add(rec),
+                Some(Command::Flush(reply)) => self.flush(reply),
+                Some(Command::Close(reply)) => {
+                    self.flush(reply);
+                    return ControlFlow::Break(());
+                }
+                None => {
+                    self.seal_all();
+                    return ControlFlow::Break(());
+                }
+            }
+            handled += 1;
+            if handled == DRAIN_BURST {
+                break;
+            }
+            // Taken only when it will be handled in this burst (a command taken and then
+            // dropped would leave its sender waiting for an ack that never comes).
+            cmd = match self.rx.try_recv() {
+                Ok(next) => Some(next),
+                Err(_) => break,
+            };
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        self.open
+            .iter()
+            .filter(|b| !b.is_empty())
+            .map(|b| b.opened_at + self.shared.config.linger)
+            .min()
+    }
+
+    fn add(&mut self, rec: Enqueued) {
+        let p = rec.partition as usize;
+        let max = self.shared.config.max_batch_bytes;
+        if let Some(sealed) = self.open[p].push(rec, max, &self.flush_group.0) {
+            self.dispatch(p, sealed);
+        }
+        if self.open[p].is_full(max) {
+            self.seal(p);
+        }
+    }
+
+    fn seal(&mut self, p: usize) {
+        if let Some(sealed) = self.open[p].seal(&self.flush_group.0) {
+            self.dispatch(p, sealed);
+        }
+    }
+
+    fn seal_expired(&mut self) {
+        let now = Instant::now();
+        let linger = self.shared.config.linger;
+        for p in 0..self.open.len() {
+            if !self.open[p].is_empty() && self.open[p].opened_at + linger <= now {
+                self.seal(p);
+            }
+        }
+    }
+
+    fn seal_all(&mut self) {
+        for p in 0..self.open.len() {
+            self.seal(p);
+        }
+    }
+
+    /// Seals everything and answers `reply` once every batch sealed so far is answered.
+    fn flush(&mut self, reply: oneshot::Sender<()>) {
+        self.seal_all();
+        let (tx, mut rx) = std::mem::replace(&mut self.flush_group, mpsc::channel(1));
+        drop(tx);
+        tokio::spawn(async move {
+            // `None` once every sealed batch holding a clone of the old sender is done.
+            let _ = rx.recv().await;
+            let _ = reply.send(());
+        });
+    }
+
+    fn dispatch(&mut self, p: usize, sealed: Sealed) {
+        let worker = self.workers[p].get_or_insert_with(|| {
+            let (tx, rx) = mpsc::unbounded_channel();
+            tokio::spawn(partition_worker(self.shared.clone(), p as u32, rx));
+            tx
+        });
+        if let Err(mpsc::error::SendError(sealed)) = worker.send(sealed) {
+            // The worker is gone only if the runtime is shutting down.
+            self.shared
+                .deliver(p as u32, sealed, Err((ClientError::ProducerClosed, 0)));
+        }
+    }
+}
+
+/// Sends one partition's batches in order, keeping up to `max_in_flight_per_partition`
+/// requests pipelined on the leader's connection.
+async fn partition_worker(
+    shared: Arc<Shared>,
+    partition: u32,
+    mut rx: mpsc::UnboundedReceiver<Sealed>,
+) {
+    let in_flight = Arc::new(Semaphore::new(shared.config.max_in_flight_per_partition));
+    while let Some(sealed) = rx.recv().await {
+        let permit = in_flight
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("never closed");
+        // The first attempt is written from here, so batches leave in order; the wait for
+        // the answer (and any retry) runs on its own task.
+        let first = shared.start(partition, &sealed.batch).await;
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let result = shared.finish(partition, &sealed.batch, first).await;
+            shared.deliver(partition, sealed, result);
+            drop(permit);
+        });
+    }
+}
+
+type Started = Result<crate::connection::PendingResponse<ProduceResponse>, ClientError>;
+
+impl Shared {
+    fn request(&self, partition: u32, batch: &Bytes) -> ProduceRequest {
+        ProduceRequest {
+            topic: self.topic.to_string(),
+            partition,
+            acks: self.config.acks,
+            timeout_ms: u32::try_from(self.config.request_timeout.as_millis()).unwrap_or(u32::MAX),
+            causality: Some(self.max_hlc.load(Ordering::Relaxed)).filter(|&h| h != 0),
+            batch: batch.clone(),
+        }
+    }
+
+    /// How long the client waits for an answer: a little longer than the broker's timeout.
+    fn wait_timeout(&self) -> Duration {
+        self.config.request_timeout + Duration::from_secs(1)
+    }
+
+    async fn start(&self, partition: u32, batch: &Bytes) -> Started {
+        let conn = self.cluster.leader(&self.topic, partition).await?;
+        conn.send(&self.request(partition, batch)).await
+    }
+
+    /// Waits for the first attempt, retrying retriable failures with backoff. On failure
+    /// returns the last error and the number of attempts made.
+    async fn finish(
+        &self,
+        partition: u32,
+        batch: &Bytes,
+        first: Started,
+    ) -> Result<ProduceResponse, (ClientError, u32)> {
+        let mut result = match first {
+            Ok(pending) => pending.wait(self.wait_timeout()).await,
+            Err(e) => Err(e),
+        };
+        let mut attempt = 0u32;
+        loop {
+            let err = match result {
+                Ok(resp) => return Ok(resp),
+                Err(e) => e,
+            };
+            self.cluster.note_error(&self.topic, partition, &err);
+            if !err.is_retriable() || attempt >= self.config.retries {
+                return Err((err, attempt + 1));
+            }
+            let mut delay = self.config.retry_backoff.delay(attempt);
+            if let ClientError::Api(ApiError::Throttled { retry_after_ms }) = &err {
+                delay = delay.max(Duration::from_millis(u64::from(*retry_after_ms)));
+            }
+            tracing::debug!(topic = %self.topic, partition, attempt, error = %err, ?delay, "retrying produce");
+            tokio::time::sleep(delay).await;
+            attempt += 1;
+            result = async {
+                let conn = self.cluster.leader(&self.topic, partition).await?;
+                conn.call(&self.request(partition, batch), self.wait_timeout())
+                    .await
+            }
+            .await;
+        }
+    }
+
+    /// Answers every record of a batch and returns its buffer space.
+    fn deliver(
+        &self,
+        partition: u32,
+        sealed: Sealed,
+        result: Result<ProduceResponse, (ClientError, u32)>,
+    ) {
+        self.buffer.add_permits(sealed.reserved);
+        let result = result.and_then(|resp| {
+            if resp.duplicates.len() == sealed.waiters.len() {
+                Ok(resp)
+            } else {
+                let err = ClientError::Protocol {
+                    addr: "partition leader".into(),
+                    detail: format!(
+                        "produce response for {}/{partition} has {} entries for {} records",
+                        self.topic,
+                        resp.duplicates.len(),
+                        sealed.waiters.len()
+                    ),
+                };
+                Err((err, 1))
+            }
+        });
+        match result {
+            Ok(resp) => {
+                let mut max_hlc = 0;
+                for (w, ack) in sealed.waiters.into_iter().zip(resp.record_acks()) {
+                    max_hlc = max_hlc.max(ack.hlc);
+                    let _ = w.reply.send(Ok(Ack {
+                        id: w.id,
+                        partition,
+                        offset: ack.offset,
+                        hlc: ack.hlc,
+                        duplicate: ack.duplicate,
+                    }));
+                }
+                self.max_hlc.fetch_max(max_hlc, Ordering::Relaxed);
+            }
+            Err((cause, attempts)) => {
+                tracing::warn!(topic = %self.topic, partition, attempts, error = %cause, "produce failed");
+                let cause = Arc::new(cause);
+                for w in sealed.waiters {
+                    let _ = w.reply.send(Err(ClientError::ProduceFailed {
+                        topic: self.topic.to_string(),
+                        partition,
+                        attempts,
+                        cause: cause.clone(),
+                    }));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use steme_protocol::{Assertion, RecordBatch, SigningKey, Value};
+
+    fn signed(i: u64, text_len: usize) -> SignedAssertion {
+        Assertion {
+            subject: format!("urn:test:{i}"),
+            predicate: "p".into(),
+            object: Value::Text("x".repeat(text_len)),
+            source: "test".into(),
+            confidence: None,
+            supersedes: None,
+            issued_at: 1_700_000_000_000 + i,
+        }
+        .sign(&SigningKey::from_bytes(&[3; 32]))
+        .unwrap()
+    }
+
+    fn enqueued(a: SignedAssertion) -> (Enqueued, oneshot::Receiver<Result<Ack, ClientError>>) {
+        let (reply, rx) = oneshot::channel();
+        let reserved = record_size(&a);
+        (
+            Enqueued {
+                assertion: a,
+                partition: 0,
+                reserved,
+                reply,
+            },
+            rx,
+        )
+    }
+
+    #[test]
+    fn batch_seals_before_overflowing_max_bytes() {
+        let (group, _rx) = mpsc::channel(1);
+        let one = record_size(&signed(0, 100));
+        let max = HEADER_LEN + 3 * one + one / 2; // room for 3.5 records
+        let mut open = OpenBatch::new();
+        let mut sealed = Vec::new();
+        for i in 0..7 {
+            let (rec, _) = enqueued(signed(i, 100));
+            sealed.extend(open.push(rec, max, &group));
+            assert!(open.size() <= max);
+        }
+        sealed.extend(open.seal(&group));
+        let counts: Vec<usize> = sealed.iter().map(|s| s.waiters.len()).collect();
+        assert_eq!(counts, vec![3, 3, 1]);
+        let mut next = 0;
+        for s in &sealed {
+            let batch = RecordBatch::new(s.batch.clone()).expect("valid batch");
+            assert_eq!(batch.record_count() as usize, s.waiters.len());
+            assert_eq!(s.reserved, s.waiters.len() * one);
+            for (rec, w) in batch.records().zip(&s.waiters) {
+                assert_eq!(rec.id(), w.id);
+                assert_eq!(rec.id(), signed(next, 100).id(), "records stay in order");
+                next += 1;
+            }
+        }
+        assert!(open.is_empty() && open.seal(&group).is_none());
+    }
+
+    #[test]
+    fn oversized_record_travels_alone() {
+        let (group, _rx) = mpsc::channel(1);
+        let max = 512;
+        let mut open = OpenBatch::new();
+        let (small, _) = enqueued(signed(0, 10));
+        assert!(open.push(small, max, &group).is_none());
+        let (big, _) = enqueued(signed(1, 2000));
+        let first = open.push(big, max, &group).expect("small one sealed first");
+        assert_eq!(first.waiters.len(), 1);
+        assert!(open.is_full(max));
+        let second = open.seal(&group).unwrap();
+        assert_eq!(RecordBatch::new(second.batch).unwrap().record_count(), 1);
+    }
+
+    #[test]
+    fn acks_map_duplicates_to_their_existing_offsets() {
+        use steme_protocol::messages::produce::Existing;
+        let resp = ProduceResponse {
+            base_offset: 10,
+            base_hlc: 1000,
+            duplicates: vec![
+                None,
+                Some(Existing {
+                    offset: 3,
+                    hlc: 300,
+                }),
+                None,
+            ],
+        };
+        let acks: Vec<_> = resp.record_acks().collect();
+        assert_eq!((acks[0].offset, acks[0].duplicate), (10, false));
+        assert_eq!(
+            (acks[1].offset, acks[1].hlc, acks[1].duplicate),
+            (3, 300, true)
+        );
+        assert_eq!((acks[2].offset, acks[2].hlc), (11, 1001));
+    }
+
+    #[test]
+    fn partitioning_matches_the_protocol() {
+        for i in 0..100 {
+            let a = signed(i, 1);
+            let p = partition_for(&a.assertion().subject, 8);
+            assert!(p < 8);
+            assert_eq!(p, partition_for(&format!("urn:test:{i}"), 8));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_long_queue_is_handled_in_bursts_without_losing_a_record() {
+        let cluster = Cluster::lazy("127.0.0.1:1", ClientConfig::default()).unwrap();
+        let shared = Arc::new(Shared {
+            cluster,
+            topic: "t".into(),
+            partitions: 1,
+            config: ProducerConfig {
+                linger: Duration::from_secs(3600),
+                max_batch_bytes: 1 << 30,
+                ..ProducerConfig::default()
+            },
+            max_hlc: AtomicU64::new(0),
+            buffer: Semaphore::new(1 << 30),
+            closed: AtomicBool::new(false),
+        });
+        let total = DRAIN_BURST * 2 + 10;
+        let (tx, rx) = mpsc::channel(total);
+        let mut acc = Accumulator::new(shared, rx);
+        let mut acks = Vec::new();
+        for i in 0..total {
+            let (rec, ack) = enqueued(signed(i as u64, 1));
+            acks.push(ack);
+            tx.try_send(Command::Record(rec)).unwrap();
+        }
+        let mut handled = 0;
+        while let Ok(first) = acc.rx.try_recv() {
+            assert!(acc.burst(Some(first)).is_continue());
+            let now = acc.open[0].waiters.len();
+            assert!(now - handled <= DRAIN_BURST, "a burst is bounded");
+            handled = now;
+        }
+        assert_eq!(
+            acc.open[0].waiters.len(),
+            total,
+            "every record is in the open batch"
+        );
+        assert!(
+            acks.iter_mut().all(|a| a.try_recv().is_err()),
+            "none answered yet"
+        );
+    }
+
+    #[test]
+    fn config_rejects_tiny_batches() {
+        let c = ProducerConfig {
+            max_batch_bytes: 10,
+            ..ProducerConfig::default()
+        };
+        assert!(matches!(c.validate(), Err(ClientError::Config(_))));
+        ProducerConfig::default().validate().unwrap();
+    }
+}
