@@ -773,7 +773,6 @@ fn check_batch(
     partitions: u32,
     verify: bool,
 ) -> Result<Vec<AssertionId>, ApiError> {
-    let mut ids = Vec::with_capacity(batch.record_count() as usize);
     for r in batch.records() {
         let subject = subject_of(r.assertion).map_err(|e| {
             ApiError::other(
@@ -788,24 +787,26 @@ fn check_batch(
                 expected,
             });
         }
-        ids.push(r.id());
     }
-    if verify {
-        BatchVerifier::default()
-            .verify(batch.records().map(|r| (r.assertion, r.signature)))
-            .map_err(|e| ApiError::InvalidSignature {
-                record: e.index as u32,
-                message: e.reason.to_string(),
-            })?;
-        // A verified record still must be a canonical assertion (what consumers decode).
-        for r in batch.records() {
-            steme_protocol::Assertion::decode(r.assertion).map_err(|e| {
-                ApiError::other(
-                    ErrorCode::InvalidAssertion,
-                    format!("record {}: {e}", r.index),
-                )
-            })?;
-        }
+    if !verify {
+        return Ok(batch.records().map(|r| r.id()).collect());
     }
-    Ok(ids)
+    let mut verifier = BatchVerifier::default();
+    verifier
+        .verify(batch.records().map(|r| (r.assertion, r.signature)))
+        .map_err(|e| ApiError::InvalidSignature {
+            record: e.index as u32,
+            message: e.reason.to_string(),
+        })?;
+    // A verified record still must be a canonical assertion (what consumers decode).
+    for r in batch.records() {
+        steme_protocol::Assertion::decode(r.assertion).map_err(|e| {
+            ApiError::other(
+                ErrorCode::InvalidAssertion,
+                format!("record {}: {e}", r.index),
+            )
+        })?;
+    }
+    // The ids were computed once, for verification.
+    Ok(verifier.ids().collect())
 }

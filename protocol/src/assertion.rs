@@ -628,6 +628,7 @@ impl BatchVerifier {
         &mut self,
         records: impl IntoIterator<Item = (&'a [u8], &'a [u8; 64])>,
     ) -> Result<(), VerifyError> {
+        self.ids.clear();
         let mut chunk: Vec<(&[u8], &[u8; 64])> = Vec::with_capacity(VERIFY_CHUNK);
         let mut base = 0;
         for rec in records {
@@ -649,9 +650,9 @@ impl BatchVerifier {
         base: usize,
         chunk: &[(&[u8], &[u8; 64])],
     ) -> Result<(), VerifyError> {
-        self.ids.clear();
         self.keys.clear();
         self.sigs.clear();
+        let first_id = self.ids.len();
         for (i, (canonical, sig)) in chunk.iter().enumerate() {
             let key = verifying_key(canonical).map_err(|reason| VerifyError {
                 index: base + i,
@@ -661,7 +662,7 @@ impl BatchVerifier {
             self.ids.push(*AssertionId::of(canonical).as_bytes());
             self.sigs.push(Signature::from_bytes(sig));
         }
-        let messages: Vec<&[u8]> = self.ids.iter().map(|id| &id[..]).collect();
+        let messages: Vec<&[u8]> = self.ids[first_id..].iter().map(|id| &id[..]).collect();
         if ed25519_dalek::verify_batch(&messages, &self.sigs, &self.keys).is_ok() {
             return Ok(());
         }
@@ -677,6 +678,14 @@ impl BatchVerifier {
             index: base,
             reason: AssertionError::BadSignature,
         })
+    }
+}
+
+impl BatchVerifier {
+    /// The content ids of the records of the last successful [`verify`](Self::verify), in
+    /// order: computed once, for verification, and reused by the caller (dedup).
+    pub fn ids(&self) -> impl ExactSizeIterator<Item = AssertionId> + '_ {
+        self.ids.iter().map(|id| AssertionId(*id))
     }
 }
 
@@ -845,8 +854,11 @@ pub(crate) mod tests {
     fn batch_verify_names_first_bad_record() {
         let signed: Vec<_> = (0..150).map(sample_signed).collect();
         let sigs: Vec<[u8; 64]> = signed.iter().map(|s| s.signature().to_bytes()).collect();
-        let ok = verify_batch(signed.iter().zip(&sigs).map(|(s, g)| (s.canonical(), g)));
+        let mut v = BatchVerifier::default();
+        let ok = v.verify(signed.iter().zip(&sigs).map(|(s, g)| (s.canonical(), g)));
         assert_eq!(ok, Ok(()));
+        let ids: Vec<AssertionId> = v.ids().collect();
+        assert_eq!(ids, signed.iter().map(|s| s.id()).collect::<Vec<_>>());
         let mut bad = sigs.clone();
         bad[97][5] ^= 0x10;
         bad[120][5] ^= 0x10;

@@ -345,10 +345,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                     EntryPayload::Normal(Proposal(bytes))
                         if self.log.kind == GroupKind::Partition =>
                     {
-                        // The log patches base_offset and the CRC in place; the batch arrives
-                        // as shared `Bytes`, so it is copied once here, on its way to the page
-                        // cache.
-                        let mut buf = BytesMut::from(&bytes[..]);
+                        // The log patches base_offset and the CRC in place. The proposal's
+                        // buffer is reused when nothing else holds it; otherwise (a follower's
+                        // or a shared entry) it is copied once here.
+                        let mut buf = bytes
+                            .try_into_mut()
+                            .unwrap_or_else(|shared| BytesMut::from(&shared[..]));
                         log.append(index, term, Payload::Batch(&mut buf))
                             .map_err(io_err)?;
                     }
