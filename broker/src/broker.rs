@@ -207,7 +207,7 @@ impl Broker {
             clock: Arc::new(Clock::new(cfg.node_id, cfg.max_clock_skew())),
             syncer,
             raft_config,
-            log_config: log_config(&cfg),
+            retention_check: Duration::from_millis(cfg.retention_check_ms),
             ack_before_sync,
             brokers: Arc::new(move |id| {
                 if id == self_id {
@@ -318,6 +318,21 @@ impl Broker {
         }
     }
 
+    /// The broker's log settings with a topic's overrides.
+    fn topic_log_config(&self, t: &crate::metadata::TopicMeta) -> LogConfig {
+        let mut c = log_config(&self.cfg);
+        if let Some(b) = t.config_u64("retention.bytes") {
+            c.retention_bytes = Some(b);
+        }
+        if let Some(ms) = t.config_u64("retention.ms") {
+            c.retention_age = Some(Duration::from_millis(ms));
+        }
+        if let Some(b) = t.config_u64("segment.bytes") {
+            c.segment_bytes = b;
+        }
+        c
+    }
+
     fn partition_dir(&self, topic: &str, partition: u32) -> PathBuf {
         self.cfg
             .data_dir
@@ -334,7 +349,13 @@ impl Broker {
         for t in state.topics.values() {
             for (p, meta) in t.partitions.iter().enumerate() {
                 if meta.replicas.contains(&me) {
-                    wanted.push((t.name.clone(), p as u32, meta.group, meta.replicas.clone()));
+                    wanted.push((
+                        t.name.clone(),
+                        p as u32,
+                        meta.group,
+                        meta.replicas.clone(),
+                        self.topic_log_config(t),
+                    ));
                 }
             }
         }
@@ -364,7 +385,7 @@ impl Broker {
             }
             tracing::info!(topic = %p.topic, partition = p.partition, "partition deleted");
         }
-        for (topic, partition, group, replicas) in wanted {
+        for (topic, partition, group, replicas, topic_log) in wanted {
             let key = (topic.clone(), partition);
             if self
                 .partitions
@@ -386,6 +407,7 @@ impl Broker {
                 partition,
                 group,
                 replicas,
+                log: topic_log,
             };
             let opened = Partition::open(
                 self.ctx.clone(),

@@ -89,6 +89,8 @@ pub struct Config {
     pub election_timeout_max_ms: u64,
     /// Verify signatures on produce (topics may turn it off with `verify.signatures=false`).
     pub verify_signatures: bool,
+    /// How often each partition checks its retention limits.
+    pub retention_check_ms: u64,
 }
 
 impl Default for Config {
@@ -113,6 +115,7 @@ impl Default for Config {
             election_timeout_min_ms: 1_000,
             election_timeout_max_ms: 2_000,
             verify_signatures: true,
+            retention_check_ms: 30_000,
         }
     }
 }

@@ -92,7 +92,12 @@ impl Command {
 }
 
 /// Topic configuration keys the broker understands.
-pub const KNOWN_CONFIGS: &[&str] = &["verify.signatures", "retention.ms", "retention.bytes"];
+pub const KNOWN_CONFIGS: &[&str] = &[
+    "verify.signatures",
+    "retention.ms",
+    "retention.bytes",
+    "segment.bytes",
+];
 
 /// Validates a topic name the way Kafka does: 1..=249 of `[A-Za-z0-9._-]`, not `.` or `..`.
 pub fn check_topic_name(name: &str) -> Result<(), String> {
@@ -112,6 +117,22 @@ pub fn check_topic_name(name: &str) -> Result<(), String> {
         return Err(format!(
             "topic name `{name}` contains `{c}`; use [A-Za-z0-9._-]"
         ));
+    }
+    Ok(())
+}
+
+fn check_configs(configs: &BTreeMap<String, String>) -> Result<(), String> {
+    for (k, v) in configs {
+        let ok = match k.as_str() {
+            "verify.signatures" => {
+                v.eq_ignore_ascii_case("true") || v.eq_ignore_ascii_case("false")
+            }
+            "segment.bytes" => v.parse::<u64>().is_ok_and(|b| b >= 4096),
+            _ => v.parse::<u64>().is_ok(),
+        };
+        if !ok {
+            return Err(format!("topic config `{k}={v}` is not valid"));
+        }
     }
     Ok(())
 }
@@ -146,6 +167,7 @@ impl MetadataState {
                         KNOWN_CONFIGS.join(", ")
                     ));
                 }
+                check_configs(&configs)?;
                 let brokers: Vec<NodeId> = self.brokers.keys().copied().collect();
                 if brokers.is_empty() {
                     return Err("no brokers registered yet".into());

@@ -19,7 +19,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::type_config::async_runtime::WatchReceiver;
-use openraft::{BasicNode, ReadPolicy, ServerState};
+use openraft::{BasicNode, ServerState};
 use steme_protocol::batch::patch_header;
 use steme_protocol::messages::describe_topic::PartitionDescription;
 use steme_protocol::messages::list_offsets::{ListOffsetsResponse, OffsetSpec};
@@ -57,7 +57,8 @@ pub struct PartitionCtx {
     pub clock: Arc<Clock>,
     pub syncer: Syncer,
     pub raft_config: Arc<openraft::Config>,
-    pub log_config: LogConfig,
+    /// How often each partition checks its retention limits.
+    pub retention_check: Duration,
     pub ack_before_sync: bool,
     /// Addresses of the brokers, for `NotLeader` hints.
     pub brokers: Arc<dyn Fn(NodeId) -> Option<String> + Send + Sync>,
@@ -66,12 +67,14 @@ pub struct PartitionCtx {
 }
 
 /// Where a partition lives: what the metadata says about it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Placement {
     pub topic: String,
     pub partition: u32,
     pub group: u64,
     pub replicas: Vec<NodeId>,
+    /// The broker's log settings with the topic's overrides (retention, segment size).
+    pub log: LogConfig,
 }
 
 /// A partition hosted by this broker.
@@ -126,8 +129,8 @@ impl Partition {
             partition,
             group,
             replicas,
+            log: mut log_config,
         } = place;
-        let mut log_config = ctx.log_config.clone();
         // The broker's syncer makes appends durable (group commit across partitions).
         log_config.flush = FlushPolicy::Never;
         let dir = dir.to_owned();
@@ -184,6 +187,8 @@ impl Partition {
             ctx,
         });
         tokio::spawn(Writer::new(p.clone()).run(rx));
+        tokio::spawn(commit_on_lead(Arc::downgrade(&p)));
+        tokio::spawn(retention_loop(Arc::downgrade(&p), p.ctx.retention_check));
         Ok(p)
     }
 
@@ -327,6 +332,99 @@ impl Partition {
     }
 }
 
+/// When this replica leads, commit a blank entry so that everything in its log is applied
+/// and visible to consumers without waiting for the next produce (after a restart a single
+/// voter can resume its term with its log committed only up to what it had applied).
+async fn commit_on_lead(weak: std::sync::Weak<Partition>) {
+    let Some(mut metrics) = weak.upgrade().map(|p| p.raft.metrics()) else {
+        return;
+    };
+    let led = metrics.wait_until(|m| m.state == ServerState::Leader);
+    if tokio::time::timeout(Duration::from_secs(60), led)
+        .await
+        .is_err()
+    {
+        return;
+    }
+    if let Some(p) = weak.upgrade()
+        && let Err(e) = p.raft.write_blank().await
+    {
+        tracing::debug!(topic = %p.topic, partition = p.partition, error = %e, "blank entry on lead");
+    }
+}
+
+/// Deletes whole sealed segments beyond the topic's retention, through Raft (D2): a
+/// snapshot covering the boundary first, then a purge up to it.
+async fn retention_loop(weak: std::sync::Weak<Partition>, every: Duration) {
+    loop {
+        tokio::time::sleep(every).await;
+        let Some(p) = weak.upgrade() else { return };
+        if let Err(e) = p.enforce_retention().await {
+            tracing::warn!(topic = %p.topic, partition = p.partition, error = %e, "retention");
+        }
+    }
+}
+
+impl Partition {
+    async fn enforce_retention(&self) -> Result<(), String> {
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let Some(plan) = self.log.lock().retention_plan(now_ms) else {
+            return Ok(());
+        };
+        let (applied, snapshot) = {
+            let m = self.raft.metrics();
+            let m = m.borrow_watched();
+            (
+                m.last_applied.map(|id| id.index),
+                m.snapshot.map(|id| id.index),
+            )
+        };
+        if applied.is_none_or(|a| a < plan.upto_index) {
+            return Ok(()); // not applied that far yet; next round
+        }
+        if snapshot.is_none_or(|s| s < plan.upto_index) {
+            // The snapshot is built at the boundary, and openraft then purges the log up to
+            // it (max_in_snapshot_log_to_keep = 0): exactly the segments retention deletes.
+            *self
+                .state
+                .retention_boundary
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) =
+                Some((plan.upto_index, plan.new_log_start_offset));
+            self.raft
+                .trigger()
+                .snapshot()
+                .await
+                .map_err(|e| e.to_string())?;
+            let mut rx = self.raft.metrics();
+            let upto = plan.upto_index;
+            let wait = rx.wait_until(|m| m.snapshot.is_some_and(|s| s.index >= upto));
+            if tokio::time::timeout(Duration::from_secs(10), wait)
+                .await
+                .is_err()
+            {
+                return Err("snapshot at the retention boundary not built in time".into());
+            }
+        }
+        self.raft
+            .trigger()
+            .purge_log(plan.upto_index)
+            .await
+            .map_err(|e| e.to_string())?;
+        tracing::info!(
+            topic = %self.topic,
+            partition = self.partition,
+            segments = plan.segments,
+            bytes = plan.bytes,
+            log_start_offset = plan.new_log_start_offset,
+            "retention deleted old segments"
+        );
+        Ok(())
+    }
+}
+
 /// What a fetch returns: batches as zero-copy slices of the segments.
 pub struct FetchResult {
     pub high_watermark: u64,
@@ -397,9 +495,11 @@ impl Writer {
         if self.ready_term == Some(term) {
             return Ok(());
         }
+        // A blank entry of our own, applied: everything before it is committed and applied.
+        // (A restarted single voter may resume its old term without a new first entry.)
         self.p
             .raft
-            .ensure_linearizable(ReadPolicy::ReadIndex)
+            .write_blank()
             .await
             .map_err(|_| self.p.not_leader())?;
         self.inflight

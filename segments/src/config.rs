@@ -70,7 +70,9 @@ impl LogConfig {
             return Err(Error::Config("segment_bytes must be at least 4096".into()));
         }
         if self.index_interval_bytes == 0 {
-            return Err(Error::Config("index_interval_bytes must be positive".into()));
+            return Err(Error::Config(
+                "index_interval_bytes must be positive".into(),
+            ));
         }
         if self.max_entry_bytes > u64::from(u32::MAX) - 64 {
             return Err(Error::Config("max_entry_bytes must fit a u32 frame".into()));
@@ -78,7 +80,9 @@ impl LogConfig {
         if let FlushPolicy::Interval { ms, bytes } = self.flush
             && (ms == 0 || bytes == 0)
         {
-            return Err(Error::Config("flush interval and bytes must be positive".into()));
+            return Err(Error::Config(
+                "flush interval and bytes must be positive".into(),
+            ));
         }
         Ok(())
     }

@@ -152,7 +152,10 @@ pub struct FrameHeader {
 pub enum FrameDamage {
     /// All-zero header: the clean end of the written data.
     End,
-    Short { need: u64, have: u64 },
+    Short {
+        need: u64,
+        have: u64,
+    },
     BadMagic(u32),
     BadHeaderCrc,
     BadKind(u8),
@@ -374,6 +377,17 @@ impl SegmentSummary {
     pub fn is_empty(&self) -> bool {
         self.last_index.wrapping_add(1) == self.base_index
     }
+
+    /// Identifies the segment's content for its `.ids` file: the end offset in the low
+    /// half, a CRC of (end offset, size, last index, last term) in the high half. Entries
+    /// rewritten after a truncation come from a later term, so they change it.
+    pub fn fingerprint(&self) -> u64 {
+        let mut h = crc32fast::Hasher::new();
+        for v in [self.end_offset, self.size, self.last_index, self.last_term] {
+            h.update(&v.to_le_bytes());
+        }
+        (u64::from(h.finalize()) << 32) | (self.end_offset & 0xffff_ffff)
+    }
 }
 
 /// Encodes a whole `.index` file: the sparse entries, then the footer.
@@ -383,7 +397,11 @@ pub fn encode_index_file(entries: &[u8], s: &SegmentSummary) -> Vec<u8> {
     let mut f = [0u8; INDEX_FOOTER_LEN];
     put_u32(&mut f, IF_MAGIC, INDEX_MAGIC);
     put_u16(&mut f, IF_VERSION, FORMAT_VERSION);
-    put_u64(&mut f, IF_ENTRY_COUNT, (entries.len() / SPARSE_ENTRY_LEN) as u64);
+    put_u64(
+        &mut f,
+        IF_ENTRY_COUNT,
+        (entries.len() / SPARSE_ENTRY_LEN) as u64,
+    );
     put_u64(&mut f, IF_BASE_OFFSET, s.base_offset);
     put_u64(&mut f, IF_BASE_INDEX, s.base_index);
     put_u64(&mut f, IF_LAST_INDEX, s.last_index);
@@ -410,8 +428,7 @@ pub fn decode_index_footer(
     if footer.len() != INDEX_FOOTER_LEN || file_len < INDEX_FOOTER_LEN as u64 {
         return Err("index file is short");
     }
-    if u32_at(footer, IF_MAGIC) != INDEX_MAGIC || u16_at(footer, IF_VERSION) != FORMAT_VERSION
-    {
+    if u32_at(footer, IF_MAGIC) != INDEX_MAGIC || u16_at(footer, IF_VERSION) != FORMAT_VERSION {
         return Err("bad index magic or version");
     }
     if crc32fast::hash(&footer[..IF_CRC]) != u32_at(footer, IF_CRC) {
@@ -448,8 +465,8 @@ const IH_HASHES: usize = IH_VERSION + size_of::<u16>();
 const IH_COUNT: usize = IH_HASHES + size_of::<u16>();
 const IH_BLOOM_WORDS: usize = IH_COUNT + size_of::<u64>();
 const IH_BASE_OFFSET: usize = IH_BLOOM_WORDS + size_of::<u64>();
-const IH_END_OFFSET: usize = IH_BASE_OFFSET + size_of::<u64>();
-pub const IDS_HEADER_LEN: usize = IH_END_OFFSET + size_of::<u64>();
+const IH_FINGERPRINT: usize = IH_BASE_OFFSET + size_of::<u64>();
+pub const IDS_HEADER_LEN: usize = IH_FINGERPRINT + size_of::<u64>();
 const _: () = assert!(IDS_HEADER_LEN == 40);
 const IE_PREFIX: usize = 0;
 const IE_REL_OFFSET: usize = IE_PREFIX + size_of::<u64>();
@@ -478,8 +495,9 @@ fn bloom_hashes(prefix: u64) -> (u64, u64) {
 }
 
 /// Encodes a whole `.ids` file from `(id prefix, relative offset)` pairs in any order.
-/// `end_offset` ties the file to the exact segment content it indexes.
-pub fn encode_ids_file(base_offset: u64, end_offset: u64, ids: &mut [(u64, u32)]) -> Vec<u8> {
+/// `fingerprint` ([`SegmentSummary::fingerprint`]) ties the file to the exact segment
+/// content it indexes.
+pub fn encode_ids_file(base_offset: u64, fingerprint: u64, ids: &mut [(u64, u32)]) -> Vec<u8> {
     ids.sort_unstable();
     let count = ids.len() as u64;
     let words = (count * BLOOM_BITS_PER_ID).div_ceil(64).max(1);
@@ -501,7 +519,7 @@ pub fn encode_ids_file(base_offset: u64, end_offset: u64, ids: &mut [(u64, u32)]
     put_u64(&mut h, IH_COUNT, count);
     put_u64(&mut h, IH_BLOOM_WORDS, words);
     put_u64(&mut h, IH_BASE_OFFSET, base_offset);
-    put_u64(&mut h, IH_END_OFFSET, end_offset);
+    put_u64(&mut h, IH_FINGERPRINT, fingerprint);
     out.extend_from_slice(&h);
     for w in &bloom {
         out.extend_from_slice(&w.to_le_bytes());
@@ -530,7 +548,7 @@ impl IdTable {
     pub fn parse(
         bytes: bytes::Bytes,
         base_offset: u64,
-        end_offset: u64,
+        fingerprint: u64,
     ) -> Result<IdTable, &'static str> {
         let b = &bytes[..];
         if b.len() < IDS_HEADER_LEN + 4 {
@@ -539,7 +557,7 @@ impl IdTable {
         if u32_at(b, IH_MAGIC) != IDS_MAGIC || u16_at(b, IH_VERSION) != FORMAT_VERSION {
             return Err("bad ids magic or version");
         }
-        if u64_at(b, IH_BASE_OFFSET) != base_offset || u64_at(b, IH_END_OFFSET) != end_offset {
+        if u64_at(b, IH_BASE_OFFSET) != base_offset || u64_at(b, IH_FINGERPRINT) != fingerprint {
             return Err("ids file belongs to another segment");
         }
         let hashes = u16_at(b, IH_HASHES);
@@ -567,6 +585,10 @@ impl IdTable {
 
     pub fn len(&self) -> u64 {
         self.count
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
     }
 
     fn may_contain(&self, prefix: u64) -> bool {
@@ -613,7 +635,10 @@ impl IdTable {
     pub fn entries(&self) -> impl Iterator<Item = (u64, u32)> + '_ {
         (0..self.count as usize).map(move |i| {
             let at = self.entries_at + i * ID_ENTRY_LEN;
-            (u64_at(&self.bytes, at), u32_at(&self.bytes, at + IE_REL_OFFSET))
+            (
+                u64_at(&self.bytes, at),
+                u32_at(&self.bytes, at + IE_REL_OFFSET),
+            )
         })
     }
 }
@@ -711,7 +736,9 @@ impl MetaFile {
         let mut at = MB_FIXED_LEN;
         for _ in 0..count {
             let take = |at: &mut usize, n: usize| -> Result<&[u8], &'static str> {
-                let s = body.get(*at..*at + n).ok_or("meta entry overruns the file")?;
+                let s = body
+                    .get(*at..*at + n)
+                    .ok_or("meta entry overruns the file")?;
                 *at += n;
                 Ok(s)
             };
@@ -739,11 +766,17 @@ mod tests {
             (SH_BASE_OFFSET, SH_BASE_INDEX, SH_CREATED_MS, SH_CRC),
             (8, 16, 24, 32)
         );
-        assert_eq!((FH_PAYLOAD_LEN, FH_INDEX, FH_TERM, FH_KIND, FH_CRC), (4, 8, 16, 24, 28));
-        assert_eq!((SE_OFFSET, SE_POSITION, SE_HLC_FLOOR), (8, 16, 24));
-        assert_eq!((IF_ENTRY_COUNT, IF_SIZE, IF_ENTRIES_CRC, IF_CRC), (8, 56, 88, 92));
         assert_eq!(
-            (IH_COUNT, IH_BLOOM_WORDS, IH_BASE_OFFSET, IH_END_OFFSET),
+            (FH_PAYLOAD_LEN, FH_INDEX, FH_TERM, FH_KIND, FH_CRC),
+            (4, 8, 16, 24, 28)
+        );
+        assert_eq!((SE_OFFSET, SE_POSITION, SE_HLC_FLOOR), (8, 16, 24));
+        assert_eq!(
+            (IF_ENTRY_COUNT, IF_SIZE, IF_ENTRIES_CRC, IF_CRC),
+            (8, 56, 88, 92)
+        );
+        assert_eq!(
+            (IH_COUNT, IH_BLOOM_WORDS, IH_BASE_OFFSET, IH_FINGERPRINT),
             (8, 16, 24, 32)
         );
     }
@@ -809,8 +842,7 @@ mod tests {
         .encode_into(&mut entries);
         let file = encode_index_file(&entries, &s);
         let (got, count, crc) =
-            decode_index_footer(&file[file.len() - INDEX_FOOTER_LEN..], file.len() as u64)
-                .unwrap();
+            decode_index_footer(&file[file.len() - INDEX_FOOTER_LEN..], file.len() as u64).unwrap();
         assert_eq!((got, count, crc), (s, 1, crc32fast::hash(&entries)));
         assert_eq!(SparseEntry::at(&entries, 0).position, 3);
         let mut bad = file.clone();

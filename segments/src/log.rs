@@ -3,30 +3,29 @@
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use bytes::Bytes;
 use steme_protocol::batch::{patch_base_offset, validate};
 
-use crate::config::{FlushPolicy, LogConfig, RecoveryPolicy};
+use crate::config::{FlushPolicy, LogConfig};
 use crate::error::{Error, Result};
 use crate::flush::{Cond, DurableState, Flusher, SyncState, SyncTarget, lock};
 use crate::format::{
-    Checkpoint, EntryKind, FRAME_HEADER_LEN, FrameDamage, FrameHeader, INDEX_FOOTER_LEN, IdTable,
-    MetaFile, SEGMENT_HEADER_LEN, SPARSE_ENTRY_LEN, SegmentHeader, SparseEntry,
-    decode_index_footer, encode_ids_file, encode_index_file,
+    Checkpoint, EntryKind, FRAME_HEADER_LEN, FrameHeader, MetaFile, SEGMENT_HEADER_LEN,
+    SPARSE_ENTRY_LEN, SegmentHeader, SparseEntry, encode_ids_file, encode_index_file,
 };
 use crate::io::FileIo;
-use crate::mmap::map_file;
 use crate::reader::LogReader;
+use crate::recovery::Recovery;
+pub use crate::recovery::{Cut, RecoveryReport};
 use crate::segment::{
-    ActiveIds, IdIndex, Segment, SparseIndex, ids_path, index_path, parse_segment_name,
-    read_small, segment_path,
+    ActiveIds, IdIndex, Segment, SparseIndex, ids_path, index_path, parse_segment_name, read_small,
+    segment_path,
 };
+use crate::sys::map_file;
 
 const META_FILE: &str = "meta";
 const TMP_SUFFIX: &str = "tmp";
@@ -46,7 +45,9 @@ pub(crate) struct State {
 
 impl State {
     pub fn active(&self) -> &Segment {
-        self.segments.last().expect("a log always has an active segment")
+        self.segments
+            .last()
+            .expect("a log always has an active segment")
     }
 
     fn active_mut(&mut self) -> &mut Segment {
@@ -154,37 +155,6 @@ pub struct Appended {
     pub end_offset: u64,
 }
 
-/// What recovery cut.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Cut {
-    /// The segment file that was cut.
-    pub segment: PathBuf,
-    /// Byte position in it where the log now ends.
-    pub position: u64,
-    /// The first Raft index that was not kept.
-    pub first_lost_index: u64,
-    pub reason: String,
-}
-
-/// What [`Log::open`] found and did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RecoveryReport {
-    /// Segments in the log after recovery.
-    pub segments: usize,
-    /// Base offsets of the segments whose frames were read and checked.
-    pub scanned_segments: Vec<u64>,
-    pub scanned_bytes: u64,
-    /// Base offsets of sealed segments whose index files were rebuilt.
-    pub rebuilt_indexes: Vec<u64>,
-    /// Set when a damaged tail was cut off.
-    pub cut: Option<Cut>,
-    /// Segment files deleted: after a cut, below the log start, or left by an interrupted
-    /// purge or reset.
-    pub removed_segments: Vec<PathBuf>,
-    pub last_index: Option<u64>,
-    pub log_end_offset: u64,
-}
-
 /// Which sealed segments retention would delete, so the Raft layer can snapshot at the
 /// boundary first and then call [`Log::purge_upto`]`(upto_index)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -288,7 +258,9 @@ impl Log {
         let mut log_meta = meta;
         if !active_prefix_loaded
             && let Some(cp) = &mut log_meta.recovery
-            && segments.last().is_some_and(|s| s.base_offset() <= cp.segment)
+            && segments
+                .last()
+                .is_some_and(|s| s.base_offset() <= cp.segment)
         {
             cp.position = SEGMENT_HEADER_LEN as u64;
         }
@@ -315,7 +287,8 @@ impl Log {
             .log_path();
         io.sync_data(&active_file)
             .map_err(Error::io("fdatasync", &active_path))?;
-        io.sync_dir(&dir).map_err(Error::io("fsync directory", &dir))?;
+        io.sync_dir(&dir)
+            .map_err(Error::io("fsync directory", &dir))?;
         let written_to = segments.last().map_or(0, |s| s.summary.size);
         let state = State {
             segments,
@@ -428,9 +401,12 @@ impl Log {
         self.shared.index_before(self.shared.durable_next())
     }
 
-    /// Syncs now (any policy).
+    /// Syncs now (any policy) and moves the recovery checkpoint past every segment that
+    /// is now durable.
     pub fn flush(&mut self) -> Result<Option<u64>> {
-        self.flusher().flush()
+        let durable = self.flusher().flush()?;
+        self.checkpoint()?;
+        Ok(durable)
     }
 
     // -----------------------------------------------------------------------------------
@@ -539,7 +515,10 @@ impl Log {
             let mut total = 0u64;
             while j < plan.len() {
                 let len = plan[j].frame.frame_len();
-                if j > i && (pos + total + len > self.cfg.segment_bytes || self.should_roll(&plan[j], now)) {
+                if j > i
+                    && (pos + total + len > self.cfg.segment_bytes
+                        || self.should_roll(&plan[j], now))
+                {
                     break;
                 }
                 total += len;
@@ -658,15 +637,16 @@ impl Log {
                 st.active().base_offset(),
             )
         };
-        let index_files = self.write_index_files(false)?;
-        let (seg, file) = create_segment(&self.shared.dir, &self.cfg, self.shared.io.as_ref(), header)?;
+        let index_files = self.write_index_files(false, false)?;
+        let (seg, file) =
+            create_segment(&self.shared.dir, &self.cfg, self.shared.io.as_ref(), header)?;
         let file = Arc::new(file);
         let new_path = seg.log_path();
         {
             let mut st = self.shared.write();
             let old = st.active_mut();
             old.sparse = SparseIndex::Sealed(OnceLock::new());
-            old.ids = IdIndex::Sealed(OnceLock::new());
+            old.ids = IdIndex::sealed();
             st.segments.push(seg);
         }
         {
@@ -687,30 +667,37 @@ impl Log {
         self.checkpoint()
     }
 
-    /// Writes the active segment's `.index` and `.ids` files (tmp + rename, so a mapping
-    /// of an older version is never truncated). Errors are not fatal to the log: a missing
-    /// or damaged index file is rebuilt from the log. With `sync`, the files are synced
-    /// now; otherwise they are returned for the next flush.
-    fn write_index_files(&mut self, sync: bool) -> Result<Vec<SyncTarget>> {
+    /// Writes the active segment's `.index` file, and its `.ids` file if the id index is
+    /// complete or `all_ids` (which hashes what is left) — at roll the writer does not
+    /// hash: a missing `.ids` is built later by [`LogReader::index_ids`] or the first
+    /// lookup. Files are written tmp + rename, so a mapping of an older version is never
+    /// truncated. Errors are not fatal: a missing or damaged index file is rebuilt from the
+    /// log. With `sync`, the files are synced now; otherwise they are returned for the
+    /// next flush.
+    fn write_index_files(&mut self, sync: bool, all_ids: bool) -> Result<Vec<SyncTarget>> {
         let (index, ids, base) = {
             let st = self.shared.read();
             let a = st.active();
             let SparseIndex::Active(table) = &a.sparse else {
                 return Ok(Vec::new());
             };
-            if !matches!(a.ids, IdIndex::Active(_)) {
-                return Ok(Vec::new());
-            }
-            let mut pairs = a.id_entries();
-            (
-                encode_index_file(table, &a.summary),
-                encode_ids_file(a.base_offset(), a.summary.end_offset, &mut pairs),
-                a.base_offset(),
-            )
+            let ids = (all_ids || a.ids_complete()).then(|| {
+                let mut pairs = a.id_entries();
+                encode_ids_file(a.base_offset(), a.summary.fingerprint(), &mut pairs)
+            });
+            (encode_index_file(table, &a.summary), ids, a.base_offset())
         };
         let dir = self.shared.dir.clone();
+        if ids.is_none() {
+            let _ = fs::remove_file(ids_path(&dir, base));
+        }
         let mut out = Vec::new();
-        for (path, bytes) in [(index_path(&dir, base), index), (ids_path(&dir, base), ids)] {
+        let files = [
+            (index_path(&dir, base), Some(index)),
+            (ids_path(&dir, base), ids),
+        ];
+        for (path, bytes) in files {
+            let Some(bytes) = bytes else { continue };
             match write_file_atomically(self.shared.io.as_ref(), &path, &bytes, sync) {
                 Ok(file) => out.push(SyncTarget {
                     file: Arc::new(file),
@@ -729,30 +716,38 @@ impl Log {
     // Truncation, purge, reset, retention
 
     /// Removes every entry after `index` (the uncommitted tail a new leader overwrites).
-    /// `index` may be `first_index() - 1` to empty the log. The durable index drops to at
-    /// most `index`.
+    /// Same as [`Log::truncate_from`]`(index + 1)`.
+    pub fn truncate_after(&mut self, index: u64) -> Result<()> {
+        match index.checked_add(1) {
+            Some(first_removed) => self.truncate_from(first_removed),
+            None => Ok(()),
+        }
+    }
+
+    /// Removes every entry at `first_removed` and after; `first_removed` may be
+    /// `first_index()` to empty the log. The durable index drops below `first_removed`.
     ///
     /// Bytes of the removed entries are zeroed in place (files never shrink under a
     /// mapping), so a reader still holding `Bytes` of a removed entry sees them change.
     /// Raft only truncates entries that were never committed, which consumers (reading
     /// below the high watermark) never see.
-    pub fn truncate_after(&mut self, index: u64) -> Result<()> {
+    pub fn truncate_from(&mut self, first_removed: u64) -> Result<()> {
         self.shared.check_writable()?;
         let (start, next) = {
             let st = self.shared.read();
             (st.start_index(), st.next_index())
         };
-        if index.wrapping_add(1) >= next {
+        if first_removed >= next {
             return Ok(());
         }
-        if index.wrapping_add(1) < start {
+        if first_removed < start {
             return Err(Error::IndexOutOfRange {
-                index,
+                index: first_removed,
                 first: start,
                 next,
             });
         }
-        let cut_index = index + 1;
+        let cut_index = first_removed;
         // Segment k keeps entries up to `index`; later segments go.
         let (k, cut_pos, old_size) = {
             let st = self.shared.read();
@@ -776,7 +771,10 @@ impl Log {
         };
         let (k_base, later) = {
             let st = self.shared.read();
-            let later: Vec<u64> = st.segments[k + 1..].iter().map(|s| s.base_offset()).collect();
+            let later: Vec<u64> = st.segments[k + 1..]
+                .iter()
+                .map(|s| s.base_offset())
+                .collect();
             (st.segments[k].base_offset(), later)
         };
         // The checkpoint must not vouch for bytes about to change.
@@ -830,14 +828,19 @@ impl Log {
         self.written_to = cut_pos;
         let path = segment_path(&dir, k_base);
         if let Err(e) = zero_range(self.shared.io.as_ref(), &self.active_file, cut_pos, zero_to) {
-            self.shared
-                .poison(format!("zeroing truncated tail of {} failed: {e}", path.display()));
+            self.shared.poison(format!(
+                "zeroing truncated tail of {} failed: {e}",
+                path.display()
+            ));
             return Err(Error::io("write", path)(e));
         }
-        if !later.is_empty() {
-            for base in &later {
-                remove_segment_files(&dir, *base);
-            }
+        for base in &later {
+            remove_segment_files(&dir, *base);
+        }
+        // The removals (later segments, stale index files of segment k) must be durable
+        // before new entries are: a resurrected file would describe entries that no
+        // longer exist.
+        {
             if let Err(e) = self.shared.io.sync_dir(&dir) {
                 self.shared
                     .poison(format!("fsync of {} failed: {e}", dir.display()));
@@ -1017,7 +1020,10 @@ impl Log {
         self.shared.check_writable()?;
         for (k, v) in updates {
             if k.len() > usize::from(u16::MAX) {
-                return Err(Error::Config(format!("meta key too long: {} bytes", k.len())));
+                return Err(Error::Config(format!(
+                    "meta key too long: {} bytes",
+                    k.len()
+                )));
             }
             match v {
                 Some(v) => self.meta.kv.insert((*k).to_owned(), v.to_vec()),
@@ -1048,7 +1054,9 @@ impl Log {
             let seg = st
                 .segments
                 .iter()
-                .find(|s| s.summary.last_index.wrapping_add(1) > durable || std::ptr::eq(*s, st.active()))
+                .find(|s| {
+                    s.summary.last_index.wrapping_add(1) > durable || std::ptr::eq(*s, st.active())
+                })
                 .unwrap_or_else(|| st.active());
             let keep_position = self
                 .meta
@@ -1072,10 +1080,14 @@ impl Log {
     pub fn close(mut self) -> Result<()> {
         self.stop_interval_thread();
         self.shared.flush()?;
-        let files = self.write_index_files(true)?;
+        let files = self.write_index_files(true, true)?;
         let (base, size, complete) = {
             let st = self.shared.read();
-            (st.active().base_offset(), st.active().summary.size, files.len() == 2)
+            (
+                st.active().base_offset(),
+                st.active().summary.size,
+                files.len() == 2,
+            )
         };
         self.checkpoint()?;
         if complete {
@@ -1106,23 +1118,20 @@ impl Drop for Log {
 // ---------------------------------------------------------------------------------------
 // Helpers shared by the writer and recovery
 
-fn remove_segment_files(dir: &Path, base: u64) {
+pub(crate) fn remove_segment_files(dir: &Path, base: u64) {
     // Unlinking keeps the pages of live mappings; readers finish undisturbed.
     let _ = fs::remove_file(segment_path(dir, base));
     let _ = fs::remove_file(index_path(dir, base));
     let _ = fs::remove_file(ids_path(dir, base));
 }
 
-fn write_file_atomically(
+pub(crate) fn write_file_atomically(
     io: &dyn FileIo,
     path: &Path,
     bytes: &[u8],
     sync: bool,
 ) -> std::io::Result<File> {
-    let tmp = path.with_extension(format!(
-        "{}.{TMP_SUFFIX}",
-        path.extension().and_then(|e| e.to_str()).unwrap_or("")
-    ));
+    let tmp = crate::segment::unique_tmp(path);
     let file = File::options()
         .read(true)
         .write(true)
@@ -1150,13 +1159,16 @@ fn zero_range(io: &dyn FileIo, file: &File, from: u64, to: u64) -> std::io::Resu
 }
 
 /// Creates a segment file with its header, preallocated, and maps it.
-fn create_segment(
+pub(crate) fn create_segment(
     dir: &Path,
     cfg: &LogConfig,
     io: &dyn FileIo,
     header: SegmentHeader,
 ) -> Result<(Segment, File)> {
     let path = segment_path(dir, header.base_offset);
+    // Never truncate an inode someone may have mapped: a leftover file of this name goes
+    // first (unlinking keeps old mappings valid).
+    let _ = fs::remove_file(&path);
     let file = File::options()
         .read(true)
         .write(true)
@@ -1180,7 +1192,7 @@ fn create_segment(
 }
 
 /// Turns a sealed segment back into an active one (in-memory tables).
-fn make_active(seg: &mut Segment) {
+pub(crate) fn make_active(seg: &mut Segment) {
     if let SparseIndex::Sealed(_) = seg.sparse {
         let table = seg.sparse_table().to_vec();
         seg.sparse = SparseIndex::Active(table);
@@ -1246,359 +1258,10 @@ fn truncate_segment(seg: &mut Segment, cut: u64) {
         table.truncate(keep * SPARSE_ENTRY_LEN);
     }
     let rel_end = (end_offset - seg.base_offset()) as u32;
-    if let IdIndex::Active(m) = &mut seg.ids {
-        let g = m.get_mut().unwrap_or_else(|e| e.into_inner());
+    if let IdIndex::Active(m) = &seg.ids {
+        let mut g = lock(m);
         g.ids.truncate(rel_end);
         g.indexed_to = g.indexed_to.min(cut as usize);
+        g.generation += 1;
     }
-}
-
-// ---------------------------------------------------------------------------------------
-// Recovery
-
-struct Recovery<'a> {
-    io: &'a dyn FileIo,
-    /// Whether the active segment's checkpointed prefix came from its index files.
-    active_prefix_loaded: bool,
-    dir: &'a Path,
-    cfg: &'a LogConfig,
-    meta: &'a MetaFile,
-    report: &'a mut RecoveryReport,
-    segments: Vec<Segment>,
-    last_term: u64,
-    active_file: Option<File>,
-}
-
-/// Where the scan of one segment stopped.
-enum ScanEnd {
-    Clean,
-    Damaged { position: u64, reason: String },
-}
-
-impl Recovery<'_> {
-    fn run(&mut self, bases: &[u64]) -> Result<()> {
-        let start_index = self.meta.log_start_index;
-        let start_offset = self.meta.log_start_offset;
-        let mut headers = Vec::with_capacity(bases.len());
-        let mut bad_header = None;
-        for (i, &base) in bases.iter().enumerate() {
-            let path = segment_path(self.dir, base);
-            match read_header(&path)? {
-                Some(h) if h.base_offset == base => headers.push((base, h)),
-                _ => {
-                    // A torn segment creation (or worse): nothing from here on is trusted.
-                    bad_header = Some(path);
-                    for &b in &bases[i..] {
-                        self.remove(b);
-                    }
-                    break;
-                }
-            }
-        }
-        // Segments left below the log start by an interrupted purge or reset.
-        let first_kept = headers
-            .iter()
-            .position(|(_, h)| h.base_index >= start_index)
-            .unwrap_or(headers.len());
-        for &(base, _) in &headers[..first_kept] {
-            self.remove(base);
-        }
-        let mut headers = headers.split_off(first_kept);
-        if let Some((_, h)) = headers.first()
-            && (h.base_index != start_index || h.base_offset != start_offset)
-        {
-            let path = segment_path(self.dir, h.base_offset);
-            if self.cfg.recovery == RecoveryPolicy::FailOnCorruption {
-                return Err(Error::Corrupt {
-                    path,
-                    position: 0,
-                    reason: format!(
-                        "log starts at index {} offset {}, metadata says {start_index} / {start_offset}",
-                        h.base_index, h.base_offset
-                    ),
-                });
-            }
-            // An interrupted reset: the metadata already names the new start.
-            for (base, _) in headers.drain(..) {
-                self.remove(base);
-            }
-        }
-
-        let cp = self.meta.recovery;
-        let (mut next_index, mut end_offset) = (start_index, start_offset);
-        let mut cut_earlier = false;
-        let n = headers.len();
-        for (i, &(base, header)) in headers.iter().enumerate() {
-            let last = i + 1 == n;
-            let path = segment_path(self.dir, base);
-            if header.base_index != next_index || header.base_offset != end_offset {
-                let reason = format!(
-                    "segment starts at index {} offset {}, expected {next_index} / {end_offset}",
-                    header.base_index, header.base_offset
-                );
-                self.damage(&path, 0, next_index, reason)?;
-                for &(b, _) in &headers[i..] {
-                    self.remove(b);
-                }
-                cut_earlier = true;
-                break;
-            }
-            let file = File::options()
-                .read(true)
-                .write(true)
-                .open(&path)
-                .map_err(Error::io("open", &path))?;
-            let data = map_file(&file).map_err(Error::io("map", &path))?;
-            let mtime = file
-                .metadata()
-                .and_then(|m| m.modified())
-                .ok()
-                .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-                .map_or(header.created_ms, |d| d.as_millis() as u64);
-            let trusted = cp.is_some_and(|cp| base < cp.segment);
-            if trusted
-                && !last
-                && let Some(seg) = self.load_sealed(header, data.clone())
-            {
-                next_index = seg.summary.last_index.wrapping_add(1);
-                end_offset = seg.summary.end_offset;
-                if !seg.is_empty() {
-                    self.last_term = seg.summary.last_term;
-                }
-                self.segments.push(seg);
-                continue;
-            }
-            // Scan: from the checkpoint inside this segment if its index files match it,
-            // else from the header.
-            let mut seg = Segment::new_active(self.dir, header, data, self.cfg.index_interval_bytes);
-            let mut from = SEGMENT_HEADER_LEN as u64;
-            if let Some(cp) = cp
-                && cp.segment == base
-                && cp.position > SEGMENT_HEADER_LEN as u64
-                && self.load_prefix(&mut seg, cp.position)
-            {
-                from = cp.position;
-                if !seg.is_empty() {
-                    self.last_term = seg.summary.last_term;
-                }
-            }
-            self.report.scanned_segments.push(base);
-            let end = self.scan(&mut seg, from, mtime);
-            self.report.scanned_bytes += seg.summary.size - from;
-            next_index = seg.summary.last_index.wrapping_add(1);
-            end_offset = seg.summary.end_offset;
-            let cut = match end {
-                ScanEnd::Clean => false,
-                ScanEnd::Damaged { position, reason } => {
-                    self.damage(&path, position, next_index, reason)?;
-                    cut_earlier = true;
-                    true
-                }
-            };
-            if last || cut {
-                for &(b, _) in &headers[i + 1..] {
-                    self.remove(b);
-                }
-                // Drop our read mapping, then zero everything past the logical end (a
-                // torn tail, or stale frames a later write could otherwise revive).
-                let size = seg.summary.size;
-                seg.data = Bytes::new();
-                let len = file.metadata().map_err(Error::io("stat", &path))?.len();
-                if len > size {
-                    file.set_len(size).map_err(Error::io("truncate", &path))?;
-                }
-                let want = if self.cfg.preallocate {
-                    self.cfg.segment_bytes.max(size)
-                } else {
-                    size.next_multiple_of(4096).max(size + 4096)
-                };
-                file.set_len(want).map_err(Error::io("extend", &path))?;
-                seg.data = map_file(&file).map_err(Error::io("map", &path))?;
-                if from == SEGMENT_HEADER_LEN as u64 {
-                    // Index files of the active segment describe an older state.
-                    let _ = fs::remove_file(index_path(self.dir, base));
-                    let _ = fs::remove_file(ids_path(self.dir, base));
-                } else {
-                    self.active_prefix_loaded = true;
-                }
-                self.segments.push(seg);
-                self.active_file = Some(file);
-                break;
-            }
-            // A sealed segment that had to be scanned: it may hold bytes that were never
-            // synced (they survived a process crash in the page cache). Sync them, so the
-            // checkpoint can move past it, and persist its rebuilt indexes.
-            self.io
-                .sync_data(&file)
-                .map_err(Error::io("fdatasync", &path))?;
-            self.seal_rebuilt(&mut seg);
-            self.segments.push(seg);
-        }
-        if let Some(path) = bad_header
-            && !cut_earlier
-        {
-            self.damage(&path, 0, next_index, "bad segment header".into())?;
-        }
-        Ok(())
-    }
-
-    fn remove(&mut self, base: u64) {
-        remove_segment_files(self.dir, base);
-        self.report.removed_segments.push(segment_path(self.dir, base));
-    }
-
-    fn damage(&mut self, path: &Path, position: u64, first_lost_index: u64, reason: String) -> Result<()> {
-        if self.cfg.recovery == RecoveryPolicy::FailOnCorruption {
-            return Err(Error::Corrupt {
-                path: path.to_path_buf(),
-                position,
-                reason,
-            });
-        }
-        if self.report.cut.is_none() {
-            self.report.cut = Some(Cut {
-                segment: path.to_path_buf(),
-                position,
-                first_lost_index,
-                reason,
-            });
-        }
-        Ok(())
-    }
-
-    /// A sealed segment from its `.index` footer, if the footer is intact and fits.
-    fn load_sealed(&self, header: SegmentHeader, data: Bytes) -> Option<Segment> {
-        let summary = read_footer(&index_path(self.dir, header.base_offset))?;
-        let fits = summary.base_offset == header.base_offset
-            && summary.base_index == header.base_index
-            && summary.size <= data.len() as u64
-            && summary.size >= SEGMENT_HEADER_LEN as u64;
-        fits.then(|| Segment::new_sealed(self.dir, header, data, summary, self.cfg.index_interval_bytes))
-    }
-
-    /// Loads the checkpointed prefix `[0, position)` of a segment from its index files.
-    fn load_prefix(&self, seg: &mut Segment, position: u64) -> bool {
-        let base = seg.base_offset();
-        let Some(bytes) = read_small(&index_path(self.dir, base)).ok() else {
-            return false;
-        };
-        let Some(footer_at) = bytes.len().checked_sub(INDEX_FOOTER_LEN) else {
-            return false;
-        };
-        let Ok((summary, count, crc)) = decode_index_footer(&bytes[footer_at..], bytes.len() as u64)
-        else {
-            return false;
-        };
-        let entries = &bytes[..count as usize * SPARSE_ENTRY_LEN];
-        if summary.size != position
-            || summary.base_offset != base
-            || summary.base_index != seg.header.base_index
-            || position > seg.data.len() as u64
-            || crc32fast::hash(entries) != crc
-        {
-            return false;
-        }
-        let Some(ids) = read_small(&ids_path(self.dir, base))
-            .ok()
-            .and_then(|b| IdTable::parse(Bytes::from(b), base, summary.end_offset).ok())
-        else {
-            return false;
-        };
-        let mut active = ActiveIds::default();
-        for (p, rel) in ids.entries() {
-            active.insert(p, rel);
-        }
-        seg.summary = summary;
-        seg.sparse = SparseIndex::Active(entries.to_vec());
-        seg.ids = IdIndex::active(active, position as usize);
-        true
-    }
-
-    /// Checks frames from `from` on, applying each good one to `seg`.
-    fn scan(&mut self, seg: &mut Segment, from: u64, mtime: u64) -> ScanEnd {
-        let data = seg.data.clone();
-        let mut pos = from as usize;
-        let mut term = self.last_term;
-        loop {
-            let rest = data.get(pos..).unwrap_or(&[]);
-            if rest.is_empty() {
-                return ScanEnd::Clean;
-            }
-            let (h, batch) = match FrameHeader::check(rest) {
-                Ok(x) => x,
-                Err(FrameDamage::End) => return ScanEnd::Clean,
-                Err(d) => {
-                    return ScanEnd::Damaged {
-                        position: pos as u64,
-                        reason: d.to_string(),
-                    };
-                }
-            };
-            let expected = seg.summary.last_index.wrapping_add(1);
-            let reason = if h.index != expected {
-                Some(format!("index gap: found {} where {expected} was due", h.index))
-            } else if h.term < term {
-                Some(format!("term regression: {} after {term}", h.term))
-            } else if batch.is_some_and(|b| b.base_offset != seg.summary.end_offset) {
-                Some(format!(
-                    "batch base offset {} where {} was due",
-                    batch.map_or(0, |b| b.base_offset),
-                    seg.summary.end_offset
-                ))
-            } else if batch.is_some_and(|b| {
-                b.end_offset() - seg.base_offset() > u64::from(u32::MAX)
-            }) {
-                Some("segment holds more than 2^32 offsets".to_owned())
-            } else {
-                None
-            };
-            if let Some(reason) = reason {
-                return ScanEnd::Damaged {
-                    position: pos as u64,
-                    reason,
-                };
-            }
-            seg.apply_frame(pos as u64, &h, batch.as_ref(), mtime);
-            term = h.term;
-            self.last_term = h.term;
-            pos += h.frame_len() as usize;
-        }
-    }
-
-    /// Writes the index files of a sealed segment rebuilt by a scan and seals it.
-    fn seal_rebuilt(&mut self, seg: &mut Segment) {
-        let base = seg.base_offset();
-        if let (SparseIndex::Active(table), IdIndex::Active(_)) = (&seg.sparse, &seg.ids) {
-            let index = encode_index_file(table, &seg.summary);
-            let mut pairs = seg.id_entries();
-            let ids = encode_ids_file(base, seg.summary.end_offset, &mut pairs);
-            let io = self.io;
-            let ok = write_file_atomically(io, &index_path(self.dir, base), &index, true).is_ok()
-                && write_file_atomically(io, &ids_path(self.dir, base), &ids, true).is_ok();
-            if ok {
-                self.report.rebuilt_indexes.push(base);
-            }
-        }
-        seg.sparse = SparseIndex::Sealed(OnceLock::new());
-        seg.ids = IdIndex::Sealed(OnceLock::new());
-    }
-}
-
-fn read_header(path: &Path) -> Result<Option<SegmentHeader>> {
-    let file = File::open(path).map_err(Error::io("open", path))?;
-    let mut b = [0u8; SEGMENT_HEADER_LEN];
-    match file.read_exact_at(&mut b, 0) {
-        Ok(()) => Ok(SegmentHeader::decode(&b).ok()),
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(None),
-        Err(e) => Err(Error::io("read", path)(e)),
-    }
-}
-
-fn read_footer(path: &Path) -> Option<crate::format::SegmentSummary> {
-    let file = File::open(path).ok()?;
-    let len = file.metadata().ok()?.len();
-    let mut f = [0u8; INDEX_FOOTER_LEN];
-    file.read_exact_at(&mut f, len.checked_sub(INDEX_FOOTER_LEN as u64)?)
-        .ok()?;
-    decode_index_footer(&f, len).ok().map(|(s, _, _)| s)
 }

@@ -15,8 +15,10 @@ use bytes::Bytes;
 use steme_protocol::AssertionId;
 
 use crate::error::{Error, Result};
+use crate::flush::lock;
 use crate::format::EntryKind;
 use crate::log::Shared;
+use crate::segment::{IdIndex, ids_path, load_or_build_ids, prefixes_between};
 
 /// One entry read back by Raft index.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -107,16 +109,12 @@ impl LogReader {
         let mut out = Vec::with_capacity((end - range.start).min(1024) as usize);
         let mut index = range.start;
         while index < end {
-            let seg = st.segment_for_index(index).ok_or(Error::IndexOutOfRange {
-                index,
-                first,
-                next,
-            })?;
-            let start = seg.find_index(index).ok_or(Error::IndexOutOfRange {
-                index,
-                first,
-                next,
-            })?;
+            let seg =
+                st.segment_for_index(index)
+                    .ok_or(Error::IndexOutOfRange { index, first, next })?;
+            let start =
+                seg.find_index(index)
+                    .ok_or(Error::IndexOutOfRange { index, first, next })?;
             for f in seg.frames_from(start.pos) {
                 if index >= end {
                     break;
@@ -195,9 +193,94 @@ impl LogReader {
             .and_then(|s| s.find_time(hlc))
     }
 
+    /// Brings the active segment's id index up to the log end, hashing the new records
+    /// without holding any lock the writer needs (see the crate docs). The apply loop
+    /// calls this; lookups call it too. Returns how many records it indexed.
+    pub fn index_ids(&self) -> usize {
+        self.build_sealed_ids() + self.index_active_ids()
+    }
+
+    /// Builds the id tables of sealed segments that were rolled before their ids were
+    /// indexed (and so have no `.ids` file), hashing outside the state lock.
+    fn build_sealed_ids(&self) -> usize {
+        let todo: Vec<_> = {
+            let st = self.shared.read();
+            let sealed = &st.segments[..st.segments.len() - 1];
+            sealed
+                .iter()
+                .filter_map(|seg| match &seg.ids {
+                    IdIndex::Sealed(cell)
+                        if cell.get().is_none()
+                            && !ids_path(&seg.dir, seg.base_offset()).exists() =>
+                    {
+                        Some((
+                            cell.clone(),
+                            seg.dir.clone(),
+                            seg.base_offset(),
+                            seg.summary.fingerprint(),
+                            seg.data.slice(..seg.summary.size as usize),
+                        ))
+                    }
+                    _ => None,
+                })
+                .collect()
+        };
+        let mut n = 0;
+        for (cell, dir, base, end, used) in todo {
+            let table = load_or_build_ids(&dir, base, end, &used);
+            n += table.len() as usize;
+            let _ = cell.set(table);
+        }
+        n
+    }
+
+    fn index_active_ids(&self) -> usize {
+        let (ids, data, size, base, from, generation) = {
+            let st = self.shared.read();
+            let seg = st.active();
+            let IdIndex::Active(ids) = &seg.ids else {
+                return 0;
+            };
+            let g = lock(ids);
+            (
+                ids.clone(),
+                seg.data.clone(),
+                seg.summary.size as usize,
+                seg.base_offset(),
+                g.indexed_to,
+                g.generation,
+            )
+        };
+        if from >= size {
+            return 0;
+        }
+        // Bytes below the published end only change by truncation, which bumps the
+        // generation: then this work is dropped.
+        let mut out = Vec::new();
+        prefixes_between(&data[..size.min(data.len())], from, base, &mut out);
+        let st = self.shared.read();
+        let IdIndex::Active(now) = &st.active().ids else {
+            return 0;
+        };
+        if !Arc::ptr_eq(now, &ids) {
+            return 0; // rolled meanwhile; the roll indexed it
+        }
+        let mut g = lock(&ids);
+        if g.generation != generation || g.indexed_to != from {
+            return 0;
+        }
+        let n = out.len();
+        for (p, rel) in out {
+            g.ids.insert(p, rel);
+        }
+        g.indexed_to = size;
+        n
+    }
+
     /// The offset of the first record in the retained log whose content id is `id`. Exact:
     /// candidates from the index are confirmed by hashing the stored record.
     pub fn lookup_id(&self, id: &AssertionId) -> Option<u64> {
+        self.index_ids();
         let st = self.shared.read();
         let mut candidates = Vec::new();
         for seg in &st.segments {

@@ -7,7 +7,7 @@ use std::fs::File;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use bytes::Bytes;
 use steme_protocol::batch::{
@@ -19,7 +19,7 @@ use crate::format::{
     SegmentHeader, SegmentSummary, SparseEntry, decode_index_footer, encode_ids_file, id_prefix,
     peek_batch, u32_at,
 };
-use crate::mmap::map_file;
+use crate::sys::map_file;
 
 /// The one place that names a segment file: `{base_offset:020}.log`.
 pub fn segment_path(dir: &Path, base_offset: u64) -> PathBuf {
@@ -71,18 +71,68 @@ pub(crate) struct ActiveIds {
     overflow: HashMap<u64, Vec<u32>, BuildHasherDefault<PrefixHasher>>,
 }
 
+/// A temporary name next to `path` that no other writer in this process (or another
+/// process) uses; `*.tmp` leftovers are deleted on open.
+pub(crate) fn unique_tmp(path: &Path) -> PathBuf {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".{}.{n}.tmp", std::process::id()));
+    path.with_file_name(name)
+}
+
+fn lock_ids(m: &Mutex<ActiveIdIndex>) -> MutexGuard<'_, ActiveIdIndex> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A sealed segment's id table: its `.ids` file if that is intact and belongs to this
+/// content, else rebuilt by hashing the records of `used` and written back (so it lives in
+/// the page cache, not the heap). Writing is best effort: it is a cache.
+pub(crate) fn load_or_build_ids(dir: &Path, base: u64, fingerprint: u64, used: &[u8]) -> IdTable {
+    let path = ids_path(dir, base);
+    let end = fingerprint;
+    if let Some(t) = read_mapped(&path).and_then(|b| IdTable::parse(b, base, end).ok()) {
+        return t;
+    }
+    let mut all = Vec::new();
+    prefixes_between(used, SEGMENT_HEADER_LEN, base, &mut all);
+    let file = encode_ids_file(base, end, &mut all);
+    // A name no other thread uses: two threads may build the same table at once, and
+    // neither may truncate a file the other has already renamed into place and mapped.
+    let tmp = unique_tmp(&path);
+    let persisted = std::fs::write(&tmp, &file)
+        .and_then(|()| std::fs::rename(&tmp, &path))
+        .is_ok();
+    if persisted && let Some(t) = read_mapped(&path).and_then(|b| IdTable::parse(b, base, end).ok())
+    {
+        return t;
+    }
+    IdTable::parse(Bytes::from(file), base, end).expect("a freshly encoded id table parses")
+}
+
 impl IdIndex {
+    pub fn sealed() -> IdIndex {
+        IdIndex::Sealed(Arc::new(OnceLock::new()))
+    }
+
     pub fn active(ids: ActiveIds, indexed_to: usize) -> IdIndex {
-        IdIndex::Active(Mutex::new(ActiveIdIndex { ids, indexed_to }))
+        IdIndex::Active(Arc::new(Mutex::new(ActiveIdIndex {
+            ids,
+            indexed_to,
+            generation: 0,
+        })))
     }
 }
 
 impl ActiveIds {
     pub fn insert(&mut self, prefix: u64, rel: u32) {
-        if self.map.contains_key(&prefix) {
-            self.overflow.entry(prefix).or_default().push(rel);
-        } else {
-            self.map.insert(prefix, rel);
+        match self.map.entry(prefix) {
+            std::collections::hash_map::Entry::Occupied(_) => {
+                self.overflow.entry(prefix).or_default().push(rel)
+            }
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(rel);
+            }
         }
     }
 
@@ -115,15 +165,22 @@ impl ActiveIds {
     }
 }
 
-/// The active segment's id index and how far into the segment it reaches. Ids are
-/// indexed lazily — by the first lookup after an append, at roll and at close — so the
-/// append path never hashes records (BLAKE3 of every record would cost more than the
-/// write itself). Every lookup first catches up to the logical end, so answers are exact.
+/// The active segment's id index and how far into the segment it reaches.
+///
+/// The append path never hashes records (BLAKE3 of every 200-byte record costs more than
+/// writing it). Ids are indexed by [`crate::LogReader::index_ids`] — meant to be called by
+/// the apply loop, on its own thread, without blocking appends — and whatever is left is
+/// indexed by the next lookup, at roll and at close. Every lookup first catches up to the
+/// logical end, so its answer is exact for everything appended before it started.
+///
+/// Lock order: the log's state lock, then this mutex; never the other way round.
 #[derive(Default)]
 pub(crate) struct ActiveIdIndex {
     pub ids: ActiveIds,
     /// Byte position in the segment up to which records are indexed.
     pub indexed_to: usize,
+    /// Bumped by truncation, so a catch-up computed over bytes that changed is discarded.
+    pub generation: u64,
 }
 
 pub(crate) enum SparseIndex {
@@ -135,9 +192,10 @@ pub(crate) enum SparseIndex {
 }
 
 pub(crate) enum IdIndex {
-    Active(Mutex<ActiveIdIndex>),
-    /// Loaded on first use from the `.ids` file, or rebuilt from the log.
-    Sealed(OnceLock<IdTable>),
+    Active(Arc<Mutex<ActiveIdIndex>>),
+    /// Loaded on first use from the `.ids` file, or rebuilt from the log (and the file
+    /// written). Shared so [`crate::LogReader::index_ids`] can build it without a lock.
+    Sealed(Arc<OnceLock<IdTable>>),
 }
 
 /// A frame below the logical end, read without re-checking CRCs.
@@ -209,7 +267,7 @@ impl Segment {
             data,
             summary,
             sparse: SparseIndex::Sealed(OnceLock::new()),
-            ids: IdIndex::Sealed(OnceLock::new()),
+            ids: IdIndex::sealed(),
             interval,
         }
     }
@@ -237,7 +295,13 @@ impl Segment {
 
     /// Records one frame just written (or recovered) at `pos` in the summary and sparse
     /// index (ids are indexed lazily, see [`ActiveIdIndex`]).
-    pub fn apply_frame(&mut self, pos: u64, h: &FrameHeader, batch: Option<&BatchHeader>, now_ms: u64) {
+    pub fn apply_frame(
+        &mut self,
+        pos: u64,
+        h: &FrameHeader,
+        batch: Option<&BatchHeader>,
+        now_ms: u64,
+    ) {
         if let SparseIndex::Active(table) = &mut self.sparse {
             let n = table.len() / SPARSE_ENTRY_LEN;
             let due = n == 0 || pos - SparseEntry::at(table, n - 1).position >= self.interval;
@@ -262,29 +326,9 @@ impl Segment {
         s.last_append_ms = now_ms;
     }
 
-    /// The frame at `pos`, which must be a frame boundary below the logical end.
-    pub fn frame_at(&self, pos: usize) -> Option<FrameView> {
-        let used = self.used();
-        let header = FrameHeader::peek(used.get(pos..)?)?;
-        let end = pos + FRAME_HEADER_LEN + header.payload_len as usize;
-        if end > used.len() {
-            return None;
-        }
-        let batch = match header.kind {
-            crate::EntryKind::Batch => Some(peek_batch(&used[pos + FRAME_HEADER_LEN..end])?),
-            crate::EntryKind::Control => None,
-        };
-        Some(FrameView { pos, header, batch })
-    }
-
     /// Frames from `pos` to the logical end.
     pub fn frames_from(&self, pos: usize) -> impl Iterator<Item = FrameView> + '_ {
-        let mut at = pos;
-        std::iter::from_fn(move || {
-            let f = self.frame_at(at)?;
-            at = f.next();
-            Some(f)
-        })
+        frames_in(self.used(), pos)
     }
 
     pub fn sparse_table(&self) -> &[u8] {
@@ -335,54 +379,40 @@ impl Segment {
         match &self.ids {
             IdIndex::Active(_) => None,
             IdIndex::Sealed(cell) => Some(cell.get_or_init(|| {
-                read_mapped(&ids_path(&self.dir, self.base_offset()))
-                    .and_then(|b| {
-                        IdTable::parse(b, self.base_offset(), self.summary.end_offset).ok()
-                    })
-                    .unwrap_or_else(|| self.rebuild_id_table())
+                load_or_build_ids(
+                    &self.dir,
+                    self.base_offset(),
+                    self.summary.fingerprint(),
+                    self.used(),
+                )
             })),
         }
     }
 
-    fn rebuild_id_table(&self) -> IdTable {
-        let mut all = self.all_prefixes();
-        let (base, end) = (self.base_offset(), self.summary.end_offset);
-        let file = encode_ids_file(base, end, &mut all);
-        IdTable::parse(Bytes::from(file), base, end)
-            .expect("a freshly encoded id table parses")
-    }
-
-    /// `(id prefix, relative offset)` of every record below the logical end.
-    pub fn all_prefixes(&self) -> Vec<(u64, u32)> {
-        let mut out = Vec::new();
-        for f in self.frames_from(SEGMENT_HEADER_LEN) {
-            if let Some(b) = f.batch {
-                let rel = (b.base_offset - self.base_offset()) as u32;
-                record_prefixes(&self.used()[f.payload()], rel, &mut out);
-            }
+    /// Whether the active id index covers every record (so `.ids` can be written without
+    /// hashing).
+    pub fn ids_complete(&self) -> bool {
+        match &self.ids {
+            IdIndex::Active(m) => lock_ids(m).indexed_to >= self.summary.size as usize,
+            IdIndex::Sealed(_) => true,
         }
-        out
     }
 
-    /// The active id index, caught up to the logical end.
+    /// The active id index, caught up to the logical end (hashing what is left under
+    /// the caller's state lock; normally little, see [`ActiveIdIndex`]).
     fn active_ids(&self) -> Option<MutexGuard<'_, ActiveIdIndex>> {
         let IdIndex::Active(m) = &self.ids else {
             return None;
         };
-        let mut g = m.lock().unwrap_or_else(|e| e.into_inner());
-        if g.indexed_to < self.summary.size as usize {
+        let mut g = lock_ids(m);
+        let size = self.summary.size as usize;
+        if g.indexed_to < size {
             let mut out = Vec::new();
-            let from = g.indexed_to;
-            for f in self.frames_from(from) {
-                if let Some(b) = f.batch {
-                    let rel = (b.base_offset - self.base_offset()) as u32;
-                    record_prefixes(&self.used()[f.payload()], rel, &mut out);
-                }
-            }
+            prefixes_between(self.used(), g.indexed_to, self.base_offset(), &mut out);
             for (p, rel) in out {
                 g.ids.insert(p, rel);
             }
-            g.indexed_to = self.summary.size as usize;
+            g.indexed_to = size;
         }
         Some(g)
     }
@@ -390,7 +420,10 @@ impl Segment {
     /// The id index entries, for writing the `.ids` file.
     pub fn id_entries(&self) -> Vec<(u64, u32)> {
         match &self.ids {
-            IdIndex::Active(_) => self.active_ids().map(|g| g.ids.to_vec()).unwrap_or_default(),
+            IdIndex::Active(_) => self
+                .active_ids()
+                .map(|g| g.ids.to_vec())
+                .unwrap_or_default(),
             IdIndex::Sealed(_) => self
                 .id_table()
                 .map(|t| t.entries().collect())
@@ -481,6 +514,43 @@ impl Segment {
     }
 }
 
+/// The frame at `pos` of `used` (bytes below a logical end), read without CRC checks.
+/// Bounds-checked: damaged or changing bytes end the walk, never panic.
+pub(crate) fn frame_in(used: &[u8], pos: usize) -> Option<FrameView> {
+    let header = FrameHeader::peek(used.get(pos..)?)?;
+    let end = pos + FRAME_HEADER_LEN + header.payload_len as usize;
+    if end > used.len() {
+        return None;
+    }
+    let batch = match header.kind {
+        crate::EntryKind::Batch => Some(peek_batch(&used[pos + FRAME_HEADER_LEN..end])?),
+        crate::EntryKind::Control => None,
+    };
+    Some(FrameView { pos, header, batch })
+}
+
+/// Frames of `used` from `pos` on.
+pub(crate) fn frames_in(used: &[u8], pos: usize) -> impl Iterator<Item = FrameView> + '_ {
+    let mut at = pos;
+    std::iter::from_fn(move || {
+        let f = frame_in(used, at)?;
+        at = f.next();
+        Some(f)
+    })
+}
+
+/// `(id prefix, offset relative to base)` of every record in the frames of `used` from
+/// `from` on.
+pub(crate) fn prefixes_between(used: &[u8], from: usize, base: u64, out: &mut Vec<(u64, u32)>) {
+    for f in frames_in(used, from) {
+        if let Some(b) = f.batch
+            && let Some(rel) = b.base_offset.checked_sub(base)
+        {
+            record_prefixes(&used[f.payload()], rel as u32, out);
+        }
+    }
+}
+
 /// Appends `(id prefix, rel + i)` for every record `i` of a batch payload. The payload was
 /// validated, so its record framing is sound; a short read simply stops.
 pub(crate) fn record_prefixes(batch: &[u8], rel: u32, out: &mut Vec<(u64, u32)>) {
@@ -516,4 +586,51 @@ pub(crate) fn read_small(path: &Path) -> std::io::Result<Vec<u8>> {
     let mut v = Vec::new();
     File::open(path)?.read_to_end(&mut v)?;
     Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn active_ids_keep_first_offset_and_all_duplicates() {
+        let mut ids = ActiveIds::default();
+        ids.insert(7, 3);
+        ids.insert(9, 4);
+        ids.insert(7, 10);
+        ids.insert(7, 12);
+        let mut out = Vec::new();
+        ids.candidates(7, &mut out);
+        assert_eq!(out, vec![3, 10, 12]);
+        ids.truncate(11);
+        out.clear();
+        ids.candidates(7, &mut out);
+        assert_eq!(out, vec![3, 10]);
+        ids.truncate(4);
+        out.clear();
+        ids.candidates(7, &mut out);
+        ids.candidates(9, &mut out);
+        assert_eq!(out, vec![3]);
+        let mut all = ids.to_vec();
+        all.sort_unstable();
+        assert_eq!(all, vec![(7, 3)]);
+    }
+
+    #[test]
+    fn segment_names_roundtrip() {
+        let p = segment_path(Path::new("/x"), 123);
+        assert_eq!(p, Path::new("/x/00000000000000000123.log"));
+        assert_eq!(parse_segment_name("00000000000000000123.log"), Some(123));
+        assert_eq!(parse_segment_name("123.log"), None);
+        assert_eq!(parse_segment_name("0000000000000000012a.log"), None);
+        assert_eq!(
+            index_path(Path::new("/x"), 5),
+            Path::new("/x/00000000000000000005.index")
+        );
+        assert_eq!(
+            ids_path(Path::new("/x"), 5),
+            Path::new("/x/00000000000000000005.ids")
+        );
+        assert_ne!(unique_tmp(&p), unique_tmp(&p));
+    }
 }

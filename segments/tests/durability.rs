@@ -12,7 +12,10 @@ use steme_segments::{
 };
 
 fn every_append() -> LogConfig {
-    LogConfig { flush: FlushPolicy::EveryAppend, ..small_config() }
+    LogConfig {
+        flush: FlushPolicy::EveryAppend,
+        ..small_config()
+    }
 }
 
 fn open_faulty(dir: &std::path::Path, cfg: LogConfig) -> anyhow::Result<(Log, Arc<FaultyIo>)> {
@@ -34,8 +37,21 @@ fn failed_fsync_is_never_durable_and_poisons_the_log() -> anyhow::Result<()> {
     io.inject(Fault::FailSync(syncs + 1));
     let mut b = make_batch(99, 3, 1000, 40);
     let err = log.append(5, 1, Payload::Batch(&mut b)).unwrap_err();
-    assert!(matches!(err, Error::Io { op: "fdatasync", .. }), "{err}");
-    assert_eq!(log.durable_index(), Some(4), "a failed flush must not advance durability");
+    assert!(
+        matches!(
+            err,
+            Error::Io {
+                op: "fdatasync",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(
+        log.durable_index(),
+        Some(4),
+        "a failed flush must not advance durability"
+    );
     let flusher = log.flusher();
     assert!(matches!(flusher.flush(), Err(Error::Poisoned { .. })));
     assert_eq!(flusher.durable_index(), Some(4));
@@ -49,7 +65,10 @@ fn failed_fsync_is_never_durable_and_poisons_the_log() -> anyhow::Result<()> {
         other => panic!("expected poisoned, got {other:?}"),
     }
     assert!(matches!(log.truncate_after(2), Err(Error::Poisoned { .. })));
-    assert!(matches!(log.set_meta(&[("k", Some(b"v"))]), Err(Error::Poisoned { .. })));
+    assert!(matches!(
+        log.set_meta(&[("k", Some(b"v"))]),
+        Err(Error::Poisoned { .. })
+    ));
     // Reopening recovers: the acknowledged prefix is there.
     drop(log);
     let (log, _) = Log::open(dir.path(), small_config(), Arc::new(RealIo))?;
@@ -70,11 +89,17 @@ fn torn_write_poisons_and_recovery_cuts_it() -> anyhow::Result<()> {
         model.append(&mut log, 1, Some(make_batch(i, 2, 100 + 2 * i, 40)), &[])?;
     }
     let (writes, _) = io.counts();
-    io.inject(Fault::TearWrite { nth: writes + 1, keep: 100 });
+    io.inject(Fault::TearWrite {
+        nth: writes + 1,
+        keep: 100,
+    });
     let mut b = make_batch(50, 3, 500, 40);
     assert!(log.append(4, 1, Payload::Batch(&mut b)).is_err());
     assert_eq!(log.durable_index(), Some(3));
-    assert!(matches!(log.append(4, 1, Payload::Control(b"x")), Err(Error::Poisoned { .. })));
+    assert!(matches!(
+        log.append(4, 1, Payload::Control(b"x")),
+        Err(Error::Poisoned { .. })
+    ));
     drop(log);
     let (log, report) = Log::open(dir.path(), small_config(), Arc::new(RealIo))?;
     let cut = report.cut.expect("the torn frame is cut");
@@ -92,7 +117,11 @@ fn flipped_bit_on_the_way_to_disk_is_cut_on_open() -> anyhow::Result<()> {
         model.append(&mut log, 1, Some(make_batch(i, 2, 100 + 2 * i, 40)), &[])?;
     }
     let (writes, _) = io.counts();
-    io.inject(Fault::FlipBit { nth: writes + 1, byte: 90, bit: 3 });
+    io.inject(Fault::FlipBit {
+        nth: writes + 1,
+        byte: 90,
+        bit: 3,
+    });
     let mut b = make_batch(50, 3, 500, 40);
     log.append(3, 1, Payload::Batch(&mut b))?; // silent corruption
     drop(log);
@@ -105,7 +134,10 @@ fn flipped_bit_on_the_way_to_disk_is_cut_on_open() -> anyhow::Result<()> {
 #[test]
 fn group_commit_from_another_thread_covers_every_append() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let cfg = LogConfig { flush: FlushPolicy::Never, ..small_config() };
+    let cfg = LogConfig {
+        flush: FlushPolicy::Never,
+        ..small_config()
+    };
     let (mut log, _) = Log::open(dir.path(), cfg, Arc::new(RealIo))?;
     let flusher = log.flusher();
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -113,14 +145,16 @@ fn group_commit_from_another_thread_covers_every_append() -> anyhow::Result<()> 
     let syncer = std::thread::spawn(move || -> anyhow::Result<u64> {
         let mut flushes = 0;
         let mut last = None;
-        while !s2.load(std::sync::atomic::Ordering::Relaxed) {
+        loop {
             let d = f2.flush()?;
             anyhow::ensure!(d >= last, "durable index went backwards");
             last = d;
             flushes += 1;
+            if s2.load(std::sync::atomic::Ordering::Relaxed) {
+                return Ok(flushes);
+            }
             std::thread::sleep(Duration::from_micros(200));
         }
-        Ok(flushes)
     });
     let mut model = Model::default();
     for i in 0..300u64 {
@@ -138,7 +172,13 @@ fn group_commit_from_another_thread_covers_every_append() -> anyhow::Result<()> 
 #[test]
 fn interval_policy_makes_appends_durable_soon() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let cfg = LogConfig { flush: FlushPolicy::Interval { ms: 2, bytes: 1 << 20 }, ..small_config() };
+    let cfg = LogConfig {
+        flush: FlushPolicy::Interval {
+            ms: 2,
+            bytes: 1 << 20,
+        },
+        ..small_config()
+    };
     let (mut log, _) = Log::open(dir.path(), cfg, Arc::new(RealIo))?;
     let flusher = log.flusher();
     let mut model = Model::default();
@@ -152,7 +192,10 @@ fn interval_policy_makes_appends_durable_soon() -> anyhow::Result<()> {
 #[test]
 fn truncation_lowers_the_durable_index_and_a_racing_flush_cannot_raise_it() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let cfg = LogConfig { flush: FlushPolicy::Never, ..small_config() };
+    let cfg = LogConfig {
+        flush: FlushPolicy::Never,
+        ..small_config()
+    };
     let (mut log, _) = Log::open(dir.path(), cfg, Arc::new(RealIo))?;
     let mut model = Model::default();
     for i in 0..10u64 {
@@ -164,7 +207,11 @@ fn truncation_lowers_the_durable_index_and_a_racing_flush_cannot_raise_it() -> a
     model.truncate_after(5);
     assert_eq!(log.durable_index(), Some(5));
     model.append(&mut log, 2, Some(make_batch(77, 1, 100, 40)), &[])?;
-    assert_eq!(log.durable_index(), Some(5), "new entry 6 is not durable yet");
+    assert_eq!(
+        log.durable_index(),
+        Some(5),
+        "new entry 6 is not durable yet"
+    );
     log.flush()?;
     assert_eq!(log.durable_index(), Some(6));
     model.check(&log.reader())?;
@@ -180,7 +227,10 @@ fn appends_are_checked_before_anything_is_written() -> anyhow::Result<()> {
     let mut b = make_batch(2, 1, 11, 40);
     assert!(matches!(
         log.append(5, 3, Payload::Batch(&mut b)),
-        Err(Error::NonConsecutiveIndex { expected: 1, got: 5 })
+        Err(Error::NonConsecutiveIndex {
+            expected: 1,
+            got: 5
+        })
     ));
     assert!(matches!(
         log.append(1, 2, Payload::Batch(&mut b)),
@@ -189,22 +239,86 @@ fn appends_are_checked_before_anything_is_written() -> anyhow::Result<()> {
     let mut bad = b.clone();
     let n = bad.len();
     bad[n - 1] ^= 1;
-    assert!(matches!(log.append(1, 3, Payload::Batch(&mut bad)), Err(Error::InvalidBatch { .. })));
+    assert!(matches!(
+        log.append(1, 3, Payload::Batch(&mut bad)),
+        Err(Error::InvalidBatch { .. })
+    ));
     // A batch of entries where the last is bad appends nothing.
     let mut good = make_batch(3, 1, 12, 40);
     let mut entries = [
-        steme_segments::NewEntry { index: 1, term: 3, payload: Payload::Batch(&mut good) },
-        steme_segments::NewEntry { index: 2, term: 3, payload: Payload::Batch(&mut bad) },
+        steme_segments::NewEntry {
+            index: 1,
+            term: 3,
+            payload: Payload::Batch(&mut good),
+        },
+        steme_segments::NewEntry {
+            index: 2,
+            term: 3,
+            payload: Payload::Batch(&mut bad),
+        },
     ];
     assert!(log.append_many(&mut entries).is_err());
     model.check(&log.reader())?;
     // Metadata survives reopen, atomically.
-    log.set_meta(&[("vote", Some(b"t3-n1")), ("applied", Some(&7u64.to_le_bytes()))])?;
+    log.set_meta(&[
+        ("vote", Some(b"t3-n1")),
+        ("applied", Some(&7u64.to_le_bytes())),
+    ])?;
     log.set_meta(&[("applied", None)])?;
     drop(log);
     let (log, _) = Log::open(dir.path(), small_config(), Arc::new(RealIo))?;
     assert_eq!(log.meta_get("vote"), Some(&b"t3-n1"[..]));
     assert_eq!(log.meta_get("applied"), None);
     model.check(&log.reader())?;
+    Ok(())
+}
+
+#[test]
+fn background_flusher_failure_poisons_the_writer() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let cfg = LogConfig {
+        flush: FlushPolicy::Interval {
+            ms: 1,
+            bytes: 1 << 20,
+        },
+        ..small_config()
+    };
+    let (mut log, io) = open_faulty(dir.path(), cfg)?;
+    let mut model = Model::default();
+    model.append(&mut log, 1, Some(make_batch(1, 2, 10, 40)), &[])?;
+    let flusher = log.flusher();
+    assert!(flusher.wait_durable(0, Duration::from_secs(5))?);
+    let (_, syncs) = io.counts();
+    io.inject(Fault::FailSync(syncs + 1));
+    model.append(&mut log, 1, Some(make_batch(2, 2, 20, 40)), &[])?;
+    // The background sync of entry 1 fails: it never becomes durable.
+    assert!(matches!(
+        flusher.wait_durable(1, Duration::from_secs(5)),
+        Err(Error::Poisoned { .. })
+    ));
+    assert_eq!(log.durable_index(), Some(0));
+    let mut b = make_batch(3, 1, 30, 40);
+    assert!(matches!(
+        log.append(2, 1, Payload::Batch(&mut b)),
+        Err(Error::Poisoned { .. })
+    ));
+    Ok(())
+}
+
+#[test]
+fn failed_metadata_sync_poisons() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let (mut log, io) = open_faulty(dir.path(), every_append())?;
+    let (_, syncs) = io.counts();
+    io.inject(Fault::FailSync(syncs + 1));
+    assert!(log.set_meta(&[("vote", Some(b"x"))]).is_err());
+    assert!(matches!(
+        log.append(0, 1, Payload::Control(b"m")),
+        Err(Error::Poisoned { .. })
+    ));
+    drop(log);
+    // The old metadata (none) is intact.
+    let (log, _) = Log::open(dir.path(), small_config(), Arc::new(RealIo))?;
+    assert_eq!(log.meta_get("vote"), None);
     Ok(())
 }

@@ -21,7 +21,12 @@ fn build(dir: &Path, cfg: &LogConfig, n: u64) -> anyhow::Result<Model> {
             model.append(&mut log, 1 + i / 10, None, b"membership")?;
         } else {
             let count = 1 + (i % 3) as u32;
-            model.append(&mut log, 1 + i / 10, Some(make_batch(i, count, hlc, 40)), &[])?;
+            model.append(
+                &mut log,
+                1 + i / 10,
+                Some(make_batch(i, count, hlc, 40)),
+                &[],
+            )?;
             hlc += u64::from(count);
         }
     }
@@ -70,7 +75,12 @@ fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<()> {
 }
 
 /// Reopens `dir` and checks it holds exactly `model` cut to indexes below `keep_below`.
-fn reopen_expect(dir: &Path, cfg: &LogConfig, model: &Model, keep_below: u64) -> anyhow::Result<()> {
+fn reopen_expect(
+    dir: &Path,
+    cfg: &LogConfig,
+    model: &Model,
+    keep_below: u64,
+) -> anyhow::Result<()> {
     let (log, report) = Log::open(dir, cfg.clone(), Arc::new(common::NoSyncIo))?;
     let mut want = model.clone();
     want.truncate_after(keep_below.wrapping_sub(1));
@@ -84,7 +94,11 @@ fn reopen_expect(dir: &Path, cfg: &LogConfig, model: &Model, keep_below: u64) ->
     let got = r.read_entries(0..u64::MAX)?;
     anyhow::ensure!(got.len() == want.entries.len());
     for (g, m) in got.iter().zip(&want.entries) {
-        anyhow::ensure!(g.payload[..] == m.payload[..] && g.term == m.term, "entry {} differs", m.index);
+        anyhow::ensure!(
+            g.payload[..] == m.payload[..] && g.term == m.term,
+            "entry {} differs",
+            m.index
+        );
     }
     let all = r.read_from_offset(0, u64::MAX, u64::MAX)?;
     anyhow::ensure!(all.next_offset == want.end_offset());
@@ -103,7 +117,11 @@ fn reopen_expect(dir: &Path, cfg: &LogConfig, model: &Model, keep_below: u64) ->
     drop(r);
     let mut log = log;
     let mut b = make_batch(999, 2, 1 << 40, 40);
-    let a = log.append(want.next_index(), want.last_term().max(1), steme_segments::Payload::Batch(&mut b))?;
+    let a = log.append(
+        want.next_index(),
+        want.last_term().max(1),
+        steme_segments::Payload::Batch(&mut b),
+    )?;
     anyhow::ensure!(a.base_offset == want.end_offset());
     Ok(())
 }
@@ -122,7 +140,10 @@ fn recover_truncates_torn_tail_at_every_byte() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     for cut in span_start..=span_end {
         copy_dir(src.path(), dir.path())?;
-        File::options().write(true).open(dir.path().join(&name))?.set_len(cut as u64)?;
+        File::options()
+            .write(true)
+            .open(dir.path().join(&name))?
+            .set_len(cut as u64)?;
         let keep_below = fr
             .iter()
             .filter(|(_, end, _)| *end <= cut)
@@ -148,11 +169,20 @@ fn recover_stops_at_flipped_bit() -> anyhow::Result<()> {
     let original = fs::read(&seg)?;
     let dir = tempfile::tempdir()?;
     for at in span_start..span_end {
+        let (frame_start, _, _) = *fr.iter().find(|(s, e, _)| (*s..*e).contains(&at)).unwrap();
+        // Every byte of the frame and batch headers, a sample of the records.
+        if at - frame_start >= FRAME_HEADER_LEN + 48 && at % 7 != 0 {
+            continue;
+        }
         copy_dir(src.path(), dir.path())?;
         let mut bytes = original.clone();
         bytes[at] ^= 1 << (at % 8);
         fs::write(dir.path().join(&name), &bytes)?;
-        let damaged = fr.iter().find(|(s, e, _)| (*s..*e).contains(&at)).unwrap().2;
+        let damaged = fr
+            .iter()
+            .find(|(s, e, _)| (*s..*e).contains(&at))
+            .unwrap()
+            .2;
         reopen_expect(dir.path(), &cfg, &model, damaged)
             .map_err(|e| e.context(format!("flip at byte {at}")))?;
     }
@@ -169,9 +199,15 @@ fn fail_on_corruption_policy_refuses_to_open() -> anyhow::Result<()> {
     let mut bytes = fs::read(&seg)?;
     bytes[fr.last().unwrap().0 + 40] ^= 1;
     fs::write(&seg, &bytes)?;
-    let strict = LogConfig { recovery: RecoveryPolicy::FailOnCorruption, ..cfg.clone() };
+    let strict = LogConfig {
+        recovery: RecoveryPolicy::FailOnCorruption,
+        ..cfg.clone()
+    };
     let err = Log::open(dir.path(), strict, Arc::new(RealIo)).unwrap_err();
-    assert!(matches!(err, steme_segments::Error::Corrupt { .. }), "{err}");
+    assert!(
+        matches!(err, steme_segments::Error::Corrupt { .. }),
+        "{err}"
+    );
     let (_, report) = Log::open(dir.path(), cfg, Arc::new(RealIo))?;
     let cut = report.cut.expect("tolerant open cuts");
     assert_eq!(cut.first_lost_index, fr.last().unwrap().2);
@@ -248,10 +284,16 @@ fn missing_or_damaged_indexes_are_rebuilt() -> anyhow::Result<()> {
 fn restart_scans_only_the_tail() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     // Syncing on every append lets each roll move the recovery checkpoint forward.
-    let cfg = LogConfig { flush: steme_segments::FlushPolicy::EveryAppend, ..small_config() };
+    let cfg = LogConfig {
+        flush: steme_segments::FlushPolicy::EveryAppend,
+        ..small_config()
+    };
     let model = build(dir.path(), &cfg, 200)?;
     let segments = fs::read_dir(dir.path())?
-        .filter(|e| e.as_ref().is_ok_and(|e| e.path().extension().is_some_and(|x| x == "log")))
+        .filter(|e| {
+            e.as_ref()
+                .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "log"))
+        })
         .count();
     anyhow::ensure!(segments > 5, "want many segments, got {segments}");
     // After a crash (no close), only the active segment is scanned.
@@ -290,6 +332,44 @@ fn interrupted_purge_and_reset_finish_on_open() -> anyhow::Result<()> {
     log.reset(1000, 5000)?;
     drop(log);
     let log = open(dir.path(), cfg)?;
-    assert_eq!((log.next_index(), log.log_end_offset(), log.log_start_offset()), (1000, 5000, 5000));
+    assert_eq!(
+        (
+            log.next_index(),
+            log.log_end_offset(),
+            log.log_start_offset()
+        ),
+        (1000, 5000, 5000)
+    );
+    Ok(())
+}
+
+#[test]
+fn missing_middle_segment_cuts_the_log_there() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let cfg = small_config();
+    let model = build(dir.path(), &cfg, 150)?;
+    open(dir.path(), cfg.clone())?.close()?;
+    let mut logs: Vec<PathBuf> = fs::read_dir(dir.path())?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<Result<_, _>>()?;
+    logs.retain(|p| p.extension().is_some_and(|e| e == "log"));
+    logs.sort();
+    anyhow::ensure!(logs.len() >= 4);
+    // Lose the third segment: the second now ends the log and becomes active.
+    fs::remove_file(&logs[2])?;
+    let keep_below = frames(&logs[1])?.last().map(|f| f.2 + 1).unwrap();
+    let (log, report) = Log::open(dir.path(), cfg.clone(), Arc::new(RealIo))?;
+    let cut = report.cut.clone().expect("a gap is a cut");
+    assert_eq!(cut.first_lost_index, keep_below, "{report:?}");
+    assert!(report.removed_segments.contains(&logs[3]));
+    let mut want = model.clone();
+    want.truncate_after(keep_below - 1);
+    want.check(&log.reader())?;
+    // It takes appends where it ends, and survives another reopen.
+    let mut log = log;
+    want.append(&mut log, 99, Some(make_batch(5000, 2, 100_000, 40)), &[])?;
+    drop(log);
+    let log = open(dir.path(), cfg)?;
+    want.check(&log.reader())?;
     Ok(())
 }

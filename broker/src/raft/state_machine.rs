@@ -44,6 +44,10 @@ pub struct PartitionState {
     pub high_watermark: watch::Sender<u64>,
     /// HLC of the last applied record.
     pub last_hlc: AtomicU64,
+    /// Where retention wants the next snapshot: `(raft index, offset after it)`, the last
+    /// entry of the last segment to delete (D2). openraft purges the log up to every
+    /// snapshot it builds, so a snapshot is only ever built at such a boundary.
+    pub retention_boundary: std::sync::Mutex<Option<(u64, u64)>>,
 }
 
 impl PartitionState {
@@ -51,6 +55,7 @@ impl PartitionState {
         Arc::new(PartitionState {
             high_watermark: watch::Sender::new(high_watermark),
             last_hlc: AtomicU64::new(last_hlc),
+            retention_boundary: std::sync::Mutex::new(None),
         })
     }
 
@@ -117,6 +122,9 @@ pub struct PartitionSm {
     log: Arc<GroupLog>,
     state: Arc<PartitionState>,
     applied: AppliedRecord,
+    /// Recent memberships, oldest first, so a snapshot at an earlier boundary carries the
+    /// membership in force there.
+    memberships: Vec<StoredMembership>,
     last_persist: Instant,
     dirty: bool,
 }
@@ -135,10 +143,20 @@ impl PartitionSm {
     pub fn open(log: Arc<GroupLog>) -> io::Result<(PartitionSm, Arc<PartitionState>)> {
         let applied = {
             let l = log.lock();
-
-            match l.meta_get(META_APPLIED) {
-                Some(b) => AppliedRecord::decode(Bytes::copy_from_slice(b))?,
-                None => AppliedRecord {
+            let decode = |key| {
+                l.meta_get(key)
+                    .map(|b| AppliedRecord::decode(Bytes::copy_from_slice(b)))
+                    .transpose()
+            };
+            let applied = decode(META_APPLIED)?;
+            let snapshot = decode(META_SNAPSHOT)?;
+            // The applied state is written lazily; a snapshot (taken at a retention
+            // boundary, with the log purged up to it) may be newer. Start from the newer.
+            match (applied, snapshot) {
+                (Some(a), Some(s)) if s.last_applied > a.last_applied => s,
+                (Some(a), _) => a,
+                (None, Some(s)) => s,
+                (None, None) => AppliedRecord {
                     log_start_offset: l.log_start_offset(),
                     high_watermark: l.log_start_offset(),
                     ..AppliedRecord::default()
@@ -150,6 +168,7 @@ impl PartitionSm {
             PartitionSm {
                 log,
                 state: state.clone(),
+                memberships: vec![applied.membership.clone()],
                 applied,
                 last_persist: Instant::now(),
                 dirty: false,
@@ -186,6 +205,36 @@ impl PartitionSm {
     }
 }
 
+impl PartitionSm {
+    /// The state as it was right after entry `index`, whose records end at `end_offset`.
+    fn record_at(&self, index: u64, end_offset: u64) -> Option<AppliedRecord> {
+        let term = self.log.reader.term_at(index)?;
+        let membership = self
+            .memberships
+            .iter()
+            .rev()
+            .find(|m| m.log_id().is_none_or(|id| id.index <= index))
+            .cloned()
+            .unwrap_or_default();
+        let last_hlc = last_hlc_before(&self.log, end_offset).unwrap_or(0);
+        Some(AppliedRecord {
+            last_applied: Some(log_id(term, index)),
+            high_watermark: end_offset,
+            last_hlc,
+            log_start_offset: end_offset,
+            membership,
+        })
+    }
+}
+
+/// HLC of the record just before `offset`.
+fn last_hlc_before(log: &GroupLog, offset: u64) -> Option<u64> {
+    let at = offset.checked_sub(1)?;
+    let read = log.reader.read_from_offset(at, 1, u64::MAX).ok()?;
+    let h = BatchHeader::parse(read.batches.first()?).ok()?;
+    (at >= h.base_offset && at < h.end_offset()).then(|| h.base_hlc + (at - h.base_offset))
+}
+
 impl RaftStateMachine<TypeConfig> for PartitionSm {
     type SnapshotData = Bytes;
     type SnapshotBuilder = PartitionSnapshotBuilder;
@@ -214,6 +263,10 @@ impl RaftStateMachine<TypeConfig> for PartitionSm {
                 EntryPayload::Blank => Applied::Control,
                 EntryPayload::Membership(m) => {
                     self.applied.membership = StoredMembership::new(Some(entry.log_id), m);
+                    self.memberships.push(self.applied.membership.clone());
+                    if self.memberships.len() > 8 {
+                        self.memberships.remove(0);
+                    }
                     Applied::Control
                 }
             };
@@ -231,10 +284,41 @@ impl RaftStateMachine<TypeConfig> for PartitionSm {
         Ok(())
     }
 
+    async fn try_create_snapshot_builder(
+        &mut self,
+        force: bool,
+    ) -> Option<PartitionSnapshotBuilder> {
+        let pending = self
+            .state
+            .retention_boundary
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some();
+        // Only retention (or a follower that needs one) makes a snapshot.
+        if !force && !pending {
+            return None;
+        }
+        Some(self.get_snapshot_builder().await)
+    }
+
     async fn get_snapshot_builder(&mut self) -> PartitionSnapshotBuilder {
+        let boundary = self
+            .state
+            .retention_boundary
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        let applied_index = self.applied.last_applied.map(|id| id.index);
+        // At the retention boundary when retention asked for this snapshot; otherwise
+        // (openraft building one for a follower when none exists) at the applied state, as
+        // openraft's contract requires. With `SnapshotPolicy::Never` nothing else builds one.
+        let at = boundary
+            .filter(|(index, _)| applied_index.is_some_and(|a| a >= *index))
+            .and_then(|(index, end_offset)| self.record_at(index, end_offset))
+            .unwrap_or_else(|| self.applied.clone());
         PartitionSnapshotBuilder {
             log: self.log.clone(),
-            applied: self.applied.clone(),
+            at,
         }
     }
 
@@ -253,11 +337,15 @@ impl RaftStateMachine<TypeConfig> for PartitionSm {
         {
             let mut log = self.log.lock();
             let next_index = rec.last_applied.as_ref().map_or(0, |id| id.index + 1);
-            let holds_it = rec
-                .last_applied
-                .as_ref()
-                .is_some_and(|id| self.log.reader.term_at(id.index) == Some(term_of(id)));
-            if !holds_it {
+            // The log already continues the snapshot if it holds the snapshot's last entry
+            // (same term), or if that entry was purged and the log goes on right after it.
+            let continues = rec.last_applied.as_ref().is_none_or(|id| {
+                match self.log.reader.term_at(id.index) {
+                    Some(term) => term == term_of(id),
+                    None => log.next_index() > id.index && log.first_index() <= id.index + 1,
+                }
+            });
+            if !continues {
                 // Our log does not reach the snapshot (we fell behind retention): continue
                 // from the snapshot's boundary with the leader's offsets.
                 log.reset(next_index, rec.high_watermark).map_err(io_err)?;
@@ -292,22 +380,21 @@ impl RaftStateMachine<TypeConfig> for PartitionSm {
 /// Builds a snapshot of the partition state at the moment it was created.
 pub struct PartitionSnapshotBuilder {
     log: Arc<GroupLog>,
-    applied: AppliedRecord,
+    /// The state the snapshot captures.
+    at: AppliedRecord,
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for PartitionSnapshotBuilder {
     type SnapshotData = Bytes;
 
     async fn build_snapshot(&mut self) -> Result<Snapshot, io::Error> {
-        let mut rec = self.applied.clone();
-        rec.log_start_offset = self.log.reader.log_start_offset();
-        let enc = rec.encode();
+        let enc = self.at.encode();
         self.log
             .lock()
             .set_meta(&[(META_SNAPSHOT, Some(&enc[..]))])
             .map_err(io_err)?;
         Ok(Snapshot {
-            meta: rec.snapshot_meta(),
+            meta: self.at.snapshot_meta(),
             snapshot: enc,
         })
     }

@@ -39,6 +39,12 @@ impl TestBroker {
         dir: Arc<tempfile::TempDir>,
         io: Arc<dyn steme_segments::FileIo>,
     ) -> TestBroker {
+        if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_env("STEME_LOG") {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_test_writer()
+                .try_init();
+        }
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let cfg = Config {
@@ -47,6 +53,7 @@ impl TestBroker {
             heartbeat_interval_ms: 50,
             election_timeout_min_ms: 150,
             election_timeout_max_ms: 300,
+            retention_check_ms: 100,
             ..Config::default()
         };
         let broker = Broker::start_with_io(cfg, addr.to_string(), io)

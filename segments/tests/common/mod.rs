@@ -97,7 +97,9 @@ impl Model {
     }
 
     pub fn end_offset(&self) -> u64 {
-        self.entries.last().map_or(self.start_offset, |e| e.end_offset)
+        self.entries
+            .last()
+            .map_or(self.start_offset, |e| e.end_offset)
     }
 
     pub fn last_term(&self) -> u64 {
@@ -207,29 +209,61 @@ impl Model {
 
     /// Checks every read path of `r` against the model.
     pub fn check(&self, r: &LogReader) -> anyhow::Result<()> {
-        anyhow::ensure!(r.first_index() == self.start_index, "first index {} vs {}", r.first_index(), self.start_index);
-        anyhow::ensure!(r.next_index() == self.next_index(), "next index {} vs {}", r.next_index(), self.next_index());
+        anyhow::ensure!(
+            r.first_index() == self.start_index,
+            "first index {} vs {}",
+            r.first_index(),
+            self.start_index
+        );
+        anyhow::ensure!(
+            r.next_index() == self.next_index(),
+            "next index {} vs {}",
+            r.next_index(),
+            self.next_index()
+        );
         anyhow::ensure!(r.log_start_offset() == self.start_offset, "start offset");
-        anyhow::ensure!(r.log_end_offset() == self.end_offset(), "end offset {} vs {}", r.log_end_offset(), self.end_offset());
+        anyhow::ensure!(
+            r.log_end_offset() == self.end_offset(),
+            "end offset {} vs {}",
+            r.log_end_offset(),
+            self.end_offset()
+        );
         let got = r.read_entries(self.start_index..self.next_index() + 5)?;
-        anyhow::ensure!(got.len() == self.entries.len(), "entry count {} vs {}", got.len(), self.entries.len());
+        anyhow::ensure!(
+            got.len() == self.entries.len(),
+            "entry count {} vs {}",
+            got.len(),
+            self.entries.len()
+        );
         for (g, m) in got.iter().zip(&self.entries) {
             anyhow::ensure!(
-                g.index == m.index && g.term == m.term && g.kind == m.kind && g.payload[..] == m.payload[..],
+                g.index == m.index
+                    && g.term == m.term
+                    && g.kind == m.kind
+                    && g.payload[..] == m.payload[..],
                 "entry {} differs",
                 m.index
             );
         }
         for e in self.entries.iter().step_by(3) {
             let one = r.read_entries(e.index..e.index + 2)?;
-            anyhow::ensure!(one.first().map(|x| x.index) == Some(e.index), "read at {}", e.index);
+            anyhow::ensure!(
+                one.first().map(|x| x.index) == Some(e.index),
+                "read at {}",
+                e.index
+            );
             anyhow::ensure!(r.term_at(e.index) == Some(e.term));
         }
         let end = self.end_offset();
         let mut offsets: Vec<u64> = (self.start_offset..end).step_by(3).collect();
         offsets.push(end);
         for &o in &offsets {
-            for (max, upper) in [(0, u64::MAX), (700, u64::MAX), (5000, end.saturating_sub(2)), (u64::MAX, u64::MAX)] {
+            for (max, upper) in [
+                (0, u64::MAX),
+                (700, u64::MAX),
+                (5000, end.saturating_sub(2)),
+                (u64::MAX, u64::MAX),
+            ] {
                 let got = r.read_from_offset(o, max, upper)?;
                 let (want, next) = self.offset_read(o, max, upper);
                 let got_v: Vec<Vec<u8>> = got.batches.iter().map(|b| b.to_vec()).collect();
@@ -238,11 +272,24 @@ impl Model {
             }
         }
         if self.start_offset > 0 {
-            anyhow::ensure!(r.read_from_offset(self.start_offset - 1, 100, u64::MAX).is_err());
+            anyhow::ensure!(
+                r.read_from_offset(self.start_offset - 1, 100, u64::MAX)
+                    .is_err()
+            );
         }
-        let max_hlc = self.entries.iter().map(|e| e.base_hlc + (e.end_offset - e.base_offset)).max().unwrap_or(0);
-        for t in (0..max_hlc + 3).step_by(5) {
-            anyhow::ensure!(r.offset_for_time(t) == self.offset_for_time(t), "time {t}: {:?} vs {:?}", r.offset_for_time(t), self.offset_for_time(t));
+        let max_hlc = self
+            .entries
+            .iter()
+            .map(|e| e.base_hlc + (e.end_offset - e.base_offset))
+            .max()
+            .unwrap_or(0);
+        for t in (0..max_hlc + 3).step_by((max_hlc / 300).max(5) as usize) {
+            anyhow::ensure!(
+                r.offset_for_time(t) == self.offset_for_time(t),
+                "time {t}: {:?} vs {:?}",
+                r.offset_for_time(t),
+                self.offset_for_time(t)
+            );
         }
         for e in self.entries.iter().filter(|e| e.kind == EntryKind::Batch) {
             for id in &e.ids {

@@ -95,6 +95,33 @@ pub fn make_assertions(count: u64, size: usize, run: &str) -> Vec<Assertion> {
     (0..count).map(|i| make(i, pad)).collect()
 }
 
+/// Signatures one core batch-verifies per second (64 per call, as the broker does), over
+/// up to 1 s of the pre-signed assertions: the ceiling for signed produce on this machine.
+fn verify_ceiling(signed: &[SignedAssertion]) -> f64 {
+    let sigs: Vec<[u8; 64]> = signed.iter().take(4096).map(|s| s.signature().to_bytes()).collect();
+    if sigs.is_empty() {
+        return f64::NAN;
+    }
+    let mut verifier = steme_protocol::assertion::BatchVerifier::default();
+    let started = Instant::now();
+    let mut done = 0usize;
+    while started.elapsed() < Duration::from_secs(1) && done < 200_000 {
+        let ok = verifier.verify(
+            signed
+                .iter()
+                .zip(&sigs)
+                .skip(done % sigs.len())
+                .take(64)
+                .map(|(s, g)| (s.canonical(), g)),
+        );
+        if ok.is_err() {
+            return f64::NAN;
+        }
+        done += 64.min(sigs.len() - done % sigs.len());
+    }
+    done as f64 / started.elapsed().as_secs_f64()
+}
+
 /// Signs on every core; returns the signed assertions and the time it took.
 fn sign_all(
     assertions: &[Assertion],
@@ -204,6 +231,12 @@ async fn produce(admin: &Admin, args: &BenchArgs) -> anyhow::Result<()> {
         fmt_num(sign_rate)
     );
 
+    let verify_ceiling = verify_ceiling(&signed);
+    eprintln!(
+        "# this machine's ceiling for signed traffic: one core batch-verifies {} signatures/s",
+        fmt_num(verify_ceiling)
+    );
+
     let producer =
         Producer::new(admin.cluster().clone(), &args.topic, producer_config(args)).await?;
     let window = Arc::new(Semaphore::new(args.window.max(1)));
@@ -255,6 +288,10 @@ async fn produce(admin: &Admin, args: &BenchArgs) -> anyhow::Result<()> {
         if capped { " (time cap reached)" } else { "" }
     );
     println!(
+        "produce / single-core batch-verification ceiling = {:.2}",
+        rate / verify_ceiling
+    );
+    println!(
         "{}",
         result_line(&[
             ("peer", "steme".into()),
@@ -273,6 +310,8 @@ async fn produce(admin: &Admin, args: &BenchArgs) -> anyhow::Result<()> {
             ("n", n.to_string()),
             ("secs", fmt_num(secs)),
             ("sign_per_s", fmt_num(sign_rate)),
+            ("verify_ceiling_per_s", fmt_num(verify_ceiling)),
+            ("ratio_to_verify_ceiling", format!("{:.2}", rate / verify_ceiling)),
             ("duplicates", duplicates.to_string()),
             ("runs", "1".into()),
             ("version", env!("CARGO_PKG_VERSION").into()),
@@ -417,6 +456,12 @@ async fn e2e(admin: &Admin, args: &BenchArgs) -> anyhow::Result<()> {
             Ok::<_, ClientError>((lat, last))
         })
     };
+
+    let verify_ceiling = verify_ceiling(&signed);
+    eprintln!(
+        "# this machine's ceiling for signed traffic: one core batch-verifies {} signatures/s",
+        fmt_num(verify_ceiling)
+    );
 
     let producer =
         Producer::new(admin.cluster().clone(), &args.topic, producer_config(args)).await?;

@@ -15,12 +15,17 @@ use memmap2::Mmap;
 /// - **No shrinking under a mapping.** A file is never made shorter while a mapping of it
 ///   may be alive (that would turn reads of the lost pages into SIGBUS). Truncating the
 ///   uncommitted tail zeroes bytes in place; segments are deleted only by unlinking, which
-///   keeps the pages of live mappings. The one `set_len` to a smaller size happens during
-///   recovery in [`crate::Log::open`], before any mapping of that file exists.
+///   keeps the pages of live mappings.
 /// - **No concurrent writes to published bytes.** Readers only slice bytes below a
 ///   segment's published logical end; the single writer appends strictly after it. The only
 ///   writes below it are the zeroing of a truncated, uncommitted tail (which Raft never lets
 ///   a consumer read) — documented on [`crate::Log::truncate_after`].
+/// - **Recovery shrinks only to the recovered end.** [`crate::Log::open`] cuts the last
+///   segment to its logical end before mapping it. A reader left over from an earlier
+///   `Log` in the same process only holds bytes below that end: every completed write is
+///   in the page cache, so recovery keeps all of them, and pages below the new length stay.
+/// - **Index files are replaced, never rewritten**: written under a unique temporary name
+///   and renamed into place, so a mapped index file is never truncated.
 pub(crate) fn map_file(file: &File) -> io::Result<Bytes> {
     // SAFETY: the mapping is read-only and shared. Other processes are not expected to
     // modify the partition directory; within this process the invariants above ensure that
