@@ -304,8 +304,7 @@ impl Partition {
             log_start_offset: self.log_start_offset(),
             high_watermark: self.high_watermark(),
             log_end_offset: self.log.reader.log_end_offset(),
-            // Filled in once the segment reader reports its size (see issue note).
-            size_bytes: 0,
+            size_bytes: self.log.reader.size_bytes(),
         }
     }
 

@@ -57,6 +57,11 @@ async fn retention_by_bytes_moves_log_start_and_survives_restart() -> TestResult
         .await?;
     assert_eq!(d.partitions[0].log_start_offset, start);
     assert_eq!(d.partitions[0].high_watermark, 1000);
+    let size = d.partitions[0].size_bytes;
+    assert!(
+        size > 16_384 && size < 100_000,
+        "only the retained segments remain on disk ({size} bytes)"
+    );
 
     let fetch = |offset| FetchRequest {
         topic: "short".into(),

@@ -78,6 +78,16 @@ impl LogReader {
         self.shared.read().end_offset()
     }
 
+    /// Bytes of log data on disk (every segment's logical size, headers included).
+    pub fn size_bytes(&self) -> u64 {
+        self.shared
+            .read()
+            .segments
+            .iter()
+            .map(|s| s.summary.size)
+            .sum()
+    }
+
     /// The last index known durable.
     pub fn durable_index(&self) -> Option<u64> {
         self.shared.index_before(self.shared.durable_next())

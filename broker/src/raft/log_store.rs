@@ -390,17 +390,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             Some(id) => log.truncate_after(id.index).map_err(io_err),
             None => {
                 // Every entry goes: keep only what was purged.
-                let first_kept = log
+                let first_removed = log
                     .first_index()
                     .max(self.log.purged_next.load(Ordering::Acquire));
-                match first_kept.checked_sub(1) {
-                    Some(last_gone) => log.truncate_after(last_gone).map_err(io_err),
-                    None if log.last_index().is_some() => {
-                        let start = log.log_start_offset();
-                        log.reset(0, start).map_err(io_err)
-                    }
-                    None => Ok(()),
-                }
+                log.truncate_from(first_removed).map_err(io_err)
             }
         }
     }

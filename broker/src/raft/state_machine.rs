@@ -278,6 +278,9 @@ impl RaftStateMachine<TypeConfig> for PartitionSm {
         }
         // Wake fetchers and producers once per applied run, not once per entry.
         self.publish();
+        // Hash the new records into the content-id index here, off the append path, on
+        // every replica (a follower that becomes leader then has nothing to catch up).
+        self.log.reader.index_ids();
         if self.last_persist.elapsed() >= PERSIST_EVERY {
             self.persist()?;
         }
