@@ -17,7 +17,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use openraft::error::{ClientWriteError, RaftError};
+use openraft::alias::OneshotReceiverOf;
+use openraft::error::ClientWriteError;
+use openraft::impls::ProgressResponder;
+use openraft::raft::ClientWriteResult;
 use openraft::type_config::async_runtime::WatchReceiver;
 use openraft::{BasicNode, ServerState};
 use steme_protocol::batch::patch_header;
@@ -475,7 +478,7 @@ impl Writer {
                 let _ = job.reply.send(Err(e));
                 continue;
             }
-            self.handle(job);
+            self.handle(job).await;
         }
     }
 
@@ -514,7 +517,7 @@ impl Writer {
         Ok(())
     }
 
-    fn handle(&mut self, job: ProduceJob) {
+    async fn handle(&mut self, job: ProduceJob) {
         let p = self.p.clone();
         if let Some(token) = job.causality
             && let Err(skew) = p.ctx.clock.observe(token)
@@ -596,8 +599,11 @@ impl Writer {
             .map(|(id, _)| *id)
             .collect();
         let inflight = self.inflight.clone();
+        // Submitted here, in stamping order, so that offsets follow HLCs (D6); only the wait
+        // for commit and apply runs in its own task.
+        let proposal = propose(&p, buf.freeze()).await;
         tokio::spawn(async move {
-            let landed = propose(&p, buf.freeze()).await;
+            let landed = proposal.landed(&p).await;
             let _ = land_tx.send(Some(landed.clone()));
             {
                 let mut map = inflight.lock().unwrap_or_else(|p| p.into_inner());
@@ -610,30 +616,56 @@ impl Writer {
     }
 }
 
-/// Proposes a stamped batch and waits until it is committed and applied.
-async fn propose(p: &Partition, batch: Bytes) -> Result<(u64, u64), ApiError> {
-    let write = tokio::time::timeout(PRODUCE_TIMEOUT, p.raft.client_write(Proposal(batch)));
-    match write.await {
-        Err(_) => Err(ApiError::other(
-            ErrorCode::Timeout,
-            format!("batch not committed within {PRODUCE_TIMEOUT:?}"),
-        )),
-        Ok(Ok(resp)) => match resp.data {
-            Applied::Batch {
-                base_offset,
-                base_hlc,
-                ..
-            } => Ok((base_offset, base_hlc)),
-            other => Err(ApiError::other(
-                ErrorCode::Internal,
-                format!("batch applied as {other:?}"),
+/// A submitted proposal, or why it could not be submitted.
+enum Proposed {
+    Submitted(OneshotReceiverOf<TypeConfig, ClientWriteResult<TypeConfig>>),
+    Failed(ApiError),
+}
+
+/// Submits a stamped batch to the Raft group (returns once it is queued, in order).
+async fn propose(p: &Partition, batch: Bytes) -> Proposed {
+    let (responder, _commit, complete) = ProgressResponder::new();
+    match p
+        .raft
+        .client_write_ff(Proposal(batch), Some(responder))
+        .await
+    {
+        Ok(()) => Proposed::Submitted(complete),
+        Err(e) => Proposed::Failed(ApiError::other(ErrorCode::Storage, e.to_string())),
+    }
+}
+
+impl Proposed {
+    /// Waits until the batch is committed and applied: where it landed.
+    async fn landed(self, p: &Partition) -> Result<(u64, u64), ApiError> {
+        let rx = match self {
+            Proposed::Failed(e) => return Err(e),
+            Proposed::Submitted(rx) => rx,
+        };
+        match tokio::time::timeout(PRODUCE_TIMEOUT, rx).await {
+            Err(_) => Err(ApiError::other(
+                ErrorCode::Timeout,
+                format!("batch not committed within {PRODUCE_TIMEOUT:?}"),
             )),
-        },
-        Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))))
-        | Ok(Err(RaftError::APIError(ClientWriteError::LogEntryDiscarded(_)))) => {
-            Err(p.not_leader())
+            Ok(Err(_)) => Err(ApiError::other(
+                ErrorCode::ShuttingDown,
+                "the partition's Raft group stopped before the batch was applied",
+            )),
+            Ok(Ok(Ok(resp))) => match resp.data {
+                Applied::Batch {
+                    base_offset,
+                    base_hlc,
+                    ..
+                } => Ok((base_offset, base_hlc)),
+                other => Err(ApiError::other(
+                    ErrorCode::Internal,
+                    format!("batch applied as {other:?}"),
+                )),
+            },
+            Ok(Ok(Err(ClientWriteError::ForwardToLeader(_))))
+            | Ok(Ok(Err(ClientWriteError::LogEntryDiscarded(_)))) => Err(p.not_leader()),
+            Ok(Ok(Err(e))) => Err(ApiError::other(ErrorCode::Storage, e.to_string())),
         }
-        Ok(Err(e)) => Err(ApiError::other(ErrorCode::Storage, e.to_string())),
     }
 }
 

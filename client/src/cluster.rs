@@ -159,6 +159,10 @@ struct Slot {
     conn: Option<Arc<Connection>>,
     failures: u32,
     retry_at: Option<Instant>,
+    /// Why the last attempt failed: returned at once to callers until `retry_at`, so that
+    /// requests to a dead broker fail fast instead of queueing behind one another's
+    /// backoff (as Kafka's client does).
+    last_error: Option<(std::io::ErrorKind, String)>,
 }
 
 struct Inner {
@@ -248,8 +252,20 @@ impl Cluster {
             }
             slot.conn = None;
         }
-        if let Some(at) = slot.retry_at {
-            tokio::time::sleep_until(at).await;
+        if let Some(at) = slot.retry_at
+            && Instant::now() < at
+        {
+            let (kind, msg) = slot
+                .last_error
+                .clone()
+                .unwrap_or((std::io::ErrorKind::Other, "connection failed".into()));
+            return Err(ClientError::Connect {
+                addr: addr.to_owned(),
+                source: std::io::Error::new(
+                    kind,
+                    format!("{msg} (next attempt in {:?})", at - Instant::now()),
+                ),
+            });
         }
         match Connection::connect(addr, &self.inner.config.connection).await {
             Ok(conn) => {
@@ -258,6 +274,7 @@ impl Cluster {
                     conn: Some(conn.clone()),
                     failures: 0,
                     retry_at: None,
+                    last_error: None,
                 };
                 Ok(conn)
             }
@@ -265,6 +282,10 @@ impl Cluster {
                 slot.retry_at =
                     Some(Instant::now() + self.inner.config.reconnect_backoff.delay(slot.failures));
                 slot.failures = slot.failures.saturating_add(1);
+                slot.last_error = Some(match &e {
+                    ClientError::Connect { source, .. } => (source.kind(), source.to_string()),
+                    other => (std::io::ErrorKind::Other, other.to_string()),
+                });
                 Err(e)
             }
         }

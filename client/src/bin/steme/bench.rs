@@ -98,7 +98,11 @@ pub fn make_assertions(count: u64, size: usize, run: &str) -> Vec<Assertion> {
 /// Signatures one core batch-verifies per second (64 per call, as the broker does), over
 /// up to 1 s of the pre-signed assertions: the ceiling for signed produce on this machine.
 fn verify_ceiling(signed: &[SignedAssertion]) -> f64 {
-    let sigs: Vec<[u8; 64]> = signed.iter().take(4096).map(|s| s.signature().to_bytes()).collect();
+    let sigs: Vec<[u8; 64]> = signed
+        .iter()
+        .take(4096)
+        .map(|s| s.signature().to_bytes())
+        .collect();
     if sigs.is_empty() {
         return f64::NAN;
     }
@@ -311,7 +315,10 @@ async fn produce(admin: &Admin, args: &BenchArgs) -> anyhow::Result<()> {
             ("secs", fmt_num(secs)),
             ("sign_per_s", fmt_num(sign_rate)),
             ("verify_ceiling_per_s", fmt_num(verify_ceiling)),
-            ("ratio_to_verify_ceiling", format!("{:.2}", rate / verify_ceiling)),
+            (
+                "ratio_to_verify_ceiling",
+                format!("{:.2}", rate / verify_ceiling)
+            ),
             ("duplicates", duplicates.to_string()),
             ("runs", "1".into()),
             ("version", env!("CARGO_PKG_VERSION").into()),

@@ -1,0 +1,135 @@
+//! The `steme` CLI contract against a real broker process.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use anyhow::{Context, ensure};
+use serde_json::Value;
+use steme_tests::cli::steme;
+use steme_tests::{BrokerProcess, within};
+
+const T: Duration = Duration::from_secs(30);
+
+fn json_lines(text: &str) -> anyhow::Result<Vec<Value>> {
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).with_context(|| format!("not a JSON line: {l:?}")))
+        .collect()
+}
+
+fn field<'a>(v: &'a Value, name: &str) -> anyhow::Result<&'a Value> {
+    v.get(name).with_context(|| format!("no {name:?} in {v}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_produce_and_consume_roundtrip() -> anyhow::Result<()> {
+    let broker = BrokerProcess::start()?;
+    let dir = tempfile::tempdir()?;
+    let key = dir.path().join("producer.key");
+    let key = key.to_str().context("temp path is not UTF-8")?;
+    within(Duration::from_secs(90), async {
+        let b = broker.bootstrap();
+        let public = steme(&b, &["keygen", "--out", key], "", T).await?.success()?;
+        let public = public.stdout.trim().to_owned();
+        ensure!(public.len() == 64, "keygen printed {public:?}");
+
+        steme(&b, &["topic", "create", "facts", "--partitions", "2"], "", T)
+            .await?
+            .success()?;
+
+        let input = concat!(
+            r#"{"subject":"urn:person:ada","predicate":"born","object":1815,"source":"wikipedia"}"#,
+            "\n",
+            r#"{"subject":"urn:person:ada","predicate":"field","object":"mathematics","source":"wikipedia","confidence":0.9}"#,
+            "\n",
+            r#"{"subject":"urn:city:paris","predicate":"population","object":2102650,"source":"census"}"#,
+            "\n",
+        );
+        let produced = steme(&b, &["produce", "facts", "--key", key], input, T)
+            .await?
+            .success()?;
+        let acks = json_lines(&produced.stdout)?;
+        ensure!(acks.len() == 3, "3 lines in, acks: {}", produced.stdout);
+        for ack in &acks {
+            ensure!(field(ack, "duplicate")? == &Value::Bool(false), "{ack}");
+            for f in ["partition", "offset", "hlc"] {
+                ensure!(field(ack, f)?.is_u64(), "{f} of {ack}");
+            }
+        }
+        let acked: BTreeSet<(String, u64, u64)> = acks
+            .iter()
+            .map(|a| {
+                Ok((
+                    field(a, "id")?.as_str().context("id")?.to_owned(),
+                    field(a, "partition")?.as_u64().context("partition")?,
+                    field(a, "offset")?.as_u64().context("offset")?,
+                ))
+            })
+            .collect::<anyhow::Result<_>>()?;
+
+        let consumed = steme(&b, &["consume", "facts", "--verify"], "", T)
+            .await?
+            .success()?;
+        let records = json_lines(&consumed.stdout)?;
+        ensure!(records.len() == 3, "consume printed: {}", consumed.stdout);
+        let read: BTreeSet<(String, u64, u64)> = records
+            .iter()
+            .map(|r| {
+                Ok((
+                    field(r, "id")?.as_str().context("id")?.to_owned(),
+                    field(r, "partition")?.as_u64().context("partition")?,
+                    field(r, "offset")?.as_u64().context("offset")?,
+                ))
+            })
+            .collect::<anyhow::Result<_>>()?;
+        ensure!(read == acked, "consumed {read:?}, acknowledged {acked:?}");
+        for r in &records {
+            ensure!(field(r, "signer")? == &Value::String(public.clone()), "{r}");
+            ensure!(field(r, "hlc")?.is_u64());
+        }
+        let ada_born = records
+            .iter()
+            .find(|r| r["predicate"] == "born")
+            .context("the `born` record")?;
+        ensure!(ada_born["subject"] == "urn:person:ada" && ada_born["object"] == 1815);
+
+        // Producing the same lines again: the same places, reported as duplicates... unless
+        // `issued_at` (now, by default) differs — so give it explicitly here.
+        let fixed = r#"{"subject":"urn:x","predicate":"p","object":"o","source":"s","issued_at":1}"#;
+        let first = steme(&b, &["produce", "facts", "--key", key], fixed, T)
+            .await?
+            .success()?;
+        let again = steme(&b, &["produce", "facts", "--key", key], fixed, T)
+            .await?
+            .success()?;
+        let (first, again) = (&json_lines(&first.stdout)?[0], &json_lines(&again.stdout)?[0]);
+        ensure!(again["duplicate"] == true && again["offset"] == first["offset"]);
+        ensure!(again["id"] == first["id"]);
+
+        // A malformed line: the lines before it are acknowledged, then a non-zero exit and
+        // an error naming the line.
+        let bad = concat!(
+            r#"{"subject":"urn:y","predicate":"p","object":"o","source":"s"}"#,
+            "\n",
+            "this is not json\n",
+            r#"{"subject":"urn:z","predicate":"p","object":"o","source":"s"}"#,
+            "\n",
+        );
+        let out = steme(&b, &["produce", "facts", "--key", key], bad, T).await?;
+        ensure!(!out.status.success(), "a malformed line was accepted: {out:?}");
+        ensure!(out.stderr.contains("line 2"), "stderr: {}", out.stderr);
+        ensure!(
+            out.stderr.trim().lines().count() == 1,
+            "errors are one line: {}",
+            out.stderr
+        );
+        ensure!(json_lines(&out.stdout)?.len() == 1, "stdout: {}", out.stdout);
+
+        // Unknown topic: one clear line, non-zero exit.
+        let out = steme(&b, &["consume", "nope"], "", T).await?;
+        ensure!(!out.status.success());
+        ensure!(out.stderr.contains("nope"), "stderr: {}", out.stderr);
+        Ok(())
+    })
+    .await
+}
