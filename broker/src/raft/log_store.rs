@@ -274,20 +274,6 @@ impl RaftLogReader<TypeConfig> for StoreReader {
     }
 }
 
-impl RaftLogReader<TypeConfig> for LogStore {
-    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + Send>(
-        &mut self,
-        range: RB,
-    ) -> Result<Vec<Entry>, io::Error> {
-        let (start, end) = bounds(&range);
-        self.log.entries(start, end)
-    }
-
-    async fn read_vote(&mut self) -> Result<Option<Vote>, io::Error> {
-        self.log.read_vote()
-    }
-}
-
 impl RaftLogStorage<TypeConfig> for LogStore {
     type LogReader = StoreReader;
 
