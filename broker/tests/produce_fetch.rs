@@ -328,3 +328,66 @@ async fn restart_keeps_every_acknowledged_record_at_its_offset() -> TestResult {
     broker.stop().await;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_topic_removes_its_data_and_the_name_can_be_reused() -> TestResult {
+    use steme_protocol::messages::delete_topic::DeleteTopicRequest;
+    let broker = TestBroker::start().await;
+    let mut c = Client::connect(broker.addr).await;
+    create_topic(&mut c, "gone", 2).await;
+    produce(&mut c, "gone", 0, &signed_for(0, 2, 5, "g")).await?;
+    let dir = broker.dir.path().join("topics").join("gone-0");
+    assert!(dir.exists());
+
+    c.call(&DeleteTopicRequest {
+        name: "gone".into(),
+    })
+    .await?;
+    let err = c
+        .call(&DescribeTopicRequest {
+            name: "gone".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::UnknownTopic);
+    let err = produce(&mut c, "gone", 0, &signed_for(0, 2, 1, "h"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::UnknownTopic);
+    let err = c
+        .call(&DeleteTopicRequest {
+            name: "gone".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::UnknownTopic);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while dir.exists() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!dir.exists(), "the partition's files are removed");
+
+    // The same name again is a new, empty topic.
+    create_topic(&mut c, "gone", 1).await;
+    let d = c
+        .call(&DescribeTopicRequest {
+            name: "gone".into(),
+        })
+        .await?;
+    assert_eq!(d.partitions.len(), 1);
+    assert_eq!(d.partitions[0].high_watermark, 0);
+    let err = c
+        .call(
+            &steme_protocol::messages::create_topic::CreateTopicRequest {
+                name: "gone".into(),
+                partitions: 1,
+                replication_factor: 1,
+                configs: vec![],
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::TopicExists);
+    broker.stop().await;
+    Ok(())
+}
