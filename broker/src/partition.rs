@@ -647,10 +647,22 @@ impl Proposed {
                 ErrorCode::Timeout,
                 format!("batch not committed within {PRODUCE_TIMEOUT:?}"),
             )),
-            Ok(Err(_)) => Err(ApiError::other(
-                ErrorCode::ShuttingDown,
-                "the partition's Raft group stopped before the batch was applied",
-            )),
+            Ok(Err(_)) => {
+                // The group stopped before applying the batch: say why if its storage failed.
+                let mut m = p.raft.metrics();
+                let stopped = m.wait_until(|m| m.running_state.is_err());
+                let _ = tokio::time::timeout(Duration::from_millis(500), stopped).await;
+                Err(match p.failure() {
+                    Some(reason) => ApiError::other(
+                        ErrorCode::Storage,
+                        format!("partition storage failed: {reason}"),
+                    ),
+                    None => ApiError::other(
+                        ErrorCode::ShuttingDown,
+                        "the partition's Raft group stopped before the batch was applied",
+                    ),
+                })
+            }
             Ok(Ok(Ok(resp))) => match resp.data {
                 Applied::Batch {
                     base_offset,
