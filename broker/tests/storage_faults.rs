@@ -30,7 +30,10 @@ async fn failed_fsync_fails_produce_then_partition_recovers() -> TestResult {
     assert!(
         matches!(
             err.code(),
-            ErrorCode::Storage | ErrorCode::NotLeader | ErrorCode::Timeout
+            ErrorCode::Storage
+                | ErrorCode::NotLeader
+                | ErrorCode::Timeout
+                | ErrorCode::ShuttingDown
         ),
         "clear storage error, got {err}"
     );
