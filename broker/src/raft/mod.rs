@@ -5,6 +5,7 @@
 pub mod codec;
 pub mod log_store;
 pub mod network;
+pub mod rpc;
 pub mod state_machine;
 pub mod types;
 
