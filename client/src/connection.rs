@@ -219,11 +219,8 @@ impl Connection {
         req: &R,
         timeout: Duration,
     ) -> Result<R::Response, ClientError> {
-        let deadline = Instant::now() + timeout;
-        let pending = tokio::time::timeout_at(deadline, self.send(req))
-            .await
-            .map_err(|_| self.timeout_error(R::API_KEY, timeout))??;
-        pending.wait_until(deadline, timeout).await
+        self.check_supported::<R>()?;
+        self.call_unchecked(req, timeout).await
     }
 
     /// Sends `req` and returns a handle to wait for its response with. Requests sent one
@@ -235,19 +232,26 @@ impl Connection {
         &self,
         req: &R,
     ) -> Result<PendingResponse<R::Response>, ClientError> {
+        self.check_supported::<R>()?;
+        self.send_unchecked(req).await
+    }
+
+    /// Whether the broker said in the handshake that it speaks this request's version.
+    fn check_supported<R: RequestBody>(&self) -> Result<(), ClientError> {
         let version = R::API_KEY.versions().1;
         let supported = self
             .broker
             .range(R::API_KEY)
             .is_some_and(|r| (r.min..=r.max).contains(&version));
-        if !supported {
-            return Err(ClientError::UnsupportedApi {
+        if supported {
+            Ok(())
+        } else {
+            Err(ClientError::UnsupportedApi {
                 addr: self.addr.to_string(),
                 api: R::API_KEY,
                 version,
-            });
+            })
         }
-        self.send_unchecked(req).await
     }
 
     async fn call_unchecked<R: RequestBody>(

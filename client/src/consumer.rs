@@ -405,6 +405,22 @@ impl Consumer {
         Ok(())
     }
 
+    /// Pauses every partition whose position has reached its end offset in `ends`, and
+    /// drops it from `ends`: reading "up to the high watermark as of the start" ends when
+    /// `ends` is empty.
+    pub fn pause_reached(&mut self, ends: &mut BTreeMap<u32, u64>) -> Result<(), ClientError> {
+        let done: Vec<u32> = ends
+            .iter()
+            .filter(|&(&p, &end)| self.position(p).is_some_and(|pos| pos >= end))
+            .map(|(&p, _)| p)
+            .collect();
+        for p in done {
+            ends.remove(&p);
+            self.pause(p)?;
+        }
+        Ok(())
+    }
+
     /// Whether every assigned partition is paused (a poll would only wait).
     pub fn all_paused(&self) -> bool {
         self.partitions.values().all(|s| s.paused)

@@ -145,15 +145,7 @@ pub async fn read_topic(
                 out.get_mut(&r.partition()).expect("assigned").push(r);
             }
         }
-        let done: Vec<u32> = ends
-            .iter()
-            .filter(|&(&p, &end)| consumer.position(p).is_some_and(|pos| pos >= end))
-            .map(|(&p, _)| p)
-            .collect();
-        for p in done {
-            ends.remove(&p);
-            consumer.pause(p)?;
-        }
+        consumer.pause_reached(&mut ends)?;
     }
     Ok(out)
 }

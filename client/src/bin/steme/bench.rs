@@ -372,15 +372,7 @@ async fn consume(admin: &Admin, args: &BenchArgs) -> anyhow::Result<()> {
                 bytes += r.canonical().len() as u64;
             }
         }
-        let done: Vec<u32> = ends
-            .iter()
-            .filter(|&(&p, &end)| consumer.position(p).is_some_and(|pos| pos >= end))
-            .map(|(&p, _)| p)
-            .collect();
-        for p in done {
-            ends.remove(&p);
-            consumer.pause(p)?;
-        }
+        consumer.pause_reached(&mut ends)?;
     }
     let secs = started.elapsed().as_secs_f64();
     let rate = n as f64 / secs;

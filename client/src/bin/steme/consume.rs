@@ -110,15 +110,7 @@ pub async fn run(bootstrap: &str, args: ConsumeArgs) -> anyhow::Result<()> {
         }
         out.flush()?;
         if !args.follow {
-            let done: Vec<u32> = ends
-                .iter()
-                .filter(|&(&p, &end)| consumer.position(p).is_some_and(|pos| pos >= end))
-                .map(|(&p, _)| p)
-                .collect();
-            for p in done {
-                ends.remove(&p);
-                consumer.pause(p)?;
-            }
+            consumer.pause_reached(&mut ends)?;
             if ends.is_empty() {
                 return Ok(());
             }
