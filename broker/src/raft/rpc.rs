@@ -11,6 +11,13 @@
 //!   4 snapshot   vote | opt<log id> last | opt<log id> membership_at | membership | bytes32 data
 //!   5 installed  vote
 //!   6 pre-vote   as 2
+//!   7 stream-append   as 0, but part of an ordered stream (see `network`)
+//!   8 stream-appended tag u8: 0 ok, opt<log id> | 1 conflict, log id | 2 higher vote, vote
+//!   9 transfer   vote from | node_id u64 to | opt<log id> last
+//!  10 transferred tag u8: 0 ok | 1 vote changed, vote, vote | 2 not flushed, opt<log id> x2
+//!  11 forward    bytes32 metadata command (to the metadata leader)
+//!  12 forwarded  tag u8: 0 applied | 1 refused, string | 2 not leader, opt<u64> | 3 failed, string
+//!  13 refused    string: the receiver cannot serve the RPC (group not here, stopped)
 //!
 //! vote           term u64 | node_id u64 | committed u8
 //! log id         term u64 | index u64
@@ -21,9 +28,11 @@
 use bytes::{BufMut, Bytes, BytesMut};
 use openraft::EntryPayload;
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, StreamAppendError,
+    StreamAppendResult, TransferLeaderError, TransferLeaderRequest, TransferLeaderResponse,
+    VoteRequest, VoteResponse,
 };
-use steme_protocol::wire::{DecodeError, Reader, put_bytes, put_count, put_option};
+use steme_protocol::wire::{DecodeError, Reader, put_bytes, put_count, put_option, put_string};
 
 use super::codec::{decode_membership, encode_membership};
 use super::types::{
@@ -44,6 +53,28 @@ pub enum RaftRpc {
     },
     Installed(SnapshotResponse<TypeConfig>),
     PreVote(VoteRequest<TypeConfig>),
+    /// An append that belongs to a pipelined stream: the receiver hands it to the group in
+    /// arrival order.
+    StreamAppend(AppendEntriesRequest<TypeConfig>),
+    StreamAppended(StreamAppendResult<TypeConfig>),
+    TransferLeader(TransferLeaderRequest<TypeConfig>),
+    Transferred(TransferLeaderResponse<TypeConfig>),
+    /// A metadata command for the metadata leader to propose.
+    Forward(Bytes),
+    Forwarded(Forwarded),
+    /// The receiver cannot serve the RPC (the group is not open there, or stopped).
+    Refused(String),
+}
+
+/// What became of a forwarded metadata command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Forwarded {
+    Applied,
+    /// Applied, and refused by the state machine (e.g. the topic exists).
+    Refused(String),
+    /// The receiver does not lead the metadata group; the leader it knows of.
+    NotLeader(Option<u64>),
+    Failed(String),
 }
 
 fn put_vote(b: &mut BytesMut, v: &Vote) {
@@ -107,6 +138,43 @@ fn get_entry(r: &mut Reader) -> Result<Entry, DecodeError> {
     })
 }
 
+fn put_append(b: &mut BytesMut, a: &AppendEntriesRequest<TypeConfig>) {
+    put_vote(b, &a.vote);
+    put_opt_log_id(b, a.prev_log_id.as_ref());
+    put_opt_log_id(b, a.leader_commit.as_ref());
+    put_count(b, a.entries.len());
+    for e in &a.entries {
+        put_entry(b, e);
+    }
+}
+
+fn get_append(r: &mut Reader) -> Result<AppendEntriesRequest<TypeConfig>, DecodeError> {
+    Ok(AppendEntriesRequest {
+        vote: get_vote(r)?,
+        prev_log_id: r.option(get_log_id)?,
+        leader_commit: r.option(get_log_id)?,
+        // The smallest entry: log id and a blank tag.
+        entries: r.vec(17, get_entry)?,
+    })
+}
+
+/// An error message, cut to fit a `string` (at a char boundary).
+fn put_message(b: &mut BytesMut, m: &str) {
+    let mut end = m.len().min(4096);
+    while !m.is_char_boundary(end) {
+        end -= 1;
+    }
+    put_string(b, &m[..end]);
+}
+
+fn bad_tag(what: &'static str, tag: u8, offset: usize) -> DecodeError {
+    DecodeError::InvalidTag {
+        what,
+        tag: tag.into(),
+        offset,
+    }
+}
+
 fn put_vote_request(b: &mut BytesMut, v: &VoteRequest<TypeConfig>) {
     put_vote(b, &v.vote);
     put_opt_log_id(b, v.last_log_id.as_ref());
@@ -127,13 +195,7 @@ impl RaftRpc {
         match self {
             RaftRpc::Append(a) => {
                 b.put_u8(0);
-                put_vote(&mut b, &a.vote);
-                put_opt_log_id(&mut b, a.prev_log_id.as_ref());
-                put_opt_log_id(&mut b, a.leader_commit.as_ref());
-                put_count(&mut b, a.entries.len());
-                for e in &a.entries {
-                    put_entry(&mut b, e);
-                }
+                put_append(&mut b, a);
             }
             RaftRpc::Appended(resp) => {
                 b.put_u8(1);
@@ -176,6 +238,75 @@ impl RaftRpc {
                 b.put_u8(6);
                 put_vote_request(&mut b, v);
             }
+            RaftRpc::StreamAppend(a) => {
+                b.put_u8(7);
+                put_append(&mut b, a);
+            }
+            RaftRpc::StreamAppended(res) => {
+                b.put_u8(8);
+                match res {
+                    Ok(id) => {
+                        b.put_u8(0);
+                        put_opt_log_id(&mut b, id.as_ref());
+                    }
+                    Err(StreamAppendError::Conflict(id)) => {
+                        b.put_u8(1);
+                        put_log_id(&mut b, id);
+                    }
+                    Err(StreamAppendError::HigherVote(v)) => {
+                        b.put_u8(2);
+                        put_vote(&mut b, v);
+                    }
+                }
+            }
+            RaftRpc::TransferLeader(t) => {
+                b.put_u8(9);
+                put_vote(&mut b, t.from_leader());
+                b.put_u64_le(*t.to_node_id());
+                put_opt_log_id(&mut b, t.last_log_id());
+            }
+            RaftRpc::Transferred(res) => {
+                b.put_u8(10);
+                match res {
+                    Ok(()) => b.put_u8(0),
+                    Err(TransferLeaderError::VoteChanged { expected, actual }) => {
+                        b.put_u8(1);
+                        put_vote(&mut b, expected);
+                        put_vote(&mut b, actual);
+                    }
+                    Err(TransferLeaderError::LogNotFlushed { expected, actual }) => {
+                        b.put_u8(2);
+                        put_opt_log_id(&mut b, expected.as_ref());
+                        put_opt_log_id(&mut b, actual.as_ref());
+                    }
+                }
+            }
+            RaftRpc::Forward(cmd) => {
+                b.put_u8(11);
+                put_bytes(&mut b, cmd);
+            }
+            RaftRpc::Forwarded(f) => {
+                b.put_u8(12);
+                match f {
+                    Forwarded::Applied => b.put_u8(0),
+                    Forwarded::Refused(m) => {
+                        b.put_u8(1);
+                        put_message(&mut b, m);
+                    }
+                    Forwarded::NotLeader(l) => {
+                        b.put_u8(2);
+                        put_option(&mut b, l.as_ref(), |b, id| b.put_u64_le(*id));
+                    }
+                    Forwarded::Failed(m) => {
+                        b.put_u8(3);
+                        put_message(&mut b, m);
+                    }
+                }
+            }
+            RaftRpc::Refused(m) => {
+                b.put_u8(13);
+                put_message(&mut b, m);
+            }
         }
         b.freeze()
     }
@@ -185,13 +316,7 @@ impl RaftRpc {
         let mut r = Reader::new(payload);
         let at = r.position();
         let rpc = match r.u8()? {
-            0 => RaftRpc::Append(AppendEntriesRequest {
-                vote: get_vote(&mut r)?,
-                prev_log_id: r.option(get_log_id)?,
-                leader_commit: r.option(get_log_id)?,
-                // The smallest entry: log id and a blank tag.
-                entries: r.vec(17, get_entry)?,
-            }),
+            0 => RaftRpc::Append(get_append(&mut r)?),
             1 => {
                 let tag_at = r.position();
                 RaftRpc::Appended(match r.u8()? {
@@ -230,6 +355,48 @@ impl RaftRpc {
             }
             5 => RaftRpc::Installed(SnapshotResponse::new(get_vote(&mut r)?)),
             6 => RaftRpc::PreVote(get_vote_request(&mut r)?),
+            7 => RaftRpc::StreamAppend(get_append(&mut r)?),
+            8 => {
+                let tag_at = r.position();
+                RaftRpc::StreamAppended(match r.u8()? {
+                    0 => Ok(r.option(get_log_id)?),
+                    1 => Err(StreamAppendError::Conflict(get_log_id(&mut r)?)),
+                    2 => Err(StreamAppendError::HigherVote(get_vote(&mut r)?)),
+                    tag => return Err(bad_tag("stream append result", tag, tag_at)),
+                })
+            }
+            9 => RaftRpc::TransferLeader(TransferLeaderRequest::new(
+                get_vote(&mut r)?,
+                r.u64()?,
+                r.option(get_log_id)?,
+            )),
+            10 => {
+                let tag_at = r.position();
+                RaftRpc::Transferred(match r.u8()? {
+                    0 => Ok(()),
+                    1 => Err(TransferLeaderError::VoteChanged {
+                        expected: get_vote(&mut r)?,
+                        actual: get_vote(&mut r)?,
+                    }),
+                    2 => Err(TransferLeaderError::LogNotFlushed {
+                        expected: r.option(get_log_id)?,
+                        actual: r.option(get_log_id)?,
+                    }),
+                    tag => return Err(bad_tag("transfer result", tag, tag_at)),
+                })
+            }
+            11 => RaftRpc::Forward(r.bytes()?),
+            12 => {
+                let tag_at = r.position();
+                RaftRpc::Forwarded(match r.u8()? {
+                    0 => Forwarded::Applied,
+                    1 => Forwarded::Refused(r.string()?),
+                    2 => Forwarded::NotLeader(r.option(|r| r.u64())?),
+                    3 => Forwarded::Failed(r.string()?),
+                    tag => return Err(bad_tag("forward result", tag, tag_at)),
+                })
+            }
+            13 => RaftRpc::Refused(r.string()?),
             tag => {
                 return Err(DecodeError::InvalidTag {
                     what: "raft rpc",
@@ -327,6 +494,36 @@ mod tests {
                 last_log_id: None,
                 leadership_transfer: false,
             }),
+            RaftRpc::StreamAppend(AppendEntriesRequest {
+                vote,
+                prev_log_id: Some(log_id(3, 12)),
+                leader_commit: Some(log_id(3, 12)),
+                entries: vec![Entry {
+                    log_id: log_id(3, 13),
+                    payload: EntryPayload::Normal(Proposal(Bytes::from_static(b"b2"))),
+                }],
+            }),
+            RaftRpc::StreamAppended(Ok(Some(log_id(3, 13)))),
+            RaftRpc::StreamAppended(Ok(None)),
+            RaftRpc::StreamAppended(Err(StreamAppendError::Conflict(log_id(2, 4)))),
+            RaftRpc::StreamAppended(Err(StreamAppendError::HigherVote(Vote::new(7, 3)))),
+            RaftRpc::TransferLeader(TransferLeaderRequest::new(vote, 2, Some(log_id(3, 13)))),
+            RaftRpc::Transferred(Ok(())),
+            RaftRpc::Transferred(Err(TransferLeaderError::VoteChanged {
+                expected: vote,
+                actual: Vote::new(4, 2),
+            })),
+            RaftRpc::Transferred(Err(TransferLeaderError::LogNotFlushed {
+                expected: Some(log_id(3, 13)),
+                actual: None,
+            })),
+            RaftRpc::Forward(Bytes::from_static(b"{\"cmd\":\"x\"}")),
+            RaftRpc::Forwarded(Forwarded::Applied),
+            RaftRpc::Forwarded(Forwarded::Refused("topic exists".into())),
+            RaftRpc::Forwarded(Forwarded::NotLeader(Some(2))),
+            RaftRpc::Forwarded(Forwarded::NotLeader(None)),
+            RaftRpc::Forwarded(Forwarded::Failed("timeout".into())),
+            RaftRpc::Refused("group 9 is not open here".into()),
         ]
     }
 
@@ -362,7 +559,7 @@ mod tests {
 
     #[test]
     fn rejects_unknown_kinds_and_lying_counts() {
-        assert!(RaftRpc::decode(Bytes::from_static(&[9])).is_err());
+        assert!(RaftRpc::decode(Bytes::from_static(&[99])).is_err());
         let mut b = BytesMut::new();
         b.put_u8(0);
         put_vote(&mut b, &Vote::new(1, 1));
