@@ -31,10 +31,12 @@ use crate::config::{Config, FlushMode};
 use crate::hlc::Clock;
 use crate::metadata::{Command, METADATA_GROUP, MetadataSm, MetadataState};
 use crate::partition::{OpenError, Partition, PartitionCtx, Placement, ProduceJob};
+use crate::raft::inbound::GroupRaft;
 use crate::raft::log_store::{GroupKind, GroupLog, LogStore, Syncer};
-use crate::raft::network::Network;
+use crate::raft::network::{Resolver, Transport};
 use crate::raft::raft_config;
-use crate::raft::types::{Applied, NodeId};
+use crate::raft::rpc::{Forwarded, RaftRpc};
+use crate::raft::types::{Applied, NodeId, Proposal};
 
 pub type MetaRaft = openraft::Raft<crate::raft::types::TypeConfig, MetadataSm>;
 
@@ -42,6 +44,8 @@ pub type MetaRaft = openraft::Raft<crate::raft::types::TypeConfig, MetadataSm>;
 const HEALTH_TICK: Duration = Duration::from_millis(250);
 /// How long metadata changes and topic creation may take before the request fails.
 const METADATA_TIMEOUT: Duration = Duration::from_secs(15);
+/// Voters of the metadata group; further brokers follow it as learners (D9).
+const MAX_METADATA_VOTERS: usize = 5;
 
 /// A response body ready to write: `head` then `tail` chunks, sent without copying them.
 pub struct Reply {
@@ -50,6 +54,10 @@ pub struct Reply {
 }
 
 impl Reply {
+    pub fn ok<B: Body>(body: B) -> Reply {
+        Reply::of(Ok(body))
+    }
+
     fn of<B: Body>(result: Result<B, ApiError>) -> Reply {
         let mut head = BytesMut::new();
         encode_response(&result, &mut head);
@@ -107,8 +115,11 @@ pub struct Broker {
     /// Partitions hosted here, by (topic, partition). A std lock: held only to clone an
     /// `Arc` out or to insert/remove.
     partitions: RwLock<HashMap<(String, u32), Arc<Partition>>>,
+    /// The same partitions by Raft group, for the transport.
+    by_group: RwLock<HashMap<u64, Arc<Partition>>>,
     /// Partitions whose storage failed and that are being reopened, with why.
     failed: RwLock<HashMap<(String, u32), Failed>>,
+    transport: Arc<Transport>,
     ctx: PartitionCtx,
 }
 
@@ -180,28 +191,68 @@ impl Broker {
         let glog = GroupLog::new(METADATA_GROUP, GroupKind::Metadata, log)?;
         let (sm, meta_state) = MetadataSm::open(&meta_dir)?;
         let store = LogStore::new(glog, syncer.clone(), false);
-        let meta = MetaRaft::new(cfg.node_id, raft_config.clone(), Network, store, sm)
-            .await
-            .map_err(|e| StartError::Raft(e.to_string()))?;
+
+        // Where the other brokers are: this broker's own `--peer` list first (it may name a
+        // different route, such as a proxy), then what the metadata records.
+        let peers: BTreeMap<NodeId, String> =
+            cfg.peers.iter().map(|p| (p.id, p.addr.clone())).collect();
+        let brokers_rx = meta_state.clone();
+        let self_id = cfg.node_id;
+        let self_addr = advertised.clone();
+        let known_peers = peers.clone();
+        let resolve: Resolver = Arc::new(move |id| {
+            if id == self_id {
+                return Some(self_addr.clone());
+            }
+            known_peers
+                .get(&id)
+                .cloned()
+                .or_else(|| brokers_rx.borrow().brokers.get(&id).cloned())
+        });
+        let transport = Transport::new(resolve.clone(), cfg.max_frame_bytes);
+        let meta = MetaRaft::new(
+            cfg.node_id,
+            raft_config.clone(),
+            transport.network(METADATA_GROUP),
+            store,
+            sm,
+        )
+        .await
+        .map_err(|e| StartError::Raft(e.to_string()))?;
         if !meta
             .is_initialized()
             .await
             .map_err(|e| StartError::Raft(e.to_string()))?
         {
-            let members = BTreeMap::from([(
+            let mut members: BTreeMap<NodeId, BasicNode> = peers
+                .iter()
+                .map(|(id, addr)| (*id, BasicNode { addr: addr.clone() }))
+                .collect();
+            members.insert(
                 cfg.node_id,
                 BasicNode {
                     addr: advertised.clone(),
                 },
-            )]);
-            meta.initialize(members)
-                .await
-                .map_err(|e| StartError::Raft(e.to_string()))?;
+            );
+            // A new cluster is initialised exactly once, by its lowest broker id; the others
+            // join when it reaches them. A restarted broker finds its group initialised.
+            if members.keys().next() == Some(&cfg.node_id) {
+                let voters = members.iter().take(MAX_METADATA_VOTERS);
+                let voters: BTreeMap<NodeId, BasicNode> =
+                    voters.map(|(id, n)| (*id, n.clone())).collect();
+                tracing::info!(voters = ?voters.keys().collect::<Vec<_>>(), "initialising the cluster");
+                meta.initialize(voters)
+                    .await
+                    .map_err(|e| StartError::Raft(e.to_string()))?;
+                let learners: Vec<(NodeId, BasicNode)> =
+                    members.into_iter().skip(MAX_METADATA_VOTERS).collect();
+                if !learners.is_empty() {
+                    tokio::spawn(add_learners(meta.clone(), learners));
+                }
+            }
         }
 
-        let brokers_rx = meta_state.clone();
-        let self_id = cfg.node_id;
-        let self_addr = advertised.clone();
+        let (leaders_tx, leaders_rx) = tokio::sync::mpsc::unbounded_channel();
         let ctx = PartitionCtx {
             node_id: cfg.node_id,
             clock: Arc::new(Clock::new(cfg.node_id, cfg.max_clock_skew())),
@@ -209,13 +260,10 @@ impl Broker {
             raft_config,
             retention_check: Duration::from_millis(cfg.retention_check_ms),
             ack_before_sync,
-            brokers: Arc::new(move |id| {
-                if id == self_id {
-                    return Some(self_addr.clone());
-                }
-                brokers_rx.borrow().brokers.get(&id).cloned()
-            }),
+            brokers: resolve,
             io,
+            transport: transport.clone(),
+            leaders: leaders_tx,
         };
         let broker = Arc::new(Broker {
             clock: ctx.clock.clone(),
@@ -224,13 +272,86 @@ impl Broker {
             meta,
             meta_state,
             partitions: RwLock::new(HashMap::new()),
+            by_group: RwLock::new(HashMap::new()),
             failed: RwLock::new(HashMap::new()),
+            transport,
             ctx,
         });
-        broker.register().await?;
+        if broker.cfg.peers.is_empty() {
+            broker.register().await?;
+        } else {
+            // A cluster member cannot register before a quorum is up; it serves meanwhile.
+            tokio::spawn(Broker::register_loop(Arc::downgrade(&broker)));
+        }
         broker.reconcile().await?;
         tokio::spawn(Broker::reconcile_loop(Arc::downgrade(&broker)));
+        tokio::spawn(Broker::report_leaders(Arc::downgrade(&broker), leaders_rx));
+        if broker.cfg.leader_rebalance_ms > 0 {
+            let every = Duration::from_millis(broker.cfg.leader_rebalance_ms);
+            tokio::spawn(Broker::rebalance_loop(Arc::downgrade(&broker), every));
+        }
         Ok(broker)
+    }
+
+    async fn register_loop(weak: std::sync::Weak<Broker>) {
+        loop {
+            let Some(broker) = weak.upgrade() else { return };
+            match broker.register().await {
+                Ok(()) => return,
+                Err(e) => tracing::info!(error = %e, "not registered yet; retrying"),
+            }
+            drop(broker);
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    /// Records in the metadata each partition leadership this broker wins, so that every
+    /// broker can name every partition's leader (Kafka's leader and leader epoch).
+    async fn report_leaders(
+        weak: std::sync::Weak<Broker>,
+        mut rx: tokio::sync::mpsc::UnboundedReceiver<(u64, u64)>,
+    ) {
+        while let Some((group, term)) = rx.recv().await {
+            let Some(broker) = weak.upgrade() else { return };
+            let cmd = Command::PartitionLeader {
+                group,
+                node: broker.cfg.node_id,
+                term,
+            };
+            tokio::spawn(async move {
+                for _ in 0..10 {
+                    let Err(e) = broker.propose_metadata(cmd.clone()).await else {
+                        return;
+                    };
+                    if e.code() != ErrorCode::NotLeader && e.code() != ErrorCode::Timeout {
+                        // Stale (a newer leader reported) or the topic is gone.
+                        tracing::debug!(group, term, error = %e, "leader report refused");
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            });
+        }
+    }
+
+    /// Moves leadership back to each partition's preferred replica (the first) once it is
+    /// caught up, so that leaders stay spread after a failover.
+    async fn rebalance_loop(weak: std::sync::Weak<Broker>, every: Duration) {
+        loop {
+            tokio::time::sleep(every).await;
+            let Some(broker) = weak.upgrade() else { return };
+            let led: Vec<Arc<Partition>> = broker
+                .partitions
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .values()
+                .filter(|p| p.leader().0 == Some(broker.cfg.node_id))
+                .cloned()
+                .collect();
+            for p in led {
+                p.hand_back_leadership().await;
+            }
+        }
     }
 
     pub fn node_id(&self) -> NodeId {
@@ -265,38 +386,86 @@ impl Broker {
             .map_err(|e| StartError::Raft(format!("registering broker: {e}")))
     }
 
-    /// Proposes a metadata command and waits until it is applied.
+    /// Proposes a metadata command and waits until it is applied: here if this broker
+    /// leads the metadata group, else forwarded to the leader.
     async fn propose_metadata(&self, cmd: Command) -> Result<(), ApiError> {
         let deadline = tokio::time::Instant::now() + METADATA_TIMEOUT;
+        let Proposal(bytes) = cmd.encode();
         loop {
-            let write = tokio::time::timeout_at(deadline, self.meta.client_write(cmd.encode()));
-            match write.await {
-                Err(_) => {
-                    return Err(ApiError::other(
-                        ErrorCode::Timeout,
-                        "metadata change not committed in time",
-                    ));
-                }
-                Ok(Ok(resp)) => {
-                    return match resp.data {
-                        Applied::Metadata(Ok(())) => Ok(()),
-                        Applied::Metadata(Err(msg)) => Err(metadata_refusal(msg)),
-                        other => Err(ApiError::other(
-                            ErrorCode::Internal,
-                            format!("metadata command applied as {other:?}"),
-                        )),
-                    };
-                }
-                Ok(Err(e)) => {
-                    // No leader yet (just started): wait a little and retry until the deadline.
-                    tracing::debug!(error = %e, "metadata proposal refused; retrying");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    if tokio::time::Instant::now() >= deadline {
-                        return Err(ApiError::other(ErrorCode::NotLeader, e.to_string()));
+            let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if remaining.is_zero() {
+                return Err(ApiError::other(
+                    ErrorCode::Timeout,
+                    "metadata change not committed in time (is a quorum of brokers up?)",
+                ));
+            }
+            let leader = self.meta.metrics().borrow_watched().current_leader;
+            let outcome = match leader {
+                Some(l) if l != self.cfg.node_id => {
+                    match self.transport.forward(l, bytes.clone(), remaining).await {
+                        Ok(f) => f,
+                        Err(e) => Forwarded::Failed(e.to_string()),
                     }
+                }
+                _ => self.propose_here(bytes.clone(), remaining).await,
+            };
+            match outcome {
+                Forwarded::Applied => return Ok(()),
+                Forwarded::Refused(msg) => return Err(metadata_refusal(msg)),
+                Forwarded::NotLeader(_) | Forwarded::Failed(_) => {
+                    // No leader yet, or it just changed: retry until the deadline.
+                    tracing::debug!(?outcome, "metadata proposal not applied; retrying");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             }
         }
+    }
+
+    /// Proposes a metadata command to the local metadata group.
+    async fn propose_here(&self, cmd: bytes::Bytes, timeout: Duration) -> Forwarded {
+        match tokio::time::timeout(timeout, self.meta.client_write(Proposal(cmd))).await {
+            Err(_) => Forwarded::Failed("metadata change not committed in time".into()),
+            Ok(Ok(resp)) => match resp.data {
+                Applied::Metadata(Ok(())) => Forwarded::Applied,
+                Applied::Metadata(Err(msg)) => Forwarded::Refused(msg),
+                other => Forwarded::Failed(format!("metadata command applied as {other:?}")),
+            },
+            Ok(Err(e)) => match e.forward_to_leader() {
+                Some(f) => Forwarded::NotLeader(f.leader_id),
+                None => Forwarded::Failed(e.to_string()),
+            },
+        }
+    }
+
+    /// The Raft group `group`, if this broker hosts it.
+    pub fn group_raft(&self, group: u64) -> Option<GroupRaft> {
+        if group == METADATA_GROUP {
+            return Some(GroupRaft::Meta(self.meta.clone()));
+        }
+        self.by_group
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&group)
+            .map(|p| GroupRaft::Partition(p.raft().clone()))
+    }
+
+    /// Answers a Raft RPC from a peer (other than a stream append, see `server`).
+    pub async fn handle_raft(&self, group: u64, rpc: RaftRpc) -> Reply {
+        let answer = match rpc {
+            RaftRpc::Forward(cmd) if group == METADATA_GROUP => {
+                RaftRpc::Forwarded(self.propose_here(cmd, METADATA_TIMEOUT).await)
+            }
+            rpc => match self.group_raft(group) {
+                Some(g) => g.serve(rpc).await,
+                None => RaftRpc::Refused(format!(
+                    "group {group} is not open on broker {}",
+                    self.cfg.node_id
+                )),
+            },
+        };
+        Reply::ok(steme_protocol::messages::raft::RaftResponse {
+            payload: answer.encode(),
+        })
     }
 
     async fn reconcile_loop(weak: std::sync::Weak<Broker>) {
@@ -374,10 +543,7 @@ impl Broker {
                 .collect()
         };
         for p in stale {
-            self.partitions
-                .write()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(&(p.topic.clone(), p.partition));
+            self.unhost(&p);
             p.shutdown().await;
             let dir = self.partition_dir(&p.topic, p.partition);
             if let Err(e) = std::fs::remove_dir_all(&dir) {
@@ -439,12 +605,28 @@ impl Broker {
                 .write()
                 .unwrap_or_else(|p| p.into_inner())
                 .remove(&key);
+            self.by_group
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(p.group, p.clone());
             self.partitions
                 .write()
                 .unwrap_or_else(|p| p.into_inner())
                 .insert(key, p);
         }
         Ok(())
+    }
+
+    /// Takes a partition out of the maps (the caller shuts it down).
+    fn unhost(&self, p: &Arc<Partition>) {
+        self.partitions
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&(p.topic.clone(), p.partition));
+        let mut by_group = self.by_group.write().unwrap_or_else(|p| p.into_inner());
+        if by_group.get(&p.group).is_some_and(|q| Arc::ptr_eq(q, p)) {
+            by_group.remove(&p.group);
+        }
     }
 
     /// Takes partitions whose Raft group stopped on a storage error out of service; the
@@ -467,10 +649,7 @@ impl Broker {
                 .write()
                 .unwrap_or_else(|p| p.into_inner())
                 .insert(key.clone(), Failed { reason, durable });
-            self.partitions
-                .write()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(&key);
+            self.unhost(&p);
             p.shutdown().await;
         }
     }
@@ -533,6 +712,7 @@ impl Broker {
         if let Err(e) = self.meta.shutdown().await {
             tracing::warn!(error = %e, "metadata raft shutdown");
         }
+        self.transport.shutdown();
     }
 
     /// Answers one request.
@@ -585,10 +765,7 @@ impl Broker {
                     .iter()
                     .enumerate()
                     .map(|(i, m)| {
-                        let (leader, leader_epoch) = self
-                            .partition(&t.name, i as u32)
-                            .map(|p| p.leader())
-                            .unwrap_or((None, 0));
+                        let (leader, leader_epoch) = self.leader_of(&state, &t.name, i as u32);
                         PartitionMetadata {
                             partition: i as u32,
                             leader,
@@ -603,6 +780,19 @@ impl Broker {
             brokers,
             metadata_leader,
             topics,
+        }
+    }
+
+    /// A partition's leader and term: this broker's own view if it hosts the partition and
+    /// knows a leader at least as recent as the metadata's record, else the record.
+    fn leader_of(&self, state: &MetadataState, topic: &str, partition: u32) -> (Option<u64>, u64) {
+        let recorded = state
+            .group_of(topic, partition)
+            .and_then(|m| state.leaders.get(&m.group))
+            .map_or((None, 0), |l| (Some(l.node), l.term));
+        match self.partition(topic, partition).map(|p| p.leader()) {
+            Ok((Some(l), term)) if term >= recorded.1 => (Some(l), term),
+            _ => recorded,
         }
     }
 
@@ -626,11 +816,8 @@ impl Broker {
         let deadline = tokio::time::Instant::now() + METADATA_TIMEOUT;
         let mut rx = self.meta_state.clone();
         loop {
-            let ready = (0..partitions).all(|p| {
-                self.partition(&r.name, p)
-                    .map(|p| p.leader().0.is_some())
-                    .unwrap_or(false)
-            });
+            let state = self.meta_state.borrow().clone();
+            let ready = (0..partitions).all(|p| self.leader_of(&state, &r.name, p).0.is_some());
             if ready {
                 break;
             }
@@ -672,9 +859,11 @@ impl Broker {
                 format!("unknown topic `{}`", r.name),
             )
         })?;
+        // The partitions hosted here, as this replica sees them; a cluster view asks every
+        // broker (`steme cluster status`).
         let partitions = (0..t.partitions.len() as u32)
-            .map(|p| self.partition(&t.name, p).map(|p| p.describe()))
-            .collect::<Result<Vec<_>, _>>()?;
+            .filter_map(|p| self.partition(&t.name, p).ok().map(|p| p.describe()))
+            .collect();
         Ok(DescribeTopicResponse {
             name: t.name.clone(),
             configs: t
@@ -773,6 +962,21 @@ impl Broker {
     /// Whether this broker leads the metadata group (for tests and status).
     pub fn is_metadata_leader(&self) -> bool {
         self.meta.metrics().borrow_watched().state == ServerState::Leader
+    }
+}
+
+/// Adds the brokers beyond the metadata voters as learners, once this broker leads.
+async fn add_learners(meta: MetaRaft, learners: Vec<(NodeId, BasicNode)>) {
+    for (id, node) in learners {
+        for attempt in 0..120 {
+            match meta.add_learner(id, node.clone(), false).await {
+                Ok(_) => break,
+                Err(e) => {
+                    tracing::debug!(learner = id, attempt, error = %e, "adding a metadata learner");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        }
     }
 }
 

@@ -91,6 +91,9 @@ pub struct Config {
     pub verify_signatures: bool,
     /// How often each partition checks its retention limits.
     pub retention_check_ms: u64,
+    /// How often a leader hands leadership back to a partition's preferred replica once it
+    /// has caught up (0: never).
+    pub leader_rebalance_ms: u64,
 }
 
 impl Default for Config {
@@ -116,6 +119,7 @@ impl Default for Config {
             election_timeout_max_ms: 2_000,
             verify_signatures: true,
             retention_check_ms: 30_000,
+            leader_rebalance_ms: 10_000,
         }
     }
 }
@@ -164,6 +168,23 @@ pub struct Overrides {
     /// Flush policy: `always` (fsync before acknowledging, group commit) or `interval`.
     #[arg(long, env = "STEME_FLUSH")]
     pub flush: Option<FlushMode>,
+    /// Raft heartbeat interval, in milliseconds.
+    #[arg(long, env = "STEME_HEARTBEAT_INTERVAL_MS")]
+    pub heartbeat_interval_ms: Option<u64>,
+    /// Raft election timeout range, in milliseconds: `MIN..MAX`.
+    #[arg(long, env = "STEME_ELECTION_TIMEOUT_MS", value_name = "MIN..MAX", value_parser = parse_range)]
+    pub election_timeout_ms: Option<(u64, u64)>,
+    /// How often leadership goes back to caught-up preferred replicas, in ms (0: never).
+    #[arg(long, env = "STEME_LEADER_REBALANCE_MS")]
+    pub leader_rebalance_ms: Option<u64>,
+}
+
+fn parse_range(s: &str) -> Result<(u64, u64), String> {
+    let (a, b) = s
+        .split_once("..")
+        .ok_or_else(|| format!("`{s}` is not MIN..MAX"))?;
+    let num = |v: &str| v.trim().parse::<u64>().map_err(|e| format!("`{v}`: {e}"));
+    Ok((num(a)?, num(b)?))
 }
 
 impl Config {
@@ -190,6 +211,16 @@ impl Config {
         }
         if let Some(v) = o.flush {
             c.flush = v;
+        }
+        if let Some(v) = o.heartbeat_interval_ms {
+            c.heartbeat_interval_ms = v;
+        }
+        if let Some((min, max)) = o.election_timeout_ms {
+            c.election_timeout_min_ms = min;
+            c.election_timeout_max_ms = max;
+        }
+        if let Some(v) = o.leader_rebalance_ms {
+            c.leader_rebalance_ms = v;
         }
         c.validate()?;
         Ok(c)

@@ -25,7 +25,7 @@ use crate::raft::types::{
 };
 
 /// The id of the metadata Raft group; partition groups are numbered from 1.
-pub const METADATA_GROUP: u64 = 0;
+pub use crate::raft::METADATA_GROUP;
 
 /// A topic as the cluster knows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -62,6 +62,23 @@ pub struct MetadataState {
     pub brokers: BTreeMap<NodeId, String>,
     pub topics: BTreeMap<String, TopicMeta>,
     pub next_group: u64,
+    /// The last leader each partition group reported, with its term (Kafka's leader epoch).
+    #[serde(default)]
+    pub leaders: BTreeMap<u64, GroupLeader>,
+}
+
+/// A partition group's leader as last reported to the metadata.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupLeader {
+    pub node: NodeId,
+    pub term: u64,
+}
+
+impl MetadataState {
+    /// The group of `topic`/`partition`, if both exist.
+    pub fn group_of(&self, topic: &str, partition: u32) -> Option<&PartitionMeta> {
+        self.topics.get(topic)?.partitions.get(partition as usize)
+    }
 }
 
 /// A change to the metadata.
@@ -80,6 +97,12 @@ pub enum Command {
     },
     DeleteTopic {
         name: String,
+    },
+    /// A broker became the leader of a partition group in `term`.
+    PartitionLeader {
+        group: u64,
+        node: NodeId,
+        term: u64,
     },
 }
 
@@ -184,12 +207,15 @@ impl MetadataState {
                     ));
                 }
                 let first_group = self.next_group.max(1);
-                // Spread replicas (and so preferred leaders, the first replica) round-robin.
+                // Spread replicas (and so preferred leaders, the first replica) round-robin,
+                // starting where the previous topic left off so that leaders stay even
+                // across topics too.
+                let start = (first_group - 1) as usize;
                 let partitions = (0..partitions)
                     .map(|p| PartitionMeta {
                         group: first_group + u64::from(p),
                         replicas: (0..rf)
-                            .map(|r| brokers[(p as usize + r) % brokers.len()])
+                            .map(|r| brokers[(start + p as usize + r) % brokers.len()])
                             .collect(),
                     })
                     .collect::<Vec<_>>();
@@ -205,11 +231,32 @@ impl MetadataState {
                 );
                 Ok(())
             }
-            Command::DeleteTopic { name } => self
-                .topics
-                .remove(&name)
-                .map(|_| ())
-                .ok_or_else(|| format!("unknown topic `{name}`")),
+            Command::DeleteTopic { name } => {
+                let t = self
+                    .topics
+                    .remove(&name)
+                    .ok_or_else(|| format!("unknown topic `{name}`"))?;
+                for p in &t.partitions {
+                    self.leaders.remove(&p.group);
+                }
+                Ok(())
+            }
+            Command::PartitionLeader { group, node, term } => {
+                let known = self.topics.values().flat_map(|t| &t.partitions);
+                if !known.clone().any(|p| p.group == group) {
+                    return Err(format!("unknown partition group {group}"));
+                }
+                match self.leaders.get(&group) {
+                    Some(l) if l.term > term => Err(format!(
+                        "stale leader report: group {group} term {term} < {}",
+                        l.term
+                    )),
+                    _ => {
+                        self.leaders.insert(group, GroupLeader { node, term });
+                        Ok(())
+                    }
+                }
+            }
         }
     }
 }
@@ -356,6 +403,13 @@ impl RaftStateMachine<TypeConfig> for MetadataSm {
                 }
                 EntryPayload::Blank => Applied::Control,
                 EntryPayload::Membership(m) => {
+                    // Every member is a broker; its address until it registers its own.
+                    for (id, node) in m.nodes() {
+                        if !self.state.brokers.contains_key(id) && !node.addr.is_empty() {
+                            self.state.brokers.insert(*id, node.addr.clone());
+                            changed = true;
+                        }
+                    }
                     self.membership = StoredMembership::new(Some(entry.log_id), m);
                     Applied::Control
                 }
@@ -454,8 +508,42 @@ mod tests {
         assert_eq!(groups, vec![1, 2, 3, 4, 5, 6]);
         let leaders: Vec<NodeId> = t.partitions.iter().map(|p| p.replicas[0]).collect();
         assert_eq!(leaders, vec![1, 2, 3, 1, 2, 3]);
-        s.apply(create("more", 1, 1)).unwrap();
+        s.apply(create("more", 2, 1)).unwrap();
         assert_eq!(s.topics["more"].partitions[0].group, 7);
+        // The next topic starts where the last left off: leaders stay even across topics.
+        let more: Vec<NodeId> = s.topics["more"]
+            .partitions
+            .iter()
+            .map(|p| p.replicas[0])
+            .collect();
+        assert_eq!(more, vec![1, 2]);
+    }
+
+    #[test]
+    fn leader_reports_keep_the_highest_term() {
+        let mut s = state_with_brokers(3);
+        s.apply(create("facts", 2, 3)).unwrap();
+        let report = |node, term| Command::PartitionLeader {
+            group: 1,
+            node,
+            term,
+        };
+        s.apply(report(2, 5)).unwrap();
+        assert!(s.apply(report(1, 4)).unwrap_err().contains("stale"));
+        assert_eq!(s.leaders[&1], GroupLeader { node: 2, term: 5 });
+        s.apply(report(3, 6)).unwrap();
+        assert_eq!(s.leaders[&1].node, 3);
+        let unknown = Command::PartitionLeader {
+            group: 99,
+            node: 1,
+            term: 1,
+        };
+        assert!(s.apply(unknown).is_err());
+        s.apply(Command::DeleteTopic {
+            name: "facts".into(),
+        })
+        .unwrap();
+        assert!(s.leaders.is_empty());
     }
 
     #[test]

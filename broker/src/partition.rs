@@ -33,7 +33,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::hlc::Clock;
 use crate::raft::log_store::{GroupKind, GroupLog, LogStore, Syncer};
-use crate::raft::network::Network;
+use crate::raft::network::{Resolver, Transport};
 use crate::raft::state_machine::{PartitionSm, PartitionState};
 use crate::raft::types::{Applied, NodeId, Proposal, TypeConfig};
 
@@ -64,9 +64,13 @@ pub struct PartitionCtx {
     pub retention_check: Duration,
     pub ack_before_sync: bool,
     /// Addresses of the brokers, for `NotLeader` hints.
-    pub brokers: Arc<dyn Fn(NodeId) -> Option<String> + Send + Sync>,
+    pub brokers: Resolver,
     /// File I/O of every log (fault-injecting in tests).
     pub io: Arc<dyn FileIo>,
+    /// The Raft transport to the other brokers.
+    pub transport: Arc<Transport>,
+    /// Where a replica reports `(group, term)` when it becomes leader.
+    pub leaders: mpsc::UnboundedSender<(u64, u64)>,
 }
 
 /// Where a partition lives: what the metadata says about it.
@@ -155,7 +159,8 @@ impl Partition {
         let glog = GroupLog::new(group, GroupKind::Partition, log)?;
         let (sm, state) = PartitionSm::open(glog.clone())?;
         let store = LogStore::new(glog.clone(), ctx.syncer.clone(), ctx.ack_before_sync);
-        let raft = PartitionRaft::new(ctx.node_id, ctx.raft_config.clone(), Network, store, sm)
+        let network = ctx.transport.network(group);
+        let raft = PartitionRaft::new(ctx.node_id, ctx.raft_config.clone(), network, store, sm)
             .await
             .map_err(|e| OpenError::Raft(e.to_string()))?;
         if !raft
@@ -190,13 +195,43 @@ impl Partition {
             ctx,
         });
         tokio::spawn(Writer::new(p.clone()).run(rx));
-        tokio::spawn(commit_on_lead(Arc::downgrade(&p)));
+        tokio::spawn(on_lead(Arc::downgrade(&p)));
         tokio::spawn(retention_loop(Arc::downgrade(&p), p.ctx.retention_check));
         Ok(p)
     }
 
     pub fn high_watermark(&self) -> u64 {
         self.state.high_watermark()
+    }
+
+    pub fn raft(&self) -> &PartitionRaft {
+        &self.raft
+    }
+
+    /// If this replica leads but is not the preferred one (the first replica), and the
+    /// preferred replica has every entry, hands leadership to it.
+    pub async fn hand_back_leadership(&self) {
+        let Some(&preferred) = self.replicas.first() else {
+            return;
+        };
+        if preferred == self.ctx.node_id {
+            return;
+        }
+        let caught_up = {
+            let m = self.raft.metrics();
+            let m = m.borrow_watched();
+            m.state == ServerState::Leader
+                && m.replication.as_ref().is_some_and(|r| {
+                    r.get(&preferred)
+                        .is_some_and(|matched| matched.map(|l| l.index) == m.last_log_index)
+                })
+        };
+        if caught_up {
+            tracing::info!(topic = %self.topic, partition = self.partition, to = preferred, "handing leadership back to the preferred replica");
+            if let Err(e) = self.raft.trigger().transfer_leader(preferred).await {
+                tracing::debug!(error = %e, "leader transfer");
+            }
+        }
     }
 
     pub fn log_start_offset(&self) -> u64 {
@@ -334,24 +369,34 @@ impl Partition {
     }
 }
 
-/// When this replica leads, commit a blank entry so that everything in its log is applied
-/// and visible to consumers without waiting for the next produce (after a restart a single
-/// voter can resume its term with its log committed only up to what it had applied).
-async fn commit_on_lead(weak: std::sync::Weak<Partition>) {
+/// Each time this replica becomes leader: commit a blank entry, so that everything in its log
+/// is applied and visible to consumers without waiting for the next produce (a restarted
+/// single voter can resume its term with its log committed only up to what it had applied),
+/// then report the leadership to the cluster metadata.
+async fn on_lead(weak: std::sync::Weak<Partition>) {
     let Some(mut metrics) = weak.upgrade().map(|p| p.raft.metrics()) else {
         return;
     };
-    let led = metrics.wait_until(|m| m.state == ServerState::Leader);
-    if tokio::time::timeout(Duration::from_secs(60), led)
-        .await
-        .is_err()
-    {
-        return;
-    }
-    if let Some(p) = weak.upgrade()
-        && let Err(e) = p.raft.write_blank().await
-    {
-        tracing::debug!(topic = %p.topic, partition = p.partition, error = %e, "blank entry on lead");
+    let mut reported = None;
+    loop {
+        let led = metrics
+            .wait_until(|m| m.state == ServerState::Leader && Some(m.current_term) != reported);
+        let Ok(term) = led.await.map(|m| m.current_term) else {
+            return; // the group stopped
+        };
+        let Some(p) = weak.upgrade() else { return };
+        match p.raft.write_blank().await {
+            Ok(_) => {
+                reported = Some(term);
+                tracing::info!(topic = %p.topic, partition = p.partition, term, "leading");
+                let _ = p.ctx.leaders.send((p.group, term));
+            }
+            Err(e) => {
+                tracing::debug!(topic = %p.topic, partition = p.partition, error = %e, "blank entry on lead");
+                drop(p);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
     }
 }
 
@@ -618,19 +663,23 @@ impl Writer {
 
 /// A submitted proposal, or why it could not be submitted.
 enum Proposed {
-    Submitted(OneshotReceiverOf<TypeConfig, ClientWriteResult<TypeConfig>>),
+    /// Waiting for apply; the commit notice is held so openraft can deliver it.
+    Submitted(
+        OneshotReceiverOf<TypeConfig, ClientWriteResult<TypeConfig>>,
+        OneshotReceiverOf<TypeConfig, crate::raft::types::LogId>,
+    ),
     Failed(ApiError),
 }
 
 /// Submits a stamped batch to the Raft group (returns once it is queued, in order).
 async fn propose(p: &Partition, batch: Bytes) -> Proposed {
-    let (responder, _commit, complete) = ProgressResponder::new();
+    let (responder, commit, complete) = ProgressResponder::new();
     match p
         .raft
         .client_write_ff(Proposal(batch), Some(responder))
         .await
     {
-        Ok(()) => Proposed::Submitted(complete),
+        Ok(()) => Proposed::Submitted(complete, commit),
         Err(e) => Proposed::Failed(ApiError::other(ErrorCode::Storage, e.to_string())),
     }
 }
@@ -640,7 +689,7 @@ impl Proposed {
     async fn landed(self, p: &Partition) -> Result<(u64, u64), ApiError> {
         let rx = match self {
             Proposed::Failed(e) => return Err(e),
-            Proposed::Submitted(rx) => rx,
+            Proposed::Submitted(rx, _commit) => rx,
         };
         match tokio::time::timeout(PRODUCE_TIMEOUT, rx).await {
             Err(_) => Err(ApiError::other(

@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use steme_protocol::frame::{FrameError, FrameHeader, decode_frame};
-use steme_protocol::messages::Request;
+use steme_protocol::messages::{ApiKey, Request};
 use steme_protocol::{ApiError, ErrorCode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
 use tokio::net::tcp::OwnedWriteHalf;
@@ -31,12 +31,20 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, broadcast, mpsc};
 
 use crate::broker::{Broker, Reply};
+use crate::raft::inbound::Pipes;
+use crate::raft::rpc::RaftRpc;
 
 /// A frame that has begun to arrive must be complete within this long.
 pub const FRAME_TIMEOUT: Duration = Duration::from_secs(30);
 const WRITE_BUFFER: usize = 64 * 1024;
 /// Bytes of request frames a connection may have in flight.
 const INFLIGHT_BYTES: usize = 64 << 20;
+/// Raft requests a connection may have in flight: a peer's link carries every group's
+/// pipelined appends and heartbeats, so its budget is its own and larger.
+const RAFT_INFLIGHT: usize = 16 * 1024;
+/// Bytes of Raft frames a connection may have in flight (appends wait in their pipes for the
+/// follower's fsync while later frames, heartbeats among them, keep being read).
+const RAFT_INFLIGHT_BYTES: usize = 256 << 20;
 
 /// Serves `listener` until `shutdown` completes, then drains connections and stops the
 /// broker.
@@ -89,9 +97,9 @@ pub async fn run(
 }
 
 /// One response frame on its way to the socket.
-struct Outbound {
-    header: FrameHeader,
-    reply: Reply,
+pub struct Outbound {
+    pub header: FrameHeader,
+    pub reply: Reply,
 }
 
 async fn serve(
@@ -106,7 +114,10 @@ async fn serve(
     let (tx, rx) = mpsc::channel::<Outbound>(max_inflight);
     let writer = tokio::spawn(write_loop(wr, rx));
     let requests = Arc::new(Semaphore::new(max_inflight));
+    let raft_requests = Arc::new(Semaphore::new(RAFT_INFLIGHT));
     let bytes = Arc::new(Semaphore::new(INFLIGHT_BYTES));
+    let raft_bytes = Arc::new(Semaphore::new(RAFT_INFLIGHT_BYTES));
+    let mut pipes = Pipes::default();
     let mut buf = BytesMut::with_capacity(64 * 1024);
 
     let result: io::Result<()> = async {
@@ -161,15 +172,42 @@ async fn serve(
                     return Ok(());
                 }
             };
-            let cost = frame.body.len().clamp(1, INFLIGHT_BYTES) as u32;
-            let req_permit = requests.clone().acquire_owned().await.expect("open");
-            let byte_permit = bytes.clone().acquire_many_owned(cost).await.expect("open");
+            let is_raft = frame.header.api_key == ApiKey::Raft as u16;
+            let (budget, byte_budget, max_bytes) = if is_raft {
+                (&raft_requests, &raft_bytes, RAFT_INFLIGHT_BYTES)
+            } else {
+                (&requests, &bytes, INFLIGHT_BYTES)
+            };
+            let cost = frame.body.len().clamp(1, max_bytes) as u32;
+            let req_permit = budget.clone().acquire_owned().await.expect("open");
+            let byte_permit = byte_budget
+                .clone()
+                .acquire_many_owned(cost)
+                .await
+                .expect("open");
+            let decoded = Request::decode(&frame.header, frame.body);
+            // A peer's stream append joins its group's pipe here, in arrival order.
+            let decoded = match decoded {
+                Ok(Request::Raft(r)) => match RaftRpc::decode(r.payload) {
+                    Ok(RaftRpc::StreamAppend(append)) => {
+                        let raft = broker.group_raft(r.group_id);
+                        let held = (req_permit, byte_permit);
+                        pipes.push(raft, r.group_id, frame.header, append, held, &tx);
+                        continue;
+                    }
+                    Ok(rpc) => Ok(Inbound::Raft(r.group_id, rpc)),
+                    Err(e) => Err(ApiError::other(ErrorCode::CorruptFrame, e.to_string())),
+                },
+                Ok(req) => Ok(Inbound::Client(req)),
+                Err(e) => Err(e.to_api_error()),
+            };
             let broker = broker.clone();
             let tx = tx.clone();
             tokio::spawn(async move {
-                let reply = match Request::decode(&frame.header, frame.body) {
-                    Ok(req) => broker.handle(req).await,
-                    Err(e) => Reply::error(e.to_api_error()),
+                let reply = match decoded {
+                    Ok(Inbound::Client(req)) => broker.handle(req).await,
+                    Ok(Inbound::Raft(group, rpc)) => broker.handle_raft(group, rpc).await,
+                    Err(e) => Reply::error(e),
                 };
                 let _ = tx
                     .send(Outbound {
@@ -188,6 +226,12 @@ async fn serve(
     drop(tx);
     let _ = writer.await;
     result
+}
+
+/// A decoded request: a client's, or a peer's Raft RPC.
+enum Inbound {
+    Client(Request),
+    Raft(u64, RaftRpc),
 }
 
 async fn write_loop(wr: OwnedWriteHalf, mut rx: mpsc::Receiver<Outbound>) -> io::Result<()> {

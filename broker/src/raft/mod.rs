@@ -3,11 +3,15 @@
 //! the broker talks to Raft through [`Group`] only.
 
 pub mod codec;
+pub mod inbound;
 pub mod log_store;
 pub mod network;
 pub mod rpc;
 pub mod state_machine;
 pub mod types;
+
+/// The id of the cluster metadata group (D9).
+pub use steme_protocol::messages::raft::METADATA_GROUP;
 
 use std::sync::Arc;
 
