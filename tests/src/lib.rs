@@ -9,6 +9,8 @@
 //! - [`workload`]: signed assertions to produce; reading a topic back and checking it
 //!   (offsets, HLC order, acks present at their offsets).
 //! - [`cli`]: runs the `steme` CLI with a timeout.
+//! - [`cluster`]: several brokers on fixed loopback ports, optionally linked through
+//!   cuttable [`proxy`] connections; replica-by-replica digests of a partition.
 //!
 //! Run them with `cargo test -p steme-tests` (the broker and CLI binaries are built on the
 //! way). `STEME_E2E_KEEP=1` keeps each broker's directory and log for a post-mortem.
@@ -16,7 +18,9 @@
 
 pub mod binaries;
 pub mod cli;
+pub mod cluster;
 pub mod process;
+pub mod proxy;
 pub mod workload;
 
 pub use process::{BrokerOptions, BrokerProcess};

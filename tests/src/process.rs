@@ -32,6 +32,8 @@ pub const START_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct BrokerOptions {
     /// Written to `broker.toml` and passed as `--config` (flags still win).
     pub config_toml: Option<String>,
+    /// Extra command-line arguments.
+    pub args: Vec<String>,
 }
 
 impl BrokerOptions {
@@ -45,6 +47,7 @@ impl BrokerOptions {
                  election_timeout_max_ms = 300\n"
                     .into(),
             ),
+            args: Vec::new(),
         }
     }
 }
@@ -54,6 +57,11 @@ impl BrokerOptions {
 pub struct BrokerProcess {
     node_id: u64,
     options: BrokerOptions,
+    /// A fixed address to listen on (cluster members keep theirs across restarts, since
+    /// their peers know it); `None` for an ephemeral port each start.
+    listen: Option<SocketAddr>,
+    /// `--peer ID=ADDR` arguments.
+    peers: Vec<(u64, String)>,
     /// Holds `data/`, `broker.log` and `broker.toml`; removed on drop.
     dir: Option<tempfile::TempDir>,
     child: Option<Child>,
@@ -69,6 +77,17 @@ impl BrokerProcess {
     }
 
     pub fn start_with(options: BrokerOptions) -> anyhow::Result<BrokerProcess> {
+        BrokerProcess::start_member(1, None, Vec::new(), options)
+    }
+
+    /// Starts broker `node_id` of a cluster, listening on `listen` (or an ephemeral port)
+    /// and knowing its `peers`.
+    pub fn start_member(
+        node_id: u64,
+        listen: Option<SocketAddr>,
+        peers: Vec<(u64, String)>,
+        options: BrokerOptions,
+    ) -> anyhow::Result<BrokerProcess> {
         let dir = tempfile::Builder::new()
             .prefix("steme-e2e-")
             .tempdir()
@@ -79,8 +98,10 @@ impl BrokerProcess {
                 .context("cannot write broker.toml")?;
         }
         let mut broker = BrokerProcess {
-            node_id: 1,
+            node_id,
             options,
+            listen,
+            peers,
             dir: Some(dir),
             child: None,
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -90,7 +111,29 @@ impl BrokerProcess {
         Ok(broker)
     }
 
-    /// The address the broker listens on (changes on restart).
+    pub fn node_id(&self) -> u64 {
+        self.node_id
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    /// Sends a signal to the running process (SIGSTOP, SIGCONT, ...).
+    pub fn signal(&self, signal: libc::c_int) -> anyhow::Result<()> {
+        let child = self.child.as_ref().context("the broker is not running")?;
+        let pid = libc::pid_t::try_from(child.id()).context("pid out of range")?;
+        // SAFETY: `kill` has no memory-safety preconditions; `pid` is our own child, not yet
+        // reaped (we hold its `Child`), so the id cannot have been reused.
+        #[allow(unsafe_code)]
+        let rc = unsafe { libc::kill(pid, signal) };
+        if rc != 0 {
+            bail!("cannot signal the broker: {}", std::io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// The address the broker listens on (changes on restart unless it is fixed).
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }
@@ -136,18 +179,11 @@ impl BrokerProcess {
     /// Sends SIGTERM and waits up to `timeout` for the process to exit; returns its status.
     /// Past the timeout the process is killed and this is an error.
     pub fn terminate(&mut self, timeout: Duration) -> anyhow::Result<ExitStatus> {
-        let mut child = self.child.take().context("the broker is not running")?;
-        let pid = libc::pid_t::try_from(child.id()).context("pid out of range")?;
-        // SAFETY: `kill` has no memory-safety preconditions; `pid` is our own child, not yet
-        // reaped (we hold its `Child`), so the id cannot have been reused.
-        #[allow(unsafe_code)]
-        let rc = unsafe { libc::kill(pid, libc::SIGTERM) };
-        if rc != 0 {
-            let e = std::io::Error::last_os_error();
-            let _ = child.kill();
-            let _ = child.wait();
-            bail!("cannot send SIGTERM to the broker: {e}");
+        if let Err(e) = self.signal(libc::SIGTERM) {
+            let _ = self.kill9();
+            return Err(e.context("cannot send SIGTERM"));
         }
+        let mut child = self.child.take().context("the broker is not running")?;
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(status) = child.try_wait().context("cannot wait for the broker")? {
@@ -189,14 +225,21 @@ impl BrokerProcess {
                 cmd.env_remove(key);
             }
         }
+        let listen = self
+            .listen
+            .map_or_else(|| "127.0.0.1:0".to_owned(), |a| a.to_string());
         cmd.arg("--node-id")
             .arg(self.node_id.to_string())
-            .args(["--listen", "127.0.0.1:0", "--data-dir"])
+            .args(["--listen", &listen, "--data-dir"])
             .arg(self.data_dir())
-            .env("STEME_LOG", "info,openraft=warn")
+            .args(&self.options.args)
+            .env("STEME_LOG", "info,openraft=error")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log);
+        for (id, addr) in &self.peers {
+            cmd.arg("--peer").arg(format!("{id}={addr}"));
+        }
         if self.options.config_toml.is_some() {
             cmd.arg("--config").arg(self.root().join("broker.toml"));
         }

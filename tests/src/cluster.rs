@@ -1,0 +1,324 @@
+//! A cluster of `steme-broker` processes on loopback, for replication and fault tests.
+//!
+//! Each broker listens on a port picked from the kernel's ephemeral range when the cluster
+//! starts and keeps it across restarts (its peers know it by that address). With
+//! `proxied`, every broker reaches every other through its own [`Proxy`] (one per ordered
+//! pair), so a test can cut a broker off from the others while clients still reach it
+//! directly — a network partition between brokers.
+//!
+//! The checks read every replica directly (any replica serves fetches below its own high
+//! watermark) and compare a digest of each partition's records — offset, HLC, assertion and
+//! signature bytes — over the range all replicas have committed.
+
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, TcpListener};
+use std::time::Duration;
+
+use anyhow::{Context, bail, ensure};
+use steme_client::connection::{Connection, ConnectionConfig};
+use steme_protocol::RecordBatch;
+use steme_protocol::messages::fetch::FetchRequest;
+use steme_protocol::messages::metadata::MetadataRequest;
+
+use crate::process::{BrokerOptions, BrokerProcess};
+use crate::proxy::Proxy;
+
+/// How long one request to one broker may take in the checks.
+const RPC_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How a cluster is started.
+#[derive(Debug, Clone)]
+pub struct ClusterOptions {
+    pub nodes: u64,
+    /// Route broker-to-broker traffic through cuttable proxies.
+    pub proxied: bool,
+    pub broker: BrokerOptions,
+}
+
+impl ClusterOptions {
+    /// `nodes` brokers with timeouts short enough for tests yet safe on a loaded 2-core
+    /// machine, and no preferred-leader rebalancing (tests choose when leaders move).
+    pub fn new(nodes: u64) -> ClusterOptions {
+        ClusterOptions {
+            nodes,
+            proxied: false,
+            broker: BrokerOptions {
+                config_toml: Some(
+                    "heartbeat_interval_ms = 100\n\
+                     election_timeout_min_ms = 800\n\
+                     election_timeout_max_ms = 1600\n\
+                     leader_rebalance_ms = 0\n"
+                        .into(),
+                ),
+                args: Vec::new(),
+            },
+        }
+    }
+}
+
+/// Running brokers `1..=nodes`.
+#[derive(Debug)]
+pub struct Cluster {
+    brokers: Vec<BrokerProcess>,
+    /// `(from, to)` → the proxy `from` reaches `to` through.
+    proxies: BTreeMap<(u64, u64), Proxy>,
+}
+
+/// A port the kernel just handed out and released.
+fn free_port() -> anyhow::Result<SocketAddr> {
+    let l = TcpListener::bind("127.0.0.1:0").context("cannot pick a port")?;
+    Ok(l.local_addr()?)
+}
+
+impl Cluster {
+    pub async fn start(opts: ClusterOptions) -> anyhow::Result<Cluster> {
+        let n = opts.nodes;
+        let addrs: Vec<SocketAddr> = (0..n).map(|_| free_port()).collect::<Result<_, _>>()?;
+        let addr = |id: u64| addrs[(id - 1) as usize];
+        let mut proxies = BTreeMap::new();
+        if opts.proxied {
+            for from in 1..=n {
+                for to in (1..=n).filter(|&t| t != from) {
+                    proxies.insert((from, to), Proxy::start(addr(to)).await?);
+                }
+            }
+        }
+        let mut brokers = Vec::new();
+        for id in 1..=n {
+            let peers = (1..=n)
+                .filter(|&p| p != id)
+                .map(|p| {
+                    let via = proxies.get(&(id, p)).map_or(addr(p), Proxy::addr);
+                    (p, via.to_string())
+                })
+                .collect();
+            let options = opts.broker.clone();
+            let b = tokio::task::block_in_place(|| {
+                BrokerProcess::start_member(id, Some(addr(id)), peers, options)
+            })?;
+            brokers.push(b);
+        }
+        Ok(Cluster { brokers, proxies })
+    }
+
+    pub fn ids(&self) -> impl Iterator<Item = u64> + '_ {
+        self.brokers.iter().map(BrokerProcess::node_id)
+    }
+
+    pub fn broker(&self, id: u64) -> &BrokerProcess {
+        &self.brokers[(id - 1) as usize]
+    }
+
+    pub fn broker_mut(&mut self, id: u64) -> &mut BrokerProcess {
+        &mut self.brokers[(id - 1) as usize]
+    }
+
+    /// The running brokers' addresses, comma-separated (a client bootstrap list).
+    pub fn bootstrap(&self) -> String {
+        self.bootstrap_except(0)
+    }
+
+    /// As [`bootstrap`](Self::bootstrap), leaving out broker `id`.
+    pub fn bootstrap_except(&self, id: u64) -> String {
+        self.brokers
+            .iter()
+            .filter(|b| b.is_running() && b.node_id() != id)
+            .map(BrokerProcess::bootstrap)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Restarts broker `id` (after a kill or SIGTERM) on its address.
+    pub fn restart(&mut self, id: u64) -> anyhow::Result<()> {
+        let b = self.broker_mut(id);
+        tokio::task::block_in_place(|| b.restart())
+    }
+
+    /// Cuts broker `id` off from every other broker (clients still reach it).
+    pub fn isolate(&self, id: u64) {
+        for ((from, to), p) in &self.proxies {
+            if *from == id || *to == id {
+                p.cut();
+            }
+        }
+    }
+
+    pub fn heal(&self) {
+        for p in self.proxies.values() {
+            p.heal();
+        }
+    }
+
+    /// What broker `id` says the leaders of `topic`'s partitions are.
+    pub async fn leaders_seen_by(&self, id: u64, topic: &str) -> anyhow::Result<Vec<Option<u64>>> {
+        let conn = connect(&self.broker(id).bootstrap()).await?;
+        let meta = conn
+            .call(
+                &MetadataRequest {
+                    topics: Some(vec![topic.to_owned()]),
+                },
+                RPC_TIMEOUT,
+            )
+            .await?;
+        let t = meta
+            .topics
+            .into_iter()
+            .find(|t| t.name == topic)
+            .with_context(|| format!("broker {id} does not know topic {topic}"))?;
+        Ok(t.partitions.into_iter().map(|p| p.leader).collect())
+    }
+
+    /// Waits until a running broker other than `not` leads partition `partition` of
+    /// `topic`, as every running broker reports; returns it.
+    pub async fn wait_for_leader(
+        &self,
+        topic: &str,
+        partition: u32,
+        not: Option<u64>,
+        timeout: Duration,
+    ) -> anyhow::Result<u64> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let mut seen = Vec::new();
+            for b in self.brokers.iter().filter(|b| b.is_running()) {
+                let l = self
+                    .leaders_seen_by(b.node_id(), topic)
+                    .await
+                    .ok()
+                    .and_then(|ls| ls.get(partition as usize).copied().flatten());
+                seen.push(l);
+            }
+            if let Some(Some(l)) = seen.first()
+                && seen.iter().all(|s| *s == Some(*l))
+                && Some(*l) != not
+                && self.broker(*l).is_running()
+            {
+                return Ok(*l);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                bail!("no agreed leader for {topic}/{partition} within {timeout:?}: {seen:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Waits until every running replica of `topic`/`partition` has the same high watermark
+    /// (they have converged), and returns it.
+    pub async fn wait_converged(
+        &self,
+        topic: &str,
+        partition: u32,
+        timeout: Duration,
+    ) -> anyhow::Result<u64> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let mut hwms = Vec::new();
+            for b in self.brokers.iter().filter(|b| b.is_running()) {
+                hwms.push(replica_high_watermark(&b.bootstrap(), topic, partition).await.ok());
+            }
+            if let Some(Some(h)) = hwms.first()
+                && hwms.iter().all(|x| *x == Some(*h))
+            {
+                return Ok(*h);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                bail!("replicas of {topic}/{partition} did not converge within {timeout:?}: {hwms:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Checks that every running replica of every partition holds the same records, byte for
+    /// byte, after they converge; returns the high watermarks.
+    pub async fn check_replicas_identical(
+        &self,
+        topic: &str,
+        partitions: u32,
+        timeout: Duration,
+    ) -> anyhow::Result<Vec<u64>> {
+        let mut hwms = Vec::new();
+        for p in 0..partitions {
+            let hwm = self.wait_converged(topic, p, timeout).await?;
+            let mut digests = Vec::new();
+            for b in self.brokers.iter().filter(|b| b.is_running()) {
+                let d = replica_digest(&b.bootstrap(), topic, p, hwm).await?;
+                digests.push((b.node_id(), d));
+            }
+            let first = &digests[0].1;
+            ensure!(
+                digests.iter().all(|(_, d)| d == first),
+                "replicas of {topic}/{p} differ below offset {hwm}: {digests:?}"
+            );
+            hwms.push(hwm);
+        }
+        Ok(hwms)
+    }
+}
+
+async fn connect(addr: &str) -> anyhow::Result<Connection> {
+    Connection::connect(addr, &ConnectionConfig::default())
+        .await
+        .with_context(|| format!("cannot connect to {addr}"))
+}
+
+async fn fetch_at(
+    conn: &Connection,
+    topic: &str,
+    partition: u32,
+    offset: u64,
+) -> anyhow::Result<steme_protocol::messages::fetch::FetchResponse> {
+    Ok(conn
+        .call(
+            &FetchRequest {
+                topic: topic.to_owned(),
+                partition,
+                offset,
+                max_bytes: 4 << 20,
+                max_wait_ms: 0,
+            },
+            RPC_TIMEOUT,
+        )
+        .await?)
+}
+
+/// The high watermark of one replica, as that broker reports it.
+pub async fn replica_high_watermark(addr: &str, topic: &str, partition: u32) -> anyhow::Result<u64> {
+    let conn = connect(addr).await?;
+    Ok(fetch_at(&conn, topic, partition, 0).await?.high_watermark)
+}
+
+/// A BLAKE3 digest of one replica's records `[0, upto)`: each record's offset, HLC,
+/// assertion bytes and signature, read from that broker alone.
+pub async fn replica_digest(
+    addr: &str,
+    topic: &str,
+    partition: u32,
+    upto: u64,
+) -> anyhow::Result<String> {
+    let conn = connect(addr).await?;
+    let mut hasher = blake3::Hasher::new();
+    let mut offset = 0;
+    while offset < upto {
+        let resp = fetch_at(&conn, topic, partition, offset).await?;
+        let mut progressed = false;
+        for batch in RecordBatch::split_all(&resp.records) {
+            let batch = batch
+                .map_err(|(at, e)| anyhow::anyhow!("{addr}: corrupt batch at byte {at}: {e}"))?;
+            for r in batch.records() {
+                let at = batch.base_offset() + u64::from(r.index);
+                if at < offset || at >= upto {
+                    continue;
+                }
+                ensure!(at == offset, "{addr}: offset {at} follows {offset}");
+                hasher.update(&at.to_le_bytes());
+                hasher.update(&(batch.base_hlc() + u64::from(r.index)).to_le_bytes());
+                hasher.update(r.assertion);
+                hasher.update(r.signature);
+                offset += 1;
+                progressed = true;
+            }
+        }
+        ensure!(progressed, "{addr}: no records at offset {offset} below {upto}");
+    }
+    Ok(hasher.finalize().to_hex().to_string())
+}
