@@ -17,6 +17,7 @@ use std::time::Duration;
 use anyhow::{Context, bail, ensure};
 use steme_client::connection::{Connection, ConnectionConfig};
 use steme_protocol::RecordBatch;
+use steme_protocol::messages::describe_topic::{DescribeTopicRequest, PartitionDescription};
 use steme_protocol::messages::fetch::FetchRequest;
 use steme_protocol::messages::metadata::MetadataRequest;
 
@@ -203,7 +204,7 @@ impl Cluster {
     }
 
     /// Waits until every running replica of `topic`/`partition` has the same high watermark
-    /// (they have converged), and returns it.
+    /// and the leader has committed its whole log (they have converged); returns it.
     pub async fn wait_converged(
         &self,
         topic: &str,
@@ -212,17 +213,31 @@ impl Cluster {
     ) -> anyhow::Result<u64> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            let mut hwms = Vec::new();
+            let mut seen = Vec::new();
             for b in self.brokers.iter().filter(|b| b.is_running()) {
-                hwms.push(replica_high_watermark(&b.bootstrap(), topic, partition).await.ok());
+                let d = describe_replica(&b.bootstrap(), topic, partition)
+                    .await
+                    .ok();
+                seen.push((b.node_id(), d));
             }
+            let hwms: Vec<Option<u64>> = seen
+                .iter()
+                .map(|(_, d)| d.as_ref().map(|d| d.high_watermark))
+                .collect();
+            let leader_done = seen.iter().any(|(id, d)| {
+                d.as_ref()
+                    .is_some_and(|d| d.leader == Some(*id) && d.high_watermark == d.log_end_offset)
+            });
             if let Some(Some(h)) = hwms.first()
+                && leader_done
                 && hwms.iter().all(|x| *x == Some(*h))
             {
                 return Ok(*h);
             }
             if tokio::time::Instant::now() >= deadline {
-                bail!("replicas of {topic}/{partition} did not converge within {timeout:?}: {hwms:?}");
+                bail!(
+                    "replicas of {topic}/{partition} did not converge within {timeout:?}: {seen:?}"
+                );
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
@@ -281,10 +296,25 @@ async fn fetch_at(
         .await?)
 }
 
-/// The high watermark of one replica, as that broker reports it.
-pub async fn replica_high_watermark(addr: &str, topic: &str, partition: u32) -> anyhow::Result<u64> {
+/// One replica of `topic`/`partition` as the broker at `addr` describes it.
+pub async fn describe_replica(
+    addr: &str,
+    topic: &str,
+    partition: u32,
+) -> anyhow::Result<PartitionDescription> {
     let conn = connect(addr).await?;
-    Ok(fetch_at(&conn, topic, partition, 0).await?.high_watermark)
+    let d = conn
+        .call(
+            &DescribeTopicRequest {
+                name: topic.to_owned(),
+            },
+            RPC_TIMEOUT,
+        )
+        .await?;
+    d.partitions
+        .into_iter()
+        .find(|p| p.partition == partition)
+        .with_context(|| format!("{addr} does not host {topic}/{partition}"))
 }
 
 /// A BLAKE3 digest of one replica's records `[0, upto)`: each record's offset, HLC,
@@ -318,7 +348,10 @@ pub async fn replica_digest(
                 progressed = true;
             }
         }
-        ensure!(progressed, "{addr}: no records at offset {offset} below {upto}");
+        ensure!(
+            progressed,
+            "{addr}: no records at offset {offset} below {upto}"
+        );
     }
     Ok(hasher.finalize().to_hex().to_string())
 }

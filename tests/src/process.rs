@@ -128,7 +128,10 @@ impl BrokerProcess {
         #[allow(unsafe_code)]
         let rc = unsafe { libc::kill(pid, signal) };
         if rc != 0 {
-            bail!("cannot signal the broker: {}", std::io::Error::last_os_error());
+            bail!(
+                "cannot signal the broker: {}",
+                std::io::Error::last_os_error()
+            );
         }
         Ok(())
     }

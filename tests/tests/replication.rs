@@ -17,7 +17,7 @@ use steme_protocol::messages::produce::{Acks, ProduceRequest};
 use steme_tests::cluster::{Cluster, ClusterOptions};
 use steme_tests::workload::{
     Produced, Producing, check_acks_present, check_hlc_increasing, check_log, create_topic,
-    read_topic, signed,
+    produce_all, read_topic, signed,
 };
 use steme_tests::{unique, within};
 
@@ -81,7 +81,10 @@ async fn killing_the_leader_under_load_loses_nothing() -> anyhow::Result<()> {
         let producer = Producer::connect(&cluster.bootstrap(), &topic, patient()).await?;
         let producing = Producing::start(producer, signed(&topic, 20_000, 200)?);
         ensure!(
-            producing.wait_for_acks(3_000, Duration::from_secs(60)).await >= 3_000,
+            producing
+                .wait_for_acks(3_000, Duration::from_secs(60))
+                .await
+                >= 3_000,
             "the cluster did not take writes"
         );
         let leader = cluster
@@ -98,7 +101,10 @@ async fn killing_the_leader_under_load_loses_nothing() -> anyhow::Result<()> {
         let resumed = producing
             .wait_for_acks(before + 2_000, Duration::from_secs(60))
             .await;
-        ensure!(resumed >= before + 2_000, "writes did not resume after the failover");
+        ensure!(
+            resumed >= before + 2_000,
+            "writes did not resume after the failover"
+        );
         eprintln!(
             "[failover] killed leader {leader}; broker {successor} leads after {elected:?}; \
              writes resumed within {:?}",
@@ -125,10 +131,7 @@ async fn an_isolated_leader_cannot_commit_and_its_tail_is_discarded() -> anyhow:
         let topic = unique("isolated");
         create_topic(&cluster.bootstrap(), &topic, 1).await?;
         let producer = Producer::connect(&cluster.bootstrap(), &topic, patient()).await?;
-        let first = Producing::start(producer, signed(&topic, 2_000, 200)?)
-            .finish(Duration::from_secs(120))
-            .await?;
-        all_acked(&first)?;
+        let first = produce_all(&producer, &signed(&topic, 2_000, 200)?).await?;
         let leader = cluster
             .wait_for_leader(&topic, 0, None, Duration::from_secs(10))
             .await?;
@@ -138,8 +141,11 @@ async fn an_isolated_leader_cannot_commit_and_its_tail_is_discarded() -> anyhow:
         let lost = signed(&format!("{topic}-minority"), 1, 200)?.remove(0);
         let mut batch = BatchBuilder::with_capacity(512);
         batch.push(&lost);
-        let conn = Connection::connect(&cluster.broker(leader).bootstrap(), &ConnectionConfig::default())
-            .await?;
+        let conn = Connection::connect(
+            &cluster.broker(leader).bootstrap(),
+            &ConnectionConfig::default(),
+        )
+        .await?;
         let request = ProduceRequest {
             topic: topic.clone(),
             partition: 0,
@@ -148,7 +154,11 @@ async fn an_isolated_leader_cannot_commit_and_its_tail_is_discarded() -> anyhow:
             causality: None,
             batch: batch.finish(),
         };
-        let answer = tokio::time::timeout(Duration::from_secs(4), conn.call(&request, Duration::from_secs(4))).await;
+        let answer = tokio::time::timeout(
+            Duration::from_secs(4),
+            conn.call(&request, Duration::from_secs(4)),
+        )
+        .await;
         ensure!(
             !matches!(answer, Ok(Ok(_))),
             "the isolated leader acknowledged a write: {answer:?}"
@@ -158,13 +168,15 @@ async fn an_isolated_leader_cannot_commit_and_its_tail_is_discarded() -> anyhow:
         // The majority elects a leader and goes on.
         let producer =
             Producer::connect(&cluster.bootstrap_except(leader), &topic, patient()).await?;
-        let second = Producing::start(producer, signed(&format!("{topic}-majority"), 2_000, 200)?)
-            .finish(Duration::from_secs(120))
-            .await?;
-        all_acked(&second)?;
+        let second = produce_all(
+            &producer,
+            &signed(&format!("{topic}-majority"), 2_000, 200)?,
+        )
+        .await
+        .context("the majority did not take writes")?;
 
         cluster.heal();
-        let acks: Vec<Ack> = first.acks.into_iter().chain(second.acks).collect();
+        let acks: Vec<Ack> = first.into_iter().chain(second).collect();
         let log = check_topic(&cluster, &topic, 1, &acks).await?;
         ensure!(
             log.values().flatten().all(|r| r.id() != lost.id()),
@@ -184,7 +196,9 @@ async fn a_paused_leader_and_a_full_restart_lose_nothing() -> anyhow::Result<()>
         create_topic(&cluster.bootstrap(), &topic, 3).await?;
         let producer = Producer::connect(&cluster.bootstrap(), &topic, patient()).await?;
         let producing = Producing::start(producer, signed(&topic, 12_000, 200)?);
-        producing.wait_for_acks(2_000, Duration::from_secs(60)).await;
+        producing
+            .wait_for_acks(2_000, Duration::from_secs(60))
+            .await;
         let leader = cluster
             .wait_for_leader(&topic, 0, None, Duration::from_secs(10))
             .await?;
@@ -258,7 +272,9 @@ async fn a_randomized_fault_schedule_keeps_every_ack() -> anyhow::Result<()> {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(20);
-    eprintln!("[faults] seed {seed}, {secs} s (STEME_FAULT_SEED={seed} STEME_FAULT_SECS={secs} replays it)");
+    eprintln!(
+        "[faults] seed {seed}, {secs} s (STEME_FAULT_SEED={seed} STEME_FAULT_SECS={secs} replays it)"
+    );
     within(Duration::from_secs(secs + 600), async {
         let mut rng = Rng(seed);
         let mut cluster = Cluster::start(ClusterOptions {
