@@ -85,12 +85,74 @@ impl Admin {
         self.cluster.call_metadata_leader(&req).await.map(drop)
     }
 
-    /// The topic's settings and, per partition, leader and log figures.
+    /// The topic's settings and, per partition, leader and log figures: each partition as
+    /// its leader describes it (or, without a reachable leader, the replica furthest
+    /// ahead). Every broker describes only the replicas it hosts, so all are asked.
     pub async fn describe_topic(&self, name: &str) -> Result<DescribeTopicResponse, ClientError> {
+        let views = self.describe_replicas(name).await?;
+        let mut head: Option<DescribeTopicResponse> = None;
+        // Per partition: the chosen description, and whether its broker leads it.
+        let mut chosen: std::collections::BTreeMap<u32, (PartitionDescription, bool)> =
+            std::collections::BTreeMap::new();
+        let mut first_error = None;
+        for v in views {
+            let d = match v.result {
+                Ok(d) => d,
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                    continue;
+                }
+            };
+            for p in d.partitions.iter().cloned() {
+                let leads = p.leader == Some(v.node_id);
+                let better = match chosen.get(&p.partition) {
+                    None => true,
+                    Some((q, q_leads)) => {
+                        leads || (!q_leads && p.high_watermark > q.high_watermark)
+                    }
+                };
+                if better {
+                    chosen.insert(p.partition, (p, leads));
+                }
+            }
+            head.get_or_insert(DescribeTopicResponse {
+                partitions: Vec::new(),
+                ..d
+            });
+        }
+        match (head, first_error) {
+            (Some(mut d), _) => {
+                d.partitions = chosen.into_values().map(|(p, _)| p).collect();
+                Ok(d)
+            }
+            (None, Some(e)) => Err(e),
+            (None, None) => Err(ClientError::UnknownTopic {
+                topic: name.to_owned(),
+            }),
+        }
+    }
+
+    /// Every broker's own view of the replicas of `name` it hosts, or why it could not be
+    /// asked.
+    pub async fn describe_replicas(&self, name: &str) -> Result<Vec<ReplicaView>, ClientError> {
+        let meta = self.metadata(Some(&[name.to_owned()])).await?;
         let req = DescribeTopicRequest {
             name: name.to_owned(),
         };
-        self.cluster.call_any(&req).await
+        let timeout = self.cluster.config().request_timeout;
+        let mut views = Vec::with_capacity(meta.brokers.len());
+        for b in &meta.brokers {
+            let result = match self.cluster.connection(&b.addr).await {
+                Ok(conn) => conn.call(&req, timeout).await,
+                Err(e) => Err(e),
+            };
+            views.push(ReplicaView {
+                node_id: b.node_id,
+                addr: b.addr.clone(),
+                result,
+            });
+        }
+        Ok(views)
     }
 
     /// Brokers and topics (`None` = every topic), refreshing the client's cache on the way.
@@ -126,4 +188,12 @@ impl Admin {
         )
         .await
     }
+}
+
+/// One broker's answer to a `DescribeTopic`: the replicas it hosts, as it sees them.
+#[derive(Debug)]
+pub struct ReplicaView {
+    pub node_id: u64,
+    pub addr: String,
+    pub result: Result<DescribeTopicResponse, ClientError>,
 }

@@ -43,6 +43,22 @@ pub enum Command {
     /// Benchmarks: produce, consume and produce-to-consume latency.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// The cluster as the brokers see it.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// Brokers, and per partition the leader, each replica's log end and lag, and the high
+    /// watermark.
+    Status {
+        /// Only these topics (default: all).
+        topics: Vec<String>,
+        /// One JSON document instead of tables.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Args)]

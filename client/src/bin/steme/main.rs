@@ -7,12 +7,14 @@
 //! - `consume`: one JSON line per record.
 //! - `replay`: raw batches of an offset range to a file.
 //! - `bench`: produce, consume and end-to-end benchmarks.
+//! - `cluster`: `cluster status`, every broker's view of every replica.
 //!
 //! Errors are one line on stderr (`steme: error: ...`, causes joined with `: `) and exit
 //! status 1; usage errors are clap's, with status 2.
 
 mod args;
 mod bench;
+mod cluster;
 mod consume;
 mod keys;
 mod produce;
@@ -64,6 +66,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Consume(a) => consume::run(&bootstrap, a).await,
         Command::Replay(a) => replay::run(&bootstrap, a).await,
         Command::Bench(cmd) => bench::run(&bootstrap, cmd).await,
+        Command::Cluster(cmd) => cluster::run(&bootstrap, cmd).await,
     }
 }
 

@@ -1,0 +1,271 @@
+//! `steme cluster status`: the brokers, and every replica of every partition as the broker
+//! hosting it reports it — the leader, each replica's log end and its lag behind the
+//! leader's, and the high watermark.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use anyhow::Context;
+use serde::Serialize;
+use steme_client::admin::PartitionDescription;
+use steme_client::{Admin, ClientConfig};
+
+use crate::args::ClusterCommand;
+
+pub async fn run(bootstrap: &str, cmd: ClusterCommand) -> anyhow::Result<()> {
+    let ClusterCommand::Status { topics, json } = cmd;
+    let admin = Admin::connect(bootstrap, ClientConfig::default())
+        .await
+        .with_context(|| format!("cannot reach the cluster at {bootstrap}"))?;
+    let meta = admin.metadata(None).await.context("cannot read metadata")?;
+    let mut status = Status {
+        metadata_leader: meta.metadata_leader,
+        brokers: meta
+            .brokers
+            .iter()
+            .map(|b| BrokerStatus {
+                node_id: b.node_id,
+                addr: b.addr.clone(),
+                error: None,
+            })
+            .collect(),
+        topics: Vec::new(),
+    };
+    let mut names: Vec<String> = meta.topics.iter().map(|t| t.name.clone()).collect();
+    names.sort();
+    if !topics.is_empty() {
+        names.retain(|n| topics.contains(n));
+    }
+    for name in names {
+        let views = admin
+            .describe_replicas(&name)
+            .await
+            .with_context(|| format!("cannot describe {name}"))?;
+        let mut partitions: BTreeMap<u32, Vec<(u64, PartitionDescription)>> = BTreeMap::new();
+        for v in views {
+            match v.result {
+                Ok(d) => {
+                    for p in d.partitions {
+                        partitions
+                            .entry(p.partition)
+                            .or_default()
+                            .push((v.node_id, p));
+                    }
+                }
+                Err(e) => {
+                    if let Some(b) = status.brokers.iter_mut().find(|b| b.node_id == v.node_id) {
+                        b.error.get_or_insert(format!("{e}"));
+                    }
+                }
+            }
+        }
+        let parts = meta
+            .topics
+            .iter()
+            .find(|t| t.name == name)
+            .map(|t| t.partitions.clone())
+            .unwrap_or_default();
+        let topic = TopicStatus {
+            partitions: parts
+                .iter()
+                .map(|pm| {
+                    partition_status(
+                        pm.partition,
+                        pm.leader,
+                        &pm.replicas,
+                        partitions.get(&pm.partition),
+                    )
+                })
+                .collect(),
+            name,
+        };
+        status.topics.push(topic);
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&status)?);
+    } else {
+        print!("{}", render(&status));
+    }
+    Ok(())
+}
+
+#[derive(Debug, Serialize)]
+struct Status {
+    metadata_leader: Option<u64>,
+    brokers: Vec<BrokerStatus>,
+    topics: Vec<TopicStatus>,
+}
+
+#[derive(Debug, Serialize)]
+struct BrokerStatus {
+    node_id: u64,
+    addr: String,
+    /// Why the broker could not be asked, if it could not.
+    error: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct TopicStatus {
+    name: String,
+    partitions: Vec<PartitionStatus>,
+}
+
+#[derive(Debug, Serialize)]
+struct PartitionStatus {
+    partition: u32,
+    leader: Option<u64>,
+    leader_epoch: u64,
+    high_watermark: Option<u64>,
+    replicas: Vec<ReplicaStatus>,
+}
+
+#[derive(Debug, Serialize)]
+struct ReplicaStatus {
+    node_id: u64,
+    /// `None` when the broker did not answer.
+    log_end_offset: Option<u64>,
+    high_watermark: Option<u64>,
+    /// Entries behind the leader's log end (`None` without both figures).
+    lag: Option<u64>,
+}
+
+fn partition_status(
+    partition: u32,
+    metadata_leader: Option<u64>,
+    replicas: &[u64],
+    seen: Option<&Vec<(u64, PartitionDescription)>>,
+) -> PartitionStatus {
+    let seen = seen.map(Vec::as_slice).unwrap_or_default();
+    let view = |id: u64| seen.iter().find(|(n, _)| *n == id).map(|(_, d)| d);
+    // The leader is who a replica says leads in the highest epoch it reports.
+    let best = seen.iter().map(|(_, d)| d).max_by_key(|d| d.leader_epoch);
+    let leader = best.and_then(|d| d.leader).or(metadata_leader);
+    let leader_view = leader.and_then(view);
+    PartitionStatus {
+        partition,
+        leader,
+        leader_epoch: best.map_or(0, |d| d.leader_epoch),
+        high_watermark: leader_view.map(|d| d.high_watermark),
+        replicas: replicas
+            .iter()
+            .map(|&id| {
+                let v = view(id);
+                ReplicaStatus {
+                    node_id: id,
+                    log_end_offset: v.map(|d| d.log_end_offset),
+                    high_watermark: v.map(|d| d.high_watermark),
+                    lag: leader_view
+                        .zip(v)
+                        .map(|(l, r)| l.log_end_offset.saturating_sub(r.log_end_offset)),
+                }
+            })
+            .collect(),
+    }
+}
+
+fn opt(v: Option<u64>) -> String {
+    v.map_or_else(|| "-".to_owned(), |v| v.to_string())
+}
+
+fn render(s: &Status) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "brokers (metadata leader: {})", opt(s.metadata_leader));
+    let _ = writeln!(out, "{:>6}  {:<24} STATE", "ID", "ADDRESS");
+    for b in &s.brokers {
+        let state = b
+            .error
+            .as_deref()
+            .map_or("up".to_owned(), |e| format!("unreachable: {e}"));
+        let _ = writeln!(out, "{:>6}  {:<24} {state}", b.node_id, b.addr);
+    }
+    for t in &s.topics {
+        let _ = writeln!(out, "\ntopic {}", t.name);
+        let _ = writeln!(
+            out,
+            "{:>9} {:>6} {:>6} {:>14} {:>8} {:>14} {:>14} {:>10}",
+            "PARTITION",
+            "LEADER",
+            "EPOCH",
+            "HIGH_WATERMARK",
+            "REPLICA",
+            "LOG_END",
+            "REPLICA_HWM",
+            "LAG"
+        );
+        for p in &t.partitions {
+            for (i, r) in p.replicas.iter().enumerate() {
+                let (part, leader, epoch, hwm) = if i == 0 {
+                    (
+                        p.partition.to_string(),
+                        opt(p.leader),
+                        p.leader_epoch.to_string(),
+                        opt(p.high_watermark),
+                    )
+                } else {
+                    Default::default()
+                };
+                let mark = if Some(r.node_id) == p.leader { "*" } else { "" };
+                let _ = writeln!(
+                    out,
+                    "{part:>9} {leader:>6} {epoch:>6} {hwm:>14} {:>8} {:>14} {:>14} {:>10}",
+                    format!("{}{mark}", r.node_id),
+                    opt(r.log_end_offset),
+                    opt(r.high_watermark),
+                    opt(r.lag),
+                );
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn desc(leader: u64, epoch: u64, hwm: u64, end: u64) -> PartitionDescription {
+        PartitionDescription {
+            partition: 0,
+            leader: Some(leader),
+            leader_epoch: epoch,
+            replicas: vec![1, 2, 3],
+            log_start_offset: 0,
+            high_watermark: hwm,
+            log_end_offset: end,
+            size_bytes: 0,
+        }
+    }
+
+    #[test]
+    fn lag_is_measured_against_the_leader_and_silent_replicas_show_dashes() {
+        // Broker 1 still believes it leads in epoch 2; 2 and 3 know of epoch 3 under 2.
+        let seen = vec![
+            (1, desc(1, 2, 90, 95)),
+            (2, desc(2, 3, 100, 100)),
+            (3, desc(2, 3, 100, 97)),
+        ];
+        let p = partition_status(0, Some(1), &[1, 2, 3, 4], Some(&seen));
+        assert_eq!(p.leader, Some(2));
+        assert_eq!(p.leader_epoch, 3);
+        assert_eq!(p.high_watermark, Some(100));
+        let lags: Vec<Option<u64>> = p.replicas.iter().map(|r| r.lag).collect();
+        assert_eq!(lags, vec![Some(5), Some(0), Some(3), None]);
+        let s = Status {
+            metadata_leader: Some(1),
+            brokers: vec![BrokerStatus {
+                node_id: 4,
+                addr: "127.0.0.1:4".into(),
+                error: Some("connection refused".into()),
+            }],
+            topics: vec![TopicStatus {
+                name: "facts".into(),
+                partitions: vec![p],
+            }],
+        };
+        let table = render(&s);
+        assert!(table.contains("unreachable: connection refused"), "{table}");
+        assert!(table.contains("2*"), "{table}");
+        let last = table.lines().last().unwrap();
+        assert!(last.trim_end().ends_with('-'), "{table}");
+    }
+}
