@@ -1,24 +1,28 @@
 #!/usr/bin/env bash
-# bench-vs-peers.sh: one broker, the `steme bench` workloads, and NATS JetStream measured in
-# the same run with ../shared/bench/, then the ratios.
+# bench-vs-peers.sh: one broker or a 3-broker cluster, the `steme bench` workloads, and NATS
+# JetStream with as many replicas measured in the same run with ../shared/bench/, then the
+# ratios.
 #
-#   client/scripts/bench-vs-peers.sh [--count N] [--window W] [--peers DIR]
+#   client/scripts/bench-vs-peers.sh [--replicas 1|3] [--count N] [--window W] [--peers DIR]
 #
-# Builds the release binaries, starts `steme-broker` on a free loopback port with its data
-# in a temp dir (removed on exit), runs: signed produce (acks=all, fsync before ack),
-# produce with signature verification off (the log itself), consume, produce-to-consume;
-# then nats-jetstream.sh with the same count, size and window. Prints every RESULT line
-# and the ratios Steme / peer.
+# Builds the release binaries, starts `steme-broker` processes on free loopback ports with
+# their data in a temp dir (removed on exit), runs: signed produce (acks=all: committed by a
+# quorum, fsync before ack on every replica), produce with signature verification off (the
+# log itself), consume, produce-to-consume; with 3 replicas also a failover (kill -9 the
+# leader of a partition mid-produce: time until a new leader serves). Then
+# nats-jetstream.sh with the same replicas, count, size and window. Prints every RESULT
+# line and the ratios Steme / peer.
 set -euo pipefail
 
-COUNT=100000 WINDOW=256 SIZE=200
+COUNT=100000 WINDOW=256 SIZE=200 REPLICAS=1
 PEERS="$(cd "$(dirname "$0")/../../.." && pwd)/shared/bench"
 while [ $# -gt 0 ]; do
     case "$1" in
         --count) COUNT="$2"; shift ;;
+        --replicas) REPLICAS="$2"; shift ;;
         --window) WINDOW="$2"; shift ;;
         --peers) PEERS="$2"; shift ;;
-        -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
         *) echo "unknown argument $1" >&2; exit 2 ;;
     esac
     shift
@@ -27,22 +31,40 @@ done
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$ROOT"
 cargo build --release -q -p steme-broker -p steme-client
+[ "$REPLICAS" = 1 ] || [ "$REPLICAS" = 3 ] || { echo "--replicas must be 1 or 3" >&2; exit 2; }
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/steme-bench-vs-peers.XXXXXX")"
-BROKER_PID=""
+declare -A PIDS=()
 cleanup() {
-    [ -n "$BROKER_PID" ] && kill "$BROKER_PID" 2>/dev/null && wait "$BROKER_PID" 2>/dev/null
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null; done
     rm -rf "$WORK"
 }
 trap cleanup EXIT
 
-target/release/steme-broker --listen 127.0.0.1:0 --data-dir "$WORK/data" >"$WORK/broker.out" 2>"$WORK/broker.err" &
-BROKER_PID=$!
-for _ in $(seq 1 100); do
-    grep -q "listening on" "$WORK/broker.out" 2>/dev/null && break
-    sleep 0.1
-done
-ADDR="$(grep -o '[0-9.]*:[0-9]*$' "$WORK/broker.out")"
-echo "# steme-broker at $ADDR, data in $WORK/data ($(stat -f -c %T "$WORK"))" >&2
+# Free loopback ports (bound, read, released), one per broker; peers know each other by them.
+mapfile -t PORTS < <(python3 -c '
+import socket,sys
+socks=[socket.socket() for _ in range(int(sys.argv[1]))]
+for s in socks: s.bind(("127.0.0.1",0))
+for s in socks: print(s.getsockname()[1])
+' "$REPLICAS")
+start_broker() {
+    local id=$1 peers=()
+    for j in $(seq 1 "$REPLICAS"); do
+        [ "$j" = "$id" ] || peers+=(--peer "$j=127.0.0.1:${PORTS[j - 1]}")
+    done
+    target/release/steme-broker --node-id "$id" --listen "127.0.0.1:${PORTS[id - 1]}" \
+        --data-dir "$WORK/data-$id" "${peers[@]}" >>"$WORK/broker-$id.out" 2>>"$WORK/broker-$id.err" &
+    PIDS[$id]=$!
+    for _ in $(seq 1 100); do
+        grep -q "listening on" "$WORK/broker-$id.out" 2>/dev/null && return
+        sleep 0.1
+    done
+    echo "broker $id did not start" >&2; exit 1
+}
+for id in $(seq 1 "$REPLICAS"); do start_broker "$id"; done
+ADDR="$(for p in "${PORTS[@]}"; do printf '127.0.0.1:%s,' "$p"; done)"
+ADDR="${ADDR%,}"
+echo "# $REPLICAS steme-broker(s) at $ADDR, data in $WORK ($(stat -f -c %T "$WORK"))" >&2
 STEME="target/release/steme --bootstrap $ADDR"
 
 $STEME topic create nv --partitions 1 --config verify.signatures=false >/dev/null
@@ -53,15 +75,45 @@ $STEME topic create nv --partitions 1 --config verify.signatures=false >/dev/nul
     timeout 300 $STEME bench e2e --topic e2e --count "$((COUNT / 5))" --size "$SIZE" --window "$WINDOW"
 } | tee "$WORK/steme.txt"
 
+if [ "$REPLICAS" = 3 ]; then
+    # Failover: kill -9 the leader of partition 0 mid-produce; time until a new leader is
+    # named by the survivors, and what the producer saw (its p999 and max carry the pause).
+    # "LEADER EPOCH" of partition 0 of topic $2, as the brokers at $1 report it ("0 0": none).
+    leader_of() {
+        target/release/steme --bootstrap "$1" cluster status "$2" --json 2>/dev/null | python3 -c '
+import json,sys
+p=json.load(sys.stdin)["topics"][0]["partitions"][0]; print(p["leader"] or 0, p["leader_epoch"])' \
+            || echo "0 0"
+    }
+    timeout 300 $STEME bench produce --topic failover --count "$((COUNT * 3))" --size "$SIZE" \
+        --window "$WINDOW" >"$WORK/failover.txt" 2>&1 &
+    BENCH=$!
+    sleep 3
+    read -r OLD OLD_EPOCH < <(leader_of "$ADDR" failover)
+    kill -9 "${PIDS[$OLD]}"; unset "PIDS[$OLD]"
+    T0=$(date +%s%N)
+    SURVIVORS="$(for i in $(seq 1 3); do [ "$i" = "$OLD" ] || printf '127.0.0.1:%s,' "${PORTS[i - 1]}"; done)"
+    NEW=0 EPOCH=0
+    for _ in $(seq 1 300); do
+        read -r NEW EPOCH < <(leader_of "${SURVIVORS%,}" failover)
+        [ "$NEW" != 0 ] && [ "$NEW" != "$OLD" ] && break
+        sleep 0.05
+    done
+    T1=$(date +%s%N)
+    wait "$BENCH" || true
+    cat "$WORK/failover.txt"
+    echo "RESULT peer=steme replicas=3 op=failover killed=$OLD new_leader=$NEW old_epoch=$OLD_EPOCH new_epoch=$EPOCH failover_ms=$(( (T1 - T0) / 1000000 ))" | tee -a "$WORK/steme.txt"
+fi
+
 if [ -x "$PEERS/nats-jetstream.sh" ]; then
-    timeout 900 "$PEERS/nats-jetstream.sh" --replicas 1 --size "$SIZE" --count "$COUNT" \
+    timeout 900 "$PEERS/nats-jetstream.sh" --replicas "$REPLICAS" --size "$SIZE" --count "$COUNT" \
         --mode async --window "$WINDOW" | tee "$WORK/nats.txt"
 else
     echo "# $PEERS/nats-jetstream.sh not found: no peer figures" >&2
     : >"$WORK/nats.txt"
 fi
 
-python3 - "$WORK/steme.txt" "$WORK/nats.txt" <<'PY'
+python3 - "$WORK/steme.txt" "$WORK/nats.txt" "$REPLICAS" <<'PY'
 import sys
 def results(path):
     out = []
@@ -70,6 +122,7 @@ def results(path):
             out.append(dict(kv.split("=", 1) for kv in line.split()[1:]))
     return out
 steme, nats = results(sys.argv[1]), results(sys.argv[2])
+rep = sys.argv[3]
 def pick(rows, **kw):
     return next((r for r in rows if all(r.get(k) == v for k, v in kw.items())), None)
 signed = steme[0] if steme else None
@@ -83,7 +136,10 @@ for name, mine in (("signed produce", signed), ("unverified produce", nv)):
     if mine and npub:
         r = float(mine["msgs_per_s"]) / float(npub["msgs_per_s"])
         p99 = float(mine["p99_us"]) / float(npub["p99_us"])
-        print(f"{name} / NATS JetStream R1 publish: {r:.2f}x throughput, p99 {p99:.2f}x (Steme fsyncs before ack; NATS 2.9 acks from page cache)")
+        print(f"{name} / NATS JetStream R{rep} publish: {r:.2f}x throughput, p99 {p99:.2f}x (Steme fsyncs before ack on every replica; NATS acks from the page cache)")
 if consume and ncon:
-    print(f"consume / NATS JetStream R1 consume: {float(consume['msgs_per_s']) / float(ncon['msgs_per_s']):.2f}x")
+    print(f"consume / NATS JetStream R{rep} consume: {float(consume['msgs_per_s']) / float(ncon['msgs_per_s']):.2f}x")
+fo = pick(steme, op="failover")
+if fo:
+    print(f"failover: broker {fo['killed']} killed, broker {fo['new_leader']} named leader after {fo['failover_ms']} ms")
 PY
