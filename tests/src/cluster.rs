@@ -254,15 +254,24 @@ impl Cluster {
         let mut hwms = Vec::new();
         for p in 0..partitions {
             let hwm = self.wait_converged(topic, p, timeout).await?;
+            // Compare what every replica still holds (retention may have moved log starts).
+            let mut from = 0;
+            for b in self.brokers.iter().filter(|b| b.is_running()) {
+                from = from.max(
+                    describe_replica(&b.bootstrap(), topic, p)
+                        .await?
+                        .log_start_offset,
+                );
+            }
             let mut digests = Vec::new();
             for b in self.brokers.iter().filter(|b| b.is_running()) {
-                let d = replica_digest(&b.bootstrap(), topic, p, hwm).await?;
+                let d = replica_digest(&b.bootstrap(), topic, p, from, hwm).await?;
                 digests.push((b.node_id(), d));
             }
             let first = &digests[0].1;
             ensure!(
                 digests.iter().all(|(_, d)| d == first),
-                "replicas of {topic}/{p} differ below offset {hwm}: {digests:?}"
+                "replicas of {topic}/{p} differ in offsets {from}..{hwm}: {digests:?}"
             );
             hwms.push(hwm);
         }
@@ -317,17 +326,18 @@ pub async fn describe_replica(
         .with_context(|| format!("{addr} does not host {topic}/{partition}"))
 }
 
-/// A BLAKE3 digest of one replica's records `[0, upto)`: each record's offset, HLC,
+/// A BLAKE3 digest of one replica's records `[from, upto)`: each record's offset, HLC,
 /// assertion bytes and signature, read from that broker alone.
 pub async fn replica_digest(
     addr: &str,
     topic: &str,
     partition: u32,
+    from: u64,
     upto: u64,
 ) -> anyhow::Result<String> {
     let conn = connect(addr).await?;
     let mut hasher = blake3::Hasher::new();
-    let mut offset = 0;
+    let mut offset = from;
     while offset < upto {
         let resp = fetch_at(&conn, topic, partition, offset).await?;
         let mut progressed = false;

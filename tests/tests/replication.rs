@@ -11,10 +11,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, ensure};
 use steme_client::connection::{Connection, ConnectionConfig};
-use steme_client::{Ack, Backoff, ClientConfig, Producer, ProducerConfig, Record};
+use steme_client::{
+    Ack, Admin, Backoff, ClientConfig, Producer, ProducerConfig, Record, TopicOptions,
+};
 use steme_protocol::BatchBuilder;
 use steme_protocol::messages::produce::{Acks, ProduceRequest};
-use steme_tests::cluster::{Cluster, ClusterOptions};
+use steme_tests::cluster::{Cluster, ClusterOptions, describe_replica};
 use steme_tests::workload::{
     Produced, Producing, check_acks_present, check_hlc_increasing, check_log, create_topic,
     produce_all, read_topic, signed,
@@ -232,6 +234,87 @@ async fn a_paused_leader_and_a_full_restart_lose_nothing() -> anyhow::Result<()>
                 after[p].len()
             );
         }
+        Ok(())
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_behind_retention_installs_the_snapshot_and_continues() -> anyhow::Result<()> {
+    within(Duration::from_secs(300), async {
+        let mut opts = ClusterOptions::new(3);
+        if let Some(toml) = &mut opts.broker.config_toml {
+            toml.push_str("retention_check_ms = 200\n");
+        }
+        let mut cluster = Cluster::start(opts).await?;
+        let topic = unique("retained");
+        let admin = Admin::connect(&cluster.bootstrap(), ClientConfig::default()).await?;
+        let configs = [("segment.bytes", "16384"), ("retention.bytes", "65536")];
+        admin
+            .create_topic(
+                &topic,
+                1,
+                TopicOptions {
+                    replication_factor: 3,
+                    configs: configs.map(|(k, v)| (k.to_owned(), v.to_owned())).to_vec(),
+                },
+            )
+            .await?;
+        let producer = Producer::connect(&cluster.bootstrap(), &topic, patient()).await?;
+        produce_all(&producer, &signed(&topic, 200, 200)?).await?;
+        let leader = cluster
+            .wait_for_leader(&topic, 0, None, Duration::from_secs(10))
+            .await?;
+        let follower = cluster.ids().find(|&id| id != leader).expect("3 brokers");
+        cluster.broker_mut(follower).kill9()?;
+        let t = Instant::now();
+        // Far more than retention keeps, while the follower is down.
+        let later = produce_all(&producer, &signed(&format!("{topic}-later"), 3_000, 200)?).await?;
+        eprintln!(
+            "[retention] 3000 more acked in {:?} with broker {follower} down",
+            t.elapsed()
+        );
+        let stopped_at = 200;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let d = describe_replica(&cluster.broker(leader).bootstrap(), &topic, 0).await?;
+            if d.log_start_offset > stopped_at {
+                eprintln!(
+                    "[retention] leader's log now starts at {}",
+                    d.log_start_offset
+                );
+                break;
+            }
+            ensure!(
+                Instant::now() < deadline,
+                "retention did not move the log start: {d:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        cluster.restart(follower)?;
+        let restarted = Instant::now();
+        let hwms = cluster
+            .check_replicas_identical(&topic, 1, Duration::from_secs(60))
+            .await?;
+        let theirs = describe_replica(&cluster.broker(follower).bootstrap(), &topic, 0).await?;
+        let ours = describe_replica(&cluster.broker(leader).bootstrap(), &topic, 0).await?;
+        ensure!(
+            theirs.log_start_offset >= stopped_at && theirs.high_watermark == hwms[0],
+            "the follower did not continue from the snapshot: {theirs:?} vs leader {ours:?}"
+        );
+        ensure!(
+            hwms[0] == 3_200,
+            "high watermark {} after 3200 acks",
+            hwms[0]
+        );
+        let last = later.iter().map(|a| a.offset).max().unwrap_or(0);
+        ensure!(last == 3_199, "the highest ack is at {last}");
+        eprintln!(
+            "[retention] follower {follower} caught up from the snapshot in {:?}: log {}..{}",
+            restarted.elapsed(),
+            theirs.log_start_offset,
+            theirs.high_watermark
+        );
         Ok(())
     })
     .await
