@@ -44,6 +44,9 @@ pub type MetaRaft = openraft::Raft<crate::raft::types::TypeConfig, MetadataSm>;
 const HEALTH_TICK: Duration = Duration::from_millis(250);
 /// How long metadata changes and topic creation may take before the request fails.
 const METADATA_TIMEOUT: Duration = Duration::from_secs(15);
+/// Bytes a Raft append frame adds around one batch (frame, group, RPC and entry headers),
+/// rounded up.
+const RAFT_FRAMING: usize = 256;
 /// Voters of the metadata group; further brokers follow it as learners (D9).
 const MAX_METADATA_VOTERS: usize = 5;
 
@@ -905,6 +908,18 @@ impl Broker {
                     self.cfg.node_id, r.topic, r.partition
                 ),
             });
+        }
+        // A batch travels to followers inside a Raft frame, with a little more framing
+        // than a produce request has; refuse now what could never be replicated.
+        let max_batch = self.cfg.max_frame_bytes.saturating_sub(RAFT_FRAMING);
+        if r.batch.len() > max_batch {
+            return Err(ApiError::other(
+                ErrorCode::InvalidRequest,
+                format!(
+                    "batch of {} bytes exceeds the {max_batch} bytes a replicated batch may have",
+                    r.batch.len()
+                ),
+            ));
         }
         let batch = RecordBatch::new(r.batch)
             .map_err(|e| ApiError::other(ErrorCode::CorruptBatch, e.to_string()))?;

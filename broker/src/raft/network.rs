@@ -766,3 +766,61 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use openraft::EntryPayload;
+
+    use super::*;
+    use crate::raft::types::{Proposal, log_id};
+
+    fn entry(index: u64, bytes: usize) -> Entry {
+        Entry {
+            log_id: log_id(2, index),
+            payload: EntryPayload::Normal(Proposal(Bytes::from(vec![7u8; bytes]))),
+        }
+    }
+
+    #[test]
+    fn big_appends_are_cut_into_chunks_that_continue_each_other() {
+        let req = AppendEntriesRequest {
+            vote: Vote::new(2, 1),
+            prev_log_id: Some(log_id(1, 9)),
+            leader_commit: Some(log_id(1, 9)),
+            entries: (10..20).map(|i| entry(i, 300 << 10)).collect(),
+        };
+        let chunks = chunk(req);
+        assert!(chunks.len() > 1);
+        let mut prev = Some(log_id(1, 9));
+        let mut next_index = 10;
+        for c in &chunks {
+            assert_eq!(c.prev_log_id, prev);
+            assert!(!c.entries.is_empty());
+            let size: usize = c.entries.iter().map(entry_bytes).sum();
+            assert!(size <= CHUNK_BYTES || c.entries.len() == 1, "{size}");
+            for e in &c.entries {
+                assert_eq!(e.log_id.index, next_index);
+                next_index += 1;
+            }
+            prev = c.entries.last().map(|e| e.log_id);
+        }
+        assert_eq!(next_index, 20);
+        // A single entry larger than a chunk still goes, alone.
+        let one = chunk(AppendEntriesRequest {
+            vote: Vote::new(2, 1),
+            prev_log_id: None,
+            leader_commit: None,
+            entries: vec![entry(0, 3 << 20)],
+        });
+        assert_eq!(one.len(), 1);
+        // Small appends and heartbeats are left as they are.
+        let hb = chunk(AppendEntriesRequest {
+            vote: Vote::new(2, 1),
+            prev_log_id: Some(log_id(1, 9)),
+            leader_commit: None,
+            entries: vec![],
+        });
+        assert_eq!(hb.len(), 1);
+        assert_eq!(last_log_id(&hb[0]), Some(log_id(1, 9)));
+    }
+}
