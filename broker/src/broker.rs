@@ -11,12 +11,20 @@ use openraft::type_config::async_runtime::WatchReceiver;
 use openraft::{BasicNode, ServerState};
 use steme_protocol::assertion::{BatchVerifier, subject_of};
 use steme_protocol::messages::api_versions::{ApiVersionsRequest, ApiVersionsResponse};
+use steme_protocol::messages::commit_offsets::{CommitOffsetsRequest, CommitOffsetsResponse};
 use steme_protocol::messages::create_topic::{
     ConfigEntry, CreateTopicRequest, CreateTopicResponse,
 };
+use steme_protocol::messages::delete_group::{DeleteGroupRequest, DeleteGroupResponse};
 use steme_protocol::messages::delete_topic::{DeleteTopicRequest, DeleteTopicResponse};
+use steme_protocol::messages::describe_group::{DescribeGroupRequest, DescribeGroupResponse};
 use steme_protocol::messages::describe_topic::{DescribeTopicRequest, DescribeTopicResponse};
 use steme_protocol::messages::fetch::{FetchRequest, FetchResponse};
+use steme_protocol::messages::fetch_offsets::{FetchOffsetsRequest, FetchOffsetsResponse};
+use steme_protocol::messages::heartbeat::{HeartbeatRequest, HeartbeatResponse};
+use steme_protocol::messages::leave_group::{LeaveGroupRequest, LeaveGroupResponse};
+use steme_protocol::messages::list_groups::ListGroupsResponse;
+use steme_protocol::messages::list_offsets::OffsetSpec;
 use steme_protocol::messages::list_offsets::{ListOffsetsRequest, ListOffsetsResponse};
 use steme_protocol::messages::metadata::{
     BrokerInfo, MetadataRequest, MetadataResponse, PartitionMetadata, TopicMetadata,
@@ -28,6 +36,7 @@ use steme_segments::{FileIo, FlushPolicy, Log, LogConfig, RealIo};
 use tokio::sync::{oneshot, watch};
 
 use crate::config::{Config, FlushMode};
+use crate::groups::{Coordinator, GROUPS_TOPIC};
 use crate::hlc::Clock;
 use crate::metadata::{Command, METADATA_GROUP, MetadataSm, MetadataState};
 use crate::partition::{OpenError, Partition, PartitionCtx, Placement, ProduceJob};
@@ -124,6 +133,12 @@ pub struct Broker {
     failed: RwLock<HashMap<(String, u32), Failed>>,
     transport: Arc<Transport>,
     ctx: PartitionCtx,
+    /// Group coordinators loaded here, by partition of the groups topic (D10).
+    coordinators: tokio::sync::Mutex<HashMap<u32, Arc<Coordinator>>>,
+    /// Signs the group records this broker stores.
+    group_key: steme_protocol::SigningKey,
+    /// A client of the cluster, for high watermarks of partitions not hosted here.
+    client: steme_client::Admin,
 }
 
 /// A partition whose storage failed: why, and what is known durable.
@@ -256,6 +271,7 @@ impl Broker {
         }
 
         let (leaders_tx, leaders_rx) = tokio::sync::mpsc::unbounded_channel();
+        let self_advertised = advertised.clone();
         let ctx = PartitionCtx {
             node_id: cfg.node_id,
             clock: Arc::new(Clock::new(cfg.node_id, cfg.max_clock_skew())),
@@ -279,6 +295,19 @@ impl Broker {
             failed: RwLock::new(HashMap::new()),
             transport,
             ctx,
+            coordinators: tokio::sync::Mutex::new(HashMap::new()),
+            group_key: {
+                let mut seed = [0u8; 32];
+                getrandom::fill(&mut seed).map_err(|e| StartError::Raft(e.to_string()))?;
+                steme_protocol::SigningKey::from_bytes(&seed)
+            },
+            client: steme_client::Admin::new(
+                steme_client::Cluster::lazy(
+                    &self_advertised,
+                    steme_client::ClientConfig::default(),
+                )
+                .map_err(|e| StartError::Raft(e.to_string()))?,
+            ),
         });
         if broker.cfg.peers.is_empty() {
             broker.register().await?;
@@ -289,6 +318,7 @@ impl Broker {
         broker.reconcile().await?;
         tokio::spawn(Broker::reconcile_loop(Arc::downgrade(&broker)));
         tokio::spawn(Broker::report_leaders(Arc::downgrade(&broker), leaders_rx));
+        tokio::spawn(Broker::expire_loop(Arc::downgrade(&broker)));
         if broker.cfg.leader_rebalance_ms > 0 {
             let every = Duration::from_millis(broker.cfg.leader_rebalance_ms);
             tokio::spawn(Broker::rebalance_loop(Arc::downgrade(&broker), every));
@@ -729,13 +759,16 @@ impl Broker {
             Request::Produce(r) => Reply::of(self.produce(r).await),
             Request::Fetch(r) => self.fetch(r).await,
             Request::ListOffsets(r) => Reply::of(self.list_offsets(r)),
+            Request::Heartbeat(r) => Reply::of(self.group_heartbeat(r).await),
+            Request::CommitOffsets(r) => Reply::of(self.commit_offsets(r).await),
+            Request::FetchOffsets(r) => Reply::of(self.fetch_offsets(r).await),
+            Request::LeaveGroup(r) => Reply::of(self.leave_group(r).await),
+            Request::ListGroups(_) => Reply::of(self.list_groups().await),
+            Request::DescribeGroup(r) => Reply::of(self.describe_group(r).await),
+            Request::DeleteGroup(r) => Reply::of(self.delete_group(r).await),
             other => Reply::error(ApiError::other(
                 ErrorCode::InvalidRequest,
-                format!(
-                    "{:?} is not served by this broker version (consumer groups and \
-                     inter-broker replication arrive in later releases)",
-                    other.api_key()
-                ),
+                format!("{:?} is not served here", other.api_key()),
             )),
         }
     }
@@ -972,6 +1005,183 @@ impl Broker {
 
     fn list_offsets(&self, r: ListOffsetsRequest) -> Result<ListOffsetsResponse, ApiError> {
         Ok(self.partition(&r.topic, r.partition)?.list_offsets(r.spec))
+    }
+
+    /// How many partitions `topic` has, if it exists.
+    fn partitions_of(&self, topic: &str) -> Option<u32> {
+        self.meta_state
+            .borrow()
+            .topics
+            .get(topic)
+            .map(|t| t.partitions.len() as u32)
+    }
+
+    /// The coordinator of `group`, if this broker leads its partition of the groups topic
+    /// (loading the partition's groups when it just became leader). Creates the groups
+    /// topic on first use.
+    async fn coordinator(&self, group: &str) -> Result<Arc<Coordinator>, ApiError> {
+        if group.is_empty() || group.len() > 249 {
+            return Err(ApiError::other(
+                ErrorCode::InvalidRequest,
+                "a group id is 1 to 249 bytes",
+            ));
+        }
+        let n = match self.partitions_of(GROUPS_TOPIC) {
+            Some(n) => n,
+            None => {
+                let created = self
+                    .propose_metadata(Command::CreateTopic {
+                        name: GROUPS_TOPIC.to_owned(),
+                        partitions: self.cfg.group_partitions,
+                        replication_factor: 0,
+                        configs: BTreeMap::from([(
+                            "verify.signatures".to_owned(),
+                            "false".to_owned(),
+                        )]),
+                    })
+                    .await;
+                if let Err(e) = created
+                    && e.code() != ErrorCode::TopicExists
+                {
+                    return Err(e);
+                }
+                return Err(ApiError::other(
+                    ErrorCode::NotCoordinator,
+                    "the groups topic was just created; look up the coordinator again",
+                ));
+            }
+        };
+        let p = partition_for(group, n);
+        let not_here = |leader: Option<u64>| {
+            ApiError::other(
+                ErrorCode::NotCoordinator,
+                format!(
+                    "group {group} is coordinated by the leader of {GROUPS_TOPIC}/{p} ({}), not broker {}",
+                    leader.map_or_else(|| "none yet".to_owned(), |l| format!("broker {l}")),
+                    self.cfg.node_id
+                ),
+            )
+        };
+        let part = self
+            .partition(GROUPS_TOPIC, p)
+            .map_err(|_| not_here(None))?;
+        let (leader, term) = part.leader();
+        if leader != Some(self.cfg.node_id) {
+            return Err(not_here(leader));
+        }
+        let mut coords = self.coordinators.lock().await;
+        if let Some(c) = coords.get(&p)
+            && c.is_for(&part, term)
+        {
+            return Ok(c.clone());
+        }
+        let c = Arc::new(Coordinator::load(part, term, self.group_key.clone()).await?);
+        coords.insert(p, c.clone());
+        Ok(c)
+    }
+
+    async fn group_heartbeat(&self, r: HeartbeatRequest) -> Result<HeartbeatResponse, ApiError> {
+        let c = self.coordinator(&r.group).await?;
+        c.heartbeat(r, &|t| self.partitions_of(t)).await
+    }
+
+    async fn commit_offsets(
+        &self,
+        r: CommitOffsetsRequest,
+    ) -> Result<CommitOffsetsResponse, ApiError> {
+        self.coordinator(&r.group).await?.commit(r).await
+    }
+
+    async fn fetch_offsets(
+        &self,
+        r: FetchOffsetsRequest,
+    ) -> Result<FetchOffsetsResponse, ApiError> {
+        Ok(self.coordinator(&r.group).await?.fetch_offsets(r).await)
+    }
+
+    async fn leave_group(&self, r: LeaveGroupRequest) -> Result<LeaveGroupResponse, ApiError> {
+        let c = self.coordinator(&r.group).await?;
+        c.leave(&r.group, &r.member_id, &|t| self.partitions_of(t))
+            .await?;
+        Ok(LeaveGroupResponse {})
+    }
+
+    async fn delete_group(&self, r: DeleteGroupRequest) -> Result<DeleteGroupResponse, ApiError> {
+        self.coordinator(&r.group).await?.delete(&r.group).await?;
+        Ok(DeleteGroupResponse {})
+    }
+
+    /// The groups coordinated by this broker (a cluster-wide list asks every broker).
+    async fn list_groups(&self) -> Result<ListGroupsResponse, ApiError> {
+        let n = self.partitions_of(GROUPS_TOPIC).unwrap_or(0);
+        let mut groups = Vec::new();
+        for p in 0..n {
+            let Ok(part) = self.partition(GROUPS_TOPIC, p) else {
+                continue;
+            };
+            if part.leader().0 != Some(self.cfg.node_id) {
+                continue;
+            }
+            // Load it if needed, through any group name that maps to it.
+            let c = {
+                let coords = self.coordinators.lock().await;
+                coords
+                    .get(&p)
+                    .filter(|c| c.is_for(&part, part.leader().1))
+                    .cloned()
+            };
+            let c = match c {
+                Some(c) => c,
+                None => {
+                    let term = part.leader().1;
+                    let c = Arc::new(Coordinator::load(part, term, self.group_key.clone()).await?);
+                    self.coordinators.lock().await.insert(p, c.clone());
+                    c
+                }
+            };
+            groups.extend(c.list().await);
+        }
+        groups.sort_by(|a, b| a.group.cmp(&b.group));
+        Ok(ListGroupsResponse { groups })
+    }
+
+    async fn describe_group(
+        &self,
+        r: DescribeGroupRequest,
+    ) -> Result<DescribeGroupResponse, ApiError> {
+        let c = self.coordinator(&r.group).await?;
+        let tps = c
+            .described_partitions(&r.group, &|t| self.partitions_of(t))
+            .await?;
+        let mut hwms = HashMap::new();
+        for (topic, partition) in tps {
+            let hwm = match self.partition(&topic, partition) {
+                Ok(p) => Some(p.high_watermark()),
+                Err(_) => self
+                    .client
+                    .list_offsets(&topic, partition, OffsetSpec::Latest)
+                    .await
+                    .ok()
+                    .map(|o| o.high_watermark),
+            };
+            if let Some(h) = hwm {
+                hwms.insert((topic, partition), h);
+            }
+        }
+        c.describe(&r.group, self.cfg.node_id, &hwms).await
+    }
+
+    /// Ends the sessions of members that stopped heartbeating, on every coordinator here.
+    async fn expire_loop(weak: std::sync::Weak<Broker>) {
+        loop {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            let Some(broker) = weak.upgrade() else { return };
+            let coords: Vec<Arc<Coordinator>> =
+                broker.coordinators.lock().await.values().cloned().collect();
+            for c in coords {
+                c.expire(&|t| broker.partitions_of(t)).await;
+            }
+        }
     }
 
     /// Whether this broker leads the metadata group (for tests and status).

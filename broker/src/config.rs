@@ -94,6 +94,8 @@ pub struct Config {
     /// How often a leader hands leadership back to a partition's preferred replica once it
     /// has caught up (0: never).
     pub leader_rebalance_ms: u64,
+    /// Partitions of the internal `__groups` topic (consumer groups), made on first use.
+    pub group_partitions: u32,
 }
 
 impl Default for Config {
@@ -120,6 +122,7 @@ impl Default for Config {
             verify_signatures: true,
             retention_check_ms: 30_000,
             leader_rebalance_ms: 10_000,
+            group_partitions: 8,
         }
     }
 }

@@ -12,6 +12,7 @@
 
 pub mod broker;
 pub mod config;
+pub mod groups;
 pub mod hlc;
 pub mod metadata;
 pub mod partition;

@@ -143,6 +143,10 @@ pub fn samples() -> Samples {
         }
         .into(),
         list_groups::ListGroupsRequest {}.into(),
+        delete_group::DeleteGroupRequest {
+            group: "indexers".into(),
+        }
+        .into(),
         describe_group::DescribeGroupRequest { group: "g".into() }.into(),
         raft::RaftRequest {
             group_id: 4,
@@ -245,6 +249,7 @@ pub fn samples() -> Samples {
         }
         .into(),
         leave_group::LeaveGroupResponse {}.into(),
+        delete_group::DeleteGroupResponse {}.into(),
         list_groups::ListGroupsResponse {
             groups: vec![list_groups::GroupListing {
                 group: "g".into(),

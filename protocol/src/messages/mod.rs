@@ -13,6 +13,7 @@ use crate::wire::{DecodeError, Reader};
 pub mod api_versions;
 pub mod commit_offsets;
 pub mod create_topic;
+pub mod delete_group;
 pub mod delete_topic;
 pub mod describe_group;
 pub mod describe_topic;
@@ -199,6 +200,7 @@ apis! {
     12 => ListGroups(list_groups::ListGroupsRequest, ListGroupsResponse), versions 0..=0;
     13 => DescribeGroup(describe_group::DescribeGroupRequest, DescribeGroupResponse), versions 0..=0;
     14 => Raft(raft::RaftRequest, RaftResponse), versions 0..=0;
+    15 => DeleteGroup(delete_group::DeleteGroupRequest, DeleteGroupResponse), versions 0..=0;
 }
 
 /// Builds the frame of a request.
@@ -345,6 +347,7 @@ mod tests {
             metadata::MetadataRequest { topics: None }.into(),
             delete_topic::DeleteTopicRequest { name: "t".into() }.into(),
             list_groups::ListGroupsRequest {}.into(),
+            delete_group::DeleteGroupRequest { group: "g".into() }.into(),
             raft::RaftRequest {
                 group_id: raft::METADATA_GROUP,
                 payload: Bytes::from_static(b"rpc"),

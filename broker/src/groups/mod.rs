@@ -1,0 +1,498 @@
+//! Consumer group coordination (D10).
+//!
+//! Groups live in the internal topic [`GROUPS_TOPIC`]: group `g` belongs to its partition
+//! `partition_for(g, n)`, and the leader of that partition is `g`'s coordinator. Every
+//! durable change to a group — its membership and assignment, committed offsets, deletion —
+//! is a record (a [`GroupRecord`] as JSON, in an assertion about the group, signed by the
+//! broker) appended to that partition through its Raft group, like any produce. So group
+//! state is replicated and survives the coordinator's broker: the next leader of the
+//! partition replays it (once it has committed its whole log) and carries on.
+//!
+//! A coordinator changes a group by working on a copy, storing the record, and only then
+//! keeping the copy; a coordinator that lost its leadership cannot store, so it cannot
+//! change anything. Requests for one coordinator are served one at a time.
+
+pub mod state;
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use steme_protocol::messages::commit_offsets::{
+    CommitOffsetsRequest, CommitOffsetsResponse, PartitionResult,
+};
+use steme_protocol::messages::describe_group::{
+    DescribeGroupResponse, MemberDescription, PartitionLag,
+};
+use steme_protocol::messages::fetch_offsets::{
+    CommittedOffset, FetchOffsetsRequest, FetchOffsetsResponse,
+};
+use steme_protocol::messages::heartbeat::{HeartbeatRequest, HeartbeatResponse};
+use steme_protocol::messages::list_groups::{GroupListing, GroupState};
+use steme_protocol::{
+    ApiError, Assertion, BatchBuilder, ErrorCode, RecordBatch, SigningKey, Value,
+};
+use tokio::sync::{Mutex, oneshot};
+
+pub use self::state::GroupRecord;
+use self::state::{Beat, CommitRecord, Group, Tp, from_topic_partitions, to_topic_partitions};
+use crate::partition::{Partition, ProduceJob};
+
+/// The internal topic that holds every consumer group.
+pub const GROUPS_TOPIC: &str = "__groups";
+/// The predicate of group records.
+const PREDICATE: &str = "steme.group";
+/// How long a new coordinator may wait for its partition to commit its whole log.
+const LOAD_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A record as stored: unique per coordinator term and sequence, so that two equal changes
+/// (commit 5, commit 6, commit 5) are two records, not a duplicate.
+#[derive(Debug, Serialize, Deserialize)]
+struct Stored {
+    term: u64,
+    seq: u64,
+    record: GroupRecord,
+}
+
+/// The groups of one partition of [`GROUPS_TOPIC`], served while this broker leads it.
+pub struct Coordinator {
+    part: Arc<Partition>,
+    /// The partition's term when this coordinator loaded it.
+    term: u64,
+    groups: Mutex<HashMap<String, Group>>,
+    key: SigningKey,
+    seq: AtomicU64,
+}
+
+fn not_coordinator(message: String) -> ApiError {
+    ApiError::other(ErrorCode::NotCoordinator, message)
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl Coordinator {
+    /// Replays the partition into group state once the partition has committed its log.
+    pub async fn load(part: Arc<Partition>, term: u64, key: SigningKey) -> Result<Self, ApiError> {
+        let deadline = tokio::time::Instant::now() + LOAD_TIMEOUT;
+        loop {
+            if part.leader().1 != term {
+                return Err(not_coordinator(format!(
+                    "leadership of coordinator partition {} changed while loading",
+                    part.partition
+                )));
+            }
+            let d = part.describe();
+            if d.high_watermark == d.log_end_offset {
+                break;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(not_coordinator(format!(
+                    "coordinator partition {} is still loading",
+                    part.partition
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let hwm = part.high_watermark();
+        let mut offset = part.log_start_offset();
+        let mut groups: HashMap<String, Group> = HashMap::new();
+        let now = Instant::now();
+        let mut records = 0u64;
+        while offset < hwm {
+            let f = part.fetch(offset, 4 << 20, Duration::ZERO).await?;
+            let before = offset;
+            for bytes in &f.batches {
+                let Ok(batch) = RecordBatch::new(bytes.clone()) else {
+                    continue;
+                };
+                for r in batch.records() {
+                    let at = batch.base_offset() + u64::from(r.index);
+                    if at < offset || at >= hwm {
+                        continue;
+                    }
+                    offset = at + 1;
+                    match decode_record(r.assertion) {
+                        Some((group, record)) => {
+                            groups.entry(group).or_default().replay(record, now);
+                            records += 1;
+                        }
+                        None => tracing::warn!(
+                            partition = part.partition,
+                            offset = at,
+                            "skipping an unreadable group record"
+                        ),
+                    }
+                }
+            }
+            if offset == before {
+                break;
+            }
+        }
+        groups.retain(|_, g| !(g.members.is_empty() && g.offsets.is_empty()));
+        tracing::info!(
+            partition = part.partition,
+            term,
+            groups = groups.len(),
+            records,
+            "coordinator loaded"
+        );
+        Ok(Coordinator {
+            part,
+            term,
+            groups: Mutex::new(groups),
+            key,
+            seq: AtomicU64::new(0),
+        })
+    }
+
+    /// Stores a record about `group` and waits until it is committed.
+    async fn store(&self, group: &str, record: GroupRecord) -> Result<(), ApiError> {
+        let stored = Stored {
+            term: self.term,
+            seq: self.seq.fetch_add(1, Ordering::Relaxed),
+            record,
+        };
+        let json = serde_json::to_string(&stored)
+            .map_err(|e| ApiError::other(ErrorCode::Internal, e.to_string()))?;
+        let assertion = Assertion {
+            subject: group.to_owned(),
+            predicate: PREDICATE.to_owned(),
+            object: Value::Text(json),
+            source: format!("coordinator-{}", self.part.partition),
+            confidence: None,
+            supersedes: None,
+            issued_at: now_ms(),
+        };
+        let signed = assertion
+            .sign(&self.key)
+            .map_err(|e| ApiError::other(ErrorCode::Internal, e.to_string()))?;
+        let mut b = BatchBuilder::with_capacity(512);
+        b.push(&signed);
+        let batch = RecordBatch::new(b.finish())
+            .map_err(|e| ApiError::other(ErrorCode::Internal, e.to_string()))?;
+        let (reply, rx) = oneshot::channel();
+        self.part
+            .produce(ProduceJob {
+                batch,
+                ids: vec![signed.id()],
+                causality: None,
+                reply,
+            })
+            .await;
+        match rx.await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) if e.code() == ErrorCode::NotLeader => Err(not_coordinator(format!(
+                "this broker no longer coordinates partition {}",
+                self.part.partition
+            ))),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(ApiError::other(
+                ErrorCode::ShuttingDown,
+                "coordinator closing",
+            )),
+        }
+    }
+
+    pub fn term(&self) -> u64 {
+        self.term
+    }
+
+    pub fn is_for(&self, part: &Arc<Partition>, term: u64) -> bool {
+        Arc::ptr_eq(&self.part, part) && self.term == term
+    }
+
+    pub async fn heartbeat(
+        &self,
+        r: HeartbeatRequest,
+        partitions_of: &(dyn Fn(&str) -> Option<u32> + Sync),
+    ) -> Result<HeartbeatResponse, ApiError> {
+        let timeout = Duration::from_millis(u64::from(r.session_timeout_ms.clamp(1_000, 600_000)));
+        let beat = Beat {
+            member_id: r.member_id,
+            instance_id: r.instance_id,
+            member_epoch: r.member_epoch,
+            session_timeout: timeout,
+            subscription: r.subscription.into_iter().collect(),
+            owned: from_topic_partitions(&r.owned),
+        };
+        let mut groups = self.groups.lock().await;
+        let mut g = groups.get(&r.group).cloned().unwrap_or_default();
+        let new_id = || {
+            let mut b = [0u8; 8];
+            let _ = getrandom::fill(&mut b);
+            format!("{}-{}", r.group, hex::encode(b))
+        };
+        let (answer, changed) = g.heartbeat(beat, Instant::now(), new_id, partitions_of)?;
+        if changed {
+            self.store(&r.group, g.members_record()).await?;
+        }
+        groups.insert(r.group, g);
+        Ok(HeartbeatResponse {
+            member_id: answer.member_id,
+            member_epoch: answer.member_epoch,
+            heartbeat_interval_ms: (timeout.as_millis() / 5).clamp(100, 1_000) as u32,
+            assignment: answer.assignment.as_ref().map(to_topic_partitions),
+        })
+    }
+
+    pub async fn leave(
+        &self,
+        group: &str,
+        member_id: &str,
+        partitions_of: &(dyn Fn(&str) -> Option<u32> + Sync),
+    ) -> Result<(), ApiError> {
+        let mut groups = self.groups.lock().await;
+        let Some(mut g) = groups.get(group).cloned() else {
+            return Ok(());
+        };
+        if g.remove(member_id, partitions_of) {
+            self.store(group, g.members_record()).await?;
+            groups.insert(group.to_owned(), g);
+        }
+        Ok(())
+    }
+
+    /// Removes members whose session ended.
+    pub async fn expire(&self, partitions_of: &(dyn Fn(&str) -> Option<u32> + Sync)) {
+        let mut groups = self.groups.lock().await;
+        let now = Instant::now();
+        let names: Vec<String> = groups.keys().cloned().collect();
+        for name in names {
+            let mut g = groups[&name].clone();
+            let gone = g.expired(now);
+            if gone.is_empty() {
+                continue;
+            }
+            for id in &gone {
+                g.remove(id, partitions_of);
+            }
+            match self.store(&name, g.members_record()).await {
+                Ok(()) => {
+                    tracing::info!(group = %name, members = ?gone, "members' sessions ended; partitions reassigned");
+                    groups.insert(name, g);
+                }
+                Err(e) => {
+                    tracing::warn!(group = %name, error = %e, "could not store expired members")
+                }
+            }
+        }
+    }
+
+    pub async fn commit(&self, r: CommitOffsetsRequest) -> Result<CommitOffsetsResponse, ApiError> {
+        let mut groups = self.groups.lock().await;
+        let g = groups.get(&r.group).cloned().unwrap_or_default();
+        if !r.member_id.is_empty() && !g.members.contains_key(&r.member_id) {
+            return Err(ApiError::other(
+                ErrorCode::UnknownMember,
+                format!(
+                    "member {} is not in group {} (expired or left)",
+                    r.member_id, r.group
+                ),
+            ));
+        }
+        let mut results = Vec::with_capacity(r.offsets.len());
+        let mut accepted = Vec::new();
+        for o in &r.offsets {
+            let tp: Tp = (o.topic.clone(), o.partition);
+            let code = match g.may_commit(&r.member_id, r.member_epoch, &tp) {
+                Ok(()) => {
+                    accepted.push(CommitRecord {
+                        topic: o.topic.clone(),
+                        partition: o.partition,
+                        offset: o.offset,
+                        metadata: o.metadata.clone(),
+                    });
+                    ErrorCode::None
+                }
+                Err(code) => code,
+            };
+            results.push(PartitionResult {
+                topic: o.topic.clone(),
+                partition: o.partition,
+                error: code as u16,
+            });
+        }
+        if !accepted.is_empty() {
+            let record = GroupRecord::Commit { offsets: accepted };
+            self.store(&r.group, record.clone()).await?;
+            let mut g = g;
+            g.replay(record, Instant::now());
+            groups.insert(r.group, g);
+        }
+        Ok(CommitOffsetsResponse { results })
+    }
+
+    pub async fn fetch_offsets(&self, r: FetchOffsetsRequest) -> FetchOffsetsResponse {
+        let groups = self.groups.lock().await;
+        let g = groups.get(&r.group);
+        let wanted: Option<BTreeSet<Tp>> = r.partitions.as_deref().map(from_topic_partitions);
+        let mut offsets = Vec::new();
+        match wanted {
+            Some(w) => {
+                for tp in w {
+                    let c = g.and_then(|g| g.offsets.get(&tp));
+                    offsets.push(CommittedOffset {
+                        topic: tp.0,
+                        partition: tp.1,
+                        offset: c.map(|c| c.offset),
+                        metadata: c.map(|c| c.metadata.clone()).unwrap_or_default(),
+                    });
+                }
+            }
+            None => {
+                for (tp, c) in g.map(|g| &g.offsets).into_iter().flatten() {
+                    offsets.push(CommittedOffset {
+                        topic: tp.0.clone(),
+                        partition: tp.1,
+                        offset: Some(c.offset),
+                        metadata: c.metadata.clone(),
+                    });
+                }
+            }
+        }
+        FetchOffsetsResponse { offsets }
+    }
+
+    pub async fn delete(&self, group: &str) -> Result<(), ApiError> {
+        let mut groups = self.groups.lock().await;
+        match groups.get(group) {
+            None => Err(ApiError::other(
+                ErrorCode::UnknownGroup,
+                format!("no group {group}"),
+            )),
+            Some(g) if !g.members.is_empty() => Err(ApiError::other(
+                ErrorCode::GroupNotEmpty,
+                format!(
+                    "group {group} has {} members; stop them first",
+                    g.members.len()
+                ),
+            )),
+            Some(_) => {
+                self.store(group, GroupRecord::Delete).await?;
+                groups.remove(group);
+                Ok(())
+            }
+        }
+    }
+
+    pub async fn list(&self) -> Vec<GroupListing> {
+        let groups = self.groups.lock().await;
+        groups
+            .iter()
+            .map(|(name, g)| GroupListing {
+                group: name.clone(),
+                state: group_state(g),
+                members: g.members.len() as u32,
+            })
+            .collect()
+    }
+
+    /// The partitions a description of `group` covers: every partition of every subscribed
+    /// topic, and every one with a committed offset.
+    pub async fn described_partitions(
+        &self,
+        group: &str,
+        partitions_of: &(dyn Fn(&str) -> Option<u32> + Sync),
+    ) -> Result<BTreeSet<Tp>, ApiError> {
+        let groups = self.groups.lock().await;
+        let g = groups
+            .get(group)
+            .ok_or_else(|| ApiError::other(ErrorCode::UnknownGroup, format!("no group {group}")))?;
+        let mut tps: BTreeSet<Tp> = g.offsets.keys().cloned().collect();
+        for m in g.members.values() {
+            for t in &m.subscription {
+                for p in 0..partitions_of(t).unwrap_or(0) {
+                    tps.insert((t.clone(), p));
+                }
+            }
+        }
+        Ok(tps)
+    }
+
+    /// The group, its committed offsets and lags, given the partitions' high watermarks.
+    pub async fn describe(
+        &self,
+        group: &str,
+        coordinator: u64,
+        high_watermarks: &HashMap<Tp, u64>,
+    ) -> Result<DescribeGroupResponse, ApiError> {
+        let g = self
+            .groups
+            .lock()
+            .await
+            .get(group)
+            .cloned()
+            .ok_or_else(|| ApiError::other(ErrorCode::UnknownGroup, format!("no group {group}")))?;
+        let mut tps: BTreeSet<Tp> = g.offsets.keys().cloned().collect();
+        tps.extend(high_watermarks.keys().cloned());
+        let mut offsets = Vec::new();
+        let mut lag_of: HashMap<Tp, u64> = HashMap::new();
+        for tp in tps {
+            let committed = g.offsets.get(&tp).map(|c| c.offset);
+            let hwm = high_watermarks.get(&tp).copied().unwrap_or(0);
+            let lag = hwm.saturating_sub(committed.unwrap_or(0));
+            lag_of.insert(tp.clone(), lag);
+            offsets.push(PartitionLag {
+                owner: g.owner(&tp).map(str::to_owned),
+                topic: tp.0,
+                partition: tp.1,
+                committed,
+                high_watermark: hwm,
+                lag,
+            });
+        }
+        let members = g
+            .members
+            .iter()
+            .map(|(id, m)| MemberDescription {
+                member_id: id.clone(),
+                instance_id: m.instance_id.clone(),
+                member_epoch: m.member_epoch,
+                subscription: m.subscription.iter().cloned().collect(),
+                assignment: to_topic_partitions(&m.assigned),
+                lag: m
+                    .assigned
+                    .iter()
+                    .map(|tp| lag_of.get(tp).copied().unwrap_or(0))
+                    .sum(),
+            })
+            .collect();
+        Ok(DescribeGroupResponse {
+            group: group.to_owned(),
+            state: group_state(&g),
+            epoch: g.epoch,
+            coordinator,
+            members,
+            offsets,
+        })
+    }
+}
+
+fn group_state(g: &Group) -> GroupState {
+    if g.members.is_empty() {
+        GroupState::Empty
+    } else if g.is_stable() {
+        GroupState::Stable
+    } else {
+        GroupState::Reconciling
+    }
+}
+
+/// A group record from an assertion's canonical bytes: its group and the record.
+fn decode_record(canonical: &[u8]) -> Option<(String, GroupRecord)> {
+    let (a, _signer) = Assertion::decode(canonical).ok()?;
+    if a.predicate != PREDICATE {
+        return None;
+    }
+    let Value::Text(json) = &a.object else {
+        return None;
+    };
+    let stored: Stored = serde_json::from_str(json).ok()?;
+    Some((a.subject, stored.record))
+}

@@ -1,0 +1,633 @@
+//! One consumer group's state and the rules that change it (D10), free of I/O.
+//!
+//! The durable part — members, their subscriptions and assignments, the group epoch, and
+//! committed offsets — is a fold over [`GroupRecord`]s (see `super` for where they live).
+//! What each member reports it owns and when its session ends are known only to the
+//! coordinator that is serving the group; a new coordinator starts every session afresh and
+//! takes each member's last delivered assignment as what it owns until it reports.
+//!
+//! Assignment is incremental (Kafka's KIP-848): the coordinator keeps a balanced, sticky
+//! *target* per member, and *delivers* to each member its target minus any partition another
+//! member still owns. A partition taken from a member is withdrawn from its delivery at once;
+//! it is delivered to its new owner only once the old owner reports it released. So no
+//! partition is ever owned by two members, and members whose partitions do not move keep
+//! them throughout.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use steme_protocol::messages::heartbeat::TopicPartitions;
+use steme_protocol::{ApiError, ErrorCode};
+
+/// A topic partition.
+pub type Tp = (String, u32);
+
+/// A durable change to a group, as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum GroupRecord {
+    /// The whole membership and assignment, written on every change to it.
+    Members {
+        epoch: u32,
+        members: Vec<MemberRecord>,
+    },
+    /// Offsets committed (each the next offset to consume).
+    Commit { offsets: Vec<CommitRecord> },
+    /// The group and its offsets are gone.
+    Delete,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberRecord {
+    pub member_id: String,
+    pub instance_id: Option<String>,
+    pub subscription: Vec<String>,
+    pub session_timeout_ms: u32,
+    pub member_epoch: u32,
+    pub target: Vec<Tp>,
+    pub assigned: Vec<Tp>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommitRecord {
+    pub topic: String,
+    pub partition: u32,
+    pub offset: u64,
+    pub metadata: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Committed {
+    pub offset: u64,
+    pub metadata: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Member {
+    pub instance_id: Option<String>,
+    pub subscription: BTreeSet<String>,
+    pub session_timeout: Duration,
+    pub member_epoch: u32,
+    /// Where the balanced, sticky assignment wants this member.
+    pub target: BTreeSet<Tp>,
+    /// What it was last given.
+    pub assigned: BTreeSet<Tp>,
+    /// What it last said it owns.
+    pub owned: BTreeSet<Tp>,
+    pub deadline: Instant,
+    /// Its assignment changed since its last answer.
+    pub deliver: bool,
+}
+
+/// One group as its coordinator holds it.
+#[derive(Debug, Clone, Default)]
+pub struct Group {
+    pub epoch: u32,
+    pub members: BTreeMap<String, Member>,
+    pub offsets: BTreeMap<Tp, Committed>,
+}
+
+/// What a heartbeat asked, in the coordinator's terms.
+#[derive(Debug, Clone)]
+pub struct Beat {
+    pub member_id: String,
+    pub instance_id: Option<String>,
+    pub member_epoch: u32,
+    pub session_timeout: Duration,
+    pub subscription: BTreeSet<String>,
+    pub owned: BTreeSet<Tp>,
+}
+
+/// The answer to a heartbeat.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BeatAnswer {
+    pub member_id: String,
+    pub member_epoch: u32,
+    /// `None` = unchanged.
+    pub assignment: Option<BTreeSet<Tp>>,
+}
+
+pub fn to_topic_partitions(set: &BTreeSet<Tp>) -> Vec<TopicPartitions> {
+    let mut out: Vec<TopicPartitions> = Vec::new();
+    for (t, p) in set {
+        match out.last_mut() {
+            Some(last) if &last.topic == t => last.partitions.push(*p),
+            _ => out.push(TopicPartitions {
+                topic: t.clone(),
+                partitions: vec![*p],
+            }),
+        }
+    }
+    out
+}
+
+pub fn from_topic_partitions(list: &[TopicPartitions]) -> BTreeSet<Tp> {
+    list.iter()
+        .flat_map(|tp| tp.partitions.iter().map(|p| (tp.topic.clone(), *p)))
+        .collect()
+}
+
+impl Group {
+    /// Applies a stored record (when a coordinator loads the group). Sessions start at `now`.
+    pub fn replay(&mut self, record: GroupRecord, now: Instant) {
+        match record {
+            GroupRecord::Members { epoch, members } => {
+                self.epoch = epoch;
+                self.members = members
+                    .into_iter()
+                    .map(|m| {
+                        let assigned: BTreeSet<Tp> = m.assigned.into_iter().collect();
+                        let timeout = Duration::from_millis(u64::from(m.session_timeout_ms));
+                        let member = Member {
+                            instance_id: m.instance_id,
+                            subscription: m.subscription.into_iter().collect(),
+                            session_timeout: timeout,
+                            member_epoch: m.member_epoch,
+                            target: m.target.into_iter().collect(),
+                            // Until it says otherwise, a member owns what it was given.
+                            owned: assigned.clone(),
+                            assigned,
+                            deadline: now + timeout,
+                            deliver: false,
+                        };
+                        (m.member_id, member)
+                    })
+                    .collect();
+            }
+            GroupRecord::Commit { offsets } => {
+                for c in offsets {
+                    self.offsets.insert(
+                        (c.topic, c.partition),
+                        Committed {
+                            offset: c.offset,
+                            metadata: c.metadata,
+                        },
+                    );
+                }
+            }
+            GroupRecord::Delete => *self = Group::default(),
+        }
+    }
+
+    /// The record that stores the membership as it is now.
+    pub fn members_record(&self) -> GroupRecord {
+        GroupRecord::Members {
+            epoch: self.epoch,
+            members: self
+                .members
+                .iter()
+                .map(|(id, m)| MemberRecord {
+                    member_id: id.clone(),
+                    instance_id: m.instance_id.clone(),
+                    subscription: m.subscription.iter().cloned().collect(),
+                    session_timeout_ms: m.session_timeout.as_millis().min(u128::from(u32::MAX))
+                        as u32,
+                    member_epoch: m.member_epoch,
+                    target: m.target.iter().cloned().collect(),
+                    assigned: m.assigned.iter().cloned().collect(),
+                })
+                .collect(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
+
+    /// Handles a heartbeat. Returns the answer and whether the durable membership changed
+    /// (then the caller stores [`members_record`](Self::members_record) before answering).
+    pub fn heartbeat(
+        &mut self,
+        beat: Beat,
+        now: Instant,
+        new_member_id: impl FnOnce() -> String,
+        partitions_of: &dyn Fn(&str) -> Option<u32>,
+    ) -> Result<(BeatAnswer, bool), ApiError> {
+        let mut changed = false;
+        let id = if beat.member_id.is_empty() {
+            // Static membership: the same instance coming back takes over its member.
+            let returning = beat.instance_id.as_ref().and_then(|inst| {
+                self.members
+                    .iter()
+                    .find(|(_, m)| m.instance_id.as_ref() == Some(inst))
+                    .map(|(id, _)| id.clone())
+            });
+            match returning {
+                Some(id) => {
+                    let m = self.members.get_mut(&id).expect("found");
+                    // It restarted: it owns nothing yet, and must be told its assignment.
+                    m.owned.clear();
+                    m.deliver = true;
+                    id
+                }
+                None => {
+                    let id = new_member_id();
+                    self.members.insert(
+                        id.clone(),
+                        Member {
+                            instance_id: beat.instance_id.clone(),
+                            subscription: BTreeSet::new(),
+                            session_timeout: beat.session_timeout,
+                            member_epoch: 0,
+                            target: BTreeSet::new(),
+                            assigned: BTreeSet::new(),
+                            owned: BTreeSet::new(),
+                            deadline: now,
+                            deliver: true,
+                        },
+                    );
+                    changed = true;
+                    id
+                }
+            }
+        } else {
+            let Some(m) = self.members.get(&beat.member_id) else {
+                return Err(ApiError::other(
+                    ErrorCode::UnknownMember,
+                    format!(
+                        "member {} is not in the group (expired or left); join again",
+                        beat.member_id
+                    ),
+                ));
+            };
+            if beat.member_epoch > m.member_epoch {
+                return Err(ApiError::other(
+                    ErrorCode::FencedMember,
+                    format!(
+                        "member {} sent epoch {}, the group has it at {}; join again",
+                        beat.member_id, beat.member_epoch, m.member_epoch
+                    ),
+                ));
+            }
+            beat.member_id.clone()
+        };
+        {
+            let m = self.members.get_mut(&id).expect("present");
+            m.deadline = now + beat.session_timeout;
+            if m.session_timeout != beat.session_timeout {
+                m.session_timeout = beat.session_timeout;
+                changed = true;
+            }
+            if m.subscription != beat.subscription {
+                m.subscription = beat.subscription.clone();
+                changed = true;
+            }
+            if !beat.member_id.is_empty() {
+                m.owned = beat.owned.clone();
+            }
+        }
+        changed |= self.rebalance(partitions_of);
+        let m = self.members.get_mut(&id).expect("present");
+        let assignment = std::mem::take(&mut m.deliver).then(|| m.assigned.clone());
+        Ok((
+            BeatAnswer {
+                member_id: id,
+                member_epoch: m.member_epoch,
+                assignment,
+            },
+            changed,
+        ))
+    }
+
+    /// Removes a member (it left, or its session ended). Returns whether it was there.
+    pub fn remove(&mut self, member_id: &str, partitions_of: &dyn Fn(&str) -> Option<u32>) -> bool {
+        if self.members.remove(member_id).is_none() {
+            return false;
+        }
+        self.rebalance(partitions_of);
+        true
+    }
+
+    /// Members whose session ended by `now`.
+    pub fn expired(&self, now: Instant) -> Vec<String> {
+        self.members
+            .iter()
+            .filter(|(_, m)| m.deadline <= now)
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
+    /// Recomputes targets and deliveries; returns whether anything durable changed.
+    pub fn rebalance(&mut self, partitions_of: &dyn Fn(&str) -> Option<u32>) -> bool {
+        let targets = compute_targets(&self.members, partitions_of);
+        let mut changed = false;
+        for (id, m) in self.members.iter_mut() {
+            let t = targets.get(id).cloned().unwrap_or_default();
+            if m.target != t {
+                m.target = t;
+                changed = true;
+            }
+        }
+        if changed {
+            self.epoch += 1;
+        }
+        // What others still own cannot be delivered yet.
+        let mut owned_by: BTreeMap<&Tp, &str> = BTreeMap::new();
+        for (id, m) in &self.members {
+            for tp in &m.owned {
+                owned_by.insert(tp, id.as_str());
+            }
+        }
+        let mut deliveries = Vec::new();
+        for (id, m) in &self.members {
+            let deliverable: BTreeSet<Tp> = m
+                .target
+                .iter()
+                .filter(|tp| owned_by.get(tp).is_none_or(|o| *o == id.as_str()))
+                .cloned()
+                .collect();
+            if deliverable != m.assigned {
+                deliveries.push((id.clone(), deliverable));
+            }
+        }
+        for (id, d) in deliveries {
+            let m = self.members.get_mut(&id).expect("present");
+            m.assigned = d;
+            m.member_epoch += 1;
+            m.deliver = true;
+            changed = true;
+        }
+        changed
+    }
+
+    /// Checks that `member_id` at `member_epoch` may commit offsets of `tp`.
+    pub fn may_commit(&self, member_id: &str, member_epoch: u32, tp: &Tp) -> Result<(), ErrorCode> {
+        if member_id.is_empty() {
+            // From outside the group (an operator's reset): only while nobody consumes.
+            return if self.members.is_empty() {
+                Ok(())
+            } else {
+                Err(ErrorCode::GroupNotEmpty)
+            };
+        }
+        let m = self
+            .members
+            .get(member_id)
+            .ok_or(ErrorCode::UnknownMember)?;
+        if member_epoch > m.member_epoch {
+            return Err(ErrorCode::FencedMember);
+        }
+        if m.assigned.contains(tp) || m.owned.contains(tp) {
+            Ok(())
+        } else {
+            Err(ErrorCode::FencedMember)
+        }
+    }
+
+    /// Who owns `tp` now (reported), if anyone.
+    pub fn owner(&self, tp: &Tp) -> Option<&str> {
+        self.members
+            .iter()
+            .find(|(_, m)| m.owned.contains(tp) || m.assigned.contains(tp))
+            .map(|(id, _)| id.as_str())
+    }
+
+    /// Whether every member owns exactly what it was given and that is its target.
+    pub fn is_stable(&self) -> bool {
+        self.members
+            .values()
+            .all(|m| m.owned == m.target && m.assigned == m.target)
+    }
+}
+
+/// A balanced, sticky assignment: per topic, its partitions split among the members that
+/// subscribe to it so that counts differ by at most one, each member keeping as many of its
+/// current partitions as the balance allows.
+pub fn compute_targets(
+    members: &BTreeMap<String, Member>,
+    partitions_of: &dyn Fn(&str) -> Option<u32>,
+) -> BTreeMap<String, BTreeSet<Tp>> {
+    let mut out: BTreeMap<String, BTreeSet<Tp>> = members
+        .keys()
+        .map(|id| (id.clone(), BTreeSet::new()))
+        .collect();
+    let topics: BTreeSet<&String> = members.values().flat_map(|m| &m.subscription).collect();
+    for topic in topics {
+        let Some(n) = partitions_of(topic) else {
+            continue;
+        };
+        let subs: Vec<&String> = members
+            .iter()
+            .filter(|(_, m)| m.subscription.contains(topic))
+            .map(|(id, _)| id)
+            .collect();
+        if subs.is_empty() || n == 0 {
+            continue;
+        }
+        let k = subs.len() as u32;
+        let (base, extra) = (n / k, n % k);
+        // Members that already hold the most keep the extra slots (less movement).
+        let current = |id: &String| -> Vec<u32> {
+            members[id]
+                .target
+                .iter()
+                .filter(|(t, p)| t == topic && *p < n)
+                .map(|(_, p)| *p)
+                .collect()
+        };
+        let mut order: Vec<&String> = subs.clone();
+        order.sort_by_key(|id| std::cmp::Reverse(current(id).len()));
+        let caps: BTreeMap<&String, u32> = order
+            .iter()
+            .enumerate()
+            .map(|(i, id)| (*id, base + u32::from((i as u32) < extra)))
+            .collect();
+        let mut taken = vec![false; n as usize];
+        let mut counts: BTreeMap<&String, u32> = BTreeMap::new();
+        for id in &subs {
+            let keep: Vec<u32> = current(id).into_iter().take(caps[id] as usize).collect();
+            for p in keep {
+                if !taken[p as usize] {
+                    taken[p as usize] = true;
+                    out.get_mut(*id).expect("member").insert((topic.clone(), p));
+                    *counts.entry(id).or_default() += 1;
+                }
+            }
+        }
+        for p in 0..n {
+            if taken[p as usize] {
+                continue;
+            }
+            let to = subs
+                .iter()
+                .filter(|id| counts.get(*id).copied().unwrap_or(0) < caps[*id])
+                .min_by_key(|id| (counts.get(*id).copied().unwrap_or(0), **id))
+                .expect("the caps add up to n");
+            out.get_mut(*to).expect("member").insert((topic.clone(), p));
+            *counts.entry(to).or_default() += 1;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parts(t: &str) -> Option<u32> {
+        (t == "facts").then_some(16)
+    }
+
+    fn beat(id: &str, epoch: u32, owned: &BTreeSet<Tp>) -> Beat {
+        Beat {
+            member_id: id.into(),
+            instance_id: None,
+            member_epoch: epoch,
+            session_timeout: Duration::from_secs(10),
+            subscription: BTreeSet::from(["facts".to_string()]),
+            owned: owned.clone(),
+        }
+    }
+
+    fn join(g: &mut Group, name: &str, now: Instant) -> BeatAnswer {
+        let (a, _) = g
+            .heartbeat(beat("", 0, &BTreeSet::new()), now, || name.into(), &parts)
+            .unwrap();
+        a
+    }
+
+    /// Heartbeats a member reporting it owns exactly what it was last given.
+    fn settle(g: &mut Group, now: Instant) {
+        for _ in 0..4 {
+            let ids: Vec<String> = g.members.keys().cloned().collect();
+            for id in ids {
+                let m = &g.members[&id];
+                let (owned, epoch) = (m.assigned.clone(), m.member_epoch);
+                g.heartbeat(beat(&id, epoch, &owned), now, || unreachable!(), &parts)
+                    .unwrap();
+            }
+        }
+    }
+
+    fn no_partition_twice(g: &Group) {
+        let mut seen = BTreeSet::new();
+        for m in g.members.values() {
+            for tp in m.assigned.iter().chain(&m.owned) {
+                let owners = g
+                    .members
+                    .values()
+                    .filter(|o| o.assigned.contains(tp) || o.owned.contains(tp))
+                    .count();
+                assert_eq!(owners, 1, "{tp:?} held by {owners} members");
+                seen.insert(tp.clone());
+            }
+        }
+    }
+
+    #[test]
+    fn joins_balance_and_move_only_released_partitions() {
+        let now = Instant::now();
+        let mut g = Group::default();
+        let a = join(&mut g, "a", now);
+        assert_eq!(a.assignment.unwrap().len(), 16);
+        settle(&mut g, now);
+        let a_before = g.members["a"].assigned.clone();
+        join(&mut g, "b", now);
+        // b gets nothing a still owns; a is told to give up half.
+        assert!(g.members["b"].assigned.is_empty());
+        assert_eq!(g.members["a"].assigned.len(), 8);
+        assert!(
+            g.members["a"].assigned.is_subset(&a_before),
+            "a keeps its own"
+        );
+        no_partition_twice(&g);
+        settle(&mut g, now);
+        assert_eq!(g.members["a"].assigned.len(), 8);
+        assert_eq!(g.members["b"].assigned.len(), 8);
+        assert!(g.is_stable());
+        join(&mut g, "c", now);
+        settle(&mut g, now);
+        let sizes: Vec<usize> = g.members.values().map(|m| m.assigned.len()).collect();
+        assert_eq!(sizes.iter().sum::<usize>(), 16);
+        assert!(
+            sizes.iter().max().unwrap() - sizes.iter().min().unwrap() <= 1,
+            "{sizes:?}"
+        );
+        no_partition_twice(&g);
+    }
+
+    #[test]
+    fn a_removed_member_is_fenced_and_its_partitions_move() {
+        let now = Instant::now();
+        let mut g = Group::default();
+        join(&mut g, "a", now);
+        join(&mut g, "b", now);
+        settle(&mut g, now);
+        let b_had = g.members["b"].assigned.clone();
+        let tp = b_had.iter().next().unwrap().clone();
+        assert!(g.may_commit("b", g.members["b"].member_epoch, &tp).is_ok());
+        // b's session ends.
+        let later = now + Duration::from_secs(11);
+        g.members.get_mut("a").unwrap().deadline = later + Duration::from_secs(10);
+        assert_eq!(g.expired(later), vec!["b".to_string()]);
+        assert!(g.remove("b", &parts));
+        settle(&mut g, later);
+        assert_eq!(g.members["a"].assigned.len(), 16);
+        // The zombie can no longer commit or heartbeat.
+        assert_eq!(g.may_commit("b", 99, &tp), Err(ErrorCode::UnknownMember));
+        let err = g
+            .heartbeat(beat("b", 3, &b_had), later, || unreachable!(), &parts)
+            .unwrap_err();
+        assert_eq!(err.code(), ErrorCode::UnknownMember);
+        // Not the owner: refused; from outside while members exist: refused.
+        g.members.get_mut("a").unwrap().owned.remove(&tp);
+        g.members.get_mut("a").unwrap().assigned.remove(&tp);
+        assert_eq!(g.may_commit("a", 0, &tp), Err(ErrorCode::FencedMember));
+        assert_eq!(g.may_commit("", 0, &tp), Err(ErrorCode::GroupNotEmpty));
+    }
+
+    #[test]
+    fn static_members_come_back_to_their_partitions() {
+        let now = Instant::now();
+        let mut g = Group::default();
+        for name in ["a", "b"] {
+            let mut b = beat("", 0, &BTreeSet::new());
+            b.instance_id = Some(format!("host-{name}"));
+            g.heartbeat(b, now, || name.into(), &parts).unwrap();
+        }
+        settle(&mut g, now);
+        let had = g.members["a"].assigned.clone();
+        let mut again = beat("", 0, &BTreeSet::new());
+        again.instance_id = Some("host-a".into());
+        let (ans, changed) = g.heartbeat(again, now, || unreachable!(), &parts).unwrap();
+        assert_eq!(ans.member_id, "a");
+        assert_eq!(ans.assignment, Some(had));
+        assert!(!changed, "no rebalance for a returning static member");
+    }
+
+    #[test]
+    fn records_replay_to_the_same_group() {
+        let now = Instant::now();
+        let mut g = Group::default();
+        join(&mut g, "a", now);
+        join(&mut g, "b", now);
+        settle(&mut g, now);
+        let mut copy = Group::default();
+        copy.replay(g.members_record(), now);
+        copy.replay(
+            GroupRecord::Commit {
+                offsets: vec![CommitRecord {
+                    topic: "facts".into(),
+                    partition: 3,
+                    offset: 42,
+                    metadata: "m".into(),
+                }],
+            },
+            now,
+        );
+        assert_eq!(copy.epoch, g.epoch);
+        for (id, m) in &g.members {
+            assert_eq!(copy.members[id].assigned, m.assigned);
+            assert_eq!(copy.members[id].owned, m.assigned);
+        }
+        assert_eq!(copy.offsets[&("facts".to_string(), 3)].offset, 42);
+        let json = serde_json::to_string(&g.members_record()).unwrap();
+        assert_eq!(
+            serde_json::from_str::<GroupRecord>(&json).unwrap(),
+            g.members_record()
+        );
+        copy.replay(GroupRecord::Delete, now);
+        assert!(copy.members.is_empty() && copy.offsets.is_empty());
+    }
+}
