@@ -293,6 +293,9 @@ pub struct Consumer {
     deferred: Option<ClientError>,
     /// Fetch long-poll time, from the last `poll` call.
     max_wait: Duration,
+    /// Seek epochs of partitions added one by one start here, so that a fetch issued
+    /// for a partition before it was removed is never taken for one of its new incarnation.
+    next_epoch_base: u64,
 }
 
 impl std::fmt::Debug for Consumer {
@@ -322,7 +325,41 @@ impl Consumer {
             verifier: BatchVerifier::default(),
             deferred: None,
             max_wait: Duration::from_millis(500),
+            next_epoch_base: 1 << 32,
         }
+    }
+
+    /// Adds one partition to the assignment at `start`, leaving the others as they are
+    /// (for consumer groups). The first partition added to an empty consumer sets its topic.
+    pub fn add_partition(
+        &mut self,
+        topic: &str,
+        partition: u32,
+        start: Position,
+    ) -> Result<(), ClientError> {
+        if self.partitions.is_empty() {
+            if &*self.topic != topic {
+                self.topic = topic.into();
+            }
+        } else if &*self.topic != topic {
+            return Err(ClientError::Config(format!(
+                "this consumer reads {}, not {topic}",
+                self.topic
+            )));
+        }
+        let mut st = PartitionState::new(start);
+        st.epoch = self.next_epoch_base;
+        self.next_epoch_base += 1 << 32;
+        self.partitions.insert(partition, st);
+        Ok(())
+    }
+
+    /// Removes one partition from the assignment; returns its position (the next offset it
+    /// would have returned), if known. A fetch in flight for it is ignored when it lands.
+    pub fn remove_partition(&mut self, partition: u32) -> Option<u64> {
+        self.partitions
+            .remove(&partition)
+            .and_then(|st| st.position)
     }
 
     /// Reads these partitions of `topic`, replacing any previous assignment. Partitions

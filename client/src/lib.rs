@@ -50,12 +50,14 @@ pub mod cluster;
 pub mod connection;
 pub mod consumer;
 pub mod error;
+pub mod group;
 pub mod producer;
 
 pub use admin::{Admin, TopicOptions};
 pub use cluster::{Backoff, ClientConfig, Cluster};
 pub use consumer::{Consumer, ConsumerConfig, OffsetReset, Position, Record};
 pub use error::{ClientError, Disconnect};
+pub use group::{GroupConfig, GroupConsumer, Rebalance};
 pub use producer::{Ack, Acks, PendingAck, Producer, ProducerConfig};
 
 pub use steme_protocol::{

@@ -252,13 +252,13 @@ impl Group {
                 ));
             };
             if beat.member_epoch > m.member_epoch {
-                return Err(ApiError::other(
-                    ErrorCode::FencedMember,
-                    format!(
+                return Err(ApiError::FencedMember {
+                    current_epoch: m.member_epoch,
+                    message: format!(
                         "member {} sent epoch {}, the group has it at {}; join again",
                         beat.member_id, beat.member_epoch, m.member_epoch
                     ),
-                ));
+                });
             }
             beat.member_id.clone()
         };
@@ -322,10 +322,11 @@ impl Group {
         if changed {
             self.epoch += 1;
         }
-        // What others still own cannot be delivered yet.
+        // What others still hold — given to them, or reported owned and not yet released —
+        // cannot be delivered yet.
         let mut owned_by: BTreeMap<&Tp, &str> = BTreeMap::new();
         for (id, m) in &self.members {
-            for tp in &m.owned {
+            for tp in m.owned.iter().chain(&m.assigned) {
                 owned_by.insert(tp, id.as_str());
             }
         }
@@ -524,7 +525,7 @@ mod tests {
         settle(&mut g, now);
         let a_before = g.members["a"].assigned.clone();
         join(&mut g, "b", now);
-        // b gets nothing a still owns; a is told to give up half.
+        // b gets nothing a holds; a is told to give up half.
         assert!(g.members["b"].assigned.is_empty());
         assert_eq!(g.members["a"].assigned.len(), 8);
         assert!(
@@ -544,6 +545,24 @@ mod tests {
             sizes.iter().max().unwrap() - sizes.iter().min().unwrap() <= 1,
             "{sizes:?}"
         );
+        no_partition_twice(&g);
+    }
+
+    #[test]
+    fn what_was_given_but_not_yet_reported_is_not_given_twice() {
+        let now = Instant::now();
+        let mut g = Group::default();
+        join(&mut g, "a", now);
+        // b joins before a has heartbeated once more: a has not reported owning anything.
+        join(&mut g, "b", now);
+        assert!(
+            g.members["b"].assigned.is_empty(),
+            "{:?}",
+            g.members["b"].assigned
+        );
+        no_partition_twice(&g);
+        settle(&mut g, now);
+        assert_eq!(g.members["b"].assigned.len(), 8);
         no_partition_twice(&g);
     }
 

@@ -46,6 +46,9 @@ pub enum Command {
     /// The cluster as the brokers see it.
     #[command(subcommand)]
     Cluster(ClusterCommand),
+    /// Consumer groups: list, describe, reset offsets, delete.
+    #[command(subcommand)]
+    Group(GroupCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -137,6 +140,46 @@ pub struct ConsumeArgs {
     /// Verify every signature; a bad one is an error naming its partition and offset.
     #[arg(long)]
     pub verify: bool,
+    /// Join this consumer group: read only the partitions it assigns this member, from
+    /// the group's committed offsets (`--from` for partitions without one), committing as
+    /// records are printed.
+    #[arg(long)]
+    pub group: Option<String>,
+    /// Static membership: a stable name for this member (with --group).
+    #[arg(long, requires = "group")]
+    pub instance_id: Option<String>,
+    /// Session timeout of the group member, in milliseconds (with --group).
+    #[arg(long, default_value_t = 10_000, requires = "group")]
+    pub session_timeout_ms: u64,
+    /// With --group and without --follow: stop after this long without records.
+    #[arg(long, default_value_t = 3_000, requires = "group")]
+    pub idle_ms: u64,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GroupCommand {
+    /// Every consumer group, its state and member count.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// A group's members, their assignments, committed offsets and lag.
+    Describe {
+        group: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Set a group's committed offsets of a topic (only while it has no members).
+    Reset {
+        group: String,
+        #[arg(long)]
+        topic: String,
+        /// earliest, latest, an offset, or time:HLC.
+        #[arg(long, value_parser = parse_position)]
+        to: Position,
+    },
+    /// Delete a group without members, and its committed offsets.
+    Delete { group: String },
 }
 
 #[derive(Debug, Args)]

@@ -42,6 +42,9 @@ impl RecordLine {
 }
 
 pub async fn run(bootstrap: &str, args: ConsumeArgs) -> anyhow::Result<()> {
+    if args.group.is_some() {
+        return crate::group::consume(bootstrap, args).await;
+    }
     let config = ConsumerConfig {
         start: args.from,
         verify: args.verify,

@@ -4,7 +4,8 @@
 //! - `keys`: `keygen` and reading key files.
 //! - `topic`: `topic create|list|describe|delete`.
 //! - `produce`: JSON lines in, signed and pipelined, one ack line out per input line.
-//! - `consume`: one JSON line per record.
+//! - `consume`: one JSON line per record (alone, or as a member of a consumer group).
+//! - `group`: `group list|describe|reset|delete`.
 //! - `replay`: raw batches of an offset range to a file.
 //! - `bench`: produce, consume and end-to-end benchmarks.
 //! - `cluster`: `cluster status`, every broker's view of every replica.
@@ -16,6 +17,7 @@ mod args;
 mod bench;
 mod cluster;
 mod consume;
+mod group;
 mod keys;
 mod produce;
 mod replay;
@@ -67,6 +69,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Replay(a) => replay::run(&bootstrap, a).await,
         Command::Bench(cmd) => bench::run(&bootstrap, cmd).await,
         Command::Cluster(cmd) => cluster::run(&bootstrap, cmd).await,
+        Command::Group(cmd) => group::run(&bootstrap, cmd).await,
     }
 }
 

@@ -1,0 +1,233 @@
+//! `steme group list|describe|reset|delete`, and `steme consume --group`.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::time::Duration;
+
+use anyhow::Context;
+use serde_json::json;
+use steme_client::group::{delete_group, describe_group, list_groups, reset_offsets};
+use steme_client::{
+    Admin, ClientConfig, Cluster, ConsumerConfig, GroupConfig, GroupConsumer, Position,
+};
+use steme_protocol::messages::describe_group::DescribeGroupResponse;
+use steme_protocol::messages::list_offsets::OffsetSpec;
+
+use crate::args::{ConsumeArgs, GroupCommand};
+use crate::consume::RecordLine;
+
+pub async fn run(bootstrap: &str, cmd: GroupCommand) -> anyhow::Result<()> {
+    let cluster = Cluster::connect(bootstrap, ClientConfig::default())
+        .await
+        .with_context(|| format!("cannot reach the cluster at {bootstrap}"))?;
+    match cmd {
+        GroupCommand::List { json } => {
+            let groups = list_groups(&cluster).await.context("cannot list groups")?;
+            if json {
+                for g in &groups {
+                    let line = json!({"group": g.group, "state": format!("{:?}", g.state), "members": g.members});
+                    println!("{line}");
+                }
+            } else {
+                println!("{:<40} {:<12} MEMBERS", "GROUP", "STATE");
+                for g in &groups {
+                    println!(
+                        "{:<40} {:<12} {}",
+                        g.group,
+                        format!("{:?}", g.state),
+                        g.members
+                    );
+                }
+            }
+        }
+        GroupCommand::Describe { group, json } => {
+            let d = describe_group(&cluster, &group)
+                .await
+                .with_context(|| format!("cannot describe group {group:?}"))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&describe_json(&d))?);
+            } else {
+                print!("{}", describe_table(&d));
+            }
+        }
+        GroupCommand::Reset { group, topic, to } => {
+            let admin = Admin::new(cluster.clone());
+            let n = cluster.partition_count(&topic).await?;
+            let mut offsets = BTreeMap::new();
+            for p in 0..n {
+                let spec = match to {
+                    Position::Earliest => OffsetSpec::Earliest,
+                    Position::Latest => OffsetSpec::Latest,
+                    Position::Time(t) => OffsetSpec::AtOrAfterHlc(t),
+                    Position::Offset(o) => {
+                        offsets.insert(p, o);
+                        continue;
+                    }
+                };
+                let o = admin
+                    .list_offsets(&topic, p, spec)
+                    .await
+                    .with_context(|| format!("cannot resolve {to:?} in {topic}/{p}"))?;
+                offsets.insert(p, o.offset);
+            }
+            reset_offsets(&cluster, &group, &topic, &offsets)
+                .await
+                .with_context(|| format!("cannot reset group {group:?}"))?;
+            for (p, o) in &offsets {
+                println!("{group} {topic}/{p} -> {o}");
+            }
+        }
+        GroupCommand::Delete { group } => {
+            delete_group(&cluster, &group)
+                .await
+                .with_context(|| format!("cannot delete group {group:?}"))?;
+            println!("deleted group {group}");
+        }
+    }
+    Ok(())
+}
+
+fn describe_json(d: &DescribeGroupResponse) -> serde_json::Value {
+    json!({
+        "group": d.group,
+        "state": format!("{:?}", d.state),
+        "epoch": d.epoch,
+        "coordinator": d.coordinator,
+        "members": d.members.iter().map(|m| json!({
+            "member_id": m.member_id,
+            "instance_id": m.instance_id,
+            "member_epoch": m.member_epoch,
+            "subscription": m.subscription,
+            "assignment": m.assignment.iter().map(|tp| json!({"topic": tp.topic, "partitions": tp.partitions})).collect::<Vec<_>>(),
+            "lag": m.lag,
+        })).collect::<Vec<_>>(),
+        "offsets": d.offsets.iter().map(|o| json!({
+            "topic": o.topic,
+            "partition": o.partition,
+            "committed": o.committed,
+            "high_watermark": o.high_watermark,
+            "lag": o.lag,
+            "owner": o.owner,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+fn describe_table(d: &DescribeGroupResponse) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "group {} ({:?}, epoch {}, coordinator broker {})",
+        d.group, d.state, d.epoch, d.coordinator
+    );
+    let _ = writeln!(
+        out,
+        "{:<40} {:>6} {:>8}  ASSIGNMENT",
+        "MEMBER", "EPOCH", "LAG"
+    );
+    for m in &d.members {
+        let parts: Vec<String> = m
+            .assignment
+            .iter()
+            .map(|tp| format!("{}:{:?}", tp.topic, tp.partitions))
+            .collect();
+        let _ = writeln!(
+            out,
+            "{:<40} {:>6} {:>8}  {}",
+            m.member_id,
+            m.member_epoch,
+            m.lag,
+            parts.join(" ")
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\n{:<24} {:>9} {:>12} {:>14} {:>8}  OWNER",
+        "TOPIC", "PARTITION", "COMMITTED", "HIGH_WATERMARK", "LAG"
+    );
+    for o in &d.offsets {
+        let committed = o
+            .committed
+            .map_or_else(|| "-".to_owned(), |c| c.to_string());
+        let _ = writeln!(
+            out,
+            "{:<24} {:>9} {:>12} {:>14} {:>8}  {}",
+            o.topic,
+            o.partition,
+            committed,
+            o.high_watermark,
+            o.lag,
+            o.owner.as_deref().unwrap_or("-")
+        );
+    }
+    out
+}
+
+/// `steme consume TOPIC --group G`: prints the records of the partitions the group assigns
+/// this member, committing as it goes; on ctrl-c or SIGTERM (or when idle without
+/// `--follow`) it commits, leaves the group and exits.
+pub async fn consume(bootstrap: &str, args: ConsumeArgs) -> anyhow::Result<()> {
+    let group = args.group.clone().expect("checked by the caller");
+    let mut config = GroupConfig::new(&group);
+    config.instance_id = args.instance_id.clone();
+    config.session_timeout = Duration::from_millis(args.session_timeout_ms);
+    config.no_offset = args.from;
+    config.consumer = ConsumerConfig {
+        verify: args.verify,
+        ..ConsumerConfig::default()
+    };
+    let mut member = GroupConsumer::join(bootstrap, &args.topic, config)
+        .await
+        .with_context(|| format!("cannot join group {group:?} at {bootstrap}"))?;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let max = args.max.unwrap_or(u64::MAX);
+    let idle = Duration::from_millis(args.idle_ms);
+    let mut printed = 0u64;
+    let mut quiet_since = tokio::time::Instant::now();
+    let stop = shutdown_signal();
+    tokio::pin!(stop);
+    while printed < max {
+        let records = tokio::select! {
+            _ = &mut stop => break,
+            r = member.poll(Duration::from_millis(250)) => r?,
+        };
+        if records.is_empty() {
+            if !args.follow && quiet_since.elapsed() >= idle {
+                break;
+            }
+            continue;
+        }
+        quiet_since = tokio::time::Instant::now();
+        for r in &records {
+            serde_json::to_writer(&mut out, &RecordLine::new(r)?)?;
+            out.write_all(b"\n")?;
+            printed += 1;
+            if printed >= max {
+                break;
+            }
+        }
+        out.flush()?;
+    }
+    out.flush()?;
+    member
+        .close()
+        .await
+        .context("cannot commit and leave the group")?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        if let Ok(mut term) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {},
+                _ = term.recv() => {},
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
