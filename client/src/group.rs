@@ -90,7 +90,7 @@ pub enum Rebalance {
     Revoked(Vec<u32>),
 }
 
-type Callback = Box<dyn FnMut(&Rebalance) + Send>;
+type Callback = Box<dyn FnMut(&Rebalance) + Send + Sync>;
 
 /// One member of a consumer group reading one topic.
 pub struct GroupConsumer {
@@ -160,7 +160,7 @@ impl GroupConsumer {
     }
 
     /// Called with every change of this member's partitions, from `poll`.
-    pub fn on_rebalance(&mut self, f: impl FnMut(&Rebalance) + Send + 'static) {
+    pub fn on_rebalance(&mut self, f: impl FnMut(&Rebalance) + Send + Sync + 'static) {
         self.on_rebalance = Some(Box::new(f));
     }
 
@@ -281,9 +281,14 @@ impl GroupConsumer {
         })
     }
 
-    /// Commits, leaves the group (its partitions move at once), and ends.
+    /// Commits, gives up its partitions (the rebalance callback is told), leaves the group
+    /// (its partitions move at once), and ends.
     pub async fn close(mut self) -> Result<(), ClientError> {
         let committed = self.commit().await;
+        let released: Vec<u32> = std::mem::take(&mut self.owned).into_iter().collect();
+        if !released.is_empty() {
+            self.notify(&Rebalance::Revoked(released));
+        }
         if !self.member_id.is_empty() {
             let req = LeaveGroupRequest {
                 group: self.config.group.clone(),

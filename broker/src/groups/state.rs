@@ -47,6 +47,9 @@ pub struct MemberRecord {
     pub member_epoch: u32,
     pub target: Vec<Tp>,
     pub assigned: Vec<Tp>,
+    /// Taken away, and not yet reported released.
+    #[serde(default)]
+    pub revoking: Vec<Tp>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -75,6 +78,8 @@ pub struct Member {
     pub assigned: BTreeSet<Tp>,
     /// What it last said it owns.
     pub owned: BTreeSet<Tp>,
+    /// Taken from its assignment but not yet reported released: still its own until then.
+    pub revoking: BTreeSet<Tp>,
     pub deadline: Instant,
     /// Its assignment changed since its last answer.
     pub deliver: bool,
@@ -148,6 +153,7 @@ impl Group {
                             // Until it says otherwise, a member owns what it was given.
                             owned: assigned.clone(),
                             assigned,
+                            revoking: m.revoking.into_iter().collect(),
                             deadline: now + timeout,
                             deliver: false,
                         };
@@ -186,6 +192,7 @@ impl Group {
                     member_epoch: m.member_epoch,
                     target: m.target.iter().cloned().collect(),
                     assigned: m.assigned.iter().cloned().collect(),
+                    revoking: m.revoking.iter().cloned().collect(),
                 })
                 .collect(),
         }
@@ -218,6 +225,7 @@ impl Group {
                     let m = self.members.get_mut(&id).expect("found");
                     // It restarted: it owns nothing yet, and must be told its assignment.
                     m.owned.clear();
+                    m.revoking.clear();
                     m.deliver = true;
                     id
                 }
@@ -233,6 +241,7 @@ impl Group {
                             target: BTreeSet::new(),
                             assigned: BTreeSet::new(),
                             owned: BTreeSet::new(),
+                            revoking: BTreeSet::new(),
                             deadline: now,
                             deliver: true,
                         },
@@ -274,7 +283,10 @@ impl Group {
                 changed = true;
             }
             if !beat.member_id.is_empty() {
+                // Heartbeats of one member are sequential: what it no longer reports, it has
+                // released.
                 m.owned = beat.owned.clone();
+                m.revoking.retain(|tp| m.owned.contains(tp));
             }
         }
         changed |= self.rebalance(partitions_of);
@@ -322,11 +334,11 @@ impl Group {
         if changed {
             self.epoch += 1;
         }
-        // What others still hold — given to them, or reported owned and not yet released —
-        // cannot be delivered yet.
+        // What others still hold — given to them, reported owned, or taken away and not yet
+        // reported released — cannot be delivered yet.
         let mut owned_by: BTreeMap<&Tp, &str> = BTreeMap::new();
         for (id, m) in &self.members {
-            for tp in m.owned.iter().chain(&m.assigned) {
+            for tp in m.owned.iter().chain(&m.assigned).chain(&m.revoking) {
                 owned_by.insert(tp, id.as_str());
             }
         }
@@ -344,6 +356,8 @@ impl Group {
         }
         for (id, d) in deliveries {
             let m = self.members.get_mut(&id).expect("present");
+            let taken: Vec<Tp> = m.assigned.difference(&d).cloned().collect();
+            m.revoking.extend(taken);
             m.assigned = d;
             m.member_epoch += 1;
             m.deliver = true;
@@ -369,7 +383,7 @@ impl Group {
         if member_epoch > m.member_epoch {
             return Err(ErrorCode::FencedMember);
         }
-        if m.assigned.contains(tp) || m.owned.contains(tp) {
+        if m.assigned.contains(tp) || m.owned.contains(tp) || m.revoking.contains(tp) {
             Ok(())
         } else {
             Err(ErrorCode::FencedMember)
@@ -380,7 +394,9 @@ impl Group {
     pub fn owner(&self, tp: &Tp) -> Option<&str> {
         self.members
             .iter()
-            .find(|(_, m)| m.owned.contains(tp) || m.assigned.contains(tp))
+            .find(|(_, m)| {
+                m.owned.contains(tp) || m.assigned.contains(tp) || m.revoking.contains(tp)
+            })
             .map(|(id, _)| id.as_str())
     }
 
@@ -388,7 +404,7 @@ impl Group {
     pub fn is_stable(&self) -> bool {
         self.members
             .values()
-            .all(|m| m.owned == m.target && m.assigned == m.target)
+            .all(|m| m.owned == m.target && m.assigned == m.target && m.revoking.is_empty())
     }
 }
 
@@ -508,7 +524,9 @@ mod tests {
                 let owners = g
                     .members
                     .values()
-                    .filter(|o| o.assigned.contains(tp) || o.owned.contains(tp))
+                    .filter(|o| {
+                        o.assigned.contains(tp) || o.owned.contains(tp) || o.revoking.contains(tp)
+                    })
                     .count();
                 assert_eq!(owners, 1, "{tp:?} held by {owners} members");
                 seen.insert(tp.clone());
@@ -564,6 +582,23 @@ mod tests {
         settle(&mut g, now);
         assert_eq!(g.members["b"].assigned.len(), 8);
         no_partition_twice(&g);
+    }
+
+    #[test]
+    fn what_was_taken_but_not_yet_reported_released_is_not_given_away() {
+        let now = Instant::now();
+        let mut g = Group::default();
+        // a gets all 16 and, before it heartbeats again, b and c join.
+        join(&mut g, "a", now);
+        join(&mut g, "b", now);
+        join(&mut g, "c", now);
+        no_partition_twice(&g);
+        assert!(g.members["b"].assigned.is_empty() && g.members["c"].assigned.is_empty());
+        // a reports owning all 16 (it applied its first assignment), then releases.
+        settle(&mut g, now);
+        no_partition_twice(&g);
+        let sizes: Vec<usize> = g.members.values().map(|m| m.assigned.len()).collect();
+        assert_eq!(sizes.iter().sum::<usize>(), 16, "{sizes:?}");
     }
 
     #[test]

@@ -1,0 +1,481 @@
+//! Consumer groups against a real 3-broker cluster: members splitting a topic, a member
+//! killed with SIGKILL (its partitions move on from its last commit), members joining and
+//! leaving under load (members that keep partitions are never interrupted, and no partition
+//! is ever held by two members at once), the coordinator's broker killed, and a member paused
+//! past its session that tries to commit over its successor.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail, ensure};
+use steme_client::group::describe_group;
+use steme_client::{
+    AssertionId, ClientConfig, ClientError, Cluster as ClientCluster, GroupConfig, GroupConsumer,
+    Producer, ProducerConfig, Rebalance,
+};
+use steme_protocol::ErrorCode;
+use steme_tests::cli::CliProcess;
+use steme_tests::cluster::{Cluster, ClusterOptions};
+use steme_tests::workload::{create_topic, produce_all, signed};
+use steme_tests::{unique, within};
+
+fn ids_printed(lines: &[String]) -> anyhow::Result<Vec<(u32, AssertionId)>> {
+    lines
+        .iter()
+        .map(|l| {
+            let v: serde_json::Value =
+                serde_json::from_str(l).with_context(|| format!("bad line {l:?}"))?;
+            let p = v["partition"].as_u64().context("no partition")? as u32;
+            let id = AssertionId::from_hex(v["id"].as_str().context("no id")?).context("bad id")?;
+            Ok((p, id))
+        })
+        .collect()
+}
+
+/// Waits until the members together printed every id in `want`.
+async fn wait_all_printed(
+    members: &[&CliProcess],
+    want: &HashSet<AssertionId>,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let mut seen = HashSet::new();
+        for m in members {
+            seen.extend(ids_printed(&m.lines())?.into_iter().map(|(_, id)| id));
+        }
+        let missing = want.iter().filter(|id| !seen.contains(*id)).count();
+        if missing == 0 {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            let errs: Vec<String> = members.iter().map(|m| m.stderr()).collect();
+            bail!(
+                "{missing} of {} records never printed; member logs:\n{}",
+                want.len(),
+                errs.join("\n---\n")
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_split_a_topic_and_a_killed_members_partitions_move_on() -> anyhow::Result<()> {
+    within(Duration::from_secs(300), async {
+        let cluster = Cluster::start(ClusterOptions::new(3)).await?;
+        let topic = unique("grouped");
+        create_topic(&cluster.bootstrap(), &topic, 4).await?;
+        let producer = Producer::connect(&cluster.bootstrap(), &topic, ProducerConfig::default()).await?;
+        let first = produce_all(&producer, &signed(&topic, 2_000, 200)?).await?;
+        let args = ["consume", &topic, "--group", "g", "--follow", "--session-timeout-ms", "2000"];
+        let mut a = CliProcess::start(&cluster.bootstrap(), &args)?;
+        let b = CliProcess::start(&cluster.bootstrap(), &args)?;
+        let want: HashSet<AssertionId> = first.iter().map(|a| a.id).collect();
+        wait_all_printed(&[&a, &b], &want, Duration::from_secs(60)).await?;
+        let parts = |m: &CliProcess| -> anyhow::Result<BTreeSet<u32>> {
+            Ok(ids_printed(&m.lines())?.into_iter().map(|(p, _)| p).collect())
+        };
+        // The two split the partitions, two each.
+        let client = ClientCluster::connect(&cluster.bootstrap(), ClientConfig::default()).await?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let d = describe_group(&client, "g").await?;
+            let sizes: Vec<usize> = d
+                .members
+                .iter()
+                .map(|m| m.assignment.iter().map(|tp| tp.partitions.len()).sum())
+                .collect();
+            if sizes == [2, 2] {
+                break;
+            }
+            ensure!(Instant::now() < deadline, "no even split: {d:?}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let (a_lines, b_lines) = (a.lines().len(), b.lines().len());
+        eprintln!("[groups] a printed {a_lines}, b printed {b_lines} (a: {:?}, b: {:?})", parts(&a)?, parts(&b)?);
+
+        // a dies without leaving; b must take over a's partitions from a's last commit.
+        a.signal(libc::SIGKILL)?;
+        a.wait(Duration::from_secs(10))?;
+        let killed = Instant::now();
+        let second = produce_all(&producer, &signed(&format!("{topic}-2"), 2_000, 200)?).await?;
+        let want2: HashSet<AssertionId> = second.iter().map(|a| a.id).collect();
+        wait_all_printed(&[&b], &want2, Duration::from_secs(60)).await?;
+        eprintln!(
+            "[groups] after kill -9 of a member, the survivor read all 4 partitions' new records within {:?} (session timeout 2 s)",
+            killed.elapsed()
+        );
+        let b_ids: Vec<(u32, AssertionId)> = ids_printed(&b.lines())?;
+        let partitions_after: BTreeSet<u32> = b_ids[b_lines..].iter().map(|(p, _)| *p).collect();
+        ensure!(partitions_after.len() == 4, "b reads {partitions_after:?} after a died");
+        // Nothing skipped: every first-round record was printed by someone (at least once).
+        let mut all: HashSet<AssertionId> = ids_printed(&a.lines())?.into_iter().map(|(_, i)| i).collect();
+        all.extend(b_ids.iter().map(|(_, i)| *i));
+        ensure!(want.iter().chain(&want2).all(|id| all.contains(id)), "a record was skipped");
+        let dups = a.lines().len() + b.lines().len() - all.len();
+        eprintln!("[groups] {dups} records were printed twice (at least once, not exactly once)");
+
+        // The survivor commits as it goes: the group's lag drains to zero.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let d = describe_group(&client, "g").await?;
+            let lag: u64 = d.offsets.iter().filter(|o| o.topic == topic).map(|o| o.lag).sum();
+            if lag == 0 && d.members.len() == 1 {
+                break;
+            }
+            ensure!(Instant::now() < deadline, "lag did not drain: {d:?}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        Ok(())
+    })
+    .await
+}
+
+/// What one in-process member saw: records with when they came, and its rebalances.
+#[derive(Debug, Default)]
+struct Seen {
+    records: Vec<(Instant, u32, AssertionId)>,
+    events: Vec<(Instant, Rebalance)>,
+}
+
+fn spawn_member(
+    cluster: ClientCluster,
+    topic: String,
+    config: GroupConfig,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> (
+    Arc<Mutex<Seen>>,
+    tokio::task::JoinHandle<anyhow::Result<()>>,
+) {
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let log = seen.clone();
+    let task = tokio::spawn(async move {
+        let mut m = GroupConsumer::new(cluster, &topic, config).await?;
+        let events = log.clone();
+        m.on_rebalance(move |e| {
+            events
+                .lock()
+                .unwrap()
+                .events
+                .push((Instant::now(), e.clone()))
+        });
+        while !stop.load(std::sync::atomic::Ordering::Acquire) {
+            let records = m.poll(Duration::from_millis(100)).await?;
+            let now = Instant::now();
+            let mut s = log.lock().unwrap();
+            for r in records {
+                s.records.push((now, r.partition(), r.id()));
+            }
+        }
+        m.close().await?;
+        Ok(())
+    });
+    (seen, task)
+}
+
+/// Per partition, the intervals each member held it, from its rebalance events.
+fn holdings(
+    members: &[(&str, &Seen)],
+    end: Instant,
+) -> BTreeMap<u32, Vec<(Instant, Instant, String)>> {
+    let mut out: BTreeMap<u32, Vec<(Instant, Instant, String)>> = BTreeMap::new();
+    for (name, seen) in members {
+        let mut since: BTreeMap<u32, Instant> = BTreeMap::new();
+        for (at, e) in &seen.events {
+            match e {
+                Rebalance::Assigned(ps) => ps.iter().for_each(|p| {
+                    since.insert(*p, *at);
+                }),
+                Rebalance::Revoked(ps) => {
+                    for p in ps {
+                        if let Some(from) = since.remove(p) {
+                            out.entry(*p)
+                                .or_default()
+                                .push((from, *at, name.to_string()));
+                        }
+                    }
+                }
+            }
+        }
+        for (p, from) in since {
+            out.entry(p)
+                .or_default()
+                .push((from, end, name.to_string()));
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_joining_and_leaving_under_load_never_share_or_pause_partitions()
+-> anyhow::Result<()> {
+    within(Duration::from_secs(300), async {
+        let cluster = Cluster::start(ClusterOptions::new(3)).await?;
+        let topic = unique("churn");
+        create_topic(&cluster.bootstrap(), &topic, 6).await?;
+        let client = ClientCluster::connect(&cluster.bootstrap(), ClientConfig::default()).await?;
+        let producer = Producer::connect(&cluster.bootstrap(), &topic, ProducerConfig::default()).await?;
+        let group = unique("churners");
+        let config = || {
+            let mut c = GroupConfig::new(&group);
+            c.session_timeout = Duration::from_secs(3);
+            c
+        };
+        let stop_all: Vec<Arc<std::sync::atomic::AtomicBool>> =
+            (0..3).map(|_| Arc::new(std::sync::atomic::AtomicBool::new(false))).collect();
+        let (m1, t1) = spawn_member(client.clone(), topic.clone(), config(), stop_all[0].clone());
+        let (m2, t2) = spawn_member(client.clone(), topic.clone(), config(), stop_all[1].clone());
+        // Load throughout, in rounds.
+        let load = {
+            let producer = producer.clone();
+            let topic = topic.clone();
+            tokio::spawn(async move {
+                let mut acks = Vec::new();
+                for round in 0..12 {
+                    acks.extend(produce_all(&producer, &signed(&format!("{topic}-{round}"), 500, 200)?).await?);
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+                anyhow::Ok(acks)
+            })
+        };
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let churn_from = Instant::now();
+        let (m3, t3) = spawn_member(client.clone(), topic.clone(), config(), stop_all[2].clone());
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        // m1 leaves cleanly.
+        stop_all[0].store(true, std::sync::atomic::Ordering::Release);
+        t1.await??;
+        let acks = load.await??;
+        let want: HashSet<AssertionId> = acks.iter().map(|a| a.id).collect();
+        // Let the remaining two drain everything.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let mut seen: HashSet<AssertionId> = HashSet::new();
+            for m in [&m1, &m2, &m3] {
+                seen.extend(m.lock().unwrap().records.iter().map(|r| r.2));
+            }
+            if want.iter().all(|id| seen.contains(id)) {
+                break;
+            }
+            ensure!(Instant::now() < deadline, "{} records never read", want.iter().filter(|i| !seen.contains(*i)).count());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let churn_to = Instant::now();
+        for s in &stop_all[1..] {
+            s.store(true, std::sync::atomic::Ordering::Release);
+        }
+        t2.await??;
+        t3.await??;
+        let end = Instant::now();
+        let (s1, s2, s3) = (m1.lock().unwrap(), m2.lock().unwrap(), m3.lock().unwrap());
+        let held = holdings(&[("m1", &s1), ("m2", &s2), ("m3", &s3)], end);
+        // No partition held by two members at once.
+        for (p, spans) in &held {
+            for (i, a) in spans.iter().enumerate() {
+                for b in &spans[i + 1..] {
+                    ensure!(
+                        a.1 <= b.0 || b.1 <= a.0,
+                        "partition {p} held by {} and {} at once: {spans:?}\nm1 {:?}\nm2 {:?}\nm3 {:?}",
+                        a.2,
+                        b.2,
+                        s1.events,
+                        s2.events,
+                        s3.events
+                    );
+                }
+            }
+        }
+        // Longest gap between records on the partitions a member kept while m3 joined and
+        // m1 left.
+        for (name, s) in [("m2", &s2)] {
+            let kept: BTreeSet<u32> = held
+                .iter()
+                .filter(|(_, spans)| {
+                    spans.iter().any(|(from, until, who)| {
+                        who == name && *from <= churn_from && *until >= churn_to
+                    })
+                })
+                .map(|(p, _)| *p)
+                .collect();
+            let times: Vec<Instant> = s
+                .records
+                .iter()
+                .filter(|r| kept.contains(&r.1) && r.0 >= churn_from && r.0 <= churn_to)
+                .map(|r| r.0)
+                .collect();
+            let gap = times.windows(2).map(|w| w[1] - w[0]).max().unwrap_or_default();
+            eprintln!("[groups] {name} kept {kept:?}; longest gap between its records: {gap:?} (load arrives every ~0.3 s)");
+        }
+        Ok(())
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_group_carries_on_when_its_coordinators_broker_dies() -> anyhow::Result<()> {
+    within(Duration::from_secs(300), async {
+        let mut cluster = Cluster::start(ClusterOptions::new(3)).await?;
+        let topic = unique("coord");
+        create_topic(&cluster.bootstrap(), &topic, 3).await?;
+        let client = ClientCluster::connect(&cluster.bootstrap(), ClientConfig::default()).await?;
+        let producer =
+            Producer::connect(&cluster.bootstrap(), &topic, ProducerConfig::default()).await?;
+        let first = produce_all(&producer, &signed(&topic, 1_500, 200)?).await?;
+        let group = unique("survivors");
+        let mut config = GroupConfig::new(&group);
+        config.auto_commit = None;
+        let mut m = GroupConsumer::new(client.clone(), &topic, config).await?;
+        let mut read: HashSet<AssertionId> = HashSet::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while read.len() < first.len() {
+            ensure!(
+                Instant::now() < deadline,
+                "read only {} of {}",
+                read.len(),
+                first.len()
+            );
+            read.extend(
+                m.poll(Duration::from_millis(200))
+                    .await?
+                    .iter()
+                    .map(|r| r.id()),
+            );
+        }
+        m.commit().await?;
+        let before = describe_group(&client, &group).await?;
+        let committed_before: u64 = before.offsets.iter().filter_map(|o| o.committed).sum();
+        ensure!(
+            committed_before == 1_500,
+            "committed {committed_before} of 1500: {before:?}"
+        );
+        let coordinator = before.coordinator;
+        eprintln!("[groups] group {group} is coordinated by broker {coordinator}; killing it");
+        cluster.broker_mut(coordinator).kill9()?;
+        let producer = Producer::connect(
+            &cluster.bootstrap_except(coordinator),
+            &topic,
+            ProducerConfig::default(),
+        )
+        .await?;
+        let second = produce_all(&producer, &signed(&format!("{topic}-2"), 500, 200)?).await?;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !second.iter().all(|a| read.contains(&a.id)) {
+            ensure!(
+                Instant::now() < deadline,
+                "the member stopped reading after the coordinator died"
+            );
+            read.extend(
+                m.poll(Duration::from_millis(200))
+                    .await?
+                    .iter()
+                    .map(|r| r.id()),
+            );
+        }
+        // Commits reach the new coordinator, which kept the old offsets.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            match m.commit().await {
+                Ok(()) => break,
+                Err(e) if Instant::now() < deadline => {
+                    eprintln!("[groups] commit during failover: {e}");
+                    m.poll(Duration::from_millis(200)).await?;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let client2 = ClientCluster::connect(
+            &cluster.bootstrap_except(coordinator),
+            ClientConfig::default(),
+        )
+        .await?;
+        let after = describe_group(&client2, &group).await?;
+        ensure!(
+            after.coordinator != coordinator,
+            "still coordinated by the dead broker: {after:?}"
+        );
+        let committed_after: u64 = after.offsets.iter().filter_map(|o| o.committed).sum();
+        ensure!(
+            committed_after == 2_000,
+            "committed {committed_after} of 2000 after failover: {after:?}"
+        );
+        eprintln!(
+            "[groups] broker {} took over; offsets intact",
+            after.coordinator
+        );
+        m.close().await?;
+        Ok(())
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_paused_past_its_session_cannot_commit_over_its_successor() -> anyhow::Result<()> {
+    within(Duration::from_secs(300), async {
+        let cluster = Cluster::start(ClusterOptions::new(3)).await?;
+        let topic = unique("zombie");
+        create_topic(&cluster.bootstrap(), &topic, 2).await?;
+        let client = ClientCluster::connect(&cluster.bootstrap(), ClientConfig::default()).await?;
+        let producer =
+            Producer::connect(&cluster.bootstrap(), &topic, ProducerConfig::default()).await?;
+        produce_all(&producer, &signed(&topic, 400, 200)?).await?;
+        let group = unique("zombies");
+        let mut config = GroupConfig::new(&group);
+        config.session_timeout = Duration::from_millis(1_500);
+        config.auto_commit = None;
+        let mut zombie = GroupConsumer::new(client.clone(), &topic, config.clone()).await?;
+        let mut got = 0;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while got < 400 {
+            ensure!(Instant::now() < deadline, "zombie read {got}");
+            got += zombie.poll(Duration::from_millis(200)).await?.len();
+        }
+        // The zombie stops heartbeating (a long GC pause, a SIGSTOP) past its session; a
+        // new member takes everything and commits.
+        let mut successor = GroupConsumer::new(client.clone(), &topic, config).await?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while successor.assignment().len() < 2 {
+            ensure!(
+                Instant::now() < deadline,
+                "the successor never got both partitions"
+            );
+            successor.poll(Duration::from_millis(200)).await?;
+        }
+        successor.commit().await?;
+        let d = describe_group(&client, &group).await?;
+        ensure!(d.members.len() == 1, "the zombie is still a member: {d:?}");
+        let by_successor: Vec<Option<u64>> = d.offsets.iter().map(|o| o.committed).collect();
+        // The zombie wakes up and commits what it had processed: refused.
+        match zombie.commit().await {
+            Err(ClientError::Api(e))
+                if matches!(e.code(), ErrorCode::UnknownMember | ErrorCode::FencedMember) =>
+            {
+                eprintln!("[groups] the zombie's commit was refused: {e}");
+            }
+            other => bail!("the zombie's commit was not refused: {other:?}"),
+        }
+        let d = describe_group(&client, &group).await?;
+        let now: Vec<Option<u64>> = d.offsets.iter().map(|o| o.committed).collect();
+        ensure!(
+            now == by_successor,
+            "offsets changed by the zombie: {by_successor:?} -> {now:?}"
+        );
+        ensure!(
+            zombie.assignment().is_empty(),
+            "the zombie still thinks it owns partitions"
+        );
+        // Having been told, it joins again as a new member, and the two split the topic.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while zombie.assignment().len() != 1 || successor.assignment().len() != 1 {
+            ensure!(
+                Instant::now() < deadline,
+                "no even split after the zombie rejoined"
+            );
+            zombie.poll(Duration::from_millis(100)).await?;
+            successor.poll(Duration::from_millis(100)).await?;
+        }
+        Ok(())
+    })
+    .await
+}
