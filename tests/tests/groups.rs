@@ -245,6 +245,7 @@ async fn members_joining_and_leaving_under_load_never_share_or_pause_partitions(
         let (m3, t3) = spawn_member(client.clone(), topic.clone(), config(), stop_all[2].clone());
         tokio::time::sleep(Duration::from_secs(2)).await;
         // m1 leaves cleanly.
+        let m1_leaves = Instant::now();
         stop_all[0].store(true, std::sync::atomic::Ordering::Release);
         t1.await??;
         let acks = load.await??;
@@ -287,9 +288,9 @@ async fn members_joining_and_leaving_under_load_never_share_or_pause_partitions(
                 }
             }
         }
-        // Longest gap between records on the partitions a member kept while m3 joined and
-        // m1 left.
-        for (name, s) in [("m2", &s2)] {
+        // Longest gap between records on the partitions a member kept through the changes:
+        // m2 through m3 joining and m1 leaving, m3 through m1 leaving.
+        for (name, s, churn_from) in [("m2", &s2, churn_from), ("m3", &s3, m1_leaves)] {
             let kept: BTreeSet<u32> = held
                 .iter()
                 .filter(|(_, spans)| {
