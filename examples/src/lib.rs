@@ -7,10 +7,14 @@
 //! - `producer` ([`produce_lines`], [`generated`]): produce JSON lines from stdin or `N`
 //!   generated assertions, pipelined, one ack line each.
 //! - `tail` ([`tail`]): follow a topic from its start or end, verifying signatures.
+//! - `indexer` ([`indexer`]): a consumer-group member that builds a subject index in redb;
+//!   run several and they split the work.
 //!
 //! Every example finds the broker through `STEME_BOOTSTRAP` (default `127.0.0.1:9092`, the
 //! broker's default address); start one with `cargo run --release -p steme-broker`.
 #![deny(unsafe_code)]
+
+pub mod indexer;
 
 use std::collections::BTreeMap;
 use std::io::Write;

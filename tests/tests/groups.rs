@@ -480,3 +480,143 @@ async fn a_member_paused_past_its_session_cannot_commit_over_its_successor() -> 
     })
     .await
 }
+
+/// `count` signed assertions about `subjects` subjects; some supersede the previous one of
+/// their subject.
+fn with_supersession(
+    run: &str,
+    count: usize,
+    subjects: usize,
+) -> anyhow::Result<Vec<steme_client::SignedAssertion>> {
+    let key = steme_tests::workload::key(9);
+    let mut last: BTreeMap<usize, AssertionId> = BTreeMap::new();
+    let mut out = Vec::with_capacity(count);
+    for i in 0..count {
+        let s = i % subjects;
+        let a = steme_client::Assertion {
+            subject: format!("urn:{run}:s{s}"),
+            predicate: "count".into(),
+            object: steme_client::Value::Integer(i as i64),
+            source: "indexer-test".into(),
+            confidence: None,
+            supersedes: if i % 3 == 0 {
+                last.get(&s).copied()
+            } else {
+                None
+            },
+            issued_at: 1_764_000_000_000 + i as u64,
+        };
+        let signed = a.sign(&key)?;
+        last.insert(s, signed.id());
+        out.push(signed);
+    }
+    Ok(out)
+}
+
+/// The index the indexer should build, from the log in offset order.
+fn expected_index(
+    log: &BTreeMap<u32, Vec<steme_client::Record>>,
+) -> anyhow::Result<BTreeMap<String, BTreeSet<String>>> {
+    let mut index: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut superseded: HashSet<String> = HashSet::new();
+    for records in log.values() {
+        for r in records {
+            let a = r.assertion()?;
+            let id = r.id().to_hex();
+            if let Some(old) = a.supersedes {
+                let old = old.to_hex();
+                if let Some(ids) = index.get_mut(&a.subject) {
+                    ids.remove(&old);
+                }
+                superseded.insert(old);
+            }
+            if !superseded.contains(&id) {
+                index.entry(a.subject.clone()).or_default().insert(id);
+            }
+        }
+    }
+    index.retain(|_, ids| !ids.is_empty());
+    Ok(index)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn indexer_copies_split_the_work_survive_a_crash_and_build_a_complete_index()
+-> anyhow::Result<()> {
+    use steme_examples::indexer::{IndexerConfig, read_index, run_indexer};
+    within(Duration::from_secs(300), async {
+        let cluster = Cluster::start(ClusterOptions::new(3)).await?;
+        let topic = unique("indexed");
+        create_topic(&cluster.bootstrap(), &topic, 6).await?;
+        let producer = Producer::connect(&cluster.bootstrap(), &topic, ProducerConfig {
+            max_in_flight_per_partition: 1,
+            ..ProducerConfig::default()
+        })
+        .await?;
+        let all = with_supersession(&topic, 3_000, 200)?;
+        let (first, second) = all.split_at(1_500);
+        produce_all(&producer, first).await?;
+        let dir = tempfile::tempdir()?;
+        let group = unique("indexers");
+        let cfg = IndexerConfig {
+            bootstrap: cluster.bootstrap(),
+            topic: topic.clone(),
+            group: group.clone(),
+            dir: dir.path().to_owned(),
+            follow: true,
+            idle: Duration::from_secs(3),
+            session_timeout: Duration::from_secs(2),
+            instance_id: None,
+        };
+        let mut stops = Vec::new();
+        let mut copies = Vec::new();
+        for _ in 0..3 {
+            let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+            stops.push(tx);
+            copies.push(tokio::spawn(run_indexer(cfg.clone(), async {
+                let _ = rx.await;
+            })));
+        }
+        let client = ClientCluster::connect(&cluster.bootstrap(), ClientConfig::default()).await?;
+        let lag_of = async |client: &ClientCluster| -> anyhow::Result<(u64, usize)> {
+            let d = describe_group(client, &group).await?;
+            let lag = d.offsets.iter().filter(|o| o.topic == topic).map(|o| o.lag).sum();
+            Ok((lag, d.members.len()))
+        };
+        // The three split the partitions and catch up.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok((0, 3)) = lag_of(&client).await {
+                break;
+            }
+            ensure!(Instant::now() < deadline, "the indexers did not catch up: {:?}", describe_group(&client, &group).await);
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        // One crashes (no commit, no leave); the rest go on with more records.
+        copies.remove(0).abort();
+        stops.remove(0);
+        produce_all(&producer, second).await?;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok((0, 2)) = lag_of(&client).await {
+                break;
+            }
+            ensure!(Instant::now() < deadline, "the survivors did not take over: {:?}", describe_group(&client, &group).await);
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        for s in stops {
+            let _ = s.send(());
+        }
+        let mut applied = 0;
+        for c in copies {
+            applied += c.await??;
+        }
+        let log = steme_tests::workload::read_topic(&cluster.bootstrap(), &topic, Duration::from_secs(60)).await?;
+        let want = expected_index(&log)?;
+        let got = read_index(dir.path())?;
+        ensure!(got == want, "index differs: {} subjects built, {} expected", got.len(), want.len());
+        let ids: usize = got.values().map(BTreeSet::len).sum();
+        eprintln!("[indexer] 3 copies, one crashed: {} subjects, {ids} current ids, complete and without duplicates ({applied} records applied by the survivors)", got.len());
+        Ok(())
+    })
+    .await
+}
