@@ -206,6 +206,31 @@ pub enum BenchCommand {
     Consume(BenchArgs),
     /// Produce while a consumer tails; produce-to-consume latency.
     E2e(BenchArgs),
+    /// Consumer groups: throughput with 1, 2, 4 members; rebalance times; pauses.
+    Group(GroupBenchArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct GroupBenchArgs {
+    /// Topic name prefix (a fresh topic per run).
+    #[arg(long, default_value = "bench-group")]
+    pub topic: String,
+    #[arg(long, default_value_t = 16)]
+    pub partitions: u32,
+    /// Records the groups read.
+    #[arg(long, default_value_t = 100_000)]
+    pub count: u64,
+    #[arg(long, default_value_t = 200)]
+    pub size: usize,
+    /// Member counts to measure, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1,2,4")]
+    pub members: Vec<u32>,
+    /// Session timeout of the members in the rebalance phase.
+    #[arg(long, default_value_t = 3_000)]
+    pub session_timeout_ms: u64,
+    /// Time cap of each throughput run, in seconds.
+    #[arg(long, default_value_t = 120)]
+    pub max_secs: u64,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -37,6 +37,7 @@ pub async fn run(bootstrap: &str, cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Produce(a) => produce(&admin, &a).await,
         BenchCommand::Consume(a) => consume(&admin, &a).await,
         BenchCommand::E2e(a) => e2e(&admin, &a).await,
+        BenchCommand::Group(a) => crate::bench_group::run(&admin, &a).await,
     }
 }
 

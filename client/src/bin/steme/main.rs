@@ -15,6 +15,7 @@
 
 mod args;
 mod bench;
+mod bench_group;
 mod cluster;
 mod consume;
 mod group;
