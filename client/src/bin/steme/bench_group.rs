@@ -212,11 +212,7 @@ async fn rebalances(
         ));
         stops.push(s);
     }
-    let held = |tails: &[(
-        Arc<Mutex<Tail>>,
-        tokio::task::JoinHandle<anyhow::Result<()>>,
-    )]|
-     -> Vec<usize> {
+    let held = |tails: &[Tailing]| -> Vec<usize> {
         tails
             .iter()
             .map(|(t, _)| t.lock().unwrap_or_else(|p| p.into_inner()).assignment.len())
