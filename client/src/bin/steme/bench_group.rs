@@ -122,15 +122,18 @@ pub async fn run(admin: &Admin, args: &GroupBenchArgs) -> anyhow::Result<()> {
     rebalances(&cluster, &topic, args, &producer, &key, &run).await
 }
 
+/// A tailing member: what it saw, and its task.
+type Tailing = (
+    Arc<Mutex<Tail>>,
+    tokio::task::JoinHandle<anyhow::Result<()>>,
+);
+
 fn spawn_tail(
     cluster: Cluster,
     topic: String,
     config: GroupConfig,
     stop: Arc<AtomicBool>,
-) -> (
-    Arc<Mutex<Tail>>,
-    tokio::task::JoinHandle<anyhow::Result<()>>,
-) {
+) -> Tailing {
     let tail = Arc::new(Mutex::new(Tail::default()));
     let t = tail.clone();
     let task = tokio::spawn(async move {
