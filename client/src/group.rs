@@ -207,6 +207,11 @@ impl GroupConsumer {
 
     /// Commits what `poll` has returned so far, and waits for it.
     pub async fn commit(&mut self) -> Result<(), ClientError> {
+        self.commit_with_metadata("").await
+    }
+
+    /// [`commit`](Self::commit), keeping `metadata` (free text) with each offset.
+    pub async fn commit_with_metadata(&mut self, metadata: &str) -> Result<(), ClientError> {
         let offsets: Vec<OffsetCommit> = self
             .processed
             .iter()
@@ -215,7 +220,7 @@ impl GroupConsumer {
                 topic: self.topic.clone(),
                 partition: *p,
                 offset: *o,
-                metadata: String::new(),
+                metadata: metadata.to_owned(),
             })
             .collect();
         if offsets.is_empty() {
@@ -251,6 +256,21 @@ impl GroupConsumer {
                 format!("commit of partition {p} refused"),
             ))),
         }
+    }
+
+    /// Treats the records of `partition` from `offset` on as not processed: they are read
+    /// again and not committed (for a caller that stops part-way through a poll's records).
+    pub async fn rewind(&mut self, partition: u32, offset: u64) -> Result<(), ClientError> {
+        if !self.owned.contains(&partition) {
+            return Ok(());
+        }
+        if self.processed.get(&partition).is_some_and(|&o| o > offset) {
+            self.processed.insert(partition, offset);
+        }
+        self.consumer
+            .seek(partition, Position::Offset(offset))
+            .await?;
+        Ok(())
     }
 
     /// Starts a commit of what `poll` has returned so far without waiting for it.

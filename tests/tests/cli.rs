@@ -133,3 +133,104 @@ async fn cli_produce_and_consume_roundtrip() -> anyhow::Result<()> {
     })
     .await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_consumer_group_commits_and_group_commands_work() -> anyhow::Result<()> {
+    let broker = BrokerProcess::start()?;
+    within(Duration::from_secs(120), async {
+        let b = broker.bootstrap();
+        steme_tests::workload::create_topic(&b, "grouped", 2).await?;
+        let producer = steme_client::Producer::connect(&b, "grouped", Default::default()).await?;
+        steme_tests::workload::produce_all(
+            &producer,
+            &steme_tests::workload::signed("cli-g", 100, 100)?,
+        )
+        .await?;
+        let committed = |d: &Value| -> anyhow::Result<(u64, u64)> {
+            let offsets = field(d, "offsets")?.as_array().context("offsets")?;
+            let c = offsets
+                .iter()
+                .map(|o| o["committed"].as_u64().unwrap_or(0))
+                .sum();
+            let lag = offsets.iter().map(|o| o["lag"].as_u64().unwrap_or(0)).sum();
+            Ok((c, lag))
+        };
+        // A member that prints 30 records and stops commits exactly those.
+        let out = steme(
+            &b,
+            &["consume", "grouped", "--group", "g", "--max", "30"],
+            "",
+            T,
+        )
+        .await?
+        .success()?;
+        ensure!(json_lines(&out.stdout)?.len() == 30, "{}", out.stdout);
+        let list = steme(&b, &["group", "list", "--json"], "", T)
+            .await?
+            .success()?;
+        let groups = json_lines(&list.stdout)?;
+        ensure!(
+            groups
+                .iter()
+                .any(|g| g["group"] == "g" && g["state"] == "Empty" && g["members"] == 0),
+            "{}",
+            list.stdout
+        );
+        let d: Value = serde_json::from_str(
+            &steme(&b, &["group", "describe", "g", "--json"], "", T)
+                .await?
+                .success()?
+                .stdout,
+        )?;
+        ensure!(committed(&d)? == (30, 70), "after 30 printed: {d}");
+        // The next member goes on from there: 70 more, nothing twice.
+        let out = steme(
+            &b,
+            &["consume", "grouped", "--group", "g", "--idle-ms", "1500"],
+            "",
+            T,
+        )
+        .await?
+        .success()?;
+        ensure!(json_lines(&out.stdout)?.len() == 70, "{}", out.stdout);
+        // Reset to the start while nobody consumes, and read everything again.
+        steme(
+            &b,
+            &[
+                "group", "reset", "g", "--topic", "grouped", "--to", "earliest",
+            ],
+            "",
+            T,
+        )
+        .await?
+        .success()?;
+        let d: Value = serde_json::from_str(
+            &steme(&b, &["group", "describe", "g", "--json"], "", T)
+                .await?
+                .success()?
+                .stdout,
+        )?;
+        ensure!(committed(&d)? == (0, 100), "after reset: {d}");
+        let out = steme(
+            &b,
+            &["consume", "grouped", "--group", "g", "--idle-ms", "1500"],
+            "",
+            T,
+        )
+        .await?
+        .success()?;
+        ensure!(json_lines(&out.stdout)?.len() == 100, "{}", out.stdout);
+        // Delete; then it is unknown.
+        steme(&b, &["group", "delete", "g"], "", T)
+            .await?
+            .success()?;
+        let gone = steme(&b, &["group", "describe", "g"], "", T).await?;
+        ensure!(
+            !gone.status.success() && gone.stderr.contains("UnknownGroup"),
+            "{}",
+            gone.stderr
+        );
+        Ok(())
+    })
+    .await
+}

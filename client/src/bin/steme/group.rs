@@ -198,13 +198,21 @@ pub async fn consume(bootstrap: &str, args: ConsumeArgs) -> anyhow::Result<()> {
             continue;
         }
         quiet_since = tokio::time::Instant::now();
-        for r in &records {
+        for (i, r) in records.iter().enumerate() {
+            if printed >= max {
+                // Not printed, so not committed: the first unprinted offset of each partition.
+                let mut first: std::collections::BTreeMap<u32, u64> = Default::default();
+                for rest in &records[i..] {
+                    first.entry(rest.partition()).or_insert(rest.offset());
+                }
+                for (p, o) in first {
+                    member.rewind(p, o).await?;
+                }
+                break;
+            }
             serde_json::to_writer(&mut out, &RecordLine::new(r)?)?;
             out.write_all(b"\n")?;
             printed += 1;
-            if printed >= max {
-                break;
-            }
         }
         out.flush()?;
     }
