@@ -1176,8 +1176,12 @@ impl Broker {
         loop {
             tokio::time::sleep(Duration::from_millis(250)).await;
             let Some(broker) = weak.upgrade() else { return };
-            let coords: Vec<Arc<Coordinator>> =
-                broker.coordinators.lock().await.values().cloned().collect();
+            let coords: Vec<Arc<Coordinator>> = {
+                let mut all = broker.coordinators.lock().await;
+                // A coordinator whose partition is led elsewhere (or in a newer term) is done.
+                all.retain(|_, c| c.is_current(broker.cfg.node_id));
+                all.values().cloned().collect()
+            };
             for c in coords {
                 c.expire(&|t| broker.partitions_of(t)).await;
             }

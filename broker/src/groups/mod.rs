@@ -203,6 +203,12 @@ impl Coordinator {
         self.term
     }
 
+    /// Whether this broker (`me`) still leads the partition in the term this coordinator
+    /// loaded.
+    pub fn is_current(&self, me: u64) -> bool {
+        self.part.leader() == (Some(me), self.term)
+    }
+
     pub fn is_for(&self, part: &Arc<Partition>, term: u64) -> bool {
         Arc::ptr_eq(&self.part, part) && self.term == term
     }
