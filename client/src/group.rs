@@ -345,6 +345,12 @@ impl GroupConsumer {
         )
     }
 
+    /// Heartbeats now and applies any new assignment, without reading (to let members
+    /// settle before they consume, say).
+    pub async fn rebalance(&mut self) -> Result<(), ClientError> {
+        self.heartbeat().await
+    }
+
     async fn heartbeat(&mut self) -> Result<(), ClientError> {
         let req = HeartbeatRequest {
             group: self.config.group.clone(),

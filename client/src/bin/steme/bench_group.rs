@@ -1,8 +1,9 @@
 //! `steme bench group`: consumer groups on a `--partitions` topic (16 by default).
 //!
 //! 1. **Throughput**: `--count` records are produced once; then for each member count in
-//!    `--members` (1, 2, 4) a fresh group reads them all, the members splitting the
-//!    partitions; records/s from the first join to the last record.
+//!    `--members` (1, 2, 4) a fresh group's members join, settle into an even split, and
+//!    read them all; records/s from the first read to the last record (all members run in
+//!    this one process).
 //! 2. **Rebalances under load**: three members tail the topic while a producer writes a
 //!    steady trickle. A fourth joins (time until it holds its share), then one is killed
 //!    without leaving (time until the survivors hold every partition; the session timeout is
@@ -71,31 +72,70 @@ pub async fn run(admin: &Admin, args: &GroupBenchArgs) -> anyhow::Result<()> {
     for &n in &args.members {
         let group = format!("bench-{run}-{n}");
         let read = Arc::new(AtomicU64::new(0));
-        let started = Instant::now();
-        let deadline = started + Duration::from_secs(args.max_secs);
+        // Members first settle into an even split, then all start reading at once.
+        let held: Arc<Vec<AtomicU64>> = Arc::new((0..n).map(|_| AtomicU64::new(0)).collect());
+        let go = Arc::new(tokio::sync::Notify::new());
+        let start = Arc::new(Mutex::new(None::<Instant>));
         let mut tasks = Vec::new();
-        for _ in 0..n {
+        for i in 0..n as usize {
             let (cluster, topic, group, read) =
                 (cluster.clone(), topic.clone(), group.clone(), read.clone());
-            let count = args.count;
+            let (held, go, start) = (held.clone(), go.clone(), start.clone());
+            let (count, parts, max_secs) = (args.count, u64::from(args.partitions), args.max_secs);
             tasks.push(tokio::spawn(async move {
                 let mut m = GroupConsumer::new(cluster, &topic, GroupConfig::new(&group)).await?;
+                let settle_by = Instant::now() + Duration::from_secs(60);
+                loop {
+                    m.rebalance().await?;
+                    held[i].store(m.assignment().len() as u64, Ordering::Relaxed);
+                    let all: Vec<u64> = held.iter().map(|h| h.load(Ordering::Relaxed)).collect();
+                    let even = all.iter().sum::<u64>() == parts
+                        && all.iter().all(|&h| h >= parts / u64::from(n));
+                    if even {
+                        go.notify_waiters();
+                        break;
+                    }
+                    if Instant::now() > settle_by {
+                        bail!("{n} members did not settle: {all:?}");
+                    }
+                    tokio::select! {
+                        _ = go.notified() => break,
+                        _ = tokio::time::sleep(Duration::from_millis(20)) => {}
+                    }
+                }
+                start
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get_or_insert_with(Instant::now);
+                let deadline = Instant::now() + Duration::from_secs(max_secs);
+                // The member whose records complete the count stops the clock.
+                let mut done = None;
                 while read.load(Ordering::Relaxed) < count && Instant::now() < deadline {
                     let got = m.poll(Duration::from_millis(100)).await?.len() as u64;
-                    read.fetch_add(got, Ordering::Relaxed);
+                    let before = read.fetch_add(got, Ordering::Relaxed);
+                    if before < count && before + got >= count {
+                        done = Some(Instant::now());
+                    }
                 }
                 m.close().await?;
-                anyhow::Ok(())
+                anyhow::Ok(done)
             }));
         }
+        let mut finished = None::<Instant>;
         for t in tasks {
-            t.await??;
+            if let Some(done) = t.await?? {
+                finished = Some(done);
+            }
         }
-        let secs = started.elapsed().as_secs_f64();
+        let started = start
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .unwrap_or_else(Instant::now);
+        let secs = finished.map_or(0.0, |f| (f - started).as_secs_f64());
         let total = read.load(Ordering::Relaxed);
         let rate = total as f64 / secs;
         println!(
-            "group consume, {n} member(s): {total} records in {secs:.2}s = {} records/s",
+            "group consume, {n} member(s) of an even split: {total} records in {secs:.3}s = {} records/s",
             fmt_num(rate)
         );
         println!(
