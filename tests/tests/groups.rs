@@ -620,3 +620,72 @@ async fn indexer_copies_split_the_work_survive_a_crash_and_build_a_complete_inde
     })
     .await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_static_member_restarting_within_its_session_keeps_its_partitions() -> anyhow::Result<()>
+{
+    within(Duration::from_secs(120), async {
+        let cluster = Cluster::start(ClusterOptions::new(3)).await?;
+        let topic = unique("static");
+        create_topic(&cluster.bootstrap(), &topic, 4).await?;
+        let client = ClientCluster::connect(&cluster.bootstrap(), ClientConfig::default()).await?;
+        let group = unique("statics");
+        let config = |instance: &str| {
+            let mut c = GroupConfig::new(&group);
+            c.instance_id = Some(instance.to_owned());
+            c.session_timeout = Duration::from_secs(10);
+            c
+        };
+        let mut a = GroupConsumer::new(client.clone(), &topic, config("host-a")).await?;
+        let mut b = GroupConsumer::new(client.clone(), &topic, config("host-b")).await?;
+        let b_events = Arc::new(Mutex::new(Vec::new()));
+        let log = b_events.clone();
+        b.on_rebalance(move |e| log.lock().unwrap().push(e.clone()));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while a.assignment().len() != 2 || b.assignment().len() != 2 {
+            ensure!(Instant::now() < deadline, "no even split");
+            a.poll(Duration::from_millis(50)).await?;
+            b.poll(Duration::from_millis(50)).await?;
+        }
+        let (a_parts, a_id) = (a.assignment(), a.member_id().to_owned());
+        let b_before = b_events.lock().unwrap().len();
+        // a's process dies (no leave) and comes back at once under the same instance id.
+        drop(a);
+        let mut again = GroupConsumer::new(client.clone(), &topic, config("host-a")).await?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while again.assignment().is_empty() {
+            ensure!(
+                Instant::now() < deadline,
+                "the returning member got nothing"
+            );
+            again.poll(Duration::from_millis(50)).await?;
+            b.poll(Duration::from_millis(50)).await?;
+        }
+        ensure!(
+            again.member_id() == a_id,
+            "a new member id: {} vs {a_id}",
+            again.member_id()
+        );
+        ensure!(
+            again.assignment() == a_parts,
+            "{:?} vs {a_parts:?}",
+            again.assignment()
+        );
+        // b was never disturbed.
+        for _ in 0..10 {
+            b.poll(Duration::from_millis(50)).await?;
+        }
+        let b_after = b_events.lock().unwrap().len();
+        ensure!(
+            b_after == b_before,
+            "b saw a rebalance: {:?}",
+            b_events.lock().unwrap()
+        );
+        let d = describe_group(&client, &group).await?;
+        ensure!(d.members.len() == 2, "{d:?}");
+        again.close().await?;
+        b.close().await?;
+        Ok(())
+    })
+    .await
+}
