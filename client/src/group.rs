@@ -10,8 +10,9 @@
 //! Delivery is at least once: [`GroupConsumer::poll`] marks the records it returns as
 //! processed, and what is processed is committed on the next poll after the auto-commit
 //! interval, on revocation, on [`commit`](GroupConsumer::commit) and on
-//! [`close`](GroupConsumer::close). Heartbeats are sent from `poll`, so a member must call
-//! it more often than its session timeout.
+//! [`close`](GroupConsumer::close). Heartbeats go from a background task, so slow processing
+//! between polls does not cost the membership; a new assignment the task receives is applied
+//! (revoked partitions committed and released, new ones started) on the next `poll`.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), steme_client::ClientError> {
@@ -92,17 +93,39 @@ pub enum Rebalance {
 
 type Callback = Box<dyn FnMut(&Rebalance) + Send + Sync>;
 
+/// What a member and its heartbeat task share.
+#[derive(Debug, Default)]
+struct Membership {
+    member_id: String,
+    member_epoch: u32,
+    /// The partitions the member holds, as its heartbeats report them.
+    owned: BTreeSet<u32>,
+    /// A new assignment from the coordinator, for `poll` to apply.
+    pending: Option<BTreeSet<u32>>,
+    /// The coordinator no longer knows the member: `poll` drops every partition.
+    fenced: bool,
+    /// A heartbeat failure `poll` must return (not one that a retry can fix).
+    error: Option<ClientError>,
+}
+
+type Shared = std::sync::Arc<std::sync::Mutex<Membership>>;
+
+fn lock(m: &Shared) -> std::sync::MutexGuard<'_, Membership> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// One member of a consumer group reading one topic.
 pub struct GroupConsumer {
     cluster: Cluster,
     config: GroupConfig,
     topic: String,
     consumer: Consumer,
-    member_id: String,
-    member_epoch: u32,
+    /// The partitions `poll` reads (mirrored into `membership.owned`).
     owned: BTreeSet<u32>,
-    heartbeat_interval: Duration,
-    next_heartbeat: Instant,
+    membership: Shared,
+    /// Wakes the heartbeat task for an early heartbeat (a release to report).
+    wake: std::sync::Arc<tokio::sync::Notify>,
+    heartbeats: tokio::task::JoinHandle<()>,
     /// Next offset to commit per owned partition (after records `poll` returned).
     processed: BTreeMap<u32, u64>,
     committed: BTreeMap<u32, u64>,
@@ -115,8 +138,7 @@ impl std::fmt::Debug for GroupConsumer {
         f.debug_struct("GroupConsumer")
             .field("group", &self.config.group)
             .field("topic", &self.topic)
-            .field("member_id", &self.member_id)
-            .field("member_epoch", &self.member_epoch)
+            .field("membership", &*lock(&self.membership))
             .field("owned", &self.owned)
             .finish_non_exhaustive()
     }
@@ -133,7 +155,7 @@ impl GroupConsumer {
         GroupConsumer::new(cluster, topic, config).await
     }
 
-    /// A member over an existing cluster handle; joins on the first `poll`.
+    /// A member over an existing cluster handle; its heartbeat task joins the group now.
     pub async fn new(
         cluster: Cluster,
         topic: &str,
@@ -142,15 +164,23 @@ impl GroupConsumer {
         cluster.partition_count(topic).await?;
         let consumer = Consumer::new(cluster.clone(), config.consumer.clone());
         let now = Instant::now();
+        let membership = Shared::default();
+        let wake = std::sync::Arc::new(tokio::sync::Notify::new());
+        let heartbeats = tokio::spawn(heartbeat_loop(
+            cluster.clone(),
+            config.clone(),
+            topic.to_owned(),
+            membership.clone(),
+            wake.clone(),
+        ));
         Ok(GroupConsumer {
             cluster,
             topic: topic.to_owned(),
             consumer,
-            member_id: String::new(),
-            member_epoch: 0,
             owned: BTreeSet::new(),
-            heartbeat_interval: Duration::from_millis(500),
-            next_heartbeat: now,
+            membership,
+            wake,
+            heartbeats,
             processed: BTreeMap::new(),
             committed: BTreeMap::new(),
             next_auto_commit: now + config.auto_commit.unwrap_or(Duration::MAX / 4),
@@ -164,8 +194,14 @@ impl GroupConsumer {
         self.on_rebalance = Some(Box::new(f));
     }
 
-    pub fn member_id(&self) -> &str {
-        &self.member_id
+    /// The member id the coordinator gave (empty until it answered).
+    pub fn member_id(&self) -> String {
+        lock(&self.membership).member_id.clone()
+    }
+
+    fn identity(&self) -> (String, u32) {
+        let m = lock(&self.membership);
+        (m.member_id.clone(), m.member_epoch)
     }
 
     /// The partitions this member reads now.
@@ -173,15 +209,12 @@ impl GroupConsumer {
         self.owned.iter().copied().collect()
     }
 
-    /// Records from this member's partitions, waiting up to `max_wait`; heartbeats,
-    /// rebalances and auto-commits happen here.
+    /// Records from this member's partitions, waiting up to `max_wait`; assignment changes
+    /// and auto-commits happen here.
     pub async fn poll(&mut self, max_wait: Duration) -> Result<Vec<Record>, ClientError> {
         let deadline = Instant::now() + max_wait;
         loop {
-            let now = Instant::now();
-            if now >= self.next_heartbeat {
-                self.heartbeat().await?;
-            }
+            self.sync().await?;
             if self.config.auto_commit.is_some() && Instant::now() >= self.next_auto_commit {
                 if let Err(e) = self.commit().await {
                     tracing::warn!(group = %self.config.group, error = %e, "auto-commit failed");
@@ -189,7 +222,10 @@ impl GroupConsumer {
                 self.next_auto_commit =
                     Instant::now() + self.config.auto_commit.unwrap_or_default();
             }
-            let until = deadline.min(self.next_heartbeat).max(Instant::now());
+            // Wake at least this often to apply what the heartbeat task received.
+            let until = deadline
+                .min(Instant::now() + Duration::from_millis(100))
+                .max(Instant::now());
             let records = if self.owned.is_empty() {
                 tokio::time::sleep_until(until).await;
                 Vec::new()
@@ -226,21 +262,14 @@ impl GroupConsumer {
         if offsets.is_empty() {
             return Ok(());
         }
+        let (member_id, member_epoch) = self.identity();
         let req = CommitOffsetsRequest {
             group: self.config.group.clone(),
-            member_id: self.member_id.clone(),
-            member_epoch: self.member_epoch,
+            member_id,
+            member_epoch,
             offsets,
         };
-        let resp = match call_coordinator(&self.cluster, &self.config.group, &req).await {
-            Ok(r) => r,
-            Err(e) => {
-                if is_fenced(&e) {
-                    self.fenced().await;
-                }
-                return Err(e);
-            }
-        };
+        let resp = call_coordinator(&self.cluster, &self.config.group, &req).await?;
         let mut first_refusal = None;
         for (r, o) in resp.results.iter().zip(&req.offsets) {
             if r.error == ErrorCode::None as u16 {
@@ -285,10 +314,11 @@ impl GroupConsumer {
                 metadata: String::new(),
             })
             .collect();
+        let (member_id, member_epoch) = self.identity();
         let req = CommitOffsetsRequest {
             group: self.config.group.clone(),
-            member_id: self.member_id.clone(),
-            member_epoch: self.member_epoch,
+            member_id,
+            member_epoch,
             offsets,
         };
         let cluster = self.cluster.clone();
@@ -304,16 +334,18 @@ impl GroupConsumer {
     /// Commits, gives up its partitions (the rebalance callback is told), leaves the group
     /// (its partitions move at once), and ends.
     pub async fn close(mut self) -> Result<(), ClientError> {
+        self.heartbeats.abort();
         let committed = self.commit().await;
         let released: Vec<u32> = std::mem::take(&mut self.owned).into_iter().collect();
         if !released.is_empty() {
             self.notify(&Rebalance::Revoked(released));
         }
-        if !self.member_id.is_empty() {
+        let (member_id, member_epoch) = self.identity();
+        if !member_id.is_empty() {
             let req = LeaveGroupRequest {
                 group: self.config.group.clone(),
-                member_id: self.member_id.clone(),
-                member_epoch: self.member_epoch,
+                member_id,
+                member_epoch,
             };
             call_coordinator(&self.cluster, &self.config.group, &req).await?;
         }
@@ -345,55 +377,31 @@ impl GroupConsumer {
         )
     }
 
-    /// Heartbeats now and applies any new assignment, without reading (to let members
-    /// settle before they consume, say).
+    /// Asks for a heartbeat now and applies what the coordinator has said so far, without
+    /// reading (to let members settle before they consume, say).
     pub async fn rebalance(&mut self) -> Result<(), ClientError> {
-        self.heartbeat().await
+        self.wake.notify_one();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        self.sync().await
     }
 
-    async fn heartbeat(&mut self) -> Result<(), ClientError> {
-        let req = HeartbeatRequest {
-            group: self.config.group.clone(),
-            member_id: self.member_id.clone(),
-            instance_id: self.config.instance_id.clone(),
-            member_epoch: self.member_epoch,
-            session_timeout_ms: self
-                .config
-                .session_timeout
-                .as_millis()
-                .min(u32::MAX as u128) as u32,
-            subscription: vec![self.topic.clone()],
-            owned: vec![TopicPartitions {
-                topic: self.topic.clone(),
-                partitions: self.owned.iter().copied().collect(),
-            }],
+    /// Applies what the heartbeat task learned: a fence, a new assignment, an error.
+    async fn sync(&mut self) -> Result<(), ClientError> {
+        let (fenced, pending, error) = {
+            let mut m = lock(&self.membership);
+            (
+                std::mem::take(&mut m.fenced),
+                m.pending.take(),
+                m.error.take(),
+            )
         };
-        let resp = match call_coordinator(&self.cluster, &self.config.group, &req).await {
-            Ok(r) => r,
-            Err(e) if is_fenced(&e) => {
-                tracing::info!(group = %self.config.group, member = %self.member_id, error = %e, "fenced; joining again");
-                self.fenced().await;
-                self.next_heartbeat = Instant::now();
-                return Ok(());
-            }
-            Err(e) if e.is_retriable() => {
-                tracing::debug!(group = %self.config.group, error = %e, "heartbeat failed; retrying");
-                self.next_heartbeat = Instant::now() + Duration::from_millis(200);
-                return Ok(());
-            }
-            Err(e) => return Err(e),
-        };
-        self.member_id = resp.member_id;
-        self.member_epoch = resp.member_epoch;
-        self.heartbeat_interval =
-            Duration::from_millis(u64::from(resp.heartbeat_interval_ms.max(50)));
-        self.next_heartbeat = Instant::now() + self.heartbeat_interval;
-        if let Some(assignment) = resp.assignment {
-            let new: BTreeSet<u32> = assignment
-                .iter()
-                .filter(|tp| tp.topic == self.topic)
-                .flat_map(|tp| tp.partitions.iter().copied())
-                .collect();
+        if let Some(e) = error {
+            return Err(e);
+        }
+        if fenced {
+            self.fenced();
+        }
+        if let Some(new) = pending {
             self.apply(new).await?;
         }
         Ok(())
@@ -416,7 +424,8 @@ impl GroupConsumer {
             }
             self.notify(&Rebalance::Revoked(revoked));
             // Report the release now, so the partitions' new owners can start.
-            self.next_heartbeat = Instant::now();
+            lock(&self.membership).owned = self.owned.clone();
+            self.wake.notify_one();
         }
         if !added.is_empty() {
             let committed = self.fetch_committed(&added).await?;
@@ -429,6 +438,7 @@ impl GroupConsumer {
                 self.consumer.add_partition(&self.topic, *p, start)?;
                 self.owned.insert(*p);
             }
+            lock(&self.membership).owned = self.owned.clone();
             self.notify(&Rebalance::Assigned(added));
         }
         Ok(())
@@ -455,8 +465,8 @@ impl GroupConsumer {
     }
 
     /// The coordinator no longer knows this member: drop every partition (without committing:
-    /// they may already be someone else's) and join again.
-    async fn fenced(&mut self) {
+    /// they may already be someone else's); the heartbeat task joins again.
+    fn fenced(&mut self) {
         let lost: Vec<u32> = self.owned.iter().copied().collect();
         for p in &lost {
             self.consumer.remove_partition(*p);
@@ -464,17 +474,92 @@ impl GroupConsumer {
         self.owned.clear();
         self.processed.clear();
         self.committed.clear();
-        self.member_id.clear();
-        self.member_epoch = 0;
+        lock(&self.membership).owned.clear();
         if !lost.is_empty() {
             self.notify(&Rebalance::Revoked(lost));
         }
     }
 
     fn notify(&mut self, event: &Rebalance) {
-        tracing::info!(group = %self.config.group, member = %self.member_id, ?event, "rebalance");
+        tracing::info!(group = %self.config.group, ?event, "rebalance");
         if let Some(f) = &mut self.on_rebalance {
             f(event);
+        }
+    }
+}
+
+impl Drop for GroupConsumer {
+    fn drop(&mut self) {
+        self.heartbeats.abort();
+    }
+}
+
+/// Heartbeats for one member until it is closed or dropped: reports what it owns, stores
+/// any new assignment for `poll` to apply, and rejoins at once when fenced.
+async fn heartbeat_loop(
+    cluster: Cluster,
+    config: GroupConfig,
+    topic: String,
+    membership: Shared,
+    wake: std::sync::Arc<tokio::sync::Notify>,
+) {
+    let session_timeout_ms = config.session_timeout.as_millis().min(u32::MAX as u128) as u32;
+    loop {
+        let req = {
+            let m = lock(&membership);
+            HeartbeatRequest {
+                group: config.group.clone(),
+                member_id: m.member_id.clone(),
+                instance_id: config.instance_id.clone(),
+                member_epoch: m.member_epoch,
+                session_timeout_ms,
+                subscription: vec![topic.clone()],
+                owned: vec![TopicPartitions {
+                    topic: topic.clone(),
+                    partitions: m.owned.iter().copied().collect(),
+                }],
+            }
+        };
+        let next = match call_coordinator(&cluster, &config.group, &req).await {
+            Ok(resp) => {
+                let mut m = lock(&membership);
+                // Unless fenced meanwhile, this answer is the member's identity.
+                if m.member_id == req.member_id {
+                    m.member_id = resp.member_id;
+                    m.member_epoch = resp.member_epoch;
+                    if let Some(assignment) = resp.assignment {
+                        m.pending = Some(
+                            assignment
+                                .iter()
+                                .filter(|tp| tp.topic == topic)
+                                .flat_map(|tp| tp.partitions.iter().copied())
+                                .collect(),
+                        );
+                    }
+                }
+                Duration::from_millis(u64::from(resp.heartbeat_interval_ms.max(50)))
+            }
+            Err(e) if is_fenced(&e) => {
+                tracing::info!(group = %config.group, member = %req.member_id, error = %e, "fenced; joining again");
+                let mut m = lock(&membership);
+                m.fenced = true;
+                m.pending = None;
+                m.member_id.clear();
+                m.member_epoch = 0;
+                Duration::ZERO
+            }
+            Err(e) if e.is_retriable() => {
+                tracing::debug!(group = %config.group, error = %e, "heartbeat failed; retrying");
+                Duration::from_millis(200)
+            }
+            Err(e) => {
+                lock(&membership).error = Some(e);
+                Duration::from_secs(1)
+            }
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(next) => {}
+            _ = wake.notified() => {}
         }
     }
 }
