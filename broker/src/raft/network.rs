@@ -549,6 +549,24 @@ impl PeerClient {
         rpc_error(unexpected(self.link.target, rpc))
     }
 
+    /// A vote or pre-vote request, on the control lane.
+    async fn ask_vote(
+        &self,
+        rpc: RaftRpc,
+        option: &RPCOption,
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        let timeout = option.soft_ttl().max(CONTROL_TIMEOUT);
+        match self
+            .link
+            .call(Lane::Control, self.group, rpc, timeout)
+            .await
+            .map_err(rpc_error)?
+        {
+            RaftRpc::Voted(v) => Ok(v),
+            other => Err(self.unexpected(&other)),
+        }
+    }
+
     /// Sends one append of a pipelined stream (cut into chunks) and returns its result: the
     /// last chunk's, or the first failure.
     fn send_streamed(
@@ -672,20 +690,7 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         rpc: VoteRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
-        match self
-            .link
-            .call(
-                Lane::Control,
-                self.group,
-                RaftRpc::Vote(rpc),
-                option.soft_ttl().max(CONTROL_TIMEOUT),
-            )
-            .await
-            .map_err(rpc_error)?
-        {
-            RaftRpc::Voted(v) => Ok(v),
-            other => Err(self.unexpected(&other)),
-        }
+        self.ask_vote(RaftRpc::Vote(rpc), &option).await
     }
 
     async fn pre_vote(
@@ -693,20 +698,7 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         rpc: VoteRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
-        match self
-            .link
-            .call(
-                Lane::Control,
-                self.group,
-                RaftRpc::PreVote(rpc),
-                option.soft_ttl().max(CONTROL_TIMEOUT),
-            )
-            .await
-            .map_err(rpc_error)?
-        {
-            RaftRpc::Voted(v) => Ok(v),
-            other => Err(self.unexpected(&other)),
-        }
+        self.ask_vote(RaftRpc::PreVote(rpc), &option).await
     }
 
     async fn full_snapshot(
