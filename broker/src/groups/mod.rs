@@ -399,8 +399,8 @@ impl Coordinator {
             .collect()
     }
 
-    /// The partitions a description of `group` covers: every partition of every subscribed
-    /// topic, and every one with a committed offset.
+    /// The partitions a description of `group` covers: every partition of every topic it
+    /// subscribes to or has committed offsets of.
     pub async fn described_partitions(
         &self,
         group: &str,
@@ -410,12 +410,18 @@ impl Coordinator {
         let g = groups
             .get(group)
             .ok_or_else(|| ApiError::other(ErrorCode::UnknownGroup, format!("no group {group}")))?;
+        // Every partition of a topic the group reads or has read: a partition without a
+        // commit still has lag.
+        let topics: BTreeSet<&String> = g
+            .offsets
+            .keys()
+            .map(|(t, _)| t)
+            .chain(g.members.values().flat_map(|m| &m.subscription))
+            .collect();
         let mut tps: BTreeSet<Tp> = g.offsets.keys().cloned().collect();
-        for m in g.members.values() {
-            for t in &m.subscription {
-                for p in 0..partitions_of(t).unwrap_or(0) {
-                    tps.insert((t.clone(), p));
-                }
+        for t in topics {
+            for p in 0..partitions_of(t).unwrap_or(0) {
+                tps.insert((t.clone(), p));
             }
         }
         Ok(tps)
