@@ -246,29 +246,33 @@ impl GroupConsumer {
         self.commit_with_metadata("").await
     }
 
-    /// [`commit`](Self::commit), keeping `metadata` (free text) with each offset.
-    pub async fn commit_with_metadata(&mut self, metadata: &str) -> Result<(), ClientError> {
-        let offsets: Vec<OffsetCommit> = self
-            .processed
-            .iter()
-            .filter(|(p, o)| self.committed.get(p) != Some(o))
-            .map(|(p, o)| OffsetCommit {
-                topic: self.topic.clone(),
-                partition: *p,
-                offset: *o,
-                metadata: metadata.to_owned(),
-            })
-            .collect();
-        if offsets.is_empty() {
-            return Ok(());
-        }
+    /// The commit of what `poll` returned and is not committed yet, with `metadata`.
+    fn commit_request(&self, metadata: &str) -> CommitOffsetsRequest {
         let (member_id, member_epoch) = self.identity();
-        let req = CommitOffsetsRequest {
+        CommitOffsetsRequest {
             group: self.config.group.clone(),
             member_id,
             member_epoch,
-            offsets,
-        };
+            offsets: self
+                .processed
+                .iter()
+                .filter(|(p, o)| self.committed.get(p) != Some(o))
+                .map(|(p, o)| OffsetCommit {
+                    topic: self.topic.clone(),
+                    partition: *p,
+                    offset: *o,
+                    metadata: metadata.to_owned(),
+                })
+                .collect(),
+        }
+    }
+
+    /// [`commit`](Self::commit), keeping `metadata` (free text) with each offset.
+    pub async fn commit_with_metadata(&mut self, metadata: &str) -> Result<(), ClientError> {
+        let req = self.commit_request(metadata);
+        if req.offsets.is_empty() {
+            return Ok(());
+        }
         let resp = call_coordinator(&self.cluster, &self.config.group, &req).await?;
         let mut first_refusal = None;
         for (r, o) in resp.results.iter().zip(&req.offsets) {
@@ -304,23 +308,7 @@ impl GroupConsumer {
 
     /// Starts a commit of what `poll` has returned so far without waiting for it.
     pub fn commit_async(&self) -> tokio::task::JoinHandle<Result<(), ClientError>> {
-        let offsets: Vec<OffsetCommit> = self
-            .processed
-            .iter()
-            .map(|(p, o)| OffsetCommit {
-                topic: self.topic.clone(),
-                partition: *p,
-                offset: *o,
-                metadata: String::new(),
-            })
-            .collect();
-        let (member_id, member_epoch) = self.identity();
-        let req = CommitOffsetsRequest {
-            group: self.config.group.clone(),
-            member_id,
-            member_epoch,
-            offsets,
-        };
+        let req = self.commit_request("");
         let cluster = self.cluster.clone();
         let group = self.config.group.clone();
         tokio::spawn(async move {

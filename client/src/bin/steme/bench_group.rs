@@ -245,7 +245,7 @@ async fn rebalances(
     };
     let mut tails = Vec::new();
     let mut stops = Vec::new();
-    for _ in 0..3 {
+    let mut add_member = |tails: &mut Vec<Tailing>| {
         let s = Arc::new(AtomicBool::new(false));
         tails.push(spawn_tail(
             cluster.clone(),
@@ -254,6 +254,9 @@ async fn rebalances(
             s.clone(),
         ));
         stops.push(s);
+    };
+    for _ in 0..3 {
+        add_member(&mut tails);
     }
     let held = |tails: &[Tailing]| -> Vec<usize> {
         tails
@@ -274,14 +277,7 @@ async fn rebalances(
 
     // A fourth member joins.
     let join_at = Instant::now();
-    let s = Arc::new(AtomicBool::new(false));
-    tails.push(spawn_tail(
-        cluster.clone(),
-        topic.to_owned(),
-        config.clone(),
-        s.clone(),
-    ));
-    stops.push(s);
+    add_member(&mut tails);
     let joined = wait_until(
         "the new member getting its share",
         Duration::from_secs(60),
