@@ -16,5 +16,6 @@ pub mod groups;
 pub mod hlc;
 pub mod metadata;
 pub mod partition;
+pub mod peer;
 pub mod raft;
 pub mod server;
