@@ -69,6 +69,31 @@ pub enum Refusal {
     NotReplica { node: NodeId, group: u64 },
     #[error("leader report for group {group} term {term} is beyond reach (recorded term {known})")]
     TermOutOfReach { group: u64, term: u64, known: u64 },
+    #[error(
+        "leader report for group {group}: broker {node} at term {term}, but the replica here \
+         sees {leader:?} at term {local_term}"
+    )]
+    NotConfirmed {
+        group: u64,
+        node: NodeId,
+        term: u64,
+        leader: Option<NodeId>,
+        local_term: u64,
+    },
+}
+
+impl Refusal {
+    /// Whether the sender may try again (the replica here has not caught up yet).
+    pub fn is_retriable(&self) -> bool {
+        matches!(self, Refusal::NotConfirmed { .. })
+    }
+}
+
+/// What this broker's own replica of a group says: its term and the leader it follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LocalLeader {
+    pub term: u64,
+    pub leader: Option<NodeId>,
 }
 
 /// What this broker knows of one group, to check RPCs for it against.
@@ -228,12 +253,14 @@ impl GroupView<'_> {
 pub const MAX_TERM_JUMP: u64 = 1 << 20;
 
 /// Checks a metadata command forwarded by broker `sender`, against the current metadata.
-/// `local_term` is the term of the group's replica on this broker, when it hosts one.
+/// `local` is what this broker's replica of the reported group says, when it hosts one: a
+/// leader report must then match it exactly (the sender leads at exactly that term).
+/// Without one, the report's term may run at most [`MAX_TERM_JUMP`] past the recorded one.
 pub fn check_forwarded(
     sender: NodeId,
     cmd: &Command,
     state: &MetadataState,
-    local_term: Option<u64>,
+    local: Option<LocalLeader>,
 ) -> Result<(), Refusal> {
     match cmd {
         Command::RegisterBroker { id, .. } if *id != sender => Err(Refusal::Impersonation {
@@ -262,10 +289,20 @@ pub fn check_forwarded(
                     group: *group,
                 });
             }
+            if let Some(l) = local {
+                if l.term != *term || l.leader != Some(*node) {
+                    return Err(Refusal::NotConfirmed {
+                        group: *group,
+                        node: *node,
+                        term: *term,
+                        leader: l.leader,
+                        local_term: l.term,
+                    });
+                }
+                return Ok(());
+            }
             let known = state.leaders.get(group).map_or(0, |l| l.term);
-            // The term a replica here has seen bounds it exactly; otherwise a jump bounds it.
-            let reach = local_term.unwrap_or(known.saturating_add(MAX_TERM_JUMP));
-            if *term > reach {
+            if *term > known.saturating_add(MAX_TERM_JUMP) {
                 return Err(Refusal::TermOutOfReach {
                     group: *group,
                     term: *term,
@@ -459,11 +496,21 @@ mod tests {
             term,
         };
         assert_eq!(check_forwarded(2, &report(2, 3), &state, None), Ok(()));
-        assert_eq!(check_forwarded(2, &report(2, 3), &state, Some(3)), Ok(()));
-        assert!(matches!(
-            check_forwarded(2, &report(2, 4), &state, Some(3)),
-            Err(Refusal::TermOutOfReach { .. })
-        ));
+        let here = |term, leader| {
+            Some(LocalLeader {
+                term,
+                leader: Some(leader),
+            })
+        };
+        assert_eq!(
+            check_forwarded(2, &report(2, 3), &state, here(3, 2)),
+            Ok(())
+        );
+        // The replica here sees another leader, or another term: not confirmed.
+        for local in [here(3, 1), here(4, 2), here(2, 2)] {
+            let r = check_forwarded(2, &report(2, 3), &state, local);
+            assert!(r.as_ref().is_err_and(Refusal::is_retriable), "{r:?}");
+        }
         assert!(matches!(
             check_forwarded(2, &report(99, 3), &state, None),
             Err(Refusal::Impersonation { .. })
