@@ -380,22 +380,54 @@ pub struct Sealed {
     pub tag: [u8; TAG_LEN],
 }
 
+/// One frame being sealed: feed it the body's parts in order, then take head and tag.
+pub struct Sealing {
+    head: [u8; FRAME_HEADER_LEN],
+    hasher: blake3::Hasher,
+    body_len: usize,
+    fed: usize,
+}
+
+impl Sealing {
+    pub fn update(&mut self, part: &[u8]) {
+        self.fed += part.len();
+        self.hasher.update(part);
+    }
+
+    /// The frame's head and its tag. The parts fed must add up to the announced length.
+    pub fn finish(self) -> ([u8; FRAME_HEADER_LEN], [u8; TAG_LEN]) {
+        debug_assert_eq!(
+            self.fed, self.body_len,
+            "sealed body differs from its length"
+        );
+        (self.head, *self.hasher.finalize().as_bytes())
+    }
+}
+
 impl Sealer {
+    /// Starts sealing the next frame, whose body is `body_len` bytes.
+    pub fn start(&mut self, header: &FrameHeader, body_len: usize) -> Sealing {
+        let head = header.encode_head(body_len + TAG_LEN);
+        let mut hasher = blake3::Hasher::new_keyed(&self.key);
+        hasher.update(&self.seq.to_le_bytes());
+        hasher.update(&head);
+        self.seq += 1;
+        Sealing {
+            head,
+            hasher,
+            body_len,
+            fed: 0,
+        }
+    }
+
     /// Seals the next frame, whose body is `parts` in order.
     pub fn seal(&mut self, header: &FrameHeader, parts: &[&[u8]]) -> Sealed {
-        let body_len: usize = parts.iter().map(|p| p.len()).sum();
-        let head = header.encode_head(body_len + TAG_LEN);
-        let mut h = blake3::Hasher::new_keyed(&self.key);
-        h.update(&self.seq.to_le_bytes());
-        h.update(&head);
+        let mut s = self.start(header, parts.iter().map(|p| p.len()).sum());
         for p in parts {
-            h.update(p);
+            s.update(p);
         }
-        self.seq += 1;
-        Sealed {
-            head,
-            tag: *h.finalize().as_bytes(),
-        }
+        let (head, tag) = s.finish();
+        Sealed { head, tag }
     }
 }
 
