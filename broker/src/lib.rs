@@ -1,21 +1,35 @@
-//! `steme-broker`: the Steme server.
+//! `steme-broker`: the Steme server, in three parts — the node, the request handlers and
+//! the peer plane — over Raft and the partitions.
 //!
-//! - [`config`]: flags, environment, TOML file and embedded defaults.
-//! - [`hlc`]: the broker's Hybrid Logical Clock (D6).
-//! - [`raft`]: openraft behind one module: types, log store over the segment log, state
-//!   machine, transport.
+//! - [`node`]: one running [`Broker`](node::Broker): start, the metadata group, the
+//!   partitions it hosts, its group coordinators, background loops, shutdown.
+//! - [`handlers`]: one file per API area; [`handlers::handle`] answers a client request.
+//! - [`server`]: `run(listener, broker, shutdown)`: connections, pipelining, limits; client
+//!   frames go to [`handlers`], `Raft` frames to [`peer`].
+//! - [`peer`]: the peer plane (D8): links to the other brokers, serving their Raft frames.
+//! - [`reply`]: an encoded response ([`Reply`](reply::Reply)) and a frame on its way out.
+//! - [`error`]: [`BrokerError`](error::BrokerError), what the node answers when it fails.
+//! - [`raft`]: openraft behind one module (D1): types, log store over the segment log,
+//!   state machine, hosted groups, our RPC encoding, the openraft network.
 //! - [`metadata`]: the metadata group's state machine: brokers, topics, placement (D9).
 //! - [`partition`]: one partition: its Raft group, single-writer produce path, fetch.
-//! - [`broker`]: the broker: metadata group, hosted partitions, request handlers.
-//! - [`server`]: `run(listener, broker, shutdown)`: connections, pipelining, limits.
+//! - [`groups`]: consumer-group coordination, stored in the groups topic (D10).
+//! - [`hlc`]: the broker's Hybrid Logical Clock (D6).
+//! - [`config`]: flags, environment, TOML file and embedded defaults.
+//!
+//! Dependencies run one way: `server` → `handlers` → `node` → `peer`/`raft`/`partition`;
+//! nothing below the node reaches up to it, the handlers or the server.
 #![deny(unsafe_code)]
 
-pub mod broker;
 pub mod config;
+pub mod error;
 pub mod groups;
+pub mod handlers;
 pub mod hlc;
 pub mod metadata;
+pub mod node;
 pub mod partition;
 pub mod peer;
 pub mod raft;
+pub mod reply;
 pub mod server;

@@ -12,8 +12,8 @@ use std::process::ExitCode;
 use std::net::SocketAddr;
 
 use clap::{Parser, Subcommand};
-use steme_broker::broker::Broker;
 use steme_broker::config::{Config, Overrides, Peer};
+use steme_broker::node::Broker;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 

@@ -32,12 +32,12 @@ use steme_segments::{FileIo, FlushPolicy, Log, LogConfig};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::hlc::Clock;
+use crate::peer::link::{Resolver, Transport};
+use crate::raft::group::PartitionRaft;
 use crate::raft::log_store::{GroupKind, GroupLog, LogStore, Syncer};
-use crate::raft::network::{Resolver, Transport};
+use crate::raft::network::Network;
 use crate::raft::state_machine::{PartitionSm, PartitionState};
 use crate::raft::types::{Applied, NodeId, Proposal, TypeConfig};
-
-pub type PartitionRaft = openraft::Raft<TypeConfig, PartitionSm>;
 
 /// How long a produce request may wait for its batch to commit.
 const PRODUCE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -159,7 +159,7 @@ impl Partition {
         let glog = GroupLog::new(group, GroupKind::Partition, log)?;
         let (sm, state) = PartitionSm::open(glog.clone())?;
         let store = LogStore::new(glog.clone(), ctx.syncer.clone(), ctx.ack_before_sync);
-        let network = ctx.transport.network(group);
+        let network = Network::new(ctx.transport.clone(), group);
         let raft = PartitionRaft::new(ctx.node_id, ctx.raft_config.clone(), network, store, sm)
             .await
             .map_err(|e| OpenError::Raft(e.to_string()))?;

@@ -13,6 +13,10 @@
 //! and the connection is closed, since the stream can no longer be trusted. Neither touches
 //! stored data or any other connection.
 //!
+//! Frames of api key `Raft` come from peers and are served by the peer plane
+//! ([`crate::peer::serve`]), with budgets of their own; every other frame is a client
+//! request, answered by [`crate::handlers`].
+//!
 //! On shutdown: stop accepting, stop reading new requests, let every in-flight request
 //! finish and its response be written, then stop the broker (logs flushed).
 
@@ -30,21 +34,16 @@ use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, broadcast, mpsc};
 
-use crate::broker::{Broker, Reply};
-use crate::raft::inbound::Pipes;
-use crate::raft::rpc::RaftRpc;
+use crate::handlers;
+use crate::node::Broker;
+use crate::peer::serve::PeerFrames;
+use crate::reply::{Outbound, Reply};
 
 /// A frame that has begun to arrive must be complete within this long.
 pub const FRAME_TIMEOUT: Duration = Duration::from_secs(30);
 const WRITE_BUFFER: usize = 64 * 1024;
 /// Bytes of request frames a connection may have in flight.
 const INFLIGHT_BYTES: usize = 64 << 20;
-/// Raft requests a connection may have in flight: a peer's link carries every group's
-/// pipelined appends and heartbeats, so its budget is its own and larger.
-const RAFT_INFLIGHT: usize = 16 * 1024;
-/// Bytes of Raft frames a connection may have in flight (appends wait in their pipes for the
-/// follower's fsync while later frames, heartbeats among them, keep being read).
-const RAFT_INFLIGHT_BYTES: usize = 256 << 20;
 
 /// Serves `listener` until `shutdown` completes, then drains connections and stops the
 /// broker.
@@ -96,12 +95,6 @@ pub async fn run(
     Ok(())
 }
 
-/// One response frame on its way to the socket.
-pub struct Outbound {
-    pub header: FrameHeader,
-    pub reply: Reply,
-}
-
 async fn serve(
     socket: TcpStream,
     broker: Arc<Broker>,
@@ -114,10 +107,8 @@ async fn serve(
     let (tx, rx) = mpsc::channel::<Outbound>(max_inflight);
     let writer = tokio::spawn(write_loop(wr, rx));
     let requests = Arc::new(Semaphore::new(max_inflight));
-    let raft_requests = Arc::new(Semaphore::new(RAFT_INFLIGHT));
     let bytes = Arc::new(Semaphore::new(INFLIGHT_BYTES));
-    let raft_bytes = Arc::new(Semaphore::new(RAFT_INFLIGHT_BYTES));
-    let mut pipes = Pipes::default();
+    let mut peer = PeerFrames::default();
     let mut buf = BytesMut::with_capacity(64 * 1024);
 
     let result: io::Result<()> = async {
@@ -172,42 +163,20 @@ async fn serve(
                     return Ok(());
                 }
             };
-            let is_raft = frame.header.api_key == ApiKey::Raft as u16;
-            let (budget, byte_budget, max_bytes) = if is_raft {
-                (&raft_requests, &raft_bytes, RAFT_INFLIGHT_BYTES)
-            } else {
-                (&requests, &bytes, INFLIGHT_BYTES)
-            };
-            let cost = frame.body.len().clamp(1, max_bytes) as u32;
-            let req_permit = budget.clone().acquire_owned().await.expect("open");
-            let byte_permit = byte_budget
-                .clone()
-                .acquire_many_owned(cost)
-                .await
-                .expect("open");
+            if frame.header.api_key == ApiKey::Raft as u16 {
+                peer.serve(&broker, frame, &tx).await;
+                continue;
+            }
+            let cost = frame.body.len().clamp(1, INFLIGHT_BYTES) as u32;
+            let req_permit = requests.clone().acquire_owned().await.expect("open");
+            let byte_permit = bytes.clone().acquire_many_owned(cost).await.expect("open");
             let decoded = Request::decode(&frame.header, frame.body);
-            // A peer's stream append joins its group's pipe here, in arrival order.
-            let decoded = match decoded {
-                Ok(Request::Raft(r)) => match RaftRpc::decode(r.payload) {
-                    Ok(RaftRpc::StreamAppend(append)) => {
-                        let raft = broker.group_raft(r.group_id);
-                        let held = (req_permit, byte_permit);
-                        pipes.push(raft, r.group_id, frame.header, append, held, &tx);
-                        continue;
-                    }
-                    Ok(rpc) => Ok(Inbound::Raft(r.group_id, rpc)),
-                    Err(e) => Err(ApiError::other(ErrorCode::CorruptFrame, e.to_string())),
-                },
-                Ok(req) => Ok(Inbound::Client(req)),
-                Err(e) => Err(e.to_api_error()),
-            };
             let broker = broker.clone();
             let tx = tx.clone();
             tokio::spawn(async move {
                 let reply = match decoded {
-                    Ok(Inbound::Client(req)) => broker.handle(req).await,
-                    Ok(Inbound::Raft(group, rpc)) => broker.handle_raft(group, rpc).await,
-                    Err(e) => Reply::error(e),
+                    Ok(req) => handlers::handle(&broker, req).await,
+                    Err(e) => Reply::error(e.to_api_error()),
                 };
                 let _ = tx
                     .send(Outbound {
@@ -226,12 +195,6 @@ async fn serve(
     drop(tx);
     let _ = writer.await;
     result
-}
-
-/// A decoded request: a client's, or a peer's Raft RPC.
-enum Inbound {
-    Client(Request),
-    Raft(u64, RaftRpc),
 }
 
 async fn write_loop(wr: OwnedWriteHalf, mut rx: mpsc::Receiver<Outbound>) -> io::Result<()> {

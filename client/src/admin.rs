@@ -170,6 +170,15 @@ impl Admin {
         Ok(topics)
     }
 
+    /// A consumer group's members, assignment, committed offsets and lag (see
+    /// [`crate::group::describe_group`]).
+    pub async fn describe_group(
+        &self,
+        group: &str,
+    ) -> Result<steme_protocol::messages::describe_group::DescribeGroupResponse, ClientError> {
+        crate::group::describe_group(&self.cluster, group).await
+    }
+
     /// An offset of one partition: earliest, latest, or the first at or after an HLC.
     pub async fn list_offsets(
         &self,

@@ -28,7 +28,7 @@
 //! # }
 //! ```
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
 use steme_protocol::messages::commit_offsets::{CommitOffsetsRequest, OffsetCommit};
@@ -38,6 +38,7 @@ use steme_protocol::messages::fetch_offsets::{CommittedOffset, FetchOffsetsReque
 use steme_protocol::messages::heartbeat::{HeartbeatRequest, TopicPartitions};
 use steme_protocol::messages::leave_group::LeaveGroupRequest;
 use steme_protocol::messages::list_groups::{GroupListing, ListGroupsRequest};
+use steme_protocol::messages::list_offsets::OffsetSpec;
 use steme_protocol::{ApiError, ErrorCode, RequestBody, partition_for};
 use tokio::time::Instant;
 
@@ -607,18 +608,70 @@ pub async fn list_groups(cluster: &Cluster) -> Result<Vec<GroupListing>, ClientE
 }
 
 /// A group's members, assignment, committed offsets and lag, from its coordinator.
+///
+/// The coordinator knows the high watermarks of the partitions its own broker hosts; the
+/// others are asked of their leaders here (`ListOffsets`, latest), and the partitions' and
+/// members' lags completed with them, as Kafka's admin client does. A partition whose leader
+/// cannot be reached keeps an unknown high watermark and a lag of 0.
 pub async fn describe_group(
     cluster: &Cluster,
     group: &str,
 ) -> Result<DescribeGroupResponse, ClientError> {
-    call_coordinator(
+    let mut d = call_coordinator(
         cluster,
         group,
         &DescribeGroupRequest {
             group: group.to_owned(),
         },
     )
-    .await
+    .await?;
+    complete_lags(cluster, &mut d).await;
+    Ok(d)
+}
+
+/// Fills the high watermarks the coordinator left unknown and recomputes every lag.
+async fn complete_lags(cluster: &Cluster, d: &mut DescribeGroupResponse) {
+    let config = cluster.config();
+    let asks = d
+        .offsets
+        .iter_mut()
+        .filter(|o| o.high_watermark.is_none())
+        .map(|o| async move {
+            let latest = crate::consumer::list_offsets(
+                cluster,
+                &o.topic,
+                o.partition,
+                OffsetSpec::Latest,
+                config.request_timeout,
+                config.reconnect_backoff,
+            )
+            .await;
+            match latest {
+                Ok(r) => o.high_watermark = Some(r.high_watermark),
+                Err(e) => tracing::debug!(
+                    topic = %o.topic,
+                    partition = o.partition,
+                    error = %e,
+                    "no high watermark for a group's partition"
+                ),
+            }
+        });
+    futures::future::join_all(asks).await;
+    let mut lag_of: HashMap<(&str, u32), u64> = HashMap::new();
+    for o in &mut d.offsets {
+        o.lag = o
+            .high_watermark
+            .map_or(0, |h| h.saturating_sub(o.committed.unwrap_or(0)));
+        lag_of.insert((o.topic.as_str(), o.partition), o.lag);
+    }
+    for m in &mut d.members {
+        m.lag = m
+            .assignment
+            .iter()
+            .flat_map(|tp| tp.partitions.iter().map(|p| (tp.topic.as_str(), *p)))
+            .map(|tp| lag_of.get(&tp).copied().unwrap_or(0))
+            .sum();
+    }
 }
 
 /// Deletes a group with no members, and its committed offsets.

@@ -427,12 +427,13 @@ impl Coordinator {
         Ok(tps)
     }
 
-    /// The group, its committed offsets and lags, given the partitions' high watermarks.
+    /// The group, its committed offsets and lags, given the described partitions' high
+    /// watermarks where known (a partition whose high watermark is unknown has no lag yet).
     pub async fn describe(
         &self,
         group: &str,
         coordinator: u64,
-        high_watermarks: &HashMap<Tp, u64>,
+        high_watermarks: &HashMap<Tp, Option<u64>>,
     ) -> Result<DescribeGroupResponse, ApiError> {
         let g = self
             .groups
@@ -447,8 +448,8 @@ impl Coordinator {
         let mut lag_of: HashMap<Tp, u64> = HashMap::new();
         for tp in tps {
             let committed = g.offsets.get(&tp).map(|c| c.offset);
-            let hwm = high_watermarks.get(&tp).copied().unwrap_or(0);
-            let lag = hwm.saturating_sub(committed.unwrap_or(0));
+            let hwm = high_watermarks.get(&tp).copied().flatten();
+            let lag = hwm.map_or(0, |h| h.saturating_sub(committed.unwrap_or(0)));
             lag_of.insert(tp.clone(), lag);
             offsets.push(PartitionLag {
                 owner: g.owner(&tp).map(str::to_owned),

@@ -1,9 +1,10 @@
 //! Everything openraft (D1): the type configuration, our encodings of Raft state, the log
-//! store over the segment log, the partition state machine and the transport. The rest of
-//! the broker talks to Raft through [`Group`] only.
+//! store over the segment log, the partition state machine, the hosted groups
+//! ([`group::GroupRaft`]), our RPC encoding and the openraft side of the transport (the links
+//! themselves are the peer plane, [`crate::peer`]).
 
 pub mod codec;
-pub mod inbound;
+pub mod group;
 pub mod log_store;
 pub mod network;
 pub mod rpc;

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use steme_broker::broker::Broker;
 use steme_broker::config::Config;
+use steme_broker::node::Broker;
 use steme_protocol::frame::decode_frame;
 use steme_protocol::messages::create_topic::CreateTopicRequest;
 use steme_protocol::messages::produce::{Acks, ProduceRequest, ProduceResponse};

@@ -275,7 +275,7 @@ pub fn samples() -> Samples {
                 topic: "facts".into(),
                 partition: 0,
                 committed: Some(6),
-                high_watermark: 10,
+                high_watermark: Some(10),
                 lag: 4,
                 owner: Some("m-1".into()),
             }],

@@ -22,8 +22,8 @@
 //!
 //! member        = member_id string | instance_id opt<string> | member_epoch u32
 //!               | subscription [string] | assignment [topic_partitions] | lag u64
-//! partition_lag = topic string | partition u32 | committed opt<u64> | high_watermark u64
-//!               | lag u64 | owner opt<string member id>
+//! partition_lag = topic string | partition u32 | committed opt<u64>
+//!               | high_watermark opt<u64> | lag u64 | owner opt<string member id>
 //! topic_partitions = topic: string | partitions: [u32]
 //! state: 0 = empty, 1 = stable, 2 = reconciling, 3 = dead
 //! ```
@@ -34,6 +34,11 @@
 //! `lag` is the number of records between the committed offset (or the log start offset when
 //! nothing is committed) and the high watermark, and a member's `lag` is the sum over the
 //! partitions it owns. The figures are a snapshot taken when the request is answered.
+//!
+//! The coordinator knows the high watermarks of the partitions hosted on its own broker
+//! only. For the others `high_watermark` is absent and `lag` is 0 (and left out of the
+//! members' sums): the client asks those partitions' leaders (`ListOffsets`, latest) and
+//! completes the figures, as Kafka's admin client does.
 
 use bytes::{BufMut, BytesMut};
 
@@ -79,7 +84,9 @@ pub struct PartitionLag {
     pub partition: u32,
     /// The next offset to consume, if the group has committed one.
     pub committed: Option<u64>,
-    pub high_watermark: u64,
+    /// The partition's high watermark, if the coordinator's broker hosts the partition.
+    pub high_watermark: Option<u64>,
+    /// Records from the committed offset to the high watermark (0 while that is unknown).
     pub lag: u64,
     /// The member id of the member that owns the partition, if any.
     pub owner: Option<String>,
@@ -93,8 +100,8 @@ impl MemberDescription {
 
 impl PartitionLag {
     /// The fewest bytes one entry takes: empty topic, partition, absent committed offset,
-    /// high watermark, lag, absent owner.
-    const MIN_SIZE: usize = 2 + 4 + 1 + 8 + 8 + 1;
+    /// absent high watermark, lag, absent owner.
+    const MIN_SIZE: usize = 2 + 4 + 1 + 1 + 8 + 1;
 }
 
 impl Body for DescribeGroupRequest {
@@ -130,7 +137,7 @@ impl Body for DescribeGroupResponse {
             put_string(buf, &p.topic);
             buf.put_u32_le(p.partition);
             put_option(buf, p.committed.as_ref(), |b, o| b.put_u64_le(*o));
-            buf.put_u64_le(p.high_watermark);
+            put_option(buf, p.high_watermark.as_ref(), |b, h| b.put_u64_le(*h));
             buf.put_u64_le(p.lag);
             put_option(buf, p.owner.as_ref(), |b, id| put_string(b, id));
         }
@@ -157,7 +164,7 @@ impl Body for DescribeGroupResponse {
                     topic: r.string()?,
                     partition: r.u32()?,
                     committed: r.option(Reader::u64)?,
-                    high_watermark: r.u64()?,
+                    high_watermark: r.option(Reader::u64)?,
                     lag: r.u64()?,
                     owner: r.option(Reader::string)?,
                 })
@@ -211,7 +218,7 @@ mod tests {
                     topic: "facts".into(),
                     partition: 0,
                     committed: Some(60),
-                    high_watermark: 100,
+                    high_watermark: Some(100),
                     lag: 40,
                     owner: Some("m-1".into()),
                 },
@@ -219,7 +226,7 @@ mod tests {
                     topic: "facts".into(),
                     partition: 1,
                     committed: None,
-                    high_watermark: 0,
+                    high_watermark: None,
                     lag: 0,
                     owner: None,
                 },
@@ -289,7 +296,7 @@ mod tests {
                 topic: String::new(),
                 partition: 0,
                 committed: None,
-                high_watermark: 0,
+                high_watermark: None,
                 lag: 0,
                 owner: None,
             }],

@@ -22,10 +22,12 @@
 //! ```
 //!
 //! `records` is sent as the log stores it, with no re-encoding: the broker writes
-//! [`FetchResponse::encode_head`] and then the segment bytes straight to the socket.
+//! [`FetchResponse::encode_ok_head`] (the error code `None` and every field before the
+//! record bytes) and then the segment bytes straight to the socket.
 
 use bytes::{BufMut, Bytes, BytesMut};
 
+use crate::error::ErrorCode;
 use crate::messages::Body;
 use crate::wire::{DecodeError, Reader, put_string};
 
@@ -47,6 +49,23 @@ pub struct FetchResponse {
 }
 
 impl FetchResponse {
+    /// Bytes of [`encode_ok_head`](Self::encode_ok_head): error code, high watermark, log
+    /// start offset, records length.
+    pub const OK_HEAD_LEN: usize = 2 + 8 + 8 + 4;
+
+    /// The whole head of a successful response body — the error code `None`, then
+    /// everything before the record bytes — for records held as several slices (one per
+    /// segment batch) that add up to `records_len` bytes. The slices follow it as they are.
+    pub fn encode_ok_head(
+        high_watermark: u64,
+        log_start_offset: u64,
+        records_len: usize,
+        buf: &mut BytesMut,
+    ) {
+        buf.put_u16_le(ErrorCode::None as u16);
+        Self::encode_head_parts(high_watermark, log_start_offset, records_len, buf);
+    }
+
     /// Everything before the record bytes, including their length prefix, so that the
     /// records can be written to the socket from the segment without a copy.
     pub fn encode_head(&self, buf: &mut BytesMut) {
@@ -131,6 +150,29 @@ mod tests {
             log_start_offset: 2,
             records: Bytes::from_static(&[1, 2, 3, 4]),
         });
+    }
+
+    #[test]
+    fn roundtrip_ok_head_and_record_slices_decode_as_a_response() {
+        let slices = [Bytes::from_static(&[1, 2, 3]), Bytes::from_static(&[4, 5])];
+        let len = slices.iter().map(Bytes::len).sum();
+        let mut body = BytesMut::new();
+        FetchResponse::encode_ok_head(42, 7, len, &mut body);
+        assert_eq!(body.len(), FetchResponse::OK_HEAD_LEN);
+        for s in &slices {
+            body.extend_from_slice(s);
+        }
+        let decoded = crate::messages::decode_response::<FetchResponse>(body.freeze())
+            .expect("well formed")
+            .expect("not an error");
+        assert_eq!(
+            decoded,
+            FetchResponse {
+                high_watermark: 42,
+                log_start_offset: 7,
+                records: Bytes::from_static(&[1, 2, 3, 4, 5]),
+            }
+        );
     }
 
     #[test]

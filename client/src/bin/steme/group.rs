@@ -149,13 +149,16 @@ fn describe_table(d: &DescribeGroupResponse) -> String {
         let committed = o
             .committed
             .map_or_else(|| "-".to_owned(), |c| c.to_string());
+        let high_watermark = o
+            .high_watermark
+            .map_or_else(|| "-".to_owned(), |h| h.to_string());
         let _ = writeln!(
             out,
             "{:<24} {:>9} {:>12} {:>14} {:>8}  {}",
             o.topic,
             o.partition,
             committed,
-            o.high_watermark,
+            high_watermark,
             o.lag,
             o.owner.as_deref().unwrap_or("-")
         );

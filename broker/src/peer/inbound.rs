@@ -13,83 +13,15 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
-use futures::stream::BoxStream;
-use openraft::error::Fatal;
-use openraft::raft::{AppendEntriesRequest, StreamAppendResult};
+use openraft::raft::AppendEntriesRequest;
 use steme_protocol::frame::FrameHeader;
 use steme_protocol::messages::raft::RaftResponse;
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
 
-use super::rpc::RaftRpc;
-use super::types::{Snapshot, TypeConfig};
-use crate::broker::{MetaRaft, Reply};
-use crate::partition::PartitionRaft;
-use crate::server::Outbound;
-
-/// A Raft group hosted by this broker: the metadata group or a partition's.
-#[derive(Clone)]
-pub enum GroupRaft {
-    Meta(MetaRaft),
-    Partition(PartitionRaft),
-}
-
-macro_rules! on_raft {
-    ($g:expr, $r:ident => $e:expr) => {
-        match $g {
-            GroupRaft::Meta($r) => $e,
-            GroupRaft::Partition($r) => $e,
-        }
-    };
-}
-
-type AppendStream = BoxStream<'static, Result<StreamAppendResult<TypeConfig>, Fatal<TypeConfig>>>;
-
-impl GroupRaft {
-    /// Serves one RPC that is not part of a stream.
-    pub async fn serve(&self, rpc: RaftRpc) -> RaftRpc {
-        let refused = |e: &dyn std::fmt::Display| RaftRpc::Refused(e.to_string());
-        match rpc {
-            RaftRpc::Append(req) => match on_raft!(self, r => r.append_entries(req).await) {
-                Ok(resp) => RaftRpc::Appended(resp),
-                Err(e) => refused(&e),
-            },
-            RaftRpc::Vote(req) => match on_raft!(self, r => r.vote(req).await) {
-                Ok(resp) => RaftRpc::Voted(resp),
-                Err(e) => refused(&e),
-            },
-            RaftRpc::PreVote(req) => match on_raft!(self, r => r.pre_vote(req).await) {
-                Ok(resp) => RaftRpc::Voted(resp),
-                Err(e) => refused(&e),
-            },
-            RaftRpc::Snapshot { vote, meta, data } => {
-                let snapshot = Snapshot {
-                    meta,
-                    snapshot: data,
-                };
-                match on_raft!(self, r => r.install_full_snapshot(vote, snapshot).await) {
-                    Ok(resp) => RaftRpc::Installed(resp),
-                    Err(e) => refused(&e),
-                }
-            }
-            RaftRpc::TransferLeader(req) => {
-                match on_raft!(self, r => r.handle_transfer_leader(req).await) {
-                    Ok(resp) => RaftRpc::Transferred(resp),
-                    Err(e) => refused(&e),
-                }
-            }
-            other => RaftRpc::Refused(format!("{other:?} is not a request this group serves")),
-        }
-    }
-
-    fn stream_append(
-        &self,
-        input: mpsc::UnboundedReceiver<AppendEntriesRequest<TypeConfig>>,
-    ) -> AppendStream {
-        let mut rx = input;
-        let input = futures::stream::poll_fn(move |cx| rx.poll_recv(cx));
-        on_raft!(self, r => r.stream_append(input).boxed())
-    }
-}
+use crate::raft::group::{AppendStream, GroupRaft};
+use crate::raft::rpc::RaftRpc;
+use crate::raft::types::TypeConfig;
+use crate::reply::{Outbound, Reply};
 
 /// What a request holds while in flight (the connection's budgets).
 pub type Held = (OwnedSemaphorePermit, OwnedSemaphorePermit);

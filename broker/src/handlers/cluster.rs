@@ -1,0 +1,54 @@
+//! ApiVersions (the handshake) and Metadata (brokers, topics, partition leaders).
+
+use steme_protocol::messages::api_versions::{ApiVersionsRequest, ApiVersionsResponse};
+use steme_protocol::messages::metadata::{
+    BrokerInfo, MetadataRequest, MetadataResponse, PartitionMetadata, TopicMetadata,
+};
+
+use crate::node::Broker;
+
+pub fn api_versions(broker: &Broker, r: ApiVersionsRequest) -> ApiVersionsResponse {
+    tracing::debug!(client = %r.client_name, version = %r.client_version, "handshake");
+    ApiVersionsResponse::new(broker.node_id(), "steme")
+}
+
+pub fn metadata(broker: &Broker, r: MetadataRequest) -> MetadataResponse {
+    let state = broker.metadata();
+    let brokers = state
+        .brokers
+        .iter()
+        .map(|(id, addr)| BrokerInfo {
+            node_id: *id,
+            addr: addr.clone(),
+        })
+        .collect();
+    let metadata_leader = broker.metadata_leader();
+    let wanted = |name: &String| r.topics.as_ref().is_none_or(|ts| ts.contains(name));
+    let topics = state
+        .topics
+        .values()
+        .filter(|t| wanted(&t.name))
+        .map(|t| TopicMetadata {
+            name: t.name.clone(),
+            partitions: t
+                .partitions
+                .iter()
+                .enumerate()
+                .map(|(i, m)| {
+                    let leader = broker.leader_of(&state, &t.name, i as u32);
+                    PartitionMetadata {
+                        partition: i as u32,
+                        leader: leader.node,
+                        leader_epoch: leader.epoch,
+                        replicas: m.replicas.clone(),
+                    }
+                })
+                .collect(),
+        })
+        .collect();
+    MetadataResponse {
+        brokers,
+        metadata_leader,
+        topics,
+    }
+}

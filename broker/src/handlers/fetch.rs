@@ -1,0 +1,35 @@
+//! Fetch: a long poll for records from one offset, answered with the batches as they lie in
+//! the segments (zero copy).
+
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use steme_protocol::ApiError;
+use steme_protocol::messages::fetch::{FetchRequest, FetchResponse};
+
+use crate::node::Broker;
+use crate::reply::Reply;
+
+/// The longest a fetch may wait for data.
+const MAX_WAIT: Duration = Duration::from_secs(60);
+
+pub async fn fetch(broker: &Broker, r: FetchRequest) -> Reply {
+    let p = match broker.partition(&r.topic, r.partition) {
+        Ok(p) => p,
+        Err(e) => return Reply::error(ApiError::from(e)),
+    };
+    let max_wait = Duration::from_millis(u64::from(r.max_wait_ms)).min(MAX_WAIT);
+    match p.fetch(r.offset, r.max_bytes, max_wait).await {
+        Err(e) => Reply::error(e),
+        Ok(f) => {
+            let records = f.batches.iter().map(Bytes::len).sum::<usize>();
+            // The response head, then the records written from the segments as they are.
+            let mut head = BytesMut::with_capacity(FetchResponse::OK_HEAD_LEN);
+            FetchResponse::encode_ok_head(f.high_watermark, f.log_start_offset, records, &mut head);
+            Reply {
+                head,
+                tail: f.batches,
+            }
+        }
+    }
+}

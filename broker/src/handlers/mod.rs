@@ -1,0 +1,89 @@
+//! The request handlers: one file per API area. Each takes the request it is given, does
+//! its work through the node's narrow methods, and encodes its reply; [`handle`] is the one
+//! match from request to handler. A [`BrokerError`] becomes a wire error here, once
+//! (`From<BrokerError> for ApiError`).
+//!
+//! - [`cluster`]: ApiVersions, Metadata.
+//! - [`topics`]: CreateTopic, DeleteTopic, DescribeTopic.
+//! - [`produce`]: Produce, with the batch checks (partition, ids, signatures).
+//! - [`fetch`]: Fetch, records written from the segments as they are.
+//! - [`offsets`]: the ListOffsets request.
+//! - [`groups`]: Heartbeat, CommitOffsets, FetchOffsets, LeaveGroup, ListGroups,
+//!   DescribeGroup, DeleteGroup.
+
+pub mod cluster;
+pub mod fetch;
+pub mod groups;
+pub mod offsets;
+pub mod produce;
+pub mod topics;
+
+use steme_protocol::messages::Request;
+use steme_protocol::{ApiError, ErrorCode};
+
+use crate::error::{BrokerError, Refusal};
+use crate::node::Broker;
+use crate::reply::Reply;
+
+/// Answers one client request.
+pub async fn handle(broker: &Broker, req: Request) -> Reply {
+    match req {
+        Request::ApiVersions(r) => Reply::ok(cluster::api_versions(broker, r)),
+        Request::Metadata(r) => Reply::ok(cluster::metadata(broker, r)),
+        Request::CreateTopic(r) => Reply::of(topics::create(broker, r).await),
+        Request::DeleteTopic(r) => Reply::of(topics::delete(broker, r).await),
+        Request::DescribeTopic(r) => Reply::of(topics::describe(broker, r)),
+        Request::Produce(r) => Reply::of(produce::produce(broker, r).await),
+        Request::Fetch(r) => fetch::fetch(broker, r).await,
+        Request::ListOffsets(r) => Reply::of(offsets::list_offsets(broker, r)),
+        Request::Heartbeat(r) => Reply::of(groups::heartbeat(broker, r).await),
+        Request::CommitOffsets(r) => Reply::of(groups::commit_offsets(broker, r).await),
+        Request::FetchOffsets(r) => Reply::of(groups::fetch_offsets(broker, r).await),
+        Request::LeaveGroup(r) => Reply::of(groups::leave(broker, r).await),
+        Request::ListGroups(_) => Reply::of(groups::list(broker).await),
+        Request::DescribeGroup(r) => Reply::of(groups::describe(broker, r).await),
+        Request::DeleteGroup(r) => Reply::of(groups::delete(broker, r).await),
+        other => Reply::error(ApiError::other(
+            ErrorCode::InvalidRequest,
+            format!("{:?} is not served here", other.api_key()),
+        )),
+    }
+}
+
+impl From<BrokerError> for ApiError {
+    fn from(e: BrokerError) -> ApiError {
+        match e {
+            BrokerError::Refused(api) => api,
+            e @ BrokerError::NotHosted { .. } => ApiError::NotLeader {
+                leader: None,
+                message: e.to_string(),
+            },
+            e => ApiError::other(wire_code(&e), e.to_string()),
+        }
+    }
+}
+
+/// The error code a client sees for `e`.
+fn wire_code(e: &BrokerError) -> ErrorCode {
+    match e {
+        BrokerError::Refused(api) => api.code(),
+        BrokerError::NotHosted { .. } => ErrorCode::NotLeader,
+        BrokerError::UnknownTopic { .. } => ErrorCode::UnknownTopic,
+        BrokerError::UnknownPartition { .. } => ErrorCode::UnknownPartition,
+        BrokerError::Recovering { .. } | BrokerError::Open { .. } => ErrorCode::Storage,
+        BrokerError::MetadataTimeout { .. } | BrokerError::TopicNotReady { .. } => {
+            ErrorCode::Timeout
+        }
+        BrokerError::MetadataRefused { refusal, .. } => match refusal {
+            Refusal::TopicExists => ErrorCode::TopicExists,
+            Refusal::UnknownTopic => ErrorCode::UnknownTopic,
+            Refusal::Invalid => ErrorCode::InvalidRequest,
+        },
+        BrokerError::InvalidGroupId { .. } => ErrorCode::InvalidRequest,
+        BrokerError::GroupsTopicCreated | BrokerError::NotCoordinator { .. } => {
+            ErrorCode::NotCoordinator
+        }
+        BrokerError::Join(_) => ErrorCode::Internal,
+        BrokerError::PartitionClosed => ErrorCode::ShuttingDown,
+    }
+}

@@ -1,0 +1,117 @@
+//! Produce: the checks a batch passes before its partition's writer takes it — leadership,
+//! size, record partitions (D7), content ids and signatures (D5).
+
+use steme_protocol::assertion::{BatchVerifier, subject_of};
+use steme_protocol::messages::produce::{ProduceRequest, ProduceResponse};
+use steme_protocol::{ApiError, AssertionId, ErrorCode, RecordBatch, partition_for};
+use tokio::sync::oneshot;
+
+use crate::error::BrokerError;
+use crate::node::Broker;
+use crate::partition::ProduceJob;
+
+/// Bytes a Raft append frame adds around one batch (frame, group, RPC and entry headers),
+/// rounded up.
+const RAFT_FRAMING: usize = 256;
+
+pub async fn produce(broker: &Broker, r: ProduceRequest) -> Result<ProduceResponse, ApiError> {
+    let p = broker.partition(&r.topic, r.partition)?;
+    let (count, verify) = {
+        let state = broker.metadata();
+        let t = state
+            .topics
+            .get(&r.topic)
+            .ok_or_else(|| BrokerError::UnknownTopic {
+                topic: r.topic.clone(),
+            })?;
+        (
+            t.partitions.len() as u32,
+            t.config_bool("verify.signatures", broker.config().verify_signatures),
+        )
+    };
+    // Leadership is checked again by the writer; failing early saves the verification.
+    let me = broker.node_id();
+    let leader = p.leader().0;
+    if leader != Some(me) {
+        return Err(ApiError::NotLeader {
+            leader: leader.and_then(|id| broker.leader_hint(id)),
+            message: format!("broker {me} does not lead {}-{}", r.topic, r.partition),
+        });
+    }
+    // A batch travels to followers inside a Raft frame, with a little more framing
+    // than a produce request has; refuse now what could never be replicated.
+    let max_batch = broker.config().max_frame_bytes.saturating_sub(RAFT_FRAMING);
+    if r.batch.len() > max_batch {
+        return Err(ApiError::other(
+            ErrorCode::InvalidRequest,
+            format!(
+                "batch of {} bytes exceeds the {max_batch} bytes a replicated batch may have",
+                r.batch.len()
+            ),
+        ));
+    }
+    let batch = RecordBatch::new(r.batch)
+        .map_err(|e| ApiError::other(ErrorCode::CorruptBatch, e.to_string()))?;
+    let partition = r.partition;
+    // Partition check, ids and signatures: CPU work, off the async workers (D5).
+    let (batch, ids) = tokio::task::spawn_blocking(move || {
+        check_batch(&batch, partition, count, verify).map(|ids| (batch, ids))
+    })
+    .await
+    .map_err(BrokerError::Join)??;
+    let (reply, rx) = oneshot::channel();
+    p.produce(ProduceJob {
+        batch,
+        ids,
+        causality: r.causality,
+        reply,
+    })
+    .await;
+    rx.await.map_err(|_closed| BrokerError::PartitionClosed)?
+}
+
+/// Checks every record's partition (D7), computes its content id and verifies the
+/// signatures in one pass; the first bad record is named.
+fn check_batch(
+    batch: &RecordBatch,
+    partition: u32,
+    partitions: u32,
+    verify: bool,
+) -> Result<Vec<AssertionId>, ApiError> {
+    for r in batch.records() {
+        let subject = subject_of(r.assertion).map_err(|e| {
+            ApiError::other(
+                ErrorCode::InvalidAssertion,
+                format!("record {}: {e}", r.index),
+            )
+        })?;
+        let expected = partition_for(subject, partitions);
+        if expected != partition {
+            return Err(ApiError::WrongPartition {
+                record: r.index,
+                expected,
+            });
+        }
+    }
+    if !verify {
+        return Ok(batch.records().map(|r| r.id()).collect());
+    }
+    let mut verifier = BatchVerifier::default();
+    verifier
+        .verify(batch.records().map(|r| (r.assertion, r.signature)))
+        .map_err(|e| ApiError::InvalidSignature {
+            record: e.index as u32,
+            message: e.reason.to_string(),
+        })?;
+    // A verified record still must be a canonical assertion (what consumers decode).
+    for r in batch.records() {
+        steme_protocol::Assertion::decode(r.assertion).map_err(|e| {
+            ApiError::other(
+                ErrorCode::InvalidAssertion,
+                format!("record {}: {e}", r.index),
+            )
+        })?;
+    }
+    // The ids were computed once, for verification.
+    Ok(verifier.ids().collect())
+}

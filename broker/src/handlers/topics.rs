@@ -1,0 +1,86 @@
+//! CreateTopic, DeleteTopic and DescribeTopic.
+
+use std::collections::BTreeMap;
+
+use steme_protocol::ApiError;
+use steme_protocol::messages::create_topic::{
+    ConfigEntry, CreateTopicRequest, CreateTopicResponse,
+};
+use steme_protocol::messages::delete_topic::{DeleteTopicRequest, DeleteTopicResponse};
+use steme_protocol::messages::describe_topic::{DescribeTopicRequest, DescribeTopicResponse};
+
+use crate::error::BrokerError;
+use crate::metadata::Command;
+use crate::node::Broker;
+
+/// Creates the topic, and answers once every partition has a leader, so the topic can be
+/// used at once.
+pub async fn create(
+    broker: &Broker,
+    r: CreateTopicRequest,
+) -> Result<CreateTopicResponse, ApiError> {
+    let partitions = if r.partitions == 0 {
+        broker.config().default_partitions
+    } else {
+        r.partitions
+    };
+    let configs: BTreeMap<String, String> =
+        r.configs.into_iter().map(|c| (c.key, c.value)).collect();
+    broker
+        .propose_metadata(Command::CreateTopic {
+            name: r.name.clone(),
+            partitions,
+            replication_factor: r.replication_factor,
+            configs,
+        })
+        .await?;
+    broker.await_leaders(&r.name, partitions).await?;
+    let replication_factor = broker
+        .metadata()
+        .topics
+        .get(&r.name)
+        .map_or(0, |t| t.replication_factor);
+    Ok(CreateTopicResponse {
+        name: r.name,
+        partitions,
+        replication_factor,
+    })
+}
+
+pub async fn delete(
+    broker: &Broker,
+    r: DeleteTopicRequest,
+) -> Result<DeleteTopicResponse, ApiError> {
+    broker
+        .propose_metadata(Command::DeleteTopic { name: r.name })
+        .await?;
+    Ok(DeleteTopicResponse {})
+}
+
+/// The topic's configs and the partitions hosted here, as this replica sees them; a
+/// cluster view asks every broker (`steme cluster status`).
+pub fn describe(
+    broker: &Broker,
+    r: DescribeTopicRequest,
+) -> Result<DescribeTopicResponse, ApiError> {
+    let state = broker.metadata();
+    let t = state
+        .topics
+        .get(&r.name)
+        .ok_or(BrokerError::UnknownTopic { topic: r.name })?;
+    let partitions = (0..t.partitions.len() as u32)
+        .filter_map(|p| broker.partition(&t.name, p).ok().map(|p| p.describe()))
+        .collect();
+    Ok(DescribeTopicResponse {
+        name: t.name.clone(),
+        configs: t
+            .configs
+            .iter()
+            .map(|(k, v)| ConfigEntry {
+                key: k.clone(),
+                value: v.clone(),
+            })
+            .collect(),
+        partitions,
+    })
+}

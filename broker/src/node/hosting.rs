@@ -1,0 +1,234 @@
+//! The partitions this broker hosts: opened and closed as the metadata places them,
+//! taken out of service when their storage fails and reopened from what is durable, and
+//! looked up by the handlers.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use steme_segments::LogConfig;
+
+use super::{Broker, Failed, log_config};
+use crate::error::BrokerError;
+use crate::metadata::TopicMeta;
+use crate::partition::{Partition, Placement};
+
+impl Broker {
+    /// The broker's log settings with a topic's overrides.
+    fn topic_log_config(&self, t: &TopicMeta) -> LogConfig {
+        let mut c = log_config(&self.cfg);
+        if let Some(b) = t.config_u64("retention.bytes") {
+            c.retention_bytes = Some(b);
+        }
+        if let Some(ms) = t.config_u64("retention.ms") {
+            c.retention_age = Some(Duration::from_millis(ms));
+        }
+        if let Some(b) = t.config_u64("segment.bytes") {
+            c.segment_bytes = b;
+        }
+        c
+    }
+
+    fn partition_dir(&self, topic: &str, partition: u32) -> PathBuf {
+        self.cfg
+            .data_dir
+            .join("topics")
+            .join(format!("{topic}-{partition}"))
+    }
+
+    /// Opens the partitions the metadata places here and closes (and deletes) the ones it
+    /// no longer has.
+    pub(super) async fn reconcile(&self) -> Result<(), BrokerError> {
+        let state = self.meta_state.borrow().clone();
+        let me = self.cfg.node_id;
+        let mut wanted = Vec::new();
+        for t in state.topics.values() {
+            for (p, meta) in t.partitions.iter().enumerate() {
+                if meta.replicas.contains(&me) {
+                    wanted.push((
+                        t.name.clone(),
+                        p as u32,
+                        meta.group,
+                        meta.replicas.clone(),
+                        self.topic_log_config(t),
+                    ));
+                }
+            }
+        }
+        let stale: Vec<Arc<Partition>> = {
+            let parts = self.partitions.read().unwrap_or_else(|p| p.into_inner());
+            parts
+                .values()
+                .filter(|p| {
+                    state
+                        .topics
+                        .get(&p.topic)
+                        .and_then(|t| t.partitions.get(p.partition as usize))
+                        .is_none_or(|m| m.group != p.group)
+                })
+                .cloned()
+                .collect()
+        };
+        for p in stale {
+            self.unhost(&p);
+            p.shutdown().await;
+            let dir = self.partition_dir(&p.topic, p.partition);
+            if let Err(e) = std::fs::remove_dir_all(&dir) {
+                tracing::warn!(dir = %dir.display(), error = %e, "could not remove a deleted partition");
+            }
+            tracing::info!(topic = %p.topic, partition = p.partition, "partition deleted");
+        }
+        for (topic, partition, group, replicas, topic_log) in wanted {
+            let key = (topic.clone(), partition);
+            if self
+                .partitions
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .contains_key(&key)
+            {
+                continue;
+            }
+            let dir = self.partition_dir(&topic, partition);
+            let failed = self
+                .failed
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&key)
+                .cloned();
+            let place = Placement {
+                topic: topic.clone(),
+                partition,
+                group,
+                replicas,
+                log: topic_log,
+            };
+            let opened = Partition::open(
+                self.ctx.clone(),
+                &dir,
+                place,
+                failed.as_ref().map(|f| f.durable.unwrap_or(0)),
+            )
+            .await;
+            let p = match opened {
+                Ok(p) => p,
+                Err(source) => {
+                    if let Some(f) = failed {
+                        tracing::warn!(topic = %topic, partition, error = %source, was = %f.reason, "partition still failing");
+                        continue;
+                    }
+                    return Err(BrokerError::Open {
+                        topic: topic.clone(),
+                        partition,
+                        source,
+                    });
+                }
+            };
+            if failed.is_some() {
+                tracing::info!(topic = %topic, partition, "partition recovered after a storage failure");
+            } else {
+                tracing::info!(topic = %topic, partition, group, "partition open");
+            }
+            self.failed
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&key);
+            self.by_group
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(p.group, p.clone());
+            self.partitions
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(key, p);
+        }
+        Ok(())
+    }
+
+    /// Takes a partition out of the maps (the caller shuts it down).
+    fn unhost(&self, p: &Arc<Partition>) {
+        self.partitions
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&(p.topic.clone(), p.partition));
+        let mut by_group = self.by_group.write().unwrap_or_else(|p| p.into_inner());
+        if by_group.get(&p.group).is_some_and(|q| Arc::ptr_eq(q, p)) {
+            by_group.remove(&p.group);
+        }
+    }
+
+    /// Takes partitions whose Raft group stopped on a storage error out of service; the
+    /// next reconcile reopens them from what is durable.
+    pub(super) async fn check_health(&self) {
+        let broken: Vec<Arc<Partition>> = self
+            .hosted()
+            .into_iter()
+            .filter(|p| p.failure().is_some())
+            .collect();
+        for p in broken {
+            let reason = p.failure().unwrap_or_default();
+            let durable = p.durable_index();
+            tracing::error!(topic = %p.topic, partition = p.partition, %reason, ?durable, "partition storage failed; reopening");
+            let key = (p.topic.clone(), p.partition);
+            self.failed
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(key.clone(), Failed { reason, durable });
+            self.unhost(&p);
+            p.shutdown().await;
+        }
+    }
+
+    /// The partition `topic`/`partition` if it is hosted here, else why not.
+    pub(crate) fn partition(
+        &self,
+        topic: &str,
+        partition: u32,
+    ) -> Result<Arc<Partition>, BrokerError> {
+        let key = (topic.to_owned(), partition);
+        if let Some(p) = self
+            .partitions
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+        {
+            return Ok(p.clone());
+        }
+        if let Some(f) = self
+            .failed
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+        {
+            return Err(BrokerError::Recovering {
+                topic: key.0,
+                partition,
+                reason: f.reason.clone(),
+            });
+        }
+        match self.meta_state.borrow().topics.get(topic) {
+            None => Err(BrokerError::UnknownTopic { topic: key.0 }),
+            Some(t) if partition as usize >= t.partitions.len() => {
+                Err(BrokerError::UnknownPartition {
+                    topic: key.0,
+                    partition,
+                    count: t.partitions.len() as u32,
+                })
+            }
+            Some(_) => Err(BrokerError::NotHosted {
+                topic: key.0,
+                partition,
+                node: self.cfg.node_id,
+            }),
+        }
+    }
+
+    /// Every partition hosted here.
+    pub(crate) fn hosted(&self) -> Vec<Arc<Partition>> {
+        self.partitions
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+}

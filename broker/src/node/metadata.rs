@@ -1,0 +1,165 @@
+//! The metadata group as the node uses it: proposing commands (here, or forwarded to the
+//! leader), registering this broker, adding learners, reading partition leaders.
+
+use std::time::Duration;
+
+use openraft::BasicNode;
+use openraft::type_config::async_runtime::WatchReceiver;
+
+use super::{Broker, METADATA_TIMEOUT, MetaRaft};
+use crate::error::{BrokerError, Refusal};
+use crate::metadata::{Command, MetadataState};
+use crate::raft::rpc::Forwarded;
+use crate::raft::types::{Applied, NodeId, Proposal};
+
+/// A partition's leader as this broker knows it, with its term (Kafka's leader epoch).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartitionLeader {
+    pub node: Option<NodeId>,
+    pub epoch: u64,
+}
+
+impl Broker {
+    /// Records this broker's address in the metadata, once the group has a leader.
+    pub(super) async fn register(&self) -> Result<(), BrokerError> {
+        let known = self
+            .meta_state
+            .borrow()
+            .brokers
+            .get(&self.cfg.node_id)
+            .cloned();
+        if known.as_deref() == Some(self.advertised.as_str()) {
+            return Ok(());
+        }
+        self.propose_metadata(Command::RegisterBroker {
+            id: self.cfg.node_id,
+            addr: self.advertised.clone(),
+        })
+        .await
+    }
+
+    /// Proposes a metadata command and waits until it is applied: here if this broker
+    /// leads the metadata group, else forwarded to the leader.
+    pub(crate) async fn propose_metadata(&self, cmd: Command) -> Result<(), BrokerError> {
+        let deadline = tokio::time::Instant::now() + METADATA_TIMEOUT;
+        let Proposal(bytes) = cmd.encode();
+        loop {
+            let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if remaining.is_zero() {
+                return Err(BrokerError::MetadataTimeout {
+                    waited: METADATA_TIMEOUT,
+                });
+            }
+            let leader = self.meta.metrics().borrow_watched().current_leader;
+            let outcome = match leader {
+                Some(l) if l != self.cfg.node_id => {
+                    match self.transport.forward(l, bytes.clone(), remaining).await {
+                        Ok(f) => f,
+                        Err(e) => Forwarded::Failed(e.to_string()),
+                    }
+                }
+                _ => self.propose_here(bytes.clone(), remaining).await,
+            };
+            match outcome {
+                Forwarded::Applied => return Ok(()),
+                Forwarded::Refused(reason) => {
+                    return Err(BrokerError::MetadataRefused {
+                        refusal: Refusal::of(&reason),
+                        reason,
+                    });
+                }
+                Forwarded::NotLeader(_) | Forwarded::Failed(_) => {
+                    // No leader yet, or it just changed: retry until the deadline.
+                    tracing::debug!(?outcome, "metadata proposal not applied; retrying");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+
+    /// Proposes a metadata command to the local metadata group. The outcome is what a
+    /// forwarding broker is answered, so failures are its words.
+    pub(super) async fn propose_here(&self, cmd: bytes::Bytes, timeout: Duration) -> Forwarded {
+        match tokio::time::timeout(timeout, self.meta.client_write(Proposal(cmd))).await {
+            Err(_) => Forwarded::Failed("metadata change not committed in time".into()),
+            Ok(Ok(resp)) => match resp.data {
+                Applied::Metadata(Ok(())) => Forwarded::Applied,
+                Applied::Metadata(Err(msg)) => Forwarded::Refused(msg),
+                other => Forwarded::Failed(format!("metadata command applied as {other:?}")),
+            },
+            Ok(Err(e)) => match e.forward_to_leader() {
+                Some(f) => Forwarded::NotLeader(f.leader_id),
+                None => Forwarded::Failed(e.to_string()),
+            },
+        }
+    }
+
+    /// A partition's leader and term: this broker's own view if it hosts the partition and
+    /// knows a leader at least as recent as the metadata's record, else the record.
+    pub(crate) fn leader_of(
+        &self,
+        state: &MetadataState,
+        topic: &str,
+        partition: u32,
+    ) -> PartitionLeader {
+        let recorded = state
+            .group_of(topic, partition)
+            .and_then(|m| state.leaders.get(&m.group))
+            .map_or(
+                PartitionLeader {
+                    node: None,
+                    epoch: 0,
+                },
+                |l| PartitionLeader {
+                    node: Some(l.node),
+                    epoch: l.term,
+                },
+            );
+        match self.partition(topic, partition).map(|p| p.leader()) {
+            Ok((Some(l), term)) if term >= recorded.epoch => PartitionLeader {
+                node: Some(l),
+                epoch: term,
+            },
+            _ => recorded,
+        }
+    }
+
+    /// Waits until every partition of `topic` below `partitions` has a leader (so a topic
+    /// just created can be used at once), up to the metadata timeout.
+    pub(crate) async fn await_leaders(
+        &self,
+        topic: &str,
+        partitions: u32,
+    ) -> Result<(), BrokerError> {
+        let deadline = tokio::time::Instant::now() + METADATA_TIMEOUT;
+        let mut rx = self.meta_state.clone();
+        loop {
+            let state = self.meta_state.borrow().clone();
+            let ready = (0..partitions).all(|p| self.leader_of(&state, topic, p).node.is_some());
+            if ready {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(BrokerError::TopicNotReady {
+                    topic: topic.to_owned(),
+                });
+            }
+            let _ = tokio::time::timeout(Duration::from_millis(20), rx.changed()).await;
+        }
+    }
+}
+
+/// Adds the brokers beyond the metadata voters as learners, once this broker leads.
+pub(super) async fn add_learners(meta: MetaRaft, learners: Vec<(NodeId, BasicNode)>) {
+    for (id, node) in learners {
+        for attempt in 0..120 {
+            match meta.add_learner(id, node.clone(), false).await {
+                Ok(_) => break,
+                Err(e) => {
+                    tracing::debug!(learner = id, attempt, error = %e, "adding a metadata learner");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,364 @@
+//! The node: one running broker — its metadata group, the partitions it hosts, its group
+//! coordinators and its background loops. Request handlers ([`crate::handlers`]) reach it
+//! through the narrow methods below; peers reach its Raft groups through
+//! [`RaftHost`](crate::peer::serve::RaftHost).
+//!
+//! - `metadata`: proposing metadata commands (here or forwarded to the leader), registering.
+//! - `hosting`: opening and closing the partitions the metadata places here, storage
+//!   failures, partition lookup.
+//! - `coordinators`: the group coordinators this broker runs (D10).
+//! - `loops`: the background tasks (registration, reconciliation, leader reports, leader
+//!   rebalancing, session expiry).
+
+mod coordinators;
+mod hosting;
+mod loops;
+mod metadata;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use openraft::type_config::async_runtime::WatchReceiver;
+use openraft::{BasicNode, ServerState};
+use steme_protocol::LeaderHint;
+use steme_segments::{FileIo, FlushPolicy, Log, LogConfig, RealIo};
+use tokio::sync::watch;
+
+use crate::config::{Config, FlushMode};
+use crate::error::BrokerError;
+use crate::groups::Coordinator;
+use crate::hlc::Clock;
+use crate::metadata::{METADATA_GROUP, MetadataSm, MetadataState};
+use crate::partition::{Partition, PartitionCtx};
+use crate::peer::link::{Resolver, Transport};
+use crate::peer::serve::RaftHost;
+use crate::raft::group::{GroupRaft, MetaRaft};
+use crate::raft::log_store::{GroupKind, GroupLog, LogStore, Syncer};
+use crate::raft::network::Network;
+use crate::raft::raft_config;
+use crate::raft::rpc::Forwarded;
+use crate::raft::types::NodeId;
+
+pub use self::metadata::PartitionLeader;
+
+/// How long metadata changes and topic creation may take before the request fails.
+pub(crate) const METADATA_TIMEOUT: Duration = Duration::from_secs(15);
+/// Voters of the metadata group; further brokers follow it as learners (D9).
+const MAX_METADATA_VOTERS: usize = 5;
+
+/// Why the broker could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    #[error("data directory {path}")]
+    DataDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("metadata log")]
+    MetadataLog(#[from] steme_segments::Error),
+    #[error("metadata")]
+    Io(#[from] std::io::Error),
+    #[error("raft settings")]
+    RaftConfig(#[from] openraft::ConfigError),
+    #[error("metadata group: {op}")]
+    Raft {
+        op: &'static str,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// `getrandom::Error` is not a `std::error::Error` without its `std` feature, so it is
+    /// kept as a field and shown, not chained as a source.
+    #[error("no randomness for the group signing key: {0}")]
+    Random(getrandom::Error),
+    #[error("registering this broker in the metadata")]
+    Register(#[source] BrokerError),
+    #[error("opening the hosted partitions")]
+    Host(#[source] BrokerError),
+}
+
+/// One running broker.
+pub struct Broker {
+    cfg: Config,
+    advertised: String,
+    clock: Arc<Clock>,
+    meta: MetaRaft,
+    meta_state: watch::Receiver<Arc<MetadataState>>,
+    /// Partitions hosted here, by (topic, partition). A std lock: held only to clone an
+    /// `Arc` out or to insert/remove.
+    partitions: RwLock<HashMap<(String, u32), Arc<Partition>>>,
+    /// The same partitions by Raft group, for the transport.
+    by_group: RwLock<HashMap<u64, Arc<Partition>>>,
+    /// Partitions whose storage failed and that are being reopened, with why.
+    failed: RwLock<HashMap<(String, u32), Failed>>,
+    transport: Arc<Transport>,
+    ctx: PartitionCtx,
+    /// Group coordinators loaded here, by partition of the groups topic (D10). A tokio lock:
+    /// held across loading a coordinator.
+    coordinators: tokio::sync::Mutex<HashMap<u32, Arc<Coordinator>>>,
+    /// Signs the group records this broker stores.
+    group_key: steme_protocol::SigningKey,
+}
+
+/// A partition whose storage failed: why, and what is known durable.
+#[derive(Debug, Clone)]
+struct Failed {
+    reason: String,
+    durable: Option<u64>,
+}
+
+impl std::fmt::Debug for Broker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Broker")
+            .field("node_id", &self.cfg.node_id)
+            .field("advertised", &self.advertised)
+            .finish()
+    }
+}
+
+fn log_config(cfg: &Config) -> LogConfig {
+    LogConfig {
+        segment_bytes: cfg.segment_bytes,
+        retention_bytes: cfg.retention_bytes,
+        retention_age: cfg.retention_ms.map(Duration::from_millis),
+        flush: match cfg.flush {
+            FlushMode::Always => FlushPolicy::Never,
+            FlushMode::Interval => FlushPolicy::Interval {
+                ms: cfg.flush_interval_ms,
+                bytes: 1 << 20,
+            },
+        },
+        ..LogConfig::default()
+    }
+}
+
+impl Broker {
+    /// Opens the data directory, starts the metadata group and every hosted partition.
+    /// `advertised` is the address clients and peers reach this broker at.
+    pub async fn start(cfg: Config, advertised: String) -> Result<Arc<Broker>, StartError> {
+        Broker::start_with_io(cfg, advertised, Arc::new(RealIo)).await
+    }
+
+    /// [`Broker::start`] with the partition logs' file I/O given (tests inject faults).
+    pub async fn start_with_io(
+        cfg: Config,
+        advertised: String,
+        io: Arc<dyn FileIo>,
+    ) -> Result<Arc<Broker>, StartError> {
+        let data = cfg.data_dir.clone();
+        std::fs::create_dir_all(data.join("topics")).map_err(|source| StartError::DataDir {
+            path: data.clone(),
+            source,
+        })?;
+        let syncer = Syncer::start()?;
+        let raft_config = raft_config(&cfg)?;
+        let ack_before_sync = cfg.flush == FlushMode::Interval;
+
+        // The metadata group (D9).
+        let meta_dir = data.join("metadata");
+        let mut meta_log_cfg = log_config(&cfg);
+        meta_log_cfg.segment_bytes = 16 << 20;
+        meta_log_cfg.flush = FlushPolicy::Never;
+        let log_dir = meta_dir.join("log");
+        let (log, _) = tokio::task::spawn_blocking(move || {
+            Log::open(&log_dir, meta_log_cfg, Arc::new(RealIo))
+        })
+        .await
+        .map_err(std::io::Error::other)??;
+        let glog = GroupLog::new(METADATA_GROUP, GroupKind::Metadata, log)?;
+        let (sm, meta_state) = MetadataSm::open(&meta_dir)?;
+        let store = LogStore::new(glog, syncer.clone(), false);
+
+        // Where the other brokers are: this broker's own `--peer` list first (it may name a
+        // different route, such as a proxy), then what the metadata records.
+        let peers: BTreeMap<NodeId, String> =
+            cfg.peers.iter().map(|p| (p.id, p.addr.clone())).collect();
+        let brokers_rx = meta_state.clone();
+        let self_id = cfg.node_id;
+        let self_addr = advertised.clone();
+        let known_peers = peers.clone();
+        let resolve: Resolver = Arc::new(move |id| {
+            if id == self_id {
+                return Some(self_addr.clone());
+            }
+            known_peers
+                .get(&id)
+                .cloned()
+                .or_else(|| brokers_rx.borrow().brokers.get(&id).cloned())
+        });
+        let transport = Transport::new(resolve.clone(), cfg.max_frame_bytes);
+        let meta = MetaRaft::new(
+            cfg.node_id,
+            raft_config.clone(),
+            Network::new(transport.clone(), METADATA_GROUP),
+            store,
+            sm,
+        )
+        .await
+        .map_err(|e| StartError::Raft {
+            op: "start",
+            source: Box::new(e),
+        })?;
+        let initialized = meta.is_initialized().await.map_err(|e| StartError::Raft {
+            op: "read state",
+            source: Box::new(e),
+        })?;
+        if !initialized {
+            let mut members: BTreeMap<NodeId, BasicNode> = peers
+                .iter()
+                .map(|(id, addr)| (*id, BasicNode { addr: addr.clone() }))
+                .collect();
+            members.insert(
+                cfg.node_id,
+                BasicNode {
+                    addr: advertised.clone(),
+                },
+            );
+            // A new cluster is initialised exactly once, by its lowest broker id; the others
+            // join when it reaches them. A restarted broker finds its group initialised.
+            if members.keys().next() == Some(&cfg.node_id) {
+                let voters = members.iter().take(MAX_METADATA_VOTERS);
+                let voters: BTreeMap<NodeId, BasicNode> =
+                    voters.map(|(id, n)| (*id, n.clone())).collect();
+                tracing::info!(voters = ?voters.keys().collect::<Vec<_>>(), "initialising the cluster");
+                meta.initialize(voters)
+                    .await
+                    .map_err(|e| StartError::Raft {
+                        op: "initialise",
+                        source: Box::new(e),
+                    })?;
+                let learners: Vec<(NodeId, BasicNode)> =
+                    members.into_iter().skip(MAX_METADATA_VOTERS).collect();
+                if !learners.is_empty() {
+                    tokio::spawn(metadata::add_learners(meta.clone(), learners));
+                }
+            }
+        }
+
+        let (leaders_tx, leaders_rx) = tokio::sync::mpsc::unbounded_channel();
+        let ctx = PartitionCtx {
+            node_id: cfg.node_id,
+            clock: Arc::new(Clock::new(cfg.node_id, cfg.max_clock_skew())),
+            syncer,
+            raft_config,
+            retention_check: Duration::from_millis(cfg.retention_check_ms),
+            ack_before_sync,
+            brokers: resolve,
+            io,
+            transport: transport.clone(),
+            leaders: leaders_tx,
+        };
+        let group_key = {
+            let mut seed = [0u8; 32];
+            getrandom::fill(&mut seed).map_err(StartError::Random)?;
+            steme_protocol::SigningKey::from_bytes(&seed)
+        };
+        let broker = Arc::new(Broker {
+            clock: ctx.clock.clone(),
+            cfg,
+            advertised,
+            meta,
+            meta_state,
+            partitions: RwLock::new(HashMap::new()),
+            by_group: RwLock::new(HashMap::new()),
+            failed: RwLock::new(HashMap::new()),
+            transport,
+            ctx,
+            coordinators: tokio::sync::Mutex::new(HashMap::new()),
+            group_key,
+        });
+        if broker.cfg.peers.is_empty() {
+            broker.register().await.map_err(StartError::Register)?;
+        } else {
+            // A cluster member cannot register before a quorum is up; it serves meanwhile.
+            tokio::spawn(loops::register(Arc::downgrade(&broker)));
+        }
+        broker.reconcile().await.map_err(StartError::Host)?;
+        tokio::spawn(loops::reconcile(Arc::downgrade(&broker)));
+        tokio::spawn(loops::report_leaders(Arc::downgrade(&broker), leaders_rx));
+        tokio::spawn(loops::expire_sessions(Arc::downgrade(&broker)));
+        if broker.cfg.leader_rebalance_ms > 0 {
+            let every = Duration::from_millis(broker.cfg.leader_rebalance_ms);
+            tokio::spawn(loops::rebalance(Arc::downgrade(&broker), every));
+        }
+        Ok(broker)
+    }
+
+    pub fn node_id(&self) -> NodeId {
+        self.cfg.node_id
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    /// Whether this broker leads the metadata group (for tests and status).
+    pub fn is_metadata_leader(&self) -> bool {
+        self.meta.metrics().borrow_watched().state == ServerState::Leader
+    }
+
+    /// The metadata as this broker last applied it.
+    pub(crate) fn metadata(&self) -> Arc<MetadataState> {
+        self.meta_state.borrow().clone()
+    }
+
+    /// The leader of the metadata group, as far as this broker knows.
+    pub(crate) fn metadata_leader(&self) -> Option<NodeId> {
+        self.meta.metrics().borrow_watched().current_leader
+    }
+
+    /// Where broker `id` can be reached, as a `NotLeader` hint.
+    pub(crate) fn leader_hint(&self, id: NodeId) -> Option<LeaderHint> {
+        (self.ctx.brokers)(id).map(|addr| LeaderHint { node_id: id, addr })
+    }
+
+    /// How many partitions `topic` has, if it exists.
+    pub(crate) fn partitions_of(&self, topic: &str) -> Option<u32> {
+        self.meta_state
+            .borrow()
+            .topics
+            .get(topic)
+            .map(|t| t.partitions.len() as u32)
+    }
+
+    /// Stops every group and flushes every log.
+    pub async fn shutdown(&self) {
+        let parts: Vec<Arc<Partition>> = self.hosted();
+        for p in parts {
+            p.shutdown().await;
+        }
+        if let Err(e) = self.meta.shutdown().await {
+            tracing::warn!(error = %e, "metadata raft shutdown");
+        }
+        self.transport.shutdown();
+    }
+}
+
+impl RaftHost for Broker {
+    fn node_id(&self) -> NodeId {
+        self.cfg.node_id
+    }
+
+    fn group_raft(&self, group: u64) -> Option<GroupRaft> {
+        if group == METADATA_GROUP {
+            return Some(GroupRaft::Meta(self.meta.clone()));
+        }
+        self.by_group
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&group)
+            .map(|p| GroupRaft::Partition(p.raft().clone()))
+    }
+
+    async fn propose_forwarded(&self, command: Bytes) -> Forwarded {
+        self.propose_here(command, METADATA_TIMEOUT).await
+    }
+}

@@ -1,0 +1,434 @@
+//! The links between brokers (D8): the sending side of the peer plane.
+//!
+//! Each broker keeps one [`PeerLink`] — one TCP connection — to every other broker, and every
+//! Raft group's traffic to that broker goes over it, each frame tagged with its group (the
+//! protocol's `Raft` request). A pair of brokers therefore has one connection per direction;
+//! each carries requests one way and their answers back, matched by correlation id.
+//!
+//! Two lanes share a connection: votes, heartbeats, leader transfers and forwarded metadata
+//! commands go on the *control* lane, which the writer always drains first; appends that carry
+//! entries and snapshots go on the *bulk* lane. The Raft side (`crate::raft::network`) cuts
+//! bulk frames into chunks, so a heartbeat waits for at most one chunk already on the wire,
+//! never for a queue of appends.
+//!
+//! A link reconnects with backoff in the background. While it is down, calls fail at once as
+//! unreachable (openraft then backs off), so a dead peer costs no more than its timeouts.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use steme_protocol::frame::{FrameHeader, decode_frame};
+use steme_protocol::messages::raft::RaftResponse;
+use steme_protocol::messages::{ApiKey, decode_response};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::raft::METADATA_GROUP;
+use crate::raft::rpc::{Forwarded, RaftRpc};
+use crate::raft::types::NodeId;
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+const BACKOFF_MIN: Duration = Duration::from_millis(50);
+const BACKOFF_MAX: Duration = Duration::from_secs(1);
+const WRITE_BUFFER: usize = 64 * 1024;
+
+/// Finds a broker's address (the `--peer` list, then the cluster metadata).
+pub type Resolver = Arc<dyn Fn(NodeId) -> Option<String> + Send + Sync>;
+
+/// Why an RPC to a peer failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum LinkError {
+    #[error("broker {0} is not connected")]
+    NotConnected(NodeId),
+    #[error("connection to broker {0} lost")]
+    Closed(NodeId),
+    #[error("broker {0} did not answer within {1:?}")]
+    Timeout(NodeId, Duration),
+    #[error("broker {0} refused: {1}")]
+    Refused(NodeId, String),
+    #[error("broker {0} answered with a malformed reply: {1}")]
+    BadReply(NodeId, String),
+}
+
+/// The transport of one broker: a link per peer, shared by every group.
+pub struct Transport {
+    links: Mutex<HashMap<NodeId, Arc<PeerLink>>>,
+    resolve: Resolver,
+    max_frame: usize,
+}
+
+impl std::fmt::Debug for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Transport")
+    }
+}
+
+impl Transport {
+    pub fn new(resolve: Resolver, max_frame: usize) -> Arc<Transport> {
+        Arc::new(Transport {
+            links: Mutex::new(HashMap::new()),
+            resolve,
+            max_frame,
+        })
+    }
+
+    /// The link to `target`, connecting in the background on first use.
+    pub fn link(&self, target: NodeId, fallback_addr: &str) -> Arc<PeerLink> {
+        let mut links = self.links.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(l) = links.get(&target) {
+            return l.clone();
+        }
+        let link = Arc::new(PeerLink {
+            target,
+            fallback_addr: fallback_addr.to_owned(),
+            resolve: self.resolve.clone(),
+            max_frame: self.max_frame,
+            state: Mutex::new(LinkState::default()),
+            next_id: AtomicU32::new(1),
+        });
+        tokio::spawn(PeerLink::maintain(Arc::downgrade(&link)));
+        links.insert(target, link.clone());
+        link
+    }
+
+    /// Asks broker `target` (the metadata leader) to propose a metadata command.
+    pub async fn forward(
+        &self,
+        target: NodeId,
+        command: Bytes,
+        timeout: Duration,
+    ) -> Result<Forwarded, LinkError> {
+        let addr = (self.resolve)(target).unwrap_or_default();
+        let link = self.link(target, &addr);
+        let rpc = RaftRpc::Forward(command);
+        match link
+            .call(Lane::Control, METADATA_GROUP, rpc, timeout)
+            .await?
+        {
+            RaftRpc::Forwarded(f) => Ok(f),
+            other => Err(unexpected(target, &other)),
+        }
+    }
+
+    /// Closes every link (their tasks end; calls fail as not connected).
+    pub fn shutdown(&self) {
+        self.links.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+}
+
+/// The error for an answer that is not the one expected (a refusal keeps its reason).
+pub fn unexpected(target: NodeId, rpc: &RaftRpc) -> LinkError {
+    match rpc {
+        RaftRpc::Refused(m) => LinkError::Refused(target, m.clone()),
+        other => LinkError::BadReply(target, format!("unexpected {}", kind_name(other))),
+    }
+}
+
+fn kind_name(rpc: &RaftRpc) -> &'static str {
+    match rpc {
+        RaftRpc::Append(_) => "append",
+        RaftRpc::Appended(_) => "append result",
+        RaftRpc::Vote(_) => "vote",
+        RaftRpc::Voted(_) => "vote result",
+        RaftRpc::Snapshot { .. } => "snapshot",
+        RaftRpc::Installed(_) => "snapshot result",
+        RaftRpc::PreVote(_) => "pre-vote",
+        RaftRpc::StreamAppend(_) => "stream append",
+        RaftRpc::StreamAppended(_) => "stream append result",
+        RaftRpc::TransferLeader(_) => "transfer",
+        RaftRpc::Transferred(_) => "transfer result",
+        RaftRpc::Forward(_) => "forward",
+        RaftRpc::Forwarded(_) => "forward result",
+        RaftRpc::Refused(_) => "refusal",
+    }
+}
+
+/// Which queue of the connection a frame waits in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lane {
+    Control,
+    Bulk,
+}
+
+struct Outgoing {
+    id: u32,
+    group: u64,
+    payload: Bytes,
+}
+
+type Waiter = oneshot::Sender<Result<Bytes, LinkError>>;
+
+#[derive(Default)]
+struct LinkState {
+    conn: Option<Lanes>,
+    /// Requests sent on the current connection and not yet answered.
+    pending: HashMap<u32, Waiter>,
+}
+
+struct Lanes {
+    control: mpsc::UnboundedSender<Outgoing>,
+    bulk: mpsc::UnboundedSender<Outgoing>,
+}
+
+/// The connection from this broker to one peer.
+pub struct PeerLink {
+    target: NodeId,
+    fallback_addr: String,
+    resolve: Resolver,
+    max_frame: usize,
+    state: Mutex<LinkState>,
+    next_id: AtomicU32,
+}
+
+impl PeerLink {
+    fn state(&self) -> std::sync::MutexGuard<'_, LinkState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The broker this link reaches.
+    pub fn target(&self) -> NodeId {
+        self.target
+    }
+
+    pub fn is_connected(&self) -> bool {
+        self.state().conn.is_some()
+    }
+
+    /// Queues one request now (so requests leave in the order they are sent) and returns
+    /// its answer to await.
+    pub fn send(self: &Arc<Self>, lane: Lane, group: u64, payload: Bytes) -> Answer {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        let mut st = self.state();
+        let sent = st.conn.as_ref().is_some_and(|c| {
+            let q = match lane {
+                Lane::Control => &c.control,
+                Lane::Bulk => &c.bulk,
+            };
+            q.send(Outgoing { id, group, payload }).is_ok()
+        });
+        if sent {
+            st.pending.insert(id, tx);
+        } else {
+            let _ = tx.send(Err(LinkError::NotConnected(self.target)));
+        }
+        Answer {
+            rx,
+            id,
+            link: self.clone(),
+        }
+    }
+
+    /// Sends one RPC and waits up to `timeout` for its answer.
+    pub async fn call(
+        self: &Arc<Self>,
+        lane: Lane,
+        group: u64,
+        rpc: RaftRpc,
+        timeout: Duration,
+    ) -> Result<RaftRpc, LinkError> {
+        let answer = self.send(lane, group, rpc.encode());
+        self.decode(answer.within(timeout).await?)
+    }
+
+    /// Decodes an answer's payload.
+    pub fn decode(&self, payload: Bytes) -> Result<RaftRpc, LinkError> {
+        RaftRpc::decode(payload).map_err(|e| LinkError::BadReply(self.target, e.to_string()))
+    }
+
+    /// Connects, serves the connection until it fails, reconnects with backoff; ends when
+    /// the link is dropped.
+    async fn maintain(weak: Weak<PeerLink>) {
+        let mut backoff = BACKOFF_MIN;
+        loop {
+            let Some(link) = weak.upgrade() else { return };
+            let addr = (link.resolve)(link.target).unwrap_or_else(|| link.fallback_addr.clone());
+            let target = link.target;
+            drop(link);
+            let connected = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&addr)).await;
+            match connected {
+                Ok(Ok(sock)) => {
+                    backoff = BACKOFF_MIN;
+                    if let Err(e) = PeerLink::serve(&weak, sock).await {
+                        tracing::info!(peer = target, %addr, error = %e, "raft connection lost");
+                    }
+                }
+                Ok(Err(e)) => {
+                    tracing::debug!(peer = target, %addr, error = %e, "cannot connect to peer")
+                }
+                Err(_) => tracing::debug!(peer = target, %addr, "connecting to peer timed out"),
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(BACKOFF_MAX);
+        }
+    }
+
+    async fn serve(weak: &Weak<PeerLink>, sock: TcpStream) -> io::Result<()> {
+        sock.set_nodelay(true)?;
+        let (rd, wr) = sock.into_split();
+        let (control_tx, control_rx) = mpsc::unbounded_channel();
+        let (bulk_tx, bulk_rx) = mpsc::unbounded_channel();
+        let (max_frame, target) = {
+            let Some(link) = weak.upgrade() else {
+                return Ok(());
+            };
+            link.state().conn = Some(Lanes {
+                control: control_tx,
+                bulk: bulk_tx,
+            });
+            tracing::debug!(peer = link.target, "raft connection up");
+            (link.max_frame, link.target)
+        };
+        let result = tokio::select! {
+            r = write_lanes(wr, control_rx, bulk_rx) => r,
+            r = read_answers(rd, weak.clone(), max_frame) => r,
+        };
+        if let Some(link) = weak.upgrade() {
+            let pending = {
+                let mut st = link.state();
+                st.conn = None;
+                std::mem::take(&mut st.pending)
+            };
+            for (_, w) in pending {
+                let _ = w.send(Err(LinkError::Closed(target)));
+            }
+        }
+        result
+    }
+
+    fn complete(&self, id: u32, answer: Result<Bytes, LinkError>) {
+        if let Some(w) = self.state().pending.remove(&id) {
+            let _ = w.send(answer);
+        }
+    }
+}
+
+/// The answer to one request; dropping it forgets the request.
+pub struct Answer {
+    rx: oneshot::Receiver<Result<Bytes, LinkError>>,
+    id: u32,
+    link: Arc<PeerLink>,
+}
+
+impl Answer {
+    pub async fn within(self, timeout: Duration) -> Result<Bytes, LinkError> {
+        let target = self.link.target;
+        match tokio::time::timeout(timeout, self).await {
+            Ok(r) => r,
+            Err(_) => Err(LinkError::Timeout(target, timeout)),
+        }
+    }
+}
+
+impl Future for Answer {
+    type Output = Result<Bytes, LinkError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let target = self.link.target;
+        Pin::new(&mut self.rx)
+            .poll(cx)
+            .map(|r| r.unwrap_or(Err(LinkError::Closed(target))))
+    }
+}
+
+impl Drop for Answer {
+    fn drop(&mut self) {
+        self.link.state().pending.remove(&self.id);
+    }
+}
+
+/// Writes frames, the control lane first; coalesces whatever is ready before flushing.
+async fn write_lanes(
+    wr: OwnedWriteHalf,
+    mut control: mpsc::UnboundedReceiver<Outgoing>,
+    mut bulk: mpsc::UnboundedReceiver<Outgoing>,
+) -> io::Result<()> {
+    let mut w = BufWriter::with_capacity(WRITE_BUFFER, wr);
+    loop {
+        let next = tokio::select! {
+            biased;
+            m = control.recv() => m,
+            m = bulk.recv() => m,
+        };
+        let Some(mut out) = next else { return Ok(()) };
+        loop {
+            write_frame(&mut w, &out).await?;
+            match control.try_recv().or_else(|_| bulk.try_recv()) {
+                Ok(o) => out = o,
+                Err(_) => break,
+            }
+        }
+        w.flush().await?;
+    }
+}
+
+/// A `Raft` request frame: the header, the group id, then the payload as it is.
+async fn write_frame(w: &mut BufWriter<OwnedWriteHalf>, out: &Outgoing) -> io::Result<()> {
+    let header = FrameHeader {
+        api_key: ApiKey::Raft as u16,
+        api_version: 0,
+        correlation_id: out.id,
+    };
+    let body_len = 8 + 4 + out.payload.len();
+    w.write_all(&header.encode_head(body_len)).await?;
+    let mut lead = [0u8; 12];
+    lead[..8].copy_from_slice(&out.group.to_le_bytes());
+    lead[8..].copy_from_slice(&(out.payload.len() as u32).to_le_bytes());
+    w.write_all(&lead).await?;
+    if out.payload.len() >= WRITE_BUFFER - w.buffer().len() {
+        w.flush().await?;
+        w.get_mut().write_all(&out.payload).await
+    } else {
+        w.write_all(&out.payload).await
+    }
+}
+
+/// Reads answers and hands each to the request waiting for it.
+async fn read_answers(
+    mut rd: OwnedReadHalf,
+    weak: Weak<PeerLink>,
+    max_frame: usize,
+) -> io::Result<()> {
+    let mut buf = BytesMut::with_capacity(64 * 1024);
+    loop {
+        while let Some(frame) = decode_frame(&mut buf, max_frame)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?
+        {
+            let Some(link) = weak.upgrade() else {
+                return Ok(());
+            };
+            let answer = match decode_response::<RaftResponse>(frame.body) {
+                Ok(Ok(r)) => Ok(r.payload),
+                Ok(Err(api)) => Err(LinkError::Refused(link.target, api.to_string())),
+                Err(e) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("malformed answer: {e}"),
+                    ));
+                }
+            };
+            if frame.header.correlation_id == 0 {
+                // An error frame for the connection as a whole: it is being closed.
+                return Err(io::Error::other(format!(
+                    "peer closed the connection: {answer:?}"
+                )));
+            }
+            link.complete(frame.header.correlation_id, answer);
+        }
+        if rd.read_buf(&mut buf).await? == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "peer closed the connection",
+            ));
+        }
+    }
+}

@@ -1,0 +1,137 @@
+//! Serving `Raft` frames that arrive from peers.
+//!
+//! A peer's link carries every group's pipelined appends and heartbeats, so the Raft frames
+//! of a connection have budgets of their own, larger than a client's: [`RAFT_INFLIGHT`]
+//! requests and [`RAFT_INFLIGHT_BYTES`] bytes. A stream append joins its group's pipe in
+//! arrival order ([`super::inbound`]); every other RPC is served in its own task. What the
+//! RPCs reach is a [`RaftHost`]: the groups this broker hosts, and the metadata proposals
+//! other brokers forward to it.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use steme_protocol::frame::Frame;
+use steme_protocol::messages::Request;
+use steme_protocol::messages::raft::RaftResponse;
+use steme_protocol::{ApiError, ErrorCode};
+use tokio::sync::{Semaphore, mpsc};
+
+use super::inbound::Pipes;
+use crate::raft::METADATA_GROUP;
+use crate::raft::group::GroupRaft;
+use crate::raft::rpc::{Forwarded, RaftRpc};
+use crate::raft::types::NodeId;
+use crate::reply::{Outbound, Reply};
+
+/// Raft requests a connection may have in flight: a peer's link carries every group's
+/// pipelined appends and heartbeats, so its budget is its own and larger.
+pub const RAFT_INFLIGHT: usize = 16 * 1024;
+/// Bytes of Raft frames a connection may have in flight (appends wait in their pipes for the
+/// follower's fsync while later frames, heartbeats among them, keep being read).
+pub const RAFT_INFLIGHT_BYTES: usize = 256 << 20;
+
+/// What peers' Raft RPCs reach on this broker.
+pub trait RaftHost: Send + Sync + 'static {
+    /// This broker's id.
+    fn node_id(&self) -> NodeId;
+
+    /// The Raft group `group`, if this broker hosts it.
+    fn group_raft(&self, group: u64) -> Option<GroupRaft>;
+
+    /// Proposes a metadata command another broker forwarded to this one (the metadata
+    /// leader, as the sender believes).
+    fn propose_forwarded(&self, command: Bytes) -> impl Future<Output = Forwarded> + Send;
+}
+
+/// The Raft side of one connection: its budgets and its pipes.
+pub struct PeerFrames {
+    requests: Arc<Semaphore>,
+    bytes: Arc<Semaphore>,
+    pipes: Pipes,
+}
+
+impl Default for PeerFrames {
+    fn default() -> Self {
+        PeerFrames {
+            requests: Arc::new(Semaphore::new(RAFT_INFLIGHT)),
+            bytes: Arc::new(Semaphore::new(RAFT_INFLIGHT_BYTES)),
+            pipes: Pipes::default(),
+        }
+    }
+}
+
+impl PeerFrames {
+    /// Serves one frame of api key `Raft`: waits for the connection's Raft budget, then
+    /// hands a stream append to its pipe, or answers any other RPC in its own task. Every
+    /// answer is sent on `out`.
+    pub async fn serve<H: RaftHost>(
+        &mut self,
+        host: &Arc<H>,
+        frame: Frame,
+        out: &mpsc::Sender<Outbound>,
+    ) {
+        let cost = frame.body.len().clamp(1, RAFT_INFLIGHT_BYTES) as u32;
+        let req_permit = self.requests.clone().acquire_owned().await.expect("open");
+        let byte_permit = self
+            .bytes
+            .clone()
+            .acquire_many_owned(cost)
+            .await
+            .expect("open");
+        let decoded = match Request::decode(&frame.header, frame.body) {
+            Ok(Request::Raft(r)) => match RaftRpc::decode(r.payload) {
+                Ok(RaftRpc::StreamAppend(append)) => {
+                    // A peer's stream append joins its group's pipe here, in arrival order.
+                    let raft = host.group_raft(r.group_id);
+                    let held = (req_permit, byte_permit);
+                    self.pipes
+                        .push(raft, r.group_id, frame.header, append, held, out);
+                    return;
+                }
+                Ok(rpc) => Ok((r.group_id, rpc)),
+                Err(e) => Err(ApiError::other(ErrorCode::CorruptFrame, e.to_string())),
+            },
+            Ok(other) => Err(ApiError::other(
+                ErrorCode::InvalidRequest,
+                format!("{:?} is not a Raft request", other.api_key()),
+            )),
+            Err(e) => Err(e.to_api_error()),
+        };
+        let host = host.clone();
+        let out = out.clone();
+        tokio::spawn(async move {
+            let reply = match decoded {
+                Ok((group, rpc)) => handle_raft(&*host, group, rpc).await,
+                Err(e) => Reply::error(e),
+            };
+            let _ = out
+                .send(Outbound {
+                    header: frame.header,
+                    reply,
+                })
+                .await;
+            drop(req_permit);
+            drop(byte_permit);
+        });
+    }
+}
+
+/// Answers a Raft RPC from a peer (other than a stream append, see [`PeerFrames::serve`]).
+pub async fn handle_raft<H: RaftHost>(host: &H, group: u64, rpc: RaftRpc) -> Reply {
+    let answer = match rpc {
+        RaftRpc::Forward(cmd) if group == METADATA_GROUP => {
+            RaftRpc::Forwarded(host.propose_forwarded(cmd).await)
+        }
+        rpc => match host.group_raft(group) {
+            Some(g) => g.serve(rpc).await,
+            None => RaftRpc::Refused(format!(
+                "group {group} is not open on broker {}",
+                host.node_id()
+            )),
+        },
+    };
+    Reply::ok(RaftResponse {
+        payload: answer.encode(),
+    })
+}
