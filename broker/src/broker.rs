@@ -845,6 +845,7 @@ impl Broker {
             partitions,
             replication_factor: r.replication_factor,
             configs,
+            max_replicas_per_broker: Some(self.cfg.max_partitions_per_broker),
         })
         .await?;
         // Answer once every local partition is open and has a leader, so the topic can be
@@ -1038,6 +1039,7 @@ impl Broker {
                             "verify.signatures".to_owned(),
                             "false".to_owned(),
                         )]),
+                        max_replicas_per_broker: Some(self.cfg.max_partitions_per_broker),
                     })
                     .await;
                 if let Err(e) = created
