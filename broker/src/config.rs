@@ -9,6 +9,35 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::topic_config::{
+    MAX_RETENTION_BYTES, MAX_RETENTION_MS, MAX_SEGMENT_BYTES, MIN_RETENTION_BYTES,
+    MIN_RETENTION_MS, MIN_SEGMENT_BYTES,
+};
+
+/// Bounds of the numeric settings, checked by [`Config::validate`].
+pub mod bounds {
+    use std::ops::RangeInclusive;
+
+    /// One frame, length prefix included: 1 KiB to 1 GiB.
+    pub const MAX_FRAME_BYTES: RangeInclusive<u64> = 1 << 10..=1 << 30;
+    pub const MAX_CONNECTIONS: RangeInclusive<u64> = 1..=1 << 20;
+    pub const MAX_CONNECTIONS_PER_IP: RangeInclusive<u64> = 1..=1 << 20;
+    pub const MAX_INFLIGHT_PER_CONNECTION: RangeInclusive<u64> = 1..=1 << 16;
+    /// Matches the most partitions one CreateTopic may ask for.
+    pub const DEFAULT_PARTITIONS: RangeInclusive<u64> = 1..=10_000;
+    pub const GROUP_PARTITIONS: RangeInclusive<u64> = 1..=1_000;
+    pub const MAX_PARTITIONS_PER_BROKER: RangeInclusive<u64> = 1..=1 << 20;
+    pub const FLUSH_INTERVAL_MS: RangeInclusive<u64> = 1..=60_000;
+    pub const MAX_CLOCK_SKEW_MS: RangeInclusive<u64> = 0..=24 * 60 * 60 * 1_000;
+    pub const HEARTBEAT_INTERVAL_MS: RangeInclusive<u64> = 10..=60_000;
+    pub const ELECTION_TIMEOUT_MS: RangeInclusive<u64> = 20..=600_000;
+    pub const RETENTION_CHECK_MS: RangeInclusive<u64> = 10..=24 * 60 * 60 * 1_000;
+    /// 0 turns leader rebalancing off.
+    pub const LEADER_REBALANCE_MS: RangeInclusive<u64> = 0..=24 * 60 * 60 * 1_000;
+    pub const IDLE_TIMEOUT_MS: RangeInclusive<u64> = 1..=7 * 24 * 60 * 60 * 1_000;
+    pub const FRAME_TIMEOUT_MS: RangeInclusive<u64> = 1..=60 * 60 * 1_000;
+}
+
 /// A peer broker: `ID=ADDR`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct Peer {
@@ -96,6 +125,17 @@ pub struct Config {
     pub leader_rebalance_ms: u64,
     /// Partitions of the internal `__groups` topic (consumer groups), made on first use.
     pub group_partitions: u32,
+    /// The most partition replicas the metadata places on any one broker; a CreateTopic
+    /// that would exceed it on some broker is refused.
+    pub max_partitions_per_broker: u32,
+    /// A client connection with no request in flight that has received nothing for this
+    /// long is closed.
+    pub idle_timeout_ms: u64,
+    /// A frame must arrive whole within this long of its first byte, or the connection is
+    /// closed (a slow sender cannot hold a frame buffer open).
+    pub frame_timeout_ms: u64,
+    /// Client connections one IP address may hold at once.
+    pub max_connections_per_ip: usize,
 }
 
 impl Default for Config {
@@ -123,6 +163,10 @@ impl Default for Config {
             retention_check_ms: 30_000,
             leader_rebalance_ms: 10_000,
             group_partitions: 8,
+            max_partitions_per_broker: 4096,
+            idle_timeout_ms: 600_000,
+            frame_timeout_ms: 30_000,
+            max_connections_per_ip: 256,
         }
     }
 }
@@ -145,6 +189,13 @@ pub enum ConfigError {
     },
     #[error("invalid configuration: {0}")]
     Invalid(String),
+    #[error("invalid configuration: {setting} = {value} is out of range {min}..={max}")]
+    OutOfRange {
+        setting: &'static str,
+        value: u64,
+        min: u64,
+        max: u64,
+    },
 }
 
 /// Flags (and their `STEME_*` environment variables) that override the file and defaults.
@@ -180,6 +231,19 @@ pub struct Overrides {
     /// How often leadership goes back to caught-up preferred replicas, in ms (0: never).
     #[arg(long, env = "STEME_LEADER_REBALANCE_MS")]
     pub leader_rebalance_ms: Option<u64>,
+    /// The most partition replicas placed on any one broker.
+    #[arg(long, env = "STEME_MAX_PARTITIONS_PER_BROKER")]
+    pub max_partitions_per_broker: Option<u32>,
+    /// Close a client connection idle (nothing in flight, nothing received) this long, in ms.
+    #[arg(long, env = "STEME_IDLE_TIMEOUT_MS")]
+    pub idle_timeout_ms: Option<u64>,
+    /// Close a connection whose frame has not arrived whole this long after its first
+    /// byte, in ms.
+    #[arg(long, env = "STEME_FRAME_TIMEOUT_MS")]
+    pub frame_timeout_ms: Option<u64>,
+    /// Client connections one IP address may hold at once.
+    #[arg(long, env = "STEME_MAX_CONNECTIONS_PER_IP")]
+    pub max_connections_per_ip: Option<usize>,
 }
 
 fn parse_range(s: &str) -> Result<(u64, u64), String> {
@@ -225,6 +289,18 @@ impl Config {
         if let Some(v) = o.leader_rebalance_ms {
             c.leader_rebalance_ms = v;
         }
+        if let Some(v) = o.max_partitions_per_broker {
+            c.max_partitions_per_broker = v;
+        }
+        if let Some(v) = o.idle_timeout_ms {
+            c.idle_timeout_ms = v;
+        }
+        if let Some(v) = o.frame_timeout_ms {
+            c.frame_timeout_ms = v;
+        }
+        if let Some(v) = o.max_connections_per_ip {
+            c.max_connections_per_ip = v;
+        }
         c.validate()?;
         Ok(c)
     }
@@ -240,13 +316,120 @@ impl Config {
         })
     }
 
+    /// Checks every numeric setting against its [`bounds`] (the topic-level ones against
+    /// the topic setting bounds) and the relations between settings.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |m: String| Err(ConfigError::Invalid(m));
         if self.node_id == 0 {
             return bad("node_id must be at least 1".into());
         }
-        if self.max_frame_bytes < 1024 {
-            return bad("max_frame_bytes must be at least 1024".into());
+        let widen = |v: usize| v as u64;
+        let checks: [(&'static str, u64, std::ops::RangeInclusive<u64>); 19] = [
+            (
+                "max_frame_bytes",
+                widen(self.max_frame_bytes),
+                bounds::MAX_FRAME_BYTES,
+            ),
+            (
+                "max_connections",
+                widen(self.max_connections),
+                bounds::MAX_CONNECTIONS,
+            ),
+            (
+                "max_connections_per_ip",
+                widen(self.max_connections_per_ip),
+                bounds::MAX_CONNECTIONS_PER_IP,
+            ),
+            (
+                "max_inflight_per_connection",
+                widen(self.max_inflight_per_connection),
+                bounds::MAX_INFLIGHT_PER_CONNECTION,
+            ),
+            (
+                "default_partitions",
+                self.default_partitions.into(),
+                bounds::DEFAULT_PARTITIONS,
+            ),
+            (
+                "group_partitions",
+                self.group_partitions.into(),
+                bounds::GROUP_PARTITIONS,
+            ),
+            (
+                "max_partitions_per_broker",
+                self.max_partitions_per_broker.into(),
+                bounds::MAX_PARTITIONS_PER_BROKER,
+            ),
+            (
+                "segment_bytes",
+                self.segment_bytes,
+                MIN_SEGMENT_BYTES..=MAX_SEGMENT_BYTES,
+            ),
+            (
+                "retention_bytes",
+                self.retention_bytes.unwrap_or(MIN_RETENTION_BYTES),
+                MIN_RETENTION_BYTES..=MAX_RETENTION_BYTES,
+            ),
+            (
+                "retention_ms",
+                self.retention_ms.unwrap_or(MIN_RETENTION_MS),
+                MIN_RETENTION_MS..=MAX_RETENTION_MS,
+            ),
+            (
+                "flush_interval_ms",
+                self.flush_interval_ms,
+                bounds::FLUSH_INTERVAL_MS,
+            ),
+            (
+                "max_clock_skew_ms",
+                self.max_clock_skew_ms,
+                bounds::MAX_CLOCK_SKEW_MS,
+            ),
+            (
+                "heartbeat_interval_ms",
+                self.heartbeat_interval_ms,
+                bounds::HEARTBEAT_INTERVAL_MS,
+            ),
+            (
+                "election_timeout_min_ms",
+                self.election_timeout_min_ms,
+                bounds::ELECTION_TIMEOUT_MS,
+            ),
+            (
+                "election_timeout_max_ms",
+                self.election_timeout_max_ms,
+                bounds::ELECTION_TIMEOUT_MS,
+            ),
+            (
+                "retention_check_ms",
+                self.retention_check_ms,
+                bounds::RETENTION_CHECK_MS,
+            ),
+            (
+                "leader_rebalance_ms",
+                self.leader_rebalance_ms,
+                bounds::LEADER_REBALANCE_MS,
+            ),
+            (
+                "idle_timeout_ms",
+                self.idle_timeout_ms,
+                bounds::IDLE_TIMEOUT_MS,
+            ),
+            (
+                "frame_timeout_ms",
+                self.frame_timeout_ms,
+                bounds::FRAME_TIMEOUT_MS,
+            ),
+        ];
+        for (setting, value, range) in checks {
+            if !range.contains(&value) {
+                return Err(ConfigError::OutOfRange {
+                    setting,
+                    value,
+                    min: *range.start(),
+                    max: *range.end(),
+                });
+            }
         }
         if self.election_timeout_min_ms <= self.heartbeat_interval_ms
             || self.election_timeout_max_ms <= self.election_timeout_min_ms
@@ -308,6 +491,214 @@ mod tests {
                 addr: "127.0.0.1:7001".into()
             }]
         );
+    }
+
+    #[test]
+    fn client_limit_settings_come_from_flags() {
+        let o = Overrides {
+            max_partitions_per_broker: Some(100),
+            idle_timeout_ms: Some(5_000),
+            frame_timeout_ms: Some(1_000),
+            max_connections_per_ip: Some(8),
+            ..Overrides::default()
+        };
+        let c = Config::load(&o).unwrap();
+        assert_eq!(c.max_partitions_per_broker, 100);
+        assert_eq!(c.idle_timeout_ms, 5_000);
+        assert_eq!(c.frame_timeout_ms, 1_000);
+        assert_eq!(c.max_connections_per_ip, 8);
+        let d = Config::default();
+        assert_eq!(
+            (
+                d.max_partitions_per_broker,
+                d.idle_timeout_ms,
+                d.frame_timeout_ms,
+                d.max_connections_per_ip
+            ),
+            (4096, 600_000, 30_000, 256)
+        );
+    }
+
+    #[test]
+    fn client_limit_flags_parse_in_kebab_case() {
+        use clap::Parser;
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            o: Overrides,
+        }
+        let cli = Cli::try_parse_from([
+            "steme-broker",
+            "--max-partitions-per-broker",
+            "10",
+            "--idle-timeout-ms",
+            "20",
+            "--frame-timeout-ms",
+            "30",
+            "--max-connections-per-ip",
+            "40",
+        ])
+        .unwrap();
+        assert_eq!(cli.o.max_partitions_per_broker, Some(10));
+        assert_eq!(cli.o.idle_timeout_ms, Some(20));
+        assert_eq!(cli.o.frame_timeout_ms, Some(30));
+        assert_eq!(cli.o.max_connections_per_ip, Some(40));
+    }
+
+    #[test]
+    fn rejects_each_numeric_setting_outside_its_bounds() {
+        let cases: Vec<(&str, Config)> = vec![
+            (
+                "max_frame_bytes",
+                Config {
+                    max_frame_bytes: 1023,
+                    ..Config::default()
+                },
+            ),
+            (
+                "max_frame_bytes",
+                Config {
+                    max_frame_bytes: (1 << 30) + 1,
+                    ..Config::default()
+                },
+            ),
+            (
+                "max_connections",
+                Config {
+                    max_connections: 0,
+                    ..Config::default()
+                },
+            ),
+            (
+                "max_connections_per_ip",
+                Config {
+                    max_connections_per_ip: 0,
+                    ..Config::default()
+                },
+            ),
+            (
+                "max_inflight_per_connection",
+                Config {
+                    max_inflight_per_connection: 0,
+                    ..Config::default()
+                },
+            ),
+            (
+                "default_partitions",
+                Config {
+                    default_partitions: 0,
+                    ..Config::default()
+                },
+            ),
+            (
+                "default_partitions",
+                Config {
+                    default_partitions: 10_001,
+                    ..Config::default()
+                },
+            ),
+            (
+                "group_partitions",
+                Config {
+                    group_partitions: 0,
+                    ..Config::default()
+                },
+            ),
+            (
+                "group_partitions",
+                Config {
+                    group_partitions: 1_001,
+                    ..Config::default()
+                },
+            ),
+            (
+                "max_partitions_per_broker",
+                Config {
+                    max_partitions_per_broker: 0,
+                    ..Config::default()
+                },
+            ),
+            (
+                "segment_bytes",
+                Config {
+                    segment_bytes: 4095,
+                    ..Config::default()
+                },
+            ),
+            (
+                "segment_bytes",
+                Config {
+                    segment_bytes: 1_000_000_000_000_000_000,
+                    ..Config::default()
+                },
+            ),
+            (
+                "retention_bytes",
+                Config {
+                    retention_bytes: Some(1),
+                    ..Config::default()
+                },
+            ),
+            (
+                "retention_ms",
+                Config {
+                    retention_ms: Some(999),
+                    ..Config::default()
+                },
+            ),
+            (
+                "flush_interval_ms",
+                Config {
+                    flush_interval_ms: 0,
+                    ..Config::default()
+                },
+            ),
+            (
+                "heartbeat_interval_ms",
+                Config {
+                    heartbeat_interval_ms: 0,
+                    ..Config::default()
+                },
+            ),
+            (
+                "election_timeout_max_ms",
+                Config {
+                    election_timeout_max_ms: 10_000_000,
+                    ..Config::default()
+                },
+            ),
+            (
+                "retention_check_ms",
+                Config {
+                    retention_check_ms: 0,
+                    ..Config::default()
+                },
+            ),
+            (
+                "idle_timeout_ms",
+                Config {
+                    idle_timeout_ms: 0,
+                    ..Config::default()
+                },
+            ),
+            (
+                "frame_timeout_ms",
+                Config {
+                    frame_timeout_ms: 0,
+                    ..Config::default()
+                },
+            ),
+        ];
+        for (name, c) in cases {
+            match c.validate() {
+                Err(e @ ConfigError::OutOfRange { setting, .. }) => {
+                    assert_eq!(setting, name);
+                    let msg = e.to_string();
+                    assert!(msg.contains(name) && msg.contains("out of range"), "{msg}");
+                }
+                other => panic!("{name}: expected out of range, got {other:?}"),
+            }
+        }
     }
 
     #[test]

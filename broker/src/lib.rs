@@ -12,6 +12,7 @@
 //! - [`raft`]: openraft behind one module (D1): types, log store over the segment log,
 //!   state machine, hosted groups, our RPC encoding, the openraft network.
 //! - [`metadata`]: the metadata group's state machine: brokers, topics, placement (D9).
+//! - [`topic_config`]: topic settings parsed once into a typed, bounded `TopicConfig`.
 //! - [`partition`]: one partition: its Raft group, single-writer produce path, fetch.
 //! - [`groups`]: consumer-group coordination, stored in the groups topic (D10).
 //! - [`hlc`]: the broker's Hybrid Logical Clock (D6).
@@ -33,3 +34,4 @@ pub mod peer;
 pub mod raft;
 pub mod reply;
 pub mod server;
+pub mod topic_config;

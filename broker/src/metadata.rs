@@ -23,6 +23,7 @@ use crate::raft::types::{
     Applied, LogId, NodeId, Proposal, Snapshot, SnapshotMeta, StoredMembership, TypeConfig, log_id,
     term_of,
 };
+use crate::topic_config::{self, TopicConfig};
 
 /// The id of the metadata Raft group; partition groups are numbered from 1.
 pub use crate::raft::METADATA_GROUP;
@@ -38,14 +39,13 @@ pub struct TopicMeta {
 }
 
 impl TopicMeta {
-    pub fn config_bool(&self, key: &str, default: bool) -> bool {
-        self.configs
-            .get(key)
-            .map_or(default, |v| v.eq_ignore_ascii_case("true"))
-    }
-
-    pub fn config_u64(&self, key: &str) -> Option<u64> {
-        self.configs.get(key).and_then(|v| v.parse().ok())
+    /// The topic's settings, typed and within bounds. Never fails: values stored by an
+    /// older broker that are out of range are clamped into range, and unknown keys or
+    /// malformed values are ignored (the broker default applies), each with a warning (see
+    /// [`TopicConfig::from_stored`]). New topics cannot store such values:
+    /// [`MetadataState::apply`] refuses them.
+    pub fn config(&self) -> TopicConfig {
+        TopicConfig::from_stored(&self.name, &self.configs)
     }
 }
 
@@ -94,6 +94,12 @@ pub enum Command {
         partitions: u32,
         replication_factor: u16,
         configs: BTreeMap<String, String>,
+        /// The most partition replicas any broker may host once the topic is placed (the
+        /// proposing broker's `max_partitions_per_broker`); `None`, as in commands written
+        /// before this field existed, places without a cap. Carried in the command so that
+        /// every replica of the metadata applies the same cap.
+        #[serde(default)]
+        max_replicas_per_broker: Option<u32>,
     },
     DeleteTopic {
         name: String,
@@ -115,12 +121,7 @@ impl Command {
 }
 
 /// Topic configuration keys the broker understands.
-pub const KNOWN_CONFIGS: &[&str] = &[
-    "verify.signatures",
-    "retention.ms",
-    "retention.bytes",
-    "segment.bytes",
-];
+pub const KNOWN_CONFIGS: &[&str] = topic_config::KNOWN_KEYS;
 
 /// Validates a topic name the way Kafka does: 1..=249 of `[A-Za-z0-9._-]`, not `.` or `..`.
 pub fn check_topic_name(name: &str) -> Result<(), String> {
@@ -144,23 +145,38 @@ pub fn check_topic_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn check_configs(configs: &BTreeMap<String, String>) -> Result<(), String> {
-    for (k, v) in configs {
-        let ok = match k.as_str() {
-            "verify.signatures" => {
-                v.eq_ignore_ascii_case("true") || v.eq_ignore_ascii_case("false")
+impl MetadataState {
+    /// How many partition replicas each broker hosts.
+    fn replicas_per_broker(&self) -> BTreeMap<NodeId, u64> {
+        let mut counts: BTreeMap<NodeId, u64> = BTreeMap::new();
+        for p in self.topics.values().flat_map(|t| &t.partitions) {
+            for r in &p.replicas {
+                *counts.entry(*r).or_default() += 1;
             }
-            "segment.bytes" => v.parse::<u64>().is_ok_and(|b| b >= 4096),
-            _ => v.parse::<u64>().is_ok(),
-        };
-        if !ok {
-            return Err(format!("topic config `{k}={v}` is not valid"));
+        }
+        counts
+    }
+
+    /// Refuses a placement that would put more than `cap` replicas on any broker.
+    fn check_replica_cap(
+        &self,
+        topic: &str,
+        partitions: &[PartitionMeta],
+        cap: u32,
+    ) -> Result<(), String> {
+        let mut counts = self.replicas_per_broker();
+        for r in partitions.iter().flat_map(|p| &p.replicas) {
+            *counts.entry(*r).or_default() += 1;
+        }
+        match counts.into_iter().find(|&(_, n)| n > u64::from(cap)) {
+            Some((broker, n)) => Err(format!(
+                "topic `{topic}` would put {n} partition replicas on broker {broker}, over \
+                 its cap of {cap} (max_partitions_per_broker)"
+            )),
+            None => Ok(()),
         }
     }
-    Ok(())
-}
 
-impl MetadataState {
     /// Applies a command. Refusals (the topic exists, ...) leave the state unchanged.
     pub fn apply(&mut self, cmd: Command) -> Result<(), String> {
         match cmd {
@@ -173,6 +189,7 @@ impl MetadataState {
                 partitions,
                 replication_factor,
                 configs,
+                max_replicas_per_broker,
             } => {
                 check_topic_name(&name)?;
                 if self.topics.contains_key(&name) {
@@ -181,16 +198,7 @@ impl MetadataState {
                 if partitions == 0 || partitions > 10_000 {
                     return Err(format!("partitions must be 1 to 10000, got {partitions}"));
                 }
-                if let Some(k) = configs
-                    .keys()
-                    .find(|k| !KNOWN_CONFIGS.contains(&k.as_str()))
-                {
-                    return Err(format!(
-                        "unknown topic config `{k}` (known: {})",
-                        KNOWN_CONFIGS.join(", ")
-                    ));
-                }
-                check_configs(&configs)?;
+                TopicConfig::parse(&configs).map_err(|e| e.to_string())?;
                 let brokers: Vec<NodeId> = self.brokers.keys().copied().collect();
                 if brokers.is_empty() {
                     return Err("no brokers registered yet".into());
@@ -219,6 +227,9 @@ impl MetadataState {
                             .collect(),
                     })
                     .collect::<Vec<_>>();
+                if let Some(cap) = max_replicas_per_broker {
+                    self.check_replica_cap(&name, &partitions, cap)?;
+                }
                 self.next_group = first_group + partitions.len() as u64;
                 self.topics.insert(
                     name.clone(),
@@ -495,7 +506,128 @@ mod tests {
             partitions,
             replication_factor: rf,
             configs: BTreeMap::new(),
+            max_replicas_per_broker: None,
         }
+    }
+
+    fn create_capped(name: &str, partitions: u32, rf: u16, cap: u32) -> Command {
+        match create(name, partitions, rf) {
+            Command::CreateTopic {
+                name,
+                partitions,
+                replication_factor,
+                configs,
+                ..
+            } => Command::CreateTopic {
+                name,
+                partitions,
+                replication_factor,
+                configs,
+                max_replicas_per_broker: Some(cap),
+            },
+            _ => unreachable!(),
+        }
+    }
+
+    fn create_with(name: &str, key: &str, value: &str) -> Command {
+        Command::CreateTopic {
+            name: name.into(),
+            partitions: 1,
+            replication_factor: 1,
+            configs: BTreeMap::from([(key.to_owned(), value.to_owned())]),
+            max_replicas_per_broker: None,
+        }
+    }
+
+    #[test]
+    fn refuses_topic_with_segment_bytes_out_of_range() {
+        let mut s = state_with_brokers(1);
+        let err = s
+            .apply(create_with("t", "segment.bytes", "1000000000000000000"))
+            .unwrap_err();
+        assert!(
+            err.contains("segment.bytes=1000000000000000000") && err.contains("4096 to 1073741824"),
+            "{err}"
+        );
+        assert!(s.topics.is_empty(), "a refusal leaves the state unchanged");
+        for (key, value) in [
+            ("segment.bytes", "4095"),
+            ("retention.bytes", "1152921504606846977"),
+            ("retention.ms", "999"),
+            ("retention.ms", "3153600000001"),
+            ("verify.signatures", "maybe"),
+        ] {
+            let err = s.apply(create_with("t", key, value)).unwrap_err();
+            assert!(err.contains(key), "{key}={value}: {err}");
+        }
+        s.apply(create_with("t", "segment.bytes", "1073741824"))
+            .unwrap();
+        assert_eq!(s.topics["t"].config().segment_bytes, Some(1 << 30));
+    }
+
+    #[test]
+    fn stored_out_of_range_settings_are_clamped_not_fatal() {
+        // As an older broker might have stored it, bypassing today's checks.
+        let t = TopicMeta {
+            name: "old".into(),
+            replication_factor: 1,
+            configs: BTreeMap::from([
+                ("segment.bytes".to_owned(), "1000000000000000000".to_owned()),
+                ("retention.ms".to_owned(), "never".to_owned()),
+            ]),
+            partitions: vec![],
+        };
+        assert_eq!(
+            t.config().segment_bytes,
+            Some(topic_config::MAX_SEGMENT_BYTES)
+        );
+        assert_eq!(t.config().retention_ms, None);
+        assert_eq!(
+            t.config_u64("segment.bytes"),
+            Some(topic_config::MAX_SEGMENT_BYTES)
+        );
+    }
+
+    #[test]
+    fn refuses_topic_over_the_replicas_per_broker_cap() {
+        let mut s = state_with_brokers(2);
+        // 3 partitions × 2 replicas on 2 brokers: 3 replicas each.
+        s.apply(create_capped("a", 3, 2, 4)).unwrap();
+        // One more partition at rf 2 makes 4 each: at the cap, allowed.
+        s.apply(create_capped("b", 1, 2, 4)).unwrap();
+        let err = s.apply(create_capped("c", 1, 1, 4)).unwrap_err();
+        assert!(
+            err.contains("5 partition replicas on broker") && err.contains("cap of 4"),
+            "{err}"
+        );
+        assert!(!s.topics.contains_key("c"));
+        assert_eq!(s.next_group, 5, "a refusal numbers no groups");
+        // Without a cap (a command from before the field existed) placement is unbounded.
+        s.apply(create("c", 1, 1)).unwrap();
+        // Deleting a topic frees its replicas' room.
+        s.apply(Command::DeleteTopic { name: "a".into() }).unwrap();
+        s.apply(create_capped("d", 2, 2, 4)).unwrap();
+    }
+
+    #[test]
+    fn replica_cap_names_the_broker_and_its_count() {
+        let mut s = state_with_brokers(3);
+        let err = s.apply(create_capped("big", 10, 1, 3)).unwrap_err();
+        // Round-robin from broker 1: brokers 1, 2, 3, 1, ... so broker 1 gets 4.
+        assert!(
+            err.contains("would put 4 partition replicas on broker 1"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn create_topic_commands_from_before_the_cap_still_decode() {
+        let old = br#"{"cmd":"create_topic","name":"facts","partitions":3,"replication_factor":1,"configs":{}}"#;
+        let c: Command = serde_json::from_slice(old).unwrap();
+        assert_eq!(c, create("facts", 3, 1));
+        let c = create_capped("facts", 3, 1, 7);
+        let Proposal(bytes) = c.encode();
+        assert_eq!(serde_json::from_slice::<Command>(&bytes).unwrap(), c);
     }
 
     #[test]
@@ -562,16 +694,7 @@ mod tests {
         );
         s.apply(Command::DeleteTopic { name: "ok".into() }).unwrap();
         assert!(s.topics.is_empty());
-        let mut configs = BTreeMap::new();
-        configs.insert("colour".to_string(), "blue".to_string());
-        let err = s
-            .apply(Command::CreateTopic {
-                name: "c".into(),
-                partitions: 1,
-                replication_factor: 1,
-                configs,
-            })
-            .unwrap_err();
+        let err = s.apply(create_with("c", "colour", "blue")).unwrap_err();
         assert!(err.contains("unknown topic config"));
     }
 

@@ -40,12 +40,21 @@ fn main() {
     let mut total = 0;
     for t in &targets {
         let t0 = std::time::Instant::now();
-        let accepted = driver::run_target(t, cases, seed);
+        let stats = driver::run_target(t, cases, seed);
         total += cases;
+        let budget = match t.decode_limit {
+            Some(_) => format!(
+                ", peak heap <= {:>5.1}% of decode budget (most: {} B for {} B)",
+                100.0 * stats.worst_share_of_budget,
+                stats.worst_live.0,
+                stats.worst_live.1
+            ),
+            None => String::new(),
+        };
         println!(
-            "{:<24} {cases:>8} cases, {:>6} accepted, {:>2} seeds: no panic, allocations in bound ({:.2} s)",
+            "{:<24} {cases:>8} cases, {:>6} accepted, {:>2} seeds: no panic, allocations in bound{budget} ({:.2} s)",
             t.name,
-            accepted,
+            stats.accepted,
             t.seeds.len(),
             t0.elapsed().as_secs_f64()
         );

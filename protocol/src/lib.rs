@@ -35,3 +35,6 @@ pub use ed25519_dalek::{SigningKey, VerifyingKey};
 
 /// The longest topic, group or member name, in bytes. Names travel as `string` (u16 length).
 pub const MAX_NAME_LEN: usize = 255;
+
+/// The longest topic name, in bytes (as in Kafka); topic names are never empty.
+pub const MAX_TOPIC_NAME_LEN: usize = 249;

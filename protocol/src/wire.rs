@@ -14,6 +14,26 @@
 //! The reader never allocates more than the frame it reads from: lengths and counts are
 //! checked against the bytes that remain before anything is reserved, and byte fields are
 //! returned as zero-copy slices of the frame.
+//!
+//! # Decode budget
+//!
+//! Checking counts against the bytes that remain bounds the *number* of elements, not the
+//! memory they take once decoded: an empty `string` is 2 bytes on the wire and a 24-byte
+//! `String` in memory, so a 16 MiB frame of empty names would decode to ~200 MB. Each
+//! [`Reader`] therefore carries a budget, [`DecodeLimit::budget_for`] the length of its
+//! input, and every allocation the reader makes for a decoder is charged to it *before* it
+//! is made:
+//!
+//! - [`Reader::vec`] charges `count × size_of::<T>()` (the `Vec`'s buffer);
+//! - [`Reader::string`] charges the string's length (its heap buffer);
+//! - [`Reader::bytes`] and [`Reader::slice`] charge nothing: they share the input.
+//!
+//! The structs holding these (a `String`'s 24 bytes inside a `Vec<String>`) are inside the
+//! buffer the `Vec` charged, and the one top-level value a decode returns is covered by the
+//! limit's `slack`. So what a decode returns, heap included, never exceeds the budget of the
+//! bytes it came from, for every message, by construction: a decoder that only reads
+//! through a [`Reader`] cannot allocate around it. Past the budget, decoding stops with
+//! [`DecodeError::BudgetExceeded`], naming what was being decoded, how many, and the limit.
 
 use bytes::{BufMut, Bytes};
 
@@ -52,6 +72,62 @@ pub enum DecodeError {
     /// Bytes were left over after the last field.
     #[error("{extra} trailing bytes after the last field at byte {offset}")]
     TrailingBytes { offset: usize, extra: usize },
+    /// Decoding would take more memory than this input may decode to (see [`DecodeLimit`]).
+    #[error(
+        "{count} {what} at byte {offset} would take {need} bytes of memory, past the decode \
+         budget of {limit} bytes for this input ({used} already used)"
+    )]
+    BudgetExceeded {
+        what: &'static str,
+        count: u64,
+        offset: usize,
+        need: u64,
+        used: usize,
+        limit: usize,
+    },
+    /// A name that cannot be empty is empty, or a name is longer than it may be.
+    #[error("{what} at byte {offset} is {len} bytes; it must be 1 to {max}")]
+    InvalidName {
+        what: &'static str,
+        offset: usize,
+        len: usize,
+        max: usize,
+    },
+}
+
+/// How much memory one decode may produce from `n` input bytes: `per_input_byte × n +
+/// slack`. See the module docs for what is charged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DecodeLimit {
+    pub per_input_byte: usize,
+    /// Covers the top-level value and lets small inputs decode whatever their shape.
+    pub slack: usize,
+}
+
+impl DecodeLimit {
+    /// Requests, which any client may send: decoded memory stays within 4× the body plus
+    /// 4 KiB. Lists of elements that are smaller on the wire than a quarter of their
+    /// in-memory size (names of one to five bytes, say) are refused past a few hundred.
+    pub const REQUEST: DecodeLimit = DecodeLimit {
+        per_input_byte: 4,
+        slack: 4096,
+    };
+
+    /// Everything else ([`Reader::new`]): responses, which come from the broker a client
+    /// chose, and the broker's own stored and peer formats. Looser because some valid
+    /// encodings are that dense (a produce response spends one byte per appended record,
+    /// which decodes to a 24-byte `Option<Existing>`), but still a bound.
+    pub const DEFAULT: DecodeLimit = DecodeLimit {
+        per_input_byte: 32,
+        slack: 4096,
+    };
+
+    /// The memory a decode of `input_len` bytes may produce.
+    pub fn budget_for(self, input_len: usize) -> usize {
+        input_len
+            .saturating_mul(self.per_input_byte)
+            .saturating_add(self.slack)
+    }
 }
 
 /// A cursor over a [`Bytes`] buffer. Byte fields come out as slices of the same
@@ -60,11 +136,62 @@ pub enum DecodeError {
 pub struct Reader {
     buf: Bytes,
     pos: usize,
+    /// Bytes of memory this reader's decode may still produce.
+    limit: usize,
+    /// Bytes charged so far.
+    used: usize,
 }
 
 impl Reader {
+    /// A reader with the [`DecodeLimit::DEFAULT`] budget.
     pub fn new(buf: Bytes) -> Self {
-        Reader { buf, pos: 0 }
+        Reader::with_limit(buf, DecodeLimit::DEFAULT)
+    }
+
+    /// A reader whose decode may produce at most `limit.budget_for(buf.len())` bytes.
+    pub fn with_limit(buf: Bytes, limit: DecodeLimit) -> Self {
+        let limit = limit.budget_for(buf.len());
+        Reader {
+            buf,
+            pos: 0,
+            limit,
+            used: 0,
+        }
+    }
+
+    /// Bytes of memory charged to the decode budget so far.
+    pub fn charged(&self) -> usize {
+        self.used
+    }
+
+    /// The decode budget: the most [`Reader::charged`] may reach.
+    pub fn budget(&self) -> usize {
+        self.limit
+    }
+
+    /// Charges `count` items of `size` bytes each (`what`, for the error) to the decode
+    /// budget, before the caller allocates them. Decoders that allocate outside
+    /// [`Reader::vec`] and [`Reader::string`] call this first.
+    pub fn charge(
+        &mut self,
+        what: &'static str,
+        count: u64,
+        size: usize,
+    ) -> Result<(), DecodeError> {
+        let need = count.saturating_mul(size as u64);
+        let left = (self.limit - self.used) as u64;
+        if need > left {
+            return Err(DecodeError::BudgetExceeded {
+                what,
+                count,
+                offset: self.pos,
+                need,
+                used: self.used,
+                limit: self.limit,
+            });
+        }
+        self.used += need as usize;
+        Ok(())
     }
 
     /// Byte position of the next field.
@@ -169,11 +296,32 @@ impl Reader {
         let at = self.pos;
         let len = self.u16()?;
         let len = self.checked_len(len.into(), at)?;
+        self.charge("string bytes", len as u64, 1)?;
         let start = self.pos;
         let raw = self.take(len)?;
         std::str::from_utf8(raw)
             .map(str::to_owned)
             .map_err(|_| DecodeError::InvalidUtf8 { offset: start })
+    }
+
+    /// A `string` that names something and so is 1 to `max` bytes (`what`, for the error).
+    pub fn name(&mut self, what: &'static str, max: usize) -> Result<String, DecodeError> {
+        let at = self.pos;
+        let s = self.string()?;
+        if s.is_empty() || s.len() > max {
+            return Err(DecodeError::InvalidName {
+                what,
+                offset: at,
+                len: s.len(),
+                max,
+            });
+        }
+        Ok(s)
+    }
+
+    /// A topic name: 1 to [`crate::MAX_TOPIC_NAME_LEN`] bytes.
+    pub fn topic_name(&mut self) -> Result<String, DecodeError> {
+        self.name("topic name", crate::MAX_TOPIC_NAME_LEN)
     }
 
     /// `bytes32`: u32 length, then the bytes, as a zero-copy slice.
@@ -185,9 +333,20 @@ impl Reader {
     }
 
     /// `[T]`: u32 count, then the elements. `min_size` is the fewest bytes one element can
-    /// take; the count is checked against it before anything is reserved.
+    /// take; the count is checked against it, and the `Vec`'s buffer against the decode
+    /// budget, before anything is reserved.
     pub fn vec<T>(
         &mut self,
+        min_size: usize,
+        item: impl FnMut(&mut Reader) -> Result<T, DecodeError>,
+    ) -> Result<Vec<T>, DecodeError> {
+        self.vec_of(std::any::type_name::<T>(), min_size, item)
+    }
+
+    /// [`Reader::vec`], naming the elements (`what`) for the errors.
+    pub fn vec_of<T>(
+        &mut self,
+        what: &'static str,
         min_size: usize,
         mut item: impl FnMut(&mut Reader) -> Result<T, DecodeError>,
     ) -> Result<Vec<T>, DecodeError> {
@@ -201,6 +360,7 @@ impl Reader {
                 remaining: self.remaining(),
             });
         }
+        self.charge(what, count, size_of::<T>())?;
         let mut out = Vec::with_capacity(count as usize);
         for _ in 0..count {
             out.push(item(self)?);
@@ -282,6 +442,91 @@ mod tests {
         let mut r = Reader::new(Bytes::from(buf));
         let err = r.vec(8, Reader::u64).unwrap_err();
         assert!(matches!(err, DecodeError::LengthOverrun { offset: 0, .. }));
+    }
+
+    /// `count` empty `string`s after their count, as a request body would hold them.
+    fn empty_strings(count: u32) -> Bytes {
+        let mut buf = Vec::new();
+        put_count(&mut buf, count as usize);
+        buf.resize(buf.len() + 2 * count as usize, 0);
+        Bytes::from(buf)
+    }
+
+    #[test]
+    fn rejects_array_past_decode_budget_before_reserving() {
+        // 1000 empty strings: 2 004 bytes on the wire, 24 000 bytes of `String`s.
+        let body = empty_strings(1000);
+        let budget = DecodeLimit::REQUEST.budget_for(body.len());
+        let mut r = Reader::with_limit(body, DecodeLimit::REQUEST);
+        let err = r.vec_of("names", 2, Reader::string).unwrap_err();
+        assert_eq!(
+            err,
+            DecodeError::BudgetExceeded {
+                what: "names",
+                count: 1000,
+                offset: 4,
+                need: 1000 * size_of::<String>() as u64,
+                used: 0,
+                limit: budget,
+            }
+        );
+        assert_eq!(
+            r.charged(),
+            0,
+            "nothing was charged, so nothing was reserved"
+        );
+        let msg = err.to_string();
+        assert!(
+            msg.contains("1000 names") && msg.contains(&budget.to_string()),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn default_limit_decodes_what_request_limit_refuses() {
+        let mut r = Reader::new(empty_strings(1000));
+        assert_eq!(r.vec(2, Reader::string).unwrap().len(), 1000);
+        r.finish().unwrap();
+    }
+
+    #[test]
+    fn charges_vec_buffers_and_string_bytes_but_not_shared_bytes() {
+        let mut buf = Vec::new();
+        put_count(&mut buf, 2);
+        put_string(&mut buf, "abc");
+        put_string(&mut buf, "de");
+        put_bytes(&mut buf, &[7; 100]);
+        let mut r = Reader::new(Bytes::from(buf));
+        r.vec(2, Reader::string).unwrap();
+        assert_eq!(r.charged(), 2 * size_of::<String>() + 5);
+        r.bytes().unwrap();
+        assert_eq!(r.charged(), 2 * size_of::<String>() + 5);
+    }
+
+    #[test]
+    fn rejects_empty_and_overlong_names() {
+        let mut buf = Vec::new();
+        put_string(&mut buf, "");
+        let mut r = Reader::new(Bytes::from(buf));
+        assert_eq!(
+            r.topic_name(),
+            Err(DecodeError::InvalidName {
+                what: "topic name",
+                offset: 0,
+                len: 0,
+                max: crate::MAX_TOPIC_NAME_LEN
+            })
+        );
+        let mut buf = Vec::new();
+        put_string(&mut buf, &"x".repeat(250));
+        put_string(&mut buf, &"x".repeat(249));
+        let mut r = Reader::new(Bytes::from(buf));
+        assert!(matches!(
+            r.topic_name(),
+            Err(DecodeError::InvalidName { len: 250, .. })
+        ));
+        let mut r = Reader::new(r.buf.slice(2 + 250..));
+        assert_eq!(r.topic_name().unwrap().len(), 249);
     }
 
     #[test]

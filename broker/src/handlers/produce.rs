@@ -26,7 +26,9 @@ pub async fn produce(broker: &Broker, r: ProduceRequest) -> Result<ProduceRespon
             })?;
         (
             t.partitions.len() as u32,
-            t.config_bool("verify.signatures", broker.config().verify_signatures),
+            t.config()
+                .verify_signatures
+                .unwrap_or(broker.config().verify_signatures),
         )
     };
     // Leadership is checked again by the writer; failing early saves the verification.

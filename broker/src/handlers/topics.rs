@@ -32,6 +32,7 @@ pub async fn create(
             partitions,
             replication_factor: r.replication_factor,
             configs,
+            max_replicas_per_broker: Some(broker.config().max_partitions_per_broker),
         })
         .await?;
     broker.await_leaders(&r.name, partitions).await?;

@@ -27,6 +27,7 @@ impl Broker {
                     partitions: self.cfg.group_partitions,
                     replication_factor: 0,
                     configs: BTreeMap::from([("verify.signatures".to_owned(), "false".to_owned())]),
+                    max_replicas_per_broker: Some(self.cfg.max_partitions_per_broker),
                 })
                 .await;
             match created {

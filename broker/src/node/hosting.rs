@@ -17,13 +17,14 @@ impl Broker {
     /// The broker's log settings with a topic's overrides.
     fn topic_log_config(&self, t: &TopicMeta) -> LogConfig {
         let mut c = log_config(&self.cfg);
-        if let Some(b) = t.config_u64("retention.bytes") {
+        let topic = t.config();
+        if let Some(b) = topic.retention_bytes {
             c.retention_bytes = Some(b);
         }
-        if let Some(ms) = t.config_u64("retention.ms") {
+        if let Some(ms) = topic.retention_ms {
             c.retention_age = Some(Duration::from_millis(ms));
         }
-        if let Some(b) = t.config_u64("segment.bytes") {
+        if let Some(b) = topic.segment_bytes {
             c.segment_bytes = b;
         }
         c

@@ -6,8 +6,10 @@
 //! bit-flipped, with length and count fields replaced by lies, with bytes inserted or
 //! removed. Every call must return (never panic), and the largest single allocation made
 //! while decoding must stay proportional to the input (no reservation driven by a length
-//! field the input cannot back). Decoders that accept an input must also be canonical where
-//! the format promises it (an accepted assertion re-encodes to the same bytes).
+//! field the input cannot back). Message decoders must also keep the *total* heap they hold
+//! at any moment within their [`DecodeLimit`] budget of the input's length (a request within
+//! 4× its body plus 4 KiB). Decoders that accept an input must also be canonical where the
+//! format promises it (an accepted assertion re-encodes to the same bytes).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -17,15 +19,20 @@ use steme_protocol::assertion::subject_of;
 use steme_protocol::batch::validate;
 use steme_protocol::error::ApiError;
 use steme_protocol::frame::{FrameHeader, decode_frame};
-use steme_protocol::wire::Reader;
+use steme_protocol::wire::{DecodeLimit, Reader};
 use steme_protocol::{ApiKey, Assertion, ErrorCode, RecordBatch, Request, Response};
 
-/// Counts the largest single allocation on this thread while armed.
+/// Counts, on this thread while armed, the largest single allocation and the peak of the
+/// bytes allocated and not yet freed.
 pub struct PeakAlloc;
 
 thread_local! {
     static ARMED: Cell<bool> = const { Cell::new(false) };
     static PEAK: Cell<usize> = const { Cell::new(0) };
+    /// Bytes allocated minus bytes freed since arming (negative when memory allocated
+    /// before is freed).
+    static LIVE: Cell<isize> = const { Cell::new(0) };
+    static PEAK_LIVE: Cell<isize> = const { Cell::new(0) };
 }
 
 // SAFETY: defers every call to the system allocator; only records sizes in thread-locals
@@ -37,11 +44,13 @@ unsafe impl GlobalAlloc for PeakAlloc {
         unsafe { System.alloc(layout) }
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        live(-(layout.size() as isize));
         // SAFETY: ptr came from System.alloc with this layout.
         unsafe { System.dealloc(ptr, layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         note(new_size);
+        live(-(layout.size() as isize));
         // SAFETY: ptr came from System with this layout.
         unsafe { System.realloc(ptr, layout, new_size) }
     }
@@ -53,15 +62,42 @@ fn note(size: usize) {
             let _ = PEAK.try_with(|p| p.set(p.get().max(size)));
         }
     });
+    live(size as isize);
 }
 
-/// Runs `f` and returns the largest single allocation it made.
-fn peak_of(f: impl FnOnce()) -> usize {
+fn live(delta: isize) {
+    let _ = ARMED.try_with(|armed| {
+        if armed.get() {
+            let _ = LIVE.try_with(|l| {
+                let now = l.get() + delta;
+                l.set(now);
+                let _ = PEAK_LIVE.try_with(|p| p.set(p.get().max(now)));
+            });
+        }
+    });
+}
+
+/// What one call allocated.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Allocated {
+    /// The largest single allocation.
+    pub largest: usize,
+    /// The most bytes held at once (allocated during the call and not yet freed).
+    pub peak_live: usize,
+}
+
+/// Runs `f` and returns what it allocated.
+pub fn allocated_by(f: impl FnOnce()) -> Allocated {
     PEAK.with(|p| p.set(0));
+    LIVE.with(|l| l.set(0));
+    PEAK_LIVE.with(|p| p.set(0));
     ARMED.with(|a| a.set(true));
     f();
     ARMED.with(|a| a.set(false));
-    PEAK.with(Cell::get)
+    Allocated {
+        largest: PEAK.with(Cell::get),
+        peak_live: PEAK_LIVE.with(Cell::get).max(0) as usize,
+    }
 }
 
 /// xorshift64*: small, fast, reproducible from a seed.
@@ -142,6 +178,19 @@ pub struct Target {
     /// For the frame decoder: the frame limit, which bounds how much it may reserve for a
     /// frame whose prefix has arrived but whose body has not.
     pub frame_limit: Option<usize>,
+    /// For message decoders: the budget the heap held at once must stay within.
+    pub decode_limit: Option<DecodeLimit>,
+}
+
+/// What a run of one target saw.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunStats {
+    /// Inputs the decoder accepted.
+    pub accepted: u64,
+    /// The largest ratio of heap held at once to the target's budget for its input.
+    pub worst_share_of_budget: f64,
+    /// The most heap held at once, and the input length it came from.
+    pub worst_live: (usize, usize),
 }
 
 /// Largest single allocation a decoder may make for `len` input bytes: decoded structs may
@@ -154,26 +203,43 @@ pub fn allocation_bound(len: usize) -> usize {
 }
 
 /// Runs `cases` inputs through `target`; panics (with the input in hex) on a violation.
-/// Returns how many inputs the decoder accepted.
-pub fn run_target(target: &Target, cases: u64, seed: u64) -> u64 {
+pub fn run_target(target: &Target, cases: u64, seed: u64) -> RunStats {
     let mut rng = Rng::new(seed ^ fxhash(&target.name));
-    let mut accepted = 0;
+    let mut stats = RunStats::default();
     for _ in 0..cases {
         let data = Bytes::from(input(&mut rng, &target.seeds));
         let len = data.len();
         let copy = data.clone();
         let mut ok = false;
-        let peak = peak_of(|| ok = (target.run)(data));
+        let got = allocated_by(|| ok = (target.run)(data));
         let bound = allocation_bound(len).max(target.frame_limit.unwrap_or(0) + len);
         assert!(
-            peak <= bound,
-            "{}: allocated {peak} bytes for a {len}-byte input {}",
+            got.largest <= bound,
+            "{}: allocated {} bytes for a {len}-byte input {}",
             target.name,
+            got.largest,
             hex::encode(&copy)
         );
-        accepted += u64::from(ok);
+        if let Some(limit) = target.decode_limit {
+            let budget = limit.budget_for(len);
+            assert!(
+                got.peak_live <= budget,
+                "{}: held {} bytes, over the budget of {budget}, for a {len}-byte input {}",
+                target.name,
+                got.peak_live,
+                hex::encode(&copy)
+            );
+            let share = got.peak_live as f64 / budget as f64;
+            if share > stats.worst_share_of_budget {
+                stats.worst_share_of_budget = share;
+            }
+        }
+        if got.peak_live > stats.worst_live.0 {
+            stats.worst_live = (got.peak_live, len);
+        }
+        stats.accepted += u64::from(ok);
     }
-    accepted
+    stats
 }
 
 fn fxhash(s: &str) -> u64 {
@@ -199,6 +265,7 @@ pub fn targets(samples: &Samples) -> Vec<Target> {
         out.push(Target {
             name: format!("request/{key:?}"),
             frame_limit: None,
+            decode_limit: Some(DecodeLimit::REQUEST),
             seeds: req_seeds,
             run: Box::new(move |body| {
                 let header = FrameHeader {
@@ -223,6 +290,7 @@ pub fn targets(samples: &Samples) -> Vec<Target> {
         out.push(Target {
             name: format!("response/{key:?}"),
             frame_limit: None,
+            decode_limit: Some(DecodeLimit::DEFAULT),
             seeds: resp_seeds,
             run: Box::new(move |body| {
                 let mut r = Reader::new(body);
@@ -243,6 +311,7 @@ pub fn targets(samples: &Samples) -> Vec<Target> {
     out.push(Target {
         name: "error".into(),
         frame_limit: None,
+        decode_limit: Some(DecodeLimit::DEFAULT),
         seeds: samples
             .errors
             .iter()
@@ -263,6 +332,7 @@ pub fn targets(samples: &Samples) -> Vec<Target> {
     out.push(Target {
         name: "frame".into(),
         frame_limit: Some(FUZZ_FRAME_LIMIT),
+        decode_limit: None,
         seeds: samples.frames.clone(),
         run: Box::new(|bytes| {
             let mut buf = BytesMut::from(&bytes[..]);
@@ -276,6 +346,7 @@ pub fn targets(samples: &Samples) -> Vec<Target> {
     out.push(Target {
         name: "batch".into(),
         frame_limit: None,
+        decode_limit: None,
         seeds: samples.batches.clone(),
         run: Box::new(|bytes| {
             for b in RecordBatch::split_all(&bytes).flatten() {
@@ -295,6 +366,7 @@ pub fn targets(samples: &Samples) -> Vec<Target> {
     out.push(Target {
         name: "assertion".into(),
         frame_limit: None,
+        decode_limit: None,
         seeds: samples.assertions.clone(),
         run: Box::new(|bytes| {
             let _ = subject_of(&bytes);

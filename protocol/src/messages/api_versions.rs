@@ -116,7 +116,7 @@ impl Body for ApiVersionsResponse {
         Ok(ApiVersionsResponse {
             broker_id: r.u64()?,
             cluster_id: r.string()?,
-            apis: r.vec(ApiVersionRange::SIZE, |r| {
+            apis: r.vec_of("api version ranges", ApiVersionRange::SIZE, |r| {
                 Ok(ApiVersionRange {
                     api_key: r.u16()?,
                     min: r.u16()?,

@@ -71,8 +71,8 @@ pub struct PartitionResult {
 }
 
 impl OffsetCommit {
-    /// The fewest bytes one entry takes: empty topic, partition, offset, empty metadata.
-    const MIN_SIZE: usize = 2 + 4 + 8 + 2;
+    /// The fewest bytes one entry takes: one-byte topic, partition, offset, empty metadata.
+    const MIN_SIZE: usize = 2 + 1 + 4 + 8 + 2;
 }
 
 impl PartitionResult {
@@ -108,9 +108,9 @@ impl Body for CommitOffsetsRequest {
             group: r.string()?,
             member_id: r.string()?,
             member_epoch: r.u32()?,
-            offsets: r.vec(OffsetCommit::MIN_SIZE, |r| {
+            offsets: r.vec_of("offset commits", OffsetCommit::MIN_SIZE, |r| {
                 Ok(OffsetCommit {
-                    topic: r.string()?,
+                    topic: r.topic_name()?,
                     partition: r.u32()?,
                     offset: r.u64()?,
                     metadata: r.string()?,
@@ -132,7 +132,7 @@ impl Body for CommitOffsetsResponse {
 
     fn decode(r: &mut Reader) -> Result<Self, DecodeError> {
         Ok(CommitOffsetsResponse {
-            results: r.vec(PartitionResult::MIN_SIZE, |r| {
+            results: r.vec_of("partition results", PartitionResult::MIN_SIZE, |r| {
                 Ok(PartitionResult {
                     topic: r.string()?,
                     partition: r.u32()?,
@@ -146,7 +146,29 @@ impl Body for CommitOffsetsResponse {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::messages::testing::{encoded_len, roundtrip};
+    use crate::messages::testing::{decode_request, encoded_len, roundtrip};
+    use crate::messages::{ApiKey, RequestError};
+
+    #[test]
+    fn rejects_commit_of_empty_topic_name() {
+        let mut b = BytesMut::new();
+        CommitOffsetsRequest {
+            group: "g".into(),
+            member_id: "m".into(),
+            member_epoch: 1,
+            offsets: vec![OffsetCommit {
+                topic: String::new(),
+                partition: 0,
+                offset: 0,
+                metadata: "x".into(),
+            }],
+        }
+        .encode(&mut b);
+        assert!(matches!(
+            decode_request(ApiKey::CommitOffsets, b.to_vec()),
+            Err(RequestError::Decode(DecodeError::InvalidName { .. }))
+        ));
+    }
 
     #[test]
     fn roundtrip_request() {
@@ -214,7 +236,7 @@ mod tests {
         };
         let one = CommitOffsetsRequest {
             offsets: vec![OffsetCommit {
-                topic: String::new(),
+                topic: "t".into(),
                 partition: 0,
                 offset: 0,
                 metadata: String::new(),

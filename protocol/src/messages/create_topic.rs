@@ -8,7 +8,7 @@
 //! | name: string | partitions u32 | replication_factor u16 | configs: [ config ] |
 //! +--------------+----------------+------------------------+---------------------+
 //!
-//! config = key: string | value: string
+//! config = key: string (1 to 255 bytes) | value: string
 //! replication_factor 0 = the broker's default
 //! ```
 //!
@@ -54,8 +54,8 @@ pub struct ConfigEntry {
 }
 
 impl ConfigEntry {
-    /// The fewest bytes one entry takes: two empty strings.
-    pub(crate) const MIN_SIZE: usize = 2 + 2;
+    /// The fewest bytes one entry takes: a one-byte key and an empty value.
+    pub(crate) const MIN_SIZE: usize = 2 + 1 + 2;
 
     pub(crate) fn encode_all(entries: &[ConfigEntry], buf: &mut impl BufMut) {
         put_count(buf, entries.len());
@@ -66,9 +66,9 @@ impl ConfigEntry {
     }
 
     pub(crate) fn decode_all(r: &mut Reader) -> Result<Vec<ConfigEntry>, DecodeError> {
-        r.vec(ConfigEntry::MIN_SIZE, |r| {
+        r.vec_of("config entries", ConfigEntry::MIN_SIZE, |r| {
             Ok(ConfigEntry {
-                key: r.string()?,
+                key: r.name("config key", crate::MAX_NAME_LEN)?,
                 value: r.string()?,
             })
         })
@@ -112,7 +112,47 @@ impl Body for CreateTopicResponse {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::messages::testing::{encoded_len, roundtrip};
+    use crate::messages::testing::{budget_exceeded, decode_request, encoded_len, roundtrip};
+    use crate::messages::{ApiKey, RequestError};
+
+    fn request_with(configs: Vec<ConfigEntry>) -> Vec<u8> {
+        let mut b = BytesMut::new();
+        CreateTopicRequest {
+            name: "t".into(),
+            partitions: 1,
+            replication_factor: 1,
+            configs,
+        }
+        .encode(&mut b);
+        b.to_vec()
+    }
+
+    #[test]
+    fn rejects_create_topic_with_empty_config_key() {
+        let body = request_with(vec![ConfigEntry {
+            key: String::new(),
+            value: "1".into(),
+        }]);
+        let err = decode_request(ApiKey::CreateTopic, body).unwrap_err();
+        assert!(matches!(
+            err,
+            RequestError::Decode(DecodeError::InvalidName {
+                what: "config key",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn rejects_create_topic_with_many_tiny_configs() {
+        let tiny = ConfigEntry {
+            key: "k".into(),
+            value: String::new(),
+        };
+        let body = request_with(vec![tiny; 10_000]);
+        let res = decode_request(ApiKey::CreateTopic, body);
+        assert_eq!(budget_exceeded(res), Some(("config entries", 10_000)));
+    }
 
     #[test]
     fn roundtrip_request() {
@@ -126,7 +166,7 @@ mod tests {
                     value: "604800000".into(),
                 },
                 ConfigEntry {
-                    key: String::new(),
+                    key: "k".into(),
                     value: String::new(),
                 },
             ],
@@ -158,7 +198,7 @@ mod tests {
         };
         let one = CreateTopicRequest {
             configs: vec![ConfigEntry {
-                key: String::new(),
+                key: "k".into(),
                 value: String::new(),
             }],
             ..empty.clone()

@@ -149,17 +149,17 @@ impl Body for DescribeGroupResponse {
             state: GroupState::decode(r)?,
             epoch: r.u32()?,
             coordinator: r.u64()?,
-            members: r.vec(MemberDescription::MIN_SIZE, |r| {
+            members: r.vec_of("members", MemberDescription::MIN_SIZE, |r| {
                 Ok(MemberDescription {
                     member_id: r.string()?,
                     instance_id: r.option(Reader::string)?,
                     member_epoch: r.u32()?,
-                    subscription: r.vec(2, Reader::string)?,
+                    subscription: r.vec_of("subscribed topics", 3, Reader::topic_name)?,
                     assignment: TopicPartitions::decode_all(r)?,
                     lag: r.u64()?,
                 })
             })?,
-            offsets: r.vec(PartitionLag::MIN_SIZE, |r| {
+            offsets: r.vec_of("partition lags", PartitionLag::MIN_SIZE, |r| {
                 Ok(PartitionLag {
                     topic: r.string()?,
                     partition: r.u32()?,

@@ -15,7 +15,7 @@
 //! | name: string | configs: [ config ] | partitions: [ partition ] |
 //! +--------------+---------------------+---------------------------+
 //!
-//! config    = key: string | value: string
+//! config    = key: string (1 to 255 bytes) | value: string
 //! partition = partition u32 | leader opt<u64 node id> | leader_epoch u64 | replicas [u64]
 //!           | log_start_offset u64 | high_watermark u64 | log_end_offset u64 | size_bytes u64
 //! ```
@@ -101,12 +101,12 @@ impl Body for DescribeTopicResponse {
         Ok(DescribeTopicResponse {
             name: r.string()?,
             configs: ConfigEntry::decode_all(r)?,
-            partitions: r.vec(PartitionDescription::MIN_SIZE, |r| {
+            partitions: r.vec_of("partitions", PartitionDescription::MIN_SIZE, |r| {
                 Ok(PartitionDescription {
                     partition: r.u32()?,
                     leader: r.option(Reader::u64)?,
                     leader_epoch: r.u64()?,
-                    replicas: r.vec(8, Reader::u64)?,
+                    replicas: r.vec_of("replicas", 8, Reader::u64)?,
                     log_start_offset: r.u64()?,
                     high_watermark: r.u64()?,
                     log_end_offset: r.u64()?,

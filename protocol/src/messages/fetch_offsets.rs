@@ -91,7 +91,7 @@ impl Body for FetchOffsetsResponse {
 
     fn decode(r: &mut Reader) -> Result<Self, DecodeError> {
         Ok(FetchOffsetsResponse {
-            offsets: r.vec(CommittedOffset::MIN_SIZE, |r| {
+            offsets: r.vec_of("committed offsets", CommittedOffset::MIN_SIZE, |r| {
                 Ok(CommittedOffset {
                     topic: r.string()?,
                     partition: r.u32()?,
@@ -106,7 +106,24 @@ impl Body for FetchOffsetsResponse {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::messages::testing::{encoded_len, roundtrip};
+    use crate::messages::ApiKey;
+    use crate::messages::testing::{budget_exceeded, decode_request, encoded_len, roundtrip};
+
+    #[test]
+    fn rejects_fetch_offsets_of_many_empty_topic_partitions() {
+        let empty = TopicPartitions {
+            topic: "t".into(),
+            partitions: vec![],
+        };
+        let mut b = BytesMut::new();
+        FetchOffsetsRequest {
+            group: "g".into(),
+            partitions: Some(vec![empty; 10_000]),
+        }
+        .encode(&mut b);
+        let res = decode_request(ApiKey::FetchOffsets, b.to_vec());
+        assert_eq!(budget_exceeded(res), Some(("topic partitions", 10_000)));
+    }
 
     #[test]
     fn roundtrip_request() {

@@ -81,8 +81,8 @@ pub struct TopicPartitions {
 }
 
 impl TopicPartitions {
-    /// The fewest bytes one entry takes: an empty name and no partitions.
-    pub(crate) const MIN_SIZE: usize = 2 + 4;
+    /// The fewest bytes one entry takes: a one-byte topic name and no partitions.
+    pub(crate) const MIN_SIZE: usize = 2 + 1 + 4;
 
     pub(crate) fn encode_all(all: &[TopicPartitions], buf: &mut impl BufMut) {
         put_count(buf, all.len());
@@ -96,10 +96,10 @@ impl TopicPartitions {
     }
 
     pub(crate) fn decode_all(r: &mut Reader) -> Result<Vec<TopicPartitions>, DecodeError> {
-        r.vec(TopicPartitions::MIN_SIZE, |r| {
+        r.vec_of("topic partitions", TopicPartitions::MIN_SIZE, |r| {
             Ok(TopicPartitions {
-                topic: r.string()?,
-                partitions: r.vec(4, Reader::u32)?,
+                topic: r.topic_name()?,
+                partitions: r.vec_of("partitions", 4, Reader::u32)?,
             })
         })
     }
@@ -126,7 +126,7 @@ impl Body for HeartbeatRequest {
             instance_id: r.option(Reader::string)?,
             member_epoch: r.u32()?,
             session_timeout_ms: r.u32()?,
-            subscription: r.vec(2, Reader::string)?,
+            subscription: r.vec_of("subscribed topics", 3, Reader::topic_name)?,
             owned: TopicPartitions::decode_all(r)?,
         })
     }
@@ -155,7 +155,51 @@ impl Body for HeartbeatResponse {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::messages::testing::{encoded_len, roundtrip};
+    use crate::messages::testing::{budget_exceeded, decode_request, encoded_len, roundtrip};
+    use crate::messages::{ApiKey, RequestError};
+
+    fn request(subscription: Vec<String>, owned: Vec<TopicPartitions>) -> Vec<u8> {
+        let mut b = BytesMut::new();
+        HeartbeatRequest {
+            group: "g".into(),
+            member_id: String::new(),
+            instance_id: None,
+            member_epoch: 0,
+            session_timeout_ms: 1,
+            subscription,
+            owned,
+        }
+        .encode(&mut b);
+        b.to_vec()
+    }
+
+    #[test]
+    fn rejects_heartbeat_subscribing_to_empty_topic_name() {
+        let err = decode_request(ApiKey::Heartbeat, request(vec![String::new()], vec![]));
+        assert!(matches!(
+            err,
+            Err(RequestError::Decode(DecodeError::InvalidName {
+                what: "topic name",
+                ..
+            }))
+        ));
+    }
+
+    #[test]
+    fn rejects_heartbeat_owning_many_empty_topic_partitions() {
+        let empty = TopicPartitions {
+            topic: "t".into(),
+            partitions: vec![],
+        };
+        let res = decode_request(ApiKey::Heartbeat, request(vec![], vec![empty; 10_000]));
+        assert_eq!(budget_exceeded(res), Some(("topic partitions", 10_000)));
+    }
+
+    #[test]
+    fn rejects_heartbeat_of_many_one_byte_subscriptions() {
+        let res = decode_request(ApiKey::Heartbeat, request(vec!["t".into(); 10_000], vec![]));
+        assert_eq!(budget_exceeded(res), Some(("subscribed topics", 10_000)));
+    }
 
     #[test]
     fn roundtrip_request() {
@@ -246,7 +290,7 @@ mod tests {
         };
         let one = HeartbeatResponse {
             assignment: Some(vec![TopicPartitions {
-                topic: String::new(),
+                topic: "t".into(),
                 partitions: vec![],
             }]),
             ..empty.clone()

@@ -104,7 +104,7 @@ impl Body for ListGroupsResponse {
 
     fn decode(r: &mut Reader) -> Result<Self, DecodeError> {
         Ok(ListGroupsResponse {
-            groups: r.vec(GroupListing::MIN_SIZE, |r| {
+            groups: r.vec_of("group listings", GroupListing::MIN_SIZE, |r| {
                 Ok(GroupListing {
                     group: r.string()?,
                     state: GroupState::decode(r)?,

@@ -9,6 +9,7 @@
 //! | topics: opt<[string]> |
 //! +-----------------------+
 //! absent = every topic; present = only these (an empty list asks for brokers only)
+//! each name is 1 to 249 bytes
 //! ```
 //!
 //! Response (after the error code):
@@ -110,7 +111,7 @@ impl Body for MetadataRequest {
 
     fn decode(r: &mut Reader) -> Result<Self, DecodeError> {
         Ok(MetadataRequest {
-            topics: r.option(|r| r.vec(2, Reader::string))?,
+            topics: r.option(|r| r.vec_of("topic names", 3, Reader::topic_name))?,
         })
     }
 }
@@ -143,22 +144,22 @@ impl Body for MetadataResponse {
 
     fn decode(r: &mut Reader) -> Result<Self, DecodeError> {
         Ok(MetadataResponse {
-            brokers: r.vec(BrokerInfo::MIN_SIZE, |r| {
+            brokers: r.vec_of("brokers", BrokerInfo::MIN_SIZE, |r| {
                 Ok(BrokerInfo {
                     node_id: r.u64()?,
                     addr: r.string()?,
                 })
             })?,
             metadata_leader: r.option(Reader::u64)?,
-            topics: r.vec(TopicMetadata::MIN_SIZE, |r| {
+            topics: r.vec_of("topics", TopicMetadata::MIN_SIZE, |r| {
                 Ok(TopicMetadata {
                     name: r.string()?,
-                    partitions: r.vec(PartitionMetadata::MIN_SIZE, |r| {
+                    partitions: r.vec_of("partitions", PartitionMetadata::MIN_SIZE, |r| {
                         Ok(PartitionMetadata {
                             partition: r.u32()?,
                             leader: r.option(Reader::u64)?,
                             leader_epoch: r.u64()?,
-                            replicas: r.vec(8, Reader::u64)?,
+                            replicas: r.vec_of("replicas", 8, Reader::u64)?,
                         })
                     })?,
                 })
@@ -170,7 +171,68 @@ impl Body for MetadataResponse {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::messages::testing::{encoded_len, roundtrip};
+    use crate::messages::ApiKey;
+    use crate::messages::RequestError;
+    use crate::messages::testing::{budget_exceeded, decode_request, encoded_len, roundtrip};
+    use crate::wire::{DecodeError, put_count};
+
+    /// A Metadata request body listing `count` topics named `name`.
+    fn request_of(count: usize, name: &str) -> Vec<u8> {
+        let mut b = vec![1u8];
+        put_count(&mut b, count);
+        for _ in 0..count {
+            put_string(&mut b, name);
+        }
+        b
+    }
+
+    #[test]
+    fn rejects_metadata_request_of_empty_names() {
+        // One empty name, and a byte more so that the count itself is plausible.
+        let mut body = request_of(1, "");
+        body.push(0);
+        let err = decode_request(ApiKey::Metadata, body).unwrap_err();
+        assert!(matches!(
+            err,
+            RequestError::Decode(DecodeError::InvalidName {
+                what: "topic name",
+                offset: 5,
+                len: 0,
+                ..
+            })
+        ));
+        // The attack: a 16 MiB frame of 8 million empty names. An empty name is not a
+        // topic name, so the count cannot be backed by the bytes at 3 bytes a name and is
+        // refused before anything is reserved.
+        let count = ((16 << 20) - 5) / 2;
+        let err = decode_request(ApiKey::Metadata, request_of(count, "")).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                RequestError::Decode(DecodeError::LengthOverrun { offset: 1, .. })
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn rejects_metadata_request_of_many_one_byte_names() {
+        // 5.6 million one-byte names fill 16 MiB and would take 140 MB as `String`s.
+        let count = ((16 << 20) - 5) / 3;
+        let res = decode_request(ApiKey::Metadata, request_of(count, "a"));
+        assert_eq!(budget_exceeded(res), Some(("topic names", count as u64)));
+    }
+
+    #[test]
+    fn decodes_metadata_request_of_realistic_names_up_to_the_frame() {
+        // Names of six bytes or more never reach the budget, however many.
+        let count = 100_000;
+        let req = decode_request(ApiKey::Metadata, request_of(count, "facts1")).unwrap();
+        let crate::messages::Request::Metadata(m) = req else {
+            panic!("wrong request type")
+        };
+        assert_eq!(m.topics.map(|t| t.len()), Some(count));
+    }
 
     #[test]
     fn roundtrip_request() {

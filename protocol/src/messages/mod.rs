@@ -8,7 +8,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::error::{ApiError, ErrorCode};
 use crate::frame::{Frame, FrameHeader};
-use crate::wire::{DecodeError, Reader};
+use crate::wire::{DecodeError, DecodeLimit, Reader};
 
 pub mod api_versions;
 pub mod commit_offsets;
@@ -143,7 +143,8 @@ macro_rules! apis {
                 match self { $( Request::$variant(r) => r.encode(buf), )* }
             }
 
-            /// Decodes the body of a request frame, checking the api key and version.
+            /// Decodes the body of a request frame, checking the api key and version. What it
+            /// returns takes at most [`DecodeLimit::REQUEST`] of the body's length in memory.
             pub fn decode(header: &FrameHeader, body: Bytes) -> Result<Request, RequestError> {
                 let key = ApiKey::from_u16(header.api_key)
                     .ok_or(RequestError::UnknownApi(header.api_key))?;
@@ -156,7 +157,7 @@ macro_rules! apis {
                         max,
                     });
                 }
-                let mut r = Reader::new(body);
+                let mut r = Reader::with_limit(body, DecodeLimit::REQUEST);
                 let req = match key {
                     $( ApiKey::$variant => Request::$variant($module::$req::decode(&mut r)?), )*
                 };
@@ -276,6 +277,27 @@ pub(crate) mod testing {
             let mut r = Reader::new(full.slice(..cut));
             let res = B::decode(&mut r).and_then(|_| r.finish());
             assert!(res.is_err(), "truncated at {cut} of {} decoded", full.len());
+        }
+    }
+
+    /// Decodes `body` as a request of api `key`, as the broker does (with the request
+    /// decode budget).
+    pub fn decode_request(key: ApiKey, body: Vec<u8>) -> Result<Request, RequestError> {
+        let header = FrameHeader {
+            api_key: key as u16,
+            api_version: key.versions().1,
+            correlation_id: 1,
+        };
+        Request::decode(&header, Bytes::from(body))
+    }
+
+    /// The budget error a decode stopped with, if that is why it stopped.
+    pub fn budget_exceeded(res: Result<Request, RequestError>) -> Option<(&'static str, u64)> {
+        match res {
+            Err(RequestError::Decode(DecodeError::BudgetExceeded { what, count, .. })) => {
+                Some((what, count))
+            }
+            _ => None,
         }
     }
 

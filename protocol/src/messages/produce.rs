@@ -151,7 +151,7 @@ impl Body for ProduceResponse {
         Ok(ProduceResponse {
             base_offset: r.u64()?,
             base_hlc: r.u64()?,
-            duplicates: r.vec(1, |r| {
+            duplicates: r.vec_of("record acks", 1, |r| {
                 r.option(|r| {
                     Ok(Existing {
                         offset: r.u64()?,

@@ -1,0 +1,390 @@
+//! Topic settings: the strings a CreateTopic carries, parsed once into a typed
+//! [`TopicConfig`] with every value inside its named bounds.
+//!
+//! Two ways in:
+//!
+//! - [`TopicConfig::parse`] is strict, for new topics: an unknown key, a value that is not
+//!   a number (or a boolean), or a number outside its range is refused with a
+//!   [`TopicConfigError`] naming the key, the value and the range. The metadata state
+//!   machine applies it to every CreateTopic, so a forged or old proposal cannot bring an
+//!   out-of-range value in either.
+//! - [`TopicConfig::from_stored`] is lenient, for topics already in the metadata (written
+//!   by an older broker that checked less): it never fails, so a bad stored value cannot
+//!   keep a broker from starting. See its doc for what it does with each kind of bad value.
+
+use std::collections::BTreeMap;
+use std::num::ParseIntError;
+use std::time::Duration;
+
+/// Key: verify producers' signatures on this topic (`true`/`false`, any case).
+pub const VERIFY_SIGNATURES: &str = "verify.signatures";
+/// Key: bytes after which a partition's active segment is rolled.
+pub const SEGMENT_BYTES: &str = "segment.bytes";
+/// Key: bytes a partition keeps before retention deletes its oldest segments.
+pub const RETENTION_BYTES: &str = "retention.bytes";
+/// Key: age in milliseconds after which retention deletes a segment.
+pub const RETENTION_MS: &str = "retention.ms";
+
+/// Every key a topic may set.
+pub const KNOWN_KEYS: &[&str] = &[
+    VERIFY_SIGNATURES,
+    RETENTION_MS,
+    RETENTION_BYTES,
+    SEGMENT_BYTES,
+];
+
+/// The smallest segment: 4 KiB (smaller rolls a file per handful of records).
+pub const MIN_SEGMENT_BYTES: u64 = 4 << 10;
+/// The largest segment: 1 GiB. A partition's active segment is sized to `segment.bytes`
+/// when it is created, so a huge value fails to open the partition; large ones also make
+/// retention (which deletes whole segments) coarse.
+pub const MAX_SEGMENT_BYTES: u64 = 1 << 30;
+/// The least a partition may retain: one smallest segment.
+pub const MIN_RETENTION_BYTES: u64 = MIN_SEGMENT_BYTES;
+/// The most a partition may be asked to retain: 2^60 bytes (an exbibyte), far past any
+/// disk, and far from overflowing the sums retention makes.
+pub const MAX_RETENTION_BYTES: u64 = 1 << 60;
+/// The shortest retention: one second.
+pub const MIN_RETENTION_MS: u64 = 1_000;
+/// The longest retention: 100 years of 365 days.
+pub const MAX_RETENTION_MS: u64 = 100 * 365 * 24 * 60 * 60 * 1_000;
+
+/// A topic's overrides of the broker's defaults; `None` leaves the default.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TopicConfig {
+    pub verify_signatures: Option<bool>,
+    /// Within [`MIN_SEGMENT_BYTES`]`..=`[`MAX_SEGMENT_BYTES`].
+    pub segment_bytes: Option<u64>,
+    /// Within [`MIN_RETENTION_BYTES`]`..=`[`MAX_RETENTION_BYTES`].
+    pub retention_bytes: Option<u64>,
+    /// Within [`MIN_RETENTION_MS`]`..=`[`MAX_RETENTION_MS`].
+    pub retention_ms: Option<u64>,
+}
+
+/// Why a topic setting was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TopicConfigError {
+    #[error("unknown topic config `{key}` (known: {})", KNOWN_KEYS.join(", "))]
+    UnknownKey { key: String },
+    #[error("topic config `{key}={value}` is not true or false")]
+    NotABool { key: &'static str, value: String },
+    #[error("topic config `{key}={value}` is not a whole number of {unit}")]
+    NotANumber {
+        key: &'static str,
+        value: String,
+        unit: &'static str,
+        #[source]
+        source: ParseIntError,
+    },
+    #[error("topic config `{key}={value}` is out of range: {unit} must be {min} to {max}")]
+    OutOfRange {
+        key: &'static str,
+        value: u64,
+        unit: &'static str,
+        min: u64,
+        max: u64,
+    },
+}
+
+/// A numeric setting's key, unit and bounds.
+struct Bounded {
+    key: &'static str,
+    unit: &'static str,
+    min: u64,
+    max: u64,
+}
+
+const SEGMENT: Bounded = Bounded {
+    key: SEGMENT_BYTES,
+    unit: "bytes",
+    min: MIN_SEGMENT_BYTES,
+    max: MAX_SEGMENT_BYTES,
+};
+const RETENTION_SIZE: Bounded = Bounded {
+    key: RETENTION_BYTES,
+    unit: "bytes",
+    min: MIN_RETENTION_BYTES,
+    max: MAX_RETENTION_BYTES,
+};
+const RETENTION_AGE: Bounded = Bounded {
+    key: RETENTION_MS,
+    unit: "milliseconds",
+    min: MIN_RETENTION_MS,
+    max: MAX_RETENTION_MS,
+};
+
+impl Bounded {
+    /// The value, if it is a number within the bounds.
+    fn parse(&self, value: &str) -> Result<u64, TopicConfigError> {
+        let n = value
+            .trim()
+            .parse::<u64>()
+            .map_err(|source| TopicConfigError::NotANumber {
+                key: self.key,
+                value: value.to_owned(),
+                unit: self.unit,
+                source,
+            })?;
+        if !(self.min..=self.max).contains(&n) {
+            return Err(TopicConfigError::OutOfRange {
+                key: self.key,
+                value: n,
+                unit: self.unit,
+                min: self.min,
+                max: self.max,
+            });
+        }
+        Ok(n)
+    }
+
+    /// The value moved into the bounds, if it is a number at all.
+    fn clamp(&self, value: &str) -> Option<u64> {
+        value
+            .trim()
+            .parse::<u64>()
+            .ok()
+            .map(|n| n.clamp(self.min, self.max))
+    }
+}
+
+fn parse_bool(value: &str) -> Option<bool> {
+    if value.eq_ignore_ascii_case("true") {
+        Some(true)
+    } else if value.eq_ignore_ascii_case("false") {
+        Some(false)
+    } else {
+        None
+    }
+}
+
+impl TopicConfig {
+    /// Parses a new topic's settings, refusing anything unknown, malformed or out of range.
+    pub fn parse(configs: &BTreeMap<String, String>) -> Result<TopicConfig, TopicConfigError> {
+        let mut c = TopicConfig::default();
+        for (key, value) in configs {
+            match key.as_str() {
+                VERIFY_SIGNATURES => {
+                    c.verify_signatures =
+                        Some(parse_bool(value).ok_or_else(|| TopicConfigError::NotABool {
+                            key: VERIFY_SIGNATURES,
+                            value: value.clone(),
+                        })?);
+                }
+                SEGMENT_BYTES => c.segment_bytes = Some(SEGMENT.parse(value)?),
+                RETENTION_BYTES => c.retention_bytes = Some(RETENTION_SIZE.parse(value)?),
+                RETENTION_MS => c.retention_ms = Some(RETENTION_AGE.parse(value)?),
+                _ => return Err(TopicConfigError::UnknownKey { key: key.clone() }),
+            }
+        }
+        Ok(c)
+    }
+
+    /// Reads the settings of a topic already in the metadata. Never fails:
+    ///
+    /// - a number outside its range is **clamped** into it (a `segment.bytes` of 10^18
+    ///   stored by an older broker opens as 1 GiB segments), so the topic keeps the nearest
+    ///   behaviour it can have;
+    /// - an unknown key, or a value that is not a number (or a boolean), is **ignored**: the
+    ///   broker's default applies.
+    ///
+    /// Each is logged as a warning naming the topic, key and value.
+    pub fn from_stored(topic: &str, configs: &BTreeMap<String, String>) -> TopicConfig {
+        let mut c = TopicConfig::default();
+        for (key, value) in configs {
+            let bounded = match key.as_str() {
+                VERIFY_SIGNATURES => {
+                    c.verify_signatures = parse_bool(value);
+                    if c.verify_signatures.is_none() {
+                        tracing::warn!(
+                            topic,
+                            key,
+                            value,
+                            "ignoring a stored topic setting that is not true or false"
+                        );
+                    }
+                    continue;
+                }
+                SEGMENT_BYTES => (&SEGMENT, &mut c.segment_bytes),
+                RETENTION_BYTES => (&RETENTION_SIZE, &mut c.retention_bytes),
+                RETENTION_MS => (&RETENTION_AGE, &mut c.retention_ms),
+                _ => {
+                    tracing::warn!(
+                        topic,
+                        key,
+                        value,
+                        "ignoring an unknown stored topic setting"
+                    );
+                    continue;
+                }
+            };
+            let (bounds, slot) = bounded;
+            *slot = bounds.clamp(value);
+            match *slot {
+                None => {
+                    tracing::warn!(
+                        topic,
+                        key,
+                        value,
+                        "ignoring a stored topic setting that is not a number"
+                    );
+                }
+                Some(n) if value.trim() != n.to_string() => {
+                    tracing::warn!(
+                        topic,
+                        key,
+                        value,
+                        clamped = n,
+                        min = bounds.min,
+                        max = bounds.max,
+                        "clamping an out-of-range stored topic setting"
+                    );
+                }
+                Some(_) => {}
+            }
+        }
+        c
+    }
+
+    /// `retention.ms` as a duration.
+    pub fn retention_age(&self) -> Option<Duration> {
+        self.retention_ms.map(Duration::from_millis)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn configs(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn parses_every_key_within_bounds() {
+        let c = TopicConfig::parse(&configs(&[
+            ("verify.signatures", "FALSE"),
+            ("segment.bytes", "4096"),
+            ("retention.bytes", "1073741824"),
+            ("retention.ms", "604800000"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            c,
+            TopicConfig {
+                verify_signatures: Some(false),
+                segment_bytes: Some(4096),
+                retention_bytes: Some(1 << 30),
+                retention_ms: Some(604_800_000),
+            }
+        );
+        assert_eq!(c.retention_age(), Some(Duration::from_secs(604_800)));
+        assert_eq!(
+            TopicConfig::parse(&BTreeMap::new()).unwrap(),
+            TopicConfig::default()
+        );
+    }
+
+    #[test]
+    fn bounds_are_inclusive() {
+        for (key, value) in [
+            (SEGMENT_BYTES, MIN_SEGMENT_BYTES),
+            (SEGMENT_BYTES, MAX_SEGMENT_BYTES),
+            (RETENTION_BYTES, MIN_RETENTION_BYTES),
+            (RETENTION_BYTES, MAX_RETENTION_BYTES),
+            (RETENTION_MS, MIN_RETENTION_MS),
+            (RETENTION_MS, MAX_RETENTION_MS),
+        ] {
+            let value = value.to_string();
+            TopicConfig::parse(&configs(&[(key, &value)])).unwrap();
+        }
+    }
+
+    #[test]
+    fn rejects_segment_bytes_of_1e18() {
+        let err =
+            TopicConfig::parse(&configs(&[("segment.bytes", "1000000000000000000")])).unwrap_err();
+        assert_eq!(
+            err,
+            TopicConfigError::OutOfRange {
+                key: SEGMENT_BYTES,
+                value: 1_000_000_000_000_000_000,
+                unit: "bytes",
+                min: MIN_SEGMENT_BYTES,
+                max: MAX_SEGMENT_BYTES,
+            }
+        );
+        let msg = err.to_string();
+        assert!(
+            msg.contains("segment.bytes=1000000000000000000") && msg.contains("4096 to 1073741824"),
+            "{msg}"
+        );
+        let err = TopicConfig::parse(&configs(&[("segment.bytes", "1e18")])).unwrap_err();
+        assert!(matches!(
+            err,
+            TopicConfigError::NotANumber {
+                key: SEGMENT_BYTES,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn rejects_each_setting_just_outside_its_range() {
+        for (key, value) in [
+            (SEGMENT_BYTES, MIN_SEGMENT_BYTES - 1),
+            (SEGMENT_BYTES, MAX_SEGMENT_BYTES + 1),
+            (RETENTION_BYTES, MIN_RETENTION_BYTES - 1),
+            (RETENTION_BYTES, MAX_RETENTION_BYTES + 1),
+            (RETENTION_MS, MIN_RETENTION_MS - 1),
+            (RETENTION_MS, MAX_RETENTION_MS + 1),
+        ] {
+            let value = value.to_string();
+            let err = TopicConfig::parse(&configs(&[(key, &value)])).unwrap_err();
+            assert!(
+                matches!(err, TopicConfigError::OutOfRange { key: k, .. } if k == key),
+                "{key}={value}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn rejects_unknown_keys_and_malformed_values() {
+        let err = TopicConfig::parse(&configs(&[("colour", "blue")])).unwrap_err();
+        assert!(err.to_string().contains("unknown topic config `colour`"));
+        let err = TopicConfig::parse(&configs(&[("verify.signatures", "yes")])).unwrap_err();
+        assert!(matches!(err, TopicConfigError::NotABool { .. }));
+        let err = TopicConfig::parse(&configs(&[("retention.ms", "-1")])).unwrap_err();
+        assert!(matches!(err, TopicConfigError::NotANumber { .. }));
+        assert!(
+            std::error::Error::source(&err).is_some(),
+            "the parse error is kept"
+        );
+    }
+
+    #[test]
+    fn stored_values_out_of_range_are_clamped_and_malformed_ones_ignored() {
+        let c = TopicConfig::from_stored(
+            "t",
+            &configs(&[
+                ("segment.bytes", "1000000000000000000"),
+                ("retention.bytes", "1"),
+                ("retention.ms", "soon"),
+                ("verify.signatures", "perhaps"),
+                ("colour", "blue"),
+            ]),
+        );
+        assert_eq!(
+            c,
+            TopicConfig {
+                verify_signatures: None,
+                segment_bytes: Some(MAX_SEGMENT_BYTES),
+                retention_bytes: Some(MIN_RETENTION_BYTES),
+                retention_ms: None,
+            }
+        );
+    }
+}
