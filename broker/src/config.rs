@@ -100,7 +100,15 @@ pub struct Config {
     /// The address other brokers and clients should use (defaults to the bound address).
     pub advertised_addr: Option<String>,
     pub data_dir: PathBuf,
+    /// The other brokers, by their peer-plane addresses.
     pub peers: Vec<Peer>,
+    /// Where this broker listens for other brokers (the peer plane, D8). Needed by a
+    /// cluster member; optional for a single broker.
+    pub peer_listen: Option<SocketAddr>,
+    /// The peer-plane address other brokers should use (defaults to the bound one).
+    pub peer_advertised_addr: Option<String>,
+    /// The file holding the cluster secret every broker shares; peer connections prove it.
+    pub cluster_secret_file: Option<PathBuf>,
     pub max_connections: usize,
     pub max_frame_bytes: usize,
     /// Requests a connection may have in flight before the broker stops reading from it.
@@ -146,6 +154,9 @@ impl Default for Config {
             advertised_addr: None,
             data_dir: PathBuf::from("./steme-data"),
             peers: Vec::new(),
+            peer_listen: None,
+            peer_advertised_addr: None,
+            cluster_secret_file: None,
             max_connections: 1024,
             max_frame_bytes: steme_protocol::frame::DEFAULT_MAX_FRAME,
             max_inflight_per_connection: 128,
@@ -207,16 +218,27 @@ pub struct Overrides {
     /// This broker's id, unique in the cluster.
     #[arg(long, env = "STEME_NODE_ID")]
     pub node_id: Option<u64>,
-    /// Address to listen on for clients and brokers.
+    /// Address to listen on for clients (the client plane).
     #[arg(long, env = "STEME_LISTEN")]
     pub listen: Option<SocketAddr>,
-    /// Address to advertise to clients and peers (default: the bound address).
+    /// Address to advertise to clients (default: the bound address).
     #[arg(long, env = "STEME_ADVERTISED_ADDR")]
     pub advertised_addr: Option<String>,
+    /// Address to listen on for other brokers (the peer plane; every connection
+    /// authenticated with the cluster secret). Needed with `--peer`.
+    #[arg(long, env = "STEME_PEER_LISTEN")]
+    pub peer_listen: Option<SocketAddr>,
+    /// Peer-plane address to advertise to other brokers (default: the bound address).
+    #[arg(long, env = "STEME_PEER_ADVERTISED_ADDR")]
+    pub peer_advertised_addr: Option<String>,
+    /// File holding the cluster secret (at least 32 bytes; e.g. `openssl rand -hex 32`),
+    /// the same on every broker. Needed with `--peer` or `--peer-listen`.
+    #[arg(long, env = "STEME_CLUSTER_SECRET_FILE")]
+    pub cluster_secret_file: Option<PathBuf>,
     /// Directory for partition logs and metadata.
     #[arg(long, env = "STEME_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
-    /// A peer broker, `ID=ADDR` (repeatable).
+    /// Another broker, `ID=ADDR`, by its peer-plane address (repeatable).
     #[arg(long = "peer", value_name = "ID=ADDR")]
     pub peers: Vec<Peer>,
     /// Flush policy: `always` (fsync before acknowledging, group commit) or `interval`.
@@ -275,6 +297,15 @@ impl Config {
         }
         if !o.peers.is_empty() {
             c.peers = o.peers.clone();
+        }
+        if let Some(v) = o.peer_listen {
+            c.peer_listen = Some(v);
+        }
+        if let Some(v) = &o.peer_advertised_addr {
+            c.peer_advertised_addr = Some(v.clone());
+        }
+        if let Some(v) = &o.cluster_secret_file {
+            c.cluster_secret_file = Some(v.clone());
         }
         if let Some(v) = o.flush {
             c.flush = v;
@@ -445,6 +476,27 @@ impl Config {
                 self.node_id
             ));
         }
+        // A cluster member talks to its peers only on the peer plane, authenticated (D8).
+        if !self.peers.is_empty() && self.peer_listen.is_none() {
+            return bad(
+                "--peer needs --peer-listen: brokers reach each other only on the peer plane, \
+                 never on the client listener"
+                    .into(),
+            );
+        }
+        if (!self.peers.is_empty() || self.peer_listen.is_some())
+            && self.cluster_secret_file.is_none()
+        {
+            return bad(
+                "the peer plane (--peer, --peer-listen) needs peer credentials: \
+                 --cluster-secret-file FILE (or STEME_CLUSTER_SECRET_FILE) with the secret \
+                 every broker shares (e.g. `openssl rand -hex 32 > FILE`)"
+                    .into(),
+            );
+        }
+        if self.peer_listen.is_some_and(|p| p == self.listen) {
+            return bad("--peer-listen must differ from --listen".into());
+        }
         Ok(())
     }
 
@@ -472,6 +524,7 @@ mod tests {
         std::fs::write(
             &path,
             "node_id = 3\nlisten = \"127.0.0.1:7000\"\nflush = \"interval\"\n\
+             peer_listen = \"127.0.0.1:7002\"\ncluster_secret_file = \"/etc/steme/secret\"\n\
              [[peers]]\nid = 1\naddr = \"127.0.0.1:7001\"\n",
         )
         .unwrap();
@@ -699,6 +752,39 @@ mod tests {
                 other => panic!("{name}: expected out of range, got {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn a_cluster_member_needs_a_peer_listener_and_credentials() {
+        let member = Config {
+            peers: vec!["2=127.0.0.1:9193".parse().unwrap()],
+            ..Config::default()
+        };
+        let e = member.validate().unwrap_err().to_string();
+        assert!(e.contains("--peer-listen"), "{e}");
+        let no_secret = Config {
+            peer_listen: Some("127.0.0.1:9192".parse().unwrap()),
+            ..member.clone()
+        };
+        let e = no_secret.validate().unwrap_err().to_string();
+        assert!(e.contains("--cluster-secret-file"), "{e}");
+        // A single broker may listen for peers, with credentials.
+        let single = Config {
+            peer_listen: Some("127.0.0.1:9192".parse().unwrap()),
+            ..Config::default()
+        };
+        assert!(single.validate().is_err());
+        let single = Config {
+            cluster_secret_file: Some("secret".into()),
+            ..single
+        };
+        single.validate().unwrap();
+        Config {
+            cluster_secret_file: Some("secret".into()),
+            ..no_secret
+        }
+        .validate()
+        .unwrap();
     }
 
     #[test]

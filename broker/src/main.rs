@@ -1,21 +1,27 @@
 //! `steme-broker`: runs one Steme broker, or (`dev-cluster`) a local cluster of several.
 //!
 //! With no flags it listens on `127.0.0.1:9092` and keeps its data under `./steme-data`.
-//! `steme-broker dev-cluster --nodes 3` runs three brokers in one process on
-//! `127.0.0.1:9092..9094`, with data under `./steme-data/node-<id>`, each knowing the others.
+//! A cluster member also listens for other brokers on its peer plane (`--peer-listen`),
+//! authenticated with the cluster secret (`--cluster-secret-file`).
+//! `steme-broker dev-cluster --nodes 3` runs three brokers in one process, for clients on
+//! `127.0.0.1:9092..9094`, with data under `./steme-data/node-<id>`, each knowing the others'
+//! peer planes (free loopback ports) and sharing a secret made in `./steme-data/cluster.secret`.
 //! Settings come from flags, `STEME_*` environment variables, an optional TOML file
 //! (`--config`), then defaults. SIGTERM or ctrl-c shuts it down cleanly: in-flight requests
 //! finish, logs are flushed.
 
-use std::process::ExitCode;
-
+use std::future::Future;
 use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use steme_broker::config::{Config, Overrides, Peer};
-use steme_broker::node::Broker;
+use steme_broker::node::{Advertised, Broker};
+use steme_broker::peer;
+use steme_broker::peer::auth::ClusterSecret;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 
 #[derive(Debug, Parser)]
 #[command(name = "steme-broker", version, about = "Run a Steme broker")]
@@ -73,27 +79,98 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         return dev_cluster(&cli.overrides, nodes, base_port).await;
     }
     let cfg = Config::load(&cli.overrides)?;
-    let listener = TcpListener::bind(cfg.listen)
+    let client = bind(cfg.listen).await?;
+    let peer = match cfg.peer_listen {
+        Some(addr) => Some(bind(addr).await?),
+        None => None,
+    };
+    tracing::info!(node_id = cfg.node_id, listen = %cfg.listen, peer_listen = ?cfg.peer_listen, data_dir = %cfg.data_dir.display(), "starting");
+    let broker = start(cfg, &client, peer.as_ref()).await?;
+    serve(broker, client, peer, shutdown_signal()).await
+}
+
+async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
         .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", cfg.listen))?;
-    let bound = listener.local_addr()?;
-    let advertised = cfg
-        .advertised_addr
-        .clone()
-        .unwrap_or_else(|| bound.to_string());
-    tracing::info!(node_id = cfg.node_id, listen = %bound, data_dir = %cfg.data_dir.display(), "starting");
+        .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))
+}
+
+/// Starts a broker whose planes are bound, and prints where they are (on stdout, so
+/// scripts and tests find ports bound as `:0`; the client line last).
+async fn start(
+    cfg: Config,
+    client: &TcpListener,
+    peer: Option<&TcpListener>,
+) -> anyhow::Result<Arc<Broker>> {
+    let client_addr = client.local_addr()?;
+    let peer_addr = peer.map(TcpListener::local_addr).transpose()?;
+    let advertised = Advertised {
+        client: cfg
+            .advertised_addr
+            .clone()
+            .unwrap_or_else(|| client_addr.to_string()),
+        peer: cfg
+            .peer_advertised_addr
+            .clone()
+            .or_else(|| peer_addr.map(|a| a.to_string())),
+    };
     let broker = Broker::start(cfg, advertised).await?;
-    // Printed on stdout so scripts and tests can find the port when listening on :0.
-    println!("steme-broker {} listening on {bound}", broker.node_id());
-    steme_broker::server::run(listener, broker, shutdown_signal()).await?;
-    Ok(())
+    let id = broker.node_id();
+    if let Some(p) = peer_addr {
+        println!("steme-broker {id} peer plane on {p}");
+    }
+    println!("steme-broker {id} listening on {client_addr}");
+    Ok(broker)
+}
+
+/// Serves both planes until `shutdown`: the client plane drains and stops the broker, then
+/// the peer plane closes (peers' replication keeps flowing while clients drain).
+async fn serve(
+    broker: Arc<Broker>,
+    client: TcpListener,
+    peer: Option<TcpListener>,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let (peer_stop, peer_stopped) = oneshot::channel::<()>();
+    let peer_task = match (peer, broker.cluster_secret().cloned()) {
+        (Some(listener), Some(secret)) => Some(tokio::spawn(peer::listener::run(
+            listener,
+            broker.clone(),
+            secret,
+            broker.config().max_frame_bytes,
+            async {
+                let _ = peer_stopped.await;
+            },
+        ))),
+        (Some(_), None) => anyhow::bail!("--peer-listen needs --cluster-secret-file"),
+        (None, _) => None,
+    };
+    let served = steme_broker::server::run(client, broker, shutdown).await;
+    let _ = peer_stop.send(());
+    if let Some(t) = peer_task {
+        t.await??;
+    }
+    Ok(served?)
 }
 
 async fn dev_cluster(overrides: &Overrides, nodes: u64, base_port: u16) -> anyhow::Result<()> {
     anyhow::ensure!((1..=64).contains(&nodes), "--nodes must be 1 to 64");
     let base = Config::load(overrides)?;
-    // Bind every listener first, so that each broker knows every address.
-    let mut listeners = Vec::new();
+    // The brokers authenticate each other with a secret kept in the data directory, made
+    // on first start (or the one given).
+    std::fs::create_dir_all(&base.data_dir)
+        .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", base.data_dir.display()))?;
+    let secret_file = match &base.cluster_secret_file {
+        Some(f) => f.clone(),
+        None => {
+            let f = base.data_dir.join("cluster.secret");
+            ClusterSecret::load_or_generate(&f)?;
+            f
+        }
+    };
+    // Bind every listener first, so that each broker knows every address. Clients use
+    // consecutive ports; the peer planes take any free loopback ports.
+    let mut planes = Vec::new();
     for i in 0..nodes {
         let port = if base_port == 0 {
             0
@@ -102,47 +179,52 @@ async fn dev_cluster(overrides: &Overrides, nodes: u64, base_port: u16) -> anyho
                 .checked_add(i as u16)
                 .ok_or_else(|| anyhow::anyhow!("port {base_port} + {i} is out of range"))?
         };
-        let addr = SocketAddr::new(base.listen.ip(), port);
-        let l = TcpListener::bind(addr)
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
-        listeners.push(l);
+        let client = bind(SocketAddr::new(base.listen.ip(), port)).await?;
+        let peer = bind(SocketAddr::new(base.listen.ip(), 0)).await?;
+        planes.push((client, peer));
     }
-    let addrs: Vec<SocketAddr> = listeners
+    let peer_addrs: Vec<SocketAddr> = planes
         .iter()
-        .map(TcpListener::local_addr)
+        .map(|(_, p)| p.local_addr())
         .collect::<Result<_, _>>()?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut servers = Vec::new();
-    for (i, listener) in listeners.into_iter().enumerate() {
+    let mut bootstrap = Vec::new();
+    for (i, (client, peer)) in planes.into_iter().enumerate() {
         let id = i as u64 + 1;
         let cfg = Config {
             node_id: id,
-            listen: addrs[i],
+            listen: client.local_addr()?,
             advertised_addr: None,
+            peer_listen: Some(peer_addrs[i]),
+            peer_advertised_addr: None,
+            cluster_secret_file: Some(secret_file.clone()),
             data_dir: base.data_dir.join(format!("node-{id}")),
             peers: (0..nodes as usize)
                 .filter(|&j| j != i)
                 .map(|j| Peer {
                     id: j as u64 + 1,
-                    addr: addrs[j].to_string(),
+                    addr: peer_addrs[j].to_string(),
                 })
                 .collect(),
             ..base.clone()
         };
-        let broker = Broker::start(cfg, addrs[i].to_string()).await?;
-        println!("steme-broker {id} listening on {}", addrs[i]);
+        bootstrap.push(client.local_addr()?.to_string());
+        let broker = start(cfg, &client, Some(&peer)).await?;
         let mut stop = stop_rx.clone();
-        servers.push(tokio::spawn(steme_broker::server::run(
-            listener,
+        servers.push(tokio::spawn(serve(
             broker,
+            client,
+            Some(peer),
             async move {
                 let _ = stop.wait_for(|s| *s).await;
             },
         )));
     }
-    let list: Vec<String> = addrs.iter().map(ToString::to_string).collect();
-    println!("dev cluster of {nodes} up; bootstrap: {}", list.join(","));
+    println!(
+        "dev cluster of {nodes} up; bootstrap: {}",
+        bootstrap.join(",")
+    );
     shutdown_signal().await;
     let _ = stop_tx.send(true);
     for s in servers {

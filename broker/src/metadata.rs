@@ -59,7 +59,16 @@ pub struct PartitionMeta {
 /// Everything the metadata group replicates.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MetadataState {
+    /// Each broker's client address (as it registered it).
     pub brokers: BTreeMap<NodeId, String>,
+    /// Each broker's peer-plane address: as it registered it, or as the metadata group's
+    /// membership named it before that.
+    #[serde(default)]
+    pub peers: BTreeMap<NodeId, String>,
+    /// Each broker's public key for the internal records it writes (hex); a coordinator
+    /// replays only records signed by one of these (D11).
+    #[serde(default)]
+    pub signers: BTreeMap<NodeId, String>,
     pub topics: BTreeMap<String, TopicMeta>,
     pub next_group: u64,
     /// The last leader each partition group reported, with its term (Kafka's leader epoch).
@@ -75,6 +84,15 @@ pub struct GroupLeader {
 }
 
 impl MetadataState {
+    /// Every broker the cluster knows: registered, or a member of the metadata group.
+    pub fn broker_ids(&self) -> std::collections::BTreeSet<NodeId> {
+        self.brokers
+            .keys()
+            .chain(self.peers.keys())
+            .copied()
+            .collect()
+    }
+
     /// The group of `topic`/`partition`, if both exist.
     pub fn group_of(&self, topic: &str, partition: u32) -> Option<&PartitionMeta> {
         self.topics.get(topic)?.partitions.get(partition as usize)
@@ -85,9 +103,17 @@ impl MetadataState {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "cmd", rename_all = "snake_case")]
 pub enum Command {
+    /// A broker's addresses and record-signing key. Forwarded, it speaks only for its
+    /// sender (`peer::guard`).
     RegisterBroker {
         id: NodeId,
+        /// The client address.
         addr: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        peer_addr: Option<String>,
+        /// Hex public key of the broker's internal-record signing key.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        signer: Option<String>,
     },
     CreateTopic {
         name: String,
@@ -180,8 +206,29 @@ impl MetadataState {
     /// Applies a command. Refusals (the topic exists, ...) leave the state unchanged.
     pub fn apply(&mut self, cmd: Command) -> Result<(), String> {
         match cmd {
-            Command::RegisterBroker { id, addr } => {
+            Command::RegisterBroker {
+                id,
+                addr,
+                peer_addr,
+                signer,
+            } => {
+                if id == 0 {
+                    return Err("broker id 0 is not a broker".into());
+                }
+                if let Some(key) = &signer
+                    && !(key.len() == 64 && key.bytes().all(|b| b.is_ascii_hexdigit()))
+                {
+                    return Err(format!(
+                        "broker {id}: signer `{key}` is not a hex public key"
+                    ));
+                }
                 self.brokers.insert(id, addr);
+                if let Some(p) = peer_addr {
+                    self.peers.insert(id, p);
+                }
+                if let Some(key) = signer {
+                    self.signers.insert(id, key);
+                }
                 Ok(())
             }
             Command::CreateTopic {
@@ -199,7 +246,7 @@ impl MetadataState {
                     return Err(format!("partitions must be 1 to 10000, got {partitions}"));
                 }
                 TopicConfig::parse(&configs).map_err(|e| e.to_string())?;
-                let brokers: Vec<NodeId> = self.brokers.keys().copied().collect();
+                let brokers: Vec<NodeId> = self.broker_ids().into_iter().collect();
                 if brokers.is_empty() {
                     return Err("no brokers registered yet".into());
                 }
@@ -416,8 +463,8 @@ impl RaftStateMachine<TypeConfig> for MetadataSm {
                 EntryPayload::Membership(m) => {
                     // Every member is a broker; its address until it registers its own.
                     for (id, node) in m.nodes() {
-                        if !self.state.brokers.contains_key(id) && !node.addr.is_empty() {
-                            self.state.brokers.insert(*id, node.addr.clone());
+                        if !self.state.peers.contains_key(id) && !node.addr.is_empty() {
+                            self.state.peers.insert(*id, node.addr.clone());
                             changed = true;
                         }
                     }
@@ -492,6 +539,8 @@ mod tests {
         let mut s = MetadataState::default();
         for id in 1..=n {
             s.apply(Command::RegisterBroker {
+                peer_addr: None,
+                signer: None,
                 id,
                 addr: format!("127.0.0.1:{}", 9000 + id),
             })
@@ -582,10 +631,6 @@ mod tests {
             Some(topic_config::MAX_SEGMENT_BYTES)
         );
         assert_eq!(t.config().retention_ms, None);
-        assert_eq!(
-            t.config_u64("segment.bytes"),
-            Some(topic_config::MAX_SEGMENT_BYTES)
-        );
     }
 
     #[test]

@@ -63,8 +63,10 @@ pub struct PartitionCtx {
     /// How often each partition checks its retention limits.
     pub retention_check: Duration,
     pub ack_before_sync: bool,
-    /// Addresses of the brokers, for `NotLeader` hints.
+    /// Client addresses of the brokers, for `NotLeader` hints.
     pub brokers: Resolver,
+    /// Peer-plane addresses of the brokers, for the group's membership.
+    pub peers: Resolver,
     /// File I/O of every log (fault-injecting in tests).
     pub io: Arc<dyn FileIo>,
     /// The Raft transport to the other brokers.
@@ -171,7 +173,7 @@ impl Partition {
             let members: BTreeMap<NodeId, BasicNode> = replicas
                 .iter()
                 .map(|id| {
-                    let addr = (ctx.brokers)(*id).unwrap_or_default();
+                    let addr = (ctx.peers)(*id).unwrap_or_default();
                     (*id, BasicNode { addr })
                 })
                 .collect();

@@ -1,49 +1,112 @@
-//! Accepting connections and serving frames.
+//! The client plane (`--listen`, D8): accepting client connections and serving frames.
 //!
-//! [`run`] takes a bound listener (so tests use `127.0.0.1:0`) and a shutdown future. A
-//! semaphore bounds connections. Each connection has a reader loop and a writer task:
-//! requests are pipelined — each is handled in its own task as soon as its frame has
-//! arrived, and answered by correlation id as it completes — with at most
-//! `max_inflight_per_connection` requests and a byte budget in flight per connection, so a
-//! client cannot make the broker buffer without bound. A frame that has started arriving
-//! must finish within [`FRAME_TIMEOUT`] (a slowloris client is disconnected).
+//! [`run`] takes a bound listener (so tests use `127.0.0.1:0`) and a shutdown future. Each
+//! connection has a reader loop and a writer task: requests are pipelined — each is handled
+//! in its own task as soon as its frame has arrived, and answered by correlation id as it
+//! completes — with at most `max_inflight_per_connection` requests and a byte budget in
+//! flight per connection, so a client cannot make the broker buffer without bound.
+//!
+//! Limits (D11), each a setting, each answered with a clear error frame before closing:
+//! - `max_connections` in all and `max_connections_per_ip` from one address: a connection
+//!   over either is told so and closed at once (it never waits unanswered in the backlog);
+//! - `frame_timeout_ms`: a frame must arrive whole within this long of its first byte (a
+//!   client trickling a byte at a time is cut off, however often it sends);
+//! - `idle_timeout_ms`: a connection with nothing in flight that sends nothing for this
+//!   long is closed.
 //!
 //! A malformed frame body gets an error response on the same correlation id; a frame
 //! that breaks framing (too large, length shorter than the header) gets an error frame
 //! and the connection is closed, since the stream can no longer be trusted. Neither touches
-//! stored data or any other connection.
-//!
-//! Frames of api key `Raft` come from peers and are served by the peer plane
-//! ([`crate::peer::serve`]), with budgets of their own; every other frame is a client
-//! request, answered by [`crate::handlers`].
+//! stored data or any other connection. Peer APIs are not served here: brokers speak to each
+//! other only on the peer plane ([`crate::peer`]), and [`crate::handlers`] refuses them.
 //!
 //! On shutdown: stop accepting, stop reading new requests, let every in-flight request
 //! finish and its response be written, then stop the broker (logs flushed).
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::io;
-use std::sync::Arc;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use steme_protocol::frame::{FrameError, FrameHeader, decode_frame};
-use steme_protocol::messages::{ApiKey, Request};
+use steme_protocol::messages::Request;
 use steme_protocol::{ApiError, ErrorCode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, broadcast, mpsc};
+use tokio::time::Instant;
 
 use crate::handlers;
 use crate::node::Broker;
-use crate::peer::serve::PeerFrames;
 use crate::reply::{Outbound, Reply};
 
-/// A frame that has begun to arrive must be complete within this long.
-pub const FRAME_TIMEOUT: Duration = Duration::from_secs(30);
 const WRITE_BUFFER: usize = 64 * 1024;
 /// Bytes of request frames a connection may have in flight.
 const INFLIGHT_BYTES: usize = 64 << 20;
+/// How long a refused connection's error frame may take to be written.
+const REFUSAL_WRITE: Duration = Duration::from_secs(1);
+
+/// Open connections per client address.
+#[derive(Default)]
+struct PerIp(Mutex<HashMap<IpAddr, usize>>);
+
+/// One connection counted against its address; uncounted on drop.
+struct IpSlot {
+    ip: IpAddr,
+    counts: Arc<PerIp>,
+}
+
+impl PerIp {
+    fn take(self: &Arc<Self>, ip: IpAddr, max: usize) -> Option<IpSlot> {
+        let mut counts = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let n = counts.entry(ip).or_default();
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(IpSlot {
+            ip,
+            counts: self.clone(),
+        })
+    }
+}
+
+impl Drop for IpSlot {
+    fn drop(&mut self) {
+        let mut counts = self.counts.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = counts.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                counts.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// An error frame for the connection as a whole (correlation id 0).
+fn connection_error(e: ApiError) -> Outbound {
+    Outbound {
+        header: FrameHeader {
+            api_key: 0,
+            api_version: 0,
+            correlation_id: 0,
+        },
+        reply: Reply::error(e),
+    }
+}
+
+/// Tells a connection over a limit why, then closes it.
+async fn refuse(socket: TcpStream, e: ApiError) {
+    let (_rd, wr) = socket.into_split();
+    let (tx, rx) = mpsc::channel(1);
+    let _ = tx.send(connection_error(e)).await;
+    drop(tx);
+    let _ = tokio::time::timeout(REFUSAL_WRITE, write_loop(wr, rx)).await;
+}
 
 /// Serves `listener` until `shutdown` completes, then drains connections and stops the
 /// broker.
@@ -53,15 +116,14 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
     let (stop_tx, _) = broadcast::channel::<()>(1);
-    let limit = Arc::new(Semaphore::new(broker.config().max_connections));
+    let cfg = broker.config();
+    let limit = Arc::new(Semaphore::new(cfg.max_connections));
+    let per_ip = Arc::new(PerIp::default());
+    let max_per_ip = cfg.max_connections_per_ip;
     // Every connection holds a clone; when all are dropped, `done_rx` completes.
     let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
     tokio::pin!(shutdown);
     loop {
-        let permit = tokio::select! {
-            _ = &mut shutdown => break,
-            permit = limit.clone().acquire_owned() => permit.expect("never closed"),
-        };
         let (socket, peer) = tokio::select! {
             _ = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
@@ -74,6 +136,18 @@ pub async fn run(
                 }
             },
         };
+        let Ok(permit) = limit.clone().try_acquire_owned() else {
+            tracing::warn!(%peer, "connection limit reached; refusing a connection");
+            let max = limit_msg("max_connections", cfg.max_connections);
+            tokio::spawn(refuse(socket, ApiError::other(ErrorCode::Throttled, max)));
+            continue;
+        };
+        let Some(slot) = per_ip.take(peer.ip(), max_per_ip) else {
+            tracing::warn!(%peer, "per-address connection limit reached; refusing a connection");
+            let max = limit_msg("max_connections_per_ip", max_per_ip);
+            tokio::spawn(refuse(socket, ApiError::other(ErrorCode::Throttled, max)));
+            continue;
+        };
         let broker = broker.clone();
         let stop = stop_tx.subscribe();
         let done = done_tx.clone();
@@ -81,8 +155,7 @@ pub async fn run(
             if let Err(e) = serve(socket, broker, stop).await {
                 tracing::debug!(%peer, error = %e, "connection closed with an error");
             }
-            drop(permit);
-            drop(done);
+            drop((permit, slot, done));
         });
     }
     tracing::info!("shutting down: draining connections");
@@ -95,6 +168,20 @@ pub async fn run(
     Ok(())
 }
 
+fn limit_msg(setting: &str, max: usize) -> String {
+    format!(
+        "too many connections: the broker's {setting} is {max}; close idle connections or retry later"
+    )
+}
+
+/// Why reading the next bytes stopped.
+enum ReadEnd {
+    Stop,
+    Closed,
+    Idle,
+    FrameDeadline,
+}
+
 async fn serve(
     socket: TcpStream,
     broker: Arc<Broker>,
@@ -102,46 +189,84 @@ async fn serve(
 ) -> io::Result<()> {
     socket.set_nodelay(true)?;
     let (mut rd, wr) = socket.into_split();
-    let max_frame = broker.config().max_frame_bytes;
-    let max_inflight = broker.config().max_inflight_per_connection.max(1);
+    let cfg = broker.config();
+    let max_frame = cfg.max_frame_bytes;
+    let max_inflight = cfg.max_inflight_per_connection.max(1);
+    let idle = Duration::from_millis(cfg.idle_timeout_ms);
+    let frame_timeout = Duration::from_millis(cfg.frame_timeout_ms);
     let (tx, rx) = mpsc::channel::<Outbound>(max_inflight);
     let writer = tokio::spawn(write_loop(wr, rx));
     let requests = Arc::new(Semaphore::new(max_inflight));
     let bytes = Arc::new(Semaphore::new(INFLIGHT_BYTES));
-    let mut peer = PeerFrames::default();
     let mut buf = BytesMut::with_capacity(64 * 1024);
+    // When the frame that has begun to arrive must be complete.
+    let mut frame_deadline: Option<Instant> = None;
 
     let result: io::Result<()> = async {
         loop {
             let frame = match decode_frame(&mut buf, max_frame) {
-                Ok(Some(frame)) => frame,
+                Ok(Some(frame)) => {
+                    frame_deadline = None;
+                    frame
+                }
                 Ok(None) => {
-                    // Need more bytes. A partial frame must complete within FRAME_TIMEOUT.
-                    let read = async {
-                        if buf.is_empty() {
-                            rd.read_buf(&mut buf).await
-                        } else {
-                            tokio::time::timeout(FRAME_TIMEOUT, rd.read_buf(&mut buf))
-                                .await
-                                .unwrap_or_else(|_| {
-                                    Err(io::Error::new(
-                                        io::ErrorKind::TimedOut,
-                                        "frame not completed in time",
-                                    ))
-                                })
-                        }
-                    };
-                    let n = tokio::select! {
-                        _ = stop.recv() => return Ok(()),
-                        n = read => n?,
-                    };
-                    if n == 0 {
-                        if !buf.is_empty() {
-                            tracing::debug!(pending = buf.len(), "client closed mid-frame");
-                        }
-                        return Ok(());
+                    if !buf.is_empty() && frame_deadline.is_none() {
+                        frame_deadline = Some(Instant::now() + frame_timeout);
                     }
-                    continue;
+                    let in_flight = requests.available_permits() < max_inflight;
+                    // A partial frame runs against its deadline; an empty buffer against
+                    // the idle timeout, unless requests (a long-poll, say) are in flight.
+                    let read = async {
+                        match (frame_deadline, in_flight) {
+                            (Some(at), _) => match tokio::time::timeout_at(at, rd.read_buf(&mut buf)).await {
+                                Ok(n) => n.map(|n| if n == 0 { Err(ReadEnd::Closed) } else { Ok(()) }),
+                                Err(_) => Ok(Err(ReadEnd::FrameDeadline)),
+                            },
+                            (None, false) => match tokio::time::timeout(idle, rd.read_buf(&mut buf)).await {
+                                Ok(n) => n.map(|n| if n == 0 { Err(ReadEnd::Closed) } else { Ok(()) }),
+                                Err(_) => Ok(Err(ReadEnd::Idle)),
+                            },
+                            (None, true) => rd
+                                .read_buf(&mut buf)
+                                .await
+                                .map(|n| if n == 0 { Err(ReadEnd::Closed) } else { Ok(()) }),
+                        }
+                    };
+                    let end = tokio::select! {
+                        _ = stop.recv() => Err(ReadEnd::Stop),
+                        r = read => r?,
+                    };
+                    match end {
+                        Ok(()) => continue,
+                        Err(ReadEnd::Stop) => return Ok(()),
+                        Err(ReadEnd::Closed) => {
+                            if !buf.is_empty() {
+                                tracing::debug!(pending = buf.len(), "client closed mid-frame");
+                            }
+                            return Ok(());
+                        }
+                        Err(ReadEnd::Idle) => {
+                            tracing::debug!(?idle, "closing an idle connection");
+                            let e = ApiError::other(
+                                ErrorCode::Timeout,
+                                format!("connection idle for {idle:?} (idle_timeout_ms); closed"),
+                            );
+                            let _ = tx.send(connection_error(e)).await;
+                            return Ok(());
+                        }
+                        Err(ReadEnd::FrameDeadline) => {
+                            tracing::debug!(pending = buf.len(), "frame not completed in time");
+                            let e = ApiError::other(
+                                ErrorCode::Timeout,
+                                format!(
+                                    "frame not completed within {frame_timeout:?} of its first byte \
+                                     (frame_timeout_ms); closed"
+                                ),
+                            );
+                            let _ = tx.send(connection_error(e)).await;
+                            return Ok(());
+                        }
+                    }
                 }
                 Err(e) => {
                     let err = match e {
@@ -149,24 +274,10 @@ async fn serve(
                         other => ApiError::other(ErrorCode::CorruptFrame, other.to_string()),
                     };
                     tracing::debug!(error = %err, "bad frame; closing the connection");
-                    let header = FrameHeader {
-                        api_key: 0,
-                        api_version: 0,
-                        correlation_id: 0,
-                    };
-                    let _ = tx
-                        .send(Outbound {
-                            header,
-                            reply: Reply::error(err),
-                        })
-                        .await;
+                    let _ = tx.send(connection_error(err)).await;
                     return Ok(());
                 }
             };
-            if frame.header.api_key == ApiKey::Raft as u16 {
-                peer.serve(&broker, frame, &tx).await;
-                continue;
-            }
             let cost = frame.body.len().clamp(1, INFLIGHT_BYTES) as u32;
             let req_permit = requests.clone().acquire_owned().await.expect("open");
             let byte_permit = bytes.clone().acquire_many_owned(cost).await.expect("open");

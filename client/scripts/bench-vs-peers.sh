@@ -4,6 +4,12 @@
 # ratios.
 #
 #   client/scripts/bench-vs-peers.sh [--replicas 1|3] [--count N] [--window W] [--peers DIR]
+#                                    [--baseline BIN_DIR [--rounds R]]
+#
+# With --baseline, BIN_DIR holds the `steme-broker` and `steme` of another build (say, the
+# commit before a change): after the figures above, R rounds (default 3) alternate a fresh
+# cluster of this build and one of the baseline, each running the unverified produce, and
+# the medians and their ratio are printed (a change's cost, measured in one run).
 #
 # Builds the release binaries, starts `steme-broker` processes on free loopback ports with
 # their data in a temp dir (removed on exit), runs: signed produce (acks=all: committed by a
@@ -14,7 +20,7 @@
 # line and the ratios Steme / peer.
 set -euo pipefail
 
-COUNT=100000 WINDOW=256 SIZE=200 REPLICAS=1
+COUNT=100000 WINDOW=256 SIZE=200 REPLICAS=1 BASELINE="" ROUNDS=3
 PEERS="$(cd "$(dirname "$0")/../../.." && pwd)/shared/bench"
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -22,7 +28,9 @@ while [ $# -gt 0 ]; do
         --replicas) REPLICAS="$2"; shift ;;
         --window) WINDOW="$2"; shift ;;
         --peers) PEERS="$2"; shift ;;
-        -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+        --baseline) BASELINE="$(cd "$2" && pwd)"; shift ;;
+        --rounds) ROUNDS="$2"; shift ;;
+        -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
         *) echo "unknown argument $1" >&2; exit 2 ;;
     esac
     shift
@@ -40,20 +48,36 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# Free loopback ports (bound, read, released), one per broker; peers know each other by them.
-mapfile -t PORTS < <(python3 -c '
+# Free loopback ports (bound, read, released): a client port and a peer-plane port per
+# broker; peers know each other by the peer ports.
+free_ports() {
+    python3 -c '
 import socket,sys
 socks=[socket.socket() for _ in range(int(sys.argv[1]))]
 for s in socks: s.bind(("127.0.0.1",0))
 for s in socks: print(s.getsockname()[1])
-' "$REPLICAS")
+' "$1"
+}
+# The cluster secret the brokers authenticate their peer plane with.
+SECRET="$WORK/cluster.secret"
+python3 -c 'import secrets; print(secrets.token_hex(32))' >"$SECRET"
+chmod 600 "$SECRET"
+BIN="target/release"
 start_broker() {
-    local id=$1 peers=()
-    for j in $(seq 1 "$REPLICAS"); do
-        [ "$j" = "$id" ] || peers+=(--peer "$j=127.0.0.1:${PORTS[j - 1]}")
-    done
-    target/release/steme-broker --node-id "$id" --listen "127.0.0.1:${PORTS[id - 1]}" \
-        --data-dir "$WORK/data-$id" "${peers[@]}" >>"$WORK/broker-$id.out" 2>>"$WORK/broker-$id.err" &
+    local id=$1 peers=() plane=()
+    if "$BIN/steme-broker" --help | grep -q -- --peer-listen; then
+        for j in $(seq 1 "$REPLICAS"); do
+            [ "$j" = "$id" ] || peers+=(--peer "$j=127.0.0.1:${PEER_PORTS[j - 1]}")
+        done
+        [ "$REPLICAS" = 1 ] || plane=(--peer-listen "127.0.0.1:${PEER_PORTS[id - 1]}" --cluster-secret-file "$SECRET")
+    else
+        # A build from before the peer plane: brokers reach each other on the client port.
+        for j in $(seq 1 "$REPLICAS"); do
+            [ "$j" = "$id" ] || peers+=(--peer "$j=127.0.0.1:${PORTS[j - 1]}")
+        done
+    fi
+    "$BIN/steme-broker" --node-id "$id" --listen "127.0.0.1:${PORTS[id - 1]}" \
+        --data-dir "$WORK/data-$id" "${peers[@]}" "${plane[@]}" >>"$WORK/broker-$id.out" 2>>"$WORK/broker-$id.err" &
     PIDS[$id]=$!
     for _ in $(seq 1 100); do
         grep -q "listening on" "$WORK/broker-$id.out" 2>/dev/null && return
@@ -61,9 +85,19 @@ start_broker() {
     done
     echo "broker $id did not start" >&2; exit 1
 }
-for id in $(seq 1 "$REPLICAS"); do start_broker "$id"; done
-ADDR="$(for p in "${PORTS[@]}"; do printf '127.0.0.1:%s,' "$p"; done)"
-ADDR="${ADDR%,}"
+start_cluster() {
+    mapfile -t PORTS < <(free_ports "$REPLICAS")
+    mapfile -t PEER_PORTS < <(free_ports "$REPLICAS")
+    for id in $(seq 1 "$REPLICAS"); do start_broker "$id"; done
+    ADDR="$(for p in "${PORTS[@]}"; do printf '127.0.0.1:%s,' "$p"; done)"
+    ADDR="${ADDR%,}"
+}
+stop_cluster() {
+    for id in "${!PIDS[@]}"; do kill "${PIDS[$id]}" 2>/dev/null && wait "${PIDS[$id]}" 2>/dev/null; done
+    PIDS=()
+    rm -rf "$WORK"/data-* "$WORK"/broker-*.out
+}
+start_cluster
 echo "# $REPLICAS steme-broker(s) at $ADDR, data in $WORK ($(stat -f -c %T "$WORK"))" >&2
 STEME="target/release/steme --bootstrap $ADDR"
 
@@ -111,6 +145,34 @@ if [ -x "$PEERS/nats-jetstream.sh" ]; then
 else
     echo "# $PEERS/nats-jetstream.sh not found: no peer figures" >&2
     : >"$WORK/nats.txt"
+fi
+
+if [ -n "$BASELINE" ]; then
+    # This build and the baseline, alternating, each on a fresh cluster: unverified produce.
+    stop_cluster
+    : >"$WORK/ab.txt"
+    for round in $(seq 1 "$ROUNDS"); do
+        for side in current baseline; do
+            if [ "$side" = current ]; then BIN="target/release"; else BIN="$BASELINE"; fi
+            start_cluster
+            "$BIN/steme" --bootstrap "$ADDR" topic create nv --partitions 1 --config verify.signatures=false >/dev/null
+            timeout 300 "$BIN/steme" --bootstrap "$ADDR" bench produce --topic nv --count "$COUNT" \
+                --size "$SIZE" --window "$WINDOW" | grep '^RESULT' | sed "s/^RESULT /RESULT side=$side round=$round /" \
+                | tee -a "$WORK/ab.txt"
+            stop_cluster
+        done
+    done
+    python3 - "$WORK/ab.txt" <<'PY'
+import statistics, sys
+rows = [dict(kv.split("=", 1) for kv in l.split()[1:]) for l in open(sys.argv[1]) if l.startswith("RESULT")]
+def med(side, key):
+    return statistics.median(float(r[key]) for r in rows if r["side"] == side)
+cur, base = med("current", "msgs_per_s"), med("baseline", "msgs_per_s")
+print(f"\n== this build vs baseline, unverified produce, median of {len(rows) // 2} rounds each ==")
+print(f"records/s: {cur:.0f} vs {base:.0f}: {cur / base:.3f}x ({(cur / base - 1) * 100:+.1f} %)")
+print(f"p99 us: {med('current', 'p99_us'):.0f} vs {med('baseline', 'p99_us'):.0f}")
+print(f"RESULT peer=steme op=ab_produce current={cur:.0f} baseline={base:.0f} ratio={cur / base:.3f}")
+PY
 fi
 
 python3 - "$WORK/steme.txt" "$WORK/nats.txt" "$REPLICAS" <<'PY'

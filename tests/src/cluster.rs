@@ -1,10 +1,11 @@
 //! A cluster of `steme-broker` processes on loopback, for replication and fault tests.
 //!
-//! Each broker listens on a port picked from the kernel's ephemeral range when the cluster
-//! starts and keeps it across restarts (its peers know it by that address). With
-//! `proxied`, every broker reaches every other through its own [`Proxy`] (one per ordered
-//! pair), so a test can cut a broker off from the others while clients still reach it
-//! directly — a network partition between brokers.
+//! Each broker listens on two ports picked from the kernel's ephemeral range when the
+//! cluster starts and keeps them across restarts: one for clients, and its peer plane (its
+//! peers know it by that address), authenticated with a cluster secret written for the
+//! cluster. With `proxied`, every broker reaches every other's peer plane through its own
+//! [`Proxy`] (one per ordered pair), so a test can cut a broker off from the others while
+//! clients still reach it directly — a network partition between brokers.
 //!
 //! The checks read every replica directly (any replica serves fetches below its own high
 //! watermark) and compare a digest of each partition's records — offset, HLC, assertion and
@@ -21,7 +22,7 @@ use steme_protocol::messages::describe_topic::{DescribeTopicRequest, PartitionDe
 use steme_protocol::messages::fetch::FetchRequest;
 use steme_protocol::messages::metadata::MetadataRequest;
 
-use crate::process::{BrokerOptions, BrokerProcess};
+use crate::process::{BrokerOptions, BrokerProcess, PeerPlane};
 use crate::proxy::Proxy;
 
 /// How long one request to one broker may take in the checks.
@@ -61,26 +62,45 @@ impl ClusterOptions {
 #[derive(Debug)]
 pub struct Cluster {
     brokers: Vec<BrokerProcess>,
+    /// Holds the cluster secret file.
+    secret_dir: tempfile::TempDir,
     /// `(from, to)` → the proxy `from` reaches `to` through.
     proxies: BTreeMap<(u64, u64), Proxy>,
 }
 
-/// A port the kernel just handed out and released.
-fn free_port() -> anyhow::Result<SocketAddr> {
-    let l = TcpListener::bind("127.0.0.1:0").context("cannot pick a port")?;
-    Ok(l.local_addr()?)
+/// `n` distinct ports the kernel just handed out and released (all held until each is
+/// picked, so no two are the same).
+fn free_ports(n: usize) -> anyhow::Result<Vec<SocketAddr>> {
+    let held = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0").context("cannot pick a port"))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok(held
+        .iter()
+        .map(TcpListener::local_addr)
+        .collect::<Result<_, _>>()?)
 }
 
 impl Cluster {
     pub async fn start(opts: ClusterOptions) -> anyhow::Result<Cluster> {
         let n = opts.nodes;
-        let addrs: Vec<SocketAddr> = (0..n).map(|_| free_port()).collect::<Result<_, _>>()?;
+        let mut ports = free_ports(2 * n as usize)?;
+        let peer_addrs = ports.split_off(n as usize);
+        let addrs = ports;
         let addr = |id: u64| addrs[(id - 1) as usize];
+        let peer_addr = |id: u64| peer_addrs[(id - 1) as usize];
+        let secret_dir = tempfile::Builder::new()
+            .prefix("steme-secret-")
+            .tempdir()
+            .context("cannot create the secret's directory")?;
+        let secret_file = secret_dir.path().join("cluster.secret");
+        let secret = blake3::hash(crate::unique("e2e-cluster-secret").as_bytes()).to_hex();
+        std::fs::write(&secret_file, format!("{secret}\n"))
+            .context("cannot write the cluster secret")?;
         let mut proxies = BTreeMap::new();
         if opts.proxied {
             for from in 1..=n {
                 for to in (1..=n).filter(|&t| t != from) {
-                    proxies.insert((from, to), Proxy::start(addr(to)).await?);
+                    proxies.insert((from, to), Proxy::start(peer_addr(to)).await?);
                 }
             }
         }
@@ -89,17 +109,38 @@ impl Cluster {
             let peers = (1..=n)
                 .filter(|&p| p != id)
                 .map(|p| {
-                    let via = proxies.get(&(id, p)).map_or(addr(p), Proxy::addr);
+                    let via = proxies.get(&(id, p)).map_or(peer_addr(p), Proxy::addr);
                     (p, via.to_string())
                 })
                 .collect();
             let options = opts.broker.clone();
+            let plane = PeerPlane {
+                listen: peer_addr(id),
+                secret_file: secret_file.clone(),
+            };
             let b = tokio::task::block_in_place(|| {
-                BrokerProcess::start_member(id, Some(addr(id)), peers, options)
+                BrokerProcess::start_member(id, Some(addr(id)), Some(plane), peers, options)
             })?;
             brokers.push(b);
         }
-        Ok(Cluster { brokers, proxies })
+        Ok(Cluster {
+            brokers,
+            secret_dir,
+            proxies,
+        })
+    }
+
+    /// The cluster secret file every broker was started with.
+    pub fn secret_file(&self) -> std::path::PathBuf {
+        self.secret_dir.path().join("cluster.secret")
+    }
+
+    /// Whether any broker's log shows a panic.
+    pub fn any_panic(&self) -> Option<u64> {
+        self.brokers
+            .iter()
+            .find(|b| b.log_shows_panic())
+            .map(BrokerProcess::node_id)
     }
 
     pub fn ids(&self) -> impl Iterator<Item = u64> + '_ {

@@ -9,8 +9,11 @@
 //! - [`workload`]: signed assertions to produce; reading a topic back and checking it
 //!   (offsets, HLC order, acks present at their offsets).
 //! - [`cli`]: runs the `steme` CLI with a timeout.
-//! - [`cluster`]: several brokers on fixed loopback ports, optionally linked through
-//!   cuttable [`proxy`] connections; replica-by-replica digests of a partition.
+//! - [`cluster`]: several brokers on fixed loopback ports, their peer planes authenticated
+//!   with a shared secret and optionally linked through cuttable [`proxy`] connections;
+//!   replica-by-replica digests of a partition.
+//! - [`peer`]: speaking Raft to a broker as a peer (or an attacker) would: an authenticated
+//!   peer-plane session with any id and secret, or frames on the client port.
 //!
 //! Run them with `cargo test -p steme-tests` (the broker and CLI binaries are built on the
 //! way). `STEME_E2E_KEEP=1` keeps each broker's directory and log for a post-mortem.
@@ -19,6 +22,7 @@
 pub mod binaries;
 pub mod cli;
 pub mod cluster;
+pub mod peer;
 pub mod process;
 pub mod proxy;
 pub mod workload;

@@ -52,6 +52,14 @@ impl BrokerOptions {
     }
 }
 
+/// A cluster member's peer plane: the fixed address it listens on for other brokers, and
+/// the cluster secret file every member shares.
+#[derive(Debug, Clone)]
+pub struct PeerPlane {
+    pub listen: SocketAddr,
+    pub secret_file: PathBuf,
+}
+
 /// One broker process and the directory it keeps its data in.
 #[derive(Debug)]
 pub struct BrokerProcess {
@@ -60,7 +68,9 @@ pub struct BrokerProcess {
     /// A fixed address to listen on (cluster members keep theirs across restarts, since
     /// their peers know it); `None` for an ephemeral port each start.
     listen: Option<SocketAddr>,
-    /// `--peer ID=ADDR` arguments.
+    /// `--peer-listen` and `--cluster-secret-file`, for a cluster member.
+    peer_plane: Option<PeerPlane>,
+    /// `--peer ID=ADDR` arguments (the other brokers' peer-plane addresses).
     peers: Vec<(u64, String)>,
     /// Holds `data/`, `broker.log` and `broker.toml`; removed on drop.
     dir: Option<tempfile::TempDir>,
@@ -77,14 +87,15 @@ impl BrokerProcess {
     }
 
     pub fn start_with(options: BrokerOptions) -> anyhow::Result<BrokerProcess> {
-        BrokerProcess::start_member(1, None, Vec::new(), options)
+        BrokerProcess::start_member(1, None, None, Vec::new(), options)
     }
 
-    /// Starts broker `node_id` of a cluster, listening on `listen` (or an ephemeral port)
-    /// and knowing its `peers`.
+    /// Starts broker `node_id` of a cluster, listening for clients on `listen` (or an
+    /// ephemeral port) and for brokers on its `peer_plane`, and knowing its `peers`.
     pub fn start_member(
         node_id: u64,
         listen: Option<SocketAddr>,
+        peer_plane: Option<PeerPlane>,
         peers: Vec<(u64, String)>,
         options: BrokerOptions,
     ) -> anyhow::Result<BrokerProcess> {
@@ -101,6 +112,7 @@ impl BrokerProcess {
             node_id,
             options,
             listen,
+            peer_plane,
             peers,
             dir: Some(dir),
             child: None,
@@ -139,6 +151,16 @@ impl BrokerProcess {
     /// The address the broker listens on (changes on restart unless it is fixed).
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The peer-plane address, for a cluster member.
+    pub fn peer_addr(&self) -> Option<SocketAddr> {
+        self.peer_plane.as_ref().map(|p| p.listen)
+    }
+
+    /// Whether the log shows a panic (a broker must never panic, whatever it is sent).
+    pub fn log_shows_panic(&self) -> bool {
+        std::fs::read_to_string(self.log_path()).is_ok_and(|l| l.contains("panicked"))
     }
 
     /// The address as a bootstrap string for the client library and the CLI.
@@ -242,6 +264,12 @@ impl BrokerProcess {
             .stderr(log);
         for (id, addr) in &self.peers {
             cmd.arg("--peer").arg(format!("{id}={addr}"));
+        }
+        if let Some(p) = &self.peer_plane {
+            cmd.arg("--peer-listen")
+                .arg(p.listen.to_string())
+                .arg("--cluster-secret-file")
+                .arg(&p.secret_file);
         }
         if self.options.config_toml.is_some() {
             cmd.arg("--config").arg(self.root().join("broker.toml"));

@@ -12,6 +12,7 @@
 //! keeping the copy; a coordinator that lost its leadership cannot store, so it cannot
 //! change anything. Requests for one coordinator are served one at a time.
 
+pub mod replay;
 pub mod state;
 
 use std::collections::{BTreeSet, HashMap};
@@ -78,7 +79,14 @@ fn now_ms() -> u64 {
 
 impl Coordinator {
     /// Replays the partition into group state once the partition has committed its log.
-    pub async fn load(part: Arc<Partition>, term: u64, key: SigningKey) -> Result<Self, ApiError> {
+    /// Only records signed by one of the `trusted` broker keys are replayed
+    /// ([`replay`]).
+    pub async fn load(
+        part: Arc<Partition>,
+        term: u64,
+        key: SigningKey,
+        trusted: replay::Trusted,
+    ) -> Result<Self, ApiError> {
         let deadline = tokio::time::Instant::now() + LOAD_TIMEOUT;
         loop {
             if part.leader().1 != term {
@@ -104,35 +112,30 @@ impl Coordinator {
         let mut groups: HashMap<String, Group> = HashMap::new();
         let now = Instant::now();
         let mut records = 0u64;
+        let trusted = Arc::new(trusted);
         while offset < hwm {
             let f = part.fetch(offset, 4 << 20, Duration::ZERO).await?;
-            let before = offset;
-            for bytes in &f.batches {
-                let Ok(batch) = RecordBatch::new(bytes.clone()) else {
-                    continue;
-                };
-                for r in batch.records() {
-                    let at = batch.base_offset() + u64::from(r.index);
-                    if at < offset || at >= hwm {
-                        continue;
-                    }
-                    offset = at + 1;
-                    match decode_record(r.assertion) {
-                        Some((group, record)) => {
-                            groups.entry(group).or_default().replay(record, now);
-                            records += 1;
-                        }
-                        None => tracing::warn!(
-                            partition = part.partition,
-                            offset = at,
-                            "skipping an unreadable group record"
-                        ),
-                    }
-                }
+            let (batches, from, keys) = (f.batches, offset, trusted.clone());
+            let chunk =
+                tokio::task::spawn_blocking(move || replay::read_chunk(&batches, from, hwm, &keys))
+                    .await
+                    .map_err(|e| ApiError::other(ErrorCode::Internal, e.to_string()))?;
+            for (at, why) in &chunk.skipped {
+                tracing::warn!(
+                    partition = part.partition,
+                    offset = at,
+                    ?why,
+                    "skipping a group record no broker wrote"
+                );
             }
-            if offset == before {
+            for (group, record) in chunk.records {
+                groups.entry(group).or_default().replay(record, now);
+                records += 1;
+            }
+            if chunk.next == offset {
                 break;
             }
+            offset = chunk.next;
         }
         groups.retain(|_, g| !(g.members.is_empty() && g.offsets.is_empty()));
         tracing::info!(
@@ -497,9 +500,10 @@ fn group_state(g: &Group) -> GroupState {
     }
 }
 
-/// A group record from an assertion's canonical bytes: its group and the record.
-fn decode_record(canonical: &[u8]) -> Option<(String, GroupRecord)> {
-    let (a, _signer) = Assertion::decode(canonical).ok()?;
+/// A group record from an assertion's canonical bytes: its group, the record and who
+/// signed it.
+fn decode_record(canonical: &[u8]) -> Option<(String, GroupRecord, [u8; 32])> {
+    let (a, signer) = Assertion::decode(canonical).ok()?;
     if a.predicate != PREDICATE {
         return None;
     }
@@ -507,5 +511,5 @@ fn decode_record(canonical: &[u8]) -> Option<(String, GroupRecord)> {
         return None;
     };
     let stored: Stored = serde_json::from_str(json).ok()?;
-    Some((a.subject, stored.record))
+    Some((a.subject, stored.record, signer))
 }

@@ -43,6 +43,12 @@ pub async fn handle(broker: &Broker, req: Request) -> Reply {
         Request::ListGroups(_) => Reply::of(groups::list(broker).await),
         Request::DescribeGroup(r) => Reply::of(groups::describe(broker, r).await),
         Request::DeleteGroup(r) => Reply::of(groups::delete(broker, r).await),
+        // Peer-only: brokers speak Raft to each other on the peer plane alone (D8).
+        Request::Raft(_) => Reply::error(ApiError::other(
+            ErrorCode::InvalidRequest,
+            "Raft is a peer-plane API: brokers speak it to each other on their authenticated \
+             --peer-listen address, never on the client listener",
+        )),
         other => Reply::error(ApiError::other(
             ErrorCode::InvalidRequest,
             format!("{:?} is not served here", other.api_key()),

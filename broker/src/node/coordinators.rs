@@ -8,6 +8,7 @@ use steme_protocol::partition_for;
 
 use super::Broker;
 use crate::error::{BrokerError, Refusal};
+use crate::groups::replay;
 use crate::groups::{Coordinator, GROUPS_TOPIC};
 use crate::metadata::Command;
 use crate::partition::Partition;
@@ -87,7 +88,9 @@ impl Broker {
         {
             return Ok(c.clone());
         }
-        let c = Arc::new(Coordinator::load(part, term, self.group_key.clone()).await?);
+        let mut trusted = replay::trusted(self.metadata().signers.values());
+        trusted.insert(*self.group_key.verifying_key().as_bytes());
+        let c = Arc::new(Coordinator::load(part, term, self.group_key.clone(), trusted).await?);
         coords.insert(p, c.clone());
         Ok(c)
     }

@@ -20,20 +20,26 @@ pub struct PartitionLeader {
 }
 
 impl Broker {
-    /// Records this broker's address in the metadata, once the group has a leader.
+    /// Records this broker's addresses and record-signing key in the metadata, once the
+    /// group has a leader (and again whenever one of them changed).
     pub(super) async fn register(&self) -> Result<(), BrokerError> {
-        let known = self
-            .meta_state
-            .borrow()
-            .brokers
-            .get(&self.cfg.node_id)
-            .cloned();
-        if known.as_deref() == Some(self.advertised.as_str()) {
+        let me = self.cfg.node_id;
+        let signer = hex::encode(self.group_key.verifying_key().as_bytes());
+        let current = {
+            let state = self.meta_state.borrow();
+            state.brokers.get(&me) == Some(&self.advertised.client)
+                && (self.advertised.peer.is_none()
+                    || state.peers.get(&me) == self.advertised.peer.as_ref())
+                && state.signers.get(&me) == Some(&signer)
+        };
+        if current {
             return Ok(());
         }
         self.propose_metadata(Command::RegisterBroker {
-            id: self.cfg.node_id,
-            addr: self.advertised.clone(),
+            id: me,
+            addr: self.advertised.client.clone(),
+            peer_addr: self.advertised.peer.clone(),
+            signer: Some(signer),
         })
         .await
     }

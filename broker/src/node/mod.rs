@@ -9,18 +9,20 @@
 //! - `coordinators`: the group coordinators this broker runs (D10).
 //! - `loops`: the background tasks (registration, reconciliation, leader reports, leader
 //!   rebalancing, session expiry).
+//! - `peers`: what peers reach through the peer plane ([`RaftHost`](crate::peer::serve::RaftHost)),
+//!   each request checked against its sender first ([`crate::peer::guard`]).
 
 mod coordinators;
 mod hosting;
 mod loops;
 mod metadata;
+mod peers;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use bytes::Bytes;
 use openraft::type_config::async_runtime::WatchReceiver;
 use openraft::{BasicNode, ServerState};
 use steme_protocol::LeaderHint;
@@ -33,13 +35,12 @@ use crate::groups::Coordinator;
 use crate::hlc::Clock;
 use crate::metadata::{METADATA_GROUP, MetadataSm, MetadataState};
 use crate::partition::{Partition, PartitionCtx};
-use crate::peer::link::{Resolver, Transport};
-use crate::peer::serve::RaftHost;
-use crate::raft::group::{GroupRaft, MetaRaft};
+use crate::peer::auth::{ClusterSecret, SecretError};
+use crate::peer::link::{PeerAuth, Resolver, Transport};
+use crate::raft::group::MetaRaft;
 use crate::raft::log_store::{GroupKind, GroupLog, LogStore, Syncer};
 use crate::raft::network::Network;
 use crate::raft::raft_config;
-use crate::raft::rpc::Forwarded;
 use crate::raft::types::NodeId;
 
 pub use self::metadata::PartitionLeader;
@@ -71,20 +72,53 @@ pub enum StartError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
-    /// `getrandom::Error` is not a `std::error::Error` without its `std` feature, so it is
-    /// kept as a field and shown, not chained as a source.
-    #[error("no randomness for the group signing key: {0}")]
+    #[error("no randomness for the record signing key: {0}")]
     Random(getrandom::Error),
+    #[error("record signing key {path}")]
+    SigningKey {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "the peer plane (--peer, --peer-listen) needs peer credentials: \
+         --cluster-secret-file FILE (or STEME_CLUSTER_SECRET_FILE)"
+    )]
+    NoPeerCredentials,
+    #[error("peer credentials")]
+    Secret(#[from] SecretError),
     #[error("registering this broker in the metadata")]
     Register(#[source] BrokerError),
     #[error("opening the hosted partitions")]
     Host(#[source] BrokerError),
 }
 
+/// Where clients and other brokers reach a broker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Advertised {
+    /// The client plane's address (`--advertised-addr`, or the bound `--listen`).
+    pub client: String,
+    /// The peer plane's address (`--peer-advertised-addr`, or the bound `--peer-listen`),
+    /// if this broker listens for peers.
+    pub peer: Option<String>,
+}
+
+impl Advertised {
+    /// A broker reached by clients only (no peer plane).
+    pub fn client(addr: impl Into<String>) -> Advertised {
+        Advertised {
+            client: addr.into(),
+            peer: None,
+        }
+    }
+}
+
 /// One running broker.
 pub struct Broker {
     cfg: Config,
-    advertised: String,
+    advertised: Advertised,
+    /// What peer connections prove; `None` for a broker without a peer plane.
+    secret: Option<ClusterSecret>,
     clock: Arc<Clock>,
     meta: MetaRaft,
     meta_state: watch::Receiver<Arc<MetadataState>>,
@@ -100,9 +134,14 @@ pub struct Broker {
     /// Group coordinators loaded here, by partition of the groups topic (D10). A tokio lock:
     /// held across loading a coordinator.
     coordinators: tokio::sync::Mutex<HashMap<u32, Arc<Coordinator>>>,
-    /// Signs the group records this broker stores.
+    /// Signs the internal records (consumer groups) this broker writes; kept in the data
+    /// directory and registered in the metadata, so coordinators replay only records
+    /// brokers wrote.
     group_key: steme_protocol::SigningKey,
 }
+
+/// The file in the data directory holding the broker's record-signing key (hex seed).
+const SIGNING_KEY_FILE: &str = "broker.key";
 
 /// A partition whose storage failed: why, and what is known durable.
 #[derive(Debug, Clone)]
@@ -138,15 +177,15 @@ fn log_config(cfg: &Config) -> LogConfig {
 
 impl Broker {
     /// Opens the data directory, starts the metadata group and every hosted partition.
-    /// `advertised` is the address clients and peers reach this broker at.
-    pub async fn start(cfg: Config, advertised: String) -> Result<Arc<Broker>, StartError> {
+    /// `advertised` is where clients and peers reach this broker.
+    pub async fn start(cfg: Config, advertised: Advertised) -> Result<Arc<Broker>, StartError> {
         Broker::start_with_io(cfg, advertised, Arc::new(RealIo)).await
     }
 
     /// [`Broker::start`] with the partition logs' file I/O given (tests inject faults).
     pub async fn start_with_io(
         cfg: Config,
-        advertised: String,
+        advertised: Advertised,
         io: Arc<dyn FileIo>,
     ) -> Result<Arc<Broker>, StartError> {
         let data = cfg.data_dir.clone();
@@ -154,6 +193,15 @@ impl Broker {
             path: data.clone(),
             source,
         })?;
+        // Peer credentials: a broker that has peers, or listens for them, proves the
+        // cluster secret on every peer connection (D8).
+        let needs_secret = !cfg.peers.is_empty() || cfg.peer_listen.is_some();
+        let secret = match &cfg.cluster_secret_file {
+            Some(path) => Some(ClusterSecret::load(path)?),
+            None if needs_secret => return Err(StartError::NoPeerCredentials),
+            None => None,
+        };
+        let group_key = signing_key(&data.join(SIGNING_KEY_FILE))?;
         let syncer = Syncer::start()?;
         let raft_config = raft_config(&cfg)?;
         let ack_before_sync = cfg.flush == FlushMode::Interval;
@@ -173,24 +221,41 @@ impl Broker {
         let (sm, meta_state) = MetadataSm::open(&meta_dir)?;
         let store = LogStore::new(glog, syncer.clone(), false);
 
-        // Where the other brokers are: this broker's own `--peer` list first (it may name a
-        // different route, such as a proxy), then what the metadata records.
+        // Where the other brokers' peer planes are: this broker's own `--peer` list first (it
+        // may name a different route, such as a proxy), then what the metadata records.
         let peers: BTreeMap<NodeId, String> =
             cfg.peers.iter().map(|p| (p.id, p.addr.clone())).collect();
-        let brokers_rx = meta_state.clone();
         let self_id = cfg.node_id;
-        let self_addr = advertised.clone();
-        let known_peers = peers.clone();
-        let resolve: Resolver = Arc::new(move |id| {
-            if id == self_id {
-                return Some(self_addr.clone());
-            }
-            known_peers
-                .get(&id)
-                .cloned()
-                .or_else(|| brokers_rx.borrow().brokers.get(&id).cloned())
-        });
-        let transport = Transport::new(resolve.clone(), cfg.max_frame_bytes);
+        let peer_resolve: Resolver = {
+            let state = meta_state.clone();
+            let own = advertised.peer.clone();
+            let known = peers.clone();
+            Arc::new(move |id| {
+                if id == self_id {
+                    return own.clone();
+                }
+                known
+                    .get(&id)
+                    .cloned()
+                    .or_else(|| state.borrow().peers.get(&id).cloned())
+            })
+        };
+        // Where clients reach each broker (for `NotLeader` hints).
+        let client_resolve: Resolver = {
+            let state = meta_state.clone();
+            let own = advertised.client.clone();
+            Arc::new(move |id| {
+                if id == self_id {
+                    return Some(own.clone());
+                }
+                state.borrow().brokers.get(&id).cloned()
+            })
+        };
+        let auth = PeerAuth {
+            me: self_id,
+            secret: secret.clone(),
+        };
+        let transport = Transport::new(peer_resolve.clone(), cfg.max_frame_bytes, auth);
         let meta = MetaRaft::new(
             cfg.node_id,
             raft_config.clone(),
@@ -215,7 +280,7 @@ impl Broker {
             members.insert(
                 cfg.node_id,
                 BasicNode {
-                    addr: advertised.clone(),
+                    addr: advertised.peer.clone().unwrap_or_default(),
                 },
             );
             // A new cluster is initialised exactly once, by its lowest broker id; the others
@@ -247,20 +312,17 @@ impl Broker {
             raft_config,
             retention_check: Duration::from_millis(cfg.retention_check_ms),
             ack_before_sync,
-            brokers: resolve,
+            brokers: client_resolve,
+            peers: peer_resolve,
             io,
             transport: transport.clone(),
             leaders: leaders_tx,
-        };
-        let group_key = {
-            let mut seed = [0u8; 32];
-            getrandom::fill(&mut seed).map_err(StartError::Random)?;
-            steme_protocol::SigningKey::from_bytes(&seed)
         };
         let broker = Arc::new(Broker {
             clock: ctx.clock.clone(),
             cfg,
             advertised,
+            secret,
             meta,
             meta_state,
             partitions: RwLock::new(HashMap::new()),
@@ -329,6 +391,16 @@ impl Broker {
             .map(|t| t.partitions.len() as u32)
     }
 
+    /// The cluster secret peer connections prove, if this broker has a peer plane.
+    pub fn cluster_secret(&self) -> Option<&ClusterSecret> {
+        self.secret.as_ref()
+    }
+
+    /// Where clients and peers reach this broker.
+    pub fn advertised(&self) -> &Advertised {
+        &self.advertised
+    }
+
     /// Stops every group and flushes every log.
     pub async fn shutdown(&self) {
         let parts: Vec<Arc<Partition>> = self.hosted();
@@ -342,23 +414,35 @@ impl Broker {
     }
 }
 
-impl RaftHost for Broker {
-    fn node_id(&self) -> NodeId {
-        self.cfg.node_id
-    }
-
-    fn group_raft(&self, group: u64) -> Option<GroupRaft> {
-        if group == METADATA_GROUP {
-            return Some(GroupRaft::Meta(self.meta.clone()));
+/// The broker's record-signing key: read from `path`, or made (32 random bytes, mode 0600)
+/// on first start.
+fn signing_key(path: &std::path::Path) -> Result<steme_protocol::SigningKey, StartError> {
+    let io = |source| StartError::SigningKey {
+        path: path.to_owned(),
+        source,
+    };
+    match std::fs::read_to_string(path) {
+        Ok(text) => {
+            let mut seed = [0u8; 32];
+            hex::decode_to_slice(text.trim(), &mut seed)
+                .map_err(|e| io(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))?;
+            Ok(steme_protocol::SigningKey::from_bytes(&seed))
         }
-        self.by_group
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&group)
-            .map(|p| GroupRaft::Partition(p.raft().clone()))
-    }
-
-    async fn propose_forwarded(&self, command: Bytes) -> Forwarded {
-        self.propose_here(command, METADATA_TIMEOUT).await
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut seed = [0u8; 32];
+            getrandom::fill(&mut seed).map_err(StartError::Random)?;
+            let tmp = path.with_extension("tmp");
+            let mut opts = std::fs::OpenOptions::new();
+            opts.write(true).create(true).truncate(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+            let mut f = opts.open(&tmp).map_err(io)?;
+            std::io::Write::write_all(&mut f, format!("{}\n", hex::encode(seed)).as_bytes())
+                .map_err(io)?;
+            f.sync_all().map_err(io)?;
+            std::fs::rename(&tmp, path).map_err(io)?;
+            Ok(steme_protocol::SigningKey::from_bytes(&seed))
+        }
+        Err(e) => Err(io(e)),
     }
 }

@@ -17,8 +17,6 @@
 //!   and reports only its own leaderships, for a term within reach; unknown commands never
 //!   decode.
 
-use std::collections::BTreeSet;
-
 use openraft::EntryPayload;
 
 use crate::metadata::{Command, MetadataState};
@@ -90,11 +88,7 @@ impl Refusal {
 }
 
 /// What this broker's own replica of a group says: its term and the leader it follows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LocalLeader {
-    pub term: u64,
-    pub leader: Option<NodeId>,
-}
+pub use crate::raft::group::Leadership as LocalLeader;
 
 /// What this broker knows of one group, to check RPCs for it against.
 #[derive(Debug)]
@@ -105,18 +99,17 @@ pub struct GroupView<'a> {
     pub membership: &'a Membership,
     /// The nodes that may appear in this group at all: a partition's replicas, or the
     /// cluster's brokers for the metadata group.
-    pub expected: &'a BTreeSet<NodeId>,
+    pub expected: &'a [NodeId],
 }
 
 impl GroupView<'_> {
-    fn voters(&self) -> BTreeSet<NodeId> {
-        let voters: BTreeSet<NodeId> = self.membership.voter_ids().collect();
-        if voters.is_empty() {
+    fn is_voter(&self, node: NodeId) -> bool {
+        let mut voters = self.membership.voter_ids().peekable();
+        if voters.peek().is_none() {
             // Not initialised here yet: the first leader reaches us before any membership.
-            self.expected.clone()
-        } else {
-            voters
+            return self.expected.contains(&node);
         }
+        voters.any(|v| v == node)
     }
 
     /// The vote's node must be the sender, a voter, at a term that cannot overflow.
@@ -129,7 +122,7 @@ impl GroupView<'_> {
         if claimed != sender {
             return Err(Refusal::Impersonation { sender, claimed });
         }
-        if !self.voters().contains(&sender) {
+        if !self.is_voter(sender) {
             return Err(Refusal::NotMember {
                 sender,
                 group: self.group,
@@ -357,7 +350,7 @@ mod tests {
     #[test]
     fn members_speaking_for_themselves_pass() {
         let m = membership(&[1, 2, 3]);
-        let expected = BTreeSet::from([1, 2, 3]);
+        let expected = [1, 2, 3];
         let view = GroupView {
             group: 7,
             me: 2,
@@ -376,7 +369,7 @@ mod tests {
     #[test]
     fn rejects_impossible_terms_impersonation_and_non_members() {
         let m = membership(&[1, 2, 3]);
-        let expected = BTreeSet::from([1, 2, 3]);
+        let expected = [1, 2, 3];
         let view = GroupView {
             group: 7,
             me: 2,
@@ -418,7 +411,7 @@ mod tests {
     #[test]
     fn rejects_gaps_term_regressions_and_phantom_memberships() {
         let m = membership(&[1, 2, 3]);
-        let expected = BTreeSet::from([1, 2, 3]);
+        let expected = [1, 2, 3];
         let view = GroupView {
             group: 7,
             me: 2,
@@ -451,7 +444,7 @@ mod tests {
     #[test]
     fn an_uninitialised_replica_expects_the_placement() {
         let m = Membership::default();
-        let expected = BTreeSet::from([1, 2, 3]);
+        let expected = [1, 2, 3];
         let view = GroupView {
             group: 7,
             me: 2,
@@ -487,6 +480,8 @@ mod tests {
         let register = |id| Command::RegisterBroker {
             id,
             addr: "x".into(),
+            peer_addr: None,
+            signer: None,
         };
         assert_eq!(check_forwarded(2, &register(2), &state, None), Ok(()));
         assert!(check_forwarded(2, &register(1), &state, None).is_err());

@@ -11,6 +11,10 @@
 //! bulk frames into chunks, so a heartbeat waits for at most one chunk already on the wire,
 //! never for a queue of appends.
 //!
+//! Every connection is authenticated before its first frame ([`super::auth`]): a link dials
+//! the peer's `--peer-listen` address, proves the cluster secret, and seals every frame it
+//! sends; it opens (checks) every answer.
+//!
 //! A link reconnects with backoff in the background. While it is down, calls fail at once as
 //! unreachable (openraft then backs off), so a dead peer costs no more than its timeouts.
 
@@ -24,7 +28,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use steme_protocol::frame::{FrameHeader, decode_frame};
+use steme_protocol::frame::FrameHeader;
 use steme_protocol::messages::raft::RaftResponse;
 use steme_protocol::messages::{ApiKey, decode_response};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
@@ -32,6 +36,7 @@ use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{mpsc, oneshot};
 
+use super::auth::{self, ClusterSecret, HandshakeError, Opener, Sealer, Session};
 use crate::raft::METADATA_GROUP;
 use crate::raft::rpc::{Forwarded, RaftRpc};
 use crate::raft::types::NodeId;
@@ -59,11 +64,36 @@ pub enum LinkError {
     BadReply(NodeId, String),
 }
 
+/// Who this broker is to its peers, and the secret it proves.
+#[derive(Debug, Clone)]
+pub struct PeerAuth {
+    pub me: NodeId,
+    /// `None` for a broker with no peer credentials: it dials no one (a single broker's
+    /// groups have no one to call).
+    pub secret: Option<ClusterSecret>,
+}
+
+impl PeerAuth {
+    async fn dial(&self, sock: &mut TcpStream, target: NodeId) -> Result<Session, DialError> {
+        let secret = self.secret.as_ref().ok_or(DialError::NoSecret)?;
+        Ok(auth::dial(sock, secret, self.me, target).await?)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum DialError {
+    #[error("this broker has no cluster secret (--cluster-secret-file) to authenticate with")]
+    NoSecret,
+    #[error(transparent)]
+    Handshake(#[from] HandshakeError),
+}
+
 /// The transport of one broker: a link per peer, shared by every group.
 pub struct Transport {
     links: Mutex<HashMap<NodeId, Arc<PeerLink>>>,
     resolve: Resolver,
     max_frame: usize,
+    auth: Arc<PeerAuth>,
 }
 
 impl std::fmt::Debug for Transport {
@@ -73,11 +103,12 @@ impl std::fmt::Debug for Transport {
 }
 
 impl Transport {
-    pub fn new(resolve: Resolver, max_frame: usize) -> Arc<Transport> {
+    pub fn new(resolve: Resolver, max_frame: usize, auth: PeerAuth) -> Arc<Transport> {
         Arc::new(Transport {
             links: Mutex::new(HashMap::new()),
             resolve,
             max_frame,
+            auth: Arc::new(auth),
         })
     }
 
@@ -92,6 +123,7 @@ impl Transport {
             fallback_addr: fallback_addr.to_owned(),
             resolve: self.resolve.clone(),
             max_frame: self.max_frame,
+            auth: self.auth.clone(),
             state: Mutex::new(LinkState::default()),
             next_id: AtomicU32::new(1),
         });
@@ -185,6 +217,7 @@ pub struct PeerLink {
     fallback_addr: String,
     resolve: Resolver,
     max_frame: usize,
+    auth: Arc<PeerAuth>,
     state: Mutex<LinkState>,
     next_id: AtomicU32,
 }
@@ -253,15 +286,21 @@ impl PeerLink {
             let Some(link) = weak.upgrade() else { return };
             let addr = (link.resolve)(link.target).unwrap_or_else(|| link.fallback_addr.clone());
             let target = link.target;
+            let auth = link.auth.clone();
             drop(link);
             let connected = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&addr)).await;
             match connected {
-                Ok(Ok(sock)) => {
-                    backoff = BACKOFF_MIN;
-                    if let Err(e) = PeerLink::serve(&weak, sock).await {
-                        tracing::info!(peer = target, %addr, error = %e, "raft connection lost");
+                Ok(Ok(mut sock)) => match auth.dial(&mut sock, target).await {
+                    Ok(session) => {
+                        backoff = BACKOFF_MIN;
+                        if let Err(e) = PeerLink::serve(&weak, sock, session).await {
+                            tracing::info!(peer = target, %addr, error = %e, "raft connection lost");
+                        }
                     }
-                }
+                    Err(e) => {
+                        tracing::warn!(peer = target, %addr, error = %e, "peer authentication failed")
+                    }
+                },
                 Ok(Err(e)) => {
                     tracing::debug!(peer = target, %addr, error = %e, "cannot connect to peer")
                 }
@@ -272,8 +311,9 @@ impl PeerLink {
         }
     }
 
-    async fn serve(weak: &Weak<PeerLink>, sock: TcpStream) -> io::Result<()> {
+    async fn serve(weak: &Weak<PeerLink>, sock: TcpStream, session: Session) -> io::Result<()> {
         sock.set_nodelay(true)?;
+        let Session { sealer, opener, .. } = session;
         let (rd, wr) = sock.into_split();
         let (control_tx, control_rx) = mpsc::unbounded_channel();
         let (bulk_tx, bulk_rx) = mpsc::unbounded_channel();
@@ -289,8 +329,8 @@ impl PeerLink {
             (link.max_frame, link.target)
         };
         let result = tokio::select! {
-            r = write_lanes(wr, control_rx, bulk_rx) => r,
-            r = read_answers(rd, weak.clone(), max_frame) => r,
+            r = write_lanes(wr, sealer, control_rx, bulk_rx) => r,
+            r = read_answers(rd, opener, weak.clone(), max_frame) => r,
         };
         if let Some(link) = weak.upgrade() {
             let pending = {
@@ -349,6 +389,7 @@ impl Drop for Answer {
 /// Writes frames, the control lane first; coalesces whatever is ready before flushing.
 async fn write_lanes(
     wr: OwnedWriteHalf,
+    mut sealer: Sealer,
     mut control: mpsc::UnboundedReceiver<Outgoing>,
     mut bulk: mpsc::UnboundedReceiver<Outgoing>,
 ) -> io::Result<()> {
@@ -361,7 +402,7 @@ async fn write_lanes(
         };
         let Some(mut out) = next else { return Ok(()) };
         loop {
-            write_frame(&mut w, &out).await?;
+            write_frame(&mut w, &mut sealer, &out).await?;
             match control.try_recv().or_else(|_| bulk.try_recv()) {
                 Ok(o) => out = o,
                 Err(_) => break,
@@ -371,38 +412,45 @@ async fn write_lanes(
     }
 }
 
-/// A `Raft` request frame: the header, the group id, then the payload as it is.
-async fn write_frame(w: &mut BufWriter<OwnedWriteHalf>, out: &Outgoing) -> io::Result<()> {
+/// A `Raft` request frame, sealed: the head, the group id, the payload as it is, the tag.
+async fn write_frame(
+    w: &mut BufWriter<OwnedWriteHalf>,
+    sealer: &mut Sealer,
+    out: &Outgoing,
+) -> io::Result<()> {
     let header = FrameHeader {
         api_key: ApiKey::Raft as u16,
         api_version: 0,
         correlation_id: out.id,
     };
-    let body_len = 8 + 4 + out.payload.len();
-    w.write_all(&header.encode_head(body_len)).await?;
     let mut lead = [0u8; 12];
     lead[..8].copy_from_slice(&out.group.to_le_bytes());
     lead[8..].copy_from_slice(&(out.payload.len() as u32).to_le_bytes());
+    let mut sealing = sealer.start(&header, lead.len() + out.payload.len());
+    sealing.update(&lead);
+    sealing.update(&out.payload);
+    let (head, tag) = sealing.finish();
+    w.write_all(&head).await?;
     w.write_all(&lead).await?;
     if out.payload.len() >= WRITE_BUFFER - w.buffer().len() {
         w.flush().await?;
-        w.get_mut().write_all(&out.payload).await
+        w.get_mut().write_all(&out.payload).await?;
     } else {
-        w.write_all(&out.payload).await
+        w.write_all(&out.payload).await?;
     }
+    w.write_all(&tag).await
 }
 
 /// Reads answers and hands each to the request waiting for it.
 async fn read_answers(
     mut rd: OwnedReadHalf,
+    mut opener: Opener,
     weak: Weak<PeerLink>,
     max_frame: usize,
 ) -> io::Result<()> {
     let mut buf = BytesMut::with_capacity(64 * 1024);
     loop {
-        while let Some(frame) = decode_frame(&mut buf, max_frame)
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?
-        {
+        while let Some(frame) = opener.open(&mut buf, max_frame)? {
             let Some(link) = weak.upgrade() else {
                 return Ok(());
             };

@@ -4,6 +4,8 @@
 //! - [`auth`]: the cluster secret, the challenge–response handshake and sealed frames.
 //! - [`guard`]: checks on what authenticated peers say, before openraft or the metadata
 //!   sees it.
+//! - [`listener`]: `--peer-listen`: accepts brokers' connections, authenticates each,
+//!   serves its frames and seals every answer.
 //! - [`link`]: the sending side — one connection per peer shared by every Raft group, with a
 //!   control lane ahead of a bulk lane, reconnecting in the background.
 //! - [`serve`]: the receiving side — `Raft` frames from a peer's connection, with their own
@@ -18,4 +20,5 @@ pub mod auth;
 pub mod guard;
 pub mod inbound;
 pub mod link;
+pub mod listener;
 pub mod serve;

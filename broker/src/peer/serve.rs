@@ -5,7 +5,9 @@
 //! requests and [`RAFT_INFLIGHT_BYTES`] bytes. A stream append joins its group's pipe in
 //! arrival order ([`super::inbound`]); every other RPC is served in its own task. What the
 //! RPCs reach is a [`RaftHost`]: the groups this broker hosts, and the metadata proposals
-//! other brokers forward to it.
+//! other brokers forward to it. Every request is first checked against its sender, the id
+//! the connection's handshake proved ([`RaftHost::check`], [`super::guard`]); a refused one
+//! is answered with the reason and never reaches openraft.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -17,6 +19,7 @@ use steme_protocol::messages::raft::RaftResponse;
 use steme_protocol::{ApiError, ErrorCode};
 use tokio::sync::{Semaphore, mpsc};
 
+use super::guard::Refusal;
 use super::inbound::Pipes;
 use crate::raft::METADATA_GROUP;
 use crate::raft::group::GroupRaft;
@@ -39,29 +42,38 @@ pub trait RaftHost: Send + Sync + 'static {
     /// The Raft group `group`, if this broker hosts it.
     fn group_raft(&self, group: u64) -> Option<GroupRaft>;
 
-    /// Proposes a metadata command another broker forwarded to this one (the metadata
-    /// leader, as the sender believes).
-    fn propose_forwarded(&self, command: Bytes) -> impl Future<Output = Forwarded> + Send;
+    /// Checks a Raft request from broker `sender` against what this broker knows of the
+    /// group ([`super::guard`]); a group not hosted here passes (it is refused as such).
+    fn check(&self, sender: NodeId, group: u64, rpc: &RaftRpc) -> Result<(), Refusal>;
+
+    /// Proposes a metadata command broker `sender` forwarded to this one (the metadata
+    /// leader, as the sender believes), once it is checked against its sender.
+    fn propose_forwarded(
+        &self,
+        sender: NodeId,
+        command: Bytes,
+    ) -> impl Future<Output = Forwarded> + Send;
 }
 
-/// The Raft side of one connection: its budgets and its pipes.
+/// The Raft side of one authenticated connection: who sent it, its budgets and its pipes.
 pub struct PeerFrames {
+    sender: NodeId,
     requests: Arc<Semaphore>,
     bytes: Arc<Semaphore>,
     pipes: Pipes,
 }
 
-impl Default for PeerFrames {
-    fn default() -> Self {
+impl PeerFrames {
+    /// The frames of a connection from broker `sender` (as its handshake proved).
+    pub fn new(sender: NodeId) -> PeerFrames {
         PeerFrames {
+            sender,
             requests: Arc::new(Semaphore::new(RAFT_INFLIGHT)),
             bytes: Arc::new(Semaphore::new(RAFT_INFLIGHT_BYTES)),
             pipes: Pipes::default(),
         }
     }
-}
 
-impl PeerFrames {
     /// Serves one frame of api key `Raft`: waits for the connection's Raft budget, then
     /// hands a stream append to its pipe, or answers any other RPC in its own task. Every
     /// answer is sent on `out`.
@@ -79,8 +91,13 @@ impl PeerFrames {
             .acquire_many_owned(cost)
             .await
             .expect("open");
+        let sender = self.sender;
         let decoded = match Request::decode(&frame.header, frame.body) {
             Ok(Request::Raft(r)) => match RaftRpc::decode(r.payload) {
+                Ok(rpc) if let Err(refusal) = host.check(sender, r.group_id, &rpc) => {
+                    tracing::warn!(peer = sender, group = r.group_id, %refusal, "refused a peer's Raft request");
+                    Ok((r.group_id, RaftRpc::Refused(refusal.to_string())))
+                }
                 Ok(RaftRpc::StreamAppend(append)) => {
                     // A peer's stream append joins its group's pipe here, in arrival order.
                     let raft = host.group_raft(r.group_id);
@@ -102,7 +119,10 @@ impl PeerFrames {
         let out = out.clone();
         tokio::spawn(async move {
             let reply = match decoded {
-                Ok((group, rpc)) => handle_raft(&*host, group, rpc).await,
+                Ok((_, refused @ RaftRpc::Refused(_))) => Reply::ok(RaftResponse {
+                    payload: refused.encode(),
+                }),
+                Ok((group, rpc)) => handle_raft(&*host, sender, group, rpc).await,
                 Err(e) => Reply::error(e),
             };
             let _ = out
@@ -118,10 +138,10 @@ impl PeerFrames {
 }
 
 /// Answers a Raft RPC from a peer (other than a stream append, see [`PeerFrames::serve`]).
-pub async fn handle_raft<H: RaftHost>(host: &H, group: u64, rpc: RaftRpc) -> Reply {
+pub async fn handle_raft<H: RaftHost>(host: &H, sender: NodeId, group: u64, rpc: RaftRpc) -> Reply {
     let answer = match rpc {
         RaftRpc::Forward(cmd) if group == METADATA_GROUP => {
-            RaftRpc::Forwarded(host.propose_forwarded(cmd).await)
+            RaftRpc::Forwarded(host.propose_forwarded(sender, cmd).await)
         }
         rpc => match host.group_raft(group) {
             Some(g) => g.serve(rpc).await,

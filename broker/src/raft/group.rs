@@ -9,7 +9,9 @@ use tokio::sync::mpsc;
 
 use super::rpc::RaftRpc;
 use super::state_machine::PartitionSm;
-use super::types::{Snapshot, TypeConfig};
+use openraft::type_config::async_runtime::WatchReceiver;
+
+use super::types::{NodeId, Snapshot, StoredMembership, TypeConfig};
 use crate::metadata::MetadataSm;
 
 /// The metadata group's Raft (D9).
@@ -36,7 +38,31 @@ macro_rules! on_raft {
 pub type AppendStream =
     BoxStream<'static, Result<StreamAppendResult<TypeConfig>, Fatal<TypeConfig>>>;
 
+/// What a replica sees of its group's leadership: its term, and the leader it follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Leadership {
+    pub term: u64,
+    pub leader: Option<NodeId>,
+}
+
 impl GroupRaft {
+    /// The membership this replica has applied.
+    pub fn membership(&self) -> std::sync::Arc<StoredMembership> {
+        on_raft!(self, r => r.metrics().borrow_watched().membership_config.clone())
+    }
+
+    /// This replica's term and the leader it follows.
+    pub fn leadership(&self) -> Leadership {
+        on_raft!(self, r => {
+            let m = r.metrics();
+            let m = m.borrow_watched();
+            Leadership {
+                term: m.current_term,
+                leader: m.current_leader,
+            }
+        })
+    }
+
     /// Serves one RPC that is not part of a stream.
     pub async fn serve(&self, rpc: RaftRpc) -> RaftRpc {
         let refused = |e: &dyn std::fmt::Display| RaftRpc::Refused(e.to_string());

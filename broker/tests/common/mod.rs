@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use steme_broker::config::Config;
-use steme_broker::node::Broker;
+use steme_broker::node::{Advertised, Broker};
 use steme_protocol::frame::decode_frame;
 use steme_protocol::messages::create_topic::CreateTopicRequest;
 use steme_protocol::messages::produce::{Acks, ProduceRequest, ProduceResponse};
@@ -56,7 +56,7 @@ impl TestBroker {
             retention_check_ms: 100,
             ..Config::default()
         };
-        let broker = Broker::start_with_io(cfg, addr.to_string(), io)
+        let broker = Broker::start_with_io(cfg, Advertised::client(addr.to_string()), io)
             .await
             .expect("broker starts");
         let (tx, rx) = oneshot::channel::<()>();

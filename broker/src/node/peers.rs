@@ -1,0 +1,121 @@
+//! What other brokers reach on this one through the peer plane: its Raft groups and, as
+//! metadata leader, proposals forwarded to it. Everything is checked against its sender
+//! first ([`crate::peer::guard`]).
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use openraft::type_config::async_runtime::WatchReceiver;
+
+use super::{Broker, METADATA_TIMEOUT};
+use crate::metadata::{Command, METADATA_GROUP};
+use crate::peer::guard::{self, GroupView, LocalLeader, Refusal};
+use crate::peer::serve::RaftHost;
+use crate::raft::group::GroupRaft;
+use crate::raft::rpc::{Forwarded, RaftRpc};
+use crate::raft::types::NodeId;
+
+/// How long a leader report waits for the replica here to see the same leadership.
+const CONFIRM_WAIT: Duration = Duration::from_secs(2);
+
+impl Broker {
+    /// The nodes that may appear in group `group`: a partition's replicas, or every broker
+    /// this one knows of for the metadata group.
+    fn expected_nodes(&self, group: u64) -> Vec<NodeId> {
+        let state = self.metadata();
+        if group == METADATA_GROUP {
+            let mut ids: Vec<NodeId> = state.broker_ids().into_iter().collect();
+            ids.extend(self.cfg.peers.iter().map(|p| p.id));
+            ids.push(self.cfg.node_id);
+            return ids;
+        }
+        state
+            .topics
+            .values()
+            .flat_map(|t| &t.partitions)
+            .find(|p| p.group == group)
+            .map(|p| p.replicas.clone())
+            .unwrap_or_default()
+    }
+
+    /// What the replica of `group` here sees: its term and the leader it follows, once it
+    /// has caught up with `term` (or [`CONFIRM_WAIT`] has passed).
+    async fn local_leader(&self, group: u64, term: u64) -> Option<LocalLeader> {
+        let raft = self.group_raft(group)?;
+        let deadline = tokio::time::Instant::now() + CONFIRM_WAIT;
+        loop {
+            let seen = raft.leadership();
+            let caught_up = seen.term > term || (seen.term == term && seen.leader.is_some());
+            if caught_up || tokio::time::Instant::now() >= deadline {
+                return Some(seen);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Checks a forwarded metadata command against its sender.
+    async fn check_forwarded(&self, sender: NodeId, cmd: &Command) -> Result<(), Refusal> {
+        let local = match cmd {
+            Command::PartitionLeader { group, term, .. } if *term <= guard::MAX_TERM => {
+                self.local_leader(*group, *term).await
+            }
+            _ => None,
+        };
+        guard::check_forwarded(sender, cmd, &self.metadata(), local)
+    }
+}
+
+impl RaftHost for Broker {
+    fn node_id(&self) -> NodeId {
+        self.cfg.node_id
+    }
+
+    fn group_raft(&self, group: u64) -> Option<GroupRaft> {
+        if group == METADATA_GROUP {
+            return Some(GroupRaft::Meta(self.meta.clone()));
+        }
+        self.by_group
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&group)
+            .map(|p| GroupRaft::Partition(p.raft().clone()))
+    }
+
+    fn check(&self, sender: NodeId, group: u64, rpc: &RaftRpc) -> Result<(), Refusal> {
+        if matches!(rpc, RaftRpc::Forward(_)) {
+            // Checked with the command, in `propose_forwarded`.
+            return Ok(());
+        }
+        let Some(raft) = self.group_raft(group) else {
+            return Ok(());
+        };
+        let membership = raft.membership();
+        let expected = self.expected_nodes(group);
+        GroupView {
+            group,
+            me: self.cfg.node_id,
+            membership: membership.membership(),
+            expected: &expected,
+        }
+        .check(sender, rpc)
+    }
+
+    async fn propose_forwarded(&self, sender: NodeId, command: Bytes) -> Forwarded {
+        let cmd = match guard::decode_forwarded(&command) {
+            Ok(cmd) => cmd,
+            Err(refusal) => return Forwarded::Refused(refusal.to_string()),
+        };
+        if let Err(refusal) = self.check_forwarded(sender, &cmd).await {
+            tracing::warn!(peer = sender, %refusal, "refused a forwarded metadata command");
+            return if refusal.is_retriable() {
+                Forwarded::Failed(refusal.to_string())
+            } else {
+                Forwarded::Refused(refusal.to_string())
+            };
+        }
+        if self.meta.metrics().borrow_watched().current_leader != Some(self.cfg.node_id) {
+            return Forwarded::NotLeader(self.metadata_leader());
+        }
+        self.propose_here(command, METADATA_TIMEOUT).await
+    }
+}
