@@ -149,6 +149,15 @@ impl Command {
 /// Topic configuration keys the broker understands.
 pub const KNOWN_CONFIGS: &[&str] = topic_config::KNOWN_KEYS;
 
+/// Topic names with this prefix are internal (`__groups`): they belong to the brokers, and
+/// clients can neither create, delete nor produce to them (D11).
+pub const INTERNAL_PREFIX: &str = "__";
+
+/// Whether `topic` is an internal topic.
+pub fn is_internal(topic: &str) -> bool {
+    topic.starts_with(INTERNAL_PREFIX)
+}
+
 /// Validates a topic name the way Kafka does: 1..=249 of `[A-Za-z0-9._-]`, not `.` or `..`.
 pub fn check_topic_name(name: &str) -> Result<(), String> {
     if name.is_empty() || name.len() > 249 {

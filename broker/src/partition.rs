@@ -345,6 +345,7 @@ impl Partition {
             high_watermark: self.high_watermark(),
             log_end_offset: self.log.reader.log_end_offset(),
             size_bytes: self.log.reader.size_bytes(),
+            offline: None,
         }
     }
 

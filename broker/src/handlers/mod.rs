@@ -56,6 +56,21 @@ pub async fn handle(broker: &Broker, req: Request) -> Reply {
     }
 }
 
+/// Refuses a client's write (`create`, `delete`, `produce to`) to an internal topic.
+fn not_internal(topic: &str, action: &str) -> Result<(), ApiError> {
+    if crate::metadata::is_internal(topic) {
+        return Err(ApiError::other(
+            ErrorCode::InvalidRequest,
+            format!(
+                "cannot {action} `{topic}`: names starting with `{}` are internal topics, \
+                 written by brokers only",
+                crate::metadata::INTERNAL_PREFIX
+            ),
+        ));
+    }
+    Ok(())
+}
+
 impl From<BrokerError> for ApiError {
     fn from(e: BrokerError) -> ApiError {
         match e {

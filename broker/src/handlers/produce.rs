@@ -15,6 +15,7 @@ use crate::partition::ProduceJob;
 const RAFT_FRAMING: usize = 256;
 
 pub async fn produce(broker: &Broker, r: ProduceRequest) -> Result<ProduceResponse, ApiError> {
+    super::not_internal(&r.topic, "produce to")?;
     let p = broker.partition(&r.topic, r.partition)?;
     let (count, verify) = {
         let state = broker.metadata();

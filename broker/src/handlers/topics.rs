@@ -7,7 +7,9 @@ use steme_protocol::messages::create_topic::{
     ConfigEntry, CreateTopicRequest, CreateTopicResponse,
 };
 use steme_protocol::messages::delete_topic::{DeleteTopicRequest, DeleteTopicResponse};
-use steme_protocol::messages::describe_topic::{DescribeTopicRequest, DescribeTopicResponse};
+use steme_protocol::messages::describe_topic::{
+    DescribeTopicRequest, DescribeTopicResponse, PartitionDescription,
+};
 
 use crate::error::BrokerError;
 use crate::metadata::Command;
@@ -19,6 +21,7 @@ pub async fn create(
     broker: &Broker,
     r: CreateTopicRequest,
 ) -> Result<CreateTopicResponse, ApiError> {
+    super::not_internal(&r.name, "create")?;
     let partitions = if r.partitions == 0 {
         broker.config().default_partitions
     } else {
@@ -52,14 +55,15 @@ pub async fn delete(
     broker: &Broker,
     r: DeleteTopicRequest,
 ) -> Result<DeleteTopicResponse, ApiError> {
+    super::not_internal(&r.name, "delete")?;
     broker
         .propose_metadata(Command::DeleteTopic { name: r.name })
         .await?;
     Ok(DeleteTopicResponse {})
 }
 
-/// The topic's configs and the partitions hosted here, as this replica sees them; a
-/// cluster view asks every broker (`steme cluster status`).
+/// The topic's configs and the partitions placed here, as this replica sees them (one that
+/// is offline says why); a cluster view asks every broker (`steme cluster status`).
 pub fn describe(
     broker: &Broker,
     r: DescribeTopicRequest,
@@ -69,8 +73,29 @@ pub fn describe(
         .topics
         .get(&r.name)
         .ok_or(BrokerError::UnknownTopic { topic: r.name })?;
-    let partitions = (0..t.partitions.len() as u32)
-        .filter_map(|p| broker.partition(&t.name, p).ok().map(|p| p.describe()))
+    let offline = broker.offline();
+    let partitions = t
+        .partitions
+        .iter()
+        .enumerate()
+        .filter_map(|(p, placement)| {
+            let p = p as u32;
+            if let Ok(hosted) = broker.partition(&t.name, p) {
+                return Some(hosted.describe());
+            }
+            let (_, why) = offline.iter().find(|(k, _)| k.0 == t.name && k.1 == p)?;
+            Some(PartitionDescription {
+                partition: p,
+                leader: None,
+                leader_epoch: 0,
+                replicas: placement.replicas.clone(),
+                log_start_offset: 0,
+                high_watermark: 0,
+                log_end_offset: 0,
+                size_bytes: 0,
+                offline: Some(why.clone()),
+            })
+        })
         .collect();
     Ok(DescribeTopicResponse {
         name: t.name.clone(),

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use steme_segments::LogConfig;
 
-use super::{Broker, Failed, log_config};
+use super::{Broker, Failed, OPEN_RETRY, log_config};
 use crate::error::BrokerError;
 use crate::metadata::TopicMeta;
 use crate::partition::{Partition, Placement};
@@ -56,6 +56,11 @@ impl Broker {
                 }
             }
         }
+        // A partition no longer placed here is no longer offline here either.
+        self.failed
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|(t, p), _| wanted.iter().any(|w| &w.0 == t && w.1 == *p));
         let stale: Vec<Arc<Partition>> = {
             let parts = self.partitions.read().unwrap_or_else(|p| p.into_inner());
             parts
@@ -96,6 +101,12 @@ impl Broker {
                 .unwrap_or_else(|p| p.into_inner())
                 .get(&key)
                 .cloned();
+            if failed
+                .as_ref()
+                .is_some_and(|f| f.retry_at > tokio::time::Instant::now())
+            {
+                continue;
+            }
             let place = Placement {
                 topic: topic.clone(),
                 partition,
@@ -107,21 +118,35 @@ impl Broker {
                 self.ctx.clone(),
                 &dir,
                 place,
-                failed.as_ref().map(|f| f.durable.unwrap_or(0)),
+                failed.as_ref().and_then(|f| f.discard_after),
             )
             .await;
             let p = match opened {
                 Ok(p) => p,
                 Err(source) => {
-                    if let Some(f) = failed {
-                        tracing::warn!(topic = %topic, partition, error = %source, was = %f.reason, "partition still failing");
-                        continue;
+                    // One partition that cannot open is reported offline with its reason;
+                    // the broker and every other partition go on serving.
+                    let reason = format!("cannot open: {}", error_chain(&source));
+                    match &failed {
+                        Some(f) => {
+                            tracing::warn!(topic = %topic, partition, %reason, was = %f.reason, "partition still offline")
+                        }
+                        None => {
+                            tracing::error!(topic = %topic, partition, %reason, "partition offline")
+                        }
                     }
-                    return Err(BrokerError::Open {
-                        topic: topic.clone(),
-                        partition,
-                        source,
-                    });
+                    self.failed
+                        .write()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(
+                            key,
+                            Failed {
+                                reason,
+                                discard_after: failed.and_then(|f| f.discard_after),
+                                retry_at: tokio::time::Instant::now() + OPEN_RETRY,
+                            },
+                        );
+                    continue;
                 }
             };
             if failed.is_some() {
@@ -173,7 +198,14 @@ impl Broker {
             self.failed
                 .write()
                 .unwrap_or_else(|p| p.into_inner())
-                .insert(key.clone(), Failed { reason, durable });
+                .insert(
+                    key.clone(),
+                    Failed {
+                        reason,
+                        discard_after: Some(durable.unwrap_or(0)),
+                        retry_at: tokio::time::Instant::now(),
+                    },
+                );
             self.unhost(&p);
             p.shutdown().await;
         }
@@ -223,6 +255,16 @@ impl Broker {
         }
     }
 
+    /// The partitions placed here that are not serving, with why.
+    pub(crate) fn offline(&self) -> Vec<((String, u32), String)> {
+        self.failed
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(k, f)| (k.clone(), f.reason.clone()))
+            .collect()
+    }
+
     /// Every partition hosted here.
     pub(crate) fn hosted(&self) -> Vec<Arc<Partition>> {
         self.partitions
@@ -232,4 +274,16 @@ impl Broker {
             .cloned()
             .collect()
     }
+}
+
+/// An error and its causes, `: `-separated.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cause = c.source();
+    }
+    out
 }

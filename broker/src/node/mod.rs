@@ -143,12 +143,19 @@ pub struct Broker {
 /// The file in the data directory holding the broker's record-signing key (hex seed).
 const SIGNING_KEY_FILE: &str = "broker.key";
 
-/// A partition whose storage failed: why, and what is known durable.
+/// A partition placed here that is not serving: its storage failed, or it never opened.
 #[derive(Debug, Clone)]
 struct Failed {
     reason: String,
-    durable: Option<u64>,
+    /// Reopen discarding the log after this index (what was durable when storage failed);
+    /// `None` keeps everything (a partition that failed to open has lost nothing).
+    discard_after: Option<u64>,
+    /// When to try opening it again.
+    retry_at: tokio::time::Instant,
 }
+
+/// How long a partition that failed to open waits before it is tried again.
+const OPEN_RETRY: Duration = Duration::from_secs(5);
 
 impl std::fmt::Debug for Broker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -202,6 +202,7 @@ pub fn samples() -> Samples {
                 high_watermark: 10,
                 log_end_offset: 10,
                 size_bytes: 4096,
+                offline: None,
             }],
         }
         .into(),

@@ -18,14 +18,16 @@
 //! config    = key: string (1 to 255 bytes) | value: string
 //! partition = partition u32 | leader opt<u64 node id> | leader_epoch u64 | replicas [u64]
 //!           | log_start_offset u64 | high_watermark u64 | log_end_offset u64 | size_bytes u64
+//!           | offline opt<string reason>
 //! ```
 //!
 //! `configs` holds the topic's overrides (as given to CreateTopic), not the broker defaults.
 //! The log figures are a snapshot: `log_start_offset` is the first retained offset,
 //! `high_watermark` the end of what consumers may read (committed and applied),
 //! `log_end_offset` the end of what the log holds (committed or not), and `size_bytes` the
-//! bytes the partition's segments take on disk. An unknown topic is answered with
-//! `UnknownTopic`.
+//! bytes the partition's segments take on disk. `offline` says why a replica placed on the
+//! broker is not serving (it failed to open, or is recovering from a storage failure); its
+//! figures are then zero. An unknown topic is answered with `UnknownTopic`.
 
 use bytes::{BufMut, BytesMut};
 
@@ -59,12 +61,14 @@ pub struct PartitionDescription {
     pub high_watermark: u64,
     pub log_end_offset: u64,
     pub size_bytes: u64,
+    /// Why this replica is not serving, if it is not.
+    pub offline: Option<String>,
 }
 
 impl PartitionDescription {
     /// The fewest bytes one entry takes: partition, absent leader, epoch, no replicas and
     /// the four log figures.
-    const MIN_SIZE: usize = 4 + 1 + 8 + 4 + 4 * 8;
+    const MIN_SIZE: usize = 4 + 1 + 8 + 4 + 4 * 8 + 1;
 }
 
 impl Body for DescribeTopicRequest {
@@ -94,6 +98,7 @@ impl Body for DescribeTopicResponse {
             buf.put_u64_le(p.high_watermark);
             buf.put_u64_le(p.log_end_offset);
             buf.put_u64_le(p.size_bytes);
+            put_option(buf, p.offline.as_ref(), |b, m| put_string(b, m));
         }
     }
 
@@ -111,6 +116,7 @@ impl Body for DescribeTopicResponse {
                     high_watermark: r.u64()?,
                     log_end_offset: r.u64()?,
                     size_bytes: r.u64()?,
+                    offline: r.option(Reader::string)?,
                 })
             })?,
         })
@@ -147,6 +153,7 @@ mod tests {
                     high_watermark: 250,
                     log_end_offset: 260,
                     size_bytes: 1 << 20,
+                    offline: Some("cannot open: segment.bytes out of range".into()),
                 },
                 PartitionDescription {
                     partition: 1,
@@ -157,6 +164,7 @@ mod tests {
                     high_watermark: 0,
                     log_end_offset: 0,
                     size_bytes: 0,
+                    offline: None,
                 },
             ],
         });
@@ -184,6 +192,7 @@ mod tests {
                 high_watermark: 0,
                 log_end_offset: 0,
                 size_bytes: 0,
+                offline: None,
             }],
             ..empty.clone()
         };

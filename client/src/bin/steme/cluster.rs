@@ -127,6 +127,9 @@ struct ReplicaStatus {
     high_watermark: Option<u64>,
     /// Entries behind the leader's log end (`None` without both figures).
     lag: Option<u64>,
+    /// Why the replica is offline (it failed to open, or is recovering), if it is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    offline: Option<String>,
 }
 
 fn partition_status(
@@ -137,8 +140,12 @@ fn partition_status(
 ) -> PartitionStatus {
     let seen = seen.map(Vec::as_slice).unwrap_or_default();
     let view = |id: u64| seen.iter().find(|(n, _)| *n == id).map(|(_, d)| d);
-    // The leader is who a replica says leads in the highest epoch it reports.
-    let best = seen.iter().map(|(_, d)| d).max_by_key(|d| d.leader_epoch);
+    // The leader is who a serving replica says leads in the highest epoch it reports.
+    let best = seen
+        .iter()
+        .map(|(_, d)| d)
+        .filter(|d| d.offline.is_none())
+        .max_by_key(|d| d.leader_epoch);
     let leader = best.and_then(|d| d.leader).or(metadata_leader);
     let leader_view = leader.and_then(view);
     PartitionStatus {
@@ -149,7 +156,8 @@ fn partition_status(
         replicas: replicas
             .iter()
             .map(|&id| {
-                let v = view(id);
+                let offline = view(id).and_then(|d| d.offline.clone());
+                let v = view(id).filter(|d| d.offline.is_none());
                 ReplicaStatus {
                     node_id: id,
                     log_end_offset: v.map(|d| d.log_end_offset),
@@ -157,6 +165,7 @@ fn partition_status(
                     lag: leader_view
                         .zip(v)
                         .map(|(l, r)| l.log_end_offset.saturating_sub(r.log_end_offset)),
+                    offline,
                 }
             })
             .collect(),
@@ -182,7 +191,7 @@ fn render(s: &Status) -> String {
         let _ = writeln!(out, "\ntopic {}", t.name);
         let _ = writeln!(
             out,
-            "{:>9} {:>6} {:>6} {:>14} {:>8} {:>14} {:>14} {:>10}",
+            "{:>9} {:>6} {:>6} {:>14} {:>8} {:>14} {:>14} {:>10} STATE",
             "PARTITION",
             "LEADER",
             "EPOCH",
@@ -205,9 +214,13 @@ fn render(s: &Status) -> String {
                     Default::default()
                 };
                 let mark = if Some(r.node_id) == p.leader { "*" } else { "" };
+                let state = r
+                    .offline
+                    .as_deref()
+                    .map_or_else(|| "online".to_owned(), |why| format!("offline: {why}"));
                 let _ = writeln!(
                     out,
-                    "{part:>9} {leader:>6} {epoch:>6} {hwm:>14} {:>8} {:>14} {:>14} {:>10}",
+                    "{part:>9} {leader:>6} {epoch:>6} {hwm:>14} {:>8} {:>14} {:>14} {:>10} {state}",
                     format!("{}{mark}", r.node_id),
                     opt(r.log_end_offset),
                     opt(r.high_watermark),
@@ -233,6 +246,7 @@ mod tests {
             high_watermark: hwm,
             log_end_offset: end,
             size_bytes: 0,
+            offline: None,
         }
     }
 
@@ -265,7 +279,35 @@ mod tests {
         let table = render(&s);
         assert!(table.contains("unreachable: connection refused"), "{table}");
         assert!(table.contains("2*"), "{table}");
-        let last = table.lines().last().unwrap();
-        assert!(last.trim_end().ends_with('-'), "{table}");
+        let last: Vec<&str> = table.lines().last().unwrap().split_whitespace().collect();
+        assert_eq!(last[last.len() - 2..], ["-", "online"], "{table}");
+    }
+
+    #[test]
+    fn an_offline_replica_shows_why_and_no_figures() {
+        let mut broken = desc(0, 0, 0, 0);
+        broken.leader = None;
+        broken.offline = Some("cannot open: bad segment".into());
+        let seen = vec![(1, desc(1, 4, 50, 50)), (2, broken)];
+        let p = partition_status(0, Some(1), &[1, 2], Some(&seen));
+        assert_eq!(p.leader, Some(1));
+        assert_eq!(p.replicas[1].log_end_offset, None);
+        assert_eq!(
+            p.replicas[1].offline.as_deref(),
+            Some("cannot open: bad segment")
+        );
+        let s = Status {
+            metadata_leader: Some(1),
+            brokers: vec![],
+            topics: vec![TopicStatus {
+                name: "facts".into(),
+                partitions: vec![p],
+            }],
+        };
+        let table = render(&s);
+        assert!(
+            table.contains("offline: cannot open: bad segment"),
+            "{table}"
+        );
     }
 }

@@ -88,6 +88,9 @@ struct PartitionJson {
     high_watermark: u64,
     log_end_offset: u64,
     size_bytes: u64,
+    /// Why the replica is not serving, if it is not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    offline: Option<String>,
 }
 
 impl From<&DescribeTopicResponse> for DescribeJson {
@@ -111,6 +114,7 @@ impl From<&DescribeTopicResponse> for DescribeJson {
                     high_watermark: p.high_watermark,
                     log_end_offset: p.log_end_offset,
                     size_bytes: p.size_bytes,
+                    offline: p.offline.clone(),
                 })
                 .collect(),
         }
@@ -182,6 +186,7 @@ mod tests {
                 high_watermark: 10,
                 log_end_offset: 12,
                 size_bytes: 4096,
+                offline: None,
             }],
         };
         let table = describe_table(&d);
