@@ -19,23 +19,21 @@ use crate::raft::types::NodeId;
 const CONFIRM_WAIT: Duration = Duration::from_secs(2);
 
 impl Broker {
-    /// The nodes that may appear in group `group`: a partition's replicas, or every broker
-    /// this one knows of for the metadata group.
-    fn expected_nodes(&self, group: u64) -> Vec<NodeId> {
-        let state = self.metadata();
+    /// Whether `node` may appear in group `group`: one of a partition's replicas, or any
+    /// broker this one knows of for the metadata group.
+    fn is_expected(&self, group: u64, node: NodeId) -> bool {
         if group == METADATA_GROUP {
-            let mut ids: Vec<NodeId> = state.broker_ids().into_iter().collect();
-            ids.extend(self.cfg.peers.iter().map(|p| p.id));
-            ids.push(self.cfg.node_id);
-            return ids;
+            let state = self.meta_state.borrow();
+            return node == self.cfg.node_id
+                || self.cfg.peers.iter().any(|p| p.id == node)
+                || state.brokers.contains_key(&node)
+                || state.peers.contains_key(&node);
         }
-        state
-            .topics
-            .values()
-            .flat_map(|t| &t.partitions)
-            .find(|p| p.group == group)
-            .map(|p| p.replicas.clone())
-            .unwrap_or_default()
+        self.by_group
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&group)
+            .is_some_and(|p| p.replicas.contains(&node))
     }
 
     /// What the replica of `group` here sees: its term and the leader it follows, once it
@@ -90,12 +88,11 @@ impl RaftHost for Broker {
             return Ok(());
         };
         let membership = raft.membership();
-        let expected = self.expected_nodes(group);
         GroupView {
             group,
             me: self.cfg.node_id,
             membership: membership.membership(),
-            expected: &expected,
+            expected: &|node| self.is_expected(group, node),
         }
         .check(sender, rpc)
     }

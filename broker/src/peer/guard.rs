@@ -91,15 +91,15 @@ impl Refusal {
 pub use crate::raft::group::Leadership as LocalLeader;
 
 /// What this broker knows of one group, to check RPCs for it against.
-#[derive(Debug)]
 pub struct GroupView<'a> {
     pub group: u64,
     pub me: NodeId,
     /// The membership this replica has applied (empty before its first membership).
     pub membership: &'a Membership,
-    /// The nodes that may appear in this group at all: a partition's replicas, or the
-    /// cluster's brokers for the metadata group.
-    pub expected: &'a [NodeId],
+    /// Whether a node may appear in this group at all: one of a partition's replicas, or
+    /// of the cluster's brokers for the metadata group. Asked only when a membership must be
+    /// checked, or this replica has none yet.
+    pub expected: &'a dyn Fn(NodeId) -> bool,
 }
 
 impl GroupView<'_> {
@@ -107,7 +107,7 @@ impl GroupView<'_> {
         let mut voters = self.membership.voter_ids().peekable();
         if voters.peek().is_none() {
             // Not initialised here yet: the first leader reaches us before any membership.
-            return self.expected.contains(&node);
+            return (self.expected)(node);
         }
         voters.any(|v| v == node)
     }
@@ -135,7 +135,7 @@ impl GroupView<'_> {
         match m
             .nodes()
             .map(|(id, _)| *id)
-            .find(|id| !self.expected.contains(id))
+            .find(|id| !(self.expected)(*id))
         {
             Some(node) => Err(Refusal::UnexpectedNode {
                 group: self.group,
@@ -350,7 +350,7 @@ mod tests {
     #[test]
     fn members_speaking_for_themselves_pass() {
         let m = membership(&[1, 2, 3]);
-        let expected = [1, 2, 3];
+        let expected = |n: NodeId| (1..=3).contains(&n);
         let view = GroupView {
             group: 7,
             me: 2,
@@ -369,7 +369,7 @@ mod tests {
     #[test]
     fn rejects_impossible_terms_impersonation_and_non_members() {
         let m = membership(&[1, 2, 3]);
-        let expected = [1, 2, 3];
+        let expected = |n: NodeId| (1..=3).contains(&n);
         let view = GroupView {
             group: 7,
             me: 2,
@@ -411,7 +411,7 @@ mod tests {
     #[test]
     fn rejects_gaps_term_regressions_and_phantom_memberships() {
         let m = membership(&[1, 2, 3]);
-        let expected = [1, 2, 3];
+        let expected = |n: NodeId| (1..=3).contains(&n);
         let view = GroupView {
             group: 7,
             me: 2,
@@ -444,7 +444,7 @@ mod tests {
     #[test]
     fn an_uninitialised_replica_expects_the_placement() {
         let m = Membership::default();
-        let expected = [1, 2, 3];
+        let expected = |n: NodeId| (1..=3).contains(&n);
         let view = GroupView {
             group: 7,
             me: 2,
