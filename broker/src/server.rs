@@ -37,7 +37,7 @@ use steme_protocol::{ApiError, ErrorCode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, broadcast, mpsc};
+use tokio::sync::{Notify, Semaphore, broadcast, mpsc};
 use tokio::time::Instant;
 
 use crate::handlers;
@@ -139,13 +139,13 @@ pub async fn run(
         let Ok(permit) = limit.clone().try_acquire_owned() else {
             tracing::warn!(%peer, "connection limit reached; refusing a connection");
             let max = limit_msg("max_connections", cfg.max_connections);
-            tokio::spawn(refuse(socket, ApiError::other(ErrorCode::Throttled, max)));
+            tokio::spawn(refuse(socket, throttled(max)));
             continue;
         };
         let Some(slot) = per_ip.take(peer.ip(), max_per_ip) else {
             tracing::warn!(%peer, "per-address connection limit reached; refusing a connection");
             let max = limit_msg("max_connections_per_ip", max_per_ip);
-            tokio::spawn(refuse(socket, ApiError::other(ErrorCode::Throttled, max)));
+            tokio::spawn(refuse(socket, throttled(max)));
             continue;
         };
         let broker = broker.clone();
@@ -166,6 +166,16 @@ pub async fn run(
     broker.shutdown().await;
     tracing::info!("shutdown complete");
     Ok(())
+}
+
+/// How long a client refused for a connection limit is told to wait before trying again.
+const RETRY_AFTER_MS: u32 = 1_000;
+
+fn throttled(message: String) -> ApiError {
+    ApiError::Throttled {
+        retry_after_ms: RETRY_AFTER_MS,
+        message,
+    }
 }
 
 fn limit_msg(setting: &str, max: usize) -> String {
@@ -201,6 +211,8 @@ async fn serve(
     let mut buf = BytesMut::with_capacity(64 * 1024);
     // When the frame that has begun to arrive must be complete.
     let mut frame_deadline: Option<Instant> = None;
+    // Woken as each request completes, so the idle timer starts when the last one does.
+    let completed = Arc::new(Notify::new());
 
     let result: io::Result<()> = async {
         loop {
@@ -226,10 +238,11 @@ async fn serve(
                                 Ok(n) => n.map(|n| if n == 0 { Err(ReadEnd::Closed) } else { Ok(()) }),
                                 Err(_) => Ok(Err(ReadEnd::Idle)),
                             },
-                            (None, true) => rd
-                                .read_buf(&mut buf)
-                                .await
-                                .map(|n| if n == 0 { Err(ReadEnd::Closed) } else { Ok(()) }),
+                            (None, true) => tokio::select! {
+                                n = rd.read_buf(&mut buf) => n.map(|n| if n == 0 { Err(ReadEnd::Closed) } else { Ok(()) }),
+                                // A request finished: look again at what is in flight.
+                                _ = completed.notified() => Ok(Ok(())),
+                            },
                         }
                     };
                     let end = tokio::select! {
@@ -284,6 +297,7 @@ async fn serve(
             let decoded = Request::decode(&frame.header, frame.body);
             let broker = broker.clone();
             let tx = tx.clone();
+            let completed = completed.clone();
             tokio::spawn(async move {
                 let reply = match decoded {
                     Ok(req) => handlers::handle(&broker, req).await,
@@ -297,6 +311,7 @@ async fn serve(
                     .await;
                 drop(req_permit);
                 drop(byte_permit);
+                completed.notify_one();
             });
         }
     }

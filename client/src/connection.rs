@@ -423,6 +423,14 @@ async fn write_loop(
 async fn read_loop(mut stream: FramedRead<OwnedReadHalf, FrameCodec>, shared: Arc<Shared>) {
     let cause = loop {
         match stream.next().await {
+            // Correlation id 0 is the broker's word on the connection as a whole, sent
+            // just before it closes it: keep it as the cause.
+            Some(Ok(frame)) if frame.header.correlation_id == 0 => {
+                match decode_response::<ApiVersionsResponse>(frame.body) {
+                    Ok(Err(e)) => break Disconnect::Refused(e),
+                    _ => tracing::debug!("unreadable connection-level frame from the broker"),
+                }
+            }
             Some(Ok(frame)) => shared.complete(frame),
             Some(Err(e)) => break Disconnect::Transport(e),
             None => break Disconnect::Eof,

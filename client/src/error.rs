@@ -142,6 +142,9 @@ pub enum Disconnect {
     Transport(#[source] CodecError),
     #[error("the client closed the connection")]
     Closed,
+    /// The broker said why before closing (a connection limit, an idle or frame timeout).
+    #[error("the broker closed the connection: {0}")]
+    Refused(#[source] ApiError),
 }
 
 impl ClientError {

@@ -660,7 +660,7 @@ impl Shared {
                 return Err((err, attempt + 1));
             }
             let mut delay = self.config.retry_backoff.delay(attempt);
-            if let ClientError::Api(ApiError::Throttled { retry_after_ms }) = &err {
+            if let ClientError::Api(ApiError::Throttled { retry_after_ms, .. }) = &err {
                 delay = delay.max(Duration::from_millis(u64::from(*retry_after_ms)));
             }
             tracing::debug!(topic = %self.topic, partition, attempt, error = %err, ?delay, "retrying produce");

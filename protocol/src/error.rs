@@ -135,8 +135,11 @@ pub enum ApiError {
     UnsupportedVersion { api_key: u16, min: u16, max: u16 },
     #[error("frame of {size} bytes exceeds the limit of {max}")]
     FrameTooLarge { size: u64, max: u64 },
-    #[error("throttled: retry after {retry_after_ms} ms")]
-    Throttled { retry_after_ms: u32 },
+    #[error("throttled (retry after {retry_after_ms} ms): {message}")]
+    Throttled {
+        retry_after_ms: u32,
+        message: String,
+    },
     #[error("member fenced (group epoch is now {current_epoch}): {message}")]
     FencedMember { current_epoch: u32, message: String },
     /// Any other code, with its message.
@@ -188,6 +191,7 @@ impl ApiError {
             ApiError::NotLeader { message, .. }
             | ApiError::InvalidSignature { message, .. }
             | ApiError::FencedMember { message, .. }
+            | ApiError::Throttled { message, .. }
             | ApiError::Other { message, .. } => message,
             _ => "",
         }
@@ -225,7 +229,7 @@ impl ApiError {
                 buf.put_u64_le(*size);
                 buf.put_u64_le(*max);
             }
-            ApiError::Throttled { retry_after_ms } => buf.put_u32_le(*retry_after_ms),
+            ApiError::Throttled { retry_after_ms, .. } => buf.put_u32_le(*retry_after_ms),
             ApiError::FencedMember { current_epoch, .. } => buf.put_u32_le(*current_epoch),
             ApiError::Other { .. } => {}
         }
@@ -274,6 +278,7 @@ impl ApiError {
             },
             ErrorCode::Throttled => ApiError::Throttled {
                 retry_after_ms: r.u32()?,
+                message: r.string()?,
             },
             ErrorCode::FencedMember => ApiError::FencedMember {
                 current_epoch: r.u32()?,
@@ -290,6 +295,7 @@ impl ApiError {
             ApiError::NotLeader { .. }
                 | ApiError::InvalidSignature { .. }
                 | ApiError::FencedMember { .. }
+                | ApiError::Throttled { .. }
                 | ApiError::Other { .. }
         ) {
             r.string()?;
@@ -364,7 +370,10 @@ mod tests {
             max: 1,
         });
         roundtrip(ApiError::FrameTooLarge { size: 1, max: 2 });
-        roundtrip(ApiError::Throttled { retry_after_ms: 5 });
+        roundtrip(ApiError::Throttled {
+            retry_after_ms: 5,
+            message: "too many connections".into(),
+        });
         roundtrip(ApiError::FencedMember {
             current_epoch: 3,
             message: "stale".into(),
