@@ -433,7 +433,7 @@ async fn random_rpcs_from_non_members_change_nothing() -> anyhow::Result<()> {
             .unwrap_or(600);
         eprintln!("[fuzz] seed {seed} ({cases} cases; STEME_FUZZ_SEED={seed} replays it)");
         let mut rng = Rng(seed);
-        let hwm_before = describe_replica(&s.cluster.bootstrap(), &s.topic, 0)
+        let hwm_before = describe_replica(&s.cluster.broker(1).bootstrap(), &s.topic, 0)
             .await?
             .high_watermark;
         let mut refusals = 0u64;
@@ -474,7 +474,7 @@ async fn random_rpcs_from_non_members_change_nothing() -> anyhow::Result<()> {
             }
         }
         eprintln!("[fuzz] {refusals} of {cases} RPCs refused outright; none reached openraft");
-        let hwm_after = describe_replica(&s.cluster.bootstrap(), &s.topic, 0)
+        let hwm_after = describe_replica(&s.cluster.broker(1).bootstrap(), &s.topic, 0)
             .await?
             .high_watermark;
         ensure!(
