@@ -91,6 +91,14 @@ start_cluster() {
     for id in $(seq 1 "$REPLICAS"); do start_broker "$id"; done
     ADDR="$(for p in "${PORTS[@]}"; do printf '127.0.0.1:%s,' "$p"; done)"
     ADDR="${ADDR%,}"
+    # Serve once every broker has registered its address in the metadata.
+    for _ in $(seq 1 100); do
+        n=$("$BIN/steme" --bootstrap "$ADDR" cluster status --json 2>/dev/null \
+            | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["brokers"]))' 2>/dev/null || echo 0)
+        [ "$n" = "$REPLICAS" ] && return
+        sleep 0.1
+    done
+    echo "the brokers did not all register" >&2; exit 1
 }
 stop_cluster() {
     for id in "${!PIDS[@]}"; do kill "${PIDS[$id]}" 2>/dev/null && wait "${PIDS[$id]}" 2>/dev/null; done

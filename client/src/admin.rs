@@ -136,6 +136,13 @@ impl Admin {
     /// asked.
     pub async fn describe_replicas(&self, name: &str) -> Result<Vec<ReplicaView>, ClientError> {
         let meta = self.metadata(Some(&[name.to_owned()])).await?;
+        if meta.brokers.is_empty() {
+            // A cluster just started: no broker has registered its address yet.
+            return Err(ClientError::NoBrokers {
+                tried: "the metadata (no broker has registered its address yet)".into(),
+                last: None,
+            });
+        }
         let req = DescribeTopicRequest {
             name: name.to_owned(),
         };

@@ -93,3 +93,70 @@ pub fn read_chunk(batches: &[Bytes], from: u64, upto: u64, trusted: &Trusted) ->
     }
     chunk
 }
+
+#[cfg(test)]
+mod tests {
+    use steme_protocol::{Assertion, BatchBuilder, SignedAssertion, SigningKey, Value};
+
+    use super::*;
+    use crate::groups::{PREDICATE, Stored};
+
+    fn record(key: &SigningKey, group: &str, predicate: &str, seq: u64) -> SignedAssertion {
+        let stored = Stored {
+            term: 1,
+            seq,
+            record: GroupRecord::Delete,
+        };
+        Assertion {
+            subject: group.into(),
+            predicate: predicate.into(),
+            object: Value::Text(serde_json::to_string(&stored).unwrap()),
+            source: "test".into(),
+            confidence: None,
+            supersedes: None,
+            issued_at: 1,
+        }
+        .sign(key)
+        .unwrap()
+    }
+
+    #[test]
+    fn replays_only_records_a_registered_broker_signed() {
+        let broker = SigningKey::from_bytes(&[1; 32]);
+        let stranger = SigningKey::from_bytes(&[2; 32]);
+        let trusted = trusted([&hex::encode(broker.verifying_key().as_bytes())]);
+
+        let mut b = BatchBuilder::with_capacity(4096);
+        b.push(&record(&broker, "g1", PREDICATE, 0));
+        b.push(&record(&stranger, "g2", PREDICATE, 1));
+        // A broker's record whose signature was altered.
+        let forged = record(&broker, "g3", PREDICATE, 2);
+        let mut signature = forged.signature().to_bytes();
+        signature[0] ^= 1;
+        b.push_raw(forged.canonical(), &signature);
+        b.push(&record(&broker, "g4", "not.a.group.record", 3));
+        b.push(&record(&broker, "g5", PREDICATE, 4));
+        let chunk = read_chunk(&[b.finish()], 0, 5, &trusted);
+
+        let groups: Vec<&str> = chunk.records.iter().map(|(g, _)| g.as_str()).collect();
+        assert_eq!(groups, ["g1", "g5"]);
+        assert_eq!(
+            chunk.skipped,
+            [
+                (1, Skipped::UntrustedSigner),
+                (2, Skipped::BadSignature),
+                (3, Skipped::Unreadable)
+            ]
+        );
+        assert_eq!(chunk.next, 5);
+        // Nothing is trusted without registered keys.
+        let none = read_chunk(&chunk_batch(&broker), 0, 1, &Trusted::new());
+        assert!(none.records.is_empty());
+    }
+
+    fn chunk_batch(key: &SigningKey) -> Vec<Bytes> {
+        let mut b = BatchBuilder::with_capacity(1024);
+        b.push(&record(key, "g", PREDICATE, 0));
+        vec![b.finish()]
+    }
+}
