@@ -4,9 +4,11 @@
 //! - [`node`]: one running [`Broker`](node::Broker): start, the metadata group, the
 //!   partitions it hosts, its group coordinators, background loops, shutdown.
 //! - [`handlers`]: one file per API area; [`handlers::handle`] answers a client request.
-//! - [`server`]: `run(listener, broker, shutdown)`: connections, pipelining, limits; client
-//!   frames go to [`handlers`], `Raft` frames to [`peer`].
-//! - [`peer`]: the peer plane (D8): links to the other brokers, serving their Raft frames.
+//! - [`server`]: the client plane, `run(listener, broker, shutdown)`: connections,
+//!   pipelining, limits (connections per address, frame deadline, idle timeout); requests go
+//!   to [`handlers`], which refuse peer APIs.
+//! - [`peer`]: the peer plane (D8): its own listener, authentication on a cluster secret,
+//!   checks on what peers say, links to the other brokers, serving their Raft frames.
 //! - [`reply`]: an encoded response ([`Reply`](reply::Reply)) and a frame on its way out.
 //! - [`error`]: [`BrokerError`](error::BrokerError), what the node answers when it fails.
 //! - [`raft`]: openraft behind one module (D1): types, log store over the segment log,
@@ -19,7 +21,8 @@
 //! - [`config`]: flags, environment, TOML file and embedded defaults.
 //!
 //! Dependencies run one way: `server` → `handlers` → `node` → `peer`/`raft`/`partition`;
-//! nothing below the node reaches up to it, the handlers or the server.
+//! nothing below the node reaches up to it, the handlers or the server. The node is what
+//! peers reach, through the `peer::serve::RaftHost` trait it implements.
 #![deny(unsafe_code)]
 
 pub mod config;

@@ -227,16 +227,7 @@ fn every_request_decodes_within_its_budget_of_adversarial_bodies() {
     // Random and mutated valid bodies, through the fuzz driver's mutator.
     let samples = samples::samples();
     for &(key, _, _) in ApiKey::ALL {
-        let seeds: Vec<Bytes> = samples
-            .requests
-            .iter()
-            .filter(|r| r.api_key() == key)
-            .map(|r| {
-                let mut b = BytesMut::new();
-                r.encode(&mut b);
-                b.freeze()
-            })
-            .collect();
+        let seeds = samples.request_bodies(key);
         for _ in 0..500 {
             let o = decode(key, driver::input(&mut rng, &seeds));
             check(key, &o, &mut worst);

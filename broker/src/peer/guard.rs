@@ -347,117 +347,110 @@ mod tests {
         view.check(sender, &rpc)
     }
 
-    #[test]
-    fn members_speaking_for_themselves_pass() {
-        let m = membership(&[1, 2, 3]);
+    /// Runs `test` on broker 2's view of group 7, whose voters are `voters` (and whose
+    /// placement is brokers 1 to 3).
+    fn on_group_7(voters: &[NodeId], test: impl FnOnce(&GroupView)) {
+        let m = if voters.is_empty() {
+            Membership::default()
+        } else {
+            membership(voters)
+        };
         let expected = |n: NodeId| (1..=3).contains(&n);
-        let view = GroupView {
+        test(&GroupView {
             group: 7,
             me: 2,
             membership: &m,
             expected: &expected,
-        };
-        let vote = VoteRequest::new(Vote::new(5, 1), Some(log_id(4, 10)));
-        assert_eq!(check(&view, 1, RaftRpc::Vote(vote.clone())), Ok(()));
-        assert_eq!(check(&view, 1, RaftRpc::PreVote(vote)), Ok(()));
-        let ok = append(3, 5, Some((4, 10)), vec![entry(4, 11), entry(5, 12)]);
-        assert_eq!(check(&view, 3, ok), Ok(()));
-        let transfer = TransferLeaderRequest::new(Vote::new_committed(5, 3), 2, None);
-        assert_eq!(check(&view, 3, RaftRpc::TransferLeader(transfer)), Ok(()));
+        });
+    }
+
+    #[test]
+    fn members_speaking_for_themselves_pass() {
+        on_group_7(&[1, 2, 3], |view| {
+            let vote = VoteRequest::new(Vote::new(5, 1), Some(log_id(4, 10)));
+            assert_eq!(check(view, 1, RaftRpc::Vote(vote.clone())), Ok(()));
+            assert_eq!(check(view, 1, RaftRpc::PreVote(vote)), Ok(()));
+            let ok = append(3, 5, Some((4, 10)), vec![entry(4, 11), entry(5, 12)]);
+            assert_eq!(check(view, 3, ok), Ok(()));
+            let transfer = TransferLeaderRequest::new(Vote::new_committed(5, 3), 2, None);
+            assert_eq!(check(view, 3, RaftRpc::TransferLeader(transfer)), Ok(()));
+        });
     }
 
     #[test]
     fn rejects_impossible_terms_impersonation_and_non_members() {
-        let m = membership(&[1, 2, 3]);
-        let expected = |n: NodeId| (1..=3).contains(&n);
-        let view = GroupView {
-            group: 7,
-            me: 2,
-            membership: &m,
-            expected: &expected,
-        };
-        let max = RaftRpc::Vote(VoteRequest::new(Vote::new(u64::MAX, 1), None));
-        assert_eq!(
-            check(&view, 1, max),
-            Err(Refusal::TermTooLarge { term: u64::MAX })
-        );
-        let forged = RaftRpc::Vote(VoteRequest::new(Vote::new(9, 3), None));
-        assert_eq!(
-            check(&view, 1, forged),
-            Err(Refusal::Impersonation {
-                sender: 1,
-                claimed: 3
-            })
-        );
-        let phantom = append(99, 9, None, vec![]);
-        assert_eq!(
-            check(&view, 99, phantom),
-            Err(Refusal::NotMember {
-                sender: 99,
-                group: 7
-            })
-        );
-        let elsewhere = TransferLeaderRequest::new(Vote::new_committed(5, 3), 1, None);
-        assert_eq!(
-            check(&view, 3, RaftRpc::TransferLeader(elsewhere)),
-            Err(Refusal::WrongTarget { to: 1, me: 2 })
-        );
-        assert!(matches!(
-            check(&view, 1, RaftRpc::Refused("x".into())),
-            Err(Refusal::NotARequest(_))
-        ));
+        on_group_7(&[1, 2, 3], |view| {
+            let max = RaftRpc::Vote(VoteRequest::new(Vote::new(u64::MAX, 1), None));
+            assert_eq!(
+                check(view, 1, max),
+                Err(Refusal::TermTooLarge { term: u64::MAX })
+            );
+            let forged = RaftRpc::Vote(VoteRequest::new(Vote::new(9, 3), None));
+            assert_eq!(
+                check(view, 1, forged),
+                Err(Refusal::Impersonation {
+                    sender: 1,
+                    claimed: 3
+                })
+            );
+            let phantom = append(99, 9, None, vec![]);
+            assert_eq!(
+                check(view, 99, phantom),
+                Err(Refusal::NotMember {
+                    sender: 99,
+                    group: 7
+                })
+            );
+            let elsewhere = TransferLeaderRequest::new(Vote::new_committed(5, 3), 1, None);
+            assert_eq!(
+                check(view, 3, RaftRpc::TransferLeader(elsewhere)),
+                Err(Refusal::WrongTarget { to: 1, me: 2 })
+            );
+            assert!(matches!(
+                check(view, 1, RaftRpc::Refused("x".into())),
+                Err(Refusal::NotARequest(_))
+            ));
+        });
     }
 
     #[test]
     fn rejects_gaps_term_regressions_and_phantom_memberships() {
-        let m = membership(&[1, 2, 3]);
-        let expected = |n: NodeId| (1..=3).contains(&n);
-        let view = GroupView {
-            group: 7,
-            me: 2,
-            membership: &m,
-            expected: &expected,
-        };
-        let gap = append(1, 5, Some((4, 10)), vec![entry(5, 12)]);
-        assert!(matches!(check(&view, 1, gap), Err(Refusal::Gap { .. })));
-        let ahead = append(1, 5, Some((4, 10)), vec![entry(6, 11)]);
-        assert!(matches!(
-            check(&view, 1, ahead),
-            Err(Refusal::EntryTerm { term: 6, .. })
-        ));
-        let back = append(1, 5, Some((4, 10)), vec![entry(3, 11)]);
-        assert!(matches!(
-            check(&view, 1, back),
-            Err(Refusal::EntryTerm { term: 3, .. })
-        ));
-        let phantom = Entry {
-            log_id: log_id(5, 11),
-            payload: EntryPayload::Membership(membership(&[99])),
-        };
-        let hand_over = append(1, 5, Some((4, 10)), vec![phantom]);
-        assert_eq!(
-            check(&view, 1, hand_over),
-            Err(Refusal::UnexpectedNode { group: 7, node: 99 })
-        );
+        on_group_7(&[1, 2, 3], |view| {
+            let gap = append(1, 5, Some((4, 10)), vec![entry(5, 12)]);
+            assert!(matches!(check(view, 1, gap), Err(Refusal::Gap { .. })));
+            let ahead = append(1, 5, Some((4, 10)), vec![entry(6, 11)]);
+            assert!(matches!(
+                check(view, 1, ahead),
+                Err(Refusal::EntryTerm { term: 6, .. })
+            ));
+            let back = append(1, 5, Some((4, 10)), vec![entry(3, 11)]);
+            assert!(matches!(
+                check(view, 1, back),
+                Err(Refusal::EntryTerm { term: 3, .. })
+            ));
+            let phantom = Entry {
+                log_id: log_id(5, 11),
+                payload: EntryPayload::Membership(membership(&[99])),
+            };
+            let hand_over = append(1, 5, Some((4, 10)), vec![phantom]);
+            assert_eq!(
+                check(view, 1, hand_over),
+                Err(Refusal::UnexpectedNode { group: 7, node: 99 })
+            );
+        });
     }
 
     #[test]
     fn an_uninitialised_replica_expects_the_placement() {
-        let m = Membership::default();
-        let expected = |n: NodeId| (1..=3).contains(&n);
-        let view = GroupView {
-            group: 7,
-            me: 2,
-            membership: &m,
-            expected: &expected,
-        };
-        let first = append(1, 1, None, vec![entry(1, 0)]);
-        assert_eq!(check(&view, 1, first), Ok(()));
-        let outsider = append(4, 1, None, vec![entry(1, 0)]);
-        assert!(matches!(
-            check(&view, 4, outsider),
-            Err(Refusal::NotMember { sender: 4, .. })
-        ));
+        on_group_7(&[], |view| {
+            let first = append(1, 1, None, vec![entry(1, 0)]);
+            assert_eq!(check(view, 1, first), Ok(()));
+            let outsider = append(4, 1, None, vec![entry(1, 0)]);
+            assert!(matches!(
+                check(view, 4, outsider),
+                Err(Refusal::NotMember { sender: 4, .. })
+            ));
+        });
     }
 
     #[test]

@@ -29,7 +29,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use steme_protocol::frame::FrameHeader;
-use steme_protocol::messages::raft::RaftResponse;
+use steme_protocol::messages::raft::{RaftRequest, RaftResponse};
 use steme_protocol::messages::{ApiKey, decode_response};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
 use tokio::net::TcpStream;
@@ -423,9 +423,7 @@ async fn write_frame(
         api_version: 0,
         correlation_id: out.id,
     };
-    let mut lead = [0u8; 12];
-    lead[..8].copy_from_slice(&out.group.to_le_bytes());
-    lead[8..].copy_from_slice(&(out.payload.len() as u32).to_le_bytes());
+    let lead = RaftRequest::encode_head(out.group, out.payload.len());
     let mut sealing = sealer.start(&header, lead.len() + out.payload.len());
     sealing.update(&lead);
     sealing.update(&out.payload);

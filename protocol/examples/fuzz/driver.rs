@@ -252,16 +252,7 @@ fn fxhash(s: &str) -> u64 {
 pub fn targets(samples: &Samples) -> Vec<Target> {
     let mut out = Vec::new();
     for &(key, _, max) in ApiKey::ALL {
-        let req_seeds: Vec<Bytes> = samples
-            .requests
-            .iter()
-            .filter(|r| r.api_key() == key)
-            .map(|r| {
-                let mut b = BytesMut::new();
-                r.encode(&mut b);
-                b.freeze()
-            })
-            .collect();
+        let req_seeds = samples.request_bodies(key);
         out.push(Target {
             name: format!("request/{key:?}"),
             frame_limit: None,
@@ -394,4 +385,19 @@ pub struct Samples {
     pub frames: Vec<Bytes>,
     pub batches: Vec<Bytes>,
     pub assertions: Vec<Bytes>,
+}
+
+impl Samples {
+    /// The encoded bodies of the sample requests of api `key`, as seeds to mutate.
+    pub fn request_bodies(&self, key: ApiKey) -> Vec<Bytes> {
+        self.requests
+            .iter()
+            .filter(|r| r.api_key() == key)
+            .map(|r| {
+                let mut b = BytesMut::new();
+                r.encode(&mut b);
+                b.freeze()
+            })
+            .collect()
+    }
 }

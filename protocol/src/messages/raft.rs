@@ -61,6 +61,21 @@ impl Body for RaftRequest {
     }
 }
 
+impl RaftRequest {
+    /// Bytes of a request body before its payload: the group id and the payload's length.
+    pub const HEAD_LEN: usize = 8 + 4;
+
+    /// The body's head for a payload of `payload_len` bytes, so a sender can write the
+    /// payload after it as it is (no copy into one buffer).
+    pub fn encode_head(group_id: u64, payload_len: usize) -> [u8; Self::HEAD_LEN] {
+        let mut head = [0u8; Self::HEAD_LEN];
+        head[..8].copy_from_slice(&group_id.to_le_bytes());
+        let len = u32::try_from(payload_len).expect("payloads are bounded by the frame size");
+        head[8..].copy_from_slice(&len.to_le_bytes());
+        head
+    }
+}
+
 impl Body for RaftResponse {
     fn encode(&self, buf: &mut BytesMut) {
         put_bytes(buf, &self.payload);
@@ -77,6 +92,20 @@ impl Body for RaftResponse {
 mod tests {
     use super::*;
     use crate::messages::testing::roundtrip;
+
+    #[test]
+    fn head_then_payload_is_the_encoded_request() {
+        let req = RaftRequest {
+            group_id: 7,
+            payload: Bytes::from_static(b"an append"),
+        };
+        let mut whole = BytesMut::new();
+        req.encode(&mut whole);
+        let mut parts = BytesMut::new();
+        parts.extend_from_slice(&RaftRequest::encode_head(7, req.payload.len()));
+        parts.extend_from_slice(&req.payload);
+        assert_eq!(whole, parts);
+    }
 
     #[test]
     fn roundtrip_request() {
