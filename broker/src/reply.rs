@@ -5,6 +5,7 @@ use bytes::{Bytes, BytesMut};
 use steme_protocol::ApiError;
 use steme_protocol::frame::FrameHeader;
 use steme_protocol::messages::{Body, encode_response};
+use tokio::sync::mpsc;
 
 /// A response body ready to write: `head` then `tail` chunks, sent without copying them.
 pub struct Reply {
@@ -44,4 +45,18 @@ impl Reply {
 pub struct Outbound {
     pub header: FrameHeader,
     pub reply: Reply,
+}
+
+/// Queues the answer to one request on its connection's writer, then releases what the
+/// request held (its share of the connection's budgets): a budget frees only once its answer
+/// is queued. `false` if the connection's writer is gone.
+pub async fn answer<Held>(
+    out: &mpsc::Sender<Outbound>,
+    header: FrameHeader,
+    reply: Reply,
+    held: Held,
+) -> bool {
+    let sent = out.send(Outbound { header, reply }).await.is_ok();
+    drop(held);
+    sent
 }

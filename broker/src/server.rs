@@ -42,7 +42,7 @@ use tokio::time::Instant;
 
 use crate::handlers;
 use crate::node::Broker;
-use crate::reply::{Outbound, Reply};
+use crate::reply::{Outbound, Reply, answer};
 
 const WRITE_BUFFER: usize = 64 * 1024;
 /// Bytes of request frames a connection may have in flight.
@@ -303,14 +303,7 @@ async fn serve(
                     Ok(req) => handlers::handle(&broker, req).await,
                     Err(e) => Reply::error(e.to_api_error()),
                 };
-                let _ = tx
-                    .send(Outbound {
-                        header: frame.header,
-                        reply,
-                    })
-                    .await;
-                drop(req_permit);
-                drop(byte_permit);
+                answer(&tx, frame.header, reply, (req_permit, byte_permit)).await;
                 completed.notify_one();
             });
         }

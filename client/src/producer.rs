@@ -701,9 +701,11 @@ impl Shared {
         });
         match result {
             Ok(resp) => {
-                let mut max_hlc = 0;
+                // The token moves before any ack is delivered: whoever holds an ack finds a
+                // token at least as late as it.
+                let max_hlc = resp.record_acks().map(|a| a.hlc).max().unwrap_or(0);
+                self.max_hlc.fetch_max(max_hlc, Ordering::Relaxed);
                 for (w, ack) in sealed.waiters.into_iter().zip(resp.record_acks()) {
-                    max_hlc = max_hlc.max(ack.hlc);
                     let _ = w.reply.send(Ok(Ack {
                         id: w.id,
                         partition,
@@ -712,7 +714,6 @@ impl Shared {
                         duplicate: ack.duplicate,
                     }));
                 }
-                self.max_hlc.fetch_max(max_hlc, Ordering::Relaxed);
             }
             Err((cause, attempts)) => {
                 tracing::warn!(topic = %self.topic, partition, attempts, error = %cause, "produce failed");

@@ -21,7 +21,7 @@ use tokio::sync::{OwnedSemaphorePermit, mpsc};
 use crate::raft::group::{AppendStream, GroupRaft};
 use crate::raft::rpc::RaftRpc;
 use crate::raft::types::TypeConfig;
-use crate::reply::{Outbound, Reply};
+use crate::reply::{Outbound, Reply, answer};
 
 /// What a request holds while in flight (the connection's budgets).
 pub type Held = (OwnedSemaphorePermit, OwnedSemaphorePermit);
@@ -85,13 +85,7 @@ impl Pipes {
             let out = out.clone();
             tokio::spawn(async move {
                 let rpc = RaftRpc::Refused(format!("group {group} is not open on this broker"));
-                let _ = out
-                    .send(Outbound {
-                        header,
-                        reply: reply(&rpc),
-                    })
-                    .await;
-                drop(held);
+                answer(&out, header, reply(&rpc), held).await;
             });
             return;
         };
@@ -127,14 +121,8 @@ async fn answer_in_order(
         let Some((header, held)) = lock(&queue).waiting.pop_front() else {
             break;
         };
-        let sent = out
-            .send(Outbound {
-                header,
-                reply: reply(&rpc),
-            })
-            .await;
-        drop(held);
-        if end || sent.is_err() {
+        let sent = answer(&out, header, reply(&rpc), held).await;
+        if end || !sent {
             break;
         }
     }
@@ -145,12 +133,6 @@ async fn answer_in_order(
     };
     let refused = RaftRpc::Refused("append stream reset; resend from the last answer".into());
     for (header, held) in rest {
-        let _ = out
-            .send(Outbound {
-                header,
-                reply: reply(&refused),
-            })
-            .await;
-        drop(held);
+        answer(&out, header, reply(&refused), held).await;
     }
 }

@@ -25,7 +25,7 @@ use crate::raft::METADATA_GROUP;
 use crate::raft::group::GroupRaft;
 use crate::raft::rpc::{Forwarded, RaftRpc};
 use crate::raft::types::NodeId;
-use crate::reply::{Outbound, Reply};
+use crate::reply::{Outbound, Reply, answer};
 
 /// Raft requests a connection may have in flight: a peer's link carries every group's
 /// pipelined appends and heartbeats, so its budget is its own and larger.
@@ -125,14 +125,7 @@ impl PeerFrames {
                 Ok((group, rpc)) => handle_raft(&*host, sender, group, rpc).await,
                 Err(e) => Reply::error(e),
             };
-            let _ = out
-                .send(Outbound {
-                    header: frame.header,
-                    reply,
-                })
-                .await;
-            drop(req_permit);
-            drop(byte_permit);
+            answer(&out, frame.header, reply, (req_permit, byte_permit)).await;
         });
     }
 }
