@@ -11,50 +11,11 @@
 //! would report data durable that is not). Every later write and flush returns
 //! [`Error::Poisoned`] naming the first failure.
 
-use std::fs::File;
-use std::path::PathBuf;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
-use crate::log::Shared;
-
-/// A file with bytes that a flush must sync.
-#[derive(Debug, Clone)]
-pub(crate) struct SyncTarget {
-    pub file: Arc<File>,
-    pub path: PathBuf,
-}
-
-#[derive(Debug)]
-pub(crate) struct SyncState {
-    /// Files written since the last flush other than the active segment (segments sealed
-    /// since, their index files).
-    pub pending: Vec<SyncTarget>,
-    pub active: SyncTarget,
-    /// One past the last appended index.
-    pub appended_next: u64,
-    /// Bumped by every truncation and reset: a flush that started before one must not
-    /// publish its captured index.
-    pub epoch: u64,
-    pub unflushed_bytes: u64,
-    pub first_unflushed: Option<Instant>,
-    /// Tells the interval thread to exit.
-    pub stop: bool,
-}
-
-#[derive(Debug)]
-pub(crate) struct DurableState {
-    /// Every index below this is durable.
-    pub next: u64,
-    pub poisoned: Option<String>,
-}
-
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A thread that panicked while holding one of these locks left plain data behind;
-    // the invariants that matter (poison, durable index) are re-checked by every user.
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
+use crate::state::{Shared, lock};
 
 impl Shared {
     pub(crate) fn poisoned(&self) -> Option<String> {
@@ -207,6 +168,3 @@ impl Flusher {
         }
     }
 }
-
-/// Keeps the condvar type in one place for `Shared`.
-pub(crate) type Cond = Condvar;

@@ -12,6 +12,8 @@
 //! - `log`: the writer [`Log`]: append, roll, truncate, purge, reset, retention,
 //!   metadata, recovery on open.
 //! - `recovery`: what [`Log::open`] trusts, scans and cuts ([`RecoveryReport`]).
+//! - `state`: what the writer, readers and flushers share (segments, group-commit locks).
+//! - `files`: creating, replacing, zeroing and removing segment and index files.
 //! - `flush`: group commit, the durable index and the poisoned state ([`Flusher`]).
 //! - `reader`: [`LogReader`], concurrent zero-copy reads by index, offset, time and id.
 //!
@@ -49,6 +51,7 @@
 
 pub mod config;
 pub mod error;
+mod files;
 mod flush;
 pub mod format;
 pub mod io;
@@ -56,6 +59,7 @@ mod log;
 mod reader;
 mod recovery;
 mod segment;
+mod state;
 mod sys;
 
 pub use config::{FlushPolicy, LogConfig, RecoveryPolicy};

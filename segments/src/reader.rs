@@ -15,10 +15,9 @@ use bytes::Bytes;
 use steme_protocol::AssertionId;
 
 use crate::error::{Error, Result};
-use crate::flush::lock;
 use crate::format::EntryKind;
-use crate::log::Shared;
 use crate::segment::{IdIndex, ids_path, load_or_build_ids, prefixes_between};
+use crate::state::{Shared, lock};
 
 /// One entry read back by Raft index.
 #[derive(Debug, Clone, PartialEq, Eq)]

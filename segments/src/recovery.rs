@@ -10,12 +10,12 @@ use bytes::Bytes;
 
 use crate::config::{LogConfig, RecoveryPolicy};
 use crate::error::{Error, Result};
+use crate::files::{make_active, remove_segment_files, write_file_atomically};
 use crate::format::{
     FrameDamage, FrameHeader, INDEX_FOOTER_LEN, IdTable, MetaFile, SEGMENT_HEADER_LEN,
     SPARSE_ENTRY_LEN, SegmentHeader, decode_index_footer, encode_index_file,
 };
 use crate::io::FileIo;
-use crate::log::{make_active, remove_segment_files, write_file_atomically};
 use crate::segment::{
     ActiveIds, IdIndex, Segment, SparseIndex, ids_path, index_path, read_small, segment_path,
 };

@@ -1,0 +1,149 @@
+//! The state the writer ([`crate::Log`]), readers ([`crate::LogReader`]) and flushers
+//! ([`crate::Flusher`]) share: the segments, and the small locks of group commit.
+
+use std::fs::File;
+use std::path::PathBuf;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use crate::io::FileIo;
+use crate::segment::Segment;
+
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// What the readers see: the segments, oldest first; the last one is active.
+pub(crate) struct State {
+    pub segments: Vec<Segment>,
+    /// Term of the last entry (0 if the log holds none).
+    pub last_term: u64,
+}
+
+impl State {
+    pub fn active(&self) -> &Segment {
+        self.segments
+            .last()
+            .expect("a log always has an active segment")
+    }
+
+    pub(crate) fn active_mut(&mut self) -> &mut Segment {
+        self.segments
+            .last_mut()
+            .expect("a log always has an active segment")
+    }
+
+    pub fn start_index(&self) -> u64 {
+        self.segments[0].header.base_index
+    }
+
+    pub fn start_offset(&self) -> u64 {
+        self.segments[0].base_offset()
+    }
+
+    pub fn next_index(&self) -> u64 {
+        self.active().summary.last_index.wrapping_add(1)
+    }
+
+    pub fn end_offset(&self) -> u64 {
+        self.active().summary.end_offset
+    }
+
+    pub fn last_index(&self) -> Option<u64> {
+        let next = self.next_index();
+        (next > self.start_index()).then(|| next - 1)
+    }
+
+    /// The segment holding Raft index `index`, if any.
+    pub fn segment_for_index(&self, index: u64) -> Option<&Segment> {
+        let i = self
+            .segments
+            .partition_point(|s| s.header.base_index <= index);
+        let seg = self.segments.get(i.checked_sub(1)?)?;
+        (!seg.is_empty() && index <= seg.summary.last_index).then_some(seg)
+    }
+
+    /// Position in `segments` of the segment whose offsets include `offset`.
+    pub fn segment_for_offset(&self, offset: u64) -> Option<usize> {
+        let i = self.segments.partition_point(|s| s.base_offset() <= offset);
+        i.checked_sub(1)
+    }
+
+    pub(crate) fn recompute_last_term(&mut self) {
+        self.last_term = self
+            .segments
+            .iter()
+            .rev()
+            .find(|s| !s.is_empty())
+            .map_or(0, |s| s.summary.last_term);
+    }
+}
+
+/// Everything the writer, readers and flushers share.
+pub(crate) struct Shared {
+    pub dir: PathBuf,
+    pub io: Arc<dyn FileIo>,
+    pub state: RwLock<State>,
+    pub sync: Mutex<SyncState>,
+    pub sync_cond: Cond,
+    /// Serialises flushes (the sync lock is not held while a flush runs).
+    pub flush_lock: Mutex<()>,
+    pub durable: Mutex<DurableState>,
+    pub durable_cond: Cond,
+}
+
+impl Shared {
+    pub(crate) fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
+        self.state.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn write(&self) -> std::sync::RwLockWriteGuard<'_, State> {
+        self.state.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn index_before(&self, next: u64) -> Option<u64> {
+        next.checked_sub(1)
+    }
+}
+
+/// A file with bytes that a flush must sync.
+#[derive(Debug, Clone)]
+pub(crate) struct SyncTarget {
+    pub file: Arc<File>,
+    pub path: PathBuf,
+}
+
+#[derive(Debug)]
+pub(crate) struct SyncState {
+    /// Files written since the last flush other than the active segment (segments sealed
+    /// since, their index files).
+    pub pending: Vec<SyncTarget>,
+    pub active: SyncTarget,
+    /// One past the last appended index.
+    pub appended_next: u64,
+    /// Bumped by every truncation and reset: a flush that started before one must not
+    /// publish its captured index.
+    pub epoch: u64,
+    pub unflushed_bytes: u64,
+    pub first_unflushed: Option<Instant>,
+    /// Tells the interval thread to exit.
+    pub stop: bool,
+}
+
+#[derive(Debug)]
+pub(crate) struct DurableState {
+    /// Every index below this is durable.
+    pub next: u64,
+    pub poisoned: Option<String>,
+}
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A thread that panicked while holding one of these locks left plain data behind;
+    // the invariants that matter (poison, durable index) are re-checked by every user.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Keeps the condvar type in one place for `Shared`.
+pub(crate) type Cond = Condvar;
