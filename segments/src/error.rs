@@ -49,6 +49,16 @@ pub enum Error {
         position: u64,
         reason: String,
     },
+    /// A read reached a damaged range: its bytes failed their checks. It is never served
+    /// or skipped; repair it from a replica ([`crate::Log::repair`]).
+    #[error("damaged log {}: {damage}", dir.display())]
+    Damaged {
+        dir: PathBuf,
+        damage: Box<crate::Damage>,
+    },
+    /// A repair was refused: the bytes offered do not fit the damaged range.
+    #[error("repair of {} refused: {reason}", dir.display())]
+    RepairRefused { dir: PathBuf, reason: String },
     #[error("bad metadata file {path}: {reason}")]
     BadMeta { path: PathBuf, reason: String },
     #[error("invalid configuration: {0}")]

@@ -15,7 +15,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
-use crate::state::{Shared, lock};
+use crate::format::{DURABLE_SLOT_POS, DurablePoint};
+use crate::state::{Shared, SyncTarget, lock};
 
 impl Shared {
     pub(crate) fn poisoned(&self) -> Option<String> {
@@ -41,21 +42,37 @@ impl Shared {
         lock(&self.durable).next
     }
 
-    /// One group commit: see the module docs.
+    /// One group commit: see the module docs. Before syncing, it writes the durable point
+    /// published by the previous flush into the active segment's slot, so the same sync
+    /// records it (a slot never names a point that was not already synced).
     pub(crate) fn flush(&self) -> Result<u64> {
         let _one_at_a_time = lock(&self.flush_lock);
         self.check_writable()?;
-        let (targets, target, epoch) = {
+        let (targets, target, epoch, point, record) = {
             let mut s = lock(&self.sync);
-            if s.pending.is_empty() && s.appended_next <= self.durable_next() {
+            let record = {
+                let d = lock(&self.durable);
+                d.point.filter(|p| Some(*p) != d.recorded)
+            };
+            if s.pending.is_empty() && s.appended_next <= self.durable_next() && record.is_none() {
                 return Ok(self.durable_next());
             }
+            // Everything the state shows was written before this point: the syncs below
+            // cover it, provided it lies in the active file they sync.
+            let point = {
+                let st = self.read();
+                (st.active().log_path() == s.active.path).then(|| st.end_point())
+            };
             let mut targets = std::mem::take(&mut s.pending);
             targets.push(s.active.clone());
             s.unflushed_bytes = 0;
             s.first_unflushed = None;
-            (targets, s.appended_next, s.epoch)
+            (targets, s.appended_next, s.epoch, point, record)
         };
+        if let Some(p) = record {
+            let active = targets.last().expect("the active segment is a target");
+            self.write_slot(active, &p)?;
+        }
         for t in &targets {
             if let Err(e) = self.io.sync_data(&t.file) {
                 let reason = format!("fdatasync of {} failed: {e}", t.path.display());
@@ -69,11 +86,48 @@ impl Shared {
         }
         let s = lock(&self.sync);
         let mut d = lock(&self.durable);
-        if s.epoch == epoch && target > d.next {
-            d.next = target;
-            self.durable_cond.notify_all();
+        if s.epoch == epoch {
+            if target > d.next {
+                d.next = target;
+                self.durable_cond.notify_all();
+            }
+            if point.is_some_and(|p| Some(p) > d.point) {
+                d.point = point;
+            }
+            if record.is_some() {
+                d.recorded = record;
+            }
         }
         Ok(d.next)
+    }
+
+    /// Writes a durable point into a segment's slot (one positioned write of the slot's
+    /// bytes, so it never disturbs the writer's appends).
+    pub(crate) fn write_slot(&self, t: &SyncTarget, p: &DurablePoint) -> Result<()> {
+        if let Err(e) = self
+            .io
+            .write_at(&t.file, DURABLE_SLOT_POS as u64, &[&p.encode()])
+        {
+            self.poison(format!(
+                "writing the durable point of {} failed: {e}",
+                t.path.display()
+            ));
+            return Err(Error::io("write", &t.path)(e));
+        }
+        Ok(())
+    }
+
+    /// Records the latest durable point if the slot lags behind it (a flush records the
+    /// point of the flush before it): a second sync, for when no next flush is coming.
+    pub(crate) fn record_durable(&self) -> Result<()> {
+        let behind = {
+            let d = lock(&self.durable);
+            d.point.is_some_and(|p| Some(p) != d.recorded)
+        };
+        if behind {
+            self.flush()?;
+        }
+        Ok(())
     }
 
     /// The interval flusher's loop: sync when the oldest unsynced append is `ms` old or
@@ -134,6 +188,14 @@ impl Flusher {
     pub fn flush(&self) -> Result<Option<u64>> {
         let next = self.shared.flush()?;
         Ok(self.shared.index_before(next))
+    }
+
+    /// Writes the latest durable point into the active segment and syncs it, if a flush
+    /// has moved it since it was last recorded. Each flush records the point of the one
+    /// before it for free; call this when the log goes idle, so that on open every synced
+    /// entry is known durable (damage there is repaired, never cut as a torn tail).
+    pub fn record_durable(&self) -> Result<()> {
+        self.shared.record_durable()
     }
 
     /// The last index known durable.

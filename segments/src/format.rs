@@ -35,7 +35,7 @@ fn put_u64(b: &mut [u8], at: usize, v: u64) {
     b[at..at + 8].copy_from_slice(&v.to_le_bytes());
 }
 
-pub const FORMAT_VERSION: u16 = 1;
+pub const FORMAT_VERSION: u16 = 2;
 
 // ---------------------------------------------------------------------------------------
 // Segment header: the first bytes of every `.log` file.
@@ -49,9 +49,81 @@ const SH_BASE_INDEX: usize = SH_BASE_OFFSET + size_of::<u64>();
 const SH_CREATED_MS: usize = SH_BASE_INDEX + size_of::<u64>();
 const SH_CRC: usize = SH_CREATED_MS + size_of::<u64>();
 const SH_PAD: usize = SH_CRC + size_of::<u32>();
-/// Length of the segment header; the first frame starts here.
-pub const SEGMENT_HEADER_LEN: usize = SH_PAD + size_of::<u32>();
-const _: () = assert!(SEGMENT_HEADER_LEN == 40);
+/// Length of the fixed header (written once, covered by its CRC).
+pub const FIXED_HEADER_LEN: usize = SH_PAD + size_of::<u32>();
+const _: () = assert!(FIXED_HEADER_LEN == 40);
+
+// The durable-point slot follows the fixed header. It is rewritten in place (one `pwrite`)
+// by every group commit, so it is covered by the same `fdatasync` as the data.
+pub const DURABLE_MAGIC: u32 = u32::from_le_bytes(*b"STMD");
+/// Byte position of the durable-point slot in a segment file.
+pub const DURABLE_SLOT_POS: usize = FIXED_HEADER_LEN;
+const DP_MAGIC: usize = 0;
+const DP_RESERVED: usize = DP_MAGIC + size_of::<u32>();
+const DP_SEGMENT: usize = DP_RESERVED + size_of::<u32>();
+const DP_POSITION: usize = DP_SEGMENT + size_of::<u64>();
+const DP_NEXT_INDEX: usize = DP_POSITION + size_of::<u64>();
+const DP_LAST_TERM: usize = DP_NEXT_INDEX + size_of::<u64>();
+const DP_END_OFFSET: usize = DP_LAST_TERM + size_of::<u64>();
+const DP_CRC: usize = DP_END_OFFSET + size_of::<u64>();
+const DP_PAD: usize = DP_CRC + size_of::<u32>();
+/// Length of the durable-point slot.
+pub const DURABLE_SLOT_LEN: usize = DP_PAD + size_of::<u32>();
+const _: () = assert!(DURABLE_SLOT_LEN == 56);
+
+/// Length of the segment header (fixed header and durable-point slot); the first frame
+/// starts here.
+pub const SEGMENT_HEADER_LEN: usize = DURABLE_SLOT_POS + DURABLE_SLOT_LEN;
+const _: () = assert!(SEGMENT_HEADER_LEN == 96);
+
+/// A point of the log known durable: every entry before it had been fsynced when it was
+/// recorded. Damage found below the recorded point on open is corruption (repaired, never
+/// cut); only bytes past it can be a torn tail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub struct DurablePoint {
+    /// Base offset of the segment holding the point (compared first: segments are ordered
+    /// by base offset).
+    pub segment: u64,
+    /// Byte position in that segment where the durable data ends (a frame boundary).
+    pub position: u64,
+    /// One past the last durable Raft index.
+    pub next_index: u64,
+    /// Term of the last durable entry (0 if none).
+    pub last_term: u64,
+    /// The log end offset at the point.
+    pub end_offset: u64,
+}
+
+impl DurablePoint {
+    pub fn encode(&self) -> [u8; DURABLE_SLOT_LEN] {
+        let mut b = [0u8; DURABLE_SLOT_LEN];
+        put_u32(&mut b, DP_MAGIC, DURABLE_MAGIC);
+        put_u64(&mut b, DP_SEGMENT, self.segment);
+        put_u64(&mut b, DP_POSITION, self.position);
+        put_u64(&mut b, DP_NEXT_INDEX, self.next_index);
+        put_u64(&mut b, DP_LAST_TERM, self.last_term);
+        put_u64(&mut b, DP_END_OFFSET, self.end_offset);
+        let crc = crc32fast::hash(&b[..DP_CRC]);
+        put_u32(&mut b, DP_CRC, crc);
+        b
+    }
+
+    /// The point in a slot; `None` for a slot never written (all zeros) or damaged.
+    pub fn decode(b: &[u8]) -> Option<DurablePoint> {
+        let b = b.get(..DURABLE_SLOT_LEN)?;
+        let ok = u32_at(b, DP_MAGIC) == DURABLE_MAGIC
+            && crc32fast::hash(&b[..DP_CRC]) == u32_at(b, DP_CRC)
+            && u32_at(b, DP_RESERVED) == 0
+            && u32_at(b, DP_PAD) == 0;
+        ok.then(|| DurablePoint {
+            segment: u64_at(b, DP_SEGMENT),
+            position: u64_at(b, DP_POSITION),
+            next_index: u64_at(b, DP_NEXT_INDEX),
+            last_term: u64_at(b, DP_LAST_TERM),
+            end_offset: u64_at(b, DP_END_OFFSET),
+        })
+    }
+}
 
 /// The fixed facts of a segment, written once when it is created.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,6 +137,7 @@ pub struct SegmentHeader {
 }
 
 impl SegmentHeader {
+    /// The fixed header followed by an empty durable-point slot.
     pub fn encode(&self) -> [u8; SEGMENT_HEADER_LEN] {
         let mut b = [0u8; SEGMENT_HEADER_LEN];
         put_u32(&mut b, SH_MAGIC, SEGMENT_MAGIC);
@@ -78,7 +151,7 @@ impl SegmentHeader {
     }
 
     pub fn decode(b: &[u8]) -> Result<SegmentHeader, &'static str> {
-        if b.len() < SEGMENT_HEADER_LEN {
+        if b.len() < FIXED_HEADER_LEN {
             return Err("segment header is short");
         }
         if u32_at(b, SH_MAGIC) != SEGMENT_MAGIC {
@@ -770,6 +843,17 @@ mod tests {
             (FH_PAYLOAD_LEN, FH_INDEX, FH_TERM, FH_KIND, FH_CRC),
             (4, 8, 16, 24, 28)
         );
+        assert_eq!(
+            (
+                DP_SEGMENT,
+                DP_POSITION,
+                DP_NEXT_INDEX,
+                DP_LAST_TERM,
+                DP_END_OFFSET,
+                DP_CRC
+            ),
+            (8, 16, 24, 32, 40, 48)
+        );
         assert_eq!((SE_OFFSET, SE_POSITION, SE_HLC_FLOOR), (8, 16, 24));
         assert_eq!(
             (IF_ENTRY_COUNT, IF_SIZE, IF_ENTRIES_CRC, IF_CRC),
@@ -793,6 +877,31 @@ mod tests {
         b[9] ^= 1;
         assert!(SegmentHeader::decode(&b).is_err());
         assert!(SegmentHeader::decode(&b[..10]).is_err());
+    }
+
+    #[test]
+    fn roundtrip_durable_point_and_rejects_flip() {
+        let p = DurablePoint {
+            segment: 100,
+            position: 4096,
+            next_index: 17,
+            last_term: 3,
+            end_offset: 250,
+        };
+        let mut b = p.encode();
+        assert_eq!(DurablePoint::decode(&b), Some(p));
+        assert_eq!(DurablePoint::decode(&[0u8; DURABLE_SLOT_LEN]), None);
+        b[20] ^= 4;
+        assert_eq!(DurablePoint::decode(&b), None);
+        assert!(
+            DurablePoint { segment: 1, ..p }
+                > DurablePoint {
+                    segment: 0,
+                    position: 9999,
+                    ..p
+                },
+            "points order by segment, then position"
+        );
     }
 
     #[test]

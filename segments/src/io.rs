@@ -24,6 +24,11 @@ pub struct RealIo;
 
 impl FileIo for RealIo {
     fn write_at(&self, file: &File, pos: u64, bufs: &[&[u8]]) -> io::Result<()> {
+        if let [one] = bufs {
+            // pwrite: leaves the file cursor alone (a flusher writes a segment's durable
+            // point while the writer appends).
+            return std::os::unix::fs::FileExt::write_all_at(file, one, pos);
+        }
         // The log's single writer is the only user of the file cursor, so seek + writev is
         // a positioned vectored write without `unsafe` (std has no stable pwritev).
         let mut f = file;

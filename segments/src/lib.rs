@@ -49,7 +49,9 @@
 //! (for the apply loop) and lookups index what was appended since.
 #![deny(unsafe_code)]
 
+mod checked;
 pub mod config;
+mod damage;
 pub mod error;
 mod files;
 mod flush;
@@ -63,9 +65,10 @@ mod state;
 mod sys;
 
 pub use config::{FlushPolicy, LogConfig, RecoveryPolicy};
+pub use damage::Damage;
 pub use error::{Error, Result};
 pub use flush::Flusher;
-pub use format::EntryKind;
+pub use format::{DurablePoint, EntryKind};
 pub use io::{Fault, FaultyIo, FileIo, RealIo};
 pub use log::{Appended, Cut, Log, NewEntry, Payload, PurgePlan, RecoveryReport};
 pub use reader::{Entry, LogReader, OffsetRead};

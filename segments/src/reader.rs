@@ -14,8 +14,11 @@ use std::sync::Arc;
 use bytes::Bytes;
 use steme_protocol::AssertionId;
 
+use crate::checked::Walk;
+use crate::damage::Damage;
 use crate::error::{Error, Result};
 use crate::format::EntryKind;
+use crate::segment::{FrameView, Segment};
 use crate::segment::{IdIndex, ids_path, load_or_build_ids, prefixes_between};
 use crate::state::{Shared, lock};
 
@@ -99,14 +102,40 @@ impl LogReader {
         seg.find_index(index).map(|f| f.header.term)
     }
 
-    /// Entries with Raft indexes in `range`, clamped to the end of the log. A range that
-    /// starts below the log start is an error (those entries were purged).
+    /// Entries with Raft indexes in `range`, clamped to the end of the log, each checked
+    /// (see `checked`). A range that starts below the log start is an error (those
+    /// entries were purged); one that reaches a damaged range is [`Error::Damaged`].
     pub fn read_entries(&self, range: Range<u64>) -> Result<Vec<Entry>> {
+        let mut out = Vec::new();
+        self.walk_entries(range, |seg, f| {
+            out.push(Entry {
+                index: f.header.index,
+                term: f.header.term,
+                kind: f.header.kind,
+                payload: seg.data.slice(f.payload()),
+            })
+        })?;
+        Ok(out)
+    }
+
+    /// The entries in `range` as their stored frames (header and payload), each checked:
+    /// what a replica repairing this range writes in place of its damaged bytes.
+    pub fn read_frames(&self, range: Range<u64>) -> Result<Vec<Bytes>> {
+        let mut out = Vec::new();
+        self.walk_entries(range, |seg, f| out.push(seg.data.slice(f.pos..f.next())))?;
+        Ok(out)
+    }
+
+    fn walk_entries(
+        &self,
+        range: Range<u64>,
+        mut each: impl FnMut(&Segment, &FrameView),
+    ) -> Result<()> {
         let st = self.shared.read();
         let (first, next) = (st.start_index(), st.next_index());
         let end = range.end.min(next);
         if range.start >= end {
-            return Ok(Vec::new());
+            return Ok(());
         }
         if range.start < first {
             return Err(Error::IndexOutOfRange {
@@ -115,37 +144,52 @@ impl LogReader {
                 next,
             });
         }
-        let mut out = Vec::with_capacity((end - range.start).min(1024) as usize);
+        if let Some(d) = self.shared.damage().first_from_index(range.start)
+            && d.indexes.start < end
+        {
+            return Err(self.damage_error(d.clone()));
+        }
         let mut index = range.start;
-        while index < end {
+        let mut found = None;
+        'segments: while index < end {
             let seg =
                 st.segment_for_index(index)
                     .ok_or(Error::IndexOutOfRange { index, first, next })?;
-            let start =
-                seg.find_index(index)
-                    .ok_or(Error::IndexOutOfRange { index, first, next })?;
-            for f in seg.frames_from(start.pos) {
-                if index >= end {
-                    break;
+            for step in Walk::at_index(seg, index) {
+                match step {
+                    Err(d) => {
+                        found = Some(d);
+                        break 'segments;
+                    }
+                    Ok(f) if f.header.index < index => {}
+                    Ok(f) => {
+                        if index >= end {
+                            break 'segments;
+                        }
+                        each(seg, &f);
+                        index += 1;
+                    }
                 }
-                out.push(Entry {
-                    index: f.header.index,
-                    term: f.header.term,
-                    kind: f.header.kind,
-                    payload: seg.data.slice(f.payload()),
-                });
-                index += 1;
             }
             if index <= seg.summary.last_index {
                 break;
             }
         }
-        Ok(out)
+        drop(st);
+        if let Some(d) = found {
+            return Err(self.register(d));
+        }
+        if index < end {
+            return Err(Error::IndexOutOfRange { index, first, next });
+        }
+        Ok(())
     }
 
     /// Whole batches starting with the one that holds `offset`, in order, until adding the
     /// next would pass `max_bytes` (the first batch is returned whatever its size) or end
     /// above `upper_bound` (exclusive; the high watermark). Control entries are skipped.
+    /// Every batch is checked first; the batches before a damaged range are returned, and
+    /// a read that starts in one is [`Error::Damaged`].
     pub fn read_from_offset(
         &self,
         offset: u64,
@@ -161,34 +205,84 @@ impl LogReader {
             next_offset: offset,
             ..OffsetRead::default()
         };
-        let limit = upper_bound.min(end);
+        let mut limit = upper_bound.min(end);
         if offset >= limit {
             return Ok(out);
         }
-        let Some(mut i) = st.segment_for_offset(offset) else {
+        if let Some(d) = self.shared.damage().first_from_offset(offset) {
+            if d.offsets.start <= offset {
+                return Err(self.damage_error(d.clone()));
+            }
+            limit = limit.min(d.offsets.start);
+        }
+        let Some(first) = st.segment_for_offset(offset) else {
             return Ok(out);
         };
-        let mut from = st.segments[i].find_offset(offset).map(|f| f.pos);
-        while i < st.segments.len() {
-            let seg = &st.segments[i];
-            if let Some(pos) = from {
-                for f in seg.frames_from(pos) {
-                    let Some(b) = f.batch else { continue };
-                    let len = u64::from(f.header.payload_len);
-                    if b.end_offset() > limit
-                        || (!out.batches.is_empty() && out.bytes + len > max_bytes)
-                    {
-                        return Ok(out);
+        let mut found = None;
+        let mut stopped = false;
+        'segments: for (i, seg) in st.segments.iter().enumerate().skip(first) {
+            let walk = if i == first {
+                Walk::at_offset(seg, offset)
+            } else {
+                Walk::at_offset(seg, seg.base_offset())
+            };
+            for step in walk {
+                let f = match step {
+                    Ok(f) => f,
+                    Err(d) => {
+                        found = Some(d);
+                        break 'segments;
                     }
-                    out.batches.push(seg.data.slice(f.payload()));
-                    out.bytes += len;
-                    out.next_offset = b.end_offset();
+                };
+                let Some(b) = f.batch else { continue };
+                if b.end_offset() <= offset {
+                    continue;
                 }
+                let len = u64::from(f.header.payload_len);
+                if b.end_offset() > limit
+                    || (!out.batches.is_empty() && out.bytes + len > max_bytes)
+                {
+                    stopped = true;
+                    break 'segments;
+                }
+                out.batches.push(seg.data.slice(f.payload()));
+                out.bytes += len;
+                out.next_offset = b.end_offset();
             }
-            i += 1;
-            from = Some(crate::format::SEGMENT_HEADER_LEN);
         }
-        Ok(out)
+        drop(st);
+        match found {
+            Some(d) if out.batches.is_empty() => Err(self.register(d)),
+            Some(d) => {
+                // Serve what came before it; the next read starts in it and fails.
+                self.register(d);
+                Ok(out)
+            }
+            None if out.batches.is_empty() && !stopped => Err(Error::Corrupt {
+                path: self.shared.dir.clone(),
+                position: 0,
+                reason: format!("no batch holds offset {offset}, below the end {limit}"),
+            }),
+            None => Ok(out),
+        }
+    }
+
+    /// Every damaged range known (found by reads, scrubs or recovery, not yet repaired).
+    pub fn damaged(&self) -> Vec<Damage> {
+        self.shared.damage().ranges.clone()
+    }
+
+    fn damage_error(&self, d: Damage) -> Error {
+        Error::Damaged {
+            dir: self.shared.dir.clone(),
+            damage: Box::new(d),
+        }
+    }
+
+    /// Records newly found damage (see [`Shared::register`]) and returns it as an error.
+    fn register(&self, d: Damage) -> Error {
+        self.shared.register(d.clone());
+        self.damage_error(d)
     }
 
     /// The first offset whose record HLC is at or after `hlc` (by the running maximum, so
@@ -228,6 +322,7 @@ impl LogReader {
                             seg.base_offset(),
                             seg.summary.fingerprint(),
                             seg.data.slice(..seg.summary.size as usize),
+                            seg.holes.clone(),
                         ))
                     }
                     _ => None,
@@ -235,8 +330,8 @@ impl LogReader {
                 .collect()
         };
         let mut n = 0;
-        for (cell, dir, base, end, used) in todo {
-            let table = load_or_build_ids(&dir, base, end, &used);
+        for (cell, dir, base, end, used, holes) in todo {
+            let table = load_or_build_ids(&dir, base, end, &used, &holes);
             n += table.len() as usize;
             let _ = cell.set(table);
         }
@@ -244,7 +339,7 @@ impl LogReader {
     }
 
     fn index_active_ids(&self) -> usize {
-        let (ids, data, size, base, from, generation) = {
+        let (ids, data, size, base, from, generation, holes) = {
             let st = self.shared.read();
             let seg = st.active();
             let IdIndex::Active(ids) = &seg.ids else {
@@ -258,6 +353,7 @@ impl LogReader {
                 seg.base_offset(),
                 g.indexed_to,
                 g.generation,
+                seg.holes.clone(),
             )
         };
         if from >= size {
@@ -266,7 +362,7 @@ impl LogReader {
         // Bytes below the published end only change by truncation, which bumps the
         // generation: then this work is dropped.
         let mut out = Vec::new();
-        prefixes_between(&data[..size.min(data.len())], from, base, &mut out);
+        prefixes_between(&data[..size.min(data.len())], from, base, &holes, &mut out);
         let st = self.shared.read();
         let IdIndex::Active(now) = &st.active().ids else {
             return 0;

@@ -9,11 +9,13 @@ use std::time::UNIX_EPOCH;
 use bytes::Bytes;
 
 use crate::config::{LogConfig, RecoveryPolicy};
+use crate::damage::Damage;
 use crate::error::{Error, Result};
-use crate::files::{make_active, remove_segment_files, write_file_atomically};
+use crate::files::{create_segment, make_active, remove_segment_files, write_file_atomically};
 use crate::format::{
-    FrameDamage, FrameHeader, INDEX_FOOTER_LEN, IdTable, MetaFile, SEGMENT_HEADER_LEN,
-    SPARSE_ENTRY_LEN, SegmentHeader, decode_index_footer, encode_index_file,
+    DURABLE_SLOT_POS, DurablePoint, FIXED_HEADER_LEN, FRAME_HEADER_LEN, FRAME_MAGIC, FrameDamage,
+    FrameHeader, INDEX_FOOTER_LEN, IdTable, MetaFile, SEGMENT_HEADER_LEN, SPARSE_ENTRY_LEN,
+    SegmentHeader, decode_index_footer, encode_index_file,
 };
 use crate::io::FileIo;
 use crate::segment::{
@@ -50,6 +52,18 @@ pub struct RecoveryReport {
     pub removed_segments: Vec<PathBuf>,
     pub last_index: Option<u64>,
     pub log_end_offset: u64,
+    /// The latest durable point recorded in a segment slot: damage below it was found as
+    /// corruption (kept as a damaged range), never cut.
+    pub durable: Option<DurablePoint>,
+    /// Every damaged range known after open: found now, or recorded earlier and not yet
+    /// repaired.
+    pub damaged: Vec<Damage>,
+    /// Segment headers that were damaged below the durable point and rewritten from the
+    /// file name and the previous segment (a header holds no record).
+    pub repaired_headers: Vec<u64>,
+    /// Set when the `damage` file could not be read: ranges it listed are found again by
+    /// reads and scrubs (their bytes still fail their checks).
+    pub damage_file_error: Option<String>,
 }
 
 pub(crate) struct Recovery<'a> {
@@ -63,6 +77,22 @@ pub(crate) struct Recovery<'a> {
     pub(crate) segments: Vec<Segment>,
     pub(crate) last_term: u64,
     pub(crate) active_file: Option<File>,
+    /// The latest durable point recorded in any kept segment.
+    pub(crate) durable: Option<DurablePoint>,
+    /// Damaged ranges found by this recovery.
+    pub(crate) found: Vec<Damage>,
+}
+
+/// Where intact entries resume after a damaged range.
+struct Anchor {
+    position: u64,
+    index: u64,
+    offset: u64,
+    /// Term of the last entry before the anchor, when known (0 otherwise).
+    term: u64,
+    /// Whether a frame starts exactly at `position` (else the range runs to the end of the
+    /// segment's data).
+    exact: bool,
 }
 
 /// Where the scan of one segment stopped.
@@ -75,34 +105,54 @@ impl Recovery<'_> {
     pub(crate) fn run(&mut self, bases: &[u64]) -> Result<()> {
         let start_index = self.meta.log_start_index;
         let start_offset = self.meta.log_start_offset;
+        // Headers and durable-point slots. A bad header below the latest durable point is
+        // damage (rebuilt below); past it, it is a torn segment creation.
+        let mut read = Vec::with_capacity(bases.len());
+        for &base in bases {
+            let (h, slot) = read_header(&segment_path(self.dir, base))?;
+            read.push((base, h.filter(|h| h.base_offset == base), slot));
+        }
+        // Only segments of the current log count (not leftovers of a purge or reset).
+        self.durable = read
+            .iter()
+            .filter(|(base, h, _)| match h {
+                Some(h) => h.base_index >= start_index,
+                None => *base >= start_offset,
+            })
+            .filter_map(|(_, _, slot)| *slot)
+            .max();
         let mut headers = Vec::with_capacity(bases.len());
         let mut bad_header = None;
-        for (i, &base) in bases.iter().enumerate() {
-            let path = segment_path(self.dir, base);
-            match read_header(&path)? {
-                Some(h) if h.base_offset == base => headers.push((base, h)),
-                _ => {
-                    // A torn segment creation (or worse): nothing from here on is trusted.
-                    bad_header = Some(path);
-                    for &b in &bases[i..] {
-                        self.remove(b);
-                    }
-                    break;
+        for (i, &(base, h, _)) in read.iter().enumerate() {
+            if h.is_none() && !self.below_durable(base, FIXED_HEADER_LEN as u64) {
+                bad_header = Some(segment_path(self.dir, base));
+                for &(b, _, _) in &read[i..] {
+                    self.remove(b);
                 }
+                break;
             }
+            headers.push((base, h));
         }
         // Segments left below the log start by an interrupted purge or reset.
         let first_kept = headers
             .iter()
-            .position(|(_, h)| h.base_index >= start_index)
+            .position(|&(base, h)| match h {
+                Some(h) => h.base_index >= start_index,
+                None => base >= start_offset,
+            })
             .unwrap_or(headers.len());
         for &(base, _) in &headers[..first_kept] {
             self.remove(base);
         }
         let mut headers = headers.split_off(first_kept);
-        if let Some((_, h)) = headers.first()
+        if let Some(&(_, Some(h))) = headers.first()
             && (h.base_index != start_index || h.base_offset != start_offset)
+            && !(h.base_index > start_index
+                && h.base_offset > start_offset
+                && self.below_durable(h.base_offset, FIXED_HEADER_LEN as u64))
         {
+            // (A first segment past the start and below the durable point is not a reset:
+            // the segments before it are missing, and are recreated as damage below.)
             let path = segment_path(self.dir, h.base_offset);
             if self.cfg.recovery == RecoveryPolicy::FailOnCorruption {
                 return Err(Error::Corrupt {
@@ -127,6 +177,33 @@ impl Recovery<'_> {
         for (i, &(base, header)) in headers.iter().enumerate() {
             let last = i + 1 == n;
             let path = segment_path(self.dir, base);
+            let header = match header {
+                Some(h) => h,
+                None => self.rebuild_header(base, next_index)?,
+            };
+            if header.base_index != next_index || header.base_offset != end_offset {
+                let reason = format!(
+                    "segment starts at index {} offset {}, expected {next_index} / {end_offset}",
+                    header.base_index, header.base_offset
+                );
+                if self.below_durable(base, FIXED_HEADER_LEN as u64)
+                    && header.base_index > next_index
+                    && header.base_offset > end_offset
+                {
+                    // A durable segment is gone (deleted underneath us): put an empty one in
+                    // its place whose entries are one damaged range, to be repaired.
+                    self.recreate_missing(next_index, end_offset, header, reason)?;
+                    next_index = header.base_index;
+                    end_offset = header.base_offset;
+                } else if self.below_durable(base, FIXED_HEADER_LEN as u64) {
+                    // Entries that were durable are missing: nothing may be cut over them.
+                    return Err(Error::Corrupt {
+                        path,
+                        position: 0,
+                        reason: format!("{reason}, below the durable point {:?}", self.durable),
+                    });
+                }
+            }
             if header.base_index != next_index || header.base_offset != end_offset {
                 let reason = format!(
                     "segment starts at index {} offset {}, expected {next_index} / {end_offset}",
@@ -192,7 +269,8 @@ impl Recovery<'_> {
                 }
             }
             self.report.scanned_segments.push(base);
-            let end = self.scan(&mut seg, from, mtime);
+            let next_header = headers.get(i + 1).and_then(|(_, h)| *h);
+            let end = self.scan(&mut seg, from, mtime, next_header);
             self.report.scanned_bytes += seg.summary.size - from;
             next_index = seg.summary.last_index.wrapping_add(1);
             end_offset = seg.summary.end_offset;
@@ -347,58 +425,231 @@ impl Recovery<'_> {
         true
     }
 
-    /// Checks frames from `from` on, applying each good one to `seg`.
-    fn scan(&mut self, seg: &mut Segment, from: u64, mtime: u64) -> ScanEnd {
+    /// Checks frames from `from` on, applying each good one to `seg`. Damage below the
+    /// durable point becomes a damaged range (the scan goes on past it); damage past it is
+    /// where the scan stops (a torn tail, cut by the caller).
+    fn scan(
+        &mut self,
+        seg: &mut Segment,
+        from: u64,
+        mtime: u64,
+        next: Option<SegmentHeader>,
+    ) -> ScanEnd {
         let data = seg.data.clone();
+        let base = seg.base_offset();
         let mut pos = from as usize;
         let mut term = self.last_term;
         loop {
             let rest = data.get(pos..).unwrap_or(&[]);
-            if rest.is_empty() {
-                return ScanEnd::Clean;
-            }
-            let (h, batch) = match FrameHeader::check(rest) {
-                Ok(x) => x,
-                Err(FrameDamage::End) => return ScanEnd::Clean,
-                Err(d) => {
-                    return ScanEnd::Damaged {
-                        position: pos as u64,
-                        reason: d.to_string(),
+            let expected = seg.summary.last_index.wrapping_add(1);
+            // The data of a segment before the durable one may end anywhere the next
+            // segment takes over from.
+            let continues = next.is_some_and(|n| {
+                n.base_index == expected && n.base_offset == seg.summary.end_offset
+            });
+            let reason = match FrameHeader::check(rest) {
+                Err(FrameDamage::End) if !self.below_durable(base, pos as u64) || continues => {
+                    return ScanEnd::Clean;
+                }
+                Err(FrameDamage::End) if rest.is_empty() => Some(format!(
+                    "the file ends at byte {pos}, below the durable point (shortened underneath?)"
+                )),
+                Err(FrameDamage::End) => {
+                    Some("zeros below the durable point (data missing)".to_owned())
+                }
+                Err(d) => Some(d.to_string()),
+                Ok((h, batch)) => {
+                    let bad = if h.index != expected {
+                        Some(format!(
+                            "index gap: found {} where {expected} was due",
+                            h.index
+                        ))
+                    } else if h.term < term {
+                        Some(format!("term regression: {} after {term}", h.term))
+                    } else if batch.is_some_and(|b| b.base_offset != seg.summary.end_offset) {
+                        Some(format!(
+                            "batch base offset {} where {} was due",
+                            batch.map_or(0, |b| b.base_offset),
+                            seg.summary.end_offset
+                        ))
+                    } else if batch
+                        .is_some_and(|b| b.end_offset() - seg.base_offset() > u64::from(u32::MAX))
+                    {
+                        Some("segment holds more than 2^32 offsets".to_owned())
+                    } else {
+                        None
                     };
+                    if bad.is_none() {
+                        seg.apply_frame(pos as u64, &h, batch.as_ref(), mtime);
+                        term = h.term;
+                        self.last_term = h.term;
+                        pos += h.frame_len() as usize;
+                        continue;
+                    }
+                    bad
                 }
             };
-            let expected = seg.summary.last_index.wrapping_add(1);
-            let reason = if h.index != expected {
-                Some(format!(
-                    "index gap: found {} where {expected} was due",
-                    h.index
-                ))
-            } else if h.term < term {
-                Some(format!("term regression: {} after {term}", h.term))
-            } else if batch.is_some_and(|b| b.base_offset != seg.summary.end_offset) {
-                Some(format!(
-                    "batch base offset {} where {} was due",
-                    batch.map_or(0, |b| b.base_offset),
-                    seg.summary.end_offset
-                ))
-            } else if batch
-                .is_some_and(|b| b.end_offset() - seg.base_offset() > u64::from(u32::MAX))
-            {
-                Some("segment holds more than 2^32 offsets".to_owned())
-            } else {
-                None
-            };
-            if let Some(reason) = reason {
+            let reason = reason.unwrap_or_default();
+            if !self.below_durable(base, pos as u64) {
                 return ScanEnd::Damaged {
                     position: pos as u64,
                     reason,
                 };
             }
-            seg.apply_frame(pos as u64, &h, batch.as_ref(), mtime);
-            term = h.term;
-            self.last_term = h.term;
-            pos += h.frame_len() as usize;
+            // Corruption: these entries were durable. Keep their place, find where intact
+            // entries resume, and go on from there.
+            let Some(anchor) = self.find_anchor(seg, pos as u64, expected, next) else {
+                return ScanEnd::Damaged {
+                    position: pos as u64,
+                    reason: format!(
+                        "{reason} (below the durable point, and nothing after it is intact)"
+                    ),
+                };
+            };
+            let damage = Damage {
+                segment: base,
+                positions: pos as u64..anchor.position,
+                indexes: expected..anchor.index,
+                offsets: seg.summary.end_offset..anchor.offset,
+                ends_at_frame: anchor.exact,
+                reason,
+            };
+            seg.skip_damage(&damage, anchor.term);
+            if anchor.term > 0 {
+                term = term.max(anchor.term);
+                self.last_term = term;
+            }
+            self.found.push(damage);
+            pos = anchor.position as usize;
+            if !anchor.exact {
+                return ScanEnd::Clean;
+            }
         }
+    }
+
+    /// A durable segment that is missing, recreated empty (sealed, its summary spanning
+    /// the entries up to the next segment) with its whole content one damaged range.
+    fn recreate_missing(
+        &mut self,
+        index: u64,
+        offset: u64,
+        next: SegmentHeader,
+        reason: String,
+    ) -> Result<()> {
+        let header = SegmentHeader {
+            base_offset: offset,
+            base_index: index,
+            created_ms: crate::state::now_ms(),
+        };
+        let (mut seg, file) = create_segment(self.dir, self.cfg, self.io, header)?;
+        let path = seg.log_path();
+        self.io
+            .sync_data(&file)
+            .map_err(Error::io("fdatasync", &path))?;
+        let start = SEGMENT_HEADER_LEN as u64;
+        let damage = Damage {
+            segment: offset,
+            positions: start..start,
+            indexes: index..next.base_index,
+            offsets: offset..next.base_offset,
+            ends_at_frame: false,
+            reason: format!("segment file missing: {reason}"),
+        };
+        seg.skip_damage(&damage, 0);
+        self.seal_rebuilt(&mut seg);
+        self.found.push(damage);
+        self.segments.push(seg);
+        Ok(())
+    }
+
+    /// Whether byte `position` of segment `base` lies below the latest durable point.
+    fn below_durable(&self, base: u64, position: u64) -> bool {
+        self.durable
+            .is_some_and(|d| (base, position) < (d.segment, d.position))
+    }
+
+    /// Where intact entries resume after damage at `pos` (which should hold index
+    /// `index`): the next intact batch frame of the segment, else the durable point if it
+    /// lies further on in this segment, else the start of the next segment.
+    fn find_anchor(
+        &self,
+        seg: &Segment,
+        pos: u64,
+        index: u64,
+        next: Option<SegmentHeader>,
+    ) -> Option<Anchor> {
+        let data = &seg.data[..];
+        let base = seg.base_offset();
+        let d = self.durable?;
+        let limit = if d.segment == base {
+            (d.position as usize).min(data.len())
+        } else {
+            data.len()
+        };
+        let magic = FRAME_MAGIC.to_le_bytes();
+        let mut q = pos as usize + 1;
+        while q + magic.len() <= limit {
+            if data[q..q + magic.len()] == magic
+                && let Ok((h, Some(b))) = FrameHeader::check(&data[q..])
+                && h.index >= index
+                && b.base_offset >= seg.summary.end_offset
+                && h.index - index <= (q as u64 - pos) / FRAME_HEADER_LEN as u64
+            {
+                return Some(Anchor {
+                    position: q as u64,
+                    index: h.index,
+                    offset: b.base_offset,
+                    term: 0,
+                    exact: true,
+                });
+            }
+            q += 1;
+        }
+        if d.segment == base && d.position > pos {
+            return Some(Anchor {
+                position: d.position,
+                index: d.next_index,
+                offset: d.end_offset,
+                term: d.last_term,
+                exact: true,
+            });
+        }
+        let next = next?;
+        // The damage runs to the end of this segment's data: the last byte that is not zero.
+        let end = data
+            .iter()
+            .rposition(|&b| b != 0)
+            .map_or(pos, |i| i as u64 + 1);
+        Some(Anchor {
+            position: end.max(pos + 1),
+            index: next.base_index,
+            offset: next.base_offset,
+            term: 0,
+            exact: false,
+        })
+    }
+
+    /// A segment header damaged below the durable point, rebuilt: the base offset is in the
+    /// file name and the base index follows the previous segment. Only the fixed header is
+    /// written; the durable-point slot is left alone.
+    fn rebuild_header(&mut self, base: u64, base_index: u64) -> Result<SegmentHeader> {
+        let path = segment_path(self.dir, base);
+        let header = SegmentHeader {
+            base_offset: base,
+            base_index,
+            created_ms: crate::state::now_ms(),
+        };
+        let file = File::options()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(Error::io("open", &path))?;
+        self.io
+            .write_at(&file, 0, &[&header.encode()[..FIXED_HEADER_LEN]])
+            .and_then(|()| self.io.sync_data(&file))
+            .map_err(Error::io("rewrite segment header", &path))?;
+        self.report.repaired_headers.push(base);
+        Ok(header)
     }
 
     /// Writes the index files of a sealed segment rebuilt by a scan and seals it.
@@ -417,14 +668,22 @@ impl Recovery<'_> {
     }
 }
 
-fn read_header(path: &Path) -> Result<Option<SegmentHeader>> {
+/// A segment's fixed header (`None` if damaged or short) and its durable-point slot.
+fn read_header(path: &Path) -> Result<(Option<SegmentHeader>, Option<DurablePoint>)> {
     let file = File::open(path).map_err(Error::io("open", path))?;
     let mut b = [0u8; SEGMENT_HEADER_LEN];
-    match file.read_exact_at(&mut b, 0) {
-        Ok(()) => Ok(SegmentHeader::decode(&b).ok()),
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(None),
-        Err(e) => Err(Error::io("read", path)(e)),
+    let mut got = 0;
+    while got < b.len() {
+        match file.read_at(&mut b[got..], got as u64) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(Error::io("read", path)(e)),
+        }
     }
+    let header = SegmentHeader::decode(&b[..got]).ok();
+    let slot = DurablePoint::decode(&b[DURABLE_SLOT_POS..got.max(DURABLE_SLOT_POS)]);
+    Ok((header, slot))
 }
 
 fn read_footer(path: &Path) -> Option<crate::format::SegmentSummary> {

@@ -88,14 +88,20 @@ fn lock_ids(m: &Mutex<ActiveIdIndex>) -> MutexGuard<'_, ActiveIdIndex> {
 /// A sealed segment's id table: its `.ids` file if that is intact and belongs to this
 /// content, else rebuilt by hashing the records of `used` and written back (so it lives in
 /// the page cache, not the heap). Writing is best effort: it is a cache.
-pub(crate) fn load_or_build_ids(dir: &Path, base: u64, fingerprint: u64, used: &[u8]) -> IdTable {
+pub(crate) fn load_or_build_ids(
+    dir: &Path,
+    base: u64,
+    fingerprint: u64,
+    used: &[u8],
+    holes: &[std::ops::Range<u64>],
+) -> IdTable {
     let path = ids_path(dir, base);
     let end = fingerprint;
     if let Some(t) = read_mapped(&path).and_then(|b| IdTable::parse(b, base, end).ok()) {
         return t;
     }
     let mut all = Vec::new();
-    prefixes_between(used, SEGMENT_HEADER_LEN, base, &mut all);
+    prefixes_between(used, SEGMENT_HEADER_LEN, base, holes, &mut all);
     let file = encode_ids_file(base, end, &mut all);
     // A name no other thread uses: two threads may build the same table at once, and
     // neither may truncate a file the other has already renamed into place and mapped.
@@ -227,6 +233,9 @@ pub(crate) struct Segment {
     pub sparse: SparseIndex,
     pub ids: IdIndex,
     pub interval: u64,
+    /// Byte ranges of damaged frames (see [`crate::Damage`]), ascending: walks jump over
+    /// them, so the frames after a damaged range stay readable.
+    pub holes: Vec<std::ops::Range<u64>>,
 }
 
 impl Segment {
@@ -250,6 +259,7 @@ impl Segment {
             sparse: SparseIndex::Active(Vec::new()),
             ids: IdIndex::active(ActiveIds::default(), SEGMENT_HEADER_LEN),
             interval,
+            holes: Vec::new(),
         }
     }
 
@@ -269,6 +279,7 @@ impl Segment {
             sparse: SparseIndex::Sealed(OnceLock::new()),
             ids: IdIndex::sealed(),
             interval,
+            holes: Vec::new(),
         }
     }
 
@@ -326,9 +337,40 @@ impl Segment {
         s.last_append_ms = now_ms;
     }
 
-    /// Frames from `pos` to the logical end.
+    /// Records a damaged range found while recovering this segment: walks jump over it,
+    /// and the summary and sparse index go on at its end as if its entries were there.
+    /// `term` is the term of its last entry when known (0 otherwise).
+    pub fn skip_damage(&mut self, d: &crate::Damage, term: u64) {
+        self.holes.push(d.positions.clone());
+        let s = &mut self.summary;
+        s.size = d.positions.end;
+        s.last_index = d.indexes.end.wrapping_sub(1);
+        s.end_offset = d.offsets.end;
+        if term > 0 {
+            s.last_term = term;
+        }
+        if let SparseIndex::Active(table) = &mut self.sparse
+            && d.ends_at_frame
+        {
+            SparseEntry {
+                index: d.indexes.end,
+                offset: d.offsets.end,
+                position: d.positions.end,
+                hlc_floor: s.max_hlc,
+            }
+            .encode_into(table);
+        }
+    }
+
+    /// Frames from `pos` to the logical end, jumping over known holes. Frames are read
+    /// without CRC checks; readers that serve bytes check them (see `reader`).
     pub fn frames_from(&self, pos: usize) -> impl Iterator<Item = FrameView> + '_ {
-        frames_in(self.used(), pos)
+        frames_in(self.used(), pos, &self.holes)
+    }
+
+    /// Where a walk at `pos` really continues: past the hole `pos` falls in, if any.
+    pub fn skip_holes(&self, pos: usize) -> usize {
+        skip_holes(&self.holes, pos)
     }
 
     pub fn sparse_table(&self) -> &[u8] {
@@ -384,6 +426,7 @@ impl Segment {
                     self.base_offset(),
                     self.summary.fingerprint(),
                     self.used(),
+                    &self.holes,
                 )
             })),
         }
@@ -408,7 +451,13 @@ impl Segment {
         let size = self.summary.size as usize;
         if g.indexed_to < size {
             let mut out = Vec::new();
-            prefixes_between(self.used(), g.indexed_to, self.base_offset(), &mut out);
+            prefixes_between(
+                self.used(),
+                g.indexed_to,
+                self.base_offset(),
+                &self.holes,
+                &mut out,
+            );
             for (p, rel) in out {
                 g.ids.insert(p, rel);
             }
@@ -449,25 +498,29 @@ impl Segment {
         out.extend(rel.into_iter().map(|r| self.base_offset() + u64::from(r)));
     }
 
+    /// The last sparse entry for which `before(entry)` holds, or the segment's start:
+    /// `(position, index, offset)` of a frame boundary to walk from.
+    pub fn scan_point(&self, before: impl Fn(&SparseEntry) -> bool) -> (usize, u64, u64) {
+        let table = self.sparse_table();
+        let n = table.len() / SPARSE_ENTRY_LEN;
+        let i = partition(n, |i| before(&SparseEntry::at(table, i)));
+        match i.checked_sub(1) {
+            Some(i) => {
+                let e = SparseEntry::at(table, i);
+                (e.position as usize, e.index, e.offset)
+            }
+            None => (
+                SEGMENT_HEADER_LEN,
+                self.header.base_index,
+                self.header.base_offset,
+            ),
+        }
+    }
+
     /// Where to start scanning for the first frame whose `key` reaches a target: the
     /// position of the last sparse entry for which `before(entry)` holds.
     fn scan_start(&self, before: impl Fn(&SparseEntry) -> bool) -> usize {
-        let table = self.sparse_table();
-        let n = table.len() / SPARSE_ENTRY_LEN;
-        let (mut lo, mut hi) = (0usize, n);
-        while lo < hi {
-            let mid = (lo + hi) / 2;
-            if before(&SparseEntry::at(table, mid)) {
-                lo = mid + 1;
-            } else {
-                hi = mid;
-            }
-        }
-        if lo == 0 {
-            SEGMENT_HEADER_LEN
-        } else {
-            SparseEntry::at(table, lo - 1).position as usize
-        }
+        self.scan_point(before).0
     }
 
     /// The frame holding Raft index `index`.
@@ -514,6 +567,20 @@ impl Segment {
     }
 }
 
+/// How many of `0..n` satisfy `pred`, for a predicate true on a prefix (binary search).
+fn partition(n: usize, pred: impl Fn(usize) -> bool) -> usize {
+    let (mut lo, mut hi) = (0usize, n);
+    while lo < hi {
+        let mid = (lo + hi) / 2;
+        if pred(mid) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    lo
+}
+
 /// The frame at `pos` of `used` (bytes below a logical end), read without CRC checks.
 /// Bounds-checked: damaged or changing bytes end the walk, never panic.
 pub(crate) fn frame_in(used: &[u8], pos: usize) -> Option<FrameView> {
@@ -529,20 +596,38 @@ pub(crate) fn frame_in(used: &[u8], pos: usize) -> Option<FrameView> {
     Some(FrameView { pos, header, batch })
 }
 
-/// Frames of `used` from `pos` on.
-pub(crate) fn frames_in(used: &[u8], pos: usize) -> impl Iterator<Item = FrameView> + '_ {
+/// Frames of `used` from `pos` on, jumping over `holes` (byte ranges, ascending).
+pub(crate) fn frames_in<'a>(
+    used: &'a [u8],
+    pos: usize,
+    holes: &'a [std::ops::Range<u64>],
+) -> impl Iterator<Item = FrameView> + 'a {
     let mut at = pos;
     std::iter::from_fn(move || {
+        at = skip_holes(holes, at);
         let f = frame_in(used, at)?;
         at = f.next();
         Some(f)
     })
 }
 
+fn skip_holes(holes: &[std::ops::Range<u64>], mut pos: usize) -> usize {
+    while let Some(h) = holes.iter().find(|h| h.contains(&(pos as u64))) {
+        pos = h.end as usize;
+    }
+    pos
+}
+
 /// `(id prefix, offset relative to base)` of every record in the frames of `used` from
 /// `from` on.
-pub(crate) fn prefixes_between(used: &[u8], from: usize, base: u64, out: &mut Vec<(u64, u32)>) {
-    for f in frames_in(used, from) {
+pub(crate) fn prefixes_between(
+    used: &[u8],
+    from: usize,
+    base: u64,
+    holes: &[std::ops::Range<u64>],
+    out: &mut Vec<(u64, u32)>,
+) {
+    for f in frames_in(used, from, holes) {
         if let Some(b) = f.batch
             && let Some(rel) = b.base_offset.checked_sub(base)
         {

@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use crate::damage::Registry;
+use crate::format::DurablePoint;
 use crate::io::FileIo;
 use crate::segment::Segment;
 
@@ -71,6 +73,26 @@ impl State {
         i.checked_sub(1)
     }
 
+    /// Term of the entry before `index` (0 if there is none, or it cannot be read).
+    pub fn term_before(&self, index: u64) -> u64 {
+        index
+            .checked_sub(1)
+            .and_then(|i| self.segment_for_index(i)?.find_index(i))
+            .map_or(0, |f| f.header.term)
+    }
+
+    /// The log's end as a durable point (the caller knows it is synced).
+    pub fn end_point(&self) -> DurablePoint {
+        let a = self.active();
+        DurablePoint {
+            segment: a.base_offset(),
+            position: a.summary.size,
+            next_index: self.next_index(),
+            last_term: self.last_term,
+            end_offset: self.end_offset(),
+        }
+    }
+
     pub(crate) fn recompute_last_term(&mut self) {
         self.last_term = self
             .segments
@@ -92,6 +114,8 @@ pub(crate) struct Shared {
     pub flush_lock: Mutex<()>,
     pub durable: Mutex<DurableState>,
     pub durable_cond: Cond,
+    /// Known damaged ranges (lock order: after the state lock, never before it).
+    pub damage: Mutex<Registry>,
 }
 
 impl Shared {
@@ -105,6 +129,10 @@ impl Shared {
 
     pub(crate) fn index_before(&self, next: u64) -> Option<u64> {
         next.checked_sub(1)
+    }
+
+    pub(crate) fn damage(&self) -> MutexGuard<'_, Registry> {
+        lock(&self.damage)
     }
 }
 
@@ -136,6 +164,10 @@ pub(crate) struct SyncState {
 pub(crate) struct DurableState {
     /// Every index below this is durable.
     pub next: u64,
+    /// The latest point known durable, and the one last written to a segment's slot (which
+    /// lags by one flush: a slot may only name a point already synced).
+    pub point: Option<DurablePoint>,
+    pub recorded: Option<DurablePoint>,
     pub poisoned: Option<String>,
 }
 

@@ -12,11 +12,20 @@ use steme_segments::format::{FRAME_HEADER_LEN, FrameHeader, SEGMENT_HEADER_LEN};
 use steme_segments::{Log, LogConfig, RealIo, RecoveryPolicy, segment_path};
 
 /// Builds a log of `n` entries (every fourth a control entry) and returns its model.
-fn build(dir: &Path, cfg: &LogConfig, n: u64) -> anyhow::Result<Model> {
+/// After a restart (which records the whole log as durable), the last `unsynced` entries
+/// are appended without a sync and the log is dropped as in a crash: only they can be a
+/// torn tail.
+fn build(dir: &Path, cfg: &LogConfig, n: u64, unsynced: u64) -> anyhow::Result<Model> {
     let mut log = open(dir, cfg.clone())?;
     let mut model = Model::default();
     let mut hlc = 10;
     for i in 0..n {
+        if i + unsynced == n {
+            drop(log);
+            // One recovery moves the checkpoint to the active segment (as after any
+            // restart) and records everything so far as durable.
+            log = open(dir, cfg.clone())?;
+        }
         if i % 4 == 3 {
             model.append(&mut log, 1 + i / 10, None, b"membership")?;
         } else {
@@ -31,8 +40,9 @@ fn build(dir: &Path, cfg: &LogConfig, n: u64) -> anyhow::Result<Model> {
         }
     }
     drop(log);
-    // One recovery moves the checkpoint to the active segment (as after any restart).
-    drop(open(dir, cfg.clone())?);
+    if unsynced == 0 {
+        drop(open(dir, cfg.clone())?);
+    }
     Ok(model)
 }
 
@@ -130,7 +140,7 @@ fn reopen_expect(
 fn recover_truncates_torn_tail_at_every_byte() -> anyhow::Result<()> {
     let src = tempfile::tempdir()?;
     let cfg = small_config();
-    let model = build(src.path(), &cfg, 40)?;
+    let model = build(src.path(), &cfg, 40, 3)?;
     let seg = last_segment(src.path())?;
     let name = seg.file_name().unwrap().to_owned();
     let fr = frames(&seg)?;
@@ -160,7 +170,7 @@ fn recover_truncates_torn_tail_at_every_byte() -> anyhow::Result<()> {
 fn recover_stops_at_flipped_bit() -> anyhow::Result<()> {
     let src = tempfile::tempdir()?;
     let cfg = small_config();
-    let model = build(src.path(), &cfg, 40)?;
+    let model = build(src.path(), &cfg, 40, 3)?;
     let seg = last_segment(src.path())?;
     let name = seg.file_name().unwrap().to_owned();
     let fr = frames(&seg)?;
@@ -193,7 +203,7 @@ fn recover_stops_at_flipped_bit() -> anyhow::Result<()> {
 fn fail_on_corruption_policy_refuses_to_open() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let cfg = small_config();
-    build(dir.path(), &cfg, 10)?;
+    build(dir.path(), &cfg, 10, 1)?;
     let seg = last_segment(dir.path())?;
     let fr = frames(&seg)?;
     let mut bytes = fs::read(&seg)?;
@@ -218,7 +228,7 @@ fn fail_on_corruption_policy_refuses_to_open() -> anyhow::Result<()> {
 fn torn_segment_creation_is_removed() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let cfg = small_config();
-    let model = build(dir.path(), &cfg, 30)?;
+    let model = build(dir.path(), &cfg, 30, 0)?;
     // A crash right after creating the next segment file, before its header was written.
     let stray = segment_path(dir.path(), model.end_offset());
     File::create(&stray)?.set_len(8192)?;
@@ -233,7 +243,7 @@ fn torn_segment_creation_is_removed() -> anyhow::Result<()> {
 fn missing_or_damaged_indexes_are_rebuilt() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let cfg = small_config();
-    let model = build(dir.path(), &cfg, 150)?;
+    let model = build(dir.path(), &cfg, 150, 0)?;
     open(dir.path(), cfg.clone())?.close()?;
     let mut removed = 0;
     for e in fs::read_dir(dir.path())? {
@@ -288,7 +298,7 @@ fn restart_scans_only_the_tail() -> anyhow::Result<()> {
         flush: steme_segments::FlushPolicy::EveryAppend,
         ..small_config()
     };
-    let model = build(dir.path(), &cfg, 200)?;
+    let model = build(dir.path(), &cfg, 200, 0)?;
     let segments = fs::read_dir(dir.path())?
         .filter(|e| {
             e.as_ref()
@@ -313,7 +323,7 @@ fn restart_scans_only_the_tail() -> anyhow::Result<()> {
 fn interrupted_purge_and_reset_finish_on_open() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let cfg = small_config();
-    let mut model = build(dir.path(), &cfg, 80)?;
+    let mut model = build(dir.path(), &cfg, 80, 0)?;
     let mut log = open(dir.path(), cfg.clone())?;
     // Keep a copy of the oldest segment, purge, then put it back: as if the unlink was
     // lost in a crash after the metadata was written.
@@ -344,32 +354,76 @@ fn interrupted_purge_and_reset_finish_on_open() -> anyhow::Result<()> {
 }
 
 #[test]
-fn missing_middle_segment_cuts_the_log_there() -> anyhow::Result<()> {
+fn missing_middle_segment_is_damage_and_is_repaired() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let cfg = small_config();
-    let model = build(dir.path(), &cfg, 150)?;
-    open(dir.path(), cfg.clone())?.close()?;
+    let model = build(dir.path(), &cfg, 150, 0)?;
+    let log = open(dir.path(), cfg.clone())?;
     let mut logs: Vec<PathBuf> = fs::read_dir(dir.path())?
         .map(|e| e.map(|e| e.path()))
         .collect::<Result<_, _>>()?;
     logs.retain(|p| p.extension().is_some_and(|e| e == "log"));
     logs.sort();
     anyhow::ensure!(logs.len() >= 4);
-    // Lose the third segment: the second now ends the log and becomes active.
+    let lost = frames(&logs[2])?;
+    let (first, last) = (lost[0].2, lost.last().unwrap().2);
+    // What a healthy replica holds for those entries.
+    let healthy: Vec<u8> = log.reader().read_frames(first..last + 1)?.concat();
+    log.close()?;
+    // The third segment is deleted underneath: its entries were durable, so nothing may be
+    // cut over them — the log keeps every index and offset, with one damaged range.
     fs::remove_file(&logs[2])?;
-    let keep_below = frames(&logs[1])?.last().map(|f| f.2 + 1).unwrap();
     let (log, report) = Log::open(dir.path(), cfg.clone(), Arc::new(RealIo))?;
-    let cut = report.cut.clone().expect("a gap is a cut");
-    assert_eq!(cut.first_lost_index, keep_below, "{report:?}");
-    assert!(report.removed_segments.contains(&logs[3]));
-    let mut want = model.clone();
-    want.truncate_after(keep_below - 1);
-    want.check(&log.reader())?;
-    // It takes appends where it ends, and survives another reopen.
+    assert!(report.cut.is_none(), "{report:?}");
+    let [d] = &report.damaged[..] else {
+        anyhow::bail!("one damaged range expected: {report:?}")
+    };
+    assert_eq!(d.indexes, first..last + 1, "{d}");
+    let want_offsets =
+        model.entries[first as usize].base_offset..model.entries[last as usize].end_offset;
+    assert_eq!(d.offsets, want_offsets, "{d}");
+    let r = log.reader();
+    assert_eq!(
+        (r.next_index(), r.log_end_offset()),
+        (model.next_index(), model.end_offset())
+    );
+    let err = r.read_entries(first..first + 1).unwrap_err();
+    assert!(
+        matches!(err, steme_segments::Error::Damaged { .. }),
+        "{err}"
+    );
+    let err = r
+        .read_from_offset(d.offsets.start, 1 << 20, u64::MAX)
+        .unwrap_err();
+    assert!(
+        matches!(err, steme_segments::Error::Damaged { .. }),
+        "{err}"
+    );
+    // Everything before and after it is served; a read that reaches it stops before it.
+    let before = r.read_from_offset(0, u64::MAX, u64::MAX)?;
+    assert_eq!(before.next_offset, d.offsets.start);
+    let after = r.read_from_offset(d.offsets.end, u64::MAX, u64::MAX)?;
+    assert_eq!(after.next_offset, model.end_offset());
+    assert_eq!(
+        r.read_entries(last + 1..u64::MAX)?.len() as u64,
+        model.next_index() - last - 1
+    );
+    drop(r);
+    // A copy that does not fit is refused; the healthy copy repairs it in place.
     let mut log = log;
-    want.append(&mut log, 99, Some(make_batch(5000, 2, 100_000, 40)), &[])?;
+    let err = log
+        .repair(first, &healthy[..healthy.len() - 1])
+        .unwrap_err();
+    assert!(
+        matches!(err, steme_segments::Error::RepairRefused { .. }),
+        "{err}"
+    );
+    log.repair(first, &healthy)?;
+    model.check(&log.reader())?;
+    assert!(log.reader().damaged().is_empty());
     drop(log);
-    let log = open(dir.path(), cfg)?;
-    want.check(&log.reader())?;
+    let (log, report) = Log::open(dir.path(), cfg, Arc::new(RealIo))?;
+    assert!(report.damaged.is_empty(), "{report:?}");
+    model.check(&log.reader())?;
     Ok(())
 }

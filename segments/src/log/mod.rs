@@ -10,13 +10,14 @@ use std::time::Instant;
 
 use steme_protocol::batch::{patch_base_offset, validate};
 
-use crate::config::{FlushPolicy, LogConfig};
+use crate::config::{FlushPolicy, LogConfig, RecoveryPolicy};
+use crate::damage::{DAMAGE_FILE, Registry};
 use crate::error::{Error, Result};
 use crate::files::{create_segment, write_file_atomically};
 use crate::flush::Flusher;
 use crate::format::{
-    Checkpoint, EntryKind, FRAME_HEADER_LEN, FrameHeader, MetaFile, SEGMENT_HEADER_LEN,
-    SegmentHeader, encode_ids_file, encode_index_file,
+    Checkpoint, DURABLE_SLOT_POS, EntryKind, FRAME_HEADER_LEN, FrameHeader, MetaFile,
+    SEGMENT_HEADER_LEN, SegmentHeader, encode_ids_file, encode_index_file,
 };
 use crate::io::FileIo;
 use crate::reader::LogReader;
@@ -28,6 +29,7 @@ use crate::segment::{
 use crate::state::{Cond, DurableState, Shared, State, SyncState, SyncTarget, lock, now_ms};
 use crate::sys::map_file;
 
+mod repair;
 mod truncate;
 
 const META_FILE: &str = "meta";
@@ -150,6 +152,8 @@ impl Log {
             segments: Vec::new(),
             last_term: 0,
             active_file: None,
+            durable: None,
+            found: Vec::new(),
         };
         rec.run(&bases)?;
         let Recovery {
@@ -157,8 +161,18 @@ impl Log {
             last_term,
             active_file,
             active_prefix_loaded,
+            durable,
+            found,
             ..
         } = rec;
+        if cfg.recovery == RecoveryPolicy::FailOnCorruption
+            && let Some(d) = found.first()
+        {
+            return Err(Error::Damaged {
+                dir: dir.clone(),
+                damage: Box::new(d.clone()),
+            });
+        }
         let mut log_meta = meta;
         if !active_prefix_loaded
             && let Some(cp) = &mut log_meta.recovery
@@ -168,7 +182,7 @@ impl Log {
         {
             cp.position = SEGMENT_HEADER_LEN as u64;
         }
-        let (segments, active_file) = match active_file {
+        let (mut segments, active_file) = match active_file {
             Some(f) => (segments, f),
             None => {
                 // Empty directory (or everything removed): start at the recorded log start.
@@ -193,11 +207,53 @@ impl Log {
             .map_err(Error::io("fdatasync", &active_path))?;
         io.sync_dir(&dir)
             .map_err(Error::io("fsync directory", &dir))?;
+        // Damaged ranges: recorded earlier (found by reads or scrubs, or by an earlier
+        // open) and found now. Walks jump over them; they stay until repaired.
+        let mut registry = Registry::load(&dir).unwrap_or_else(|reason| {
+            report.damage_file_error = Some(reason);
+            Registry::default()
+        });
+        let mut changed = false;
+        for d in found {
+            changed |= registry.add(d);
+        }
+        let (start, next) = (
+            segments.first().map_or(0, |s| s.header.base_index),
+            segments
+                .last()
+                .map_or(0, |s| s.summary.last_index.wrapping_add(1)),
+        );
+        let before = registry.ranges.len();
+        registry.retain_within(start, next);
+        changed |= registry.ranges.len() != before;
+        for d in &registry.ranges {
+            if let Some(seg) = segments.iter_mut().find(|s| s.base_offset() == d.segment)
+                && !seg.holes.contains(&d.positions)
+            {
+                seg.holes.push(d.positions.clone());
+                seg.holes.sort_by_key(|h| h.start);
+            }
+        }
+        if changed {
+            registry
+                .save(io.as_ref(), &dir)
+                .map_err(Error::io("write damage file", dir.join(DAMAGE_FILE)))?;
+        }
+        report.damaged = registry.ranges.clone();
+        report.durable = durable;
         let written_to = segments.last().map_or(0, |s| s.summary.size);
         let state = State {
             segments,
             last_term,
         };
+        // Everything recovered is synced now: record it as the durable point (after the
+        // sync above, so the slot never names bytes that were not yet durable).
+        let point = state.end_point();
+        if durable != Some(point) {
+            io.write_at(&active_file, DURABLE_SLOT_POS as u64, &[&point.encode()])
+                .and_then(|()| io.sync_data(&active_file))
+                .map_err(Error::io("record durable point", &active_path))?;
+        }
         let next = state.next_index();
         report.segments = state.segments.len();
         report.last_index = state.last_index();
@@ -225,9 +281,12 @@ impl Log {
             flush_lock: Mutex::new(()),
             durable: Mutex::new(DurableState {
                 next,
+                point: Some(point),
+                recorded: Some(point),
                 poisoned: None,
             }),
             durable_cond: Cond::new(),
+            damage: Mutex::new(registry),
         });
         let mut log = Log {
             shared,
@@ -309,6 +368,7 @@ impl Log {
     /// is now durable.
     pub fn flush(&mut self) -> Result<Option<u64>> {
         let durable = self.flusher().flush()?;
+        self.shared.record_durable()?;
         self.checkpoint()?;
         Ok(durable)
     }
@@ -695,6 +755,7 @@ impl Log {
     pub fn close(mut self) -> Result<()> {
         self.stop_interval_thread();
         self.shared.flush()?;
+        self.shared.record_durable()?;
         let files = self.write_index_files(true, true)?;
         let (base, size, complete) = {
             let st = self.shared.read();

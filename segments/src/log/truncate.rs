@@ -7,7 +7,9 @@ use std::sync::Arc;
 use super::{Log, PurgePlan};
 use crate::error::{Error, Result};
 use crate::files::{create_segment, make_active, remove_segment_files, zero_range};
-use crate::format::{Checkpoint, SEGMENT_HEADER_LEN, SPARSE_ENTRY_LEN, SegmentHeader, SparseEntry};
+use crate::format::{
+    Checkpoint, DurablePoint, SEGMENT_HEADER_LEN, SPARSE_ENTRY_LEN, SegmentHeader, SparseEntry,
+};
 use crate::segment::{IdIndex, Segment, SparseIndex, ids_path, index_path, segment_path};
 use crate::state::{SyncTarget, lock, now_ms};
 
@@ -123,6 +125,7 @@ impl Log {
         }
         self.active_file = file;
         self.written_to = cut_pos;
+        self.lower_durable_point(&later)?;
         let path = segment_path(&dir, k_base);
         if let Err(e) = zero_range(self.shared.io.as_ref(), &self.active_file, cut_pos, zero_to) {
             self.shared.poison(format!(
@@ -142,6 +145,55 @@ impl Log {
                 self.shared
                     .poison(format!("fsync of {} failed: {e}", dir.display()));
                 return Err(Error::io("fsync directory", &dir)(e));
+            }
+        }
+        Ok(())
+    }
+
+    /// After a truncation: if the recorded durable point lies past the new end, records
+    /// the new end instead — in the active segment and in every segment about to be
+    /// deleted — and syncs them before any byte is zeroed or file removed. Otherwise a
+    /// crash midway would leave a slot naming entries that no longer exist, and the next
+    /// open would take their absence for damage.
+    fn lower_durable_point(&mut self, later: &[u64]) -> Result<()> {
+        let end = self.shared.read().end_point();
+        let lower = {
+            let mut d = lock(&self.shared.durable);
+            let past = |p: Option<DurablePoint>| {
+                p.is_some_and(|p| (p.segment, p.position) > (end.segment, end.position))
+            };
+            if past(d.point) {
+                d.point = Some(end);
+            }
+            let lower = past(d.recorded);
+            if lower {
+                d.recorded = Some(end);
+            }
+            lower
+        };
+        if !lower {
+            return Ok(());
+        }
+        let dir = self.shared.dir.clone();
+        let mut targets = vec![SyncTarget {
+            file: self.active_file.clone(),
+            path: segment_path(&dir, end.segment),
+        }];
+        for &base in later {
+            let path = segment_path(&dir, base);
+            if let Ok(file) = File::options().read(true).write(true).open(&path) {
+                targets.push(SyncTarget {
+                    file: Arc::new(file),
+                    path,
+                });
+            }
+        }
+        for t in &targets {
+            self.shared.write_slot(t, &end)?;
+            if let Err(e) = self.shared.io.sync_data(&t.file) {
+                self.shared
+                    .poison(format!("fdatasync of {} failed: {e}", t.path.display()));
+                return Err(Error::io("fdatasync", &t.path)(e));
             }
         }
         Ok(())
@@ -174,7 +226,7 @@ impl Log {
             let sealed = &st.segments[..st.segments.len() - 1];
             sealed
                 .iter()
-                .take_while(|s| s.summary.last_index <= index)
+                .take_while(|s| s.summary.last_index <= index && s.holes.is_empty())
                 .count()
         };
         self.drop_oldest(victims)
@@ -277,6 +329,10 @@ impl Log {
         let mut freed = 0u64;
         let mut n = 0usize;
         for s in sealed {
+            if !s.holes.is_empty() {
+                // Never delete damage before it is repaired (or knowingly skipped).
+                break;
+            }
             let too_big = self
                 .cfg
                 .retention_bytes

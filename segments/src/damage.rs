@@ -1,0 +1,321 @@
+//! Damaged ranges: bytes below a durable point that fail their checks.
+//!
+//! A damaged range is never served, never skipped in silence and never cut: reads that
+//! reach it fail with [`crate::Error::Damaged`], naming its Raft indexes and offsets, and
+//! everything around it is served. Entries keep their place: the log's indexes and offsets
+//! run on past the range as if it were whole, so the Raft layer neither re-replicates nor
+//! truncates over it. Because every replica stores an entry as the same bytes (frame
+//! header and batch, base offset patched identically), a healthy replica's copy of the
+//! range fits exactly and [`crate::Log::repair`] writes it in place.
+//!
+//! The known ranges live in a registry shared by the writer and readers, persisted in the
+//! partition directory's `damage` file (replaced atomically) so that a range found by a
+//! read or a scrub is still known after a restart, when recovery would trust the segment.
+
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use crate::files::write_file_atomically;
+use crate::format::{SPARSE_ENTRY_LEN, SparseEntry, u32_at, u64_at};
+use crate::io::FileIo;
+use crate::segment::{Segment, read_small, segment_path};
+use crate::state::Shared;
+
+/// The file that lists the known damaged ranges of a partition.
+pub(crate) const DAMAGE_FILE: &str = "damage";
+const DAMAGE_MAGIC: u32 = u32::from_le_bytes(*b"STMG");
+
+/// One damaged range of a segment. `indexes` and `offsets` are exact at both ends: the
+/// range runs from a frame that failed its checks to the next frame whose index and offset
+/// are known from an intact source (the sparse index, the segment summary, a later intact
+/// frame or the recorded durable point).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Damage {
+    /// Base offset of the segment holding the range.
+    pub segment: u64,
+    /// Byte positions in the segment file.
+    pub positions: Range<u64>,
+    /// Raft indexes of the entries in the range.
+    pub indexes: Range<u64>,
+    /// Record offsets of the batches in the range (empty if it holds only control entries).
+    pub offsets: Range<u64>,
+    /// Whether an intact frame starts exactly at `positions.end`, so a repair must fill the
+    /// range exactly. Otherwise the range runs to the end of the segment's data (its true
+    /// end is not known) and a repair may be longer.
+    pub ends_at_frame: bool,
+    /// What the first bad frame failed.
+    pub reason: String,
+}
+
+impl fmt::Display for Damage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "offsets {}..{} (raft indexes {}..{}, bytes {}..{} of segment {:020}.log): {}",
+            self.offsets.start,
+            self.offsets.end,
+            self.indexes.start,
+            self.indexes.end,
+            self.positions.start,
+            self.positions.end,
+            self.segment,
+            self.reason
+        )
+    }
+}
+
+impl Damage {
+    /// The damage that starts at the frame at `position` of `seg`, which should hold index
+    /// `index` and start at offset `offset`: it ends at the next sparse index entry, or at
+    /// the segment's end.
+    pub(crate) fn at(
+        seg: &Segment,
+        position: u64,
+        index: u64,
+        offset: u64,
+        reason: String,
+    ) -> Damage {
+        let table = seg.sparse_table();
+        let n = table.len() / SPARSE_ENTRY_LEN;
+        let next = (0..n)
+            .map(|i| SparseEntry::at(table, i))
+            .find(|e| e.position > position && e.index > index);
+        let (end_pos, end_index, end_offset) = match next {
+            Some(e) => (e.position, e.index, e.offset),
+            None => (
+                seg.summary.size,
+                seg.summary.last_index.wrapping_add(1),
+                seg.summary.end_offset,
+            ),
+        };
+        Damage {
+            segment: seg.base_offset(),
+            positions: position..end_pos.max(position),
+            indexes: index..end_index.max(index),
+            offsets: offset..end_offset.max(offset),
+            ends_at_frame: true,
+            reason,
+        }
+    }
+
+    pub fn path(&self, dir: &Path) -> PathBuf {
+        segment_path(dir, self.segment)
+    }
+
+    fn overlaps(&self, other: &Damage) -> bool {
+        self.indexes.start < other.indexes.end && other.indexes.start < self.indexes.end
+    }
+}
+
+impl Shared {
+    /// Records damage found by a read or a scrub: first in the registry (persisted, and
+    /// consulted by every read before it walks), then as a hole in its segment (so walks
+    /// that do not check, like id lookups, jump over it). A registry that cannot be
+    /// written stays in memory; the damage is found again after a restart by its CRCs.
+    pub(crate) fn register(&self, d: Damage) {
+        let added = {
+            let mut r = self.damage();
+            let added = r.add(d.clone());
+            if added {
+                let _ = r.save(self.io.as_ref(), &self.dir);
+            }
+            added
+        };
+        if added {
+            let mut st = self.write();
+            if let Some(seg) = st
+                .segments
+                .iter_mut()
+                .find(|s| s.base_offset() == d.segment)
+            {
+                seg.holes.push(d.positions);
+                seg.holes.sort_by_key(|h| h.start);
+            }
+        }
+    }
+}
+
+/// The known damaged ranges, ordered by index, never overlapping.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Registry {
+    pub ranges: Vec<Damage>,
+}
+
+impl Registry {
+    /// Adds a range (merged into any it overlaps). Returns whether anything changed.
+    pub fn add(&mut self, d: Damage) -> bool {
+        if self
+            .ranges
+            .iter()
+            .any(|r| r.indexes.start <= d.indexes.start && d.indexes.end <= r.indexes.end)
+        {
+            return false;
+        }
+        let mut merged = d;
+        self.ranges.retain(|r| {
+            if r.segment == merged.segment && r.overlaps(&merged) {
+                merged.positions = r.positions.start.min(merged.positions.start)
+                    ..r.positions.end.max(merged.positions.end);
+                merged.indexes = r.indexes.start.min(merged.indexes.start)
+                    ..r.indexes.end.max(merged.indexes.end);
+                merged.offsets = r.offsets.start.min(merged.offsets.start)
+                    ..r.offsets.end.max(merged.offsets.end);
+                merged.ends_at_frame = if r.positions.end > merged.positions.end {
+                    r.ends_at_frame
+                } else {
+                    merged.ends_at_frame
+                };
+                false
+            } else {
+                true
+            }
+        });
+        let at = self
+            .ranges
+            .partition_point(|r| r.indexes.start < merged.indexes.start);
+        self.ranges.insert(at, merged);
+        true
+    }
+
+    /// The first range holding an index at or after `index`.
+    pub fn first_from_index(&self, index: u64) -> Option<&Damage> {
+        self.ranges.iter().find(|r| r.indexes.end > index)
+    }
+
+    /// The first range holding records at or after `offset`.
+    pub fn first_from_offset(&self, offset: u64) -> Option<&Damage> {
+        self.ranges
+            .iter()
+            .find(|r| r.offsets.end > offset && !r.offsets.is_empty())
+    }
+
+    /// Forgets ranges wholly outside `[start, next)` (purged, reset or truncated away).
+    pub fn retain_within(&mut self, start: u64, next: u64) {
+        self.ranges
+            .retain(|r| r.indexes.end > start && r.indexes.start < next);
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        let mut b = Vec::new();
+        b.extend_from_slice(&DAMAGE_MAGIC.to_le_bytes());
+        b.extend_from_slice(&(self.ranges.len() as u32).to_le_bytes());
+        for r in &self.ranges {
+            for v in [
+                r.segment,
+                r.positions.start,
+                r.positions.end,
+                r.indexes.start,
+                r.indexes.end,
+                r.offsets.start,
+                r.offsets.end,
+                u64::from(r.ends_at_frame),
+            ] {
+                b.extend_from_slice(&v.to_le_bytes());
+            }
+            let reason = &r.reason.as_bytes()[..r.reason.len().min(u16::MAX as usize)];
+            b.extend_from_slice(&(reason.len() as u16).to_le_bytes());
+            b.extend_from_slice(reason);
+        }
+        let crc = crc32fast::hash(&b);
+        b.extend_from_slice(&crc.to_le_bytes());
+        b
+    }
+
+    /// The registry in a `damage` file; `None` if the file is damaged itself.
+    pub fn decode(b: &[u8]) -> Option<Registry> {
+        let body = b.get(..b.len().checked_sub(4)?)?;
+        if crc32fast::hash(body) != u32_at(b, body.len()) || u32_at(body, 0) != DAMAGE_MAGIC {
+            return None;
+        }
+        let n = u32_at(body, 4) as usize;
+        let mut at = 8;
+        let mut ranges = Vec::with_capacity(n.min(1024));
+        for _ in 0..n {
+            let v: Vec<u64> = (0..8)
+                .map(|i| body.get(at + 8 * i..at + 8 * i + 8).map(|x| u64_at(x, 0)))
+                .collect::<Option<_>>()?;
+            at += 64;
+            let len = usize::from(u16::from_le_bytes(body.get(at..at + 2)?.try_into().ok()?));
+            let reason = String::from_utf8_lossy(body.get(at + 2..at + 2 + len)?).into_owned();
+            at += 2 + len;
+            ranges.push(Damage {
+                segment: v[0],
+                positions: v[1]..v[2],
+                indexes: v[3]..v[4],
+                offsets: v[5]..v[6],
+                ends_at_frame: v[7] != 0,
+                reason,
+            });
+        }
+        (at == body.len()).then_some(Registry { ranges })
+    }
+
+    /// Reads the registry of `dir`. A missing file is an empty registry; an unreadable or
+    /// damaged one is reported, so the caller can re-verify rather than forget.
+    pub fn load(dir: &Path) -> Result<Registry, String> {
+        match read_small(&dir.join(DAMAGE_FILE)) {
+            Ok(b) => Registry::decode(&b).ok_or_else(|| "damage file fails its crc".to_owned()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Registry::default()),
+            Err(e) => Err(format!("cannot read damage file: {e}")),
+        }
+    }
+
+    /// Replaces the `damage` file (or removes it when there is no damage).
+    pub fn save(&self, io: &dyn FileIo, dir: &Path) -> std::io::Result<()> {
+        let path = dir.join(DAMAGE_FILE);
+        if self.ranges.is_empty() {
+            match std::fs::remove_file(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+        } else {
+            write_file_atomically(io, &path, &self.encode(), true)?;
+        }
+        io.sync_dir(dir)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(i: Range<u64>, o: Range<u64>) -> Damage {
+        Damage {
+            segment: 0,
+            positions: i.start * 100..i.end * 100,
+            indexes: i,
+            offsets: o,
+            ends_at_frame: true,
+            reason: "test".into(),
+        }
+    }
+
+    #[test]
+    fn registry_merges_orders_and_roundtrips() {
+        let mut r = Registry::default();
+        assert!(r.add(d(10..12, 50..60)));
+        assert!(r.add(d(3..5, 10..20)));
+        assert!(!r.add(d(10..11, 50..55)), "inside a known range");
+        assert!(r.add(d(11..14, 55..70)));
+        let got: Vec<_> = r.ranges.iter().map(|x| x.indexes.clone()).collect();
+        assert_eq!(got, vec![3..5, 10..14]);
+        assert_eq!(r.ranges[1].offsets, 50..70);
+        assert_eq!(
+            r.first_from_offset(20).map(|x| x.offsets.clone()),
+            Some(50..70)
+        );
+        assert_eq!(
+            r.first_from_index(5).map(|x| x.indexes.clone()),
+            Some(10..14)
+        );
+        let b = r.encode();
+        let back = Registry::decode(&b).expect("decodes");
+        assert_eq!(back.ranges, r.ranges);
+        let mut bad = b.clone();
+        bad[9] ^= 1;
+        assert!(Registry::decode(&bad).is_none());
+        r.retain_within(6, 100);
+        assert_eq!(r.ranges.len(), 1);
+    }
+}
