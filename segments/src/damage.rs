@@ -102,10 +102,6 @@ impl Damage {
     pub fn path(&self, dir: &Path) -> PathBuf {
         segment_path(dir, self.segment)
     }
-
-    fn overlaps(&self, other: &Damage) -> bool {
-        self.indexes.start < other.indexes.end && other.indexes.start < self.indexes.end
-    }
 }
 
 impl Shared {
@@ -114,23 +110,22 @@ impl Shared {
     /// that do not check, like id lookups, jump over it). A registry that cannot be
     /// written stays in memory; the damage is found again after a restart by its CRCs.
     pub(crate) fn register(&self, d: Damage) {
-        let added = {
+        let merged = {
             let mut r = self.damage();
-            let added = r.add(d.clone());
-            if added {
+            let merged = r.add(d);
+            if merged.is_some() {
                 let _ = r.save(self.io.as_ref(), &self.dir);
             }
-            added
+            merged
         };
-        if added {
+        if let Some(d) = merged {
             let mut st = self.write();
             if let Some(seg) = st
                 .segments
                 .iter_mut()
                 .find(|s| s.base_offset() == d.segment)
             {
-                seg.holes.push(d.positions);
-                seg.holes.sort_by_key(|h| h.start);
+                seg.add_hole(d.positions);
             }
         }
     }
@@ -143,39 +138,41 @@ pub(crate) struct Registry {
 }
 
 impl Registry {
-    /// Adds a range (merged into any it overlaps). Returns whether anything changed.
-    pub fn add(&mut self, d: Damage) -> bool {
+    /// Adds a range, merged with any range of the same segment it overlaps or touches.
+    /// Returns the range as merged, or `None` if a known range already held it.
+    pub fn add(&mut self, d: Damage) -> Option<Damage> {
         if self
             .ranges
             .iter()
             .any(|r| r.indexes.start <= d.indexes.start && d.indexes.end <= r.indexes.end)
         {
-            return false;
+            return None;
         }
         let mut merged = d;
         self.ranges.retain(|r| {
-            if r.segment == merged.segment && r.overlaps(&merged) {
-                merged.positions = r.positions.start.min(merged.positions.start)
-                    ..r.positions.end.max(merged.positions.end);
-                merged.indexes = r.indexes.start.min(merged.indexes.start)
-                    ..r.indexes.end.max(merged.indexes.end);
-                merged.offsets = r.offsets.start.min(merged.offsets.start)
-                    ..r.offsets.end.max(merged.offsets.end);
-                merged.ends_at_frame = if r.positions.end > merged.positions.end {
-                    r.ends_at_frame
-                } else {
-                    merged.ends_at_frame
-                };
-                false
-            } else {
-                true
+            let touches =
+                r.indexes.start <= merged.indexes.end && merged.indexes.start <= r.indexes.end;
+            if r.segment != merged.segment || !touches {
+                return true;
             }
+            merged.ends_at_frame = if r.positions.end > merged.positions.end {
+                r.ends_at_frame
+            } else {
+                merged.ends_at_frame
+            };
+            merged.positions = r.positions.start.min(merged.positions.start)
+                ..r.positions.end.max(merged.positions.end);
+            merged.indexes =
+                r.indexes.start.min(merged.indexes.start)..r.indexes.end.max(merged.indexes.end);
+            merged.offsets =
+                r.offsets.start.min(merged.offsets.start)..r.offsets.end.max(merged.offsets.end);
+            false
         });
         let at = self
             .ranges
             .partition_point(|r| r.indexes.start < merged.indexes.start);
-        self.ranges.insert(at, merged);
-        true
+        self.ranges.insert(at, merged.clone());
+        Some(merged)
     }
 
     /// The first range holding an index at or after `index`.
@@ -294,20 +291,22 @@ mod tests {
     #[test]
     fn registry_merges_orders_and_roundtrips() {
         let mut r = Registry::default();
-        assert!(r.add(d(10..12, 50..60)));
-        assert!(r.add(d(3..5, 10..20)));
-        assert!(!r.add(d(10..11, 50..55)), "inside a known range");
-        assert!(r.add(d(11..14, 55..70)));
+        assert!(r.add(d(10..12, 50..60)).is_some());
+        assert!(r.add(d(3..5, 10..20)).is_some());
+        assert!(r.add(d(10..11, 50..55)).is_none(), "inside a known range");
+        let merged = r.add(d(11..14, 55..70)).expect("merged");
+        assert_eq!((merged.indexes, merged.positions), (10..14, 1000..1400));
+        assert!(r.add(d(14..15, 70..71)).is_some(), "touching ranges merge");
         let got: Vec<_> = r.ranges.iter().map(|x| x.indexes.clone()).collect();
-        assert_eq!(got, vec![3..5, 10..14]);
-        assert_eq!(r.ranges[1].offsets, 50..70);
+        assert_eq!(got, vec![3..5, 10..15]);
+        assert_eq!(r.ranges[1].offsets, 50..71);
         assert_eq!(
             r.first_from_offset(20).map(|x| x.offsets.clone()),
-            Some(50..70)
+            Some(50..71)
         );
         assert_eq!(
             r.first_from_index(5).map(|x| x.indexes.clone()),
-            Some(10..14)
+            Some(10..15)
         );
         let b = r.encode();
         let back = Registry::decode(&b).expect("decodes");

@@ -76,6 +76,25 @@ struct FaultState {
     faults: Vec<Fault>,
     writes: u64,
     syncs: u64,
+    /// With [`FaultyIo::journaled`]: every write not yet covered by a sync of its file,
+    /// with the bytes it overwrote, oldest first.
+    journal: Option<Vec<Undo>>,
+}
+
+/// How to undo one unsynced write.
+#[derive(Debug)]
+struct Undo {
+    file: File,
+    inode: (u64, u64),
+    pos: u64,
+    old: Vec<u8>,
+    old_len: u64,
+}
+
+fn inode(file: &File) -> io::Result<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let m = file.metadata()?;
+    Ok((m.dev(), m.ino()))
 }
 
 /// A [`FileIo`] that injects planned faults and otherwise behaves like [`RealIo`].
@@ -92,6 +111,61 @@ impl FaultyIo {
     /// Plans a fault (see [`Fault`] for how calls are counted).
     pub fn inject(&self, fault: Fault) {
         self.lock().faults.push(fault);
+    }
+
+    /// A `FaultyIo` that remembers every write until a sync of its file covers it, so that
+    /// [`FaultyIo::lose_unsynced`] can undo them as a power failure would.
+    pub fn journaled() -> FaultyIo {
+        let io = FaultyIo::default();
+        io.lock().journal = Some(Vec::new());
+        io
+    }
+
+    /// A power failure: undoes every write that no sync of its file has covered since,
+    /// except those `keep` (called with each one's position in the order they were
+    /// written) says reached the disk anyway. Newest first, so overlapping writes unwind
+    /// in order. Returns how many were undone.
+    pub fn lose_unsynced(&self, mut keep: impl FnMut(usize) -> bool) -> io::Result<usize> {
+        use std::os::unix::fs::FileExt;
+        let undo = self
+            .lock()
+            .journal
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default();
+        let mut lost = 0;
+        for (i, u) in undo.into_iter().enumerate().rev() {
+            if keep(i) {
+                continue;
+            }
+            u.file.write_all_at(&u.old, u.pos)?;
+            if u.file.metadata()?.len() > u.old_len {
+                u.file.set_len(u.old_len)?;
+            }
+            lost += 1;
+        }
+        Ok(lost)
+    }
+
+    fn remember(&self, file: &File, pos: u64, len: usize) -> io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        if self.lock().journal.is_none() {
+            return Ok(());
+        }
+        let old_len = file.metadata()?.len();
+        let mut old = vec![0u8; len.min(old_len.saturating_sub(pos) as usize)];
+        file.read_exact_at(&mut old, pos)?;
+        let u = Undo {
+            file: file.try_clone()?,
+            inode: inode(file)?,
+            pos,
+            old,
+            old_len,
+        };
+        if let Some(j) = self.lock().journal.as_mut() {
+            j.push(u);
+        }
+        Ok(())
     }
 
     /// Writes and syncs seen so far, so a test can aim a fault at "the next one".
@@ -122,6 +196,8 @@ impl FileIo for FaultyIo {
                 Fault::FailSync(_) => false,
             })
         };
+        let len = bufs.iter().map(|b| b.len()).sum();
+        self.remember(file, pos, len)?;
         match fault {
             None => RealIo.write_at(file, pos, bufs),
             Some(Fault::FailWrite(_)) => Err(injected("write failed")),
@@ -145,7 +221,12 @@ impl FileIo for FaultyIo {
         if self.next_sync_fails() {
             return Err(injected("fdatasync failed"));
         }
-        RealIo.sync_data(file)
+        RealIo.sync_data(file)?;
+        let synced = inode(file)?;
+        if let Some(j) = self.lock().journal.as_mut() {
+            j.retain(|u| u.inode != synced);
+        }
+        Ok(())
     }
 
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {

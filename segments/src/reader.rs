@@ -163,11 +163,11 @@ impl LogReader {
                     }
                     Ok(f) if f.header.index < index => {}
                     Ok(f) => {
+                        each(seg, &f);
+                        index += 1;
                         if index >= end {
                             break 'segments;
                         }
-                        each(seg, &f);
-                        index += 1;
                     }
                 }
             }

@@ -337,11 +337,25 @@ impl Segment {
         s.last_append_ms = now_ms;
     }
 
+    /// Adds a damaged byte range to jump over, replacing the holes it covers.
+    pub fn add_hole(&mut self, h: std::ops::Range<u64>) {
+        self.holes
+            .retain(|x| !(h.start <= x.start && x.end <= h.end));
+        if !self
+            .holes
+            .iter()
+            .any(|x| x.start <= h.start && h.end <= x.end)
+        {
+            self.holes.push(h);
+            self.holes.sort_by_key(|x| x.start);
+        }
+    }
+
     /// Records a damaged range found while recovering this segment: walks jump over it,
     /// and the summary and sparse index go on at its end as if its entries were there.
     /// `term` is the term of its last entry when known (0 otherwise).
     pub fn skip_damage(&mut self, d: &crate::Damage, term: u64) {
-        self.holes.push(d.positions.clone());
+        self.add_hole(d.positions.clone());
         let s = &mut self.summary;
         s.size = d.positions.end;
         s.last_index = d.indexes.end.wrapping_sub(1);

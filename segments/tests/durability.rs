@@ -109,7 +109,7 @@ fn torn_write_poisons_and_recovery_cuts_it() -> anyhow::Result<()> {
 }
 
 #[test]
-fn flipped_bit_on_the_way_to_disk_is_cut_on_open() -> anyhow::Result<()> {
+fn flipped_bit_on_the_way_to_disk_is_damage_not_a_cut() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let (mut log, io) = open_faulty(dir.path(), every_append())?;
     let mut model = Model::default();
@@ -123,11 +123,19 @@ fn flipped_bit_on_the_way_to_disk_is_cut_on_open() -> anyhow::Result<()> {
         bit: 3,
     });
     let mut b = make_batch(50, 3, 500, 40);
-    log.append(3, 1, Payload::Batch(&mut b))?; // silent corruption
+    log.append(3, 1, Payload::Batch(&mut b))?; // silent corruption, synced and acknowledged
     drop(log);
     let (log, report) = Log::open(dir.path(), small_config(), Arc::new(RealIo))?;
-    assert_eq!(report.cut.map(|c| c.first_lost_index), Some(3));
-    model.check(&log.reader())?;
+    assert_eq!(report.cut, None, "an acknowledged entry is never cut");
+    let [d] = &report.damaged[..] else {
+        anyhow::bail!("one damaged range expected: {report:?}");
+    };
+    assert_eq!((d.indexes.clone(), d.offsets.clone()), (3..4, 6..9), "{d}");
+    let r = log.reader();
+    assert_eq!((r.next_index(), r.log_end_offset()), (4, 9));
+    assert!(matches!(r.read_entries(3..4), Err(Error::Damaged { .. })));
+    let before = r.read_from_offset(0, u64::MAX, u64::MAX)?;
+    assert_eq!((before.batches.len(), before.next_offset), (3, 6));
     Ok(())
 }
 

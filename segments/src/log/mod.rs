@@ -215,7 +215,7 @@ impl Log {
         });
         let mut changed = false;
         for d in found {
-            changed |= registry.add(d);
+            changed |= registry.add(d).is_some();
         }
         let (start, next) = (
             segments.first().map_or(0, |s| s.header.base_index),
@@ -227,11 +227,8 @@ impl Log {
         registry.retain_within(start, next);
         changed |= registry.ranges.len() != before;
         for d in &registry.ranges {
-            if let Some(seg) = segments.iter_mut().find(|s| s.base_offset() == d.segment)
-                && !seg.holes.contains(&d.positions)
-            {
-                seg.holes.push(d.positions.clone());
-                seg.holes.sort_by_key(|h| h.start);
+            if let Some(seg) = segments.iter_mut().find(|s| s.base_offset() == d.segment) {
+                seg.add_hole(d.positions.clone());
             }
         }
         if changed {
@@ -531,7 +528,10 @@ impl Log {
             i = j;
         }
         if self.cfg.flush == FlushPolicy::EveryAppend {
+            // Acknowledged entries are known durable on the next open, at once: damage to
+            // them is repaired, never cut as a torn tail.
             self.shared.flush()?;
+            self.shared.record_durable()?;
         }
         Ok(done)
     }

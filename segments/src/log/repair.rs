@@ -73,7 +73,8 @@ impl Log {
             if end > seg.data.len() as u64 {
                 seg.data = map_file(&file).map_err(Error::io("map", &path))?;
             }
-            seg.holes.retain(|h| *h != d.positions);
+            seg.holes
+                .retain(|h| !(d.positions.start <= h.start && h.end <= d.positions.end));
             seg.summary.size = seg.summary.size.max(end);
             // The records' times were unknown while damaged.
             let max_hlc = seg
