@@ -319,7 +319,7 @@ fn a_power_failure_loses_only_unsynced_writes_and_never_looks_like_damage() -> a
         let mut durable = None;
         for i in 0..(20 + rng.next() % 60) {
             let term = 1 + i / 25;
-            if rng.next() % 6 == 0 {
+            if rng.next().is_multiple_of(6) {
                 model.append(&mut log, term, None, b"membership")?;
             } else {
                 let n = 1 + (rng.next() % 4) as u32;
@@ -336,7 +336,7 @@ fn a_power_failure_loses_only_unsynced_writes_and_never_looks_like_damage() -> a
             }
         }
         drop(log);
-        let lost = io.lose_unsynced(|_| rng.next() % 3 == 0)?;
+        let lost = io.lose_unsynced(|_| rng.next().is_multiple_of(3))?;
         let (log, report) = Log::open(dir.path(), cfg.clone(), Arc::new(RealIo))?;
         let ctx =
             format!("seed {seed} case {case}: {lost} writes lost, durable {durable:?}, {report:?}");
