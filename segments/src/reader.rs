@@ -119,10 +119,40 @@ impl LogReader {
     }
 
     /// The entries in `range` as their stored frames (header and payload), each checked:
-    /// what a replica repairing this range writes in place of its damaged bytes.
-    pub fn read_frames(&self, range: Range<u64>) -> Result<Vec<Bytes>> {
+    /// what a replica repairing this range writes in place of its damaged bytes. Stops
+    /// before the frame that would pass `max_bytes` (the first is returned whatever its
+    /// size), so a caller reads a long range in pieces.
+    pub fn read_frames(&self, range: Range<u64>, max_bytes: u64) -> Result<Vec<Bytes>> {
         let mut out = Vec::new();
-        self.walk_entries(range, |seg, f| out.push(seg.data.slice(f.pos..f.next())))?;
+        let mut bytes = 0u64;
+        let mut end = range.end;
+        // Frames are small next to a budget in MiB: find where the budget runs out by
+        // walking headers first, then read exactly that range checked.
+        {
+            let st = self.shared.read();
+            let mut index = range.start;
+            while index < end {
+                let Some(seg) = st.segment_for_index(index) else { break };
+                let Some(f) = seg.find_index(index) else { break };
+                let mut stop = false;
+                for f in seg.frames_from(f.pos) {
+                    let len = (f.next() - f.pos) as u64;
+                    if index >= end || (index > range.start && bytes + len > max_bytes) {
+                        stop = true;
+                        break;
+                    }
+                    bytes += len;
+                    index += 1;
+                }
+                if stop || index <= seg.summary.last_index {
+                    break;
+                }
+            }
+            end = end.min(index.max(range.start + 1));
+        }
+        self.walk_entries(range.start..end, |seg, f| {
+            out.push(seg.data.slice(f.pos..f.next()))
+        })?;
         Ok(out)
     }
 

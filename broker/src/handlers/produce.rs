@@ -75,7 +75,7 @@ pub async fn produce(broker: &Broker, r: ProduceRequest) -> Result<ProduceRespon
 
 /// Checks every record's partition (D7), computes its content id and verifies the
 /// signatures in one pass; the first bad record is named.
-fn check_batch(
+pub(crate) fn check_batch(
     batch: &RecordBatch,
     partition: u32,
     partitions: u32,

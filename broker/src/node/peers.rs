@@ -97,6 +97,22 @@ impl RaftHost for Broker {
         .check(sender, rpc)
     }
 
+    fn read_frames(&self, group: u64, range: std::ops::Range<u64>, max_bytes: u32) -> RaftRpc {
+        let p = self
+            .by_group
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&group)
+            .cloned();
+        match p {
+            Some(p) => p.read_frames(range, max_bytes),
+            None => RaftRpc::Refused(format!(
+                "group {group} is not open on broker {}",
+                self.cfg.node_id
+            )),
+        }
+    }
+
     async fn propose_forwarded(&self, sender: NodeId, command: Bytes) -> Forwarded {
         let cmd = match guard::decode_forwarded(&command) {
             Ok(cmd) => cmd,

@@ -65,6 +65,8 @@ pub enum Refusal {
     UnknownGroup { group: u64 },
     #[error("broker {node} is not a replica of group {group}")]
     NotReplica { node: NodeId, group: u64 },
+    #[error("group {group}: entries {from}..{to} are not a range a repair may read")]
+    BadRange { group: u64, from: u64, to: u64 },
     #[error("leader report for group {group} term {term} is beyond reach (recorded term {known})")]
     TermOutOfReach { group: u64, term: u64, known: u64 },
     #[error(
@@ -230,6 +232,25 @@ impl GroupView<'_> {
                 Ok(())
             }
             RaftRpc::Forward(_) => Ok(()),
+            RaftRpc::ReadFrames { from, to, .. } => {
+                // Only another replica of the group may read its log, and only a range
+                // a damaged range can span.
+                if !(self.expected)(sender) || sender == self.me {
+                    return Err(Refusal::NotReplica {
+                        node: sender,
+                        group: self.group,
+                    });
+                }
+                if from >= to || to - from > MAX_READ_FRAMES {
+                    return Err(Refusal::BadRange {
+                        group: self.group,
+                        from: *from,
+                        to: *to,
+                    });
+                }
+                Ok(())
+            }
+            RaftRpc::Frames(_) => Err(Refusal::NotARequest("frames")),
             RaftRpc::Appended(_) => Err(Refusal::NotARequest("an append result")),
             RaftRpc::Voted(_) => Err(Refusal::NotARequest("a vote result")),
             RaftRpc::Installed(_) => Err(Refusal::NotARequest("a snapshot result")),
@@ -240,6 +261,9 @@ impl GroupView<'_> {
         }
     }
 }
+
+/// The most entries one frame read may name (a repair reads a damaged range in pieces).
+pub const MAX_READ_FRAMES: u64 = 1 << 24;
 
 /// How far a leader report's term may run ahead of the recorded one when the metadata
 /// leader cannot see the group itself (each election adds one).

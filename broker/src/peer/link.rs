@@ -151,6 +151,30 @@ impl Transport {
         }
     }
 
+    /// Asks broker `target` for the stored frames of entries `range` of group `group` (at
+    /// least one, then whole frames up to `max_bytes`): what a replica repairing a damaged
+    /// range writes in its place.
+    pub async fn read_frames(
+        &self,
+        target: NodeId,
+        group: u64,
+        range: std::ops::Range<u64>,
+        max_bytes: u32,
+        timeout: Duration,
+    ) -> Result<Bytes, LinkError> {
+        let addr = (self.resolve)(target).unwrap_or_default();
+        let link = self.link(target, &addr);
+        let rpc = RaftRpc::ReadFrames {
+            from: range.start,
+            to: range.end,
+            max_bytes,
+        };
+        match link.call(Lane::Bulk, group, rpc, timeout).await? {
+            RaftRpc::Frames(frames) => Ok(frames),
+            other => Err(unexpected(target, &other)),
+        }
+    }
+
     /// Closes every link (their tasks end; calls fail as not connected).
     pub fn shutdown(&self) {
         self.links.lock().unwrap_or_else(|p| p.into_inner()).clear();
@@ -181,6 +205,8 @@ fn kind_name(rpc: &RaftRpc) -> &'static str {
         RaftRpc::Forward(_) => "forward",
         RaftRpc::Forwarded(_) => "forward result",
         RaftRpc::Refused(_) => "refusal",
+        RaftRpc::ReadFrames { .. } => "frame read",
+        RaftRpc::Frames(_) => "frames",
     }
 }
 

@@ -53,6 +53,11 @@ pub trait RaftHost: Send + Sync + 'static {
         sender: NodeId,
         command: Bytes,
     ) -> impl Future<Output = Forwarded> + Send;
+
+    /// The stored frames of entries `range` of partition group `group`, for a replica
+    /// repairing a damaged range: [`RaftRpc::Frames`], or [`RaftRpc::Refused`] saying why
+    /// not (not hosted here, damaged here too).
+    fn read_frames(&self, group: u64, range: std::ops::Range<u64>, max_bytes: u32) -> RaftRpc;
 }
 
 /// The Raft side of one authenticated connection: who sent it, its budgets and its pipes.
@@ -135,6 +140,21 @@ pub async fn handle_raft<H: RaftHost>(host: &H, sender: NodeId, group: u64, rpc:
     let answer = match rpc {
         RaftRpc::Forward(cmd) if group == METADATA_GROUP => {
             RaftRpc::Forwarded(host.propose_forwarded(sender, cmd).await)
+        }
+        RaftRpc::ReadFrames {
+            from,
+            to,
+            max_bytes,
+        } => {
+            // Reads and checks at most `max_bytes` (a few MiB) of page cache: a millisecond
+            // or two, on a path only repairs take.
+            match host.read_frames(group, from..to, max_bytes) {
+                RaftRpc::Refused(why) => {
+                    tracing::warn!(peer = sender, group, from, to, %why, "refused a frame read");
+                    RaftRpc::Refused(why)
+                }
+                frames => frames,
+            }
         }
         rpc => match host.group_raft(group) {
             Some(g) => g.serve(rpc).await,

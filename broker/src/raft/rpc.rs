@@ -18,6 +18,9 @@
 //!  11 forward    bytes32 metadata command (to the metadata leader)
 //!  12 forwarded  tag u8: 0 applied | 1 refused, string | 2 not leader, opt<u64> | 3 failed, string
 //!  13 refused    string: the receiver cannot serve the RPC (group not here, stopped)
+//!  14 read-frames u64 from | u64 to | u32 max_bytes: a repairing replica asks for the stored
+//!                 frames of entries [from, to) (at least one, then whole frames up to max_bytes)
+//!  15 frames     bytes32: the frames, back to back, exactly as stored
 //!
 //! vote           term u64 | node_id u64 | committed u8
 //! log id         term u64 | index u64
@@ -64,6 +67,11 @@ pub enum RaftRpc {
     Forwarded(Forwarded),
     /// The receiver cannot serve the RPC (the group is not open there, or stopped).
     Refused(String),
+    /// A replica repairing a damaged range asks for the stored frames of entries
+    /// `[from, to)`: at least one, then whole frames up to `max_bytes`.
+    ReadFrames { from: u64, to: u64, max_bytes: u32 },
+    /// The frames asked for, back to back, exactly as stored (each checked).
+    Frames(Bytes),
 }
 
 /// What became of a forwarded metadata command.
@@ -307,6 +315,20 @@ impl RaftRpc {
                 b.put_u8(13);
                 put_message(&mut b, m);
             }
+            RaftRpc::ReadFrames {
+                from,
+                to,
+                max_bytes,
+            } => {
+                b.put_u8(14);
+                b.put_u64_le(*from);
+                b.put_u64_le(*to);
+                b.put_u32_le(*max_bytes);
+            }
+            RaftRpc::Frames(frames) => {
+                b.put_u8(15);
+                put_bytes(&mut b, frames);
+            }
         }
         b.freeze()
     }
@@ -397,6 +419,12 @@ impl RaftRpc {
                 })
             }
             13 => RaftRpc::Refused(r.string()?),
+            14 => RaftRpc::ReadFrames {
+                from: r.u64()?,
+                to: r.u64()?,
+                max_bytes: r.u32()?,
+            },
+            15 => RaftRpc::Frames(r.bytes()?),
             tag => {
                 return Err(DecodeError::InvalidTag {
                     what: "raft rpc",
@@ -524,6 +552,12 @@ mod tests {
             RaftRpc::Forwarded(Forwarded::NotLeader(None)),
             RaftRpc::Forwarded(Forwarded::Failed("timeout".into())),
             RaftRpc::Refused("group 9 is not open here".into()),
+            RaftRpc::ReadFrames {
+                from: 10,
+                to: 20,
+                max_bytes: 1 << 20,
+            },
+            RaftRpc::Frames(Bytes::from_static(b"STMF frames")),
         ]
     }
 

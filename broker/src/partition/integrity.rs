@@ -1,0 +1,219 @@
+//! Integrity of a partition replica's log: damaged ranges (see `steme_segments::Damage`)
+//! are reported, never served, and repaired from the other replicas over the peer plane.
+//!
+//! Every replica stores an entry as the same bytes, so a healthy replica's frames for a
+//! damaged range fit it exactly. A repair asks each other replica in turn for them (in
+//! pieces of [`READ_CHUNK`]), checks the copy — frame and batch CRCs, indexes, terms and
+//! offsets against the range (the segment log), and record partitions, ids and signatures
+//! where the topic verifies them (here) — and has the segment log write it in place.
+//!
+//! A leader with a damaged range hands leadership to another replica first: it could not
+//! send those entries to a follower that needs them. With no healthy copy anywhere (one
+//! replica, or every copy damaged) the range stays quarantined: reported, never served,
+//! retried on every round, and everything else is served.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use openraft::ServerState;
+use openraft::type_config::async_runtime::WatchReceiver;
+use steme_protocol::RecordBatch;
+use steme_segments::Damage;
+use steme_segments::format::FrameHeader;
+
+use super::Partition;
+use crate::raft::rpc::RaftRpc;
+use crate::raft::types::NodeId;
+
+/// Bytes of frames one read from a peer asks for.
+const READ_CHUNK: u32 = 8 << 20;
+/// How long one read from a peer may take.
+const READ_TIMEOUT: Duration = Duration::from_secs(15);
+/// The largest damaged range a repair copies at once (a segment is at most 1 GiB).
+const MAX_COPY: usize = 1 << 30;
+
+/// What became of one damaged range in a repair round.
+#[derive(Debug)]
+pub enum Repair {
+    /// Rewritten from broker `from`'s copy.
+    Repaired { damage: Damage, from: NodeId },
+    /// No replica had a healthy copy: why, replica by replica.
+    Quarantined { damage: Damage, why: Vec<String> },
+}
+
+impl Partition {
+    /// The damaged ranges of this replica's log (found by reads, scrubs or recovery, not
+    /// yet repaired).
+    pub fn damaged(&self) -> Vec<Damage> {
+        self.log.reader.damaged()
+    }
+
+    /// The last repair round's reason for each damaged range still here, by first index.
+    pub fn quarantine_reason(&self, first_index: u64) -> Option<String> {
+        self.quarantined
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&first_index)
+            .cloned()
+    }
+
+    /// Serves a peer's frame read (see [`RaftRpc::ReadFrames`]): checked frames, or why
+    /// not (this replica is damaged there too).
+    pub fn read_frames(&self, range: std::ops::Range<u64>, max_bytes: u32) -> RaftRpc {
+        match self.log.reader.read_frames(range, u64::from(max_bytes)) {
+            Ok(frames) => RaftRpc::Frames(Bytes::from(frames.concat())),
+            Err(e) => RaftRpc::Refused(format!(
+                "broker {} cannot serve {}-{}: {e}",
+                self.ctx.node_id, self.topic, self.partition
+            )),
+        }
+    }
+
+    /// One repair round over every damaged range. `verify` and `partitions` are the
+    /// topic's: whether it verifies signatures, and its partition count (each record's
+    /// subject must hash here).
+    pub async fn repair(&self, verify: bool, partitions: u32) -> Vec<Repair> {
+        let damaged = self.damaged();
+        if damaged.is_empty() {
+            return Vec::new();
+        }
+        self.hand_off_if_leading().await;
+        let mut out = Vec::with_capacity(damaged.len());
+        for damage in damaged {
+            let mut why = Vec::new();
+            let mut repaired = None;
+            for &peer in self.replicas.iter().filter(|&&r| r != self.ctx.node_id) {
+                match self.repair_from(peer, &damage, verify, partitions).await {
+                    Ok(()) => {
+                        repaired = Some(peer);
+                        break;
+                    }
+                    Err(e) => why.push(format!("broker {peer}: {e}")),
+                }
+            }
+            let mut q = self.quarantined.lock().unwrap_or_else(|p| p.into_inner());
+            match repaired {
+                Some(from) => {
+                    q.remove(&damage.indexes.start);
+                    tracing::info!(topic = %self.topic, partition = self.partition, from, %damage, "repaired a damaged range from a replica");
+                    out.push(Repair::Repaired { damage, from });
+                }
+                None => {
+                    if why.is_empty() {
+                        why.push("no other replica".to_owned());
+                    }
+                    let reason = why.join("; ");
+                    if q.insert(damage.indexes.start, reason.clone()).as_ref() != Some(&reason) {
+                        tracing::error!(topic = %self.topic, partition = self.partition, %damage, %reason, "damaged range quarantined: no healthy copy");
+                    }
+                    out.push(Repair::Quarantined { damage, why });
+                }
+            }
+        }
+        out
+    }
+
+    /// Copies `damage`'s entries from `peer`, checks them and writes them in place.
+    async fn repair_from(
+        &self,
+        peer: NodeId,
+        damage: &Damage,
+        verify: bool,
+        partitions: u32,
+    ) -> Result<(), String> {
+        let mut copy = Vec::new();
+        let mut from = damage.indexes.start;
+        while from < damage.indexes.end {
+            let frames = self
+                .ctx
+                .transport
+                .read_frames(
+                    peer,
+                    self.group,
+                    from..damage.indexes.end,
+                    READ_CHUNK,
+                    READ_TIMEOUT,
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+            from += whole_frames(&frames)?;
+            copy.extend_from_slice(&frames);
+            if copy.len() > MAX_COPY {
+                return Err(format!("the copy exceeds {MAX_COPY} bytes"));
+            }
+        }
+        let log = self.log.clone();
+        let (partition, first) = (self.partition, damage.indexes.start);
+        tokio::task::spawn_blocking(move || {
+            check_records(&copy, partition, partitions, verify)?;
+            log.lock()
+                .repair(first, &copy)
+                .map(drop)
+                .map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(|e| e.to_string())?
+    }
+
+    /// A leader with damage hands leadership to the most caught-up other voter.
+    async fn hand_off_if_leading(&self) {
+        let target = {
+            let m = self.raft.metrics();
+            let m = m.borrow_watched();
+            if m.state != ServerState::Leader {
+                return;
+            }
+            m.replication.as_ref().and_then(|r| {
+                r.iter()
+                    .filter(|(id, _)| **id != self.ctx.node_id)
+                    .max_by_key(|(_, matched)| matched.map(|l| l.index))
+                    .map(|(id, _)| *id)
+            })
+        };
+        if let Some(to) = target {
+            tracing::warn!(topic = %self.topic, partition = self.partition, to, "handing leadership over: this replica's log is damaged");
+            if let Err(e) = self.raft.trigger().transfer_leader(to).await {
+                tracing::debug!(error = %e, "leader transfer");
+            }
+        }
+    }
+}
+
+/// How many whole frames `b` holds; an error if it ends inside one or holds none.
+fn whole_frames(mut b: &[u8]) -> Result<u64, String> {
+    let mut n = 0;
+    while !b.is_empty() {
+        let h = FrameHeader::peek(b).ok_or("the copy holds a bad frame header")?;
+        let len = h.frame_len() as usize;
+        if len > b.len() {
+            return Err("the copy ends inside a frame".into());
+        }
+        b = &b[len..];
+        n += 1;
+    }
+    if n == 0 {
+        return Err("the copy holds no frame".into());
+    }
+    Ok(n)
+}
+
+/// What produce checks of every record, checked again of a copy: the partition its
+/// subject hashes to and, where the topic verifies, its signature and canonical form.
+fn check_records(copy: &[u8], partition: u32, partitions: u32, verify: bool) -> Result<(), String> {
+    let mut b = copy;
+    while let Ok((h, batch)) = FrameHeader::check(b) {
+        let len = h.frame_len() as usize;
+        if batch.is_some() {
+            let bytes = Bytes::copy_from_slice(&b[steme_segments::format::FRAME_HEADER_LEN..len]);
+            let batch = RecordBatch::new(bytes).map_err(|e| format!("entry {}: {e}", h.index))?;
+            crate::handlers::produce::check_batch(&batch, partition, partitions, verify)
+                .map_err(|e| format!("entry {}: {e}", h.index))?;
+        }
+        b = &b[len..];
+    }
+    if !b.is_empty() {
+        // The segment log names the first bad frame; nothing is written.
+        return Err("the copy holds a damaged frame".into());
+    }
+    Ok(())
+}

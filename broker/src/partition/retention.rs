@@ -1,0 +1,82 @@
+//! Retention: whole sealed segments beyond the topic's limits are deleted through Raft
+//! (D2) — a snapshot covering the boundary first, then a purge up to it. A segment with a
+//! damaged range is never deleted (the segment log stops its plan there).
+
+use std::time::Duration;
+
+use openraft::type_config::async_runtime::WatchReceiver;
+
+use super::Partition;
+
+/// Deletes whole sealed segments beyond the topic's retention, through Raft (D2): a
+/// snapshot covering the boundary first, then a purge up to it.
+pub(super) async fn retention_loop(weak: std::sync::Weak<Partition>, every: Duration) {
+    loop {
+        tokio::time::sleep(every).await;
+        let Some(p) = weak.upgrade() else { return };
+        if let Err(e) = p.enforce_retention().await {
+            tracing::warn!(topic = %p.topic, partition = p.partition, error = %e, "retention");
+        }
+    }
+}
+
+impl Partition {
+    async fn enforce_retention(&self) -> Result<(), String> {
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let Some(plan) = self.log.lock().retention_plan(now_ms) else {
+            return Ok(());
+        };
+        let (applied, snapshot) = {
+            let m = self.raft.metrics();
+            let m = m.borrow_watched();
+            (
+                m.last_applied.map(|id| id.index),
+                m.snapshot.map(|id| id.index),
+            )
+        };
+        if applied.is_none_or(|a| a < plan.upto_index) {
+            return Ok(()); // not applied that far yet; next round
+        }
+        if snapshot.is_none_or(|s| s < plan.upto_index) {
+            // The snapshot is built at the boundary, and openraft then purges the log up to
+            // it (max_in_snapshot_log_to_keep = 0): exactly the segments retention deletes.
+            *self
+                .state
+                .retention_boundary
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) =
+                Some((plan.upto_index, plan.new_log_start_offset));
+            self.raft
+                .trigger()
+                .snapshot()
+                .await
+                .map_err(|e| e.to_string())?;
+            let mut rx = self.raft.metrics();
+            let upto = plan.upto_index;
+            let wait = rx.wait_until(|m| m.snapshot.is_some_and(|s| s.index >= upto));
+            if tokio::time::timeout(Duration::from_secs(10), wait)
+                .await
+                .is_err()
+            {
+                return Err("snapshot at the retention boundary not built in time".into());
+            }
+        }
+        self.raft
+            .trigger()
+            .purge_log(plan.upto_index)
+            .await
+            .map_err(|e| e.to_string())?;
+        tracing::info!(
+            topic = %self.topic,
+            partition = self.partition,
+            segments = plan.segments,
+            bytes = plan.bytes,
+            log_start_offset = plan.new_log_start_offset,
+            "retention deleted old segments"
+        );
+        Ok(())
+    }
+}
+
