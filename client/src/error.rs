@@ -105,6 +105,48 @@ pub enum ClientError {
         #[source]
         source: BatchError,
     },
+    /// A fetch answer does not continue the partition's log from where the consumer is: its
+    /// first batch does not hold `expected`, or a later batch does not begin where the one
+    /// before it ended (a gap or an overlap). No record past `expected` is returned.
+    #[error(
+        "fetch of {topic}/{partition} is discontinuous: expected offset {expected}, found a batch of offsets {base_offset}..{end_offset}"
+    )]
+    OffsetDiscontinuity {
+        topic: String,
+        partition: u32,
+        /// The offset the batch should have held (the first) or begun at (the others).
+        expected: u64,
+        /// The batch found instead, `[base_offset, end_offset)`.
+        base_offset: u64,
+        end_offset: u64,
+    },
+    /// The leader answered `CorruptData` to `attempts` fetches in a row at `offset`: its copy
+    /// of offsets `[first_offset, end_offset)` is damaged. The range is not skipped: the
+    /// position stays at `offset`. `message` is the broker's (it names the damage).
+    #[error(
+        "cannot read {topic}/{partition} at offset {offset} ({attempts} attempt(s)): offsets {first_offset}..{end_offset} are damaged: {message}"
+    )]
+    CorruptData {
+        topic: String,
+        partition: u32,
+        offset: u64,
+        first_offset: u64,
+        end_offset: u64,
+        attempts: u32,
+        message: String,
+    },
+    /// `empty_answers` fetches in a row at `offset` came back without records although the
+    /// partition's high watermark is above it: records that exist are not being served.
+    #[error(
+        "{topic}/{partition} serves no records at offset {offset} although its high watermark is {high_watermark} ({empty_answers} empty answers in a row)"
+    )]
+    FetchStalled {
+        topic: String,
+        partition: u32,
+        offset: u64,
+        high_watermark: u64,
+        empty_answers: u32,
+    },
     /// A fetched record does not decode or its signature does not verify.
     #[error("record {topic}/{partition}@{offset} fails verification")]
     Verify {

@@ -242,6 +242,12 @@ impl GroupConsumer {
         }
     }
 
+    /// Whether a partition of this member is retrying fetches that brought no records
+    /// although records exist; see [`Consumer::is_stalled`].
+    pub fn is_stalled(&self) -> bool {
+        self.consumer.is_stalled()
+    }
+
     /// Commits what `poll` has returned so far, and waits for it.
     pub async fn commit(&mut self) -> Result<(), ClientError> {
         self.commit_with_metadata("").await

@@ -8,7 +8,9 @@
 //! - [`producer`]: batches signed assertions per partition by linger and size, pipelines
 //!   them to the leaders, retries idempotently and carries the causality token.
 //! - [`consumer`]: assigned partitions, seek by offset or HLC time, long-poll fetches,
-//!   zero-copy [`Record`]s, optional verification, a `Stream` of records.
+//!   zero-copy [`Record`]s, optional verification, a `Stream` of records. Integrity fails
+//!   closed: a gap or overlap in a fetch, a damaged range (`CorruptData`) or fetches stuck
+//!   below the high watermark end in a typed error, never in a skipped range.
 //! - [`admin`]: create, delete and describe topics; metadata; offsets.
 //! - [`error`]: [`ClientError`], the one error type.
 //!

@@ -18,6 +18,7 @@
 //! FrameTooLarge      size u64, max u64
 //! Throttled          retry_after_ms u32
 //! FencedMember       current_epoch u32
+//! CorruptData        first_offset u64, end_offset u64 (the damaged range, end exclusive)
 //! (all others)       nothing
 //! ```
 
@@ -57,10 +58,13 @@ pub enum ErrorCode {
     GroupNotEmpty = 24,
     NotCoordinator = 25,
     Internal = 26,
+    /// A fetch reached a damaged range of the partition's log; it is not served (nor
+    /// skipped) until repaired. See [`ApiError::CorruptData`].
+    CorruptData = 27,
 }
 
 impl ErrorCode {
-    const ALL: [ErrorCode; 27] = [
+    const ALL: [ErrorCode; 28] = [
         ErrorCode::None,
         ErrorCode::Unknown,
         ErrorCode::CorruptFrame,
@@ -88,6 +92,7 @@ impl ErrorCode {
         ErrorCode::GroupNotEmpty,
         ErrorCode::NotCoordinator,
         ErrorCode::Internal,
+        ErrorCode::CorruptData,
     ];
 }
 
@@ -142,6 +147,14 @@ pub enum ApiError {
     },
     #[error("member fenced (group epoch is now {current_epoch}): {message}")]
     FencedMember { current_epoch: u32, message: String },
+    /// The fetch reached offsets `[first_offset, end_offset)`, which are damaged in the
+    /// broker's copy of the log; the message names the topic, partition and damage.
+    #[error("offsets {first_offset}..{end_offset} are damaged: {message}")]
+    CorruptData {
+        first_offset: u64,
+        end_offset: u64,
+        message: String,
+    },
     /// Any other code, with its message.
     #[error("{code:?}: {message}")]
     Other { code: ErrorCode, message: String },
@@ -167,12 +180,17 @@ impl ApiError {
             ApiError::FrameTooLarge { .. } => ErrorCode::FrameTooLarge,
             ApiError::Throttled { .. } => ErrorCode::Throttled,
             ApiError::FencedMember { .. } => ErrorCode::FencedMember,
+            ApiError::CorruptData { .. } => ErrorCode::CorruptData,
             ApiError::Other { code, .. } => *code,
         }
     }
 
     /// Whether the same request may succeed if sent again (perhaps to another broker).
     /// Produce retries are safe because content ids make them idempotent.
+    ///
+    /// `CorruptData` is not: the damage stays until the range is repaired or another
+    /// replica leads, so a reader that waits for that does so on purpose, a bounded number
+    /// of times (as the client's consumer does), rather than in a generic retry loop.
     pub fn is_retriable(&self) -> bool {
         matches!(
             self.code(),
@@ -192,6 +210,7 @@ impl ApiError {
             | ApiError::InvalidSignature { message, .. }
             | ApiError::FencedMember { message, .. }
             | ApiError::Throttled { message, .. }
+            | ApiError::CorruptData { message, .. }
             | ApiError::Other { message, .. } => message,
             _ => "",
         }
@@ -231,6 +250,14 @@ impl ApiError {
             }
             ApiError::Throttled { retry_after_ms, .. } => buf.put_u32_le(*retry_after_ms),
             ApiError::FencedMember { current_epoch, .. } => buf.put_u32_le(*current_epoch),
+            ApiError::CorruptData {
+                first_offset,
+                end_offset,
+                ..
+            } => {
+                buf.put_u64_le(*first_offset);
+                buf.put_u64_le(*end_offset);
+            }
             ApiError::Other { .. } => {}
         }
         let msg = self.message();
@@ -284,6 +311,11 @@ impl ApiError {
                 current_epoch: r.u32()?,
                 message: r.string()?,
             },
+            ErrorCode::CorruptData => ApiError::CorruptData {
+                first_offset: r.u64()?,
+                end_offset: r.u64()?,
+                message: r.string()?,
+            },
             code => ApiError::Other {
                 code,
                 message: r.string()?,
@@ -296,6 +328,7 @@ impl ApiError {
                 | ApiError::InvalidSignature { .. }
                 | ApiError::FencedMember { .. }
                 | ApiError::Throttled { .. }
+                | ApiError::CorruptData { .. }
                 | ApiError::Other { .. }
         ) {
             r.string()?;
@@ -378,7 +411,34 @@ mod tests {
             current_epoch: 3,
             message: "stale".into(),
         });
+        roundtrip(ApiError::CorruptData {
+            first_offset: 826,
+            end_offset: 970,
+            message: "partition t-0 offsets 826..970 are damaged on broker 2 (needs repair): \
+                      frame header crc mismatch"
+                .into(),
+        });
         roundtrip(ApiError::other(ErrorCode::UnknownTopic, "no topic t"));
+    }
+
+    #[test]
+    fn corrupt_data_wire_layout_and_retriability() {
+        let e = ApiError::CorruptData {
+            first_offset: 826,
+            end_offset: 970,
+            message: "m".into(),
+        };
+        let mut buf = BytesMut::new();
+        e.encode(&mut buf);
+        let mut expect = Vec::new();
+        expect.extend_from_slice(&27u16.to_le_bytes());
+        expect.extend_from_slice(&826u64.to_le_bytes());
+        expect.extend_from_slice(&970u64.to_le_bytes());
+        expect.extend_from_slice(&1u16.to_le_bytes());
+        expect.push(b'm');
+        assert_eq!(&buf[..], &expect[..]);
+        assert!(!e.is_retriable());
+        assert_eq!(e.to_string(), "offsets 826..970 are damaged: m");
     }
 
     #[test]

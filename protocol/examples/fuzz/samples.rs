@@ -313,6 +313,11 @@ pub fn samples() -> Samples {
             current_epoch: 2,
             message: "x".into(),
         },
+        ApiError::CorruptData {
+            first_offset: 3,
+            end_offset: 9,
+            message: "damaged".into(),
+        },
         ApiError::other(ErrorCode::UnknownTopic, "no such topic"),
     ];
 

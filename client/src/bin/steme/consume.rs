@@ -147,7 +147,7 @@ mod tests {
         let mut bytes = b.finish().to_vec();
         patch_header(&mut bytes, 40, 9000, 1);
         let mut recs = Vec::new();
-        steme_client::consumer::records_from(&"t".into(), 3, 0, &Bytes::from(bytes), &mut recs)
+        steme_client::consumer::records_from(&"t".into(), 3, 40, &Bytes::from(bytes), &mut recs)
             .unwrap();
         let line = serde_json::to_value(RecordLine::new(&recs[0]).unwrap()).unwrap();
         let expect = serde_json::json!({

@@ -195,7 +195,9 @@ pub async fn consume(bootstrap: &str, args: ConsumeArgs) -> anyhow::Result<()> {
             r = member.poll(Duration::from_millis(250)) => r?,
         };
         if records.is_empty() {
-            if !args.follow && quiet_since.elapsed() >= idle {
+            // Not idle while a partition retries a damaged range: that ends in records or
+            // in an error, never in a silent exit.
+            if !args.follow && quiet_since.elapsed() >= idle && !member.is_stalled() {
                 break;
             }
             continue;

@@ -3,6 +3,11 @@
 //! Batches are written whole (cutting one would change its bytes), so the file starts with
 //! the batch that holds `--from` and ends with the one that holds `--to - 1`; the summary
 //! names the offsets the file actually covers.
+//!
+//! Batches that do not continue the log (a gap, an overlap), a damaged range (`CorruptData`)
+//! or fetches that keep coming back empty below the high watermark end the replay with an
+//! error (the file then holds the continuous run before it), never with a file that
+//! silently lacks them.
 
 use std::io::Write;
 use std::time::Duration;
@@ -10,11 +15,16 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use steme_client::admin::OffsetSpec;
-use steme_client::{Admin, ClientConfig, ClientError};
+use steme_client::consumer::continuous_batches;
+use steme_client::{Admin, Backoff, ClientConfig, ClientError};
 use steme_protocol::RecordBatch;
 use steme_protocol::messages::fetch::FetchRequest;
 
 use crate::args::ReplayArgs;
+
+/// Empty answers in a row below the high watermark that are retried (with backoff) before
+/// the replay fails.
+const STALLED_FETCH_RETRIES: u32 = 4;
 
 /// What a replay wrote.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -82,6 +92,8 @@ pub async fn run(bootstrap: &str, args: ReplayArgs) -> anyhow::Result<()> {
     let mut summary = Summary::default();
     let mut offset = args.from;
     let timeout = Duration::from_secs(30);
+    // Empty answers in a row at `offset`, below `end` (so below the high watermark).
+    let mut empty_answers = 0u32;
     while offset < end {
         let req = FetchRequest {
             topic: topic.to_owned(),
@@ -105,18 +117,31 @@ pub async fn run(bootstrap: &str, args: ReplayArgs) -> anyhow::Result<()> {
                 return Err(e).context(format!("cannot fetch {topic}/{partition} at {offset}"));
             }
         };
-        for batch in RecordBatch::split_all(&resp.records) {
-            let batch = batch.map_err(|(position, source)| ClientError::CorruptBatch {
-                topic: topic.to_owned(),
-                partition,
-                position,
-                source,
-            })?;
+        let before = offset;
+        for batch in continuous_batches(topic, partition, offset, &resp.records) {
+            let batch = batch?;
             if summary.take(&batch, args.from, end) {
                 out.write_all(batch.as_bytes())
                     .with_context(|| format!("cannot write {}", args.out.display()))?;
             }
-            offset = offset.max(batch.end_offset());
+            offset = batch.end_offset();
+        }
+        if offset > before {
+            empty_answers = 0;
+        } else {
+            // No whole batch came although `offset` is below the high watermark.
+            empty_answers += 1;
+            if empty_answers > STALLED_FETCH_RETRIES {
+                return Err(ClientError::FetchStalled {
+                    topic: topic.to_owned(),
+                    partition,
+                    offset,
+                    high_watermark: resp.high_watermark,
+                    empty_answers,
+                }
+                .into());
+            }
+            tokio::time::sleep(Backoff::default().delay(empty_answers - 1)).await;
         }
         bar.set_position(offset.min(end) - args.from);
     }

@@ -6,7 +6,25 @@
 //! zero-copy slices of the fetch response. Connection failures and leader changes are
 //! retried with backoff on their own; only errors a caller must decide about come out of
 //! `poll`: an offset out of range (under [`OffsetReset::Error`]), a record that fails
-//! verification, a corrupt batch, an unknown topic.
+//! verification, a corrupt batch, an unknown topic, and the integrity errors below.
+//!
+//! Integrity fails closed: records are returned only as a continuous run of the log from
+//! the position, and a range that cannot be read is never skipped.
+//!
+//! - A fetch answer whose batches do not continue the log from the position (a gap, an
+//!   overlap, a batch wholly before it) ends with [`ClientError::OffsetDiscontinuity`];
+//!   the records before the break are returned first.
+//! - A `CorruptData` answer (the leader's copy of a range is damaged) is retried with
+//!   backoff [`ConsumerConfig::corrupt_data_retries`] times in a row, in case leadership
+//!   moves to a healthy replica or the range is repaired, then is [`ClientError::CorruptData`].
+//!   (The client reads from leaders only, so it cannot ask another replica itself.)
+//! - An empty answer although the high watermark is above the position is retried with
+//!   backoff [`ConsumerConfig::stalled_fetch_retries`] times in a row, then is
+//!   [`ClientError::FetchStalled`]. An empty answer *at* the high watermark is the normal end
+//!   of a long poll (`max_wait`) and is not counted.
+//!
+//! Modules: [`record`] ([`Record`] and the continuity check of a fetch answer), `progress`
+//! (the bounded retries of answers that bring nothing).
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), steme_client::ClientError> {
@@ -29,17 +47,25 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use futures::stream::{FuturesUnordered, Stream, StreamExt};
-use steme_protocol::assertion::{BatchVerifier, verify_one};
-use steme_protocol::batch::SIGNATURE_LEN;
+use steme_protocol::ApiError;
+use steme_protocol::assertion::BatchVerifier;
 use steme_protocol::messages::fetch::{FetchRequest, FetchResponse};
 use steme_protocol::messages::list_offsets::{ListOffsetsRequest, ListOffsetsResponse, OffsetSpec};
-use steme_protocol::{ApiError, Assertion, AssertionId, RecordBatch, SignedAssertion};
 use tokio::time::Instant;
 
 use crate::cluster::{Backoff, ClientConfig, Cluster};
 use crate::error::ClientError;
+
+mod progress;
+pub mod record;
+#[cfg(test)]
+mod testing;
+#[cfg(test)]
+mod tests;
+
+use progress::{NoProgress, Verdict};
+pub use record::{ContinuousBatches, Record, continuous_batches, records_from};
 
 /// Where to start reading a partition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,6 +107,14 @@ pub struct ConsumerConfig {
     pub request_timeout: Duration,
     /// Backoff between retries of a partition after a retriable error.
     pub retry_backoff: Backoff,
+    /// How many `CorruptData` answers in a row (a damaged range in the leader's copy of the
+    /// log) are retried, with `retry_backoff`, before `poll` returns
+    /// [`ClientError::CorruptData`]: time for leadership to move to a healthy replica or for
+    /// the range to be repaired.
+    pub corrupt_data_retries: u32,
+    /// How many empty answers in a row although the high watermark is above the position
+    /// are retried, with `retry_backoff`, before `poll` returns [`ClientError::FetchStalled`].
+    pub stalled_fetch_retries: u32,
     /// Connection and metadata settings, used by [`Consumer::connect`].
     pub client: ClientConfig,
 }
@@ -94,142 +128,13 @@ impl Default for ConsumerConfig {
             verify: false,
             request_timeout: Duration::from_secs(10),
             retry_backoff: Backoff::default(),
+            // With the default backoff: about 3 s of retries.
+            corrupt_data_retries: 6,
+            // About 0.75 s.
+            stalled_fetch_retries: 4,
             client: ClientConfig::default(),
         }
     }
-}
-
-/// One record read from a partition. Its bytes are a slice of the fetch response.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Record {
-    topic: Arc<str>,
-    partition: u32,
-    offset: u64,
-    hlc: u64,
-    /// Signature followed by the canonical assertion.
-    raw: Bytes,
-}
-
-impl std::fmt::Debug for Record {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Record")
-            .field("topic", &self.topic)
-            .field("partition", &self.partition)
-            .field("offset", &self.offset)
-            .field("hlc", &self.hlc)
-            .field("id", &self.id())
-            .finish()
-    }
-}
-
-impl Record {
-    pub fn topic(&self) -> &str {
-        &self.topic
-    }
-
-    pub fn partition(&self) -> u32 {
-        self.partition
-    }
-
-    pub fn offset(&self) -> u64 {
-        self.offset
-    }
-
-    /// The HLC (NTP64) the leader stamped.
-    pub fn hlc(&self) -> u64 {
-        self.hlc
-    }
-
-    /// The content id: BLAKE3 of the canonical bytes (computed on each call).
-    pub fn id(&self) -> AssertionId {
-        AssertionId::of(self.canonical())
-    }
-
-    /// The signer's public key.
-    pub fn signer(&self) -> &[u8; 32] {
-        self.canonical()[steme_protocol::assertion::SIGNER_RANGE]
-            .try_into()
-            .expect("validated records hold the signer key")
-    }
-
-    pub fn signature(&self) -> &[u8; SIGNATURE_LEN] {
-        self.raw[..SIGNATURE_LEN]
-            .try_into()
-            .expect("validated records hold a signature")
-    }
-
-    /// The canonical assertion bytes.
-    pub fn canonical(&self) -> &[u8] {
-        &self.raw[SIGNATURE_LEN..]
-    }
-
-    /// The canonical assertion bytes as a zero-copy `Bytes`.
-    pub fn canonical_bytes(&self) -> Bytes {
-        self.raw.slice(SIGNATURE_LEN..)
-    }
-
-    /// Decodes the assertion.
-    pub fn assertion(&self) -> Result<Assertion, ClientError> {
-        Assertion::decode(self.canonical())
-            .map(|(a, _)| a)
-            .map_err(|source| self.verify_error(source))
-    }
-
-    /// Decodes into a [`SignedAssertion`] (copies the bytes; does not verify).
-    pub fn signed(&self) -> Result<SignedAssertion, ClientError> {
-        SignedAssertion::from_record(self.canonical(), self.signature())
-            .map_err(|source| self.verify_error(source))
-    }
-
-    /// Verifies the signature over the id (strict; weak keys refused).
-    pub fn verify(&self) -> Result<(), ClientError> {
-        verify_one(self.canonical(), self.signature()).map_err(|source| self.verify_error(source))
-    }
-
-    fn verify_error(&self, source: steme_protocol::AssertionError) -> ClientError {
-        ClientError::Verify {
-            topic: self.topic.to_string(),
-            partition: self.partition,
-            offset: self.offset,
-            source,
-        }
-    }
-}
-
-/// Splits a fetch response into records at or after `from`, zero-copy. The first batch may
-/// start before `from` (the broker returns whole batches), so earlier records are skipped.
-pub fn records_from(
-    topic: &Arc<str>,
-    partition: u32,
-    from: u64,
-    records: &Bytes,
-    out: &mut Vec<Record>,
-) -> Result<(), ClientError> {
-    for batch in RecordBatch::split_all(records) {
-        let batch = batch.map_err(|(position, source)| ClientError::CorruptBatch {
-            topic: topic.to_string(),
-            partition,
-            position,
-            source,
-        })?;
-        if batch.end_offset() <= from {
-            continue;
-        }
-        let bytes = batch.as_bytes();
-        for rec in batch.records().filter(|r| r.offset >= from) {
-            // The record's signature and assertion are adjacent: one slice covers both.
-            let start = rec.signature.as_ptr() as usize - bytes.as_ptr() as usize;
-            let end = start + SIGNATURE_LEN + rec.assertion.len();
-            out.push(Record {
-                topic: topic.clone(),
-                partition,
-                offset: rec.offset,
-                hlc: rec.hlc,
-                raw: bytes.slice(start..end),
-            });
-        }
-    }
-    Ok(())
 }
 
 /// Per-partition state.
@@ -250,6 +155,8 @@ struct PartitionState {
     /// Consecutive retriable failures, and when the next attempt may go.
     failures: u32,
     retry_at: Option<Instant>,
+    /// Consecutive answers that brought nothing although they should have.
+    no_progress: NoProgress,
 }
 
 impl PartitionState {
@@ -264,6 +171,7 @@ impl PartitionState {
             paused: false,
             failures: 0,
             retry_at: None,
+            no_progress: NoProgress::default(),
         }
     }
 }
@@ -427,6 +335,7 @@ impl Consumer {
         st.fetching = false;
         st.failures = 0;
         st.retry_at = None;
+        st.no_progress = NoProgress::default();
         Ok(offset)
     }
 
@@ -461,6 +370,14 @@ impl Consumer {
     /// Whether every assigned partition is paused (a poll would only wait).
     pub fn all_paused(&self) -> bool {
         self.partitions.values().all(|s| s.paused)
+    }
+
+    /// Whether some partition is retrying fetches that brought no records although records
+    /// exist (a damaged range, empty answers below the high watermark). `poll` will return
+    /// them or, once the bounded retries run out, an error; a reader that stops when it has
+    /// been idle for a while waits for that rather than stop in front of the range.
+    pub fn is_stalled(&self) -> bool {
+        self.partitions.values().any(|s| !s.no_progress.is_clear())
     }
 
     /// The next offset `poll` will return for `partition` (`None` until resolved).
@@ -659,7 +576,9 @@ impl Consumer {
         }
     }
 
-    /// Applies one finished fetch: appends its records to `out` and advances the position.
+    /// Applies one finished fetch: appends its records to `out` and advances the position
+    /// past them. An error found after some records (a record that fails verification, a
+    /// damaged batch, a discontinuity) stops the position there and waits for the next poll.
     fn handle(&mut self, done: FetchDone, out: &mut Vec<Record>) -> Result<(), ClientError> {
         let topic = self.topic.clone();
         let reset = self.config.offset_reset;
@@ -694,6 +613,26 @@ impl Consumer {
                 tracing::info!(%topic, partition = done.partition, from = done.offset, to = ?st.position, "offset out of range, reset");
                 return Ok(());
             }
+            Err(ClientError::Api(ApiError::CorruptData {
+                first_offset,
+                end_offset,
+                message,
+            })) => {
+                let verdict = st
+                    .no_progress
+                    .corrupt_data(self.config.corrupt_data_retries);
+                return self.retry_or_fail(done.partition, verdict, |attempts| {
+                    ClientError::CorruptData {
+                        topic: topic.to_string(),
+                        partition: done.partition,
+                        offset: done.offset,
+                        first_offset,
+                        end_offset,
+                        attempts,
+                        message,
+                    }
+                });
+            }
             Err(e) if e.is_retriable() => {
                 // The leader was corrected by call_leader; try again after a pause.
                 self.backoff(done.partition, &e);
@@ -706,34 +645,78 @@ impl Consumer {
         st.high_watermark = Some(resp.high_watermark);
         st.log_start_offset = Some(resp.log_start_offset);
         let first_new = out.len();
-        records_from(&topic, done.partition, done.offset, &resp.records, out)?;
+        // On an error, `out` holds the records of the batches before the failed one.
+        let mut found = records_from(&topic, done.partition, done.offset, &resp.records, out).err();
         if self.config.verify && out.len() > first_new {
             let fresh = &out[first_new..];
             if let Err(e) = self
                 .verifier
                 .verify(fresh.iter().map(|r| (r.canonical(), r.signature())))
             {
-                let bad = &fresh[e.index];
-                let err = ClientError::Verify {
+                // Before anything `records_from` found: it stopped after these records.
+                found = Some(ClientError::Verify {
                     topic: topic.to_string(),
                     partition: done.partition,
-                    offset: bad.offset,
+                    offset: fresh[e.index].offset(),
                     source: e.reason,
-                };
-                // Return the good records before it; the position stops at the bad one.
-                st.position = Some(bad.offset);
+                });
                 out.truncate(first_new + e.index);
-                if out.is_empty() {
-                    return Err(err);
-                }
-                self.deferred = Some(err);
-                return Ok(());
             }
         }
         if let Some(last) = out[first_new..].last() {
-            st.position = Some(last.offset + 1);
+            st.position = Some(last.offset() + 1);
+            st.no_progress.progressed();
+        } else if found.is_none() && resp.high_watermark > done.offset {
+            // Records below the high watermark exist, yet none came.
+            let verdict = st
+                .no_progress
+                .empty_below_high_watermark(self.config.stalled_fetch_retries);
+            return self.retry_or_fail(done.partition, verdict, |empty_answers| {
+                ClientError::FetchStalled {
+                    topic: topic.to_string(),
+                    partition: done.partition,
+                    offset: done.offset,
+                    high_watermark: resp.high_watermark,
+                    empty_answers,
+                }
+            });
+        } else if found.is_none() {
+            st.no_progress.caught_up();
         }
-        Ok(())
+        match found {
+            None => Ok(()),
+            Some(e) if out.is_empty() => Err(e),
+            Some(e) => {
+                // Returned by the next poll, after the records before it.
+                if self.deferred.is_none() {
+                    self.deferred = Some(e);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// After an answer that brought nothing although it should have: fetch `partition`
+    /// again after a backoff, or return the error `error(answers so far)` once the budget
+    /// is spent.
+    fn retry_or_fail(
+        &mut self,
+        partition: u32,
+        verdict: Verdict,
+        error: impl FnOnce(u32) -> ClientError,
+    ) -> Result<(), ClientError> {
+        match verdict {
+            Verdict::Retry { attempt } => {
+                let delay = self.config.retry_backoff.delay(attempt);
+                let err = error(attempt + 1);
+                tracing::warn!(topic = %self.topic, partition, error = %err, ?delay, "fetch brought nothing, retrying");
+                if let Some(st) = self.partitions.get_mut(&partition) {
+                    st.retry_at = Some(Instant::now() + delay);
+                }
+                Ok(())
+            }
+            Verdict::GiveUp { answers } => Err(error(answers)),
+        }
     }
 }
 
@@ -760,200 +743,5 @@ pub(crate) async fn list_offsets(
             }
             other => return other,
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use steme_protocol::batch::patch_header;
-    use steme_protocol::{BatchBuilder, SigningKey, Value};
-
-    fn signed(i: u64) -> SignedAssertion {
-        Assertion {
-            subject: format!("urn:test:{i}"),
-            predicate: "p".into(),
-            object: Value::Integer(i as i64),
-            source: "test".into(),
-            confidence: None,
-            supersedes: None,
-            issued_at: 1_700_000_000_000 + i,
-        }
-        .sign(&SigningKey::from_bytes(&[5; 32]))
-        .unwrap()
-    }
-
-    /// Two stamped batches, offsets 10..13 and 13..15, as a fetch response holds them.
-    fn fetched() -> Bytes {
-        let mut all = Vec::new();
-        for (base, range) in [(10u64, 0..3u64), (13, 3..5)] {
-            let mut b = BatchBuilder::default();
-            for i in range {
-                b.push(&signed(i));
-            }
-            let mut bytes = b.finish().to_vec();
-            patch_header(&mut bytes, base, 1000 + base, 1);
-            all.extend_from_slice(&bytes);
-        }
-        Bytes::from(all)
-    }
-
-    #[test]
-    fn records_below_the_requested_offset_are_skipped() {
-        let topic: Arc<str> = "facts".into();
-        let buf = fetched();
-        let mut out = Vec::new();
-        records_from(&topic, 2, 11, &buf, &mut out).unwrap();
-        let offsets: Vec<u64> = out.iter().map(Record::offset).collect();
-        assert_eq!(offsets, vec![11, 12, 13, 14]);
-        let r = &out[0];
-        assert_eq!(r.hlc(), 1011);
-        assert_eq!(r.partition(), 2);
-        assert_eq!(r.id(), signed(1).id());
-        assert_eq!(r.signer(), signed(1).signer());
-        assert_eq!(r.assertion().unwrap(), *signed(1).assertion());
-        r.verify().unwrap();
-        assert_eq!(r.signed().unwrap(), signed(1));
-        // Zero-copy: the record's bytes live inside the fetch buffer.
-        let base = buf.as_ptr() as usize;
-        let at = r.canonical().as_ptr() as usize;
-        assert!(at > base && at < base + buf.len());
-
-        let mut out = Vec::new();
-        records_from(&topic, 2, 13, &buf, &mut out).unwrap();
-        assert_eq!(out.first().map(Record::offset), Some(13));
-    }
-
-    #[test]
-    fn corrupt_batch_names_its_position() {
-        let topic: Arc<str> = "facts".into();
-        let mut raw = fetched().to_vec();
-        let second = steme_protocol::batch::peek_length(&raw).unwrap() as usize;
-        raw[second + 60] ^= 0xff; // inside the second batch: its crc fails
-        let mut out = Vec::new();
-        let err = records_from(&topic, 0, 0, &Bytes::from(raw), &mut out).unwrap_err();
-        assert!(
-            matches!(err, ClientError::CorruptBatch { position, .. } if position == second),
-            "{err:?}"
-        );
-    }
-
-    #[test]
-    fn tampered_record_fails_verify_naming_its_offset() {
-        let topic: Arc<str> = "facts".into();
-        let mut raw = fetched().to_vec();
-        // Flip a signature byte of the first record and fix the crc, so the batch is valid.
-        raw[steme_protocol::batch::HEADER_LEN + 4] ^= 1;
-        let len = steme_protocol::batch::peek_length(&raw).unwrap() as usize;
-        patch_header(&mut raw[..len], 10, 1010, 1);
-        let mut out = Vec::new();
-        records_from(&topic, 0, 0, &Bytes::from(raw), &mut out).unwrap();
-        let err = out[0].verify().unwrap_err();
-        assert_eq!(err.to_string(), "record facts/0@10 fails verification");
-        out[1].verify().unwrap();
-    }
-
-    /// A consumer whose cluster is never contacted by these tests.
-    fn consumer_with(partitions: &[u32]) -> Consumer {
-        let cluster = Cluster::lazy("127.0.0.1:1", ClientConfig::default()).unwrap();
-        let mut c = Consumer::new(cluster, ConsumerConfig::default());
-        c.topic = "facts".into();
-        c.partitions = partitions
-            .iter()
-            .map(|&p| (p, PartitionState::new(Position::Earliest)))
-            .collect();
-        c
-    }
-
-    fn done(
-        partition: u32,
-        epoch: u64,
-        offset: u64,
-        result: Result<FetchResponse, ClientError>,
-    ) -> FetchDone {
-        FetchDone {
-            partition,
-            epoch,
-            offset,
-            result,
-        }
-    }
-
-    #[test]
-    fn position_advances_past_returned_records() {
-        let mut c = consumer_with(&[0, 1]);
-        c.partitions.get_mut(&0).unwrap().position = Some(11);
-        let mut out = Vec::new();
-        let resp = FetchResponse {
-            high_watermark: 15,
-            log_start_offset: 0,
-            records: fetched(),
-        };
-        c.handle(done(0, 0, 11, Ok(resp)), &mut out).unwrap();
-        assert_eq!(out.len(), 4);
-        assert_eq!(c.position(0), Some(15));
-        assert_eq!(c.high_watermark(0), Some(15));
-        assert_eq!(c.position(1), None);
-    }
-
-    #[test]
-    fn fetch_issued_before_a_seek_is_discarded() {
-        let mut c = consumer_with(&[0]);
-        let st = c.partitions.get_mut(&0).unwrap();
-        st.position = Some(12);
-        st.epoch = 1;
-        let mut out = Vec::new();
-        let resp = FetchResponse {
-            high_watermark: 15,
-            log_start_offset: 0,
-            records: fetched(),
-        };
-        c.handle(done(0, 0, 11, Ok(resp)), &mut out).unwrap();
-        assert!(out.is_empty());
-        assert_eq!(c.position(0), Some(12));
-    }
-
-    #[test]
-    fn out_of_range_follows_the_reset_policy() {
-        let oor = || {
-            Err(ClientError::Api(ApiError::OffsetOutOfRange {
-                log_start: 100,
-                high_watermark: 200,
-            }))
-        };
-        let mut c = consumer_with(&[0]);
-        c.partitions.get_mut(&0).unwrap().position = Some(5);
-        let err = c.handle(done(0, 0, 5, oor()), &mut Vec::new()).unwrap_err();
-        assert!(matches!(
-            err,
-            ClientError::OffsetOutOfRange {
-                offset: 5,
-                log_start: 100,
-                ..
-            }
-        ));
-
-        for (policy, expect) in [(OffsetReset::Earliest, 100), (OffsetReset::Latest, 200)] {
-            let mut c = consumer_with(&[0]);
-            c.config.offset_reset = policy;
-            c.partitions.get_mut(&0).unwrap().position = Some(5);
-            c.handle(done(0, 0, 5, oor()), &mut Vec::new()).unwrap();
-            assert_eq!(c.position(0), Some(expect));
-        }
-    }
-
-    #[test]
-    fn retriable_fetch_error_backs_off_instead_of_failing() {
-        let mut c = consumer_with(&[0]);
-        c.partitions.get_mut(&0).unwrap().position = Some(5);
-        let err = ClientError::Api(ApiError::NotLeader {
-            leader: None,
-            message: String::new(),
-        });
-        c.handle(done(0, 0, 5, Err(err)), &mut Vec::new()).unwrap();
-        let st = &c.partitions[&0];
-        assert!(st.retry_at.is_some());
-        assert_eq!(st.failures, 1);
-        assert_eq!(st.position, Some(5));
     }
 }
