@@ -11,7 +11,7 @@ use steme_segments::LogConfig;
 use super::{Broker, Failed, OPEN_RETRY, log_config};
 use crate::error::BrokerError;
 use crate::metadata::TopicMeta;
-use crate::partition::{Partition, Placement};
+use crate::partition::{Partition, Placement, RecordChecks};
 
 impl Broker {
     /// The broker's log settings with a topic's overrides.
@@ -52,6 +52,13 @@ impl Broker {
                         meta.group,
                         meta.replicas.clone(),
                         self.topic_log_config(t),
+                        RecordChecks {
+                            verify: t
+                                .config()
+                                .verify_signatures
+                                .unwrap_or(self.cfg.verify_signatures),
+                            partitions: t.partitions.len() as u32,
+                        },
                     ));
                 }
             }
@@ -84,7 +91,7 @@ impl Broker {
             }
             tracing::info!(topic = %p.topic, partition = p.partition, "partition deleted");
         }
-        for (topic, partition, group, replicas, topic_log) in wanted {
+        for (topic, partition, group, replicas, topic_log, checks) in wanted {
             let key = (topic.clone(), partition);
             if self
                 .partitions
@@ -113,6 +120,7 @@ impl Broker {
                 group,
                 replicas,
                 log: topic_log,
+                checks,
             };
             let opened = Partition::open(
                 self.ctx.clone(),

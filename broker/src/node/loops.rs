@@ -14,6 +14,8 @@ use crate::partition::Partition;
 const HEALTH_TICK: Duration = Duration::from_millis(250);
 /// How often members that stopped heartbeating are looked for.
 const EXPIRY_TICK: Duration = Duration::from_millis(250);
+/// How often damaged ranges are looked for and repaired from replicas.
+const REPAIR_TICK: Duration = Duration::from_secs(2);
 
 /// Registers this broker in the metadata, retrying until a quorum is up.
 pub(super) async fn register(weak: Weak<Broker>) {
@@ -102,6 +104,23 @@ pub(super) async fn expire_sessions(weak: Weak<Broker>) {
         let Some(broker) = weak.upgrade() else { return };
         for c in broker.current_coordinators().await {
             c.expire(&|t| broker.partitions_of(t)).await;
+        }
+    }
+}
+
+/// Repairs the damaged ranges of every hosted partition from its other replicas (see
+/// `partition::integrity`); ranges with no healthy copy are retried every round.
+pub(super) async fn repair(weak: Weak<Broker>) {
+    loop {
+        tokio::time::sleep(REPAIR_TICK).await;
+        let Some(broker) = weak.upgrade() else { return };
+        let damaged: Vec<Arc<Partition>> = broker
+            .hosted()
+            .into_iter()
+            .filter(|p| !p.damaged().is_empty())
+            .collect();
+        for p in damaged {
+            p.repair().await;
         }
     }
 }

@@ -350,6 +350,7 @@ impl Broker {
         tokio::spawn(loops::reconcile(Arc::downgrade(&broker)));
         tokio::spawn(loops::report_leaders(Arc::downgrade(&broker), leaders_rx));
         tokio::spawn(loops::expire_sessions(Arc::downgrade(&broker)));
+        tokio::spawn(loops::repair(Arc::downgrade(&broker)));
         if broker.cfg.leader_rebalance_ms > 0 {
             let every = Duration::from_millis(broker.cfg.leader_rebalance_ms);
             tokio::spawn(loops::rebalance(Arc::downgrade(&broker), every));

@@ -17,11 +17,14 @@ use std::time::Duration;
 use bytes::Bytes;
 use openraft::ServerState;
 use openraft::type_config::async_runtime::WatchReceiver;
-use steme_protocol::RecordBatch;
+use steme_protocol::{ApiError, RecordBatch};
 use steme_segments::Damage;
 use steme_segments::format::FrameHeader;
 
-use super::Partition;
+use std::sync::Arc;
+
+use super::{Partition, PartitionCtx, RecordChecks};
+use crate::raft::log_store::GroupLog;
 use crate::raft::rpc::RaftRpc;
 use crate::raft::types::NodeId;
 
@@ -57,6 +60,28 @@ impl Partition {
             .cloned()
     }
 
+    /// The wire error for a fetch that reached a damaged range: it names the partition,
+    /// the offsets, this broker and what the repair is doing about it.
+    pub(super) fn corrupt_data(&self, d: &Damage) -> ApiError {
+        let state = match self.quarantine_reason(d.indexes.start) {
+            Some(why) => format!("quarantined, no healthy copy: {why}"),
+            None => "needs repair from a replica".to_owned(),
+        };
+        ApiError::CorruptData {
+            first_offset: d.offsets.start,
+            end_offset: d.offsets.end,
+            message: format!(
+                "partition {}-{} offsets {}..{} are damaged on broker {} ({state}): {}",
+                self.topic,
+                self.partition,
+                d.offsets.start,
+                d.offsets.end,
+                self.ctx.node_id,
+                d.reason
+            ),
+        }
+    }
+
     /// Serves a peer's frame read (see [`RaftRpc::ReadFrames`]): checked frames, or why
     /// not (this replica is damaged there too).
     pub fn read_frames(&self, range: std::ops::Range<u64>, max_bytes: u32) -> RaftRpc {
@@ -69,39 +94,32 @@ impl Partition {
         }
     }
 
-    /// One repair round over every damaged range. `verify` and `partitions` are the
-    /// topic's: whether it verifies signatures, and its partition count (each record's
-    /// subject must hash here).
-    pub async fn repair(&self, verify: bool, partitions: u32) -> Vec<Repair> {
+    /// One repair round over every damaged range (see the module docs).
+    pub async fn repair(&self) -> Vec<Repair> {
         let damaged = self.damaged();
         if damaged.is_empty() {
             return Vec::new();
         }
         self.hand_off_if_leading().await;
+        let repairer = Repairer {
+            ctx: &self.ctx,
+            topic: &self.topic,
+            partition: self.partition,
+            group: self.group,
+            replicas: &self.replicas,
+            log: &self.log,
+            checks: self.checks,
+        };
         let mut out = Vec::with_capacity(damaged.len());
         for damage in damaged {
-            let mut why = Vec::new();
-            let mut repaired = None;
-            for &peer in self.replicas.iter().filter(|&&r| r != self.ctx.node_id) {
-                match self.repair_from(peer, &damage, verify, partitions).await {
-                    Ok(()) => {
-                        repaired = Some(peer);
-                        break;
-                    }
-                    Err(e) => why.push(format!("broker {peer}: {e}")),
-                }
-            }
+            let result = repairer.repair(&damage).await;
             let mut q = self.quarantined.lock().unwrap_or_else(|p| p.into_inner());
-            match repaired {
-                Some(from) => {
+            match result {
+                Ok(from) => {
                     q.remove(&damage.indexes.start);
-                    tracing::info!(topic = %self.topic, partition = self.partition, from, %damage, "repaired a damaged range from a replica");
                     out.push(Repair::Repaired { damage, from });
                 }
-                None => {
-                    if why.is_empty() {
-                        why.push("no other replica".to_owned());
-                    }
+                Err(why) => {
                     let reason = why.join("; ");
                     if q.insert(damage.indexes.start, reason.clone()).as_ref() != Some(&reason) {
                         tracing::error!(topic = %self.topic, partition = self.partition, %damage, %reason, "damaged range quarantined: no healthy copy");
@@ -111,48 +129,6 @@ impl Partition {
             }
         }
         out
-    }
-
-    /// Copies `damage`'s entries from `peer`, checks them and writes them in place.
-    async fn repair_from(
-        &self,
-        peer: NodeId,
-        damage: &Damage,
-        verify: bool,
-        partitions: u32,
-    ) -> Result<(), String> {
-        let mut copy = Vec::new();
-        let mut from = damage.indexes.start;
-        while from < damage.indexes.end {
-            let frames = self
-                .ctx
-                .transport
-                .read_frames(
-                    peer,
-                    self.group,
-                    from..damage.indexes.end,
-                    READ_CHUNK,
-                    READ_TIMEOUT,
-                )
-                .await
-                .map_err(|e| e.to_string())?;
-            from += whole_frames(&frames)?;
-            copy.extend_from_slice(&frames);
-            if copy.len() > MAX_COPY {
-                return Err(format!("the copy exceeds {MAX_COPY} bytes"));
-            }
-        }
-        let log = self.log.clone();
-        let (partition, first) = (self.partition, damage.indexes.start);
-        tokio::task::spawn_blocking(move || {
-            check_records(&copy, partition, partitions, verify)?;
-            log.lock()
-                .repair(first, &copy)
-                .map(drop)
-                .map_err(|e| e.to_string())
-        })
-        .await
-        .map_err(|e| e.to_string())?
     }
 
     /// A leader with damage hands leadership to the most caught-up other voter.
@@ -179,6 +155,74 @@ impl Partition {
     }
 }
 
+/// What a repair needs of a partition: usable before its Raft group starts.
+pub(super) struct Repairer<'a> {
+    pub ctx: &'a PartitionCtx,
+    pub topic: &'a str,
+    pub partition: u32,
+    pub group: u64,
+    pub replicas: &'a [NodeId],
+    pub log: &'a Arc<GroupLog>,
+    pub checks: RecordChecks,
+}
+
+impl Repairer<'_> {
+    /// Repairs `damage` from the first other replica with a healthy copy: which one, or
+    /// why each could not.
+    pub async fn repair(&self, damage: &Damage) -> Result<NodeId, Vec<String>> {
+        let mut why = Vec::new();
+        for &peer in self.replicas.iter().filter(|&&r| r != self.ctx.node_id) {
+            match self.repair_from(peer, damage).await {
+                Ok(()) => {
+                    tracing::info!(topic = %self.topic, partition = self.partition, from = peer, %damage, "repaired a damaged range from a replica");
+                    return Ok(peer);
+                }
+                Err(e) => why.push(format!("broker {peer}: {e}")),
+            }
+        }
+        if why.is_empty() {
+            why.push("no other replica holds the partition".to_owned());
+        }
+        Err(why)
+    }
+
+    /// Copies `damage`'s entries from `peer`, checks them and writes them in place.
+    async fn repair_from(&self, peer: NodeId, damage: &Damage) -> Result<(), String> {
+        let mut copy = Vec::new();
+        let mut from = damage.indexes.start;
+        while from < damage.indexes.end {
+            let frames = self
+                .ctx
+                .transport
+                .read_frames(
+                    peer,
+                    self.group,
+                    from..damage.indexes.end,
+                    READ_CHUNK,
+                    READ_TIMEOUT,
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+            from += whole_frames(&frames)?;
+            copy.extend_from_slice(&frames);
+            if copy.len() > MAX_COPY {
+                return Err(format!("the copy exceeds {MAX_COPY} bytes"));
+            }
+        }
+        let log = self.log.clone();
+        let (partition, checks, first) = (self.partition, self.checks, damage.indexes.start);
+        tokio::task::spawn_blocking(move || {
+            check_records(&copy, partition, checks)?;
+            log.lock()
+                .repair(first, &copy)
+                .map(drop)
+                .map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(|e| e.to_string())?
+    }
+}
+
 /// How many whole frames `b` holds; an error if it ends inside one or holds none.
 fn whole_frames(mut b: &[u8]) -> Result<u64, String> {
     let mut n = 0;
@@ -199,14 +243,14 @@ fn whole_frames(mut b: &[u8]) -> Result<u64, String> {
 
 /// What produce checks of every record, checked again of a copy: the partition its
 /// subject hashes to and, where the topic verifies, its signature and canonical form.
-fn check_records(copy: &[u8], partition: u32, partitions: u32, verify: bool) -> Result<(), String> {
+fn check_records(copy: &[u8], partition: u32, checks: RecordChecks) -> Result<(), String> {
     let mut b = copy;
     while let Ok((h, batch)) = FrameHeader::check(b) {
         let len = h.frame_len() as usize;
         if batch.is_some() {
             let bytes = Bytes::copy_from_slice(&b[steme_segments::format::FRAME_HEADER_LEN..len]);
             let batch = RecordBatch::new(bytes).map_err(|e| format!("entry {}: {e}", h.index))?;
-            crate::handlers::produce::check_batch(&batch, partition, partitions, verify)
+            crate::handlers::produce::check_batch(&batch, partition, checks.partitions, checks.verify)
                 .map_err(|e| format!("entry {}: {e}", h.index))?;
         }
         b = &b[len..];

@@ -42,6 +42,8 @@ use crate::raft::types::{Applied, NodeId, Proposal, TypeConfig};
 mod integrity;
 mod retention;
 
+use integrity::Repairer;
+pub use integrity::Repair;
 use retention::retention_loop;
 
 /// How long a produce request may wait for its batch to commit.
@@ -89,6 +91,16 @@ pub struct Placement {
     pub replicas: Vec<NodeId>,
     /// The broker's log settings with the topic's overrides (retention, segment size).
     pub log: LogConfig,
+    /// What produce checks of the topic's records, checked again of a repair's copy.
+    pub checks: RecordChecks,
+}
+
+/// What every record of a topic must pass: its subject hashes to its partition (of
+/// `partitions`), and with `verify`, its signature checks out.
+#[derive(Debug, Clone, Copy)]
+pub struct RecordChecks {
+    pub verify: bool,
+    pub partitions: u32,
 }
 
 /// A partition hosted by this broker.
@@ -102,6 +114,7 @@ pub struct Partition {
     state: Arc<PartitionState>,
     writer: mpsc::Sender<ProduceJob>,
     ctx: PartitionCtx,
+    checks: RecordChecks,
     /// Damaged ranges the last repair round found no healthy copy of, by first index, with
     /// why (see `integrity`).
     quarantined: Mutex<HashMap<u64, String>>,
@@ -147,6 +160,7 @@ impl Partition {
             group,
             replicas,
             log: mut log_config,
+            checks,
         } = place;
         // The broker's syncer makes appends durable (group commit across partitions).
         log_config.flush = FlushPolicy::Never;
@@ -167,6 +181,25 @@ impl Partition {
             tracing::warn!(%topic, partition, ?cut, "recovery cut a damaged log tail");
         }
         let glog = GroupLog::new(group, GroupKind::Partition, log)?;
+        if !report.damaged.is_empty() {
+            // Before the group starts (which reads entries it has not applied): damage is
+            // repaired from the other replicas now if they answer, else in the background.
+            tracing::warn!(%topic, partition, damaged = ?report.damaged, "the log holds damaged ranges; repairing from replicas");
+            let repairer = Repairer {
+                ctx: &ctx,
+                topic: &topic,
+                partition,
+                group,
+                replicas: &replicas,
+                log: &glog,
+                checks,
+            };
+            for d in &report.damaged {
+                if let Err(why) = repairer.repair(d).await {
+                    tracing::warn!(%topic, partition, damage = %d, why = ?why, "not repaired at open");
+                }
+            }
+        }
         let (sm, state) = PartitionSm::open(glog.clone())?;
         let store = LogStore::new(glog.clone(), ctx.syncer.clone(), ctx.ack_before_sync);
         let network = Network::new(ctx.transport.clone(), group);
@@ -203,6 +236,7 @@ impl Partition {
             state,
             writer: tx,
             ctx,
+            checks,
             quarantined: Mutex::new(HashMap::new()),
         });
         tokio::spawn(Writer::new(p.clone()).run(rx));
@@ -304,6 +338,7 @@ impl Partition {
             .read_from_offset(offset, u64::from(max_bytes.max(1)), hwm)
             .map_err(|e| match e {
                 steme_segments::Error::OffsetOutOfRange { .. } => out_of_range(self),
+                steme_segments::Error::Damaged { damage, .. } => self.corrupt_data(&damage),
                 other => ApiError::other(ErrorCode::Storage, other.to_string()),
             })?;
         Ok(FetchResult {

@@ -163,7 +163,19 @@ impl PartitionSm {
                 },
             }
         };
-        let state = PartitionState::new(applied.high_watermark, applied.last_hlc);
+        // The high watermark never passes the log end: consumers must never be promised
+        // offsets the log does not hold. (Damage keeps its place in the log, so this only
+        // fires if records vanished without a trace, which recovery refuses to do.)
+        let end = log.reader.log_end_offset();
+        if applied.high_watermark > end {
+            tracing::error!(
+                group = log.group_id,
+                high_watermark = applied.high_watermark,
+                log_end = end,
+                "applied state is ahead of the log; holding the high watermark at the log end"
+            );
+        }
+        let state = PartitionState::new(applied.high_watermark.min(end), applied.last_hlc);
         Ok((
             PartitionSm {
                 log,
