@@ -19,6 +19,7 @@
 //! - [`groups`]: consumer-group coordination, stored in the groups topic (D10).
 //! - [`hlc`]: the broker's Hybrid Logical Clock (D6).
 //! - [`config`]: flags, environment, TOML file and embedded defaults.
+//! - [`data_dir`]: one broker process per data directory, an exclusive lock on `.lock`.
 //!
 //! Dependencies run one way: `server` → `handlers` → `node` → `peer`/`raft`/`partition`;
 //! nothing below the node reaches up to it, the handlers or the server. The node is what
@@ -26,6 +27,7 @@
 #![deny(unsafe_code)]
 
 pub mod config;
+pub mod data_dir;
 pub mod error;
 pub mod groups;
 pub mod handlers;

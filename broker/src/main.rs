@@ -6,6 +6,8 @@
 //! `steme-broker dev-cluster --nodes 3` runs three brokers in one process, for clients on
 //! `127.0.0.1:9092..9094`, with data under `./steme-data/node-<id>`, each knowing the others'
 //! peer planes (free loopback ports) and sharing a secret made in `./steme-data/cluster.secret`.
+//! One process per data directory: a broker (or a dev cluster) refuses to start on a data
+//! directory another process has locked, and names that process's pid.
 //! Settings come from flags, `STEME_*` environment variables, an optional TOML file
 //! (`--config`), then defaults. SIGTERM or ctrl-c shuts it down cleanly: in-flight requests
 //! finish, logs are flushed.
@@ -17,6 +19,7 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use steme_broker::config::{Config, Overrides, Peer};
+use steme_broker::data_dir::DataDirLock;
 use steme_broker::node::{Advertised, Broker};
 use steme_broker::peer;
 use steme_broker::peer::auth::ClusterSecret;
@@ -160,6 +163,9 @@ async fn dev_cluster(overrides: &Overrides, nodes: u64, base_port: u16) -> anyho
     // on first start (or the one given).
     std::fs::create_dir_all(&base.data_dir)
         .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", base.data_dir.display()))?;
+    // A second dev-cluster on this directory stops here, before it binds a port or touches
+    // the secret; each broker also locks its own `node-<id>` directory.
+    let _base_lock = DataDirLock::acquire(&base.data_dir)?;
     let secret_file = match &base.cluster_secret_file {
         Some(f) => f.clone(),
         None => {

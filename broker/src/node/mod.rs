@@ -30,6 +30,7 @@ use steme_segments::{FileIo, FlushPolicy, Log, LogConfig, RealIo};
 use tokio::sync::watch;
 
 use crate::config::{Config, FlushMode};
+use crate::data_dir::{DataDirLock, LockError};
 use crate::error::BrokerError;
 use crate::groups::Coordinator;
 use crate::hlc::Clock;
@@ -60,6 +61,9 @@ pub enum StartError {
         #[source]
         source: std::io::Error,
     },
+    /// Another broker runs on this data directory, or its lock file is out of reach.
+    #[error(transparent)]
+    DataDirLock(#[from] LockError),
     #[error("metadata log")]
     MetadataLog(#[from] steme_segments::Error),
     #[error("metadata")]
@@ -138,6 +142,9 @@ pub struct Broker {
     /// directory and registered in the metadata, so coordinators replay only records
     /// brokers wrote.
     group_key: steme_protocol::SigningKey,
+    /// This broker's hold on its data directory: no other broker starts on it while this
+    /// one lives ([`crate::data_dir`]).
+    _data_dir_lock: DataDirLock,
 }
 
 /// The file in the data directory holding the broker's record-signing key (hex seed).
@@ -183,8 +190,9 @@ fn log_config(cfg: &Config) -> LogConfig {
 }
 
 impl Broker {
-    /// Opens the data directory, starts the metadata group and every hosted partition.
-    /// `advertised` is where clients and peers reach this broker.
+    /// Locks the data directory (refusing to start if another broker holds it), opens it,
+    /// starts the metadata group and every hosted partition. `advertised` is where clients
+    /// and peers reach this broker.
     pub async fn start(cfg: Config, advertised: Advertised) -> Result<Arc<Broker>, StartError> {
         Broker::start_with_io(cfg, advertised, Arc::new(RealIo)).await
     }
@@ -196,10 +204,14 @@ impl Broker {
         io: Arc<dyn FileIo>,
     ) -> Result<Arc<Broker>, StartError> {
         let data = cfg.data_dir.clone();
-        std::fs::create_dir_all(data.join("topics")).map_err(|source| StartError::DataDir {
+        let dir_error = |source| StartError::DataDir {
             path: data.clone(),
             source,
-        })?;
+        };
+        std::fs::create_dir_all(&data).map_err(dir_error)?;
+        // Before anything in the directory is read or written.
+        let data_dir_lock = DataDirLock::acquire(&data)?;
+        std::fs::create_dir_all(data.join("topics")).map_err(dir_error)?;
         // Peer credentials: a broker that has peers, or listens for them, proves the
         // cluster secret on every peer connection (D8).
         let needs_secret = !cfg.peers.is_empty() || cfg.peer_listen.is_some();
@@ -339,6 +351,7 @@ impl Broker {
             ctx,
             coordinators: tokio::sync::Mutex::new(HashMap::new()),
             group_key,
+            _data_dir_lock: data_dir_lock,
         });
         if broker.cfg.peers.is_empty() {
             broker.register().await.map_err(StartError::Register)?;
