@@ -12,6 +12,7 @@
 //! length: a file shortened underneath us is reported as damage, not read past its end
 //! (which would be SIGBUS).
 
+use crate::LogReader;
 use crate::damage::Damage;
 use crate::format::{FrameDamage, FrameHeader};
 use crate::segment::{FrameView, Segment};
@@ -126,6 +127,74 @@ impl Iterator for Walk<'_> {
                 self.done = true;
                 Some(Err(self.damage(reason)))
             }
+        }
+    }
+}
+
+/// One step of a scrub ([`LogReader::scrub`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scrubbed {
+    /// Where the next step starts: past what this one verified, or the log start again
+    /// once it reached the end (a full pass).
+    pub next_index: u64,
+    /// Bytes of frames verified.
+    pub bytes: u64,
+    /// Whether this step reached the end of the log.
+    pub reached_end: bool,
+    /// Damage it found (now recorded, so reads fail on it and a repair can start).
+    pub found: Option<Damage>,
+}
+
+impl LogReader {
+    /// Verifies about `max_bytes` of frames from Raft index `from` on (wrapping to the log
+    /// start once past the end), as reads would: CRCs, batches, indexes and offsets, and
+    /// the file's length. Known damaged ranges are jumped over; new damage is recorded.
+    /// A background scrubber calls this in small steps at a bounded rate, so damage in
+    /// data no one reads is found (and repaired) before the other copies are lost too.
+    pub fn scrub(&self, from: u64, max_bytes: u64) -> Scrubbed {
+        let st = self.shared.read();
+        let (first, next) = (st.start_index(), st.next_index());
+        let mut index = if (first..next).contains(&from) {
+            from
+        } else {
+            first
+        };
+        let mut bytes = 0u64;
+        let mut found = None;
+        'segments: while index < next && bytes < max_bytes {
+            let Some(seg) = st.segment_for_index(index) else {
+                break;
+            };
+            for step in Walk::at_index(seg, index) {
+                match step {
+                    Ok(f) if f.header.index < index => {}
+                    Ok(f) => {
+                        bytes += (f.next() - f.pos) as u64;
+                        index = f.header.index + 1;
+                        if bytes >= max_bytes {
+                            break 'segments;
+                        }
+                    }
+                    Err(d) => {
+                        index = d.indexes.end.max(index + 1);
+                        found = Some(d);
+                        break 'segments;
+                    }
+                }
+            }
+            // The walk ended: at the segment's end (or jumping a hole that ends it).
+            index = index.max(seg.summary.last_index.wrapping_add(1));
+        }
+        drop(st);
+        if let Some(d) = &found {
+            self.shared.register(d.clone());
+        }
+        let reached_end = index >= next;
+        Scrubbed {
+            next_index: if reached_end { first } else { index },
+            bytes,
+            reached_end,
+            found,
         }
     }
 }

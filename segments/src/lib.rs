@@ -64,6 +64,7 @@ mod segment;
 mod state;
 mod sys;
 
+pub use checked::Scrubbed;
 pub use config::{FlushPolicy, LogConfig, RecoveryPolicy};
 pub use damage::Damage;
 pub use error::{Error, Result};

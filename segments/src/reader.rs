@@ -132,8 +132,12 @@ impl LogReader {
             let st = self.shared.read();
             let mut index = range.start;
             while index < end {
-                let Some(seg) = st.segment_for_index(index) else { break };
-                let Some(f) = seg.find_index(index) else { break };
+                let Some(seg) = st.segment_for_index(index) else {
+                    break;
+                };
+                let Some(f) = seg.find_index(index) else {
+                    break;
+                };
                 let mut stop = false;
                 for f in seg.frames_from(f.pos) {
                     let len = (f.next() - f.pos) as u64;

@@ -154,7 +154,10 @@ fn check_around_damage(log: &Log, model: &Model) -> anyhow::Result<()> {
 /// Repairs every damaged range of `log` from `healthy` (another replica's log).
 fn repair_from(log: &mut Log, healthy: &Log) -> anyhow::Result<()> {
     for d in log.reader().damaged() {
-        let frames = healthy.reader().read_frames(d.indexes.clone(), u64::MAX)?.concat();
+        let frames = healthy
+            .reader()
+            .read_frames(d.indexes.clone(), u64::MAX)?
+            .concat();
         log.repair(d.indexes.start, &frames)?;
     }
     anyhow::ensure!(log.reader().damaged().is_empty());

@@ -368,7 +368,10 @@ fn missing_middle_segment_is_damage_and_is_repaired() -> anyhow::Result<()> {
     let lost = frames(&logs[2])?;
     let (first, last) = (lost[0].2, lost.last().unwrap().2);
     // What a healthy replica holds for those entries.
-    let healthy: Vec<u8> = log.reader().read_frames(first..last + 1, u64::MAX)?.concat();
+    let healthy: Vec<u8> = log
+        .reader()
+        .read_frames(first..last + 1, u64::MAX)?
+        .concat();
     log.close()?;
     // The third segment is deleted underneath: its entries were durable, so nothing may be
     // cut over them — the log keeps every index and offset, with one damaged range.

@@ -34,6 +34,10 @@ pub mod bounds {
     pub const RETENTION_CHECK_MS: RangeInclusive<u64> = 10..=24 * 60 * 60 * 1_000;
     /// 0 turns leader rebalancing off.
     pub const LEADER_REBALANCE_MS: RangeInclusive<u64> = 0..=24 * 60 * 60 * 1_000;
+    /// The scrubber's rate: 0 (off) to 4 GiB/s.
+    pub const SCRUB_BYTES_PER_SEC: RangeInclusive<u64> = 0..=4 << 30;
+    /// The least time between the starts of two scrub passes over a replica: 0 to 30 days.
+    pub const SCRUB_INTERVAL_MS: RangeInclusive<u64> = 0..=30 * 24 * 60 * 60 * 1_000;
     pub const IDLE_TIMEOUT_MS: RangeInclusive<u64> = 1..=7 * 24 * 60 * 60 * 1_000;
     pub const FRAME_TIMEOUT_MS: RangeInclusive<u64> = 1..=60 * 60 * 1_000;
 }
@@ -133,6 +137,13 @@ pub struct Config {
     pub leader_rebalance_ms: u64,
     /// Partitions of the internal `__groups` topic (consumer groups), made on first use.
     pub group_partitions: u32,
+    /// How fast the background scrubber re-verifies every hosted replica's log, in bytes
+    /// per second across all of them (0: off). Damage it finds is repaired from replicas.
+    pub scrub_bytes_per_sec: u64,
+    /// The least time between the starts of two scrub passes over one replica's log, in
+    /// ms: a pass re-reads everything, so passes are spread out (damage that reads reach
+    /// is caught as they read it).
+    pub scrub_interval_ms: u64,
     /// The most partition replicas the metadata places on any one broker; a CreateTopic
     /// that would exceed it on some broker is refused.
     pub max_partitions_per_broker: u32,
@@ -175,6 +186,8 @@ impl Default for Config {
             leader_rebalance_ms: 10_000,
             group_partitions: 8,
             max_partitions_per_broker: 4096,
+            scrub_bytes_per_sec: 32 << 20,
+            scrub_interval_ms: 60 * 60 * 1_000,
             idle_timeout_ms: 600_000,
             frame_timeout_ms: 30_000,
             max_connections_per_ip: 256,
@@ -256,6 +269,12 @@ pub struct Overrides {
     /// The most partition replicas placed on any one broker.
     #[arg(long, env = "STEME_MAX_PARTITIONS_PER_BROKER")]
     pub max_partitions_per_broker: Option<u32>,
+    /// How fast the scrubber re-verifies the logs, in bytes per second (0: off).
+    #[arg(long, env = "STEME_SCRUB_BYTES_PER_SEC")]
+    pub scrub_bytes_per_sec: Option<u64>,
+    /// The least time between two scrub passes over one replica's log, in ms.
+    #[arg(long, env = "STEME_SCRUB_INTERVAL_MS")]
+    pub scrub_interval_ms: Option<u64>,
     /// Close a client connection idle (nothing in flight, nothing received) this long, in ms.
     #[arg(long, env = "STEME_IDLE_TIMEOUT_MS")]
     pub idle_timeout_ms: Option<u64>,
@@ -323,6 +342,12 @@ impl Config {
         if let Some(v) = o.max_partitions_per_broker {
             c.max_partitions_per_broker = v;
         }
+        if let Some(v) = o.scrub_bytes_per_sec {
+            c.scrub_bytes_per_sec = v;
+        }
+        if let Some(v) = o.scrub_interval_ms {
+            c.scrub_interval_ms = v;
+        }
         if let Some(v) = o.idle_timeout_ms {
             c.idle_timeout_ms = v;
         }
@@ -355,7 +380,7 @@ impl Config {
             return bad("node_id must be at least 1".into());
         }
         let widen = |v: usize| v as u64;
-        let checks: [(&'static str, u64, std::ops::RangeInclusive<u64>); 19] = [
+        let checks: [(&'static str, u64, std::ops::RangeInclusive<u64>); 21] = [
             (
                 "max_frame_bytes",
                 widen(self.max_frame_bytes),
@@ -440,6 +465,16 @@ impl Config {
                 "leader_rebalance_ms",
                 self.leader_rebalance_ms,
                 bounds::LEADER_REBALANCE_MS,
+            ),
+            (
+                "scrub_bytes_per_sec",
+                self.scrub_bytes_per_sec,
+                bounds::SCRUB_BYTES_PER_SEC,
+            ),
+            (
+                "scrub_interval_ms",
+                self.scrub_interval_ms,
+                bounds::SCRUB_INTERVAL_MS,
             ),
             (
                 "idle_timeout_ms",

@@ -94,6 +94,8 @@ pub fn describe(
                 log_end_offset: 0,
                 size_bytes: 0,
                 offline: Some(why.clone()),
+                damaged: Vec::new(),
+                scrub: Default::default(),
             })
         })
         .collect();

@@ -124,3 +124,29 @@ pub(super) async fn repair(weak: Weak<Broker>) {
         }
     }
 }
+
+/// Re-verifies every hosted replica's log in small steps, at `rate` bytes per second in
+/// all (see `Partition::scrub_step`). Damage it finds is recorded, so the repair loop
+/// fixes it from another replica before the other copies are lost too.
+pub(super) async fn scrub(weak: Weak<Broker>, rate: u64, interval: Duration) {
+    const STEP: u64 = 1 << 20;
+    loop {
+        let Some(broker) = weak.upgrade() else { return };
+        let hosted = broker.hosted();
+        drop(broker);
+        let mut round = 0u64;
+        for p in hosted {
+            let bytes = tokio::task::spawn_blocking(move || p.scrub_step(STEP, interval))
+                .await
+                .unwrap_or(0);
+            round += bytes;
+            if bytes > 0 {
+                tokio::time::sleep(Duration::from_secs_f64(bytes as f64 / rate as f64)).await;
+            }
+        }
+        if round == 0 {
+            // Nothing hosted, or nothing written yet.
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+}

@@ -364,6 +364,11 @@ impl Broker {
         tokio::spawn(loops::report_leaders(Arc::downgrade(&broker), leaders_rx));
         tokio::spawn(loops::expire_sessions(Arc::downgrade(&broker)));
         tokio::spawn(loops::repair(Arc::downgrade(&broker)));
+        if broker.cfg.scrub_bytes_per_sec > 0 {
+            let rate = broker.cfg.scrub_bytes_per_sec;
+            let interval = Duration::from_millis(broker.cfg.scrub_interval_ms);
+            tokio::spawn(loops::scrub(Arc::downgrade(&broker), rate, interval));
+        }
         if broker.cfg.leader_rebalance_ms > 0 {
             let every = Duration::from_millis(broker.cfg.leader_rebalance_ms);
             tokio::spawn(loops::rebalance(Arc::downgrade(&broker), every));

@@ -12,11 +12,12 @@
 //! replica, or every copy damaged) the range stays quarantined: reported, never served,
 //! retried on every round, and everything else is served.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use openraft::ServerState;
 use openraft::type_config::async_runtime::WatchReceiver;
+use steme_protocol::messages::describe_topic::{DamagedRange, ScrubProgress};
 use steme_protocol::{ApiError, RecordBatch};
 use steme_segments::Damage;
 use steme_segments::format::FrameHeader;
@@ -35,6 +36,15 @@ const READ_TIMEOUT: Duration = Duration::from_secs(15);
 /// The largest damaged range a repair copies at once (a segment is at most 1 GiB).
 const MAX_COPY: usize = 1 << 30;
 
+/// Where the scrubber is in this replica's log, and what it has done.
+#[derive(Debug, Default)]
+pub(super) struct ScrubState {
+    /// Where the next step starts; 0 between passes.
+    next_index: u64,
+    pass_started: Option<Instant>,
+    progress: ScrubProgress,
+}
+
 /// What became of one damaged range in a repair round.
 #[derive(Debug)]
 pub enum Repair {
@@ -49,6 +59,63 @@ impl Partition {
     /// yet repaired).
     pub fn damaged(&self) -> Vec<Damage> {
         self.log.reader.damaged()
+    }
+
+    /// The scrubber's progress over this replica.
+    pub(super) fn scrub_progress(&self) -> ScrubProgress {
+        self.scrub
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .progress
+    }
+
+    /// One scrub step: re-verifies about `max_bytes` of this replica's log where the last
+    /// step stopped (see `LogReader::scrub`). Blocking (CPU and page cache). Returns the
+    /// bytes verified.
+    pub fn scrub_step(&self, max_bytes: u64, interval: Duration) -> u64 {
+        let from = {
+            let st = self.scrub.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(started) = st.pass_started
+                && st.next_index == 0
+                && started.elapsed() < interval
+            {
+                return 0; // the next pass is not due yet
+            }
+            st.next_index
+        };
+        let step = self.log.reader.scrub(from, max_bytes);
+        if let Some(d) = &step.found {
+            tracing::error!(topic = %self.topic, partition = self.partition, damage = %d, "the scrubber found damage; repairing from replicas");
+        }
+        let mut st = self.scrub.lock().unwrap_or_else(|p| p.into_inner());
+        if from == 0 || st.pass_started.is_none() {
+            st.pass_started = Some(Instant::now());
+        }
+        // 0 marks "between passes" (the log start is found again by the next step).
+        st.next_index = if step.reached_end { 0 } else { step.next_index };
+        st.progress.verified_bytes += step.bytes;
+        if step.reached_end {
+            st.progress.passes += 1;
+            st.progress.last_pass_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64);
+        }
+        step.bytes
+    }
+
+    /// The damaged ranges as `DescribeTopic` reports them.
+    pub(super) fn damaged_ranges(&self) -> Vec<DamagedRange> {
+        self.damaged()
+            .into_iter()
+            .map(|d| DamagedRange {
+                first_offset: d.offsets.start,
+                end_offset: d.offsets.end,
+                first_index: d.indexes.start,
+                end_index: d.indexes.end,
+                quarantined: self.quarantine_reason(d.indexes.start),
+                reason: d.reason,
+            })
+            .collect()
     }
 
     /// The last repair round's reason for each damaged range still here, by first index.
@@ -250,8 +317,13 @@ fn check_records(copy: &[u8], partition: u32, checks: RecordChecks) -> Result<()
         if batch.is_some() {
             let bytes = Bytes::copy_from_slice(&b[steme_segments::format::FRAME_HEADER_LEN..len]);
             let batch = RecordBatch::new(bytes).map_err(|e| format!("entry {}: {e}", h.index))?;
-            crate::handlers::produce::check_batch(&batch, partition, checks.partitions, checks.verify)
-                .map_err(|e| format!("entry {}: {e}", h.index))?;
+            crate::handlers::produce::check_batch(
+                &batch,
+                partition,
+                checks.partitions,
+                checks.verify,
+            )
+            .map_err(|e| format!("entry {}: {e}", h.index))?;
         }
         b = &b[len..];
     }

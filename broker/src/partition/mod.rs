@@ -42,8 +42,8 @@ use crate::raft::types::{Applied, NodeId, Proposal, TypeConfig};
 mod integrity;
 mod retention;
 
-use integrity::Repairer;
 pub use integrity::Repair;
+use integrity::Repairer;
 use retention::retention_loop;
 
 /// How long a produce request may wait for its batch to commit.
@@ -115,6 +115,7 @@ pub struct Partition {
     writer: mpsc::Sender<ProduceJob>,
     ctx: PartitionCtx,
     checks: RecordChecks,
+    scrub: Mutex<integrity::ScrubState>,
     /// Damaged ranges the last repair round found no healthy copy of, by first index, with
     /// why (see `integrity`).
     quarantined: Mutex<HashMap<u64, String>>,
@@ -237,6 +238,7 @@ impl Partition {
             writer: tx,
             ctx,
             checks,
+            scrub: Mutex::default(),
             quarantined: Mutex::new(HashMap::new()),
         });
         tokio::spawn(Writer::new(p.clone()).run(rx));
@@ -390,6 +392,8 @@ impl Partition {
             log_end_offset: self.log.reader.log_end_offset(),
             size_bytes: self.log.reader.size_bytes(),
             offline: None,
+            damaged: self.damaged_ranges(),
+            scrub: self.scrub_progress(),
         }
     }
 
@@ -410,7 +414,12 @@ impl Partition {
         if let Err(e) = self.raft.shutdown().await {
             tracing::warn!(topic = %self.topic, partition = self.partition, error = %e, "raft shutdown");
         }
-        if let Err(e) = self.log.flusher.flush() {
+        if let Err(e) = self
+            .log
+            .flusher
+            .flush()
+            .and_then(|_| self.log.flusher.record_durable())
+        {
             tracing::error!(topic = %self.topic, partition = self.partition, error = %e, "final flush failed");
         }
     }

@@ -69,7 +69,11 @@ pub enum RaftRpc {
     Refused(String),
     /// A replica repairing a damaged range asks for the stored frames of entries
     /// `[from, to)`: at least one, then whole frames up to `max_bytes`.
-    ReadFrames { from: u64, to: u64, max_bytes: u32 },
+    ReadFrames {
+        from: u64,
+        to: u64,
+        max_bytes: u32,
+    },
     /// The frames asked for, back to back, exactly as stored (each checked).
     Frames(Bytes),
 }

@@ -203,6 +203,8 @@ pub fn samples() -> Samples {
                 log_end_offset: 10,
                 size_bytes: 4096,
                 offline: None,
+                damaged: vec![],
+                scrub: Default::default(),
             }],
         }
         .into(),

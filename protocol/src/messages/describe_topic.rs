@@ -18,7 +18,10 @@
 //! config    = key: string (1 to 255 bytes) | value: string
 //! partition = partition u32 | leader opt<u64 node id> | leader_epoch u64 | replicas [u64]
 //!           | log_start_offset u64 | high_watermark u64 | log_end_offset u64 | size_bytes u64
-//!           | offline opt<string reason>
+//!           | offline opt<string reason> | damaged [ damage ] | scrub scrub
+//! damage    = first_offset u64 | end_offset u64 | first_index u64 | end_index u64
+//!           | quarantined opt<string why> | reason string
+//! scrub     = passes u64 | last_pass_ms u64 | verified_bytes u64
 //! ```
 //!
 //! `configs` holds the topic's overrides (as given to CreateTopic), not the broker defaults.
@@ -27,7 +30,12 @@
 //! `log_end_offset` the end of what the log holds (committed or not), and `size_bytes` the
 //! bytes the partition's segments take on disk. `offline` says why a replica placed on the
 //! broker is not serving (it failed to open, or is recovering from a storage failure); its
-//! figures are then zero. An unknown topic is answered with `UnknownTopic`.
+//! figures are then zero. `damaged` lists this replica's damaged ranges (bytes that failed
+//! their checks: never served, repaired from another replica); `quarantined` says why no
+//! healthy copy was found in the last repair round. `scrub` is the background scrubber's
+//! progress over this replica: full passes over the log, when the last one ended (Unix ms,
+//! 0 before the first) and the bytes it has verified. An unknown topic is answered with
+//! `UnknownTopic`.
 
 use bytes::{BufMut, BytesMut};
 
@@ -63,12 +71,42 @@ pub struct PartitionDescription {
     pub size_bytes: u64,
     /// Why this replica is not serving, if it is not.
     pub offline: Option<String>,
+    /// This replica's damaged ranges.
+    pub damaged: Vec<DamagedRange>,
+    pub scrub: ScrubProgress,
+}
+
+/// A damaged range of a replica's log: never served, repaired from another replica.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DamagedRange {
+    pub first_offset: u64,
+    pub end_offset: u64,
+    pub first_index: u64,
+    pub end_index: u64,
+    /// Why the last repair round found no healthy copy, if it did not.
+    pub quarantined: Option<String>,
+    /// What the first damaged frame failed.
+    pub reason: String,
+}
+
+impl DamagedRange {
+    const MIN_SIZE: usize = 4 * 8 + 1 + 2;
+}
+
+/// The scrubber's progress over one replica.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ScrubProgress {
+    /// Full passes over the log completed.
+    pub passes: u64,
+    /// When the last full pass ended (Unix ms), 0 before the first.
+    pub last_pass_ms: u64,
+    pub verified_bytes: u64,
 }
 
 impl PartitionDescription {
-    /// The fewest bytes one entry takes: partition, absent leader, epoch, no replicas and
-    /// the four log figures.
-    const MIN_SIZE: usize = 4 + 1 + 8 + 4 + 4 * 8 + 1;
+    /// The fewest bytes one entry takes: partition, absent leader, epoch, no replicas, the
+    /// four log figures, no offline reason, no damage and the scrub figures.
+    const MIN_SIZE: usize = 4 + 1 + 8 + 4 + 4 * 8 + 1 + 4 + 3 * 8;
 }
 
 impl Body for DescribeTopicRequest {
@@ -99,6 +137,18 @@ impl Body for DescribeTopicResponse {
             buf.put_u64_le(p.log_end_offset);
             buf.put_u64_le(p.size_bytes);
             put_option(buf, p.offline.as_ref(), |b, m| put_string(b, m));
+            put_count(buf, p.damaged.len());
+            for d in &p.damaged {
+                buf.put_u64_le(d.first_offset);
+                buf.put_u64_le(d.end_offset);
+                buf.put_u64_le(d.first_index);
+                buf.put_u64_le(d.end_index);
+                put_option(buf, d.quarantined.as_ref(), |b, m| put_string(b, m));
+                put_string(buf, &d.reason);
+            }
+            buf.put_u64_le(p.scrub.passes);
+            buf.put_u64_le(p.scrub.last_pass_ms);
+            buf.put_u64_le(p.scrub.verified_bytes);
         }
     }
 
@@ -117,6 +167,21 @@ impl Body for DescribeTopicResponse {
                     log_end_offset: r.u64()?,
                     size_bytes: r.u64()?,
                     offline: r.option(Reader::string)?,
+                    damaged: r.vec_of("damaged ranges", DamagedRange::MIN_SIZE, |r| {
+                        Ok(DamagedRange {
+                            first_offset: r.u64()?,
+                            end_offset: r.u64()?,
+                            first_index: r.u64()?,
+                            end_index: r.u64()?,
+                            quarantined: r.option(Reader::string)?,
+                            reason: r.string()?,
+                        })
+                    })?,
+                    scrub: ScrubProgress {
+                        passes: r.u64()?,
+                        last_pass_ms: r.u64()?,
+                        verified_bytes: r.u64()?,
+                    },
                 })
             })?,
         })
@@ -154,6 +219,19 @@ mod tests {
                     log_end_offset: 260,
                     size_bytes: 1 << 20,
                     offline: Some("cannot open: segment.bytes out of range".into()),
+                    damaged: vec![DamagedRange {
+                        first_offset: 120,
+                        end_offset: 140,
+                        first_index: 30,
+                        end_index: 34,
+                        quarantined: Some("broker 2: damaged there too".into()),
+                        reason: "frame header crc mismatch".into(),
+                    }],
+                    scrub: ScrubProgress {
+                        passes: 2,
+                        last_pass_ms: 1_700_000_000_000,
+                        verified_bytes: 1 << 30,
+                    },
                 },
                 PartitionDescription {
                     partition: 1,
@@ -165,6 +243,8 @@ mod tests {
                     log_end_offset: 0,
                     size_bytes: 0,
                     offline: None,
+                    damaged: vec![],
+                    scrub: ScrubProgress::default(),
                 },
             ],
         });
@@ -193,6 +273,8 @@ mod tests {
                 log_end_offset: 0,
                 size_bytes: 0,
                 offline: None,
+                damaged: vec![],
+                scrub: ScrubProgress::default(),
             }],
             ..empty.clone()
         };

@@ -247,6 +247,8 @@ mod tests {
             log_end_offset: end,
             size_bytes: 0,
             offline: None,
+            damaged: vec![],
+            scrub: Default::default(),
         }
     }
 

@@ -187,6 +187,8 @@ mod tests {
                 log_end_offset: 12,
                 size_bytes: 4096,
                 offline: None,
+                damaged: vec![],
+                scrub: Default::default(),
             }],
         };
         let table = describe_table(&d);
