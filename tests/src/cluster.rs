@@ -305,8 +305,22 @@ impl Cluster {
                 );
             }
             let mut digests = Vec::new();
+            let deadline = tokio::time::Instant::now() + timeout;
             for b in self.brokers.iter().filter(|b| b.is_running()) {
-                let d = replica_digest(&b.bootstrap(), topic, p, from, hwm).await?;
+                // A replica with a damaged range answers CorruptData (it never serves the
+                // damage) until it has repaired it from another replica.
+                let d = loop {
+                    match replica_digest(&b.bootstrap(), topic, p, from, hwm).await {
+                        Ok(d) => break d,
+                        Err(e)
+                            if format!("{e:#}").contains("damaged")
+                                && tokio::time::Instant::now() < deadline =>
+                        {
+                            tokio::time::sleep(Duration::from_millis(250)).await;
+                        }
+                        Err(e) => return Err(e),
+                    }
+                };
                 digests.push((b.node_id(), d));
             }
             let first = &digests[0].1;

@@ -66,11 +66,29 @@ pub fn signed(run: &str, count: usize, size: usize) -> anyhow::Result<Vec<Signed
 
 /// Creates `topic` with `partitions` partitions.
 pub async fn create_topic(bootstrap: &str, topic: &str, partitions: u32) -> anyhow::Result<()> {
+    create_topic_with(bootstrap, topic, partitions, Vec::new()).await
+}
+
+/// Creates `topic` with `partitions` partitions and these topic settings (`segment.bytes`,
+/// say), at the default replication factor.
+pub async fn create_topic_with(
+    bootstrap: &str,
+    topic: &str,
+    partitions: u32,
+    configs: Vec<(String, String)>,
+) -> anyhow::Result<()> {
     let admin = Admin::connect(bootstrap, ClientConfig::default())
         .await
         .context("cannot reach the broker")?;
     admin
-        .create_topic(topic, partitions, Default::default())
+        .create_topic(
+            topic,
+            partitions,
+            steme_client::TopicOptions {
+                configs,
+                ..Default::default()
+            },
+        )
         .await
         .with_context(|| format!("cannot create topic {topic}"))?;
     Ok(())

@@ -19,7 +19,7 @@ use steme_protocol::messages::produce::{Acks, ProduceRequest};
 use steme_tests::cluster::{Cluster, ClusterOptions, describe_replica};
 use steme_tests::workload::{
     Produced, Producing, check_acks_present, check_hlc_increasing, check_log, create_topic,
-    produce_all, read_topic, signed,
+    create_topic_with, produce_all, read_topic, signed,
 };
 use steme_tests::{unique, within};
 
@@ -337,6 +337,45 @@ impl Rng {
     }
 }
 
+/// Flips one bit of a random frame of a random sealed segment in a partition directory;
+/// `None` if it has no sealed segment yet.
+fn corrupt_sealed_segment(
+    dir: &std::path::Path,
+    rng: &mut Rng,
+) -> anyhow::Result<Option<(std::path::PathBuf, usize)>> {
+    use steme_segments::format::{FRAME_HEADER_LEN, FrameHeader, SEGMENT_HEADER_LEN};
+    let mut segs: Vec<std::path::PathBuf> = std::fs::read_dir(dir)?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<Result<_, _>>()?;
+    segs.retain(|p| p.extension().is_some_and(|e| e == "log"));
+    segs.sort();
+    segs.pop(); // the active segment
+    if segs.is_empty() {
+        return Ok(None);
+    }
+    let seg = segs[rng.below(segs.len() as u64) as usize].clone();
+    let mut bytes = std::fs::read(&seg)?;
+    let mut frames = Vec::new();
+    let mut pos = SEGMENT_HEADER_LEN;
+    while let Some(h) = bytes.get(pos..).and_then(FrameHeader::peek) {
+        let end = pos + FRAME_HEADER_LEN + h.payload_len as usize;
+        frames.push((pos, end));
+        pos = end;
+    }
+    let Some(&(start, end)) = frames.get(rng.below(frames.len().max(1) as u64) as usize) else {
+        return Ok(None);
+    };
+    let at = start + rng.below((end - start) as u64) as usize;
+    bytes[at] ^= 1 << rng.below(8);
+    // In place, as a failing disk would: the broker's mapping sees the change.
+    use std::os::unix::fs::FileExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&seg)?
+        .write_all_at(&bytes[at..at + 1], at as u64)?;
+    Ok(Some((seg, at)))
+}
+
 /// Faults in a random order for `STEME_FAULT_SECS` seconds (default 20), seeded by
 /// `STEME_FAULT_SEED` (default: the clock; printed, so a failure can be replayed), while a
 /// producer writes; then the checks above. `cargo test -p steme-tests --test replication
@@ -360,14 +399,24 @@ async fn a_randomized_fault_schedule_keeps_every_ack() -> anyhow::Result<()> {
     );
     within(Duration::from_secs(secs + 600), async {
         let mut rng = Rng(seed);
-        let mut cluster = Cluster::start(ClusterOptions {
+        let mut opts = ClusterOptions {
             proxied: true,
             ..ClusterOptions::new(3)
-        })
-        .await?;
+        };
+        // Damage is found by reads and by a brisk scrubber, and repaired from replicas.
+        opts.broker.args = ["--scrub-bytes-per-sec", "67108864", "--scrub-interval-ms", "0"]
+            .map(String::from)
+            .to_vec();
+        let mut cluster = Cluster::start(opts).await?;
         let topic = unique("chaos");
         const PARTITIONS: u32 = 3;
-        create_topic(&cluster.bootstrap(), &topic, PARTITIONS).await?;
+        create_topic_with(
+            &cluster.bootstrap(),
+            &topic,
+            PARTITIONS,
+            vec![("segment.bytes".into(), "262144".into())],
+        )
+        .await?;
         let producer = Producer::connect(&cluster.bootstrap(), &topic, patient()).await?;
         let deadline = Instant::now() + Duration::from_secs(secs);
         let mut acks = Vec::new();
@@ -380,7 +429,7 @@ async fn a_randomized_fault_schedule_keeps_every_ack() -> anyhow::Result<()> {
             );
             let victim = 1 + rng.below(3);
             let hold = Duration::from_millis(500 + rng.below(2_500));
-            let fault = rng.below(4);
+            let fault = rng.below(5);
             tokio::time::sleep(Duration::from_millis(rng.below(500))).await;
             match fault {
                 0 => {
@@ -400,6 +449,26 @@ async fn a_randomized_fault_schedule_keeps_every_ack() -> anyhow::Result<()> {
                     cluster.broker(victim).signal(libc::SIGSTOP)?;
                     tokio::time::sleep(hold).await;
                     cluster.broker(victim).signal(libc::SIGCONT)?;
+                }
+                3 => {
+                    // Bit rot on one replica (a minority): a byte of a sealed segment,
+                    // under the running broker.
+                    let p = rng.below(u64::from(PARTITIONS)) as u32;
+                    let dir = cluster
+                        .broker(victim)
+                        .data_dir()
+                        .join("topics")
+                        .join(format!("{topic}-{p}"));
+                    match corrupt_sealed_segment(&dir, &mut rng)? {
+                        Some((seg, at)) => eprintln!(
+                            "[faults] round {round}: flip byte {at} of {} on broker {victim}",
+                            seg.display()
+                        ),
+                        None => eprintln!(
+                            "[faults] round {round}: no sealed segment of {topic}-{p} on broker {victim} yet"
+                        ),
+                    }
+                    tokio::time::sleep(hold).await;
                 }
                 _ => {
                     let p = rng.below(u64::from(PARTITIONS)) as u32;

@@ -123,7 +123,7 @@ impl Log {
         let meta = match read_small(&meta_path) {
             Ok(b) => MetaFile::decode(&b).map_err(|reason| Error::BadMeta {
                 path: meta_path.clone(),
-                reason: reason.to_owned(),
+                reason: reason.to_string(),
             })?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => MetaFile::default(),
             Err(e) => return Err(Error::io("read", &meta_path)(e)),

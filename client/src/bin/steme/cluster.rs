@@ -130,6 +130,34 @@ struct ReplicaStatus {
     /// Why the replica is offline (it failed to open, or is recovering), if it is.
     #[serde(skip_serializing_if = "Option::is_none")]
     offline: Option<String>,
+    /// Ranges of this replica's log that failed their checks: never served, repaired from
+    /// another replica ("needs repair") or, with no healthy copy anywhere, "quarantined".
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    damaged: Vec<DamageStatus>,
+    /// The background scrubber's progress over this replica.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scrub: Option<ScrubStatus>,
+}
+
+#[derive(Debug, Serialize)]
+struct DamageStatus {
+    first_offset: u64,
+    end_offset: u64,
+    first_index: u64,
+    end_index: u64,
+    state: &'static str,
+    /// Why no healthy copy was found (quarantined ranges).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    why: Option<String>,
+    /// What the first damaged frame failed.
+    reason: String,
+}
+
+#[derive(Debug, Serialize)]
+struct ScrubStatus {
+    passes: u64,
+    last_pass_ms: u64,
+    verified_bytes: u64,
 }
 
 fn partition_status(
@@ -166,6 +194,29 @@ fn partition_status(
                         .zip(v)
                         .map(|(l, r)| l.log_end_offset.saturating_sub(r.log_end_offset)),
                     offline,
+                    damaged: v.map_or_else(Vec::new, |d| {
+                        d.damaged
+                            .iter()
+                            .map(|r| DamageStatus {
+                                first_offset: r.first_offset,
+                                end_offset: r.end_offset,
+                                first_index: r.first_index,
+                                end_index: r.end_index,
+                                state: if r.quarantined.is_some() {
+                                    "quarantined"
+                                } else {
+                                    "needs repair"
+                                },
+                                why: r.quarantined.clone(),
+                                reason: r.reason.clone(),
+                            })
+                            .collect()
+                    }),
+                    scrub: v.map(|d| ScrubStatus {
+                        passes: d.scrub.passes,
+                        last_pass_ms: d.scrub.last_pass_ms,
+                        verified_bytes: d.scrub.verified_bytes,
+                    }),
                 }
             })
             .collect(),
@@ -214,10 +265,17 @@ fn render(s: &Status) -> String {
                     Default::default()
                 };
                 let mark = if Some(r.node_id) == p.leader { "*" } else { "" };
-                let state = r
+                let mut state = r
                     .offline
                     .as_deref()
                     .map_or_else(|| "online".to_owned(), |why| format!("offline: {why}"));
+                for d in &r.damaged {
+                    let _ = write!(
+                        state,
+                        ", damaged offsets {}..{} ({})",
+                        d.first_offset, d.end_offset, d.state
+                    );
+                }
                 let _ = writeln!(
                     out,
                     "{part:>9} {leader:>6} {epoch:>6} {hwm:>14} {:>8} {:>14} {:>14} {:>10} {state}",

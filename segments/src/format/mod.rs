@@ -23,19 +23,53 @@ pub(crate) fn u64_at(b: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(a)
 }
 
-fn put_u16(b: &mut [u8], at: usize, v: u16) {
+pub(crate) fn put_u16(b: &mut [u8], at: usize, v: u16) {
     b[at..at + 2].copy_from_slice(&v.to_le_bytes());
 }
 
-fn put_u32(b: &mut [u8], at: usize, v: u32) {
+pub(crate) fn put_u32(b: &mut [u8], at: usize, v: u32) {
     b[at..at + 4].copy_from_slice(&v.to_le_bytes());
 }
 
-fn put_u64(b: &mut [u8], at: usize, v: u64) {
+pub(crate) fn put_u64(b: &mut [u8], at: usize, v: u64) {
     b[at..at + 8].copy_from_slice(&v.to_le_bytes());
 }
 
 pub const FORMAT_VERSION: u16 = 2;
+
+/// Which file a decoder was reading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileKind {
+    SegmentHeader,
+    Index,
+    Ids,
+    Meta,
+}
+
+impl std::fmt::Display for FileKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            FileKind::SegmentHeader => "segment header",
+            FileKind::Index => "index file",
+            FileKind::Ids => "ids file",
+            FileKind::Meta => "meta file",
+        })
+    }
+}
+
+/// Why bytes are not a valid header, index, ids or meta file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum FormatError {
+    #[error("{0} is short")]
+    Short(FileKind),
+    #[error("{0}: bad magic, version or reserved bits")]
+    BadMagic(FileKind),
+    #[error("{0}: crc mismatch")]
+    Crc(FileKind),
+    #[error("{0}: {1}")]
+    Inconsistent(FileKind, &'static str),
+}
 
 // ---------------------------------------------------------------------------------------
 // Segment header: the first bytes of every `.log` file.
@@ -150,18 +184,18 @@ impl SegmentHeader {
         b
     }
 
-    pub fn decode(b: &[u8]) -> Result<SegmentHeader, &'static str> {
+    pub fn decode(b: &[u8]) -> Result<SegmentHeader, FormatError> {
         if b.len() < FIXED_HEADER_LEN {
-            return Err("segment header is short");
+            return Err(FormatError::Short(FileKind::SegmentHeader));
         }
         if u32_at(b, SH_MAGIC) != SEGMENT_MAGIC {
-            return Err("bad segment magic");
+            return Err(FormatError::BadMagic(FileKind::SegmentHeader));
         }
         if u16_at(b, SH_VERSION) != FORMAT_VERSION {
-            return Err("unsupported segment version");
+            return Err(FormatError::BadMagic(FileKind::SegmentHeader));
         }
         if crc32fast::hash(&b[..SH_CRC]) != u32_at(b, SH_CRC) || u32_at(b, SH_PAD) != 0 {
-            return Err("segment header crc mismatch");
+            return Err(FormatError::Crc(FileKind::SegmentHeader));
         }
         Ok(SegmentHeader {
             base_offset: u64_at(b, SH_BASE_OFFSET),
@@ -497,19 +531,22 @@ pub fn encode_index_file(entries: &[u8], s: &SegmentSummary) -> Vec<u8> {
 pub fn decode_index_footer(
     footer: &[u8],
     file_len: u64,
-) -> Result<(SegmentSummary, u64, u32), &'static str> {
+) -> Result<(SegmentSummary, u64, u32), FormatError> {
     if footer.len() != INDEX_FOOTER_LEN || file_len < INDEX_FOOTER_LEN as u64 {
-        return Err("index file is short");
+        return Err(FormatError::Short(FileKind::Index));
     }
     if u32_at(footer, IF_MAGIC) != INDEX_MAGIC || u16_at(footer, IF_VERSION) != FORMAT_VERSION {
-        return Err("bad index magic or version");
+        return Err(FormatError::BadMagic(FileKind::Index));
     }
     if crc32fast::hash(&footer[..IF_CRC]) != u32_at(footer, IF_CRC) {
-        return Err("index footer crc mismatch");
+        return Err(FormatError::Crc(FileKind::Index));
     }
     let count = u64_at(footer, IF_ENTRY_COUNT);
     if count.checked_mul(SPARSE_ENTRY_LEN as u64) != Some(file_len - INDEX_FOOTER_LEN as u64) {
-        return Err("index entry count does not match the file length");
+        return Err(FormatError::Inconsistent(
+            FileKind::Index,
+            "entry count does not match the file length",
+        ));
     }
     Ok((
         SegmentSummary {
@@ -622,16 +659,19 @@ impl IdTable {
         bytes: bytes::Bytes,
         base_offset: u64,
         fingerprint: u64,
-    ) -> Result<IdTable, &'static str> {
+    ) -> Result<IdTable, FormatError> {
         let b = &bytes[..];
         if b.len() < IDS_HEADER_LEN + 4 {
-            return Err("ids file is short");
+            return Err(FormatError::Short(FileKind::Ids));
         }
         if u32_at(b, IH_MAGIC) != IDS_MAGIC || u16_at(b, IH_VERSION) != FORMAT_VERSION {
-            return Err("bad ids magic or version");
+            return Err(FormatError::BadMagic(FileKind::Ids));
         }
         if u64_at(b, IH_BASE_OFFSET) != base_offset || u64_at(b, IH_FINGERPRINT) != fingerprint {
-            return Err("ids file belongs to another segment");
+            return Err(FormatError::Inconsistent(
+                FileKind::Ids,
+                "belongs to another segment",
+            ));
         }
         let hashes = u16_at(b, IH_HASHES);
         let count = u64_at(b, IH_COUNT);
@@ -641,11 +681,14 @@ impl IdTable {
             .and_then(|x| x.checked_add(count.checked_mul(ID_ENTRY_LEN as u64)?))
             .and_then(|x| x.checked_add(IDS_HEADER_LEN as u64 + 4));
         if expect != Some(b.len() as u64) || words == 0 {
-            return Err("ids file length does not match its header");
+            return Err(FormatError::Inconsistent(
+                FileKind::Ids,
+                "length does not match its header",
+            ));
         }
         let body = b.len() - 4;
         if crc32fast::hash(&b[..body]) != u32_at(b, body) {
-            return Err("ids file crc mismatch");
+            return Err(FormatError::Crc(FileKind::Ids));
         }
         Ok(IdTable {
             entries_at: IDS_HEADER_LEN + words as usize * 8,
@@ -716,299 +759,8 @@ impl IdTable {
     }
 }
 
-// ---------------------------------------------------------------------------------------
-// `meta` file: log start, recovery checkpoint and the Raft layer's opaque key/values.
-
-pub const META_MAGIC: u32 = u32::from_le_bytes(*b"STMM");
-const MH_MAGIC: usize = 0;
-const MH_VERSION: usize = MH_MAGIC + size_of::<u32>();
-const MH_RESERVED: usize = MH_VERSION + size_of::<u16>();
-const MH_BODY_LEN: usize = MH_RESERVED + size_of::<u16>();
-const MH_BODY_CRC: usize = MH_BODY_LEN + size_of::<u32>();
-pub const META_HEADER_LEN: usize = MH_BODY_CRC + size_of::<u32>();
-const _: () = assert!(META_HEADER_LEN == 16);
-const MB_START_INDEX: usize = 0;
-const MB_START_OFFSET: usize = MB_START_INDEX + size_of::<u64>();
-const MB_RECOVERY_SEGMENT: usize = MB_START_OFFSET + size_of::<u64>();
-const MB_RECOVERY_POSITION: usize = MB_RECOVERY_SEGMENT + size_of::<u64>();
-const MB_KV_COUNT: usize = MB_RECOVERY_POSITION + size_of::<u64>();
-const MB_FIXED_LEN: usize = MB_KV_COUNT + size_of::<u32>();
-
-/// Where recovery may start: every byte of segment `segment` (a base offset) below
-/// `position`, and every earlier segment, was durable and indexed when this was written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Checkpoint {
-    pub segment: u64,
-    pub position: u64,
-}
-
-/// The decoded `meta` file.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct MetaFile {
-    pub log_start_index: u64,
-    pub log_start_offset: u64,
-    pub recovery: Option<Checkpoint>,
-    pub kv: std::collections::BTreeMap<String, Vec<u8>>,
-}
-
-impl MetaFile {
-    pub fn encode(&self) -> Vec<u8> {
-        let mut body = vec![0u8; MB_FIXED_LEN];
-        put_u64(&mut body, MB_START_INDEX, self.log_start_index);
-        put_u64(&mut body, MB_START_OFFSET, self.log_start_offset);
-        let (seg, pos) = self
-            .recovery
-            .map_or((u64::MAX, u64::MAX), |c| (c.segment, c.position));
-        put_u64(&mut body, MB_RECOVERY_SEGMENT, seg);
-        put_u64(&mut body, MB_RECOVERY_POSITION, pos);
-        put_u32(&mut body, MB_KV_COUNT, self.kv.len() as u32);
-        for (k, v) in &self.kv {
-            body.extend_from_slice(&(k.len() as u16).to_le_bytes());
-            body.extend_from_slice(k.as_bytes());
-            body.extend_from_slice(&(v.len() as u32).to_le_bytes());
-            body.extend_from_slice(v);
-        }
-        let mut out = vec![0u8; META_HEADER_LEN];
-        put_u32(&mut out, MH_MAGIC, META_MAGIC);
-        put_u16(&mut out, MH_VERSION, FORMAT_VERSION);
-        put_u32(&mut out, MH_BODY_LEN, body.len() as u32);
-        put_u32(&mut out, MH_BODY_CRC, crc32fast::hash(&body));
-        out.extend_from_slice(&body);
-        out
-    }
-
-    pub fn decode(b: &[u8]) -> Result<MetaFile, &'static str> {
-        if b.len() < META_HEADER_LEN {
-            return Err("meta file is short");
-        }
-        if u32_at(b, MH_MAGIC) != META_MAGIC
-            || u16_at(b, MH_VERSION) != FORMAT_VERSION
-            || u16_at(b, MH_RESERVED) != 0
-        {
-            return Err("bad meta magic, version or reserved bits");
-        }
-        let body = &b[META_HEADER_LEN..];
-        if u32_at(b, MH_BODY_LEN) as usize != body.len() || body.len() < MB_FIXED_LEN {
-            return Err("meta body length mismatch");
-        }
-        if crc32fast::hash(body) != u32_at(b, MH_BODY_CRC) {
-            return Err("meta crc mismatch");
-        }
-        let seg = u64_at(body, MB_RECOVERY_SEGMENT);
-        let pos = u64_at(body, MB_RECOVERY_POSITION);
-        let mut m = MetaFile {
-            log_start_index: u64_at(body, MB_START_INDEX),
-            log_start_offset: u64_at(body, MB_START_OFFSET),
-            recovery: (seg != u64::MAX).then_some(Checkpoint {
-                segment: seg,
-                position: pos,
-            }),
-            kv: Default::default(),
-        };
-        let count = u32_at(body, MB_KV_COUNT);
-        let mut at = MB_FIXED_LEN;
-        for _ in 0..count {
-            let take = |at: &mut usize, n: usize| -> Result<&[u8], &'static str> {
-                let s = body
-                    .get(*at..*at + n)
-                    .ok_or("meta entry overruns the file")?;
-                *at += n;
-                Ok(s)
-            };
-            let klen = u16_at(take(&mut at, 2)?, 0) as usize;
-            let key = std::str::from_utf8(take(&mut at, klen)?).map_err(|_| "meta key utf-8")?;
-            let key = key.to_owned();
-            let vlen = u32_at(take(&mut at, 4)?, 0) as usize;
-            let val = take(&mut at, vlen)?.to_vec();
-            m.kv.insert(key, val);
-        }
-        if at != body.len() {
-            return Err("trailing bytes in meta file");
-        }
-        Ok(m)
-    }
-}
+mod meta;
+pub use meta::{Checkpoint, MetaFile};
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn layouts_match_the_diagrams() {
-        assert_eq!(
-            (SH_BASE_OFFSET, SH_BASE_INDEX, SH_CREATED_MS, SH_CRC),
-            (8, 16, 24, 32)
-        );
-        assert_eq!(
-            (FH_PAYLOAD_LEN, FH_INDEX, FH_TERM, FH_KIND, FH_CRC),
-            (4, 8, 16, 24, 28)
-        );
-        assert_eq!(
-            (
-                DP_SEGMENT,
-                DP_POSITION,
-                DP_NEXT_INDEX,
-                DP_LAST_TERM,
-                DP_END_OFFSET,
-                DP_CRC
-            ),
-            (8, 16, 24, 32, 40, 48)
-        );
-        assert_eq!((SE_OFFSET, SE_POSITION, SE_HLC_FLOOR), (8, 16, 24));
-        assert_eq!(
-            (IF_ENTRY_COUNT, IF_SIZE, IF_ENTRIES_CRC, IF_CRC),
-            (8, 56, 88, 92)
-        );
-        assert_eq!(
-            (IH_COUNT, IH_BLOOM_WORDS, IH_BASE_OFFSET, IH_FINGERPRINT),
-            (8, 16, 24, 32)
-        );
-    }
-
-    #[test]
-    fn roundtrip_segment_header_and_rejects_flip() {
-        let h = SegmentHeader {
-            base_offset: 7,
-            base_index: 9,
-            created_ms: 11,
-        };
-        let mut b = h.encode();
-        assert_eq!(SegmentHeader::decode(&b), Ok(h));
-        b[9] ^= 1;
-        assert!(SegmentHeader::decode(&b).is_err());
-        assert!(SegmentHeader::decode(&b[..10]).is_err());
-    }
-
-    #[test]
-    fn roundtrip_durable_point_and_rejects_flip() {
-        let p = DurablePoint {
-            segment: 100,
-            position: 4096,
-            next_index: 17,
-            last_term: 3,
-            end_offset: 250,
-        };
-        let mut b = p.encode();
-        assert_eq!(DurablePoint::decode(&b), Some(p));
-        assert_eq!(DurablePoint::decode(&[0u8; DURABLE_SLOT_LEN]), None);
-        b[20] ^= 4;
-        assert_eq!(DurablePoint::decode(&b), None);
-        assert!(
-            DurablePoint { segment: 1, ..p }
-                > DurablePoint {
-                    segment: 0,
-                    position: 9999,
-                    ..p
-                },
-            "points order by segment, then position"
-        );
-    }
-
-    #[test]
-    fn roundtrip_control_frame_and_rejects_damage() {
-        let payload = b"membership";
-        let h = FrameHeader {
-            payload_len: payload.len() as u32,
-            index: 3,
-            term: 2,
-            kind: EntryKind::Control,
-        };
-        let mut frame = h.encode(payload).to_vec();
-        frame.extend_from_slice(payload);
-        assert_eq!(FrameHeader::check(&frame), Ok((h, None)));
-        assert_eq!(FrameHeader::peek(&frame), Some(h));
-        for i in 0..frame.len() {
-            let mut f = frame.clone();
-            f[i] ^= 0x10;
-            assert!(FrameHeader::check(&f).is_err(), "flip at {i} undetected");
-        }
-        for cut in 0..frame.len() {
-            assert!(FrameHeader::check(&frame[..cut]).is_err());
-        }
-        assert_eq!(FrameHeader::check(&[0u8; 40]), Err(FrameDamage::End));
-    }
-
-    #[test]
-    fn roundtrip_index_file() {
-        let s = SegmentSummary {
-            base_offset: 1,
-            base_index: 2,
-            last_index: 3,
-            last_term: 4,
-            end_offset: 5,
-            size: 6,
-            max_hlc: 7,
-            created_ms: 8,
-            last_append_ms: 9,
-        };
-        let mut entries = Vec::new();
-        SparseEntry {
-            index: 1,
-            offset: 2,
-            position: 3,
-            hlc_floor: 4,
-        }
-        .encode_into(&mut entries);
-        let file = encode_index_file(&entries, &s);
-        let (got, count, crc) =
-            decode_index_footer(&file[file.len() - INDEX_FOOTER_LEN..], file.len() as u64).unwrap();
-        assert_eq!((got, count, crc), (s, 1, crc32fast::hash(&entries)));
-        assert_eq!(SparseEntry::at(&entries, 0).position, 3);
-        let mut bad = file.clone();
-        bad[file.len() - 10] ^= 1;
-        assert!(
-            decode_index_footer(&bad[bad.len() - INDEX_FOOTER_LEN..], bad.len() as u64).is_err()
-        );
-    }
-
-    #[test]
-    fn ids_table_finds_exactly_what_was_put() {
-        let id = |i: u32| id_prefix(blake3::hash(&i.to_le_bytes()).as_bytes());
-        let mut ids: Vec<(u64, u32)> = (0..500u32).map(|i| (id(i), i)).collect();
-        // A prefix collision: same first 8 bytes, different id.
-        ids.push((ids[3].0, 999));
-        let file = encode_ids_file(100, 1100, &mut ids.clone());
-        let t = IdTable::parse(bytes::Bytes::from(file.clone()), 100, 1100).unwrap();
-        assert_eq!(t.len(), 501);
-        let mut out = Vec::new();
-        t.candidates(ids[3].0, &mut out);
-        assert_eq!(out, vec![3, 999]);
-        let mut misses = 0;
-        for i in 1000..2000u32 {
-            out.clear();
-            t.candidates(id(i), &mut out);
-            misses += out.is_empty() as u32;
-        }
-        assert_eq!(misses, 1000);
-        assert!(IdTable::parse(bytes::Bytes::from(file.clone()), 101, 1100).is_err());
-        assert!(IdTable::parse(bytes::Bytes::from(file.clone()), 100, 1101).is_err());
-        let mut bad = file;
-        bad[44] ^= 1;
-        assert!(IdTable::parse(bytes::Bytes::from(bad), 100, 1100).is_err());
-    }
-
-    #[test]
-    fn roundtrip_meta_and_rejects_damage() {
-        let mut m = MetaFile {
-            log_start_index: 5,
-            log_start_offset: 50,
-            recovery: Some(Checkpoint {
-                segment: 50,
-                position: 4096,
-            }),
-            kv: Default::default(),
-        };
-        m.kv.insert("vote".into(), vec![1, 2, 3]);
-        m.kv.insert("applied".into(), vec![]);
-        let b = m.encode();
-        assert_eq!(MetaFile::decode(&b), Ok(m.clone()));
-        for i in 0..b.len() {
-            let mut c = b.clone();
-            c[i] ^= 4;
-            assert!(MetaFile::decode(&c).is_err(), "flip at {i}");
-        }
-        assert!(MetaFile::decode(&b[..b.len() - 1]).is_err());
-        let none = MetaFile::default();
-        assert_eq!(MetaFile::decode(&none.encode()), Ok(none));
-    }
-}
+mod tests;
