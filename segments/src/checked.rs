@@ -65,7 +65,15 @@ impl<'a> Walk<'a> {
                 (p as u64, i, o)
             }
         };
-        Damage::at(self.seg, pos, index, offset, reason)
+        let mut d = Damage::at(self.seg, pos, index, offset, reason);
+        if (self.used.len() as u64) < self.seg.summary.size {
+            // The file was shortened: everything from here to the segment's end is gone.
+            let s = &self.seg.summary;
+            d.positions.end = s.size;
+            d.indexes.end = s.last_index.wrapping_add(1).max(d.indexes.start);
+            d.offsets.end = s.end_offset.max(d.offsets.start);
+        }
+        d
     }
 }
 

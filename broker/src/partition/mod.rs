@@ -182,10 +182,28 @@ impl Partition {
             tracing::warn!(%topic, partition, ?cut, "recovery cut a damaged log tail");
         }
         let glog = GroupLog::new(group, GroupKind::Partition, log)?;
-        if !report.damaged.is_empty() {
-            // Before the group starts (which reads entries it has not applied): damage is
-            // repaired from the other replicas now if they answer, else in the background.
-            tracing::warn!(%topic, partition, damaged = ?report.damaged, "the log holds damaged ranges; repairing from replicas");
+        glog.set_sole_replica(replicas == [ctx.node_id]);
+        let (sm, state) = PartitionSm::open(glog.clone())?;
+        // Before the group starts, which reads every entry after the applied one: check
+        // those (damage there would stop the group), and repair what is damaged from the
+        // other replicas now if they answer, else in the background.
+        let from = sm.applied_index().map_or(0, |i| i + 1);
+        let reader = glog.reader.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut at = from;
+            while at < reader.next_index() {
+                let step = reader.scrub(at, 64 << 20);
+                if step.reached_end {
+                    break;
+                }
+                at = step.next_index;
+            }
+        })
+        .await
+        .map_err(std::io::Error::other)?;
+        let damaged = glog.reader.damaged();
+        if !damaged.is_empty() {
+            tracing::warn!(%topic, partition, ?damaged, "the log holds damaged ranges; repairing from replicas");
             let repairer = Repairer {
                 ctx: &ctx,
                 topic: &topic,
@@ -195,13 +213,12 @@ impl Partition {
                 log: &glog,
                 checks,
             };
-            for d in &report.damaged {
+            for d in &damaged {
                 if let Err(why) = repairer.repair(d).await {
                     tracing::warn!(%topic, partition, damage = %d, why = ?why, "not repaired at open");
                 }
             }
         }
-        let (sm, state) = PartitionSm::open(glog.clone())?;
         let store = LogStore::new(glog.clone(), ctx.syncer.clone(), ctx.ack_before_sync);
         let network = Network::new(ctx.transport.clone(), group);
         let raft = PartitionRaft::new(ctx.node_id, ctx.raft_config.clone(), network, store, sm)

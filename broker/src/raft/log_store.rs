@@ -50,6 +50,10 @@ pub struct GroupLog {
     /// One past the last purged index: reads below it are refused even while the segment
     /// holding them is still on disk (purging drops whole segments only).
     purged_next: AtomicU64,
+    /// Whether openraft's own reads may see a damaged range as blank entries: only for a
+    /// group with a single voter, which never sends its log to anyone, so that it can
+    /// apply past damage it has no other copy of (see [`GroupLog::set_sole_replica`]).
+    sole_replica: std::sync::atomic::AtomicBool,
 }
 
 impl Debug for GroupLog {
@@ -78,7 +82,17 @@ impl GroupLog {
             flusher: log.flusher(),
             log: Mutex::new(log),
             purged_next: AtomicU64::new(purged_next),
+            sole_replica: std::sync::atomic::AtomicBool::new(false),
         }))
+    }
+
+    /// Marks the group as having this one voter. Its Raft reads then see an unrepairable
+    /// damaged range as blank entries, so it starts, applies past the range (the high
+    /// watermark reaches the log end) and serves everything else; consumers that reach
+    /// the range get `CorruptData`. Never for a group with other replicas: they would be
+    /// sent blanks in place of records.
+    pub fn set_sole_replica(&self, sole: bool) {
+        self.sole_replica.store(sole, Ordering::Release);
     }
 
     /// Locks the writer. A poisoned lock means a writer panicked mid-update; the log's own
@@ -121,7 +135,49 @@ impl GroupLog {
         if start >= end {
             return Ok(Vec::new());
         }
-        let raw = self.reader.read_entries(start..end).map_err(io_err)?;
+        if !self.sole_replica.load(Ordering::Acquire) {
+            let raw = self.reader.read_entries(start..end).map_err(io_err)?;
+            return self.to_entries(raw);
+        }
+        let mut out = Vec::new();
+        let mut at = start;
+        while at < end {
+            match self.reader.read_entries(at..end) {
+                Ok(raw) => {
+                    out.extend(self.to_entries(raw)?);
+                    break;
+                }
+                Err(steme_segments::Error::Damaged { damage, .. })
+                    if damage.indexes.start <= at =>
+                {
+                    // Terms never decrease: the damaged entries have the term of the
+                    // first intact entry after them (the log's last term at its end).
+                    let upto = damage.indexes.end.min(end);
+                    let term = self
+                        .reader
+                        .term_at(damage.indexes.end)
+                        .unwrap_or_else(|| self.lock().last_term());
+                    out.extend((at..upto).map(|index| Entry {
+                        log_id: log_id(term, index),
+                        payload: EntryPayload::Blank,
+                    }));
+                    at = upto;
+                }
+                Err(steme_segments::Error::Damaged { damage, .. }) => {
+                    let raw = self
+                        .reader
+                        .read_entries(at..damage.indexes.start)
+                        .map_err(io_err)?;
+                    out.extend(self.to_entries(raw)?);
+                    at = damage.indexes.start;
+                }
+                Err(e) => return Err(io_err(e)),
+            }
+        }
+        Ok(out)
+    }
+
+    fn to_entries(&self, raw: Vec<steme_segments::Entry>) -> io::Result<Vec<Entry>> {
         raw.into_iter()
             .map(|e| {
                 let payload = match e.kind {

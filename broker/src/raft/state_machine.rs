@@ -189,6 +189,11 @@ impl PartitionSm {
         ))
     }
 
+    /// The last index applied, as persisted (entries after it are read again on start).
+    pub fn applied_index(&self) -> Option<u64> {
+        self.applied.last_applied.map(|id| id.index)
+    }
+
     fn persist(&mut self) -> io::Result<()> {
         let enc = self.applied.encode();
         self.log
