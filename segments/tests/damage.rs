@@ -6,11 +6,11 @@
 mod common;
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
-use common::{Model, make_batch, small_config};
-use steme_segments::format::{FRAME_HEADER_LEN, FrameHeader, SEGMENT_HEADER_LEN};
+use common::{Model, copy_dir, frames, make_batch, segment_files, small_config};
+use steme_segments::format::FRAME_HEADER_LEN;
 use steme_segments::{Error, FaultyIo, FileIo, Log, LogConfig, RealIo};
 
 fn open(dir: &Path, cfg: &LogConfig) -> anyhow::Result<Log> {
@@ -38,39 +38,6 @@ fn build(dir: &Path, cfg: &LogConfig, n: u64) -> anyhow::Result<Model> {
     }
     log.close()?;
     Ok(model)
-}
-
-fn segments(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
-    let mut logs: Vec<PathBuf> = fs::read_dir(dir)?
-        .map(|e| e.map(|e| e.path()))
-        .collect::<Result<_, _>>()?;
-    logs.retain(|p| p.extension().is_some_and(|e| e == "log"));
-    logs.sort();
-    Ok(logs)
-}
-
-/// `(start, end, index)` of every frame in a segment file.
-fn frames(path: &Path) -> anyhow::Result<Vec<(usize, usize, u64)>> {
-    let data = fs::read(path)?;
-    let mut out = Vec::new();
-    let mut pos = SEGMENT_HEADER_LEN;
-    while let Some(h) = FrameHeader::peek(&data[pos..]) {
-        let end = pos + FRAME_HEADER_LEN + h.payload_len as usize;
-        out.push((pos, end, h.index));
-        pos = end;
-    }
-    Ok(out)
-}
-
-fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<()> {
-    for e in fs::read_dir(to)? {
-        fs::remove_file(e?.path())?;
-    }
-    for e in fs::read_dir(from)? {
-        let e = e?;
-        fs::copy(e.path(), to.join(e.file_name()))?;
-    }
-    Ok(())
 }
 
 fn flip(path: &Path, at: usize) -> anyhow::Result<()> {
@@ -170,7 +137,7 @@ fn flips_in_records_and_frame_headers_are_damage_never_cut_or_served() -> anyhow
     let src = tempfile::tempdir()?;
     let model = build(src.path(), &cfg, 120)?;
     let healthy = open(src.path(), &cfg)?;
-    let segs = segments(src.path())?;
+    let segs = segment_files(src.path())?;
     anyhow::ensure!(segs.len() >= 4);
     let dir = tempfile::tempdir()?;
     // A sealed segment, found by reads; and the last one.
@@ -218,7 +185,7 @@ fn damage_below_the_durable_point_found_on_open_is_kept_and_repaired() -> anyhow
     log.flush()?;
     drop(log);
     let healthy = open(src.path(), &cfg)?;
-    let last = segments(src.path())?.pop().unwrap();
+    let last = segment_files(src.path())?.pop().unwrap();
     let fr = frames(&last)?;
     let dir = tempfile::tempdir()?;
     for &(start, _, index) in fr.iter().rev().take(6) {
@@ -249,7 +216,7 @@ fn a_segment_shortened_under_a_live_log_is_damage_not_sigbus() -> anyhow::Result
     copy_dir(dir.path(), pristine.path())?;
     let healthy = open(pristine.path(), &cfg)?;
     let log = open(dir.path(), &cfg)?;
-    let segs = segments(dir.path())?;
+    let segs = segment_files(dir.path())?;
     let victim = &segs[2];
     let len = fs::metadata(victim)?.len();
     let fr = frames(victim)?;
@@ -279,7 +246,7 @@ fn a_damaged_segment_header_below_the_durable_point_is_rebuilt() -> anyhow::Resu
     let cfg = small_config();
     let dir = tempfile::tempdir()?;
     let model = build(dir.path(), &cfg, 120)?;
-    let segs = segments(dir.path())?;
+    let segs = segment_files(dir.path())?;
     // A crash (no clean close) makes the next open read every header.
     for seg in &segs[1..3] {
         flip(seg, 17)?;

@@ -7,8 +7,8 @@ use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use common::{Model, make_batch, open, small_config};
-use steme_segments::format::{FRAME_HEADER_LEN, FrameHeader, SEGMENT_HEADER_LEN};
+use common::{Model, copy_dir, frames, make_batch, open, segment_files, small_config};
+use steme_segments::format::FRAME_HEADER_LEN;
 use steme_segments::{Log, LogConfig, RealIo, RecoveryPolicy, segment_path};
 
 /// Builds a log of `n` entries (every fourth a control entry) and returns its model.
@@ -47,41 +47,9 @@ fn build(dir: &Path, cfg: &LogConfig, n: u64, unsynced: u64) -> anyhow::Result<M
 }
 
 fn last_segment(dir: &Path) -> anyhow::Result<PathBuf> {
-    let mut logs: Vec<PathBuf> = fs::read_dir(dir)?
-        .map(|e| e.map(|e| e.path()))
-        .collect::<Result<_, _>>()?;
-    logs.retain(|p| p.extension().is_some_and(|e| e == "log"));
-    logs.sort();
-    logs.pop().ok_or_else(|| anyhow::anyhow!("no segment"))
-}
-
-/// `(start, end, index)` of every frame in a segment file.
-fn frames(path: &Path) -> anyhow::Result<Vec<(usize, usize, u64)>> {
-    let data = fs::read(path)?;
-    let mut out = Vec::new();
-    let mut pos = SEGMENT_HEADER_LEN;
-    while let Some(h) = FrameHeader::peek(&data[pos..]) {
-        let end = pos + FRAME_HEADER_LEN + h.payload_len as usize;
-        out.push((pos, end, h.index));
-        pos = end;
-    }
-    Ok(out)
-}
-
-/// Makes `to` an exact copy of `from`, overwriting files in place (cheaper for the file
-/// system than a fresh directory per case).
-fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<()> {
-    for e in fs::read_dir(to)? {
-        let e = e?;
-        if !from.join(e.file_name()).exists() {
-            fs::remove_file(e.path())?;
-        }
-    }
-    for e in fs::read_dir(from)? {
-        let e = e?;
-        fs::copy(e.path(), to.join(e.file_name()))?;
-    }
-    Ok(())
+    segment_files(dir)?
+        .pop()
+        .ok_or_else(|| anyhow::anyhow!("no segment"))
 }
 
 /// Reopens `dir` and checks it holds exactly `model` cut to indexes below `keep_below`.
@@ -359,11 +327,7 @@ fn missing_middle_segment_is_damage_and_is_repaired() -> anyhow::Result<()> {
     let cfg = small_config();
     let model = build(dir.path(), &cfg, 150, 0)?;
     let log = open(dir.path(), cfg.clone())?;
-    let mut logs: Vec<PathBuf> = fs::read_dir(dir.path())?
-        .map(|e| e.map(|e| e.path()))
-        .collect::<Result<_, _>>()?;
-    logs.retain(|p| p.extension().is_some_and(|e| e == "log"));
-    logs.sort();
+    let logs = segment_files(dir.path())?;
     anyhow::ensure!(logs.len() >= 4);
     let lost = frames(&logs[2])?;
     let (first, last) = (lost[0].2, lost.last().unwrap().2);

@@ -84,7 +84,10 @@ async fn wait_serving(addr: &str, topic: &str, hwm: u64) -> anyhow::Result<Durat
         {
             return Ok(t0.elapsed());
         }
-        ensure!(t0.elapsed() < T, "the replica did not serve again within {T:?}");
+        ensure!(
+            t0.elapsed() < T,
+            "the replica did not serve again within {T:?}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -121,10 +124,16 @@ async fn main() -> anyhow::Result<()> {
         .collect::<Result<_, _>>()?;
     segs.retain(|p| p.extension().is_some_and(|e| e == "log"));
     segs.sort();
-    ensure!(segs.len() >= 3, "two sealed segments wanted: --records more");
+    ensure!(
+        segs.len() >= 3,
+        "two sealed segments wanted: --records more"
+    );
     let victim_seg = segs[1].clone();
     let seg_bytes = std::fs::metadata(&victim_seg)?.len();
-    let log_bytes: u64 = segs.iter().map(|p| std::fs::metadata(p).map_or(0, |m| m.len())).sum();
+    let log_bytes: u64 = segs
+        .iter()
+        .map(|p| std::fs::metadata(p).map_or(0, |m| m.len()))
+        .sum();
     let mut c = c;
     let addr_of = |c: &Cluster| c.broker(victim).bootstrap();
 
@@ -154,7 +163,10 @@ async fn main() -> anyhow::Result<()> {
     match repair {
         Some(s) => println!(
             "repair of segment {} ({mb:.1} MB): {:.2} s, {:.0} MB/s ({:.2}x the produce rate)",
-            victim_seg.file_name().map(|n| n.to_string_lossy()).unwrap_or_default(),
+            victim_seg
+                .file_name()
+                .map(|n| n.to_string_lossy())
+                .unwrap_or_default(),
             s,
             mb / s,
             (mb / s) / (log_bytes as f64 / 1e6 / produce_secs)

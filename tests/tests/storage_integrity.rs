@@ -131,6 +131,21 @@ async fn wait_replica(
     }
 }
 
+/// Waits until broker `b`'s log has a line containing `needle` (the broker stays up).
+async fn wait_logged(b: &BrokerProcess, needle: &str) -> anyhow::Result<()> {
+    let deadline = Instant::now() + T;
+    while !std::fs::read_to_string(b.log_path())?.contains(needle) {
+        ensure!(b.is_running(), "the broker died: {}", b.log_tail(20));
+        ensure!(
+            Instant::now() < deadline,
+            "no {needle:?} within {T:?}: {}",
+            b.log_tail(40)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Ok(())
+}
+
 fn scrub_fast() -> Vec<String> {
     [
         "--scrub-bytes-per-sec",
@@ -164,24 +179,8 @@ async fn a_damaged_replica_is_repaired_from_another_and_never_serves_damage() ->
     let seg = damage_sealed_segment(&partition_dir(c.broker(victim), &topic))?;
     let name = seg.file_name().context("segment name")?.to_owned();
     let addr = c.broker(victim).bootstrap();
-    let log = c.broker(victim).log_path();
-    let deadline = Instant::now() + T;
-    while !std::fs::read_to_string(&log)?.contains("the scrubber found damage") {
-        ensure!(
-            Instant::now() < deadline,
-            "the scrubber found nothing within {T:?}: {}",
-            c.broker(victim).log_tail(40)
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    while !std::fs::read_to_string(&log)?.contains("repaired a damaged range") {
-        ensure!(
-            Instant::now() < deadline,
-            "no repair within {T:?}: {}",
-            c.broker(victim).log_tail(40)
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_logged(c.broker(victim), "the scrubber found damage").await?;
+    wait_logged(c.broker(victim), "repaired a damaged range").await?;
     let d = wait_replica(&addr, &topic, T, "serving, no damage left", |d| {
         d.offline.is_none() && d.damaged.is_empty() && d.high_watermark == hwm
     })
@@ -328,21 +327,7 @@ async fn a_segment_shortened_under_a_live_broker_is_repaired_not_sigbus() -> any
         .open(&seg)?
         .set_len(len / 3)?;
     let addr = c.broker(victim).bootstrap();
-    let log = c.broker(victim).log_path();
-    let deadline = Instant::now() + T;
-    while !std::fs::read_to_string(&log)?.contains("repaired a damaged range") {
-        ensure!(
-            c.broker(victim).is_running(),
-            "the broker died: {}",
-            c.broker(victim).log_tail(20)
-        );
-        ensure!(
-            Instant::now() < deadline,
-            "no repair: {}",
-            c.broker(victim).log_tail(40)
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_logged(c.broker(victim), "repaired a damaged range").await?;
     wait_replica(&addr, &topic, T, "serving, no damage left", |d| {
         d.offline.is_none() && d.damaged.is_empty() && d.high_watermark == hwm
     })
@@ -351,6 +336,39 @@ async fn a_segment_shortened_under_a_live_broker_is_repaired_not_sigbus() -> any
     let mine = replica_digest(&addr, &topic, 0, 0, hwm).await?;
     let theirs = replica_digest(&c.broker(healthy).bootstrap(), &topic, 0, 0, hwm).await?;
     ensure!(mine == theirs, "the repaired replica serves other records");
+    ensure!(c.any_panic().is_none());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_replica_damaged_at_a_different_place_is_repaired_from_the_others()
+-> anyhow::Result<()> {
+    let mut opts = ClusterOptions::new(3);
+    opts.broker.args = scrub_fast();
+    let c = Cluster::start(opts).await?;
+    let topic = unique("all-damaged");
+    create(&c.bootstrap(), &topic).await?;
+    produce(&c.bootstrap(), &topic, &topic, 3000).await?;
+    let hwm = c.check_replicas_identical(&topic, 1, T).await?[0];
+    // Broker n loses a record in its n-th sealed segment: no range is damaged twice.
+    let ids: Vec<u64> = c.ids().collect();
+    for (n, &id) in ids.iter().enumerate() {
+        let segs = segments(&partition_dir(c.broker(id), &topic))?;
+        ensure!(
+            segs.len() > ids.len() + 1,
+            "want more sealed segments: {segs:?}"
+        );
+        let seg = &segs[n + 1];
+        let fr = frames(seg)?;
+        let (start, end) = fr[fr.len() / 2];
+        flip(seg, &[start + 9, end - 7])?;
+    }
+    // Every replica finds its damage and repairs it from one of the others.
+    for &id in &ids {
+        wait_logged(c.broker(id), "repaired a damaged range").await?;
+    }
+    let hwms = c.check_replicas_identical(&topic, 1, T).await?;
+    ensure!(hwms == [hwm], "{hwms:?} after repairs, {hwm} before");
     ensure!(c.any_panic().is_none());
     Ok(())
 }

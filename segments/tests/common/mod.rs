@@ -301,3 +301,42 @@ impl Model {
         Ok(())
     }
 }
+
+/// The segment files of a partition directory, oldest first.
+pub fn segment_files(dir: &Path) -> anyhow::Result<Vec<std::path::PathBuf>> {
+    let mut logs: Vec<std::path::PathBuf> = std::fs::read_dir(dir)?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<Result<_, _>>()?;
+    logs.retain(|p| p.extension().is_some_and(|e| e == "log"));
+    logs.sort();
+    Ok(logs)
+}
+
+/// `(start, end, index)` of every frame in a segment file.
+pub fn frames(path: &Path) -> anyhow::Result<Vec<(usize, usize, u64)>> {
+    let data = std::fs::read(path)?;
+    let mut out = Vec::new();
+    let mut pos = steme_segments::format::SEGMENT_HEADER_LEN;
+    while let Some(h) = steme_segments::format::FrameHeader::peek(&data[pos..]) {
+        let end = pos + steme_segments::format::FRAME_HEADER_LEN + h.payload_len as usize;
+        out.push((pos, end, h.index));
+        pos = end;
+    }
+    Ok(out)
+}
+
+/// Makes `to` an exact copy of `from`, overwriting files in place (cheaper for the file
+/// system than a fresh directory per case).
+pub fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<()> {
+    for e in std::fs::read_dir(to)? {
+        let e = e?;
+        if !from.join(e.file_name()).exists() {
+            std::fs::remove_file(e.path())?;
+        }
+    }
+    for e in std::fs::read_dir(from)? {
+        let e = e?;
+        std::fs::copy(e.path(), to.join(e.file_name()))?;
+    }
+    Ok(())
+}
