@@ -25,6 +25,7 @@ use steme_segments::format::FrameHeader;
 use std::sync::Arc;
 
 use super::{Partition, PartitionCtx, RecordChecks};
+use crate::peer::link::LinkError;
 use crate::raft::log_store::GroupLog;
 use crate::raft::rpc::RaftRpc;
 use crate::raft::types::NodeId;
@@ -33,6 +34,8 @@ use crate::raft::types::NodeId;
 const READ_CHUNK: u32 = 8 << 20;
 /// How long one read from a peer may take.
 const READ_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long a repair waits for the link to a peer to connect (just after a start).
+const CONNECT_WAIT: Duration = Duration::from_secs(5);
 /// The largest damaged range a repair copies at once (a segment is at most 1 GiB).
 const MAX_COPY: usize = 1 << 30;
 
@@ -240,8 +243,18 @@ impl Repairer<'_> {
         let mut why = Vec::new();
         for &peer in self.replicas.iter().filter(|&&r| r != self.ctx.node_id) {
             match self.repair_from(peer, damage).await {
-                Ok(()) => {
-                    tracing::info!(topic = %self.topic, partition = self.partition, from = peer, %damage, "repaired a damaged range from a replica");
+                Ok(t) => {
+                    tracing::info!(
+                        topic = %self.topic,
+                        partition = self.partition,
+                        from = peer,
+                        %damage,
+                        bytes = t.bytes,
+                        fetch_ms = t.fetch.as_millis() as u64,
+                        check_ms = t.check.as_millis() as u64,
+                        write_ms = t.write.as_millis() as u64,
+                        "repaired a damaged range from a replica"
+                    );
                     return Ok(peer);
                 }
                 Err(e) => why.push(format!("broker {peer}: {e}")),
@@ -254,11 +267,14 @@ impl Repairer<'_> {
     }
 
     /// Copies `damage`'s entries from `peer`, checks them and writes them in place.
-    async fn repair_from(&self, peer: NodeId, damage: &Damage) -> Result<(), String> {
+    async fn repair_from(&self, peer: NodeId, damage: &Damage) -> Result<Timings, String> {
+        let t0 = Instant::now();
         let mut copy = Vec::new();
         let mut from = damage.indexes.start;
+        // Just after a start the link to the peer may still be connecting.
+        let connect_by = Instant::now() + CONNECT_WAIT;
         while from < damage.indexes.end {
-            let frames = self
+            let read = self
                 .ctx
                 .transport
                 .read_frames(
@@ -268,26 +284,48 @@ impl Repairer<'_> {
                     READ_CHUNK,
                     READ_TIMEOUT,
                 )
-                .await
-                .map_err(|e| e.to_string())?;
+                .await;
+            let frames = match read {
+                Ok(frames) => frames,
+                Err(LinkError::NotConnected(_)) if Instant::now() < connect_by => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+                Err(e) => return Err(e.to_string()),
+            };
             from += whole_frames(&frames)?;
             copy.extend_from_slice(&frames);
             if copy.len() > MAX_COPY {
                 return Err(format!("the copy exceeds {MAX_COPY} bytes"));
             }
         }
+        let fetched = t0.elapsed();
         let log = self.log.clone();
         let (partition, checks, first) = (self.partition, self.checks, damage.indexes.start);
         tokio::task::spawn_blocking(move || {
+            let t1 = Instant::now();
             check_records(&copy, partition, checks)?;
-            log.lock()
-                .repair(first, &copy)
-                .map(drop)
-                .map_err(|e| e.to_string())
+            let checked = t1.elapsed();
+            log.lock().repair(first, &copy).map_err(|e| e.to_string())?;
+            Ok(Timings {
+                bytes: copy.len(),
+                fetch: fetched,
+                check: checked,
+                write: t1.elapsed() - checked,
+            })
         })
         .await
         .map_err(|e| e.to_string())?
     }
+}
+
+/// Where a repair's time went.
+#[derive(Debug)]
+struct Timings {
+    bytes: usize,
+    fetch: Duration,
+    check: Duration,
+    write: Duration,
 }
 
 /// How many whole frames `b` holds; an error if it ends inside one or holds none.
@@ -310,20 +348,19 @@ fn whole_frames(mut b: &[u8]) -> Result<u64, String> {
 
 /// What produce checks of every record, checked again of a copy: the partition its
 /// subject hashes to and, where the topic verifies, its signature and canonical form.
+/// Signatures dominate (tens of µs each), so the batches are checked on every core.
 fn check_records(copy: &[u8], partition: u32, checks: RecordChecks) -> Result<(), String> {
+    let mut batches = Vec::new();
     let mut b = copy;
     while let Ok((h, batch)) = FrameHeader::check(b) {
         let len = h.frame_len() as usize;
         if batch.is_some() {
-            let bytes = Bytes::copy_from_slice(&b[steme_segments::format::FRAME_HEADER_LEN..len]);
-            let batch = RecordBatch::new(bytes).map_err(|e| format!("entry {}: {e}", h.index))?;
-            crate::handlers::produce::check_batch(
-                &batch,
-                partition,
-                checks.partitions,
-                checks.verify,
-            )
-            .map_err(|e| format!("entry {}: {e}", h.index))?;
+            let offset = copy.len() - b.len();
+            batches.push((
+                h.index,
+                offset + steme_segments::format::FRAME_HEADER_LEN,
+                offset + len,
+            ));
         }
         b = &b[len..];
     }
@@ -331,5 +368,31 @@ fn check_records(copy: &[u8], partition: u32, checks: RecordChecks) -> Result<()
         // The segment log names the first bad frame; nothing is written.
         return Err("the copy holds a damaged frame".into());
     }
-    Ok(())
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let per = batches.len().div_ceil(threads).max(1);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = batches
+            .chunks(per)
+            .map(|chunk| {
+                scope.spawn(move || {
+                    for &(index, start, end) in chunk {
+                        let bytes = Bytes::copy_from_slice(&copy[start..end]);
+                        let batch =
+                            RecordBatch::new(bytes).map_err(|e| format!("entry {index}: {e}"))?;
+                        crate::handlers::produce::check_batch(
+                            &batch,
+                            partition,
+                            checks.partitions,
+                            checks.verify,
+                        )
+                        .map_err(|e| format!("entry {index}: {e}"))?;
+                    }
+                    Ok::<(), String>(())
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .try_for_each(|w| w.join().map_err(|_| "a check thread panicked".to_owned())?)
+    })
 }
