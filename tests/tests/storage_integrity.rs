@@ -372,3 +372,54 @@ async fn every_replica_damaged_at_a_different_place_is_repaired_from_the_others(
     ensure!(c.any_panic().is_none());
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn damage_in_the_active_segment_and_in_index_files_is_found_and_repaired()
+-> anyhow::Result<()> {
+    let mut opts = ClusterOptions::new(3);
+    opts.broker.args = scrub_fast();
+    let mut c = Cluster::start(opts).await?;
+    let topic = unique("active");
+    create(&c.bootstrap(), &topic).await?;
+    produce(&c.bootstrap(), &topic, &topic, 3000).await?;
+    let hwm = c.check_replicas_identical(&topic, 1, T).await?[0];
+    let leader = c.wait_for_leader(&topic, 0, None, T).await?;
+    let victim = c.ids().find(|&id| id != leader).context("a follower")?;
+    let healthy = c.ids().find(|&id| id != victim).context("another")?;
+    // Index files of sealed segments are caches with CRCs: damaged ones are rebuilt from
+    // the log on the next open, never trusted.
+    c.broker_mut(victim).terminate(T)?;
+    let dir = partition_dir(c.broker(victim), &topic);
+    let mut caches = 0;
+    for e in std::fs::read_dir(&dir)? {
+        let p = e?.path();
+        if p.extension().is_some_and(|x| x == "index" || x == "ids")
+            && std::fs::metadata(&p)?.len() > 64
+        {
+            flip(&p, &[8, 40])?;
+            caches += 1;
+        }
+    }
+    ensure!(caches >= 2, "no index files to damage");
+    c.restart(victim)?;
+    // A record of the active segment, written and synced long ago, rots under the
+    // running follower.
+    let active = segments(&dir)?.pop().context("the active segment")?;
+    let fr = frames(&active)?;
+    ensure!(fr.len() >= 2, "want frames in the active segment: {fr:?}");
+    flip(&active, &[fr[0].1 - 9])?;
+    wait_logged(c.broker(victim), "repaired a damaged range").await?;
+    let addr = c.broker(victim).bootstrap();
+    wait_replica(&addr, &topic, T, "serving, no damage left", |d| {
+        d.offline.is_none() && d.damaged.is_empty() && d.high_watermark == hwm
+    })
+    .await?;
+    let mine = replica_digest(&addr, &topic, 0, 0, hwm).await?;
+    let theirs = replica_digest(&c.broker(healthy).bootstrap(), &topic, 0, 0, hwm).await?;
+    ensure!(mine == theirs, "the repaired replica serves other records");
+    // And it keeps taking appends at the right offsets.
+    produce(&c.bootstrap(), &topic, &format!("{topic}-more"), 500).await?;
+    c.check_replicas_identical(&topic, 1, T).await?;
+    ensure!(c.any_panic().is_none());
+    Ok(())
+}
