@@ -93,7 +93,7 @@ impl Iterator for Walk<'_> {
         if self.pos as u64 >= self.seg.summary.size {
             return None;
         }
-        let result = match FrameHeader::check(&self.used[self.pos.min(self.used.len())..]) {
+        let result = match FrameHeader::check_stored(&self.used[self.pos.min(self.used.len())..]) {
             Err(FrameDamage::End) if self.used.len() <= self.pos => Err(format!(
                 "the segment file ends at byte {} (shortened underneath?)",
                 self.used.len()
