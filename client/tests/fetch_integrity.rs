@@ -159,14 +159,7 @@ async fn answer_starting_before_the_requested_offset_is_refused() -> anyhow::Res
 async fn empty_answers_below_the_high_watermark_back_off_then_fail() -> anyhow::Result<()> {
     // The high watermark says 10 records exist; none is ever served (and at once, so a
     // consumer that fetched again without pausing would spin).
-    let broker = FakeBroker::start(10, |_| {
-        Ok(FetchResponse {
-            high_watermark: 10,
-            log_start_offset: 0,
-            records: Bytes::new(),
-        })
-    })
-    .await?;
+    let broker = stalled_broker().await?;
     let mut c = consumer(&broker, 0).await?;
     let started = Instant::now();
     let (read, err) = read_until_error(&mut c).await?;
@@ -338,14 +331,7 @@ async fn cli_consume_exits_non_zero_on_corrupt_data() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn cli_consume_exits_non_zero_when_fetches_stall() -> anyhow::Result<()> {
-    let broker = FakeBroker::start(10, |_| {
-        Ok(FetchResponse {
-            high_watermark: 10,
-            log_start_offset: 0,
-            records: Bytes::new(),
-        })
-    })
-    .await?;
+    let broker = stalled_broker().await?;
     let (status, stdout, stderr) = steme(&broker, &["consume", TOPIC]).await?;
     ensure!(status.code() == Some(1), "{status}; stderr: {stderr}");
     ensure!(stdout.is_empty(), "printed {stdout}");
@@ -379,14 +365,7 @@ async fn cli_replay_writes_a_continuous_range_or_fails() -> anyhow::Result<()> {
         "stderr: {stderr}"
     );
 
-    let stall = FakeBroker::start(10, |_| {
-        Ok(FetchResponse {
-            high_watermark: 10,
-            log_start_offset: 0,
-            records: Bytes::new(),
-        })
-    })
-    .await?;
+    let stall = stalled_broker().await?;
     let (status, _, stderr) = steme(&stall, &replay).await?;
     ensure!(status.code() == Some(1), "{status}; stderr: {stderr}");
     ensure!(
@@ -394,4 +373,17 @@ async fn cli_replay_writes_a_continuous_range_or_fails() -> anyhow::Result<()> {
         "stderr: {stderr}"
     );
     Ok(())
+}
+
+/// A broker whose high watermark says 10 records exist and that serves none of them, at
+/// once (a consumer that fetched again without pausing would spin).
+async fn stalled_broker() -> std::io::Result<FakeBroker> {
+    FakeBroker::start(10, |_| {
+        Ok(FetchResponse {
+            high_watermark: 10,
+            log_start_offset: 0,
+            records: Bytes::new(),
+        })
+    })
+    .await
 }

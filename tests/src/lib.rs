@@ -22,6 +22,7 @@
 pub mod binaries;
 pub mod cli;
 pub mod cluster;
+pub mod dev;
 pub mod peer;
 pub mod process;
 pub mod proxy;

@@ -4,13 +4,14 @@
 //! frees the lock and a new broker starts on the directory with every acknowledged record.
 //! `dev-cluster` locks its base directory and each broker's `node-<id>`.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, ensure};
 use steme_client::{Ack, Producer, ProducerConfig};
+use steme_tests::dev::DevCluster;
 use steme_tests::workload::{
     check_acks_present, check_log, create_topic, produce_all, read_topic, signed,
 };
@@ -195,41 +196,11 @@ async fn sigkill_frees_the_data_dir_and_the_next_broker_finds_every_ack() -> any
 }
 
 /// A child process killed (and reaped) on drop, so a failing test leaves nothing running.
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn dev_cluster_holds_its_base_dir_and_every_node_dir() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let mut child = Command::new(binaries::broker()?)
-        .arg("--data-dir")
-        .arg(dir.path())
-        .args(["dev-cluster", "--nodes", "2", "--base-port", "0"])
-        .env("STEME_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("cannot start dev-cluster")?;
-    let stdout = child.stdout.take().context("stdout is piped")?;
-    let cluster = KillOnDrop(child);
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if line.starts_with("dev cluster of 2 up") {
-                let _ = tx.send(());
-            }
-        }
-    });
-    rx.recv_timeout(Duration::from_secs(30))
-        .context("dev-cluster did not come up")?;
-    let pid = cluster.0.id();
+    let (cluster, _) = DevCluster::start(dir.path(), 2)?;
+    let pid = cluster.pid().context("running")?;
 
     // A second dev-cluster stops at the base directory, before it binds anything.
     let exited = run_to_exit(&[

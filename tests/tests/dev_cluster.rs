@@ -2,42 +2,21 @@
 //! makes its own cluster secret, its brokers reach each other on the authenticated peer
 //! plane, and clients produce and read back through any of them; SIGTERM stops it.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{Context, bail, ensure};
+use anyhow::{Context, ensure};
 use steme_client::{Producer, ProducerConfig};
+use steme_tests::dev::DevCluster;
 use steme_tests::workload::{check_log, create_topic, produce_all, read_topic, signed};
-use steme_tests::{binaries, unique, within};
+use steme_tests::{unique, within};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dev_cluster_serves_with_a_secret_of_its_own() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let mut child = Command::new(binaries::broker()?)
-        .arg("--data-dir")
-        .arg(dir.path())
-        .args(["dev-cluster", "--nodes", "3", "--base-port", "0"])
-        .env("STEME_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("cannot start dev-cluster")?;
-    let stdout = child.stdout.take().context("stdout")?;
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(list) = line.strip_prefix("dev cluster of 3 up; bootstrap: ") {
-                let _ = tx.send(list.to_owned());
-            }
-        }
-    });
+    let path = dir.path().to_owned();
+    let (cluster, bootstrap) =
+        tokio::task::spawn_blocking(move || DevCluster::start(&path, 3)).await??;
     let result = within(Duration::from_secs(120), async {
-        let bootstrap =
-            tokio::task::spawn_blocking(move || rx.recv_timeout(Duration::from_secs(30)))
-                .await?
-                .context("dev-cluster did not come up")?;
         ensure!(bootstrap.split(',').count() == 3, "bootstrap {bootstrap}");
 
         let secret = dir.path().join("cluster.secret");
@@ -73,24 +52,7 @@ async fn dev_cluster_serves_with_a_secret_of_its_own() -> anyhow::Result<()> {
     .await;
 
     // SIGTERM stops every broker cleanly.
-    let pid = libc::pid_t::try_from(child.id())?;
-    // SAFETY: `kill` has no memory-safety preconditions; `pid` is our own child, not yet
-    // reaped (we hold its `Child`), so the id cannot have been reused.
-    #[allow(unsafe_code)]
-    unsafe {
-        libc::kill(pid, libc::SIGTERM);
-    }
-    let deadline = Instant::now() + Duration::from_secs(90);
-    let status = loop {
-        if let Some(status) = child.try_wait()? {
-            break status;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            bail!("dev-cluster did not stop within 90 s of SIGTERM");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = cluster.terminate(Duration::from_secs(90))?;
     result?;
     ensure!(status.success(), "dev-cluster exited with {status}");
     Ok(())

@@ -392,19 +392,23 @@ impl FrameHeader {
             EntryKind::Batch => {
                 let bh = BatchHeader::parse(payload).map_err(FrameDamage::Batch)?;
                 if bh.length as usize != payload.len() {
-                    return Err(FrameDamage::Batch(steme_protocol::BatchError::LengthMismatch {
-                        offset: 4,
-                        declared: bh.length,
-                        actual: payload.len(),
-                    }));
+                    return Err(FrameDamage::Batch(
+                        steme_protocol::BatchError::LengthMismatch {
+                            offset: 4,
+                            declared: bh.length,
+                            actual: payload.len(),
+                        },
+                    ));
                 }
                 let computed = steme_protocol::batch::compute_crc(payload);
                 if computed != bh.crc {
-                    return Err(FrameDamage::Batch(steme_protocol::BatchError::CrcMismatch {
-                        offset: 8,
-                        stored: bh.crc,
-                        computed,
-                    }));
+                    return Err(FrameDamage::Batch(
+                        steme_protocol::BatchError::CrcMismatch {
+                            offset: 8,
+                            stored: bh.crc,
+                            computed,
+                        },
+                    ));
                 }
                 Ok((h, Some(bh)))
             }

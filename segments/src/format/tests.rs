@@ -232,7 +232,10 @@ fn a_stored_batch_frame_is_checked_by_length_and_crc() {
     for i in 0..frame.len() {
         let mut f = frame.clone();
         f[i] ^= 0x20;
-        assert!(FrameHeader::check_stored(&f).is_err(), "flip at {i} undetected");
+        assert!(
+            FrameHeader::check_stored(&f).is_err(),
+            "flip at {i} undetected"
+        );
         assert!(FrameHeader::check(&f).is_err(), "flip at {i} undetected");
     }
 }
