@@ -16,19 +16,29 @@
 //! - `files`: creating, replacing, zeroing and removing segment and index files.
 //! - `flush`: group commit, the durable index and the poisoned state ([`Flusher`]).
 //! - `reader`: [`LogReader`], concurrent zero-copy reads by index, offset, time and id.
+//! - `checked`: the checked walk every served frame goes through, and the scrubber's step.
+//! - `damage`: damaged ranges ([`Damage`]) and their persisted registry.
+//! - `log::repair`: [`Log::repair`], a damaged range rewritten from a healthy copy.
 //!
 //! # Durability
 //! An append is durable once [`Log::durable_index`] (or [`Flusher::durable_index`])
 //! reaches it. A [`Flusher`] can sync from another thread while the writer keeps
 //! appending; one `fdatasync` covers every append before it. After a failed write or sync
-//! the log is poisoned and refuses writes ([`Error::Poisoned`]).
+//! the log is poisoned and refuses writes ([`Error::Poisoned`]). Each sync also records,
+//! in the active segment's header slot, the [`DurablePoint`] the sync before it reached
+//! (lag-one, so the slot never names unsynced bytes); [`Flusher::record_durable`] records
+//! the latest one when the log goes idle.
 //!
-//! # Recovery
+//! # Recovery and damage
 //! [`Log::open`] trusts sealed segments below the recovery checkpoint (their index files
 //! hold their summary), and scans the rest — in practice the last one or two segments —
 //! frame by frame: CRCs, Raft index continuity, term monotonicity and batch base offsets.
-//! It stops at the first bad frame, cuts the log there (zeroing the tail), rebuilds the
-//! indexes and reports what it cut ([`RecoveryReport`]).
+//! Damage **past** the recorded durable point is a torn tail: cut (zeroing it), reported
+//! in [`RecoveryReport::cut`]. Damage **below** it is corruption: a [`Damage`] range that
+//! keeps its place (indexes and offsets run on past it), is never served (reads fail with
+//! [`Error::Damaged`]), never cut, never deleted by retention, and is repaired with
+//! [`Log::repair`] from another replica's [`LogReader::read_frames`]. Reads and the
+//! scrubber ([`LogReader::scrub`]) find damage in segments recovery trusted.
 //!
 //! # API at a glance
 //! - [`Log::open`]`(dir, LogConfig, Arc<dyn FileIo>) -> (Log, RecoveryReport)`.
@@ -37,9 +47,11 @@
 //!   [`Log::truncate_after`] / [`Log::truncate_from`]; [`Log::purge_upto`]; [`Log::reset`];
 //!   [`Log::roll`]; [`Log::retention_plan`]; [`Log::set_meta`]; [`Log::flush`];
 //!   [`Log::close`].
-//! - [`Flusher`] (clone, any thread): `flush`, `durable_index`, `wait_durable`.
+//! - [`Flusher`] (clone, any thread): `flush`, `record_durable`, `durable_index`,
+//!   `wait_durable`.
 //! - [`LogReader`] (clone, any thread): `read_entries`, `read_from_offset`,
-//!   `offset_for_time`, `lookup_id`, `index_ids`, `term_at`, offsets and indexes.
+//!   `read_frames`, `scrub`, `damaged`, `offset_for_time`, `lookup_id`, `index_ids`,
+//!   `term_at`, offsets and indexes.
 //!
 //! # Content-id index
 //! Exact for the whole retained log: sealed segments have a mmapped `.ids` file (Bloom
