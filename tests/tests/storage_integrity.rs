@@ -204,6 +204,14 @@ async fn a_damaged_replica_is_repaired_from_another_and_never_serves_damage() ->
     let mine = replica_digest(&addr, &topic, 0, 0, hwm).await?;
     let theirs = replica_digest(&c.broker(healthy).bootstrap(), &topic, 0, 0, hwm).await?;
     ensure!(mine == theirs, "the repaired replica serves other records");
+    let listed = steme(&c.bootstrap(), &["cluster", "damaged", &topic], "", T)
+        .await?
+        .success()?;
+    ensure!(
+        listed.stdout.contains("no damaged range"),
+        "{}",
+        listed.stdout
+    );
     ensure!(c.any_panic().is_none(), "a broker panicked");
     Ok(())
 }
@@ -271,11 +279,21 @@ async fn a_single_broker_quarantines_damage_and_consumers_fail_closed() -> anyho
     .await?
     .success()?;
     ensure!(after.stdout.lines().count() as u64 == 2000 - last);
-    // The status command shows it.
+    // The status command shows it, and `cluster damaged` lists it and exits 1.
     let status = steme(&b.bootstrap(), &["cluster", "status", &topic], "", T)
         .await?
         .success()?;
     ensure!(status.stdout.contains("quarantined"), "{}", status.stdout);
+    let listed = steme(&b.bootstrap(), &["cluster", "damaged", "--json"], "", T).await?;
+    ensure!(listed.status.code() == Some(1), "{listed:?}");
+    let first_listed: serde_json::Value =
+        serde_json::from_str(listed.stdout.lines().next().context("no range listed")?)?;
+    ensure!(
+        first_listed["topic"] == topic.as_str()
+            && first_listed["first_offset"] == first.first_offset
+            && first_listed["state"] == "quarantined",
+        "{first_listed}"
+    );
     ensure!(!b.log_shows_panic());
     Ok(())
 }

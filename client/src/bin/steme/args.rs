@@ -62,6 +62,16 @@ pub enum ClusterCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Every damaged range of every replica: its offsets, whether it is being repaired
+    /// from another replica or is quarantined (no healthy copy) and why. Exits 1 if any
+    /// range is quarantined.
+    Damaged {
+        /// Only these topics (default: all).
+        topics: Vec<String>,
+        /// JSON lines, one per range, instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Args)]

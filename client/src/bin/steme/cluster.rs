@@ -13,7 +13,96 @@ use steme_client::{Admin, ClientConfig};
 use crate::args::ClusterCommand;
 
 pub async fn run(bootstrap: &str, cmd: ClusterCommand) -> anyhow::Result<()> {
-    let ClusterCommand::Status { topics, json } = cmd;
+    match cmd {
+        ClusterCommand::Status { topics, json } => {
+            let status = collect(bootstrap, &topics).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&status)?);
+            } else {
+                print!("{}", render(&status));
+            }
+            Ok(())
+        }
+        ClusterCommand::Damaged { topics, json } => {
+            let status = collect(bootstrap, &topics).await?;
+            let ranges = damaged(&status);
+            if json {
+                for r in &ranges {
+                    println!("{}", serde_json::to_string(r)?);
+                }
+            } else {
+                print!("{}", render_damaged(&ranges));
+            }
+            let quarantined = ranges.iter().filter(|r| r.range.why.is_some()).count();
+            if quarantined > 0 {
+                anyhow::bail!("{quarantined} damaged range(s) quarantined: no healthy copy");
+            }
+            Ok(())
+        }
+    }
+}
+
+/// One damaged range of one replica, as `steme cluster damaged` lists it.
+#[derive(Debug, Serialize)]
+struct DamagedReplica<'a> {
+    topic: &'a str,
+    partition: u32,
+    node_id: u64,
+    #[serde(flatten)]
+    range: &'a DamageStatus,
+}
+
+fn damaged(s: &Status) -> Vec<DamagedReplica<'_>> {
+    let mut out = Vec::new();
+    for t in &s.topics {
+        for p in &t.partitions {
+            for r in &p.replicas {
+                for d in &r.damaged {
+                    out.push(DamagedReplica {
+                        topic: &t.name,
+                        partition: p.partition,
+                        node_id: r.node_id,
+                        range: d,
+                    });
+                }
+            }
+        }
+    }
+    out
+}
+
+fn render_damaged(ranges: &[DamagedReplica<'_>]) -> String {
+    if ranges.is_empty() {
+        return "no damaged range on any replica\n".to_owned();
+    }
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<24} {:>9} {:>7} {:>21} {:>17} STATE (REASON)",
+        "TOPIC", "PARTITION", "BROKER", "OFFSETS", "RAFT_INDEXES"
+    );
+    for r in ranges {
+        let d = r.range;
+        let state = match &d.why {
+            Some(why) => format!("quarantined: {why}"),
+            None => d.state.to_owned(),
+        };
+        let _ = writeln!(
+            out,
+            "{:<24} {:>9} {:>7} {:>21} {:>17} {state} ({})",
+            r.topic,
+            r.partition,
+            r.node_id,
+            format!("{}..{}", d.first_offset, d.end_offset),
+            format!("{}..{}", d.first_index, d.end_index),
+            d.reason
+        );
+    }
+    out
+}
+
+/// Every broker, and every replica of `topics` (all when empty) as its broker reports it.
+async fn collect(bootstrap: &str, topics: &[String]) -> anyhow::Result<Status> {
     let admin = Admin::connect(bootstrap, ClientConfig::default())
         .await
         .with_context(|| format!("cannot reach the cluster at {bootstrap}"))?;
@@ -81,12 +170,7 @@ pub async fn run(bootstrap: &str, cmd: ClusterCommand) -> anyhow::Result<()> {
         };
         status.topics.push(topic);
     }
-    if json {
-        println!("{}", serde_json::to_string_pretty(&status)?);
-    } else {
-        print!("{}", render(&status));
-    }
-    Ok(())
+    Ok(status)
 }
 
 #[derive(Debug, Serialize)]
