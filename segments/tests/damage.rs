@@ -325,3 +325,30 @@ fn a_power_failure_loses_only_unsynced_writes_and_never_looks_like_damage() -> a
     }
     Ok(())
 }
+
+#[test]
+fn retention_and_purges_never_delete_a_damaged_segment() -> anyhow::Result<()> {
+    let cfg = small_config();
+    let dir = tempfile::tempdir()?;
+    let model = build(dir.path(), &cfg, 120)?;
+    let segs = segment_files(dir.path())?;
+    let fr = frames(&segs[0])?;
+    flip(&segs[0], fr[1].1 - 3)?;
+    let tight = LogConfig {
+        retention_bytes: Some(8192),
+        ..cfg.clone()
+    };
+    let mut log = open(dir.path(), &tight)?;
+    check_around_damage(&log, &model)?;
+    // Retention would delete every sealed segment but the newest; the first is damaged.
+    anyhow::ensure!(log.retention_plan(u64::MAX).is_none(), "a plan over damage");
+    // A purge (after a snapshot) stops before it too.
+    let last_sealed = log.reader().next_index() - 2;
+    log.purge_upto(last_sealed)?;
+    anyhow::ensure!(segs[0].exists(), "the damaged segment was deleted");
+    anyhow::ensure!(
+        log.reader().first_index() == 0,
+        "the log start moved past damage"
+    );
+    Ok(())
+}
