@@ -170,7 +170,16 @@ impl Partition {
         if damaged.is_empty() {
             return Vec::new();
         }
-        self.hand_off_if_leading().await;
+        // Hand leadership over for new damage only: once a round has found no healthy copy
+        // anywhere, the others are damaged there too, and moving leadership every round
+        // would only make the partition unavailable.
+        let new_damage = {
+            let q = self.quarantined.lock().unwrap_or_else(|p| p.into_inner());
+            damaged.iter().any(|d| !q.contains_key(&d.indexes.start))
+        };
+        if new_damage {
+            self.hand_off_if_leading().await;
+        }
         let repairer = Repairer {
             ctx: &self.ctx,
             topic: &self.topic,
