@@ -131,6 +131,33 @@ async fn wait_replica(
     }
 }
 
+/// Three scrubbing brokers and a one-partition topic of 3000 records on them all; returns
+/// the cluster, the topic and its high watermark.
+async fn written_cluster(name: &str) -> anyhow::Result<(Cluster, String, u64)> {
+    let mut opts = ClusterOptions::new(3);
+    opts.broker.args = scrub_fast();
+    let c = Cluster::start(opts).await?;
+    let topic = unique(name);
+    create(&c.bootstrap(), &topic).await?;
+    produce(&c.bootstrap(), &topic, &topic, 3000).await?;
+    let hwm = c.check_replicas_identical(&topic, 1, T).await?[0];
+    Ok((c, topic, hwm))
+}
+
+/// Checks that broker `repaired` serves exactly the records broker `healthy` serves.
+async fn serves_the_same(
+    c: &Cluster,
+    repaired: u64,
+    healthy: u64,
+    topic: &str,
+    hwm: u64,
+) -> anyhow::Result<()> {
+    let mine = replica_digest(&c.broker(repaired).bootstrap(), topic, 0, 0, hwm).await?;
+    let theirs = replica_digest(&c.broker(healthy).bootstrap(), topic, 0, 0, hwm).await?;
+    ensure!(mine == theirs, "the repaired replica serves other records");
+    Ok(())
+}
+
 /// Waits until broker `b`'s log has a line containing `needle` (the broker stays up).
 async fn wait_logged(b: &BrokerProcess, needle: &str) -> anyhow::Result<()> {
     let deadline = Instant::now() + T;
@@ -160,13 +187,7 @@ fn scrub_fast() -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_damaged_replica_is_repaired_from_another_and_never_serves_damage() -> anyhow::Result<()>
 {
-    let mut opts = ClusterOptions::new(3);
-    opts.broker.args = scrub_fast();
-    let c = Cluster::start(opts).await?;
-    let topic = unique("repair");
-    create(&c.bootstrap(), &topic).await?;
-    produce(&c.bootstrap(), &topic, &topic, 3000).await?;
-    let hwm = c.check_replicas_identical(&topic, 1, T).await?[0];
+    let (c, topic, hwm) = written_cluster("repair").await?;
     ensure!(hwm == 3000);
     let leader = c.wait_for_leader(&topic, 0, None, T).await?;
     let victim = c.ids().find(|&id| id != leader).context("a follower")?;
@@ -201,9 +222,7 @@ async fn a_damaged_replica_is_repaired_from_another_and_never_serves_damage() ->
         "the repaired segment differs from the healthy copy"
     );
     // And it serves exactly what the others serve.
-    let mine = replica_digest(&addr, &topic, 0, 0, hwm).await?;
-    let theirs = replica_digest(&c.broker(healthy).bootstrap(), &topic, 0, 0, hwm).await?;
-    ensure!(mine == theirs, "the repaired replica serves other records");
+    serves_the_same(&c, victim, healthy, &topic, hwm).await?;
     let listed = steme(&c.bootstrap(), &["cluster", "damaged", &topic], "", T)
         .await?
         .success()?;
@@ -329,13 +348,7 @@ async fn an_acknowledged_tail_with_a_flipped_byte_is_never_cut() -> anyhow::Resu
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_segment_shortened_under_a_live_broker_is_repaired_not_sigbus() -> anyhow::Result<()> {
-    let mut opts = ClusterOptions::new(3);
-    opts.broker.args = scrub_fast();
-    let c = Cluster::start(opts).await?;
-    let topic = unique("shortened");
-    create(&c.bootstrap(), &topic).await?;
-    produce(&c.bootstrap(), &topic, &topic, 3000).await?;
-    let hwm = c.check_replicas_identical(&topic, 1, T).await?[0];
+    let (c, topic, hwm) = written_cluster("shortened").await?;
     let leader = c.wait_for_leader(&topic, 0, None, T).await?;
     let victim = c.ids().find(|&id| id != leader).context("a follower")?;
     let seg = segments(&partition_dir(c.broker(victim), &topic))?[1].clone();
@@ -351,9 +364,7 @@ async fn a_segment_shortened_under_a_live_broker_is_repaired_not_sigbus() -> any
     })
     .await?;
     let healthy = c.ids().find(|&id| id != victim).context("another")?;
-    let mine = replica_digest(&addr, &topic, 0, 0, hwm).await?;
-    let theirs = replica_digest(&c.broker(healthy).bootstrap(), &topic, 0, 0, hwm).await?;
-    ensure!(mine == theirs, "the repaired replica serves other records");
+    serves_the_same(&c, victim, healthy, &topic, hwm).await?;
     ensure!(c.any_panic().is_none());
     Ok(())
 }
@@ -361,13 +372,7 @@ async fn a_segment_shortened_under_a_live_broker_is_repaired_not_sigbus() -> any
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_replica_damaged_at_a_different_place_is_repaired_from_the_others()
 -> anyhow::Result<()> {
-    let mut opts = ClusterOptions::new(3);
-    opts.broker.args = scrub_fast();
-    let c = Cluster::start(opts).await?;
-    let topic = unique("all-damaged");
-    create(&c.bootstrap(), &topic).await?;
-    produce(&c.bootstrap(), &topic, &topic, 3000).await?;
-    let hwm = c.check_replicas_identical(&topic, 1, T).await?[0];
+    let (c, topic, hwm) = written_cluster("all-damaged").await?;
     // Broker n loses a record in its n-th sealed segment: no range is damaged twice.
     let ids: Vec<u64> = c.ids().collect();
     for (n, &id) in ids.iter().enumerate() {
@@ -394,13 +399,7 @@ async fn every_replica_damaged_at_a_different_place_is_repaired_from_the_others(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn damage_in_the_active_segment_and_in_index_files_is_found_and_repaired()
 -> anyhow::Result<()> {
-    let mut opts = ClusterOptions::new(3);
-    opts.broker.args = scrub_fast();
-    let mut c = Cluster::start(opts).await?;
-    let topic = unique("active");
-    create(&c.bootstrap(), &topic).await?;
-    produce(&c.bootstrap(), &topic, &topic, 3000).await?;
-    let hwm = c.check_replicas_identical(&topic, 1, T).await?[0];
+    let (mut c, topic, hwm) = written_cluster("active").await?;
     let leader = c.wait_for_leader(&topic, 0, None, T).await?;
     let victim = c.ids().find(|&id| id != leader).context("a follower")?;
     let healthy = c.ids().find(|&id| id != victim).context("another")?;
@@ -432,9 +431,7 @@ async fn damage_in_the_active_segment_and_in_index_files_is_found_and_repaired()
         d.offline.is_none() && d.damaged.is_empty() && d.high_watermark == hwm
     })
     .await?;
-    let mine = replica_digest(&addr, &topic, 0, 0, hwm).await?;
-    let theirs = replica_digest(&c.broker(healthy).bootstrap(), &topic, 0, 0, hwm).await?;
-    ensure!(mine == theirs, "the repaired replica serves other records");
+    serves_the_same(&c, victim, healthy, &topic, hwm).await?;
     // And it keeps taking appends at the right offsets.
     produce(&c.bootstrap(), &topic, &format!("{topic}-more"), 500).await?;
     c.check_replicas_identical(&topic, 1, T).await?;
