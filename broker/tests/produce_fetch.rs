@@ -22,6 +22,8 @@ fn fetch(topic: &str, partition: u32, offset: u64, max_wait_ms: u32) -> FetchReq
 }
 
 /// Every record of a partition from `offset` up to the high watermark: (offset, hlc, id).
+/// A leader answers NotLeader at its watermark until it has applied its log (just after a
+/// start): that is waited out, for a few seconds at most.
 async fn read_all(
     c: &mut Client,
     topic: &str,
@@ -29,11 +31,15 @@ async fn read_all(
 ) -> Vec<(u64, u64, steme_protocol::AssertionId)> {
     let mut out = Vec::new();
     let mut offset = 0;
+    let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let resp = c
-            .call(&fetch(topic, partition, offset, 0))
-            .await
-            .expect("fetch");
+        let resp = match c.call(&fetch(topic, partition, offset, 0)).await {
+            Err(ApiError::NotLeader { .. }) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            }
+            other => other.expect("fetch"),
+        };
         if resp.records.is_empty() {
             return out;
         }

@@ -22,7 +22,8 @@ pub use steme_protocol::messages::metadata::{
 
 use steme_protocol::messages::create_topic::CreateTopicRequest;
 use steme_protocol::messages::delete_topic::DeleteTopicRequest;
-use steme_protocol::messages::describe_topic::DescribeTopicRequest;
+use steme_protocol::messages::describe_topic::{DamagedRange, DescribeTopicRequest};
+use steme_protocol::messages::skip_damage::SkipDamageRequest;
 
 use crate::cluster::{ClientConfig, Cluster};
 use crate::error::ClientError;
@@ -160,6 +161,46 @@ impl Admin {
             });
         }
         Ok(views)
+    }
+
+    /// Gives up the damaged range of `topic`/`partition` that starts at `first_offset`, on
+    /// every replica that lists it (see [`steme_protocol::messages::skip_damage`]): each
+    /// such broker's answer, the range as it now records it or why it refused. Empty if no
+    /// replica lists such a range. A range is skipped only where it is quarantined (no
+    /// healthy copy anywhere); the records in it are lost to consumers, who move past it
+    /// with a notice ([`ClientError::SkippedData`]).
+    pub async fn skip_damaged(
+        &self,
+        topic: &str,
+        partition: u32,
+        first_offset: u64,
+        reason: &str,
+    ) -> Result<Vec<(u64, Result<DamagedRange, ClientError>)>, ClientError> {
+        let req = SkipDamageRequest {
+            topic: topic.to_owned(),
+            partition,
+            first_offset,
+            reason: reason.to_owned(),
+        };
+        let timeout = self.cluster.config().request_timeout;
+        let mut out = Vec::new();
+        for view in self.describe_replicas(topic).await? {
+            let lists_it = view.result.as_ref().is_ok_and(|d| {
+                d.partitions.iter().any(|p| {
+                    p.partition == partition
+                        && p.damaged.iter().any(|r| r.first_offset == first_offset)
+                })
+            });
+            if !lists_it {
+                continue;
+            }
+            let result = match self.cluster.connection(&view.addr).await {
+                Ok(conn) => conn.call(&req, timeout).await.map(|r| r.range),
+                Err(e) => Err(e),
+            };
+            out.push((view.node_id, result));
+        }
+        Ok(out)
     }
 
     /// Brokers and topics (`None` = every topic), refreshing the client's cache on the way.

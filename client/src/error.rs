@@ -135,6 +135,21 @@ pub enum ClientError {
         attempts: u32,
         message: String,
     },
+    /// The position reached offsets `[first_offset, end_offset)`, which an operator gave up
+    /// (`steme cluster skip-damaged`: damaged on every replica). A notice, not a failure:
+    /// the position has moved to `end_offset`, and the next poll goes on from there. The
+    /// records in the range are lost; `message` is the broker's record of the skip (when,
+    /// and the operator's reason).
+    #[error(
+        "{topic}/{partition}: offsets {first_offset}..{end_offset} were skipped by an operator, going on from {end_offset}: {message}"
+    )]
+    SkippedData {
+        topic: String,
+        partition: u32,
+        first_offset: u64,
+        end_offset: u64,
+        message: String,
+    },
     /// `empty_answers` fetches in a row at `offset` came back without records although the
     /// partition's high watermark is above it: records that exist are not being served.
     #[error(

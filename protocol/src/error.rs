@@ -19,6 +19,7 @@
 //! Throttled          retry_after_ms u32
 //! FencedMember       current_epoch u32
 //! CorruptData        first_offset u64, end_offset u64 (the damaged range, end exclusive)
+//! SkippedData        first_offset u64, end_offset u64 (the skipped range, end exclusive)
 //! (all others)       nothing
 //! ```
 
@@ -61,10 +62,13 @@ pub enum ErrorCode {
     /// A fetch reached a damaged range of the partition's log; it is not served (nor
     /// skipped) until repaired. See [`ApiError::CorruptData`].
     CorruptData = 27,
+    /// A fetch reached a damaged range that an operator gave up (no replica had a healthy
+    /// copy). See [`ApiError::SkippedData`].
+    SkippedData = 28,
 }
 
 impl ErrorCode {
-    const ALL: [ErrorCode; 28] = [
+    const ALL: [ErrorCode; 29] = [
         ErrorCode::None,
         ErrorCode::Unknown,
         ErrorCode::CorruptFrame,
@@ -93,6 +97,7 @@ impl ErrorCode {
         ErrorCode::NotCoordinator,
         ErrorCode::Internal,
         ErrorCode::CorruptData,
+        ErrorCode::SkippedData,
     ];
 }
 
@@ -155,6 +160,15 @@ pub enum ApiError {
         end_offset: u64,
         message: String,
     },
+    /// A fetch reached a range an operator skipped: damaged on every replica and given up
+    /// on purpose. The message holds the record of the skip (when, by whom, why). Readers
+    /// go on from `end_offset`, saying so; the records in the range are lost.
+    #[error("offsets {first_offset}..{end_offset} were skipped: {message}")]
+    SkippedData {
+        first_offset: u64,
+        end_offset: u64,
+        message: String,
+    },
     /// Any other code, with its message.
     #[error("{code:?}: {message}")]
     Other { code: ErrorCode, message: String },
@@ -181,6 +195,7 @@ impl ApiError {
             ApiError::Throttled { .. } => ErrorCode::Throttled,
             ApiError::FencedMember { .. } => ErrorCode::FencedMember,
             ApiError::CorruptData { .. } => ErrorCode::CorruptData,
+            ApiError::SkippedData { .. } => ErrorCode::SkippedData,
             ApiError::Other { code, .. } => *code,
         }
     }
@@ -211,6 +226,7 @@ impl ApiError {
             | ApiError::FencedMember { message, .. }
             | ApiError::Throttled { message, .. }
             | ApiError::CorruptData { message, .. }
+            | ApiError::SkippedData { message, .. }
             | ApiError::Other { message, .. } => message,
             _ => "",
         }
@@ -251,6 +267,11 @@ impl ApiError {
             ApiError::Throttled { retry_after_ms, .. } => buf.put_u32_le(*retry_after_ms),
             ApiError::FencedMember { current_epoch, .. } => buf.put_u32_le(*current_epoch),
             ApiError::CorruptData {
+                first_offset,
+                end_offset,
+                ..
+            }
+            | ApiError::SkippedData {
                 first_offset,
                 end_offset,
                 ..
@@ -316,6 +337,11 @@ impl ApiError {
                 end_offset: r.u64()?,
                 message: r.string()?,
             },
+            ErrorCode::SkippedData => ApiError::SkippedData {
+                first_offset: r.u64()?,
+                end_offset: r.u64()?,
+                message: r.string()?,
+            },
             code => ApiError::Other {
                 code,
                 message: r.string()?,
@@ -329,6 +355,7 @@ impl ApiError {
                 | ApiError::FencedMember { .. }
                 | ApiError::Throttled { .. }
                 | ApiError::CorruptData { .. }
+                | ApiError::SkippedData { .. }
                 | ApiError::Other { .. }
         ) {
             r.string()?;
@@ -417,6 +444,11 @@ mod tests {
             message: "partition t-0 offsets 826..970 are damaged on broker 2 (needs repair): \
                       frame header crc mismatch"
                 .into(),
+        });
+        roundtrip(ApiError::SkippedData {
+            first_offset: 826,
+            end_offset: 970,
+            message: "skipped at 2026-11-29T22:40:00Z: disk lost on every replica".into(),
         });
         roundtrip(ApiError::other(ErrorCode::UnknownTopic, "no topic t"));
     }

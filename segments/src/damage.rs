@@ -24,7 +24,10 @@ use crate::state::Shared;
 
 /// The file that lists the known damaged ranges of a partition.
 pub(crate) const DAMAGE_FILE: &str = "damage";
-const DAMAGE_MAGIC: u32 = u32::from_le_bytes(*b"STMG");
+/// Version 1, without skips (still read).
+const DAMAGE_MAGIC_V1: u32 = u32::from_le_bytes(*b"STMG");
+/// Version 2: each range followed by its skip, if any.
+const DAMAGE_MAGIC: u32 = u32::from_le_bytes(*b"STM2");
 
 /// One damaged range of a segment. `indexes` and `offsets` are exact at both ends: the
 /// range runs from a frame that failed its checks to the next frame whose index and offset
@@ -46,6 +49,18 @@ pub struct Damage {
     pub ends_at_frame: bool,
     /// What the first bad frame failed.
     pub reason: String,
+    /// The operator's decision to give the range up, if taken (see [`crate::Log::skip_damage`]).
+    pub skipped: Option<Skip>,
+}
+
+/// An operator's record that a damaged range with no healthy copy anywhere is given up:
+/// reads of it then fail with the skip named, so that consumers move past it knowingly.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skip {
+    /// When it was recorded, in milliseconds since the Unix epoch.
+    pub at_ms: u64,
+    /// Why, in the operator's words.
+    pub reason: String,
 }
 
 impl fmt::Display for Damage {
@@ -61,7 +76,11 @@ impl fmt::Display for Damage {
             self.positions.end,
             self.segment,
             self.reason
-        )
+        )?;
+        if let Some(skip) = &self.skipped {
+            write!(f, "; skipped at {} ms: {}", skip.at_ms, skip.reason)?;
+        }
+        Ok(())
     }
 }
 
@@ -96,6 +115,7 @@ impl Damage {
             offsets: offset..end_offset.max(offset),
             ends_at_frame: true,
             reason,
+            skipped: None,
         }
     }
 
@@ -166,6 +186,8 @@ impl Registry {
                 r.indexes.start.min(merged.indexes.start)..r.indexes.end.max(merged.indexes.end);
             merged.offsets =
                 r.offsets.start.min(merged.offsets.start)..r.offsets.end.max(merged.offsets.end);
+            // A skip covers the range it was given for, not records found damaged since.
+            merged.skipped = None;
             false
         });
         let at = self
@@ -210,9 +232,15 @@ impl Registry {
             ] {
                 b.extend_from_slice(&v.to_le_bytes());
             }
-            let reason = &r.reason.as_bytes()[..r.reason.len().min(u16::MAX as usize)];
-            b.extend_from_slice(&(reason.len() as u16).to_le_bytes());
-            b.extend_from_slice(reason);
+            put_text(&mut b, &r.reason);
+            match &r.skipped {
+                None => b.push(0),
+                Some(skip) => {
+                    b.push(1);
+                    b.extend_from_slice(&skip.at_ms.to_le_bytes());
+                    put_text(&mut b, &skip.reason);
+                }
+            }
         }
         let crc = crc32fast::hash(&b);
         b.extend_from_slice(&crc.to_le_bytes());
@@ -222,9 +250,14 @@ impl Registry {
     /// The registry in a `damage` file; `None` if the file is damaged itself.
     pub fn decode(b: &[u8]) -> Option<Registry> {
         let body = b.get(..b.len().checked_sub(4)?)?;
-        if crc32fast::hash(body) != u32_at(b, body.len()) || u32_at(body, 0) != DAMAGE_MAGIC {
+        if crc32fast::hash(body) != u32_at(b, body.len()) {
             return None;
         }
+        let with_skips = match u32_at(body, 0) {
+            DAMAGE_MAGIC => true,
+            DAMAGE_MAGIC_V1 => false,
+            _ => return None,
+        };
         let n = u32_at(body, 4) as usize;
         let mut at = 8;
         let mut ranges = Vec::with_capacity(n.min(1024));
@@ -233,9 +266,23 @@ impl Registry {
                 .map(|i| body.get(at + 8 * i..at + 8 * i + 8).map(|x| u64_at(x, 0)))
                 .collect::<Option<_>>()?;
             at += 64;
-            let len = usize::from(u16::from_le_bytes(body.get(at..at + 2)?.try_into().ok()?));
-            let reason = String::from_utf8_lossy(body.get(at + 2..at + 2 + len)?).into_owned();
-            at += 2 + len;
+            let reason = text_at(body, &mut at)?;
+            let skipped = if with_skips {
+                let flag = *body.get(at)?;
+                at += 1;
+                match flag {
+                    0 => None,
+                    1 => {
+                        let at_ms = u64_at(body.get(at..at + 8)?, 0);
+                        at += 8;
+                        let reason = text_at(body, &mut at)?;
+                        Some(Skip { at_ms, reason })
+                    }
+                    _ => return None,
+                }
+            } else {
+                None
+            };
             ranges.push(Damage {
                 segment: v[0],
                 positions: v[1]..v[2],
@@ -243,6 +290,7 @@ impl Registry {
                 offsets: v[5]..v[6],
                 ends_at_frame: v[7] != 0,
                 reason,
+                skipped,
             });
         }
         (at == body.len()).then_some(Registry { ranges })
@@ -273,6 +321,24 @@ impl Registry {
     }
 }
 
+/// Appends `text` (cut at 64 KiB) with its u16 length.
+fn put_text(b: &mut Vec<u8>, text: &str) {
+    let mut len = text.len().min(u16::MAX as usize);
+    while !text.is_char_boundary(len) {
+        len -= 1;
+    }
+    b.extend_from_slice(&(len as u16).to_le_bytes());
+    b.extend_from_slice(&text.as_bytes()[..len]);
+}
+
+/// The text at `*at` (see [`put_text`]); moves `*at` past it.
+fn text_at(body: &[u8], at: &mut usize) -> Option<String> {
+    let len = usize::from(u16::from_le_bytes(body.get(*at..*at + 2)?.try_into().ok()?));
+    let text = String::from_utf8_lossy(body.get(*at + 2..*at + 2 + len)?).into_owned();
+    *at += 2 + len;
+    Some(text)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -285,6 +351,7 @@ mod tests {
             offsets: o,
             ends_at_frame: true,
             reason: "test".into(),
+            skipped: None,
         }
     }
 
@@ -308,9 +375,27 @@ mod tests {
             r.first_from_index(5).map(|x| x.indexes.clone()),
             Some(10..15)
         );
+        r.ranges[0].skipped = Some(Skip {
+            at_ms: 7,
+            reason: "given up".into(),
+        });
         let b = r.encode();
         let back = Registry::decode(&b).expect("decodes");
         assert_eq!(back.ranges, r.ranges);
+        // A range found damaged next to a skipped one merges with it, and is not skipped.
+        let mut grown = back.clone();
+        let merged = grown.add(d(5..6, 20..21)).expect("merged");
+        assert_eq!((merged.indexes, merged.skipped), (3..6, None));
+        // Version 1 files (no skips) still read.
+        let mut v1 = DAMAGE_MAGIC_V1.to_le_bytes().to_vec();
+        v1.extend_from_slice(&1u32.to_le_bytes());
+        for v in [0u64, 300, 500, 3, 5, 10, 20, 1] {
+            v1.extend_from_slice(&v.to_le_bytes());
+        }
+        put_text(&mut v1, "test");
+        v1.extend_from_slice(&crc32fast::hash(&v1).to_le_bytes());
+        let old = Registry::decode(&v1).expect("v1 decodes");
+        assert_eq!(old.ranges, vec![d(3..5, 10..20)]);
         let mut bad = b.clone();
         bad[9] ^= 1;
         assert!(Registry::decode(&bad).is_none());

@@ -49,8 +49,9 @@ pub enum Error {
         position: u64,
         reason: String,
     },
-    /// A read reached a damaged range: its bytes failed their checks. It is never served
-    /// or skipped; repair it from a replica ([`crate::Log::repair`]).
+    /// A read reached a damaged range: its bytes failed their checks. It is never served;
+    /// repair it from a replica ([`crate::Log::repair`]). If an operator gave it up
+    /// ([`crate::Log::record_skip`]), `damage.skipped` says when and why.
     #[error("damaged log {}: {damage}", dir.display())]
     Damaged {
         dir: PathBuf,
@@ -59,6 +60,9 @@ pub enum Error {
     /// A repair was refused: the bytes offered do not fit the damaged range.
     #[error("repair of {} refused: {reason}", dir.display())]
     RepairRefused { dir: PathBuf, reason: String },
+    /// No damaged range starts at the index a skip names.
+    #[error("no damaged range of {} starts at raft index {first_index}", dir.display())]
+    NoSuchDamage { dir: PathBuf, first_index: u64 },
     #[error("bad metadata file {path}: {reason}")]
     BadMeta { path: PathBuf, reason: String },
     #[error("invalid configuration: {0}")]

@@ -78,7 +78,7 @@ mod sys;
 
 pub use checked::Scrubbed;
 pub use config::{FlushPolicy, LogConfig, RecoveryPolicy};
-pub use damage::Damage;
+pub use damage::{Damage, Skip};
 pub use error::{Error, Result};
 pub use flush::Flusher;
 pub use format::{DurablePoint, EntryKind};

@@ -513,6 +513,7 @@ impl Recovery<'_> {
                 offsets: seg.summary.end_offset..anchor.offset,
                 ends_at_frame: anchor.exact,
                 reason,
+                skipped: None,
             };
             seg.skip_damage(&damage, anchor.term);
             if anchor.term > 0 {
@@ -554,6 +555,7 @@ impl Recovery<'_> {
             offsets: offset..next.base_offset,
             ends_at_frame: false,
             reason: format!("segment file missing: {reason}"),
+            skipped: None,
         };
         seg.skip_damage(&damage, 0);
         self.seal_rebuilt(&mut seg);

@@ -352,3 +352,65 @@ fn retention_and_purges_never_delete_a_damaged_segment() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn a_skip_is_recorded_kept_across_restarts_and_a_repair_still_replaces_it() -> anyhow::Result<()> {
+    let cfg = small_config();
+    let src = tempfile::tempdir()?;
+    let model = build(src.path(), &cfg, 120)?;
+    let healthy = open(src.path(), &cfg)?;
+    let dir = tempfile::tempdir()?;
+    copy_dir(src.path(), dir.path())?;
+    let seg = &segment_files(dir.path())?[1];
+    let &(start, end, _) = frames(seg)?
+        .iter()
+        .find(|(s, e, _)| e - s > 100)
+        .expect("a batch frame");
+    flip(seg, (start + end) / 2)?;
+    let mut log = open(dir.path(), &cfg)?;
+    check_around_damage(&log, &model)?;
+    let d = log.reader().damaged().pop().expect("damage found");
+    anyhow::ensure!(!d.offsets.is_empty() && d.skipped.is_none(), "{d:?}");
+
+    let missing = log.record_skip(d.indexes.start + 1_000, skip("nope"));
+    anyhow::ensure!(
+        matches!(missing, Err(Error::NoSuchDamage { .. })),
+        "{missing:?}"
+    );
+    let skipped = log.record_skip(d.indexes.start, skip("no replica has it; INC-7"))?;
+    anyhow::ensure!(skipped.skipped == Some(skip("no replica has it; INC-7")));
+    let read_skipped =
+        |log: &Log| match log
+            .reader()
+            .read_from_offset(d.offsets.start, 1 << 20, u64::MAX)
+        {
+            Err(Error::Damaged { damage, .. }) => Ok(damage.skipped),
+            other => anyhow::bail!(
+                "a read of the skipped range gave {:?}",
+                other.map(|r| r.batches.len())
+            ),
+        };
+    anyhow::ensure!(read_skipped(&log)?.is_some_and(|s| s.reason == "no replica has it; INC-7"));
+    drop(log);
+    let (mut log, report) = Log::open(dir.path(), cfg.clone(), Arc::new(RealIo))?;
+    anyhow::ensure!(
+        report
+            .damaged
+            .iter()
+            .any(|x| x.skipped == Some(skip("no replica has it; INC-7"))),
+        "the skip was forgotten: {report:?}"
+    );
+    anyhow::ensure!(read_skipped(&log)?.is_some());
+    // Everything else is served as before, and a healthy copy still replaces the range.
+    check_around_damage(&log, &model)?;
+    repair_from(&mut log, &healthy)?;
+    model.check(&log.reader())?;
+    Ok(())
+}
+
+fn skip(reason: &str) -> steme_segments::Skip {
+    steme_segments::Skip {
+        at_ms: 1_764_000_000_000,
+        reason: reason.into(),
+    }
+}

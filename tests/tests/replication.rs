@@ -12,10 +12,12 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, ensure};
 use steme_client::connection::{Connection, ConnectionConfig};
 use steme_client::{
-    Ack, Admin, Backoff, ClientConfig, Producer, ProducerConfig, Record, TopicOptions,
+    Ack, Admin, Backoff, ClientConfig, ClientError, Producer, ProducerConfig, Record, TopicOptions,
 };
-use steme_protocol::BatchBuilder;
+use steme_protocol::messages::fetch::FetchRequest;
+use steme_protocol::messages::list_offsets::{ListOffsetsRequest, OffsetSpec};
 use steme_protocol::messages::produce::{Acks, ProduceRequest};
+use steme_protocol::{ApiError, BatchBuilder};
 use steme_tests::cluster::{Cluster, ClusterOptions, describe_replica};
 use steme_tests::workload::{
     Produced, Producing, check_acks_present, check_hlc_increasing, check_log, create_topic,
@@ -234,6 +236,106 @@ async fn a_paused_leader_and_a_full_restart_lose_nothing() -> anyhow::Result<()>
                 after[p].len()
             );
         }
+        Ok(())
+    })
+    .await
+}
+
+/// Asks broker `addr` alone for the end of `topic`/0 and for the records at `offset`.
+async fn ask_end_and_fetch(
+    addr: &str,
+    topic: &str,
+    offset: u64,
+) -> anyhow::Result<(Result<u64, ClientError>, Result<usize, ClientError>)> {
+    let conn = Connection::connect(addr, &ConnectionConfig::default()).await?;
+    let timeout = Duration::from_secs(5);
+    let end = conn
+        .call(
+            &ListOffsetsRequest {
+                topic: topic.to_owned(),
+                partition: 0,
+                spec: OffsetSpec::Latest,
+            },
+            timeout,
+        )
+        .await
+        .map(|r| r.offset);
+    let fetched = conn
+        .call(
+            &FetchRequest {
+                topic: topic.to_owned(),
+                partition: 0,
+                offset,
+                max_bytes: 1 << 20,
+                max_wait_ms: 0,
+            },
+            timeout,
+        )
+        .await
+        .map(|r| r.records.len());
+    Ok((end, fetched))
+}
+
+fn is_not_leader<T: std::fmt::Debug>(r: &Result<T, ClientError>) -> bool {
+    matches!(r, Err(ClientError::Api(ApiError::NotLeader { .. })))
+}
+
+/// Only the leader, once it has applied an entry of its own term, says where the log ends: a
+/// follower, or a replica restarted without a quorum (its applied state is written lazily, so
+/// its high watermark may lag what was acknowledged), answers NotLeader instead of an end that
+/// would hide acknowledged records from a consumer reading "up to the end".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_serving_leader_answers_where_the_log_ends() -> anyhow::Result<()> {
+    within(Duration::from_secs(180), async {
+        let mut cluster = Cluster::start(ClusterOptions::new(3)).await?;
+        let topic = unique("ends");
+        create_topic(&cluster.bootstrap(), &topic, 1).await?;
+        let producer = Producer::connect(&cluster.bootstrap(), &topic, patient()).await?;
+        let acks = produce_all(&producer, &signed(&topic, 2_000, 200)?).await?;
+        let end = acks.iter().map(|a| a.offset + 1).max().context("no acks")?;
+        let leader = cluster
+            .wait_for_leader(&topic, 0, None, Duration::from_secs(10))
+            .await?;
+        let hwm = cluster.wait_converged(&topic, 0, Duration::from_secs(30)).await?;
+        ensure!(hwm == end, "converged at {hwm}, acknowledged up to {end}");
+
+        let (answer, fetched) =
+            ask_end_and_fetch(&cluster.broker(leader).bootstrap(), &topic, end).await?;
+        ensure!(
+            answer.as_ref().ok() == Some(&end) && fetched.as_ref().ok() == Some(&0),
+            "the leader answered {answer:?} for the end and {fetched:?} at it"
+        );
+        let follower = cluster.ids().find(|&id| id != leader).context("a follower")?;
+        let addr = cluster.broker(follower).bootstrap();
+        let (answer, at_end) = ask_end_and_fetch(&addr, &topic, end).await?;
+        let (_, below) = ask_end_and_fetch(&addr, &topic, 0).await?;
+        ensure!(
+            is_not_leader(&answer) && is_not_leader(&at_end),
+            "follower {follower} answered {answer:?} for the end and {at_end:?} at it"
+        );
+        ensure!(
+            below.as_ref().is_ok_and(|n| *n > 0),
+            "follower {follower} answered {below:?} for committed records"
+        );
+
+        // Every broker down at once; one back, alone: it cannot lead, so it must not answer.
+        for id in cluster.ids().collect::<Vec<_>>() {
+            cluster.broker_mut(id).kill9()?;
+        }
+        cluster.restart(leader)?;
+        let addr = cluster.broker(leader).bootstrap();
+        for _ in 0..10 {
+            let (answer, at_end) = ask_end_and_fetch(&addr, &topic, end).await?;
+            ensure!(
+                is_not_leader(&answer) && is_not_leader(&at_end),
+                "broker {leader}, restarted without a quorum, answered {answer:?} for the end and {at_end:?} at it"
+            );
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        cluster.restart(follower)?;
+        let log = read_topic(&cluster.bootstrap(), &topic, Duration::from_secs(60)).await?;
+        check_acks_present(&log, &acks)?;
+        ensure!(log[&0].len() as u64 == end, "read {} records, acknowledged {end}", log[&0].len());
         Ok(())
     })
     .await

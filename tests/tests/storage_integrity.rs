@@ -6,7 +6,9 @@
 //!   plane, and afterwards serves exactly what the others serve.
 //! - The same on a single broker: nothing to repair from, so the range is quarantined and
 //!   reported; `steme consume --verify` prints every record before it and fails naming it
-//!   (never a silent gap); the records after it are served.
+//!   (never a silent gap); the records after it are served. Once an operator skips it
+//!   (`steme cluster skip-damaged`, with a reason), consumers pass it with a warning that
+//!   carries the record of the skip, and the record outlives a restart.
 //! - An acknowledged tail with a flipped byte, then kill -9: kept and reported as damage,
 //!   never cut as a torn tail.
 //! - A sealed segment shortened by another process under a live broker: no SIGBUS; the
@@ -17,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, ensure};
 use steme_client::{Producer, ProducerConfig};
-use steme_protocol::messages::describe_topic::PartitionDescription;
+use steme_protocol::messages::describe_topic::{DamagedRange, PartitionDescription};
 use steme_segments::format::{FRAME_HEADER_LEN, FrameHeader, SEGMENT_HEADER_LEN};
 use steme_tests::cli::steme;
 use steme_tests::cluster::{Cluster, ClusterOptions, describe_replica, replica_digest};
@@ -131,6 +133,53 @@ async fn wait_replica(
     }
 }
 
+/// `steme consume --verify` exits 0 with every record of the `total` but those in the
+/// `ranges`, skipped for `reason`, and names each range, with the reason, on stderr.
+async fn consumes_all_but_skipped(
+    bootstrap: &str,
+    topic: &str,
+    total: u64,
+    ranges: &[DamagedRange],
+    reason: &str,
+) -> anyhow::Result<()> {
+    let out = steme(bootstrap, &["consume", topic, "--verify"], "", T)
+        .await?
+        .success()?;
+    let offsets: Vec<u64> = out
+        .stdout
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l)?;
+            v["offset"].as_u64().context("offset")
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let expected: Vec<u64> = (0..total)
+        .filter(|o| {
+            !ranges
+                .iter()
+                .any(|r| (r.first_offset..r.end_offset).contains(o))
+        })
+        .collect();
+    ensure!(
+        offsets == expected,
+        "{} records consumed, {} expected",
+        offsets.len(),
+        expected.len()
+    );
+    for r in ranges {
+        ensure!(
+            out.stderr
+                .contains(&format!("{}..{}", r.first_offset, r.end_offset))
+                && out.stderr.contains(reason),
+            "the skip of {}..{} is not named: {}",
+            r.first_offset,
+            r.end_offset,
+            out.stderr
+        );
+    }
+    Ok(())
+}
+
 /// Three scrubbing brokers and a one-partition topic of 3000 records on them all; returns
 /// the cluster, the topic and its high watermark.
 async fn written_cluster(name: &str) -> anyhow::Result<(Cluster, String, u64)> {
@@ -236,7 +285,8 @@ async fn a_damaged_replica_is_repaired_from_another_and_never_serves_damage() ->
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_single_broker_quarantines_damage_and_consumers_fail_closed() -> anyhow::Result<()> {
+async fn a_single_broker_quarantines_damage_and_consumers_fail_closed_until_it_is_skipped()
+-> anyhow::Result<()> {
     let mut b = BrokerProcess::start_with(BrokerOptions {
         config_toml: None,
         args: scrub_fast(),
@@ -248,8 +298,8 @@ async fn a_single_broker_quarantines_damage_and_consumers_fail_closed() -> anyho
     damage_sealed_segment(&partition_dir(&b, &topic))?;
     b.restart()?;
     // Found by the scrubber, and with no other replica, quarantined and reported.
-    let d = wait_replica(&b.bootstrap(), &topic, T, "damage quarantined", |d| {
-        d.damaged.iter().any(|r| r.quarantined.is_some())
+    let d = wait_replica(&b.bootstrap(), &topic, T, "both ranges quarantined", |d| {
+        d.damaged.len() >= 2 && d.damaged.iter().all(|r| r.quarantined.is_some())
     })
     .await?;
     ensure!(
@@ -313,6 +363,56 @@ async fn a_single_broker_quarantines_damage_and_consumers_fail_closed() -> anyho
             && first_listed["state"] == "quarantined",
         "{first_listed}"
     );
+
+    // An operator gives the ranges up. Refused without a reason, or where no range starts.
+    const REASON: &str = "lost with disk 3; INC-7";
+    let skip = |offset: u64, reason: &str| {
+        let args = [
+            "cluster",
+            "skip-damaged",
+            topic.as_str(),
+            "-p",
+            "0",
+            "--offset",
+            &offset.to_string(),
+            "--reason",
+            reason,
+        ]
+        .map(String::from);
+        let bootstrap = b.bootstrap();
+        async move {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            steme(&bootstrap, &args, "", T).await
+        }
+    };
+    let refused = skip(first.first_offset, " ").await?;
+    ensure!(
+        refused.status.code() == Some(1) && refused.stdout.contains("refused"),
+        "{refused:?}"
+    );
+    let nowhere = skip(first.first_offset + 1, "nothing starts here").await?;
+    ensure!(nowhere.status.code() == Some(1), "{nowhere:?}");
+    for r in &d.damaged {
+        let done = skip(r.first_offset, REASON).await?.success()?;
+        ensure!(done.stdout.contains("skipped"), "{}", done.stdout);
+    }
+    // Consumers now pass the ranges, each named on stderr with the record of the skip, and
+    // get every other record.
+    consumes_all_but_skipped(&b.bootstrap(), &topic, 2000, &d.damaged, REASON).await?;
+    // The record of the skip outlives a restart; `cluster damaged` lists it and exits 0.
+    b.terminate(T)?;
+    b.restart()?;
+    let listed = steme(&b.bootstrap(), &["cluster", "damaged", "--json"], "", T)
+        .await?
+        .success()?;
+    for line in listed.stdout.lines() {
+        let v: serde_json::Value = serde_json::from_str(line)?;
+        ensure!(
+            v["state"] == "skipped" && v["skipped"]["reason"] == REASON,
+            "{v}"
+        );
+    }
+    consumes_all_but_skipped(&b.bootstrap(), &topic, 2000, &d.damaged, REASON).await?;
     ensure!(!b.log_shows_panic());
     Ok(())
 }

@@ -114,7 +114,19 @@ impl Coordinator {
         let mut records = 0u64;
         let trusted = Arc::new(trusted);
         while offset < hwm {
-            let f = part.fetch(offset, 4 << 20, Duration::ZERO).await?;
+            let f = match part.fetch(offset, 4 << 20, Duration::ZERO).await {
+                Err(ApiError::SkippedData {
+                    end_offset,
+                    message,
+                    ..
+                }) if end_offset > offset => {
+                    // Given up by an operator: the groups' records there are lost.
+                    tracing::warn!(partition = part.partition, %message, "skipping group records an operator gave up");
+                    offset = end_offset;
+                    continue;
+                }
+                other => other?,
+            };
             let (batches, from, keys) = (f.batches, offset, trusted.clone());
             let chunk =
                 tokio::task::spawn_blocking(move || replay::read_chunk(&batches, from, hwm, &keys))

@@ -4,7 +4,7 @@
 //! (`From<BrokerError> for ApiError`).
 //!
 //! - [`cluster`]: ApiVersions, Metadata.
-//! - [`topics`]: CreateTopic, DeleteTopic, DescribeTopic.
+//! - [`topics`]: CreateTopic, DeleteTopic, DescribeTopic, SkipDamage.
 //! - [`produce`]: Produce, with the batch checks (partition, ids, signatures).
 //! - [`fetch`]: Fetch, records written from the segments as they are.
 //! - [`offsets`]: the ListOffsets request.
@@ -33,6 +33,7 @@ pub async fn handle(broker: &Broker, req: Request) -> Reply {
         Request::CreateTopic(r) => Reply::of(topics::create(broker, r).await),
         Request::DeleteTopic(r) => Reply::of(topics::delete(broker, r).await),
         Request::DescribeTopic(r) => Reply::of(topics::describe(broker, r)),
+        Request::SkipDamage(r) => Reply::of(topics::skip_damage(broker, r)),
         Request::Produce(r) => Reply::of(produce::produce(broker, r).await),
         Request::Fetch(r) => fetch::fetch(broker, r).await,
         Request::ListOffsets(r) => Reply::of(offsets::list_offsets(broker, r)),

@@ -10,7 +10,7 @@ pub fn list_offsets(
     broker: &Broker,
     r: ListOffsetsRequest,
 ) -> Result<ListOffsetsResponse, ApiError> {
-    Ok(broker
+    broker
         .partition(&r.topic, r.partition)?
-        .list_offsets(r.spec))
+        .list_offsets(r.spec)
 }

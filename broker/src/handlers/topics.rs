@@ -1,6 +1,7 @@
 //! CreateTopic, DeleteTopic and DescribeTopic.
 
 use std::collections::BTreeMap;
+use steme_protocol::messages::skip_damage::{SkipDamageRequest, SkipDamageResponse};
 
 use steme_protocol::ApiError;
 use steme_protocol::messages::create_topic::{
@@ -111,4 +112,13 @@ pub fn describe(
             .collect(),
         partitions,
     })
+}
+
+/// Gives up a quarantined damaged range of this broker's replica (see
+/// [`crate::partition::Partition::skip_damage`]).
+pub fn skip_damage(broker: &Broker, r: SkipDamageRequest) -> Result<SkipDamageResponse, ApiError> {
+    let range = broker
+        .partition(&r.topic, r.partition)?
+        .skip_damage(r.first_offset, &r.reason)?;
+    Ok(SkipDamageResponse { range })
 }

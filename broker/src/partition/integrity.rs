@@ -17,10 +17,11 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use openraft::ServerState;
 use openraft::type_config::async_runtime::WatchReceiver;
-use steme_protocol::messages::describe_topic::{DamagedRange, ScrubProgress};
-use steme_protocol::{ApiError, RecordBatch};
-use steme_segments::Damage;
+use steme_protocol::messages::describe_topic::{DamagedRange, ScrubProgress, SkipRecord};
+use steme_protocol::messages::skip_damage::MAX_REASON_LEN;
+use steme_protocol::{ApiError, ErrorCode, RecordBatch};
 use steme_segments::format::FrameHeader;
+use steme_segments::{Damage, Skip};
 
 use std::sync::Arc;
 
@@ -110,15 +111,67 @@ impl Partition {
     pub(super) fn damaged_ranges(&self) -> Vec<DamagedRange> {
         self.damaged()
             .into_iter()
-            .map(|d| DamagedRange {
-                first_offset: d.offsets.start,
-                end_offset: d.offsets.end,
-                first_index: d.indexes.start,
-                end_index: d.indexes.end,
-                quarantined: self.quarantine_reason(d.indexes.start),
-                reason: d.reason,
-            })
+            .map(|d| self.damaged_range(d))
             .collect()
+    }
+
+    fn damaged_range(&self, d: Damage) -> DamagedRange {
+        DamagedRange {
+            first_offset: d.offsets.start,
+            end_offset: d.offsets.end,
+            first_index: d.indexes.start,
+            end_index: d.indexes.end,
+            quarantined: self.quarantine_reason(d.indexes.start),
+            reason: d.reason,
+            skipped: d.skipped.map(|s| SkipRecord {
+                at_ms: s.at_ms,
+                reason: s.reason,
+            }),
+        }
+    }
+
+    /// Records an operator's decision to give up the quarantined damaged range of this
+    /// replica that starts at `first_offset` (see [`steme_segments::Log::record_skip`]).
+    /// Refused for a range a repair may still fix: one not quarantined by the last round.
+    pub fn skip_damage(&self, first_offset: u64, reason: &str) -> Result<DamagedRange, ApiError> {
+        let invalid = |message: String| ApiError::other(ErrorCode::InvalidRequest, message);
+        let reason = reason.trim();
+        if reason.is_empty() || reason.len() > MAX_REASON_LEN {
+            return Err(invalid(format!(
+                "a skip needs a reason of 1 to {MAX_REASON_LEN} bytes"
+            )));
+        }
+        let name = format!("{}-{}", self.topic, self.partition);
+        let node = self.ctx.node_id;
+        let d = self
+            .damaged()
+            .into_iter()
+            .find(|d| d.offsets.start == first_offset && !d.offsets.is_empty())
+            .ok_or_else(|| {
+                invalid(format!(
+                    "no damaged range of {name} on broker {node} starts at offset {first_offset}"
+                ))
+            })?;
+        if self.quarantine_reason(d.indexes.start).is_none() {
+            return Err(invalid(format!(
+                "offsets {}..{} of {name} on broker {node} are not quarantined: a repair from \
+                 a replica may still fix them; only a range no replica holds whole can be skipped",
+                d.offsets.start, d.offsets.end
+            )));
+        }
+        let skip = Skip {
+            at_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |t| t.as_millis() as u64),
+            reason: reason.to_owned(),
+        };
+        let d = self
+            .log
+            .lock()
+            .record_skip(d.indexes.start, skip)
+            .map_err(|e| ApiError::other(ErrorCode::Storage, e.to_string()))?;
+        tracing::warn!(topic = %self.topic, partition = self.partition, damage = %d, "an operator skipped a quarantined damaged range: its records are given up");
+        Ok(self.damaged_range(d))
     }
 
     /// The last repair round's reason for each damaged range still here, by first index.
@@ -131,8 +184,27 @@ impl Partition {
     }
 
     /// The wire error for a fetch that reached a damaged range: it names the partition,
-    /// the offsets, this broker and what the repair is doing about it.
+    /// the offsets, this broker and what the repair is doing about it — or, for a range an
+    /// operator skipped, the record of the skip.
     pub(super) fn corrupt_data(&self, d: &Damage) -> ApiError {
+        if let Some(skip) = &d.skipped {
+            return ApiError::SkippedData {
+                first_offset: d.offsets.start,
+                end_offset: d.offsets.end,
+                message: format!(
+                    "partition {}-{} offsets {}..{} were damaged on broker {} ({}) and skipped \
+                     by an operator at {} (unix ms): {}",
+                    self.topic,
+                    self.partition,
+                    d.offsets.start,
+                    d.offsets.end,
+                    self.ctx.node_id,
+                    d.reason,
+                    skip.at_ms,
+                    skip.reason
+                ),
+            };
+        }
         let state = match self.quarantine_reason(d.indexes.start) {
             Some(why) => format!("quarantined, no healthy copy: {why}"),
             None => "needs repair from a replica".to_owned(),

@@ -13,6 +13,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -306,7 +307,41 @@ impl Partition {
     pub fn leader(&self) -> (Option<NodeId>, u64) {
         let m = self.raft.metrics();
         let m = m.borrow_watched();
-        (m.current_leader, m.current_term)
+        // A replica that stepped down may still name itself; never send a client back here.
+        let leader = m
+            .current_leader
+            .filter(|&id| id != self.ctx.node_id || m.state == ServerState::Leader);
+        (leader, m.current_term)
+    }
+
+    /// Whether this replica leads the partition and has applied an entry of its own term, so
+    /// that its high watermark covers every acknowledged record. A replica just elected, or
+    /// just restarted, starts from its last persisted applied state, which may lag.
+    fn serving(&self) -> bool {
+        let m = self.raft.metrics();
+        let m = m.borrow_watched();
+        m.state == ServerState::Leader
+            && self.state.serving_term.load(Ordering::Acquire) == m.current_term
+    }
+
+    /// Fails unless [`Self::serving`]: asked for the latest offsets, or for offsets past what
+    /// it has applied, a replica that is not yet the serving leader cannot answer truthfully.
+    fn check_serving(&self) -> Result<(), ApiError> {
+        if self.serving() {
+            return Ok(());
+        }
+        let mut e = self.not_leader();
+        if let ApiError::NotLeader { message, leader } = &mut e
+            && leader
+                .as_ref()
+                .is_some_and(|l| l.node_id == self.ctx.node_id)
+        {
+            *message = format!(
+                "broker {} leads {}-{} but has not yet applied its log; try again",
+                self.ctx.node_id, self.topic, self.partition
+            );
+        }
+        Err(e)
     }
 
     fn not_leader(&self) -> ApiError {
@@ -343,6 +378,11 @@ impl Partition {
             high_watermark: p.high_watermark(),
         };
         let hwm = self.high_watermark();
+        if offset >= hwm {
+            // Anything below this replica's high watermark is committed and may be read from
+            // any replica; at or past it, only the serving leader knows where the log ends.
+            self.check_serving()?;
+        }
         if offset < self.log_start_offset() || offset > hwm {
             return Err(out_of_range(self));
         }
@@ -368,7 +408,8 @@ impl Partition {
     }
 
     /// Earliest, latest, or the first offset at or after an HLC time.
-    pub fn list_offsets(&self, spec: OffsetSpec) -> ListOffsetsResponse {
+    pub fn list_offsets(&self, spec: OffsetSpec) -> Result<ListOffsetsResponse, ApiError> {
+        self.check_serving()?;
         let hwm = self.high_watermark();
         let start = self.log_start_offset();
         let offset = match spec {
@@ -380,12 +421,12 @@ impl Partition {
                 .offset_for_time(t)
                 .map_or(hwm, |o| o.clamp(start, hwm)),
         };
-        ListOffsetsResponse {
+        Ok(ListOffsetsResponse {
             offset,
             hlc: (offset < hwm).then(|| self.hlc_at(offset)).flatten(),
             high_watermark: hwm,
             log_start_offset: start,
-        }
+        })
     }
 
     /// The HLC of the record at `offset`, if it is in the log.
@@ -428,6 +469,17 @@ impl Partition {
 
     /// Stops the Raft group and flushes the log.
     pub async fn shutdown(&self) {
+        // Write the applied state down, so that a restart need not apply the tail again.
+        let flushed = self
+            .raft
+            .with_state_machine(|sm: &mut PartitionSm| Box::pin(async move { sm.flush_applied() }))
+            .await;
+        if let Err(e) = flushed
+            .map_err(|e| e.to_string())
+            .and_then(|r| r.map_err(|e| e.to_string()))
+        {
+            tracing::warn!(topic = %self.topic, partition = self.partition, error = %e, "could not write the applied state at shutdown");
+        }
         if let Err(e) = self.raft.shutdown().await {
             tracing::warn!(topic = %self.topic, partition = self.partition, error = %e, "raft shutdown");
         }
@@ -460,6 +512,8 @@ async fn on_lead(weak: std::sync::Weak<Partition>) {
         let Some(p) = weak.upgrade() else { return };
         match p.raft.write_blank().await {
             Ok(_) => {
+                // Applied: everything acknowledged before this term is below the watermark.
+                p.state.serving_term.store(term, Ordering::Release);
                 reported = Some(term);
                 tracing::info!(topic = %p.topic, partition = p.partition, term, "leading");
                 let _ = p.ctx.leaders.send((p.group, term));
@@ -554,11 +608,7 @@ impl Writer {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clear();
-        self.last_hlc = self
-            .p
-            .state
-            .last_hlc
-            .load(std::sync::atomic::Ordering::Acquire);
+        self.last_hlc = self.p.state.last_hlc.load(Ordering::Acquire);
         self.ready_term = Some(term);
         Ok(())
     }

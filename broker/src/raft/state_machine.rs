@@ -48,6 +48,9 @@ pub struct PartitionState {
     /// entry of the last segment to delete (D2). openraft purges the log up to every
     /// snapshot it builds, so a snapshot is only ever built at such a boundary.
     pub retention_boundary: std::sync::Mutex<Option<(u64, u64)>>,
+    /// The term in which this replica, as leader, has applied an entry of its own: from then
+    /// on its high watermark covers everything acknowledged before it (0: none yet).
+    pub serving_term: AtomicU64,
 }
 
 impl PartitionState {
@@ -56,6 +59,7 @@ impl PartitionState {
             high_watermark: watch::Sender::new(high_watermark),
             last_hlc: AtomicU64::new(last_hlc),
             retention_boundary: std::sync::Mutex::new(None),
+            serving_term: AtomicU64::new(0),
         })
     }
 

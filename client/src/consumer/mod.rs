@@ -22,6 +22,10 @@
 //!   backoff [`ConsumerConfig::stalled_fetch_retries`] times in a row, then is
 //!   [`ClientError::FetchStalled`]. An empty answer *at* the high watermark is the normal end
 //!   of a long poll (`max_wait`) and is not counted.
+//! - A `SkippedData` answer (an operator gave the range up: damaged on every replica) moves
+//!   the position past the range and comes out of `poll` once as
+//!   [`ClientError::SkippedData`], a notice carrying the record of the skip; the next poll
+//!   goes on after it.
 //!
 //! Modules: [`record`] ([`Record`] and the continuity check of a fetch answer), `progress`
 //! (the bounded retries of answers that bring nothing).
@@ -632,6 +636,24 @@ impl Consumer {
                         message,
                     }
                 });
+            }
+            Err(ClientError::Api(ApiError::SkippedData {
+                first_offset,
+                end_offset,
+                message,
+            })) if end_offset > done.offset => {
+                // Given up by an operator: move past it, and say so (never a silent gap).
+                st.position = Some(end_offset);
+                st.no_progress.progressed();
+                let notice = ClientError::SkippedData {
+                    topic: topic.to_string(),
+                    partition: done.partition,
+                    first_offset,
+                    end_offset,
+                    message,
+                };
+                tracing::warn!(error = %notice, "moving past a skipped range");
+                return Err(notice);
             }
             Err(e) if e.is_retriable() => {
                 // The leader was corrected by call_leader; try again after a pause.

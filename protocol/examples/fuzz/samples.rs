@@ -86,6 +86,13 @@ pub fn samples() -> Samples {
             name: "facts".into(),
         }
         .into(),
+        skip_damage::SkipDamageRequest {
+            topic: "facts".into(),
+            partition: 1,
+            first_offset: 826,
+            reason: "lost on every replica".into(),
+        }
+        .into(),
         produce::ProduceRequest {
             topic: "facts".into(),
             partition: 1,
@@ -190,6 +197,21 @@ pub fn samples() -> Samples {
         }
         .into(),
         delete_topic::DeleteTopicResponse {}.into(),
+        skip_damage::SkipDamageResponse {
+            range: describe_topic::DamagedRange {
+                first_offset: 826,
+                end_offset: 970,
+                first_index: 40,
+                end_index: 47,
+                quarantined: Some("no other replica holds the partition".into()),
+                reason: "batch crc mismatch".into(),
+                skipped: Some(describe_topic::SkipRecord {
+                    at_ms: 1_764_000_000_000,
+                    reason: "lost on every replica".into(),
+                }),
+            },
+        }
+        .into(),
         describe_topic::DescribeTopicResponse {
             name: "facts".into(),
             configs: vec![],

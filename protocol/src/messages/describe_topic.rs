@@ -20,7 +20,8 @@
 //!           | log_start_offset u64 | high_watermark u64 | log_end_offset u64 | size_bytes u64
 //!           | offline opt<string reason> | damaged [ damage ] | scrub scrub
 //! damage    = first_offset u64 | end_offset u64 | first_index u64 | end_index u64
-//!           | quarantined opt<string why> | reason string
+//!           | quarantined opt<string why> | reason string | skipped opt<skip>
+//! skip      = at_ms u64 | reason string
 //! scrub     = passes u64 | last_pass_ms u64 | verified_bytes u64
 //! ```
 //!
@@ -32,7 +33,8 @@
 //! broker is not serving (it failed to open, or is recovering from a storage failure); its
 //! figures are then zero. `damaged` lists this replica's damaged ranges (bytes that failed
 //! their checks: never served, repaired from another replica); `quarantined` says why no
-//! healthy copy was found in the last repair round. `scrub` is the background scrubber's
+//! healthy copy was found in the last repair round; `skipped`, when and why an operator gave
+//! the range up (see [`super::skip_damage`]). `scrub` is the background scrubber's
 //! progress over this replica: full passes over the log, when the last one ended (Unix ms,
 //! 0 before the first) and the bytes it has verified. An unknown topic is answered with
 //! `UnknownTopic`.
@@ -87,10 +89,50 @@ pub struct DamagedRange {
     pub quarantined: Option<String>,
     /// What the first damaged frame failed.
     pub reason: String,
+    /// When and why an operator gave the range up, if one did.
+    pub skipped: Option<SkipRecord>,
+}
+
+/// An operator's record that a damaged range is given up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SkipRecord {
+    /// Unix milliseconds.
+    pub at_ms: u64,
+    pub reason: String,
 }
 
 impl DamagedRange {
-    const MIN_SIZE: usize = 4 * 8 + 1 + 2;
+    pub(crate) const MIN_SIZE: usize = 4 * 8 + 1 + 2 + 1;
+
+    pub(crate) fn encode(&self, buf: &mut BytesMut) {
+        buf.put_u64_le(self.first_offset);
+        buf.put_u64_le(self.end_offset);
+        buf.put_u64_le(self.first_index);
+        buf.put_u64_le(self.end_index);
+        put_option(buf, self.quarantined.as_ref(), |b, m| put_string(b, m));
+        put_string(buf, &self.reason);
+        put_option(buf, self.skipped.as_ref(), |b, s| {
+            b.put_u64_le(s.at_ms);
+            put_string(b, &s.reason);
+        });
+    }
+
+    pub(crate) fn decode(r: &mut Reader) -> Result<DamagedRange, DecodeError> {
+        Ok(DamagedRange {
+            first_offset: r.u64()?,
+            end_offset: r.u64()?,
+            first_index: r.u64()?,
+            end_index: r.u64()?,
+            quarantined: r.option(Reader::string)?,
+            reason: r.string()?,
+            skipped: r.option(|r| {
+                Ok(SkipRecord {
+                    at_ms: r.u64()?,
+                    reason: r.string()?,
+                })
+            })?,
+        })
+    }
 }
 
 /// The scrubber's progress over one replica.
@@ -139,12 +181,7 @@ impl Body for DescribeTopicResponse {
             put_option(buf, p.offline.as_ref(), |b, m| put_string(b, m));
             put_count(buf, p.damaged.len());
             for d in &p.damaged {
-                buf.put_u64_le(d.first_offset);
-                buf.put_u64_le(d.end_offset);
-                buf.put_u64_le(d.first_index);
-                buf.put_u64_le(d.end_index);
-                put_option(buf, d.quarantined.as_ref(), |b, m| put_string(b, m));
-                put_string(buf, &d.reason);
+                d.encode(buf);
             }
             buf.put_u64_le(p.scrub.passes);
             buf.put_u64_le(p.scrub.last_pass_ms);
@@ -167,16 +204,11 @@ impl Body for DescribeTopicResponse {
                     log_end_offset: r.u64()?,
                     size_bytes: r.u64()?,
                     offline: r.option(Reader::string)?,
-                    damaged: r.vec_of("damaged ranges", DamagedRange::MIN_SIZE, |r| {
-                        Ok(DamagedRange {
-                            first_offset: r.u64()?,
-                            end_offset: r.u64()?,
-                            first_index: r.u64()?,
-                            end_index: r.u64()?,
-                            quarantined: r.option(Reader::string)?,
-                            reason: r.string()?,
-                        })
-                    })?,
+                    damaged: r.vec_of(
+                        "damaged ranges",
+                        DamagedRange::MIN_SIZE,
+                        DamagedRange::decode,
+                    )?,
                     scrub: ScrubProgress {
                         passes: r.u64()?,
                         last_pass_ms: r.u64()?,
@@ -226,6 +258,10 @@ mod tests {
                         end_index: 34,
                         quarantined: Some("broker 2: damaged there too".into()),
                         reason: "frame header crc mismatch".into(),
+                        skipped: Some(SkipRecord {
+                            at_ms: 1_764_000_000_000,
+                            reason: "lost on every replica".into(),
+                        }),
                     }],
                     scrub: ScrubProgress {
                         passes: 2,

@@ -26,6 +26,7 @@ pub mod list_offsets;
 pub mod metadata;
 pub mod produce;
 pub mod raft;
+pub mod skip_damage;
 
 /// A message body: encodes itself and decodes from a [`Reader`].
 pub trait Body: Sized {
@@ -202,6 +203,7 @@ apis! {
     13 => DescribeGroup(describe_group::DescribeGroupRequest, DescribeGroupResponse), versions 0..=0;
     14 => Raft(raft::RaftRequest, RaftResponse), versions 0..=0;
     15 => DeleteGroup(delete_group::DeleteGroupRequest, DeleteGroupResponse), versions 0..=0;
+    16 => SkipDamage(skip_damage::SkipDamageRequest, SkipDamageResponse), versions 0..=0;
 }
 
 /// Builds the frame of a request.
@@ -370,6 +372,13 @@ mod tests {
             delete_topic::DeleteTopicRequest { name: "t".into() }.into(),
             list_groups::ListGroupsRequest {}.into(),
             delete_group::DeleteGroupRequest { group: "g".into() }.into(),
+            skip_damage::SkipDamageRequest {
+                topic: "t".into(),
+                partition: 0,
+                first_offset: 1,
+                reason: "r".into(),
+            }
+            .into(),
             raft::RaftRequest {
                 group_id: raft::METADATA_GROUP,
                 payload: Bytes::from_static(b"rpc"),

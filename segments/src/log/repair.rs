@@ -12,7 +12,7 @@ use std::fs::File;
 use std::sync::Arc;
 
 use super::Log;
-use crate::damage::Damage;
+use crate::damage::{Damage, Skip};
 use crate::error::{Error, Result};
 use crate::files::write_file_atomically;
 use crate::format::{FrameHeader, encode_index_file};
@@ -117,6 +117,32 @@ impl Log {
             r.ranges.retain(|x| x.indexes.start != d.indexes.start);
             r.save(self.shared.io.as_ref(), &self.shared.dir)
                 .map_err(Error::io("write damage file", &self.shared.dir))?;
+        }
+        Ok(d)
+    }
+
+    /// Records that the damaged range starting at Raft index `first_index` is given up
+    /// (an operator's decision, once no replica has a healthy copy), with when and why,
+    /// in the `damage` file before it returns. Nothing is deleted: the range stays in
+    /// place, failing its reads with the skip named, and a repair still replaces it if a
+    /// healthy copy turns up.
+    pub fn record_skip(&mut self, first_index: u64, skip: Skip) -> Result<Damage> {
+        self.shared.check_writable()?;
+        let mut r = self.shared.damage();
+        let before = r.clone();
+        let d = r
+            .ranges
+            .iter_mut()
+            .find(|d| d.indexes.start == first_index)
+            .ok_or_else(|| Error::NoSuchDamage {
+                dir: self.shared.dir.clone(),
+                first_index,
+            })?;
+        d.skipped = Some(skip);
+        let d = d.clone();
+        if let Err(e) = r.save(self.shared.io.as_ref(), &self.shared.dir) {
+            *r = before;
+            return Err(Error::io("write damage file", &self.shared.dir)(e));
         }
         Ok(d)
     }

@@ -63,14 +63,30 @@ pub enum ClusterCommand {
         json: bool,
     },
     /// Every damaged range of every replica: its offsets, whether it is being repaired
-    /// from another replica or is quarantined (no healthy copy) and why. Exits 1 if any
-    /// range is quarantined.
+    /// from another replica, is quarantined (no healthy copy) and why, or was skipped.
+    /// Exits 1 if any range is quarantined and not skipped.
     Damaged {
         /// Only these topics (default: all).
         topics: Vec<String>,
         /// JSON lines, one per range, instead of a table.
         #[arg(long)]
         json: bool,
+    },
+    /// Gives up a quarantined damaged range (no healthy copy on any replica), on every
+    /// replica that lists it, with a recorded reason: consumers then move past it with a
+    /// warning instead of stopping. Its records are lost. Exits 1 unless every replica
+    /// listing the range recorded the skip.
+    SkipDamaged {
+        topic: String,
+        /// The partition.
+        #[arg(short, long)]
+        partition: u32,
+        /// Where the range starts (its first offset, as `steme cluster damaged` lists it).
+        #[arg(long)]
+        offset: u64,
+        /// Why it is given up (kept with the skip, shown to consumers that pass it).
+        #[arg(long)]
+        reason: String,
     },
 }
 

@@ -1,6 +1,7 @@
 //! `steme cluster status`: the brokers, and every replica of every partition as the broker
 //! hosting it reports it — the leader, each replica's log end and its lag behind the
-//! leader's, and the high watermark.
+//! leader's, and the high watermark. `steme cluster damaged` lists the damaged ranges of
+//! every replica; `steme cluster skip-damaged` gives a quarantined one up.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -33,13 +34,64 @@ pub async fn run(bootstrap: &str, cmd: ClusterCommand) -> anyhow::Result<()> {
             } else {
                 print!("{}", render_damaged(&ranges));
             }
-            let quarantined = ranges.iter().filter(|r| r.range.why.is_some()).count();
-            if quarantined > 0 {
-                anyhow::bail!("{quarantined} damaged range(s) quarantined: no healthy copy");
+            let open = ranges
+                .iter()
+                .filter(|r| r.range.why.is_some() && r.range.skipped.is_none())
+                .count();
+            if open > 0 {
+                anyhow::bail!("{open} damaged range(s) quarantined: no healthy copy");
             }
             Ok(())
         }
+        ClusterCommand::SkipDamaged {
+            topic,
+            partition,
+            offset,
+            reason,
+        } => skip_damaged(bootstrap, &topic, partition, offset, &reason).await,
     }
+}
+
+async fn skip_damaged(
+    bootstrap: &str,
+    topic: &str,
+    partition: u32,
+    offset: u64,
+    reason: &str,
+) -> anyhow::Result<()> {
+    let admin = Admin::connect(bootstrap, ClientConfig::default())
+        .await
+        .with_context(|| format!("cannot reach the cluster at {bootstrap}"))?;
+    let answers = admin
+        .skip_damaged(topic, partition, offset, reason)
+        .await
+        .with_context(|| format!("cannot skip {topic}/{partition} at {offset}"))?;
+    if answers.is_empty() {
+        anyhow::bail!(
+            "no replica of {topic}/{partition} lists a damaged range starting at offset {offset} \
+             (see `steme cluster damaged {topic}`)"
+        );
+    }
+    let mut refused = 0;
+    for (node, answer) in &answers {
+        match answer {
+            Ok(r) => println!(
+                "broker {node}: skipped {topic}/{partition} offsets {}..{} ({})",
+                r.first_offset, r.end_offset, r.reason
+            ),
+            Err(e) => {
+                refused += 1;
+                println!("broker {node}: refused: {e}");
+            }
+        }
+    }
+    if refused > 0 {
+        anyhow::bail!(
+            "{refused} of {} replica(s) did not record the skip",
+            answers.len()
+        );
+    }
+    Ok(())
 }
 
 /// One damaged range of one replica, as `steme cluster damaged` lists it.
@@ -83,9 +135,10 @@ fn render_damaged(ranges: &[DamagedReplica<'_>]) -> String {
     );
     for r in ranges {
         let d = r.range;
-        let state = match &d.why {
-            Some(why) => format!("quarantined: {why}"),
-            None => d.state.to_owned(),
+        let state = match (&d.skipped, &d.why) {
+            (Some(skip), _) => format!("skipped at {} (unix ms): {}", skip.at_ms, skip.reason),
+            (None, Some(why)) => format!("quarantined: {why}"),
+            (None, None) => d.state.to_owned(),
         };
         let _ = writeln!(
             out,
@@ -235,6 +288,15 @@ struct DamageStatus {
     why: Option<String>,
     /// What the first damaged frame failed.
     reason: String,
+    /// When and why an operator gave the range up.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    skipped: Option<SkipStatus>,
+}
+
+#[derive(Debug, Serialize)]
+struct SkipStatus {
+    at_ms: u64,
+    reason: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -286,13 +348,17 @@ fn partition_status(
                                 end_offset: r.end_offset,
                                 first_index: r.first_index,
                                 end_index: r.end_index,
-                                state: if r.quarantined.is_some() {
-                                    "quarantined"
-                                } else {
-                                    "needs repair"
+                                state: match (&r.skipped, &r.quarantined) {
+                                    (Some(_), _) => "skipped",
+                                    (None, Some(_)) => "quarantined",
+                                    (None, None) => "needs repair",
                                 },
                                 why: r.quarantined.clone(),
                                 reason: r.reason.clone(),
+                                skipped: r.skipped.as_ref().map(|s| SkipStatus {
+                                    at_ms: s.at_ms,
+                                    reason: s.reason.clone(),
+                                }),
                             })
                             .collect()
                     }),

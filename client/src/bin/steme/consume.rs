@@ -1,7 +1,8 @@
 //! `steme consume TOPIC`: one JSON line per record.
 //!
 //! Without `--follow`, each partition is read up to its high watermark as of the start, and
-//! the command ends when every partition is there.
+//! the command ends when every partition is there. A range an operator skipped (given up:
+//! damaged on every replica) is named on stderr with the record of the skip, and passed.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -9,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use serde::Serialize;
-use steme_client::{Assertion, AssertionId, Consumer, ConsumerConfig, Record};
+use steme_client::{Assertion, AssertionId, ClientError, Consumer, ConsumerConfig, Record};
 
 use crate::args::ConsumeArgs;
 
@@ -95,7 +96,16 @@ pub async fn run(bootstrap: &str, args: ConsumeArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     loop {
-        let records = consumer.poll(Duration::from_millis(500)).await?;
+        let records = match consumer.poll(Duration::from_millis(500)).await {
+            Ok(records) => records,
+            // An operator gave the range up: said on stderr, then on past it.
+            Err(e @ ClientError::SkippedData { .. }) => {
+                out.flush()?;
+                eprintln!("warning: {e}");
+                Vec::new()
+            }
+            Err(e) => return Err(e.into()),
+        };
         for r in &records {
             if !args.follow {
                 match ends.get(&r.partition()) {

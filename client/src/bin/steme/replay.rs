@@ -4,7 +4,8 @@
 //! the batch that holds `--from` and ends with the one that holds `--to - 1`; the summary
 //! names the offsets the file actually covers.
 //!
-//! Batches that do not continue the log (a gap, an overlap), a damaged range (`CorruptData`)
+//! Batches that do not continue the log (a gap, an overlap), a damaged range (`CorruptData`
+//! or, given up by an operator, `SkippedData`: replay from its end to go on)
 //! or fetches that keep coming back empty below the high watermark end the replay with an
 //! error (the file then holds the continuous run before it), never with a file that
 //! silently lacks them.
