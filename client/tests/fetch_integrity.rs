@@ -1,6 +1,7 @@
 //! The consumer and `steme consume` fail closed on what a broker must never send: a fetch
 //! answer with a gap or an overlap, empty answers below the high watermark, and (from a
-//! broker whose copy of a range is damaged) `CorruptData`. The broker here is a scripted
+//! broker whose copy of a range is damaged) `CorruptData`; a range an operator skipped is
+//! passed with a notice, never in silence. The broker here is a scripted
 //! fake speaking the real protocol (`fake_broker`), since a real one cannot be made to do
 //! any of this.
 
@@ -254,6 +255,48 @@ async fn corrupt_data_that_is_repaired_is_read_through() -> anyhow::Result<()> {
         offsets(&read)
     );
     ensure!(!c.is_stalled());
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_skipped_range_is_passed_with_a_notice_never_in_silence() -> anyhow::Result<()> {
+    // Offsets 3..5 were given up by an operator; a read stops before them, as a broker's does.
+    let before = log(vec![batch(0, 3)], 8);
+    let after = log(vec![batch(5, 3)], 8);
+    let broker = FakeBroker::start(8, move |req| match req.offset {
+        0..3 => before(req),
+        3..5 => Err(ApiError::SkippedData {
+            first_offset: 3,
+            end_offset: 5,
+            message: "skipped by an operator at 1764000000000 (unix ms): lost; INC-7".into(),
+        }),
+        _ => after(req),
+    })
+    .await?;
+    let mut c = consumer(&broker, 0).await?;
+    let (read, notice) = read_until_error(&mut c).await?;
+    ensure!(offsets(&read) == [0, 1, 2], "read {:?}", offsets(&read));
+    match &notice {
+        ClientError::SkippedData {
+            partition: 0,
+            first_offset: 3,
+            end_offset: 5,
+            message,
+            ..
+        } => ensure!(message.contains("INC-7"), "{notice}"),
+        other => bail!("expected SkippedData, got {other:?}"),
+    }
+    ensure!(c.position(0) == Some(5), "position {:?}", c.position(0));
+    let mut rest = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while rest.len() < 3 && Instant::now() < deadline {
+        rest.extend(c.poll(Duration::from_millis(200)).await?);
+    }
+    ensure!(
+        offsets(&rest) == [5, 6, 7],
+        "then read {:?}",
+        offsets(&rest)
+    );
     Ok(())
 }
 

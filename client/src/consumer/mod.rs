@@ -742,7 +742,8 @@ impl Consumer {
     }
 }
 
-/// ListOffsets on the partition's leader, retrying retriable errors a few times.
+/// ListOffsets on the partition's leader, retrying retriable errors (a leader change, a
+/// leader that has not yet applied its log) with backoff until `timeout` has passed in all.
 pub(crate) async fn list_offsets(
     cluster: &Cluster,
     topic: &str,
@@ -756,10 +757,13 @@ pub(crate) async fn list_offsets(
         partition,
         spec,
     };
+    let deadline = Instant::now() + timeout;
     let mut attempt = 0;
     loop {
-        match cluster.call_leader(topic, partition, &req, timeout).await {
-            Err(e) if e.is_retriable() && attempt < 5 => {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match cluster.call_leader(topic, partition, &req, left).await {
+            Err(e) if e.is_retriable() && Instant::now() + backoff.delay(attempt) < deadline => {
+                tracing::debug!(%topic, partition, error = %e, "list offsets, retrying");
                 tokio::time::sleep(backoff.delay(attempt)).await;
                 attempt += 1;
             }
