@@ -133,6 +133,17 @@ async fn wait_replica(
     }
 }
 
+/// The offsets of the records `steme consume` printed.
+fn printed_offsets(stdout: &str) -> anyhow::Result<Vec<u64>> {
+    stdout
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l)?;
+            v["offset"].as_u64().context("offset")
+        })
+        .collect()
+}
+
 /// `steme consume --verify` exits 0 with every record of the `total` but those in the
 /// `ranges`, skipped for `reason`, and names each range, with the reason, on stderr.
 async fn consumes_all_but_skipped(
@@ -145,14 +156,7 @@ async fn consumes_all_but_skipped(
     let out = steme(bootstrap, &["consume", topic, "--verify"], "", T)
         .await?
         .success()?;
-    let offsets: Vec<u64> = out
-        .stdout
-        .lines()
-        .map(|l| {
-            let v: serde_json::Value = serde_json::from_str(l)?;
-            v["offset"].as_u64().context("offset")
-        })
-        .collect::<anyhow::Result<_>>()?;
+    let offsets = printed_offsets(&out.stdout)?;
     let expected: Vec<u64> = (0..total)
         .filter(|o| {
             !ranges
@@ -321,14 +325,7 @@ async fn a_single_broker_quarantines_damage_and_consumers_fail_closed_until_it_i
         "the error does not name the damaged range: {}",
         out.stderr
     );
-    let offsets: Vec<u64> = out
-        .stdout
-        .lines()
-        .map(|l| {
-            let v: serde_json::Value = serde_json::from_str(l)?;
-            v["offset"].as_u64().context("offset")
-        })
-        .collect::<anyhow::Result<_>>()?;
+    let offsets = printed_offsets(&out.stdout)?;
     let before: Vec<u64> = (0..first.first_offset).collect();
     ensure!(
         offsets == before,
