@@ -10,9 +10,9 @@
 //!
 //! Fetch: any replica answers from its own log below its own high watermark (the end of
 //! what it has applied, hence committed), zero-copy, long-polling on the high watermark. At
-//! or past it, and for ListOffsets, only the serving leader answers (see [`leadership`]).
+//! or past it, and for ListOffsets, only the serving leader answers (see `leadership`).
 //!
-//! Modules: [`leadership`] (who leads, serving, `NotLeader`), `integrity` (damaged ranges,
+//! Modules: `leadership` (who leads, serving, `NotLeader`), `integrity` (damaged ranges,
 //! repair, scrub, skips), `retention`.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
