@@ -77,6 +77,7 @@ pub enum ClusterCommand {
     /// warning instead of stopping. Its records are lost. Exits 1 unless every replica
     /// listing the range recorded the skip.
     SkipDamaged {
+        /// The topic.
         topic: String,
         /// The partition.
         #[arg(short, long)]
