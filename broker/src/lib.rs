@@ -39,4 +39,5 @@ pub mod peer;
 pub mod raft;
 pub mod reply;
 pub mod server;
+pub mod tls;
 pub mod topic_config;

@@ -20,6 +20,9 @@
 //! stored data or any other connection. Peer APIs are not served here: brokers speak to each
 //! other only on the peer plane ([`crate::peer`]), and [`crate::handlers`] refuses them.
 //!
+//! With `--tls-cert`/`--tls-key` the listener speaks TLS only (see [`crate::tls`]); the
+//! handshake must complete within `frame_timeout_ms`.
+//!
 //! On shutdown: stop accepting, stop reading new requests, let every in-flight request
 //! finish and its response be written, then stop the broker (logs flushed).
 
@@ -34,11 +37,11 @@ use bytes::{Bytes, BytesMut};
 use steme_protocol::frame::{FrameError, FrameHeader, decode_frame};
 use steme_protocol::messages::Request;
 use steme_protocol::{ApiError, ErrorCode};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
-use tokio::net::tcp::OwnedWriteHalf;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, Semaphore, broadcast, mpsc};
 use tokio::time::Instant;
+use tokio_rustls::TlsAcceptor;
 
 use crate::handlers;
 use crate::node::Broker;
@@ -49,6 +52,10 @@ const WRITE_BUFFER: usize = 64 * 1024;
 const INFLIGHT_BYTES: usize = 64 << 20;
 /// How long a refused connection's error frame may take to be written.
 const REFUSAL_WRITE: Duration = Duration::from_secs(1);
+
+/// The halves of a client connection's stream, plaintext or TLS.
+type BoxRead = Box<dyn AsyncRead + Send + Unpin>;
+type BoxWrite = Box<dyn AsyncWrite + Send + Unpin>;
 
 /// Open connections per client address.
 #[derive(Default)]
@@ -105,7 +112,7 @@ async fn refuse(socket: TcpStream, e: ApiError) {
     let (tx, rx) = mpsc::channel(1);
     let _ = tx.send(connection_error(e)).await;
     drop(tx);
-    let _ = tokio::time::timeout(REFUSAL_WRITE, write_loop(wr, rx)).await;
+    let _ = tokio::time::timeout(REFUSAL_WRITE, write_loop(Box::new(wr), rx)).await;
 }
 
 /// Serves `listener` until `shutdown` completes, then drains connections and stops the
@@ -115,6 +122,8 @@ pub async fn run(
     broker: Arc<Broker>,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
+    let tls = crate::tls::acceptor(broker.config())
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("TLS: {e}")))?;
     let (stop_tx, _) = broadcast::channel::<()>(1);
     let cfg = broker.config();
     let limit = Arc::new(Semaphore::new(cfg.max_connections));
@@ -151,8 +160,9 @@ pub async fn run(
         let broker = broker.clone();
         let stop = stop_tx.subscribe();
         let done = done_tx.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            if let Err(e) = serve(socket, broker, stop).await {
+            if let Err(e) = serve(socket, tls, broker, stop).await {
                 tracing::debug!(%peer, error = %e, "connection closed with an error");
             }
             drop((permit, slot, done));
@@ -192,14 +202,62 @@ enum ReadEnd {
     FrameDeadline,
 }
 
+/// Opens the stream of an accepted connection: the socket itself, or TLS over it. A
+/// plaintext client of a TLS listener is told so and closed (`None`), as is one that does
+/// not complete its handshake within `handshake`.
+async fn open(
+    socket: TcpStream,
+    tls: Option<&TlsAcceptor>,
+    handshake: Duration,
+) -> io::Result<Option<(BoxRead, BoxWrite)>> {
+    socket.set_nodelay(true)?;
+    let Some(acceptor) = tls else {
+        let (rd, wr) = socket.into_split();
+        return Ok(Some((Box::new(rd), Box::new(wr))));
+    };
+    let mut first = [0u8; 1];
+    match tokio::time::timeout(handshake, socket.peek(&mut first)).await {
+        Ok(Ok(1..)) if first[0] == crate::tls::HANDSHAKE_RECORD => {}
+        Ok(Ok(1..)) => {
+            tracing::debug!("a plaintext client on the TLS listener; refused");
+            let e = ApiError::other(
+                ErrorCode::InvalidRequest,
+                "this broker's client listener speaks TLS only: connect with TLS \
+                 (steme --tls-ca FILE, or ConnectionConfig::tls)",
+            );
+            refuse(socket, e).await;
+            return Ok(None);
+        }
+        Ok(r) => return r.map(|_| None),
+        Err(_) => return Ok(None),
+    }
+    match tokio::time::timeout(handshake, acceptor.accept(socket)).await {
+        Ok(Ok(stream)) => {
+            let (rd, wr) = tokio::io::split(stream);
+            Ok(Some((Box::new(rd), Box::new(wr))))
+        }
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, "TLS handshake failed");
+            Ok(None)
+        }
+        Err(_) => {
+            tracing::debug!(?handshake, "TLS handshake not completed in time");
+            Ok(None)
+        }
+    }
+}
+
 async fn serve(
     socket: TcpStream,
+    tls: Option<TlsAcceptor>,
     broker: Arc<Broker>,
     mut stop: broadcast::Receiver<()>,
 ) -> io::Result<()> {
-    socket.set_nodelay(true)?;
-    let (mut rd, wr) = socket.into_split();
     let cfg = broker.config();
+    let handshake = Duration::from_millis(cfg.frame_timeout_ms);
+    let Some((mut rd, wr)) = open(socket, tls.as_ref(), handshake).await? else {
+        return Ok(());
+    };
     let max_frame = cfg.max_frame_bytes;
     let max_inflight = cfg.max_inflight_per_connection.max(1);
     let idle = Duration::from_millis(cfg.idle_timeout_ms);
@@ -316,7 +374,7 @@ async fn serve(
     result
 }
 
-async fn write_loop(wr: OwnedWriteHalf, mut rx: mpsc::Receiver<Outbound>) -> io::Result<()> {
+async fn write_loop(wr: BoxWrite, mut rx: mpsc::Receiver<Outbound>) -> io::Result<()> {
     let mut w = BufWriter::with_capacity(WRITE_BUFFER, wr);
     while let Some(out) = rx.recv().await {
         write_one(&mut w, out).await?;
@@ -329,7 +387,7 @@ async fn write_loop(wr: OwnedWriteHalf, mut rx: mpsc::Receiver<Outbound>) -> io:
     w.shutdown().await
 }
 
-async fn write_one(w: &mut BufWriter<OwnedWriteHalf>, out: Outbound) -> io::Result<()> {
+async fn write_one(w: &mut BufWriter<BoxWrite>, out: Outbound) -> io::Result<()> {
     let head = out.header.encode_head(out.reply.len());
     w.write_all(&head).await?;
     w.write_all(&out.reply.head).await?;
@@ -341,7 +399,7 @@ async fn write_one(w: &mut BufWriter<OwnedWriteHalf>, out: Outbound) -> io::Resu
 
 /// Large chunks (fetched batches) bypass the buffer: flush what is buffered, then write the
 /// segment bytes straight from the mapping.
-async fn write_chunk(w: &mut BufWriter<OwnedWriteHalf>, chunk: &Bytes) -> io::Result<()> {
+async fn write_chunk(w: &mut BufWriter<BoxWrite>, chunk: &Bytes) -> io::Result<()> {
     if chunk.len() >= WRITE_BUFFER - w.buffer().len() {
         w.flush().await?;
         w.get_mut().write_all(chunk).await

@@ -34,13 +34,17 @@ use steme_protocol::messages::api_versions::{ApiVersionsRequest, ApiVersionsResp
 use steme_protocol::messages::{decode_response, request_frame};
 use steme_protocol::{FrameCodec, RequestBody};
 use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::codec::{FramedRead, FramedWrite};
 
 use crate::error::{ClientError, Disconnect};
+use crate::tls::ClientTls;
+
+/// The halves of a connection's stream, plaintext or TLS.
+type BoxRead = Box<dyn tokio::io::AsyncRead + Send + Unpin>;
+type BoxWrite = Box<dyn tokio::io::AsyncWrite + Send + Unpin>;
 
 /// Settings of one connection.
 #[derive(Debug, Clone)]
@@ -53,6 +57,8 @@ pub struct ConnectionConfig {
     pub max_frame: usize,
     /// Sent in the handshake, for the broker's logs.
     pub client_name: String,
+    /// TLS to the broker (`None`: plaintext). See [`crate::tls`].
+    pub tls: Option<ClientTls>,
 }
 
 impl Default for ConnectionConfig {
@@ -62,6 +68,7 @@ impl Default for ConnectionConfig {
             max_in_flight: 256,
             max_frame: DEFAULT_MAX_FRAME,
             client_name: "steme-client".into(),
+            tls: None,
         }
     }
 }
@@ -157,7 +164,26 @@ impl Connection {
             })?
             .map_err(connect_err)?;
         stream.set_nodelay(true).map_err(connect_err)?;
-        let mut conn = Self::start(addr, stream, config);
+        let (read, write): (BoxRead, BoxWrite) = match &config.tls {
+            None => {
+                let (r, w) = stream.into_split();
+                (Box::new(r), Box::new(w))
+            }
+            Some(tls) => {
+                let tls = tokio::time::timeout(config.connect_timeout, tls.connect(addr, stream))
+                    .await
+                    .map_err(|_| {
+                        connect_err(std::io::Error::new(
+                            std::io::ErrorKind::TimedOut,
+                            format!("no TLS handshake within {:?}", config.connect_timeout),
+                        ))
+                    })?
+                    .map_err(connect_err)?;
+                let (r, w) = tokio::io::split(tls);
+                (Box::new(r), Box::new(w))
+            }
+        };
+        let mut conn = Self::start(addr, read, write, config);
         let hello = ApiVersionsRequest {
             client_name: config.client_name.clone(),
             client_version: env!("CARGO_PKG_VERSION").into(),
@@ -166,8 +192,7 @@ impl Connection {
         Ok(conn)
     }
 
-    fn start(addr: &str, stream: TcpStream, config: &ConnectionConfig) -> Connection {
-        let (read, write) = stream.into_split();
+    fn start(addr: &str, read: BoxRead, write: BoxWrite, config: &ConnectionConfig) -> Connection {
         let codec = FrameCodec::new(config.max_frame);
         let shared = Arc::new(Shared {
             pending: Mutex::new(Some(HashMap::new())),
@@ -398,7 +423,7 @@ impl<T: steme_protocol::messages::Body> PendingResponse<T> {
 
 async fn write_loop(
     mut rx: mpsc::Receiver<Frame>,
-    mut sink: FramedWrite<OwnedWriteHalf, FrameCodec>,
+    mut sink: FramedWrite<BoxWrite, FrameCodec>,
     shared: Arc<Shared>,
 ) {
     while let Some(frame) = rx.recv().await {
@@ -420,7 +445,7 @@ async fn write_loop(
     let _ = sink.close().await;
 }
 
-async fn read_loop(mut stream: FramedRead<OwnedReadHalf, FrameCodec>, shared: Arc<Shared>) {
+async fn read_loop(mut stream: FramedRead<BoxRead, FrameCodec>, shared: Arc<Shared>) {
     let cause = loop {
         match stream.next().await {
             // Correlation id 0 is the broker's word on the connection as a whole, sent

@@ -54,6 +54,7 @@ pub mod consumer;
 pub mod error;
 pub mod group;
 pub mod producer;
+pub mod tls;
 
 pub use admin::{Admin, TopicOptions};
 pub use cluster::{Backoff, ClientConfig, Cluster};
@@ -61,6 +62,7 @@ pub use consumer::{Consumer, ConsumerConfig, OffsetReset, Position, Record};
 pub use error::{ClientError, Disconnect};
 pub use group::{GroupConfig, GroupConsumer, Rebalance};
 pub use producer::{Ack, Acks, PendingAck, Producer, ProducerConfig};
+pub use tls::{ClientTls, TlsError};
 
 pub use steme_protocol::{
     Assertion, AssertionId, SignedAssertion, SigningKey, Value, VerifyingKey,

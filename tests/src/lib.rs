@@ -24,6 +24,7 @@ pub mod cli;
 pub mod cluster;
 pub mod dev;
 pub mod peer;
+pub mod pki;
 pub mod process;
 pub mod proxy;
 pub mod workload;

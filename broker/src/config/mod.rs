@@ -155,6 +155,13 @@ pub struct Config {
     pub frame_timeout_ms: u64,
     /// Client connections one IP address may hold at once.
     pub max_connections_per_ip: usize,
+    /// The client listener's TLS certificate chain (PEM); with `tls_key`, the listener
+    /// speaks TLS only.
+    pub tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// CA certificates (PEM) whose client certificates the listener accepts.
+    pub tls_client_ca: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -191,6 +198,9 @@ impl Default for Config {
             idle_timeout_ms: 600_000,
             frame_timeout_ms: 30_000,
             max_connections_per_ip: 256,
+            tls_cert: None,
+            tls_key: None,
+            tls_client_ca: None,
         }
     }
 }
@@ -285,6 +295,16 @@ pub struct Overrides {
     /// Client connections one IP address may hold at once.
     #[arg(long, env = "STEME_MAX_CONNECTIONS_PER_IP")]
     pub max_connections_per_ip: Option<usize>,
+    /// TLS on the client listener: its certificate chain (PEM), with --tls-key. Plaintext
+    /// clients are then refused.
+    #[arg(long, env = "STEME_TLS_CERT", value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, env = "STEME_TLS_KEY", value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+    /// Accept client certificates signed by the CA certificates in this PEM file.
+    #[arg(long, env = "STEME_TLS_CLIENT_CA", value_name = "FILE")]
+    pub tls_client_ca: Option<PathBuf>,
 }
 
 fn parse_range(s: &str) -> Result<(u64, u64), String> {
@@ -356,6 +376,15 @@ impl Config {
         }
         if let Some(v) = o.max_connections_per_ip {
             c.max_connections_per_ip = v;
+        }
+        for (flag, value) in [
+            (&mut c.tls_cert, &o.tls_cert),
+            (&mut c.tls_key, &o.tls_key),
+            (&mut c.tls_client_ca, &o.tls_client_ca),
+        ] {
+            if value.is_some() {
+                flag.clone_from(value);
+            }
         }
         c.validate()?;
         Ok(c)
@@ -528,6 +557,12 @@ impl Config {
                  every broker shares (e.g. `openssl rand -hex 32 > FILE`)"
                     .into(),
             );
+        }
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return bad("--tls-cert and --tls-key go together".into());
+        }
+        if self.tls_client_ca.is_some() && self.tls_cert.is_none() {
+            return bad("--tls-client-ca needs TLS: --tls-cert and --tls-key".into());
         }
         if self.peer_listen.is_some_and(|p| p == self.listen) {
             return bad("--peer-listen must differ from --listen".into());

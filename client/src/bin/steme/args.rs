@@ -23,6 +23,28 @@ pub struct Cli {
     )]
     pub bootstrap: Vec<String>,
 
+    /// Connect with TLS, trusting the CA certificates in this PEM file.
+    #[arg(long, global = true, env = "STEME_TLS_CA", value_name = "FILE")]
+    pub tls_ca: Option<std::path::PathBuf>,
+    /// A client certificate (PEM) to present over TLS (with --tls-key).
+    #[arg(
+        long,
+        global = true,
+        env = "STEME_TLS_CERT",
+        value_name = "FILE",
+        requires = "tls_key"
+    )]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// The private key (PEM) of --tls-cert.
+    #[arg(
+        long,
+        global = true,
+        env = "STEME_TLS_KEY",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
+    pub tls_key: Option<std::path::PathBuf>,
+
     #[command(subcommand)]
     pub command: Command,
 }

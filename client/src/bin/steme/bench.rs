@@ -21,8 +21,8 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use steme_client::admin::DescribeTopicResponse;
 use steme_client::{
-    Admin, Assertion, AssertionId, ClientConfig, ClientError, Consumer, ConsumerConfig, Position,
-    Producer, ProducerConfig, SignedAssertion, SigningKey, TopicOptions, Value,
+    Admin, Assertion, AssertionId, ClientError, Consumer, ConsumerConfig, Position, Producer,
+    ProducerConfig, SignedAssertion, SigningKey, TopicOptions, Value,
 };
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
@@ -30,7 +30,7 @@ use tokio::time::Instant;
 use crate::args::{BenchArgs, BenchCommand};
 
 pub async fn run(bootstrap: &str, cmd: BenchCommand) -> anyhow::Result<()> {
-    let admin = Admin::connect(bootstrap, ClientConfig::default())
+    let admin = Admin::connect(bootstrap, crate::client_config())
         .await
         .with_context(|| format!("cannot reach the cluster at {bootstrap}"))?;
     match cmd {
@@ -210,7 +210,7 @@ fn producer_config(args: &BenchArgs) -> ProducerConfig {
     ProducerConfig {
         linger: Duration::from_millis(args.linger_ms),
         acks: args.acks.to_acks(),
-        ..ProducerConfig::default()
+        ..crate::producer_config()
     }
 }
 
@@ -335,7 +335,7 @@ async fn consume(admin: &Admin, args: &BenchArgs) -> anyhow::Result<()> {
     let config = ConsumerConfig {
         verify: args.verify,
         max_bytes_per_partition: 4 << 20,
-        ..ConsumerConfig::default()
+        ..crate::consumer_config()
     };
     let mut consumer = Consumer::new(admin.cluster().clone(), config);
     let partitions = consumer.assign_all(&args.topic).await?;
@@ -431,7 +431,7 @@ async fn e2e(admin: &Admin, args: &BenchArgs) -> anyhow::Result<()> {
         Arc::new((0..signed.len()).map(|_| AtomicU64::new(0)).collect());
     let count = signed.len();
 
-    let mut consumer = Consumer::new(admin.cluster().clone(), ConsumerConfig::default());
+    let mut consumer = Consumer::new(admin.cluster().clone(), crate::consumer_config());
     let partitions = consumer.assign_all(&args.topic).await?;
     for p in 0..partitions {
         consumer.seek(p, Position::Latest).await?;

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use steme_client::{
-    Admin, Cluster, GroupConfig, GroupConsumer, Producer, ProducerConfig, SigningKey, TopicOptions,
+    Admin, Cluster, GroupConfig, GroupConsumer, Producer, SigningKey, TopicOptions,
 };
 use tokio::time::Instant;
 
@@ -60,7 +60,7 @@ pub async fn run(admin: &Admin, args: &GroupBenchArgs) -> anyhow::Result<()> {
         .iter()
         .map(|a| a.sign(&key))
         .collect::<Result<Vec<_>, _>>()?;
-    let producer = Producer::new(cluster.clone(), &topic, ProducerConfig::default()).await?;
+    let producer = Producer::new(cluster.clone(), &topic, crate::producer_config()).await?;
     for r in producer.send_batch(signed).await {
         r.context("producing the records to read")?;
     }

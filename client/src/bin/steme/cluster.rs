@@ -8,8 +8,8 @@ use std::fmt::Write as _;
 
 use anyhow::Context;
 use serde::Serialize;
+use steme_client::Admin;
 use steme_client::admin::PartitionDescription;
-use steme_client::{Admin, ClientConfig};
 
 use crate::args::ClusterCommand;
 
@@ -59,7 +59,7 @@ async fn skip_damaged(
     offset: u64,
     reason: &str,
 ) -> anyhow::Result<()> {
-    let admin = Admin::connect(bootstrap, ClientConfig::default())
+    let admin = Admin::connect(bootstrap, crate::client_config())
         .await
         .with_context(|| format!("cannot reach the cluster at {bootstrap}"))?;
     let answers = admin
@@ -156,7 +156,7 @@ fn render_damaged(ranges: &[DamagedReplica<'_>]) -> String {
 
 /// Every broker, and every replica of `topics` (all when empty) as its broker reports it.
 async fn collect(bootstrap: &str, topics: &[String]) -> anyhow::Result<Status> {
-    let admin = Admin::connect(bootstrap, ClientConfig::default())
+    let admin = Admin::connect(bootstrap, crate::client_config())
         .await
         .with_context(|| format!("cannot reach the cluster at {bootstrap}"))?;
     let meta = admin.metadata(None).await.context("cannot read metadata")?;

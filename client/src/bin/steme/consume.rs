@@ -49,7 +49,7 @@ pub async fn run(bootstrap: &str, args: ConsumeArgs) -> anyhow::Result<()> {
     let config = ConsumerConfig {
         start: args.from,
         verify: args.verify,
-        ..ConsumerConfig::default()
+        ..crate::consumer_config()
     };
     let mut consumer = Consumer::connect(bootstrap, config)
         .await

@@ -7,9 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use serde_json::json;
 use steme_client::group::{delete_group, describe_group, list_groups, reset_offsets};
-use steme_client::{
-    Admin, ClientConfig, Cluster, ConsumerConfig, GroupConfig, GroupConsumer, Position,
-};
+use steme_client::{Admin, Cluster, ConsumerConfig, GroupConfig, GroupConsumer, Position};
 use steme_protocol::messages::describe_group::DescribeGroupResponse;
 use steme_protocol::messages::list_offsets::OffsetSpec;
 
@@ -17,7 +15,7 @@ use crate::args::{ConsumeArgs, GroupCommand};
 use crate::consume::RecordLine;
 
 pub async fn run(bootstrap: &str, cmd: GroupCommand) -> anyhow::Result<()> {
-    let cluster = Cluster::connect(bootstrap, ClientConfig::default())
+    let cluster = Cluster::connect(bootstrap, crate::client_config())
         .await
         .with_context(|| format!("cannot reach the cluster at {bootstrap}"))?;
     match cmd {
@@ -177,7 +175,7 @@ pub async fn consume(bootstrap: &str, args: ConsumeArgs) -> anyhow::Result<()> {
     config.no_offset = args.from;
     config.consumer = ConsumerConfig {
         verify: args.verify,
-        ..ConsumerConfig::default()
+        ..crate::consumer_config()
     };
     let mut member = GroupConsumer::join(bootstrap, &args.topic, config)
         .await

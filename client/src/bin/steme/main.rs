@@ -26,6 +26,7 @@ mod topic;
 
 use std::process::ExitCode;
 
+use anyhow::Context;
 use clap::Parser;
 
 use crate::args::{Cli, Command};
@@ -60,8 +61,42 @@ fn main() -> ExitCode {
     }
 }
 
+/// The client settings every command connects with (TLS from the global flags).
+static CLIENT: std::sync::OnceLock<steme_client::ClientConfig> = std::sync::OnceLock::new();
+
+pub fn client_config() -> steme_client::ClientConfig {
+    CLIENT.get().cloned().unwrap_or_default()
+}
+
+pub fn producer_config() -> steme_client::ProducerConfig {
+    steme_client::ProducerConfig {
+        client: client_config(),
+        ..steme_client::ProducerConfig::default()
+    }
+}
+
+pub fn consumer_config() -> steme_client::ConsumerConfig {
+    steme_client::ConsumerConfig {
+        client: client_config(),
+        ..steme_client::ConsumerConfig::default()
+    }
+}
+
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let bootstrap = cli.bootstrap.join(",");
+    if cli.tls_ca.is_some() || cli.tls_cert.is_some() {
+        let ca = cli
+            .tls_ca
+            .as_deref()
+            .context("--tls-cert needs --tls-ca (the CA that signed the broker's certificate)")?;
+        let tls = steme_client::ClientTls::from_pem_files(
+            ca,
+            cli.tls_cert.as_deref().zip(cli.tls_key.as_deref()),
+        )?;
+        let mut config = steme_client::ClientConfig::default();
+        config.connection.tls = Some(tls);
+        let _ = CLIENT.set(config);
+    }
     match cli.command {
         Command::Keygen(a) => keys::keygen(&a),
         Command::Topic(cmd) => topic::run(&bootstrap, cmd).await,

@@ -63,7 +63,7 @@ pub async fn run(bootstrap: &str, args: ProduceArgs) -> anyhow::Result<()> {
     let config = ProducerConfig {
         linger: Duration::from_millis(args.linger_ms),
         acks: args.acks.to_acks(),
-        ..ProducerConfig::default()
+        ..crate::producer_config()
     };
     let producer = Producer::connect(bootstrap, &args.topic, config)
         .await

@@ -17,7 +17,7 @@ use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use steme_client::admin::OffsetSpec;
 use steme_client::consumer::continuous_batches;
-use steme_client::{Admin, Backoff, ClientConfig, ClientError};
+use steme_client::{Admin, Backoff, ClientError};
 use steme_protocol::RecordBatch;
 use steme_protocol::messages::fetch::FetchRequest;
 
@@ -53,7 +53,7 @@ impl Summary {
 }
 
 pub async fn run(bootstrap: &str, args: ReplayArgs) -> anyhow::Result<()> {
-    let admin = Admin::connect(bootstrap, ClientConfig::default())
+    let admin = Admin::connect(bootstrap, crate::client_config())
         .await
         .with_context(|| format!("cannot reach the cluster at {bootstrap}"))?;
     let (topic, partition) = (args.topic.as_str(), args.partition);

@@ -3,12 +3,12 @@
 use anyhow::Context;
 use serde::Serialize;
 use steme_client::admin::DescribeTopicResponse;
-use steme_client::{Admin, ClientConfig, TopicOptions};
+use steme_client::{Admin, TopicOptions};
 
 use crate::args::TopicCommand;
 
 pub async fn run(bootstrap: &str, cmd: TopicCommand) -> anyhow::Result<()> {
-    let admin = Admin::connect(bootstrap, ClientConfig::default())
+    let admin = Admin::connect(bootstrap, crate::client_config())
         .await
         .with_context(|| format!("cannot reach the cluster at {bootstrap}"))?;
     match cmd {
