@@ -26,6 +26,7 @@
 //! peers reach, through the `peer::serve::RaftHost` trait it implements.
 #![deny(unsafe_code)]
 
+pub mod auth;
 pub mod config;
 pub mod data_dir;
 pub mod error;

@@ -21,7 +21,8 @@
 //! other only on the peer plane ([`crate::peer`]), and [`crate::handlers`] refuses them.
 //!
 //! With `--tls-cert`/`--tls-key` the listener speaks TLS only (see [`crate::tls`]); the
-//! handshake must complete within `frame_timeout_ms`.
+//! handshake must complete within `frame_timeout_ms`. Each connection's authentication
+//! ([`crate::auth`]) screens its requests in order before they are handled.
 //!
 //! On shutdown: stop accepting, stop reading new requests, let every in-flight request
 //! finish and its response be written, then stop the broker (logs flushed).
@@ -43,6 +44,7 @@ use tokio::sync::{Notify, Semaphore, broadcast, mpsc};
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
+use crate::auth::{Screened, Session};
 use crate::handlers;
 use crate::node::Broker;
 use crate::reply::{Outbound, Reply, answer};
@@ -209,11 +211,11 @@ async fn open(
     socket: TcpStream,
     tls: Option<&TlsAcceptor>,
     handshake: Duration,
-) -> io::Result<Option<(BoxRead, BoxWrite)>> {
+) -> io::Result<Option<(BoxRead, BoxWrite, Option<String>)>> {
     socket.set_nodelay(true)?;
     let Some(acceptor) = tls else {
         let (rd, wr) = socket.into_split();
-        return Ok(Some((Box::new(rd), Box::new(wr))));
+        return Ok(Some((Box::new(rd), Box::new(wr), None)));
     };
     let mut first = [0u8; 1];
     match tokio::time::timeout(handshake, socket.peek(&mut first)).await {
@@ -233,8 +235,14 @@ async fn open(
     }
     match tokio::time::timeout(handshake, acceptor.accept(socket)).await {
         Ok(Ok(stream)) => {
+            let principal = stream
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|chain| chain.first())
+                .and_then(|cert| crate::auth::cert_principal(cert));
             let (rd, wr) = tokio::io::split(stream);
-            Ok(Some((Box::new(rd), Box::new(wr))))
+            Ok(Some((Box::new(rd), Box::new(wr), principal)))
         }
         Ok(Err(e)) => {
             tracing::debug!(error = %e, "TLS handshake failed");
@@ -255,9 +263,10 @@ async fn serve(
 ) -> io::Result<()> {
     let cfg = broker.config();
     let handshake = Duration::from_millis(cfg.frame_timeout_ms);
-    let Some((mut rd, wr)) = open(socket, tls.as_ref(), handshake).await? else {
+    let Some((mut rd, wr, cert_principal)) = open(socket, tls.as_ref(), handshake).await? else {
         return Ok(());
     };
+    let mut session = Session::new(cfg.auth, cert_principal);
     let max_frame = cfg.max_frame_bytes;
     let max_inflight = cfg.max_inflight_per_connection.max(1);
     let idle = Duration::from_millis(cfg.idle_timeout_ms);
@@ -350,9 +359,25 @@ async fn serve(
                 }
             };
             let cost = frame.body.len().clamp(1, INFLIGHT_BYTES) as u32;
+            let decoded = Request::decode(&frame.header, frame.body);
+            // Authentication is decided here, in order, before anything is handled.
+            if let Ok(req) = &decoded {
+                match session.screen(req) {
+                    Screened::Pass => {}
+                    Screened::Answer(reply) => {
+                        let _ = tx.send(Outbound { header: frame.header, reply }).await;
+                        continue;
+                    }
+                    Screened::Refuse(e) => {
+                        tracing::debug!(error = %e, "request refused; closing the connection");
+                        let reply = Reply::error(e);
+                        let _ = tx.send(Outbound { header: frame.header, reply }).await;
+                        return Ok(());
+                    }
+                }
+            }
             let req_permit = requests.clone().acquire_owned().await.expect("open");
             let byte_permit = bytes.clone().acquire_many_owned(cost).await.expect("open");
-            let decoded = Request::decode(&frame.header, frame.body);
             let broker = broker.clone();
             let tx = tx.clone();
             let completed = completed.clone();

@@ -41,6 +41,7 @@ use tokio_util::codec::{FramedRead, FramedWrite};
 
 use crate::error::{ClientError, Disconnect};
 use crate::tls::ClientTls;
+use steme_protocol::messages::authenticate::{AuthChallengeRequest, AuthenticateRequest};
 
 /// The halves of a connection's stream, plaintext or TLS.
 type BoxRead = Box<dyn tokio::io::AsyncRead + Send + Unpin>;
@@ -59,6 +60,22 @@ pub struct ConnectionConfig {
     pub client_name: String,
     /// TLS to the broker (`None`: plaintext). See [`crate::tls`].
     pub tls: Option<ClientTls>,
+    /// A key to authenticate with on connecting (principal `key:<hex>`); see
+    /// `steme_protocol::messages::authenticate`.
+    pub auth_key: Option<AuthKey>,
+}
+
+/// An Ed25519 key a client authenticates with; its `Debug` shows the public key only.
+#[derive(Clone)]
+pub struct AuthKey(pub steme_protocol::SigningKey);
+
+impl std::fmt::Debug for AuthKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let public = self.0.verifying_key().to_bytes();
+        f.write_str(&steme_protocol::messages::authenticate::key_principal(
+            &public,
+        ))
+    }
 }
 
 impl Default for ConnectionConfig {
@@ -69,6 +86,7 @@ impl Default for ConnectionConfig {
             max_frame: DEFAULT_MAX_FRAME,
             client_name: "steme-client".into(),
             tls: None,
+            auth_key: None,
         }
     }
 }
@@ -127,6 +145,8 @@ pub struct Connection {
     next_id: AtomicU32,
     max_frame: usize,
     broker: ApiVersionsResponse,
+    /// Who the broker knows this connection as, once it has authenticated with a key.
+    principal: Option<String>,
     reader: JoinHandle<()>,
 }
 
@@ -189,6 +209,14 @@ impl Connection {
             client_version: env!("CARGO_PKG_VERSION").into(),
         };
         conn.broker = conn.call_unchecked(&hello, config.connect_timeout).await?;
+        if let Some(AuthKey(key)) = &config.auth_key {
+            let challenge = conn
+                .call_unchecked(&AuthChallengeRequest {}, config.connect_timeout)
+                .await?;
+            let proof = AuthenticateRequest::sign(key, &challenge.nonce);
+            let done = conn.call_unchecked(&proof, config.connect_timeout).await?;
+            conn.principal = Some(done.principal);
+        }
         Ok(conn)
     }
 
@@ -218,6 +246,7 @@ impl Connection {
                 cluster_id: String::new(),
                 apis: Vec::new(),
             },
+            principal: None,
             reader,
         }
     }
@@ -225,6 +254,12 @@ impl Connection {
     /// The address this connection was opened to.
     pub fn addr(&self) -> &str {
         &self.addr
+    }
+
+    /// The principal the broker confirmed for this connection's key
+    /// ([`ConnectionConfig::auth_key`]), if it authenticated with one.
+    pub fn principal(&self) -> Option<&str> {
+        self.principal.as_deref()
     }
 
     /// The broker's answer to the version handshake (its id, cluster id and api versions).

@@ -65,10 +65,14 @@ pub enum ErrorCode {
     /// A fetch reached a damaged range that an operator gave up (no replica had a healthy
     /// copy). See [`ApiError::SkippedData`].
     SkippedData = 28,
+    /// A key's proof did not verify, or a client certificate names no principal.
+    AuthenticationFailed = 29,
+    /// The broker requires authentication (`--auth required`) and the connection has none.
+    AuthenticationRequired = 30,
 }
 
 impl ErrorCode {
-    const ALL: [ErrorCode; 29] = [
+    const ALL: [ErrorCode; 31] = [
         ErrorCode::None,
         ErrorCode::Unknown,
         ErrorCode::CorruptFrame,
@@ -98,6 +102,8 @@ impl ErrorCode {
         ErrorCode::Internal,
         ErrorCode::CorruptData,
         ErrorCode::SkippedData,
+        ErrorCode::AuthenticationFailed,
+        ErrorCode::AuthenticationRequired,
     ];
 }
 

@@ -258,6 +258,10 @@ impl Reader {
         self.array()
     }
 
+    pub fn bytes64_fixed(&mut self) -> Result<[u8; 64], DecodeError> {
+        self.array()
+    }
+
     /// A boolean stored as one byte, 0 or 1; anything else is refused.
     pub fn bool(&mut self) -> Result<bool, DecodeError> {
         let offset = self.pos;

@@ -83,6 +83,34 @@ pub enum FlushMode {
     Interval,
 }
 
+/// Whether client connections must authenticate (`--auth`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum AuthMode {
+    /// No authentication asked; a client may still prove a key (the principal is logged).
+    #[default]
+    Off,
+    /// Clients may authenticate (a key proof or a client certificate); others are anonymous.
+    Optional,
+    /// Every request but the handshake and authentication itself needs a principal.
+    Required,
+}
+
+impl FromStr for AuthMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<AuthMode, String> {
+        match s {
+            "off" => Ok(AuthMode::Off),
+            "optional" => Ok(AuthMode::Optional),
+            "required" => Ok(AuthMode::Required),
+            other => Err(format!(
+                "auth `{other}`: expected off, optional or required"
+            )),
+        }
+    }
+}
+
 impl FromStr for FlushMode {
     type Err = String;
 
@@ -162,6 +190,8 @@ pub struct Config {
     pub tls_key: Option<PathBuf>,
     /// CA certificates (PEM) whose client certificates the listener accepts.
     pub tls_client_ca: Option<PathBuf>,
+    /// Whether client connections must authenticate.
+    pub auth: AuthMode,
 }
 
 impl Default for Config {
@@ -201,6 +231,7 @@ impl Default for Config {
             tls_cert: None,
             tls_key: None,
             tls_client_ca: None,
+            auth: AuthMode::Off,
         }
     }
 }
@@ -305,6 +336,10 @@ pub struct Overrides {
     /// Accept client certificates signed by the CA certificates in this PEM file.
     #[arg(long, env = "STEME_TLS_CLIENT_CA", value_name = "FILE")]
     pub tls_client_ca: Option<PathBuf>,
+    /// Client authentication: `off` (the default), `optional` or `required` (a client
+    /// certificate, or a key proven with `steme --auth-key FILE`).
+    #[arg(long, env = "STEME_AUTH")]
+    pub auth: Option<AuthMode>,
 }
 
 fn parse_range(s: &str) -> Result<(u64, u64), String> {
@@ -376,6 +411,9 @@ impl Config {
         }
         if let Some(v) = o.max_connections_per_ip {
             c.max_connections_per_ip = v;
+        }
+        if let Some(v) = o.auth {
+            c.auth = v;
         }
         for (flag, value) in [
             (&mut c.tls_cert, &o.tls_cert),

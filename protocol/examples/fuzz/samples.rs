@@ -86,6 +86,12 @@ pub fn samples() -> Samples {
             name: "facts".into(),
         }
         .into(),
+        authenticate::AuthChallengeRequest {}.into(),
+        authenticate::AuthenticateRequest {
+            public_key: [3; 32],
+            signature: [4; 64],
+        }
+        .into(),
         skip_damage::SkipDamageRequest {
             topic: "facts".into(),
             partition: 1,
@@ -197,6 +203,11 @@ pub fn samples() -> Samples {
         }
         .into(),
         delete_topic::DeleteTopicResponse {}.into(),
+        authenticate::AuthChallengeResponse { nonce: [9; 32] }.into(),
+        authenticate::AuthenticateResponse {
+            principal: "key:0303".into(),
+        }
+        .into(),
         skip_damage::SkipDamageResponse {
             range: describe_topic::DamagedRange {
                 first_offset: 826,

@@ -11,6 +11,7 @@ use crate::frame::{Frame, FrameHeader};
 use crate::wire::{DecodeError, DecodeLimit, Reader};
 
 pub mod api_versions;
+pub mod authenticate;
 pub mod commit_offsets;
 pub mod create_topic;
 pub mod delete_group;
@@ -204,6 +205,8 @@ apis! {
     14 => Raft(raft::RaftRequest, RaftResponse), versions 0..=0;
     15 => DeleteGroup(delete_group::DeleteGroupRequest, DeleteGroupResponse), versions 0..=0;
     16 => SkipDamage(skip_damage::SkipDamageRequest, SkipDamageResponse), versions 0..=0;
+    17 => AuthChallenge(authenticate::AuthChallengeRequest, AuthChallengeResponse), versions 0..=0;
+    18 => Authenticate(authenticate::AuthenticateRequest, AuthenticateResponse), versions 0..=0;
 }
 
 /// Builds the frame of a request.

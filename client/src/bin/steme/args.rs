@@ -44,6 +44,10 @@ pub struct Cli {
         requires = "tls_cert"
     )]
     pub tls_key: Option<std::path::PathBuf>,
+    /// Authenticate as `key:<public key>` by proving the Ed25519 key in this file (the
+    /// hex seed `steme keygen` writes).
+    #[arg(long, global = true, env = "STEME_AUTH_KEY", value_name = "FILE")]
+    pub auth_key: Option<std::path::PathBuf>,
 
     #[command(subcommand)]
     pub command: Command,

@@ -84,6 +84,7 @@ pub fn consumer_config() -> steme_client::ConsumerConfig {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let bootstrap = cli.bootstrap.join(",");
+    let mut config = steme_client::ClientConfig::default();
     if cli.tls_ca.is_some() || cli.tls_cert.is_some() {
         let ca = cli
             .tls_ca
@@ -93,10 +94,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             ca,
             cli.tls_cert.as_deref().zip(cli.tls_key.as_deref()),
         )?;
-        let mut config = steme_client::ClientConfig::default();
         config.connection.tls = Some(tls);
-        let _ = CLIENT.set(config);
     }
+    if let Some(path) = &cli.auth_key {
+        let key = keys::read_key(path)?;
+        config.connection.auth_key = Some(steme_client::connection::AuthKey(key));
+    }
+    let _ = CLIENT.set(config);
     match cli.command {
         Command::Keygen(a) => keys::keygen(&a),
         Command::Topic(cmd) => topic::run(&bootstrap, cmd).await,
