@@ -10,6 +10,8 @@
 //! The reader loop asks [`Session::screen`] about each request before it is handled, in
 //! order, so a client cannot race requests past its own authentication.
 
+use std::sync::Arc;
+
 use steme_protocol::messages::Request;
 use steme_protocol::messages::authenticate::AuthChallengeResponse;
 use steme_protocol::{ApiError, ErrorCode};
@@ -23,7 +25,7 @@ pub struct Session {
     mode: AuthMode,
     /// The challenge last handed out, good for one attempt.
     nonce: Option<[u8; 32]>,
-    principal: Option<String>,
+    principal: Option<Arc<str>>,
 }
 
 /// What the reader loop does with a request.
@@ -42,12 +44,13 @@ impl Session {
         Session {
             mode,
             nonce: None,
-            principal: cert_principal,
+            principal: cert_principal.map(Arc::from),
         }
     }
 
-    pub fn principal(&self) -> Option<&str> {
-        self.principal.as_deref()
+    /// Who the connection is, once known.
+    pub fn principal(&self) -> Option<Arc<str>> {
+        self.principal.clone()
     }
 
     pub fn screen(&mut self, req: &Request) -> Screened {
@@ -73,7 +76,7 @@ impl Session {
                 match proof.verify(&nonce) {
                     Ok(principal) => {
                         tracing::debug!(%principal, "authenticated");
-                        self.principal = Some(principal.clone());
+                        self.principal = Some(Arc::from(principal.as_str()));
                         Screened::Answer(Reply::ok(
                             steme_protocol::messages::authenticate::AuthenticateResponse {
                                 principal,

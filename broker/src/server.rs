@@ -376,6 +376,7 @@ async fn serve(
                     }
                 }
             }
+            let principal = session.principal();
             let req_permit = requests.clone().acquire_owned().await.expect("open");
             let byte_permit = bytes.clone().acquire_many_owned(cost).await.expect("open");
             let broker = broker.clone();
@@ -383,7 +384,7 @@ async fn serve(
             let completed = completed.clone();
             tokio::spawn(async move {
                 let reply = match decoded {
-                    Ok(req) => handlers::handle(&broker, req).await,
+                    Ok(req) => handlers::handle(&broker, principal.as_deref(), req).await,
                     Err(e) => Reply::error(e.to_api_error()),
                 };
                 answer(&tx, frame.header, reply, (req_permit, byte_permit)).await;

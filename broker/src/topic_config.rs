@@ -24,6 +24,10 @@ pub const SEGMENT_BYTES: &str = "segment.bytes";
 pub const RETENTION_BYTES: &str = "retention.bytes";
 /// Key: age in milliseconds after which retention deletes a segment.
 pub const RETENTION_MS: &str = "retention.ms";
+/// Key: the only public keys (hex, comma-separated) whose records the topic accepts.
+pub const SIGNERS_ALLOWED: &str = "signers.allowed";
+/// Key: a `key:` principal may produce only records it signed itself (`true`/`false`).
+pub const SIGNERS_MUST_MATCH_PRINCIPAL: &str = "signers.must_match_principal";
 
 /// Every key a topic may set.
 pub const KNOWN_KEYS: &[&str] = &[
@@ -31,7 +35,12 @@ pub const KNOWN_KEYS: &[&str] = &[
     RETENTION_MS,
     RETENTION_BYTES,
     SEGMENT_BYTES,
+    SIGNERS_ALLOWED,
+    SIGNERS_MUST_MATCH_PRINCIPAL,
 ];
+
+/// The most keys an allow-list may name.
+pub const MAX_ALLOWED_SIGNERS: usize = 1024;
 
 /// The smallest segment: 4 KiB (smaller rolls a file per handful of records).
 pub const MIN_SEGMENT_BYTES: u64 = 4 << 10;
@@ -50,7 +59,7 @@ pub const MIN_RETENTION_MS: u64 = 1_000;
 pub const MAX_RETENTION_MS: u64 = 100 * 365 * 24 * 60 * 60 * 1_000;
 
 /// A topic's overrides of the broker's defaults; `None` leaves the default.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TopicConfig {
     pub verify_signatures: Option<bool>,
     /// Within [`MIN_SEGMENT_BYTES`]`..=`[`MAX_SEGMENT_BYTES`].
@@ -59,6 +68,10 @@ pub struct TopicConfig {
     pub retention_bytes: Option<u64>,
     /// Within [`MIN_RETENTION_MS`]`..=`[`MAX_RETENTION_MS`].
     pub retention_ms: Option<u64>,
+    /// The public keys whose records are accepted (`None`: any key).
+    pub signers_allowed: Option<Vec<[u8; 32]>>,
+    /// A `key:` principal may produce only records it signed itself.
+    pub signers_must_match_principal: bool,
 }
 
 /// Why a topic setting was refused.
@@ -69,6 +82,10 @@ pub enum TopicConfigError {
     UnknownKey { key: String },
     #[error("topic config `{key}={value}` is not true or false")]
     NotABool { key: &'static str, value: String },
+    #[error(
+        "topic config `{key}` must list 1 to {MAX_ALLOWED_SIGNERS} Ed25519 public keys, as 64 hex digits each, comma-separated: {reason}"
+    )]
+    BadKeyList { key: &'static str, reason: String },
     #[error("topic config `{key}={value}` is not a whole number of {unit}")]
     NotANumber {
         key: &'static str,
@@ -148,6 +165,27 @@ impl Bounded {
     }
 }
 
+/// A `signers.allowed` value: 1 to [`MAX_ALLOWED_SIGNERS`] hex public keys.
+fn parse_keys(value: &str) -> Result<Vec<[u8; 32]>, TopicConfigError> {
+    let bad = |reason: String| TopicConfigError::BadKeyList {
+        key: SIGNERS_ALLOWED,
+        reason,
+    };
+    let keys = value
+        .split(',')
+        .map(str::trim)
+        .map(|hex_key| {
+            let mut k = [0u8; 32];
+            hex::decode_to_slice(hex_key, &mut k).map_err(|e| bad(format!("`{hex_key}`: {e}")))?;
+            Ok(k)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if keys.is_empty() || keys.len() > MAX_ALLOWED_SIGNERS {
+        return Err(bad(format!("{} keys", keys.len())));
+    }
+    Ok(keys)
+}
+
 fn parse_bool(value: &str) -> Option<bool> {
     if value.eq_ignore_ascii_case("true") {
         Some(true)
@@ -170,6 +208,14 @@ impl TopicConfig {
                             key: VERIFY_SIGNATURES,
                             value: value.clone(),
                         })?);
+                }
+                SIGNERS_ALLOWED => c.signers_allowed = Some(parse_keys(value)?),
+                SIGNERS_MUST_MATCH_PRINCIPAL => {
+                    c.signers_must_match_principal =
+                        parse_bool(value).ok_or_else(|| TopicConfigError::NotABool {
+                            key: SIGNERS_MUST_MATCH_PRINCIPAL,
+                            value: value.clone(),
+                        })?;
                 }
                 SEGMENT_BYTES => c.segment_bytes = Some(SEGMENT.parse(value)?),
                 RETENTION_BYTES => c.retention_bytes = Some(RETENTION_SIZE.parse(value)?),
@@ -203,6 +249,19 @@ impl TopicConfig {
                             "ignoring a stored topic setting that is not true or false"
                         );
                     }
+                    continue;
+                }
+                SIGNERS_ALLOWED => {
+                    // Fails closed: a list that no longer parses admits no one.
+                    c.signers_allowed = Some(parse_keys(value).unwrap_or_else(|e| {
+                        tracing::warn!(topic, key, value, error = %e, "a stored signer allow-list does not parse; admitting no signer");
+                        Vec::new()
+                    }));
+                    continue;
+                }
+                SIGNERS_MUST_MATCH_PRINCIPAL => {
+                    // Fails closed too: anything but "false" keeps the check on.
+                    c.signers_must_match_principal = parse_bool(value) != Some(false);
                     continue;
                 }
                 SEGMENT_BYTES => (&SEGMENT, &mut c.segment_bytes),
@@ -270,6 +329,11 @@ mod tests {
             ("segment.bytes", "4096"),
             ("retention.bytes", "1073741824"),
             ("retention.ms", "604800000"),
+            (
+                "signers.allowed",
+                &format!("{}, {}", "ab".repeat(32), "01".repeat(32)),
+            ),
+            ("signers.must_match_principal", "true"),
         ]))
         .unwrap();
         assert_eq!(
@@ -279,8 +343,24 @@ mod tests {
                 segment_bytes: Some(4096),
                 retention_bytes: Some(1 << 30),
                 retention_ms: Some(604_800_000),
+                signers_allowed: Some(vec![[0xab; 32], [0x01; 32]]),
+                signers_must_match_principal: true,
             }
         );
+        for bad in [
+            "",
+            "abc",
+            &"zz".repeat(32),
+            &format!("{},", "ab".repeat(32)),
+        ] {
+            assert!(
+                matches!(
+                    TopicConfig::parse(&configs(&[("signers.allowed", bad)])),
+                    Err(TopicConfigError::BadKeyList { .. })
+                ),
+                "{bad:?}"
+            );
+        }
         assert_eq!(c.retention_age(), Some(Duration::from_secs(604_800)));
         assert_eq!(
             TopicConfig::parse(&BTreeMap::new()).unwrap(),
@@ -375,8 +455,11 @@ mod tests {
                 ("retention.ms", "soon"),
                 ("verify.signatures", "perhaps"),
                 ("colour", "blue"),
+                ("signers.allowed", "not keys"),
+                ("signers.must_match_principal", "perhaps"),
             ]),
         );
+        // The signer settings fail closed: no one admitted, the check kept on.
         assert_eq!(
             c,
             TopicConfig {
@@ -384,6 +467,8 @@ mod tests {
                 segment_bytes: Some(MAX_SEGMENT_BYTES),
                 retention_bytes: Some(MIN_RETENTION_BYTES),
                 retention_ms: None,
+                signers_allowed: Some(Vec::new()),
+                signers_must_match_principal: true,
             }
         );
     }

@@ -25,8 +25,8 @@ use crate::error::{BrokerError, Refusal};
 use crate::node::Broker;
 use crate::reply::Reply;
 
-/// Answers one client request.
-pub async fn handle(broker: &Broker, req: Request) -> Reply {
+/// Answers one client request from a connection authenticated as `principal`, if it is.
+pub async fn handle(broker: &Broker, principal: Option<&str>, req: Request) -> Reply {
     match req {
         Request::ApiVersions(r) => Reply::ok(cluster::api_versions(broker, r)),
         Request::Metadata(r) => Reply::ok(cluster::metadata(broker, r)),
@@ -34,7 +34,7 @@ pub async fn handle(broker: &Broker, req: Request) -> Reply {
         Request::DeleteTopic(r) => Reply::of(topics::delete(broker, r).await),
         Request::DescribeTopic(r) => Reply::of(topics::describe(broker, r)),
         Request::SkipDamage(r) => Reply::of(topics::skip_damage(broker, r)),
-        Request::Produce(r) => Reply::of(produce::produce(broker, r).await),
+        Request::Produce(r) => Reply::of(produce::produce(broker, principal, r).await),
         Request::Fetch(r) => fetch::fetch(broker, r).await,
         Request::ListOffsets(r) => Reply::of(offsets::list_offsets(broker, r)),
         Request::Heartbeat(r) => Reply::of(groups::heartbeat(broker, r).await),

@@ -1,7 +1,9 @@
 //! Produce: the checks a batch passes before its partition's writer takes it — leadership,
 //! size, record partitions (D7), content ids and signatures (D5).
 
+use crate::topic_config::TopicConfig;
 use steme_protocol::assertion::{BatchVerifier, subject_of};
+use steme_protocol::messages::authenticate::key_principal;
 use steme_protocol::messages::produce::{ProduceRequest, ProduceResponse};
 use steme_protocol::{ApiError, AssertionId, ErrorCode, RecordBatch, partition_for};
 use tokio::sync::oneshot;
@@ -14,10 +16,14 @@ use crate::partition::ProduceJob;
 /// rounded up.
 const RAFT_FRAMING: usize = 256;
 
-pub async fn produce(broker: &Broker, r: ProduceRequest) -> Result<ProduceResponse, ApiError> {
+pub async fn produce(
+    broker: &Broker,
+    principal: Option<&str>,
+    r: ProduceRequest,
+) -> Result<ProduceResponse, ApiError> {
     super::not_internal(&r.topic, "produce to")?;
     let p = broker.partition(&r.topic, r.partition)?;
-    let (count, verify) = {
+    let (count, verify, signers) = {
         let state = broker.metadata();
         let t = state
             .topics
@@ -25,11 +31,15 @@ pub async fn produce(broker: &Broker, r: ProduceRequest) -> Result<ProduceRespon
             .ok_or_else(|| BrokerError::UnknownTopic {
                 topic: r.topic.clone(),
             })?;
+        let config = t.config();
+        let signers = Signers::of(&r.topic, &config, principal)?;
         (
             t.partitions.len() as u32,
-            t.config()
-                .verify_signatures
-                .unwrap_or(broker.config().verify_signatures),
+            signers.restricts()
+                || config
+                    .verify_signatures
+                    .unwrap_or(broker.config().verify_signatures),
+            signers,
         )
     };
     // Leadership is checked again by the writer; failing early saves the verification.
@@ -58,6 +68,7 @@ pub async fn produce(broker: &Broker, r: ProduceRequest) -> Result<ProduceRespon
     let partition = r.partition;
     // Partition check, ids and signatures: CPU work, off the async workers (D5).
     let (batch, ids) = tokio::task::spawn_blocking(move || {
+        signers.check(&batch)?;
         check_batch(&batch, partition, count, verify).map(|ids| (batch, ids))
     })
     .await
@@ -71,6 +82,81 @@ pub async fn produce(broker: &Broker, r: ProduceRequest) -> Result<ProduceRespon
     })
     .await;
     rx.await.map_err(|_closed| BrokerError::PartitionClosed)?
+}
+
+/// Whose records a produce request may carry: the topic's allow-list
+/// (`signers.allowed`) and, with `signers.must_match_principal`, only the key the
+/// connection authenticated as.
+struct Signers {
+    topic: String,
+    allowed: Option<Vec<[u8; 32]>>,
+    /// The one key every record must be signed with.
+    principal_key: Option<[u8; 32]>,
+}
+
+impl Signers {
+    fn of(topic: &str, config: &TopicConfig, principal: Option<&str>) -> Result<Signers, ApiError> {
+        let principal_key = if config.signers_must_match_principal {
+            let key = principal
+                .and_then(|p| p.strip_prefix("key:"))
+                .and_then(|hex_key| {
+                    let mut k = [0u8; 32];
+                    hex::decode_to_slice(hex_key, &mut k).ok().map(|()| k)
+                });
+            if key.is_none() {
+                return Err(ApiError::other(
+                    ErrorCode::AuthenticationRequired,
+                    format!(
+                        "topic {topic} accepts only records signed by the producer's own key \
+                         (signers.must_match_principal), and this connection is {}: \
+                         authenticate with the signing key (steme --auth-key FILE)",
+                        principal.unwrap_or("not authenticated")
+                    ),
+                ));
+            }
+            key
+        } else {
+            None
+        };
+        Ok(Signers {
+            topic: topic.to_owned(),
+            allowed: config.signers_allowed.clone(),
+            principal_key,
+        })
+    }
+
+    /// Whether the topic restricts signers (then signatures are always verified: an
+    /// unverified signer field proves nothing).
+    fn restricts(&self) -> bool {
+        self.allowed.is_some() || self.principal_key.is_some()
+    }
+
+    /// Refuses the whole batch at its first record signed by a key it may not carry.
+    fn check(&self, batch: &RecordBatch) -> Result<(), ApiError> {
+        if !self.restricts() {
+            return Ok(());
+        }
+        for r in batch.records() {
+            let signer = r.signer();
+            let why = if self.allowed.as_ref().is_some_and(|a| !a.contains(signer)) {
+                "is not in the topic's signers.allowed"
+            } else if self.principal_key.is_some_and(|k| &k != signer) {
+                "is not the key this connection authenticated as (signers.must_match_principal)"
+            } else {
+                continue;
+            };
+            return Err(ApiError::InvalidSignature {
+                record: r.index,
+                message: format!(
+                    "record {} is signed by {}, which {why} of topic {}; nothing from this request was stored",
+                    r.index,
+                    key_principal(signer),
+                    self.topic
+                ),
+            });
+        }
+        Ok(())
+    }
 }
 
 /// Checks every record's partition (D7), computes its content id and verifies the

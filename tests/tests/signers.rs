@@ -1,0 +1,124 @@
+//! Signer allow-lists against a real broker: `signers.allowed` refuses a record signed by
+//! any other key, naming the record, and stores nothing from that request (a batch with one
+//! bad record in the middle included); `signers.must_match_principal` lets a `key:`
+//! principal produce only records it signed, and refuses an unauthenticated producer.
+
+use std::time::Duration;
+
+use anyhow::ensure;
+use steme_client::ClientError;
+use steme_client::connection::{AuthKey, Connection, ConnectionConfig};
+use steme_protocol::messages::produce::{Acks, ProduceRequest};
+use steme_protocol::{ApiError, BatchBuilder, ErrorCode, SignedAssertion};
+use steme_tests::process::{BrokerOptions, BrokerProcess};
+use steme_tests::workload::{assertions, create_topic_with, high_watermarks, key, sign_all};
+use steme_tests::{unique, within};
+
+const T: Duration = Duration::from_secs(30);
+
+/// One produce request of `records` to partition 0, on `conn`.
+async fn produce(
+    conn: &Connection,
+    topic: &str,
+    records: &[SignedAssertion],
+) -> Result<(), ClientError> {
+    let mut batch = BatchBuilder::with_capacity(64 << 10);
+    for r in records {
+        batch.push(r);
+    }
+    let request = ProduceRequest {
+        topic: topic.to_owned(),
+        partition: 0,
+        acks: Acks::All,
+        timeout_ms: 10_000,
+        causality: None,
+        batch: batch.finish(),
+    };
+    conn.call(&request, T).await.map(|_| ())
+}
+
+fn refused_at(r: &Result<(), ClientError>, index: u32, words: &str) -> bool {
+    matches!(r, Err(ClientError::Api(ApiError::InvalidSignature { record, message }))
+        if *record == index && message.contains(words))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn allow_lists_and_must_match_refuse_other_signers_and_store_nothing() -> anyhow::Result<()> {
+    let broker = BrokerProcess::start_with(BrokerOptions {
+        config_toml: None,
+        args: vec!["--auth".into(), "optional".into()],
+    })?;
+    let addr = broker.bootstrap();
+    within(Duration::from_secs(90), async {
+        let (alice, mallory) = (key(31), key(32));
+        let alice_hex = hex_of(&alice.verifying_key().to_bytes());
+        let run = unique("signers");
+        let by = |k, from: usize| -> anyhow::Result<Vec<SignedAssertion>> {
+            Ok(sign_all(&assertions(&run, 40, 100)[from..from + 10], k)?)
+        };
+
+        // signers.allowed: alice only.
+        let listed = unique("allowed");
+        create_topic_with(
+            &addr,
+            &listed,
+            1,
+            vec![("signers.allowed".into(), alice_hex.clone())],
+        )
+        .await?;
+        let anon = Connection::connect(&addr, &ConnectionConfig::default()).await?;
+        produce(&anon, &listed, &by(&alice, 0)?).await?;
+        let r = produce(&anon, &listed, &by(&mallory, 10)?).await;
+        ensure!(refused_at(&r, 0, "signers.allowed"), "{r:?}");
+        // One of mallory's in the middle of alice's: the whole request is refused.
+        let mut mixed = by(&alice, 20)?;
+        mixed[5] = by(&mallory, 30)?.remove(0);
+        let r = produce(&anon, &listed, &mixed).await;
+        ensure!(refused_at(&r, 5, "signers.allowed"), "{r:?}");
+        ensure!(
+            high_watermarks(&addr, &listed).await? == [10],
+            "records of a refused request were stored"
+        );
+
+        // signers.must_match_principal: only your own records, and you must say who you are.
+        let own = unique("own");
+        create_topic_with(
+            &addr,
+            &own,
+            1,
+            vec![("signers.must_match_principal".into(), "true".into())],
+        )
+        .await?;
+        let r = produce(&anon, &own, &by(&alice, 0)?).await;
+        ensure!(
+            matches!(&r, Err(ClientError::Api(e)) if e.code() == ErrorCode::AuthenticationRequired),
+            "{r:?}"
+        );
+        let as_alice = ConnectionConfig {
+            auth_key: Some(AuthKey(alice.clone())),
+            ..ConnectionConfig::default()
+        };
+        let conn = Connection::connect(&addr, &as_alice).await?;
+        produce(&conn, &own, &by(&alice, 0)?).await?;
+        let r = produce(&conn, &own, &by(&mallory, 10)?).await;
+        ensure!(refused_at(&r, 0, "must_match_principal"), "{r:?}");
+        ensure!(high_watermarks(&addr, &own).await? == [10]);
+
+        // A bad allow-list is refused when the topic is made.
+        let bad = create_topic_with(
+            &addr,
+            &unique("bad"),
+            1,
+            vec![("signers.allowed".into(), "not-a-key".into())],
+        )
+        .await;
+        ensure!(bad.is_err(), "a malformed allow-list was accepted");
+        ensure!(!broker.log_shows_panic());
+        Ok(())
+    })
+    .await
+}
+
+fn hex_of(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
