@@ -10,6 +10,7 @@ use steme_client::ClientError;
 use steme_client::connection::{AuthKey, Connection, ConnectionConfig};
 use steme_protocol::messages::produce::{Acks, ProduceRequest};
 use steme_protocol::{ApiError, BatchBuilder, ErrorCode, SignedAssertion};
+use steme_tests::cli::steme;
 use steme_tests::process::{BrokerOptions, BrokerProcess};
 use steme_tests::workload::{assertions, create_topic_with, high_watermarks, key, sign_all};
 use steme_tests::{unique, within};
@@ -59,13 +60,11 @@ async fn allow_lists_and_must_match_refuse_other_signers_and_store_nothing() -> 
 
         // signers.allowed: alice only.
         let listed = unique("allowed");
-        create_topic_with(
-            &addr,
-            &listed,
-            1,
-            vec![("signers.allowed".into(), alice_hex.clone())],
-        )
-        .await?;
+        // (Made with the CLI, as the README shows: a comma-separated list of keys.)
+        let other_hex = hex_of(&key(33).verifying_key().to_bytes());
+        let setting = format!("signers.allowed={alice_hex},{other_hex}");
+        let args = ["topic", "create", &listed, "-p", "1", "--config", &setting];
+        steme(&addr, &args, "", T).await?.success()?;
         let anon = Connection::connect(&addr, &ConnectionConfig::default()).await?;
         produce(&anon, &listed, &by(&alice, 0)?).await?;
         let r = produce(&anon, &listed, &by(&mallory, 10)?).await;
