@@ -293,26 +293,38 @@ async fn only_the_serving_leader_answers_where_the_log_ends() -> anyhow::Result<
         let producer = Producer::connect(&cluster.bootstrap(), &topic, patient()).await?;
         let acks = produce_all(&producer, &signed(&topic, 2_000, 200)?).await?;
         let end = acks.iter().map(|a| a.offset + 1).max().context("no acks")?;
-        let leader = cluster
-            .wait_for_leader(&topic, 0, None, Duration::from_secs(10))
-            .await?;
         let hwm = cluster.wait_converged(&topic, 0, Duration::from_secs(30)).await?;
         ensure!(hwm == end, "converged at {hwm}, acknowledged up to {end}");
 
-        let (answer, fetched) =
-            ask_end_and_fetch(&cluster.broker(leader).bootstrap(), &topic, end).await?;
-        ensure!(
-            answer.as_ref().ok() == Some(&end) && fetched.as_ref().ok() == Some(&0),
-            "the leader answered {answer:?} for the end and {fetched:?} at it"
-        );
-        let follower = cluster.ids().find(|&id| id != leader).context("a follower")?;
-        let addr = cluster.broker(follower).bootstrap();
-        let (answer, at_end) = ask_end_and_fetch(&addr, &topic, end).await?;
-        let (_, below) = ask_end_and_fetch(&addr, &topic, 0).await?;
-        ensure!(
-            is_not_leader(&answer) && is_not_leader(&at_end),
-            "follower {follower} answered {answer:?} for the end and {at_end:?} at it"
-        );
+        // Ask every broker, until one serves as leader (leadership may be moving, say to the
+        // preferred replica): no broker ever answers another end, and the others refuse.
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let (leader, follower) = loop {
+            let mut serving = Vec::new();
+            let mut refusing = Vec::new();
+            for id in cluster.ids() {
+                let (answer, at_end) =
+                    ask_end_and_fetch(&cluster.broker(id).bootstrap(), &topic, end).await?;
+                match (&answer, &at_end) {
+                    (Ok(e), Ok(0)) if *e == end => serving.push(id),
+                    (a, f) if is_not_leader(a) && is_not_leader(f) => refusing.push(id),
+                    _ => anyhow::bail!(
+                        "broker {id} answered {answer:?} for the end and {at_end:?} at it; \
+                         acknowledged up to {end}"
+                    ),
+                }
+            }
+            if let ([leader], [follower, ..]) = (&serving[..], &refusing[..]) {
+                break (*leader, *follower);
+            }
+            ensure!(
+                Instant::now() < deadline,
+                "no single serving leader within 15 s: {serving:?} serve, {refusing:?} refuse"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        let (_, below) =
+            ask_end_and_fetch(&cluster.broker(follower).bootstrap(), &topic, 0).await?;
         ensure!(
             below.as_ref().is_ok_and(|n| *n > 0),
             "follower {follower} answered {below:?} for committed records"
