@@ -36,6 +36,10 @@ pub struct TopicMeta {
     pub configs: BTreeMap<String, String>,
     /// One per partition, in partition order.
     pub partitions: Vec<PartitionMeta>,
+    /// `configs` parsed, once per snapshot (settings never change after creation), so that
+    /// a produce request does not parse a signer allow-list again.
+    #[serde(skip)]
+    pub parsed: std::sync::OnceLock<Arc<TopicConfig>>,
 }
 
 impl TopicMeta {
@@ -44,8 +48,10 @@ impl TopicMeta {
     /// malformed values are ignored (the broker default applies), each with a warning (see
     /// [`TopicConfig::from_stored`]). New topics cannot store such values:
     /// [`MetadataState::apply`] refuses them.
-    pub fn config(&self) -> TopicConfig {
-        TopicConfig::from_stored(&self.name, &self.configs)
+    pub fn config(&self) -> Arc<TopicConfig> {
+        self.parsed
+            .get_or_init(|| Arc::new(TopicConfig::from_stored(&self.name, &self.configs)))
+            .clone()
     }
 }
 
@@ -294,6 +300,7 @@ impl MetadataState {
                         replication_factor: rf as u16,
                         configs,
                         partitions,
+                        parsed: Default::default(),
                     },
                 );
                 Ok(())
@@ -634,6 +641,7 @@ mod tests {
                 ("retention.ms".to_owned(), "never".to_owned()),
             ]),
             partitions: vec![],
+            parsed: Default::default(),
         };
         assert_eq!(
             t.config().segment_bytes,

@@ -68,7 +68,7 @@ pub struct TopicConfig {
     pub retention_bytes: Option<u64>,
     /// Within [`MIN_RETENTION_MS`]`..=`[`MAX_RETENTION_MS`].
     pub retention_ms: Option<u64>,
-    /// The public keys whose records are accepted (`None`: any key).
+    /// The public keys whose records are accepted, sorted (`None`: any key).
     pub signers_allowed: Option<Vec<[u8; 32]>>,
     /// A `key:` principal may produce only records it signed itself.
     pub signers_must_match_principal: bool,
@@ -183,6 +183,10 @@ fn parse_keys(value: &str) -> Result<Vec<[u8; 32]>, TopicConfigError> {
     if keys.is_empty() || keys.len() > MAX_ALLOWED_SIGNERS {
         return Err(bad(format!("{} keys", keys.len())));
     }
+    // Sorted, so that checking a record's signer is a binary search.
+    let mut keys = keys;
+    keys.sort_unstable();
+    keys.dedup();
     Ok(keys)
 }
 
@@ -343,7 +347,7 @@ mod tests {
                 segment_bytes: Some(4096),
                 retention_bytes: Some(1 << 30),
                 retention_ms: Some(604_800_000),
-                signers_allowed: Some(vec![[0xab; 32], [0x01; 32]]),
+                signers_allowed: Some(vec![[0x01; 32], [0xab; 32]]),
                 signers_must_match_principal: true,
             }
         );

@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::ensure;
 use steme_client::ClientError;
 use steme_client::connection::{AuthKey, Connection, ConnectionConfig};
+use steme_protocol::messages::authenticate::key_principal;
 use steme_protocol::messages::produce::{Acks, ProduceRequest};
 use steme_protocol::{ApiError, BatchBuilder, ErrorCode, SignedAssertion};
 use steme_tests::cli::steme;
@@ -118,6 +119,7 @@ async fn allow_lists_and_must_match_refuse_other_signers_and_store_nothing() -> 
     .await
 }
 
-fn hex_of(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
+/// A public key as hex (its `key:` principal without the prefix).
+fn hex_of(public_key: &[u8; 32]) -> String {
+    key_principal(public_key)["key:".len()..].to_owned()
 }

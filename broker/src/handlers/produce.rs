@@ -1,7 +1,8 @@
 //! Produce: the checks a batch passes before its partition's writer takes it — leadership,
 //! size, record partitions (D7), content ids and signatures (D5).
 
-use crate::topic_config::TopicConfig;
+use std::sync::Arc;
+
 use steme_protocol::assertion::{BatchVerifier, subject_of};
 use steme_protocol::messages::authenticate::key_principal;
 use steme_protocol::messages::produce::{ProduceRequest, ProduceResponse};
@@ -11,6 +12,7 @@ use tokio::sync::oneshot;
 use crate::error::BrokerError;
 use crate::node::Broker;
 use crate::partition::ProduceJob;
+use crate::topic_config::TopicConfig;
 
 /// Bytes a Raft append frame adds around one batch (frame, group, RPC and entry headers),
 /// rounded up.
@@ -32,7 +34,7 @@ pub async fn produce(
                 topic: r.topic.clone(),
             })?;
         let config = t.config();
-        let signers = Signers::of(&r.topic, &config, principal)?;
+        let signers = Signers::of(&r.topic, config.clone(), principal)?;
         (
             t.partitions.len() as u32,
             signers.restricts()
@@ -89,13 +91,18 @@ pub async fn produce(
 /// connection authenticated as.
 struct Signers {
     topic: String,
-    allowed: Option<Vec<[u8; 32]>>,
+    /// The topic's settings (`signers_allowed` is sorted).
+    config: Arc<TopicConfig>,
     /// The one key every record must be signed with.
     principal_key: Option<[u8; 32]>,
 }
 
 impl Signers {
-    fn of(topic: &str, config: &TopicConfig, principal: Option<&str>) -> Result<Signers, ApiError> {
+    fn of(
+        topic: &str,
+        config: Arc<TopicConfig>,
+        principal: Option<&str>,
+    ) -> Result<Signers, ApiError> {
         let principal_key = if config.signers_must_match_principal {
             let key = principal
                 .and_then(|p| p.strip_prefix("key:"))
@@ -120,7 +127,7 @@ impl Signers {
         };
         Ok(Signers {
             topic: topic.to_owned(),
-            allowed: config.signers_allowed.clone(),
+            config,
             principal_key,
         })
     }
@@ -128,7 +135,7 @@ impl Signers {
     /// Whether the topic restricts signers (then signatures are always verified: an
     /// unverified signer field proves nothing).
     fn restricts(&self) -> bool {
-        self.allowed.is_some() || self.principal_key.is_some()
+        self.config.signers_allowed.is_some() || self.principal_key.is_some()
     }
 
     /// Refuses the whole batch at its first record signed by a key it may not carry.
@@ -138,7 +145,8 @@ impl Signers {
         }
         for r in batch.records() {
             let signer = r.signer();
-            let why = if self.allowed.as_ref().is_some_and(|a| !a.contains(signer)) {
+            let allowed = self.config.signers_allowed.as_deref();
+            let why = if allowed.is_some_and(|a| a.binary_search(signer).is_err()) {
                 "is not in the topic's signers.allowed"
             } else if self.principal_key.is_some_and(|k| &k != signer) {
                 "is not the key this connection authenticated as (signers.must_match_principal)"

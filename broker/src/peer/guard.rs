@@ -492,6 +492,7 @@ mod tests {
                     group: 5,
                     replicas: vec![1, 2],
                 }],
+                parsed: Default::default(),
             },
         );
         let register = |id| Command::RegisterBroker {

@@ -39,12 +39,7 @@ pub fn auth_message(nonce: &[u8; 32]) -> Vec<u8> {
 
 /// The principal of a public key: `key:<hex>`.
 pub fn key_principal(public_key: &[u8; 32]) -> String {
-    let mut s = String::with_capacity(4 + 64);
-    s.push_str("key:");
-    for b in public_key {
-        s.push_str(&format!("{b:02x}"));
-    }
-    s
+    format!("key:{}", hex::encode(public_key))
 }
 
 impl AuthenticateRequest {
