@@ -27,6 +27,7 @@
 #![deny(unsafe_code)]
 
 pub mod auth;
+pub mod authz;
 pub mod config;
 pub mod data_dir;
 pub mod error;
@@ -37,6 +38,7 @@ pub mod metadata;
 pub mod node;
 pub mod partition;
 pub mod peer;
+pub mod quota;
 pub mod raft;
 pub mod reply;
 pub mod server;

@@ -80,6 +80,9 @@ pub struct MetadataState {
     /// The last leader each partition group reported, with its term (Kafka's leader epoch).
     #[serde(default)]
     pub leaders: BTreeMap<u64, GroupLeader>,
+    /// The access control entries, by principal (`*` for anyone); see [`crate::authz`].
+    #[serde(default)]
+    pub acls: crate::authz::AclTable,
 }
 
 /// A partition group's leader as last reported to the metadata.
@@ -141,6 +144,14 @@ pub enum Command {
         group: u64,
         node: NodeId,
         term: u64,
+    },
+    /// Adds an ACL (a no-op if it exists).
+    AddAcl {
+        acl: steme_protocol::acl::Acl,
+    },
+    /// Removes an ACL (refused if it does not exist).
+    RemoveAcl {
+        acl: steme_protocol::acl::Acl,
     },
 }
 
@@ -331,6 +342,8 @@ impl MetadataState {
                     }
                 }
             }
+            Command::AddAcl { acl } => self.acls.add(acl),
+            Command::RemoveAcl { acl } => self.acls.remove(&acl),
         }
     }
 }

@@ -273,6 +273,17 @@ async fn serve(
     let frame_timeout = Duration::from_millis(cfg.frame_timeout_ms);
     let (tx, rx) = mpsc::channel::<Outbound>(max_inflight);
     let writer = tokio::spawn(write_loop(wr, rx));
+    let quotas = broker.quotas().clone();
+    let mut slot = match quotas.connect(session.principal().as_ref()) {
+        Ok(slot) => slot,
+        Err(e) => {
+            tracing::debug!(error = %e, "connection refused");
+            let _ = tx.send(connection_error(e)).await;
+            drop(tx);
+            let _ = writer.await;
+            return Ok(());
+        }
+    };
     let requests = Arc::new(Semaphore::new(max_inflight));
     let bytes = Arc::new(Semaphore::new(INFLIGHT_BYTES));
     let mut buf = BytesMut::with_capacity(64 * 1024);
@@ -365,6 +376,18 @@ async fn serve(
                 match session.screen(req) {
                     Screened::Pass => {}
                     Screened::Answer(reply) => {
+                        // Authenticated as another principal: count it against that one.
+                        let principal = session.principal();
+                        if !slot.is_for(principal.as_ref()) {
+                            match quotas.connect(principal.as_ref()) {
+                                Ok(new) => slot = new,
+                                Err(e) => {
+                                    let refusal = Reply::error(e);
+                                    let _ = tx.send(Outbound { header: frame.header, reply: refusal }).await;
+                                    return Ok(());
+                                }
+                            }
+                        }
                         let _ = tx.send(Outbound { header: frame.header, reply }).await;
                         continue;
                     }
@@ -377,6 +400,15 @@ async fn serve(
                 }
             }
             let principal = session.principal();
+            // A principal over its byte quota: its next request waits until the debt is
+            // paid (the response that ran it up said how long, see crate::quota).
+            let debt = quotas.debt(principal.as_ref());
+            if !debt.is_zero() {
+                tokio::select! {
+                    _ = stop.recv() => return Ok(()),
+                    _ = tokio::time::sleep(debt) => {}
+                }
+            }
             let req_permit = requests.clone().acquire_owned().await.expect("open");
             let byte_permit = bytes.clone().acquire_many_owned(cost).await.expect("open");
             let broker = broker.clone();
@@ -384,7 +416,7 @@ async fn serve(
             let completed = completed.clone();
             tokio::spawn(async move {
                 let reply = match decoded {
-                    Ok(req) => handlers::handle(&broker, principal.as_deref(), req).await,
+                    Ok(req) => handlers::handle(&broker, principal.as_ref(), req).await,
                     Err(e) => Reply::error(e.to_api_error()),
                 };
                 answer(&tx, frame.header, reply, (req_permit, byte_permit)).await;

@@ -190,7 +190,7 @@ fn parse_keys(value: &str) -> Result<Vec<[u8; 32]>, TopicConfigError> {
     Ok(keys)
 }
 
-fn parse_bool(value: &str) -> Option<bool> {
+pub(crate) fn parse_bool(value: &str) -> Option<bool> {
     if value.eq_ignore_ascii_case("true") {
         Some(true)
     } else if value.eq_ignore_ascii_case("false") {

@@ -20,6 +20,8 @@ pub use steme_protocol::messages::metadata::{
     BrokerInfo, MetadataResponse, PartitionMetadata, TopicMetadata,
 };
 
+use steme_protocol::acl::Acl;
+use steme_protocol::messages::acls::{AclEntry, AlterAclRequest, ListAclsRequest};
 use steme_protocol::messages::create_topic::CreateTopicRequest;
 use steme_protocol::messages::delete_topic::DeleteTopicRequest;
 use steme_protocol::messages::describe_topic::{DamagedRange, DescribeTopicRequest};
@@ -201,6 +203,34 @@ impl Admin {
             out.push((view.node_id, result));
         }
         Ok(out)
+    }
+
+    /// Adds an ACL (see [`steme_protocol::acl`]); adding one that exists changes nothing.
+    pub async fn add_acl(&self, acl: &Acl) -> Result<(), ClientError> {
+        self.alter_acl(true, acl).await
+    }
+
+    /// Removes an ACL; one that does not exist is an error.
+    pub async fn remove_acl(&self, acl: &Acl) -> Result<(), ClientError> {
+        self.alter_acl(false, acl).await
+    }
+
+    async fn alter_acl(&self, add: bool, acl: &Acl) -> Result<(), ClientError> {
+        let req = AlterAclRequest {
+            add,
+            acl: AclEntry::from(acl),
+        };
+        self.cluster.call_metadata_leader(&req).await.map(drop)
+    }
+
+    /// Every ACL of the cluster, sorted by principal, resource and operation, as the
+    /// metadata leader holds them.
+    pub async fn list_acls(&self) -> Result<Vec<AclEntry>, ClientError> {
+        let resp = self
+            .cluster
+            .call_metadata_leader(&ListAclsRequest {})
+            .await?;
+        Ok(resp.acls)
     }
 
     /// Brokers and topics (`None` = every topic), refreshing the client's cache on the way.

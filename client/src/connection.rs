@@ -101,6 +101,9 @@ struct Shared {
     pending: Mutex<Option<HashMap<u32, oneshot::Sender<Reply>>>>,
     /// Why the connection died (set once).
     cause: OnceLock<Arc<Disconnect>>,
+    /// The broker asked for no request before this (a quota's throttle hint); the writer
+    /// holds frames back until then.
+    paused_until: Mutex<Option<Instant>>,
 }
 
 impl Shared {
@@ -125,6 +128,27 @@ impl Shared {
         let drained = self.pending.lock().expect("pending lock").take();
         for (_, tx) in drained.into_iter().flatten() {
             let _ = tx.send(Err(cause.clone()));
+        }
+    }
+
+    /// Honours a throttle hint: nothing more is written for `ms` milliseconds.
+    fn throttle(&self, ms: u32) {
+        let until = Instant::now() + Duration::from_millis(u64::from(ms));
+        let mut paused = self.paused_until.lock().expect("pause lock");
+        if paused.is_none_or(|p| p < until) {
+            *paused = Some(until);
+        }
+    }
+
+    /// When the writer may write again, if it must wait.
+    fn resume_at(&self) -> Option<Instant> {
+        let mut paused = self.paused_until.lock().expect("pause lock");
+        match *paused {
+            Some(at) if at > Instant::now() => Some(at),
+            _ => {
+                *paused = None;
+                None
+            }
         }
     }
 
@@ -225,6 +249,7 @@ impl Connection {
         let shared = Arc::new(Shared {
             pending: Mutex::new(Some(HashMap::new())),
             cause: OnceLock::new(),
+            paused_until: Mutex::new(None),
         });
         let max_in_flight = config.max_in_flight.max(1);
         let (frames, rx) = mpsc::channel(max_in_flight);
@@ -446,13 +471,19 @@ impl<T: steme_protocol::messages::Body> PendingResponse<T> {
             addr: self.addr.to_string(),
             cause,
         })?;
-        decode_response::<T>(frame.body)
+        let body = decode_response::<T>(frame.body)
             .map_err(|source| ClientError::Decode {
                 addr: self.addr.to_string(),
                 api: self.api,
                 source,
             })?
-            .map_err(ClientError::Api)
+            .map_err(ClientError::Api)?;
+        let throttle = body.throttle_ms();
+        if throttle > 0 {
+            tracing::debug!(addr = %self.addr, throttle, "throttled by the broker's quota");
+            self.shared.throttle(throttle);
+        }
+        Ok(body)
     }
 }
 
@@ -462,6 +493,11 @@ async fn write_loop(
     shared: Arc<Shared>,
 ) {
     while let Some(frame) = rx.recv().await {
+        // A quota's throttle hint holds every further request back (Kafka's clients do
+        // the same with throttle_time_ms).
+        if let Some(at) = shared.resume_at() {
+            tokio::time::sleep_until(at).await;
+        }
         let mut result = sink.feed(frame).await;
         // Coalesce whatever else is already queued into the same flush.
         while result.is_ok() {
@@ -569,6 +605,7 @@ mod tests {
                 Err(ApiError::other(ErrorCode::UnknownTopic, "no t"))
             } else {
                 Ok(FetchResponse {
+                    throttle_ms: 0,
                     high_watermark: req.offset,
                     log_start_offset: 0,
                     records: Default::default(),
@@ -651,6 +688,7 @@ mod tests {
         server.next().await.unwrap().unwrap(); // the timed-out one
         let frame = server.next().await.unwrap().unwrap();
         let resp: Result<_, ApiError> = Ok(FetchResponse {
+            throttle_ms: 0,
             high_watermark: 42,
             log_start_offset: 0,
             records: Default::default(),

@@ -423,6 +423,7 @@ async fn cli_replay_writes_a_continuous_range_or_fails() -> anyhow::Result<()> {
 async fn stalled_broker() -> std::io::Result<FakeBroker> {
     FakeBroker::start(10, |_| {
         Ok(FetchResponse {
+            throttle_ms: 0,
             high_watermark: 10,
             log_start_offset: 0,
             records: Bytes::new(),

@@ -69,10 +69,13 @@ pub enum ErrorCode {
     AuthenticationFailed = 29,
     /// The broker requires authentication (`--auth required`) and the connection has none.
     AuthenticationRequired = 30,
+    /// The broker enforces authorization and no ACL allows the principal the operation on
+    /// the resource; the message names all three.
+    AuthorizationDenied = 31,
 }
 
 impl ErrorCode {
-    const ALL: [ErrorCode; 31] = [
+    const ALL: [ErrorCode; 32] = [
         ErrorCode::None,
         ErrorCode::Unknown,
         ErrorCode::CorruptFrame,
@@ -104,6 +107,7 @@ impl ErrorCode {
         ErrorCode::SkippedData,
         ErrorCode::AuthenticationFailed,
         ErrorCode::AuthenticationRequired,
+        ErrorCode::AuthorizationDenied,
     ];
 }
 

@@ -13,6 +13,7 @@
 //! - [`codec`]: the `tokio_util::codec` adapter.
 #![deny(unsafe_code)]
 
+pub mod acl;
 pub mod assertion;
 pub mod batch;
 pub mod codec;

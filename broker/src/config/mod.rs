@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+pub use security::{AuthMode, Authorization, QuotaLimits};
+
 use crate::topic_config::{
     MAX_RETENTION_BYTES, MAX_RETENTION_MS, MAX_SEGMENT_BYTES, MIN_RETENTION_BYTES,
     MIN_RETENTION_MS, MIN_SEGMENT_BYTES,
@@ -81,34 +83,6 @@ pub enum FlushMode {
     /// Flush on a timer (`flush_interval_ms`); acknowledged data may be lost on power failure
     /// within that window (like Kafka's defaults).
     Interval,
-}
-
-/// Whether client connections must authenticate (`--auth`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
-#[serde(rename_all = "kebab-case")]
-pub enum AuthMode {
-    /// No authentication asked; a client may still prove a key (the principal is logged).
-    #[default]
-    Off,
-    /// Clients may authenticate (a key proof or a client certificate); others are anonymous.
-    Optional,
-    /// Every request but the handshake and authentication itself needs a principal.
-    Required,
-}
-
-impl FromStr for AuthMode {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<AuthMode, String> {
-        match s {
-            "off" => Ok(AuthMode::Off),
-            "optional" => Ok(AuthMode::Optional),
-            "required" => Ok(AuthMode::Required),
-            other => Err(format!(
-                "auth `{other}`: expected off, optional or required"
-            )),
-        }
-    }
 }
 
 impl FromStr for FlushMode {
@@ -192,6 +166,14 @@ pub struct Config {
     pub tls_client_ca: Option<PathBuf>,
     /// Whether client connections must authenticate.
     pub auth: AuthMode,
+    /// Whether ACLs are enforced.
+    pub authorization: Authorization,
+    /// Principals allowed everything (but writing internal topics), whatever the ACLs.
+    pub superusers: Vec<String>,
+    /// Each principal's limits, unless `quotas` names it.
+    pub quota_defaults: QuotaLimits,
+    /// Per-principal limits (`[quotas."key:…"]`); an unset limit falls back to the default.
+    pub quotas: std::collections::BTreeMap<String, QuotaLimits>,
 }
 
 impl Default for Config {
@@ -232,6 +214,10 @@ impl Default for Config {
             tls_key: None,
             tls_client_ca: None,
             auth: AuthMode::Off,
+            authorization: Authorization::Off,
+            superusers: Vec::new(),
+            quota_defaults: QuotaLimits::default(),
+            quotas: Default::default(),
         }
     }
 }
@@ -340,6 +326,22 @@ pub struct Overrides {
     /// certificate, or a key proven with `steme --auth-key FILE`).
     #[arg(long, env = "STEME_AUTH")]
     pub auth: Option<AuthMode>,
+    /// `on`: deny every client request no ACL allows (`steme acl add`), but a superuser's.
+    /// `off` (the default): allow everything.
+    #[arg(long, env = "STEME_AUTHORIZATION", value_name = "on|off")]
+    pub authorization: Option<Authorization>,
+    /// A principal allowed everything whatever the ACLs, e.g. `cert:ops` (repeatable).
+    #[arg(long = "superuser", value_name = "PRINCIPAL")]
+    pub superusers: Vec<String>,
+    /// Default produce quota per principal, in record bytes per second.
+    #[arg(long, env = "STEME_QUOTA_PRODUCE_BYTES_PER_SEC")]
+    pub quota_produce_bytes_per_sec: Option<u64>,
+    /// Default fetch quota per principal, in record bytes per second.
+    #[arg(long, env = "STEME_QUOTA_FETCH_BYTES_PER_SEC")]
+    pub quota_fetch_bytes_per_sec: Option<u64>,
+    /// Default number of connections one principal may hold.
+    #[arg(long, env = "STEME_QUOTA_CONNECTIONS")]
+    pub quota_connections: Option<u32>,
 }
 
 fn parse_range(s: &str) -> Result<(u64, u64), String> {
@@ -415,6 +417,16 @@ impl Config {
         if let Some(v) = o.auth {
             c.auth = v;
         }
+        if let Some(v) = o.authorization {
+            c.authorization = v;
+        }
+        if !o.superusers.is_empty() {
+            c.superusers = o.superusers.clone();
+        }
+        let q = &mut c.quota_defaults;
+        q.produce_bytes_per_sec = o.quota_produce_bytes_per_sec.or(q.produce_bytes_per_sec);
+        q.fetch_bytes_per_sec = o.quota_fetch_bytes_per_sec.or(q.fetch_bytes_per_sec);
+        q.connections = o.quota_connections.or(q.connections);
         for (flag, value) in [
             (&mut c.tls_cert, &o.tls_cert),
             (&mut c.tls_key, &o.tls_key),
@@ -605,6 +617,7 @@ impl Config {
         if self.peer_listen.is_some_and(|p| p == self.listen) {
             return bad("--peer-listen must differ from --listen".into());
         }
+        security::validate(&self.superusers, &self.quota_defaults, &self.quotas).or_else(bad)?;
         Ok(())
     }
 
@@ -613,5 +626,6 @@ impl Config {
     }
 }
 
+mod security;
 #[cfg(test)]
 mod tests;

@@ -5,6 +5,9 @@ use steme_protocol::messages::metadata::{
     BrokerInfo, MetadataRequest, MetadataResponse, PartitionMetadata, TopicMetadata,
 };
 
+use steme_protocol::acl::{Operation, Target};
+
+use crate::authz::Gate;
 use crate::node::Broker;
 
 pub fn api_versions(broker: &Broker, r: ApiVersionsRequest) -> ApiVersionsResponse {
@@ -12,7 +15,9 @@ pub fn api_versions(broker: &Broker, r: ApiVersionsRequest) -> ApiVersionsRespon
     ApiVersionsResponse::new(broker.node_id(), "steme")
 }
 
-pub fn metadata(broker: &Broker, r: MetadataRequest) -> MetadataResponse {
+/// Brokers, and the topics asked for (all, if none are named) that the principal may
+/// describe.
+pub fn metadata(broker: &Broker, gate: &Gate<'_>, r: MetadataRequest) -> MetadataResponse {
     let state = broker.metadata();
     let brokers = state
         .brokers
@@ -23,7 +28,10 @@ pub fn metadata(broker: &Broker, r: MetadataRequest) -> MetadataResponse {
         })
         .collect();
     let metadata_leader = broker.metadata_leader();
-    let wanted = |name: &String| r.topics.as_ref().is_none_or(|ts| ts.contains(name));
+    let wanted = |name: &String| {
+        r.topics.as_ref().is_none_or(|ts| ts.contains(name))
+            && gate.may(Operation::Describe, Target::Topic(name))
+    };
     let topics = state
         .topics
         .values()

@@ -13,6 +13,9 @@ use steme_protocol::messages::heartbeat::{HeartbeatRequest, HeartbeatResponse};
 use steme_protocol::messages::leave_group::{LeaveGroupRequest, LeaveGroupResponse};
 use steme_protocol::messages::list_groups::ListGroupsResponse;
 
+use steme_protocol::acl::{Operation, Target};
+
+use crate::authz::Gate;
 use crate::node::Broker;
 
 pub async fn heartbeat(
@@ -52,12 +55,14 @@ pub async fn delete(
     Ok(DeleteGroupResponse {})
 }
 
-/// The groups coordinated by this broker (a cluster-wide list asks every broker).
-pub async fn list(broker: &Broker) -> Result<ListGroupsResponse, ApiError> {
+/// The groups coordinated by this broker that the principal may describe (a cluster-wide
+/// list asks every broker).
+pub async fn list(broker: &Broker, gate: &Gate<'_>) -> Result<ListGroupsResponse, ApiError> {
     let mut groups = Vec::new();
     for c in broker.led_coordinators().await? {
         groups.extend(c.list().await);
     }
+    groups.retain(|g| gate.may(Operation::Describe, Target::Group(&g.group)));
     groups.sort_by(|a, b| a.group.cmp(&b.group));
     Ok(ListGroupsResponse { groups })
 }

@@ -3,6 +3,8 @@
 //! match from request to handler. A [`BrokerError`] becomes a wire error here, once
 //! (`From<BrokerError> for ApiError`).
 //!
+//! - [`access`]: what each request needs when authorization is on (checked first).
+//! - [`acls`]: AlterAcl, ListAcls.
 //! - [`cluster`]: ApiVersions, Metadata.
 //! - [`topics`]: CreateTopic, DeleteTopic, DescribeTopic, SkipDamage.
 //! - [`produce`]: Produce, with the batch checks (partition, ids, signatures).
@@ -11,6 +13,8 @@
 //! - [`groups`]: Heartbeat, CommitOffsets, FetchOffsets, LeaveGroup, ListGroups,
 //!   DescribeGroup, DeleteGroup.
 
+pub mod access;
+pub mod acls;
 pub mod cluster;
 pub mod fetch;
 pub mod groups;
@@ -18,32 +22,61 @@ pub mod offsets;
 pub mod produce;
 pub mod topics;
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use steme_protocol::messages::Request;
+use steme_protocol::messages::produce::ProduceResponse;
 use steme_protocol::{ApiError, ErrorCode};
 
+use crate::authz::Gate;
 use crate::error::{BrokerError, Refusal};
 use crate::node::Broker;
+use crate::quota::Direction;
 use crate::reply::Reply;
 
-/// Answers one client request from a connection authenticated as `principal`, if it is.
-pub async fn handle(broker: &Broker, principal: Option<&str>, req: Request) -> Reply {
+/// Answers one client request from a connection authenticated as `principal`, if it is,
+/// once [`access::check`] has allowed it.
+pub async fn handle(broker: &Broker, who: Option<&Arc<str>>, req: Request) -> Reply {
+    let principal = who.map(|p| &**p);
+    let metadata = broker.metadata();
+    let gate = Gate {
+        config: broker.config(),
+        acls: &metadata.acls,
+        principal,
+    };
+    if let Err(denied) = access::check(&gate, &req) {
+        return Reply::error(denied);
+    }
     match req {
         Request::ApiVersions(r) => Reply::ok(cluster::api_versions(broker, r)),
-        Request::Metadata(r) => Reply::ok(cluster::metadata(broker, r)),
+        Request::Metadata(r) => Reply::ok(cluster::metadata(broker, &gate, r)),
         Request::CreateTopic(r) => Reply::of(topics::create(broker, r).await),
         Request::DeleteTopic(r) => Reply::of(topics::delete(broker, r).await),
         Request::DescribeTopic(r) => Reply::of(topics::describe(broker, r)),
         Request::SkipDamage(r) => Reply::of(topics::skip_damage(broker, r)),
-        Request::Produce(r) => Reply::of(produce::produce(broker, principal, r).await),
-        Request::Fetch(r) => fetch::fetch(broker, r).await,
+        Request::Produce(r) => {
+            // Bytes count against the quota as they arrive, accepted or not (as Kafka's).
+            let throttle = broker
+                .quotas()
+                .charge(who, Direction::Produce, r.batch.len());
+            let answer = produce::produce(broker, principal, r).await;
+            Reply::of(answer.map(|ack| ProduceResponse {
+                throttle_ms: throttle_ms(throttle),
+                ..ack
+            }))
+        }
+        Request::Fetch(r) => fetch::fetch(broker, who, r).await,
         Request::ListOffsets(r) => Reply::of(offsets::list_offsets(broker, r)),
         Request::Heartbeat(r) => Reply::of(groups::heartbeat(broker, r).await),
         Request::CommitOffsets(r) => Reply::of(groups::commit_offsets(broker, r).await),
         Request::FetchOffsets(r) => Reply::of(groups::fetch_offsets(broker, r).await),
         Request::LeaveGroup(r) => Reply::of(groups::leave(broker, r).await),
-        Request::ListGroups(_) => Reply::of(groups::list(broker).await),
+        Request::ListGroups(_) => Reply::of(groups::list(broker, &gate).await),
         Request::DescribeGroup(r) => Reply::of(groups::describe(broker, r).await),
         Request::DeleteGroup(r) => Reply::of(groups::delete(broker, r).await),
+        Request::AlterAcl(r) => Reply::of(acls::alter(broker, r).await),
+        Request::ListAcls(_) => Reply::ok(acls::list(broker)),
         // Peer-only: brokers speak Raft to each other on the peer plane alone (D8).
         Request::Raft(_) => Reply::error(ApiError::other(
             ErrorCode::InvalidRequest,
@@ -57,19 +90,9 @@ pub async fn handle(broker: &Broker, principal: Option<&str>, req: Request) -> R
     }
 }
 
-/// Refuses a client's write (`create`, `delete`, `produce to`) to an internal topic.
-fn not_internal(topic: &str, action: &str) -> Result<(), ApiError> {
-    if crate::metadata::is_internal(topic) {
-        return Err(ApiError::other(
-            ErrorCode::InvalidRequest,
-            format!(
-                "cannot {action} `{topic}`: names starting with `{}` are internal topics, \
-                 written by brokers only",
-                crate::metadata::INTERNAL_PREFIX
-            ),
-        ));
-    }
-    Ok(())
+/// A throttle hint as the wire carries it.
+pub fn throttle_ms(d: Duration) -> u32 {
+    u32::try_from(d.as_millis()).unwrap_or(u32::MAX)
 }
 
 impl From<BrokerError> for ApiError {

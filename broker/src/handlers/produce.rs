@@ -23,7 +23,6 @@ pub async fn produce(
     principal: Option<&str>,
     r: ProduceRequest,
 ) -> Result<ProduceResponse, ApiError> {
-    super::not_internal(&r.topic, "produce to")?;
     let p = broker.partition(&r.topic, r.partition)?;
     let (count, verify, signers) = {
         let state = broker.metadata();

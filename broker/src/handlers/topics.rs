@@ -22,7 +22,6 @@ pub async fn create(
     broker: &Broker,
     r: CreateTopicRequest,
 ) -> Result<CreateTopicResponse, ApiError> {
-    super::not_internal(&r.name, "create")?;
     let partitions = if r.partitions == 0 {
         broker.config().default_partitions
     } else {
@@ -56,7 +55,6 @@ pub async fn delete(
     broker: &Broker,
     r: DeleteTopicRequest,
 ) -> Result<DeleteTopicResponse, ApiError> {
-    super::not_internal(&r.name, "delete")?;
     broker
         .propose_metadata(Command::DeleteTopic { name: r.name })
         .await?;

@@ -142,6 +142,8 @@ pub struct Broker {
     /// directory and registered in the metadata, so coordinators replay only records
     /// brokers wrote.
     group_key: steme_protocol::SigningKey,
+    /// Client quotas: bytes/s and connections per principal.
+    quotas: Arc<crate::quota::Quotas>,
     /// This broker's hold on its data directory: no other broker starts on it while this
     /// one lives ([`crate::data_dir`]).
     _data_dir_lock: DataDirLock,
@@ -337,6 +339,7 @@ impl Broker {
             transport: transport.clone(),
             leaders: leaders_tx,
         };
+        let quotas = Arc::new(crate::quota::Quotas::new(&cfg));
         let broker = Arc::new(Broker {
             clock: ctx.clock.clone(),
             cfg,
@@ -351,6 +354,7 @@ impl Broker {
             ctx,
             coordinators: tokio::sync::Mutex::new(HashMap::new()),
             group_key,
+            quotas,
             _data_dir_lock: data_dir_lock,
         });
         if broker.cfg.peers.is_empty() {
@@ -382,6 +386,10 @@ impl Broker {
 
     pub fn config(&self) -> &Config {
         &self.cfg
+    }
+
+    pub fn quotas(&self) -> &Arc<crate::quota::Quotas> {
+        &self.quotas
     }
 
     pub fn clock(&self) -> &Clock {

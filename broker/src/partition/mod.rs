@@ -734,6 +734,7 @@ async fn answer(
             Ok(ProduceResponse {
                 base_offset,
                 base_hlc,
+                throttle_ms: 0,
                 duplicates,
             })
         }

@@ -37,6 +37,7 @@ fn position_advances_past_returned_records() {
     c.partitions.get_mut(&0).unwrap().position = Some(11);
     let mut out = Vec::new();
     let resp = FetchResponse {
+        throttle_ms: 0,
         high_watermark: 15,
         log_start_offset: 0,
         records: fetched(),
@@ -56,6 +57,7 @@ fn fetch_issued_before_a_seek_is_discarded() {
     st.epoch = 1;
     let mut out = Vec::new();
     let resp = FetchResponse {
+        throttle_ms: 0,
         high_watermark: 15,
         log_start_offset: 0,
         records: fetched(),
@@ -111,6 +113,7 @@ fn retriable_fetch_error_backs_off_instead_of_failing() {
 
 fn answer(high_watermark: u64, records: Bytes) -> Result<FetchResponse, ClientError> {
     Ok(FetchResponse {
+        throttle_ms: 0,
         high_watermark,
         log_start_offset: 0,
         records,

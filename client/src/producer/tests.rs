@@ -79,6 +79,7 @@ fn acks_map_duplicates_to_their_existing_offsets() {
     let resp = ProduceResponse {
         base_offset: 10,
         base_hlc: 1000,
+        throttle_ms: 0,
         duplicates: vec![
             None,
             Some(Existing {

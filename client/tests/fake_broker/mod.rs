@@ -221,6 +221,7 @@ pub fn log(
             .position(|&end| end > req.offset)
             .unwrap_or(batches.len());
         Ok(FetchResponse {
+            throttle_ms: 0,
             high_watermark,
             log_start_offset: 0,
             records: Bytes::from(batches[first..].concat()),

@@ -92,6 +92,16 @@ pub fn samples() -> Samples {
             signature: [4; 64],
         }
         .into(),
+        acls::AlterAclRequest {
+            add: true,
+            acl: acls::AclEntry {
+                principal: "cert:alice".into(),
+                resource: "topic:facts*".into(),
+                operation: "produce".into(),
+            },
+        }
+        .into(),
+        acls::ListAclsRequest {}.into(),
         skip_damage::SkipDamageRequest {
             topic: "facts".into(),
             partition: 1,
@@ -208,6 +218,15 @@ pub fn samples() -> Samples {
             principal: "key:0303".into(),
         }
         .into(),
+        acls::AlterAclResponse {}.into(),
+        acls::ListAclsResponse {
+            acls: vec![acls::AclEntry {
+                principal: "cert:alice".into(),
+                resource: "topic:facts*".into(),
+                operation: "produce".into(),
+            }],
+        }
+        .into(),
         skip_damage::SkipDamageResponse {
             range: describe_topic::DamagedRange {
                 first_offset: 826,
@@ -244,10 +263,12 @@ pub fn samples() -> Samples {
         produce::ProduceResponse {
             base_offset: 5,
             base_hlc: 6,
+            throttle_ms: 0,
             duplicates: vec![None, Some(produce::Existing { offset: 1, hlc: 2 })],
         }
         .into(),
         fetch::FetchResponse {
+            throttle_ms: 0,
             high_watermark: 10,
             log_start_offset: 0,
             records: batches[0].clone(),

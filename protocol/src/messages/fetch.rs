@@ -16,10 +16,15 @@
 //! Response (after the error code):
 //!
 //! ```text
-//! +--------------------+----------------------+-----------------------------------------+
-//! | high_watermark u64 | log_start_offset u64 | records: bytes32 (concatenated batches) |
-//! +--------------------+----------------------+-----------------------------------------+
+//! +-----------------+--------------------+----------------------+-------------------------+
+//! | throttle_ms u32 | high_watermark u64 | log_start_offset u64 | records: bytes32        |
+//! |                 |                    |                      | (concatenated batches)  |
+//! +-----------------+--------------------+----------------------+-------------------------+
 //! ```
+//!
+//! `throttle_ms` (version 1) is non-zero when the principal is over its fetch quota: the
+//! broker holds the connection's next request back that long, and a client waits as long
+//! before it sends another (Kafka's `throttle_time_ms`).
 //!
 //! `records` is sent as the log stores it, with no re-encoding: the broker writes
 //! [`FetchResponse::encode_ok_head`] (the error code `None` and every field before the
@@ -42,6 +47,8 @@ pub struct FetchRequest {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FetchResponse {
+    /// How long the client should wait before its next request (quota), in ms.
+    pub throttle_ms: u32,
     pub high_watermark: u64,
     pub log_start_offset: u64,
     /// Concatenated record batches; split them with [`crate::RecordBatch::split_all`].
@@ -49,27 +56,35 @@ pub struct FetchResponse {
 }
 
 impl FetchResponse {
-    /// Bytes of [`encode_ok_head`](Self::encode_ok_head): error code, high watermark, log
-    /// start offset, records length.
-    pub const OK_HEAD_LEN: usize = 2 + 8 + 8 + 4;
+    /// Bytes of [`encode_ok_head`](Self::encode_ok_head): error code, throttle, high
+    /// watermark, log start offset, records length.
+    pub const OK_HEAD_LEN: usize = 2 + 4 + 8 + 8 + 4;
 
     /// The whole head of a successful response body — the error code `None`, then
     /// everything before the record bytes — for records held as several slices (one per
     /// segment batch) that add up to `records_len` bytes. The slices follow it as they are.
     pub fn encode_ok_head(
+        throttle_ms: u32,
         high_watermark: u64,
         log_start_offset: u64,
         records_len: usize,
         buf: &mut BytesMut,
     ) {
         buf.put_u16_le(ErrorCode::None as u16);
-        Self::encode_head_parts(high_watermark, log_start_offset, records_len, buf);
+        Self::encode_head_parts(
+            throttle_ms,
+            high_watermark,
+            log_start_offset,
+            records_len,
+            buf,
+        );
     }
 
     /// Everything before the record bytes, including their length prefix, so that the
     /// records can be written to the socket from the segment without a copy.
     pub fn encode_head(&self, buf: &mut BytesMut) {
         Self::encode_head_parts(
+            self.throttle_ms,
             self.high_watermark,
             self.log_start_offset,
             self.records.len(),
@@ -80,11 +95,13 @@ impl FetchResponse {
     /// [`encode_head`](Self::encode_head) for records held as several slices (one per
     /// segment batch) that add up to `records_len` bytes.
     pub fn encode_head_parts(
+        throttle_ms: u32,
         high_watermark: u64,
         log_start_offset: u64,
         records_len: usize,
         buf: &mut BytesMut,
     ) {
+        buf.put_u32_le(throttle_ms);
         buf.put_u64_le(high_watermark);
         buf.put_u64_le(log_start_offset);
         let len = u32::try_from(records_len).expect("bounded by max_bytes");
@@ -118,8 +135,13 @@ impl Body for FetchResponse {
         buf.put_slice(&self.records);
     }
 
+    fn throttle_ms(&self) -> u32 {
+        self.throttle_ms
+    }
+
     fn decode(r: &mut Reader) -> Result<Self, DecodeError> {
         Ok(FetchResponse {
+            throttle_ms: r.u32()?,
             high_watermark: r.u64()?,
             log_start_offset: r.u64()?,
             records: r.bytes()?,
@@ -146,6 +168,7 @@ mod tests {
     #[test]
     fn roundtrip_response() {
         roundtrip(&FetchResponse {
+            throttle_ms: 0,
             high_watermark: 10,
             log_start_offset: 2,
             records: Bytes::from_static(&[1, 2, 3, 4]),
@@ -157,7 +180,7 @@ mod tests {
         let slices = [Bytes::from_static(&[1, 2, 3]), Bytes::from_static(&[4, 5])];
         let len = slices.iter().map(Bytes::len).sum();
         let mut body = BytesMut::new();
-        FetchResponse::encode_ok_head(42, 7, len, &mut body);
+        FetchResponse::encode_ok_head(0, 42, 7, len, &mut body);
         assert_eq!(body.len(), FetchResponse::OK_HEAD_LEN);
         for s in &slices {
             body.extend_from_slice(s);
@@ -168,6 +191,7 @@ mod tests {
         assert_eq!(
             decoded,
             FetchResponse {
+                throttle_ms: 0,
                 high_watermark: 42,
                 log_start_offset: 7,
                 records: Bytes::from_static(&[1, 2, 3, 4, 5]),
@@ -178,6 +202,7 @@ mod tests {
     #[test]
     fn decoded_records_borrow_the_frame() {
         let resp = FetchResponse {
+            throttle_ms: 0,
             high_watermark: 1,
             log_start_offset: 0,
             records: Bytes::from(vec![9u8; 4096]),
@@ -197,10 +222,11 @@ mod tests {
     #[test]
     fn rejects_records_length_beyond_frame() {
         let mut buf = BytesMut::new();
+        buf.put_u32_le(0);
         buf.put_u64_le(1);
         buf.put_u64_le(0);
         buf.put_u32_le(u32::MAX);
         let err = FetchResponse::decode(&mut Reader::new(buf.freeze())).unwrap_err();
-        assert!(matches!(err, DecodeError::LengthOverrun { offset: 16, .. }));
+        assert!(matches!(err, DecodeError::LengthOverrun { offset: 20, .. }));
     }
 }

@@ -10,6 +10,7 @@ use crate::error::{ApiError, ErrorCode};
 use crate::frame::{Frame, FrameHeader};
 use crate::wire::{DecodeError, DecodeLimit, Reader};
 
+pub mod acls;
 pub mod api_versions;
 pub mod authenticate;
 pub mod commit_offsets;
@@ -33,6 +34,12 @@ pub mod skip_damage;
 pub trait Body: Sized {
     fn encode(&self, buf: &mut BytesMut);
     fn decode(r: &mut Reader) -> Result<Self, DecodeError>;
+
+    /// How long the broker asks the client to wait before its next request, in ms: a
+    /// response's quota hint (Produce and Fetch carry one), else 0.
+    fn throttle_ms(&self) -> u32 {
+        0
+    }
 }
 
 /// A request type, tied to its api key and its response type.
@@ -193,8 +200,8 @@ apis! {
     2 => CreateTopic(create_topic::CreateTopicRequest, CreateTopicResponse), versions 0..=0;
     3 => DeleteTopic(delete_topic::DeleteTopicRequest, DeleteTopicResponse), versions 0..=0;
     4 => DescribeTopic(describe_topic::DescribeTopicRequest, DescribeTopicResponse), versions 0..=0;
-    5 => Produce(produce::ProduceRequest, ProduceResponse), versions 0..=0;
-    6 => Fetch(fetch::FetchRequest, FetchResponse), versions 0..=0;
+    5 => Produce(produce::ProduceRequest, ProduceResponse), versions 1..=1;
+    6 => Fetch(fetch::FetchRequest, FetchResponse), versions 1..=1;
     7 => ListOffsets(list_offsets::ListOffsetsRequest, ListOffsetsResponse), versions 0..=0;
     8 => Heartbeat(heartbeat::HeartbeatRequest, HeartbeatResponse), versions 0..=0;
     9 => CommitOffsets(commit_offsets::CommitOffsetsRequest, CommitOffsetsResponse), versions 0..=0;
@@ -207,6 +214,8 @@ apis! {
     16 => SkipDamage(skip_damage::SkipDamageRequest, SkipDamageResponse), versions 0..=0;
     17 => AuthChallenge(authenticate::AuthChallengeRequest, AuthChallengeResponse), versions 0..=0;
     18 => Authenticate(authenticate::AuthenticateRequest, AuthenticateResponse), versions 0..=0;
+    19 => AlterAcl(acls::AlterAclRequest, AlterAclResponse), versions 0..=0;
+    20 => ListAcls(acls::ListAclsRequest, ListAclsResponse), versions 0..=0;
 }
 
 /// Builds the frame of a request.
@@ -403,6 +412,7 @@ mod tests {
     #[test]
     fn response_envelope_carries_ok_and_err() {
         let ok: Result<fetch::FetchResponse, ApiError> = Ok(fetch::FetchResponse {
+            throttle_ms: 0,
             high_watermark: 3,
             log_start_offset: 0,
             records: Bytes::from_static(b"abc"),

@@ -16,7 +16,13 @@
 //! +----------------+--------------+------------------------------------------------------+
 //! | base_offset u64| base_hlc u64 | records: [ opt<existing_offset u64, existing_hlc u64> ] |
 //! +----------------+--------------+------------------------------------------------------+
+//! | throttle_ms u32|
+//! +----------------+
 //! ```
+//!
+//! `throttle_ms` (version 1) is non-zero when the principal is over its produce quota: the
+//! broker holds the connection's next request back that long, and a client waits as long
+//! before it sends another (Kafka's `throttle_time_ms`).
 //!
 //! One entry per record of the request's batch, in order: absent for a record that was
 //! appended, present for a duplicate (its content id was already in the log), naming where
@@ -65,6 +71,8 @@ pub struct ProduceResponse {
     pub base_hlc: u64,
     /// Per record of the request batch: `Some` if it was a duplicate.
     pub duplicates: Vec<Option<Existing>>,
+    /// How long the client should wait before its next request (quota), in ms.
+    pub throttle_ms: u32,
 }
 
 /// The outcome for one record of a produce request.
@@ -145,6 +153,11 @@ impl Body for ProduceResponse {
                 b.put_u64_le(e.hlc);
             });
         }
+        buf.put_u32_le(self.throttle_ms);
+    }
+
+    fn throttle_ms(&self) -> u32 {
+        self.throttle_ms
     }
 
     fn decode(r: &mut Reader) -> Result<Self, DecodeError> {
@@ -159,6 +172,7 @@ impl Body for ProduceResponse {
                     })
                 })
             })?,
+            throttle_ms: r.u32()?,
         })
     }
 }
@@ -193,6 +207,7 @@ mod tests {
         roundtrip(&ProduceResponse {
             base_offset: 100,
             base_hlc: 5000,
+            throttle_ms: 0,
             duplicates: vec![None, Some(Existing { offset: 7, hlc: 70 }), None],
         });
     }
@@ -202,6 +217,7 @@ mod tests {
         let resp = ProduceResponse {
             base_offset: 100,
             base_hlc: 5000,
+            throttle_ms: 0,
             duplicates: vec![None, Some(Existing { offset: 7, hlc: 70 }), None],
         };
         let acks: Vec<_> = resp

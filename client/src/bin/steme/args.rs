@@ -75,6 +75,37 @@ pub enum Command {
     /// Consumer groups: list, describe, reset offsets, delete.
     #[command(subcommand)]
     Group(GroupCommand),
+    /// Access control: who may do what (enforced by brokers run with --authorization on).
+    #[command(subcommand)]
+    Acl(AclCommand),
+}
+
+/// One ACL, as `steme acl add` and `remove` take it.
+#[derive(Debug, Args)]
+pub struct AclArgs {
+    /// Who: key:<hex public key>, cert:<CN>, anonymous, or * (anyone).
+    #[arg(long)]
+    pub principal: String,
+    /// What: topic:NAME, topic:PREFIX*, group:NAME, group:PREFIX* or cluster.
+    #[arg(long)]
+    pub resource: String,
+    /// produce, consume, describe, create, delete, alter or admin.
+    #[arg(long)]
+    pub operation: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AclCommand {
+    /// Allow a principal an operation on a resource (a no-op if already allowed).
+    Add(AclArgs),
+    /// Take an allowance away (an error if there is no such ACL).
+    Remove(AclArgs),
+    /// Every ACL of the cluster.
+    List {
+        /// JSON lines, one per ACL, instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -13,6 +13,7 @@
 //! Errors are one line on stderr (`steme: error: ...`, causes joined with `: `) and exit
 //! status 1; usage errors are clap's, with status 2.
 
+mod acl;
 mod args;
 mod bench;
 mod bench_group;
@@ -110,6 +111,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(cmd) => bench::run(&bootstrap, cmd).await,
         Command::Cluster(cmd) => cluster::run(&bootstrap, cmd).await,
         Command::Group(cmd) => group::run(&bootstrap, cmd).await,
+        Command::Acl(cmd) => acl::run(&bootstrap, cmd).await,
     }
 }
 

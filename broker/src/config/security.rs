@@ -1,0 +1,127 @@
+//! The client-security settings (D11): authentication, authorization and quotas.
+
+use std::collections::BTreeMap;
+use std::str::FromStr;
+
+use serde::Deserialize;
+use steme_protocol::acl::check_principal;
+
+/// Whether client connections must authenticate (`--auth`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum AuthMode {
+    /// No authentication asked; a client may still prove a key (the principal is logged).
+    #[default]
+    Off,
+    /// Clients may authenticate (a key proof or a client certificate); others are anonymous.
+    Optional,
+    /// Every request but the handshake and authentication itself needs a principal.
+    Required,
+}
+
+impl FromStr for AuthMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<AuthMode, String> {
+        match s {
+            "off" => Ok(AuthMode::Off),
+            "optional" => Ok(AuthMode::Optional),
+            "required" => Ok(AuthMode::Required),
+            other => Err(format!(
+                "auth `{other}`: expected off, optional or required"
+            )),
+        }
+    }
+}
+
+/// Whether the broker enforces ACLs (`--authorization`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Authorization {
+    /// Every principal may do everything (but write internal topics).
+    #[default]
+    Off,
+    /// Everything is denied unless an ACL allows it, or the principal is a superuser.
+    On,
+}
+
+impl FromStr for Authorization {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Authorization, String> {
+        match s {
+            "off" => Ok(Authorization::Off),
+            "on" => Ok(Authorization::On),
+            other => Err(format!("authorization `{other}`: expected on or off")),
+        }
+    }
+}
+
+/// Limits for one principal on one broker; `None` is unlimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct QuotaLimits {
+    /// Record bytes per second the principal may produce.
+    pub produce_bytes_per_sec: Option<u64>,
+    /// Record bytes per second the principal may fetch.
+    pub fetch_bytes_per_sec: Option<u64>,
+    /// Client connections the principal may hold at once.
+    pub connections: Option<u32>,
+}
+
+impl QuotaLimits {
+    /// `self`, with each unset limit taken from `defaults`.
+    pub fn or(self, defaults: QuotaLimits) -> QuotaLimits {
+        QuotaLimits {
+            produce_bytes_per_sec: self
+                .produce_bytes_per_sec
+                .or(defaults.produce_bytes_per_sec),
+            fetch_bytes_per_sec: self.fetch_bytes_per_sec.or(defaults.fetch_bytes_per_sec),
+            connections: self.connections.or(defaults.connections),
+        }
+    }
+
+    fn validate(&self, whose: &str) -> Result<(), String> {
+        for (name, v) in [
+            ("produce_bytes_per_sec", self.produce_bytes_per_sec),
+            ("fetch_bytes_per_sec", self.fetch_bytes_per_sec),
+        ] {
+            if let Some(v) = v
+                && !(1024..=1 << 40).contains(&v)
+            {
+                return Err(format!(
+                    "{whose} quota {name} = {v} is out of range 1024..={}",
+                    1u64 << 40
+                ));
+            }
+        }
+        if self.connections == Some(0) {
+            return Err(format!(
+                "{whose} quota connections = 0 would refuse every client"
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Checks the security settings that need more than their types.
+pub fn validate(
+    superusers: &[String],
+    defaults: &QuotaLimits,
+    overrides: &BTreeMap<String, QuotaLimits>,
+) -> Result<(), String> {
+    for s in superusers {
+        check_principal(s).map_err(|e| format!("--superuser: {e}"))?;
+        if s == "*" {
+            return Err("--superuser `*` would make everyone a superuser; run with \
+                 --authorization off instead"
+                .into());
+        }
+    }
+    defaults.validate("the default")?;
+    for (principal, limits) in overrides {
+        check_principal(principal).map_err(|e| format!("[quotas]: {e}"))?;
+        limits.validate(&format!("`{principal}`'s"))?;
+    }
+    Ok(())
+}
