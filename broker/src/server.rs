@@ -47,6 +47,7 @@ use tokio_rustls::TlsAcceptor;
 use crate::auth::{Screened, Session};
 use crate::handlers;
 use crate::node::Broker;
+use crate::quota::ConnectionSlot;
 use crate::reply::{Outbound, Reply, answer};
 
 const WRITE_BUFFER: usize = 64 * 1024;
@@ -274,16 +275,9 @@ async fn serve(
     let (tx, rx) = mpsc::channel::<Outbound>(max_inflight);
     let writer = tokio::spawn(write_loop(wr, rx));
     let quotas = broker.quotas().clone();
-    let mut slot = match quotas.connect(session.principal().as_ref()) {
-        Ok(slot) => slot,
-        Err(e) => {
-            tracing::debug!(error = %e, "connection refused");
-            let _ = tx.send(connection_error(e)).await;
-            drop(tx);
-            let _ = writer.await;
-            return Ok(());
-        }
-    };
+    // Counted against its principal's connection quota from its first request past
+    // authentication (a key proves itself after the accept).
+    let mut slot: Option<ConnectionSlot> = None;
     let requests = Arc::new(Semaphore::new(max_inflight));
     let bytes = Arc::new(Semaphore::new(INFLIGHT_BYTES));
     let mut buf = BytesMut::with_capacity(64 * 1024);
@@ -376,18 +370,6 @@ async fn serve(
                 match session.screen(req) {
                     Screened::Pass => {}
                     Screened::Answer(reply) => {
-                        // Authenticated as another principal: count it against that one.
-                        let principal = session.principal();
-                        if !slot.is_for(principal.as_ref()) {
-                            match quotas.connect(principal.as_ref()) {
-                                Ok(new) => slot = new,
-                                Err(e) => {
-                                    let refusal = Reply::error(e);
-                                    let _ = tx.send(Outbound { header: frame.header, reply: refusal }).await;
-                                    return Ok(());
-                                }
-                            }
-                        }
                         let _ = tx.send(Outbound { header: frame.header, reply }).await;
                         continue;
                     }
@@ -400,6 +382,18 @@ async fn serve(
                 }
             }
             let principal = session.principal();
+            let handshake = matches!(decoded, Ok(Request::ApiVersions(_)));
+            if !handshake && !slot.as_ref().is_some_and(|s| s.is_for(principal.as_ref())) {
+                match quotas.connect(principal.as_ref()) {
+                    Ok(counted) => slot = Some(counted),
+                    Err(e) => {
+                        tracing::debug!(error = %e, "connection refused");
+                        let reply = Reply::error(e);
+                        let _ = tx.send(Outbound { header: frame.header, reply }).await;
+                        return Ok(());
+                    }
+                }
+            }
             // A principal over its byte quota: its next request waits until the debt is
             // paid (the response that ran it up said how long, see crate::quota).
             let debt = quotas.debt(principal.as_ref());
