@@ -275,7 +275,7 @@ async fn bad_frames_close_only_their_connection() -> TestResult {
     steme_protocol::Frame {
         header: steme_protocol::FrameHeader {
             api_key: 5,
-            api_version: 0,
+            api_version: 1,
             correlation_id: 77,
         },
         body: bytes::Bytes::from_static(&[0xff; 3]),

@@ -291,8 +291,11 @@ impl fmt::Display for Acl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} may {} {}",
-            self.principal, self.operation, self.resource
+            "{} may {}{} {}",
+            self.principal,
+            self.operation,
+            self.operation.preposition(),
+            self.resource
         )
     }
 }
