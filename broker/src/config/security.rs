@@ -125,3 +125,87 @@ pub fn validate(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use crate::config::{Config, ConfigError, Overrides};
+
+    use super::*;
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        o: Overrides,
+    }
+
+    fn load(toml: &str, flags: &[&str]) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("broker.toml");
+        std::fs::write(&path, toml).unwrap();
+        let mut args = vec!["steme-broker", "--config", path.to_str().unwrap()];
+        args.extend_from_slice(flags);
+        Config::load(&Cli::try_parse_from(args).unwrap().o)
+    }
+
+    #[test]
+    fn flags_and_file_set_authorization_and_quotas() {
+        let c = load(
+            "authorization = \"on\"\nsuperusers = [\"cert:ops\"]\n\
+             [quota_defaults]\nfetch_bytes_per_sec = 2048\nconnections = 4\n\
+             [quotas.\"cert:big\"]\nconnections = 40\n",
+            &[
+                "--quota-produce-bytes-per-sec",
+                "1048576",
+                "--quota-connections",
+                "5",
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.authorization, Authorization::On);
+        assert_eq!(c.superusers, vec!["cert:ops".to_string()]);
+        assert_eq!(
+            c.quota_defaults,
+            QuotaLimits {
+                produce_bytes_per_sec: Some(1 << 20),
+                fetch_bytes_per_sec: Some(2048),
+                connections: Some(5),
+            }
+        );
+        assert_eq!(c.quotas["cert:big"].connections, Some(40));
+        let c = load(
+            "",
+            &[
+                "--authorization",
+                "on",
+                "--superuser",
+                "cert:a",
+                "--superuser",
+                "anonymous",
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.superusers.len(), 2);
+        assert!(Cli::try_parse_from(["steme-broker", "--authorization", "maybe"]).is_err());
+    }
+
+    #[test]
+    fn refuses_everyone_as_superuser_and_bad_quotas() {
+        for (toml, flags, words) in [
+            ("", &["--superuser", "*"][..], "everyone a superuser"),
+            ("", &["--superuser", "alice"][..], "principal `alice`"),
+            ("", &["--quota-connections", "0"][..], "connections = 0"),
+            (
+                "",
+                &["--quota-fetch-bytes-per-sec", "10"][..],
+                "out of range",
+            ),
+            ("[quotas.\"bob\"]\nconnections = 1\n", &[][..], "[quotas]"),
+            ("[quotas.\"cert:b\"]\nbytes = 1\n", &[][..], "unknown field"),
+        ] {
+            let err = load(toml, flags).unwrap_err().to_string();
+            assert!(err.contains(words), "{flags:?} {toml:?}: {err}");
+        }
+    }
+}
