@@ -56,6 +56,15 @@ impl Session {
     pub fn screen(&mut self, req: &Request) -> Screened {
         match req {
             Request::ApiVersions(_) => Screened::Pass,
+            // One principal per connection: a key minted per request must not buy a fresh
+            // quota (or a fresh identity) on a live connection.
+            Request::AuthChallenge(_) | Request::Authenticate(_) if self.principal.is_some() => {
+                Screened::Refuse(failed(format!(
+                    "this connection is already authenticated as {}; a connection has one \
+                     principal",
+                    self.principal.as_deref().unwrap_or_default()
+                )))
+            }
             Request::AuthChallenge(_) => {
                 let mut nonce = [0u8; 32];
                 if let Err(e) = getrandom::fill(&mut nonce) {

@@ -9,6 +9,8 @@
 //! Internal topics (`__groups`) are the brokers' own, whatever the mode: no client, not
 //! even a superuser, may produce to, consume from, create, delete or alter one. Any client
 //! may describe one (group clients look up `__groups` partitions to find coordinators).
+//! Skipping a damaged range is a cluster operation (`admin` on `cluster`) and may name an
+//! internal topic: a quarantined range of `__groups` must be skippable.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -30,7 +32,11 @@ pub struct AclTable(BTreeMap<String, BTreeSet<(Resource, Operation)>>);
 impl AclTable {
     pub fn add(&mut self, acl: Acl) -> Result<(), String> {
         acl::check_principal(&acl.principal)?;
-        if self.len() >= MAX_ACLS {
+        let exists = self
+            .0
+            .get(&acl.principal)
+            .is_some_and(|g| g.contains(&(acl.resource.clone(), acl.operation)));
+        if !exists && self.len() >= MAX_ACLS {
             return Err(format!(
                 "the cluster holds {MAX_ACLS} ACLs, the most it may; remove some first"
             ));
@@ -126,6 +132,13 @@ impl Gate<'_> {
         if self.config.authorization == Authorization::Off {
             return true;
         }
+        if let Target::Topic(topic) = target
+            && is_internal(topic)
+        {
+            // Describing is all a client may do to one, and any client may (group clients
+            // find their coordinator through `__groups` metadata).
+            return op == Operation::Describe;
+        }
         let who = self.who();
         self.config.superusers.iter().any(|s| s == who) || self.acls.allows(who, op, target)
     }
@@ -199,6 +212,12 @@ mod tests {
         }
         gate.allow(Operation::Describe, Target::Topic("__groups"))
             .unwrap();
+        let bob = Gate {
+            principal: Some("cert:bob"),
+            ..gate
+        };
+        assert!(bob.may(Operation::Describe, Target::Topic("__groups")));
+        assert!(!gate.may(Operation::Consume, Target::Topic("__groups")));
     }
 
     #[test]

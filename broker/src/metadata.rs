@@ -478,6 +478,10 @@ impl RaftStateMachine<TypeConfig> for MetadataSm {
         Strm: Stream<Item = Result<EntryResponder<TypeConfig>, io::Error>> + Unpin + Send,
     {
         let mut changed = false;
+        // Answered once the state is saved and published, so that whoever proposed a
+        // change sees it in this broker's metadata (an ACL removed is in force) as soon
+        // as it is told the change is applied.
+        let mut answers = Vec::new();
         while let Some(item) = entries.next().await {
             let (entry, responder) = item?;
             let applied = match entry.payload {
@@ -503,12 +507,15 @@ impl RaftStateMachine<TypeConfig> for MetadataSm {
             };
             self.last_applied = Some(entry.log_id);
             if let Some(r) = responder {
-                r.send(applied);
+                answers.push((r, applied));
             }
         }
         self.save()?;
         if changed {
             self.tx.send_replace(Arc::new(self.state.clone()));
+        }
+        for (r, applied) in answers {
+            r.send(applied);
         }
         Ok(())
     }

@@ -4,14 +4,18 @@
 //! Byte rates are kept with a virtual clock per principal and direction (GCRA): each
 //! request moves the principal's clock on by `bytes / rate`; a clock more than one second
 //! (the burst) ahead of now is a debt, answered as the response's `throttle_ms`. The broker
-//! also holds back the next request of every connection of an indebted principal until
-//! the debt is paid, so a client that ignores the hint is slowed just the same; it is
-//! never disconnected for it. Over time a principal gets its quota, within one request's
-//! worth of bytes.
+//! also holds back the next Produce or Fetch of every connection of an indebted principal
+//! until the debt is paid, so a client that ignores the hint is slowed just the same; it is
+//! never disconnected for it, and its other requests (heartbeats, commits, metadata) are
+//! not held. Over time a principal gets its quota, within one request's worth of bytes.
 //!
-//! Connections are counted once the principal is known: at accept (anonymous, or the
-//! client certificate's), and again when a connection authenticates as another principal.
-//! One over the quota is refused with `Throttled` and closed.
+//! Connections are counted from their first request past the handshake and
+//! authentication, under the principal they then have (a connection has one). One over
+//! the quota is refused with `Throttled` and closed.
+//!
+//! A `key:` principal costs a client nothing to make. Quotas per principal bound clients
+//! that keep their identity; against one that mints keys, the per-IP connection limit and
+//! authorization (no ACL for an unknown key) are the bounds.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -25,9 +29,6 @@ use crate::config::{Config, QuotaLimits};
 
 /// A clock this far ahead of now is allowed (the burst); beyond it is a debt.
 const BURST: Duration = Duration::from_secs(1);
-
-/// The longest a single throttle hint asks for, however deep the debt.
-const MAX_THROTTLE: Duration = Duration::from_secs(30);
 
 /// Principals tracked before idle ones are forgotten.
 const PRUNE_AT: usize = 10_000;
@@ -54,7 +55,15 @@ pub struct Quotas {
     overrides: HashMap<String, QuotaLimits>,
     /// Whether any limit is set at all; if not, nothing is tracked.
     enabled: bool,
-    usage: Mutex<HashMap<Arc<str>, Usage>>,
+    usage: Mutex<Table>,
+}
+
+/// Usage by principal; idle principals are forgotten when the table has doubled since the
+/// last time, so that the cost of forgetting stays constant per principal added.
+#[derive(Debug)]
+struct Table {
+    by_principal: HashMap<Arc<str>, Usage>,
+    prune_at: usize,
 }
 
 impl Quotas {
@@ -69,7 +78,10 @@ impl Quotas {
                 .map(|(p, q)| (p.clone(), q.or(config.quota_defaults)))
                 .collect(),
             enabled,
-            usage: Mutex::new(HashMap::new()),
+            usage: Mutex::new(Table {
+                by_principal: HashMap::new(),
+                prune_at: PRUNE_AT,
+            }),
         }
     }
 
@@ -106,7 +118,6 @@ impl Quotas {
         let next = tat.map_or(now, |t| t.max(now)) + cost;
         *tat = Some(next);
         next.saturating_duration_since(now + BURST)
-            .min(MAX_THROTTLE)
     }
 
     /// How long `principal`'s connections hold back their next request: its deepest debt.
@@ -116,7 +127,7 @@ impl Quotas {
         }
         let usage = self.usage.lock().expect("quota lock");
         let key: &str = principal.map_or(ANONYMOUS, |p| p);
-        let Some(u) = usage.get(key) else {
+        let Some(u) = usage.by_principal.get(key) else {
             return Duration::ZERO;
         };
         let now = Instant::now();
@@ -126,7 +137,6 @@ impl Quotas {
             .map(|t| t.saturating_duration_since(now + BURST))
             .max()
             .unwrap_or_default()
-            .min(MAX_THROTTLE)
     }
 
     /// Counts a connection of `principal`, or refuses it over the connection quota. The
@@ -169,18 +179,20 @@ fn key_of(principal: Option<&Arc<str>>) -> Arc<str> {
 
 /// The usage of `key`, forgetting idle principals first when many are tracked (key
 /// principals cost a client nothing to make).
-fn entry(usage: &mut HashMap<Arc<str>, Usage>, key: Arc<str>) -> &mut Usage {
-    if usage.len() >= PRUNE_AT && !usage.contains_key(&key) {
+fn entry(usage: &mut Table, key: Arc<str>) -> &mut Usage {
+    let map = &mut usage.by_principal;
+    if map.len() >= usage.prune_at && !map.contains_key(&key) {
         let now = Instant::now();
-        usage.retain(|_, u| {
+        map.retain(|_, u| {
             u.connections > 0
                 || [u.produce_tat, u.fetch_tat]
                     .into_iter()
                     .flatten()
                     .any(|t| t > now)
         });
+        usage.prune_at = (map.len() * 2).max(PRUNE_AT);
     }
-    usage.entry(key).or_default()
+    map.entry(key).or_default()
 }
 
 /// A connection counted against its principal's connection quota, until dropped.
@@ -200,7 +212,12 @@ impl ConnectionSlot {
 impl Drop for ConnectionSlot {
     fn drop(&mut self) {
         if let Some(q) = &self.quotas
-            && let Some(u) = q.usage.lock().expect("quota lock").get_mut(&self.principal)
+            && let Some(u) = q
+                .usage
+                .lock()
+                .expect("quota lock")
+                .by_principal
+                .get_mut(&self.principal)
         {
             u.connections = u.connections.saturating_sub(1);
         }

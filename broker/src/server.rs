@@ -394,9 +394,14 @@ async fn serve(
                     }
                 }
             }
-            // A principal over its byte quota: its next request waits until the debt is
-            // paid (the response that ran it up said how long, see crate::quota).
-            let debt = quotas.debt(principal.as_ref());
+            // A principal over its byte quota: its next Produce or Fetch waits until the
+            // debt is paid (the response that ran it up said how long, see crate::quota).
+            let moves_bytes = matches!(decoded, Ok(Request::Produce(_) | Request::Fetch(_)));
+            let debt = if moves_bytes {
+                quotas.debt(principal.as_ref())
+            } else {
+                Duration::ZERO
+            };
             if !debt.is_zero() {
                 tokio::select! {
                     _ = stop.recv() => return Ok(()),

@@ -93,6 +93,9 @@ impl Default for ConnectionConfig {
 
 type Reply = Result<Frame, Arc<Disconnect>>;
 
+/// The longest a throttle hint pauses the writer.
+const MAX_PAUSE: Duration = Duration::from_secs(30);
+
 /// State shared by the connection handle and its reader and writer tasks.
 struct Shared {
     /// Waiting requests by correlation id; `None` once the connection has died, so a
@@ -131,9 +134,11 @@ impl Shared {
         }
     }
 
-    /// Honours a throttle hint: nothing more is written for `ms` milliseconds.
+    /// Honours a throttle hint: nothing more is written for `ms` milliseconds, at most
+    /// [`MAX_PAUSE`] (a broker cannot park the connection for ever; one that wants longer
+    /// holds the requests itself).
     fn throttle(&self, ms: u32) {
-        let until = Instant::now() + Duration::from_millis(u64::from(ms));
+        let until = Instant::now() + Duration::from_millis(u64::from(ms)).min(MAX_PAUSE);
         let mut paused = self.paused_until.lock().expect("pause lock");
         if paused.is_none_or(|p| p < until) {
             *paused = Some(until);

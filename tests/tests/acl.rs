@@ -261,6 +261,16 @@ async fn acl_matrix_denies_by_default_and_allows_exactly_what_is_granted() -> an
         ensure!(done.results.iter().all(|p| p.is_ok()), "{done:?}");
         let r = b.call(&commit(&group, &raw), T).await;
         denied(&r, &format!("{bob_p} may not consume from topic:{raw}"))?;
+        // Any client finds coordinators through `__groups` metadata, without an ACL.
+        let groups = a
+            .call(
+                &MetadataRequest {
+                    topics: Some(vec!["__groups".into()]),
+                },
+                T,
+            )
+            .await?;
+        ensure!(groups.topics.len() == 1, "{groups:?}");
         b.call(
             &DescribeGroupRequest {
                 group: group.clone(),

@@ -104,6 +104,14 @@ async fn keys_authenticate_and_forged_or_replayed_proofs_are_refused() -> anyhow
         // The original connection can still use it once.
         let r = first.call(&proof, T).await?;
         ensure!(r.principal == expected);
+        // One principal per connection: authenticating again on it (with a fresh key, for
+        // a fresh quota, say) is refused.
+        let r = first.call(&AuthChallengeRequest {}, T).await;
+        ensure!(
+            code(&r) == Some(ErrorCode::AuthenticationFailed)
+                && format!("{r:?}").contains("already authenticated"),
+            "{r:?}"
+        );
 
         // The CLI with the file `steme keygen` writes; the library's producer with a key.
         let dir = tempfile::tempdir()?;

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::str::FromStr;
 
 use serde::Deserialize;
-use steme_protocol::acl::check_principal;
+use steme_protocol::acl::{ANONYMOUS, check_principal};
 
 /// Whether client connections must authenticate (`--auth`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -112,15 +112,21 @@ pub fn validate(
 ) -> Result<(), String> {
     for s in superusers {
         check_principal(s).map_err(|e| format!("--superuser: {e}"))?;
-        if s == "*" {
-            return Err("--superuser `*` would make everyone a superuser; run with \
-                 --authorization off instead"
-                .into());
+        if s == "*" || s == ANONYMOUS {
+            return Err(format!(
+                "--superuser `{s}` would make every unauthenticated client a superuser; \
+                 run with --authorization off instead"
+            ));
         }
     }
     defaults.validate("the default")?;
     for (principal, limits) in overrides {
         check_principal(principal).map_err(|e| format!("[quotas]: {e}"))?;
+        if principal == "*" {
+            return Err("[quotas.\"*\"]: the limits for everyone are the defaults \
+                 ([quota_defaults], --quota-*)"
+                .into());
+        }
         limits.validate(&format!("`{principal}`'s"))?;
     }
     Ok(())
@@ -182,7 +188,7 @@ mod tests {
                 "--superuser",
                 "cert:a",
                 "--superuser",
-                "anonymous",
+                "cert:b",
             ],
         )
         .unwrap();
@@ -193,7 +199,17 @@ mod tests {
     #[test]
     fn refuses_everyone_as_superuser_and_bad_quotas() {
         for (toml, flags, words) in [
-            ("", &["--superuser", "*"][..], "everyone a superuser"),
+            (
+                "",
+                &["--superuser", "*"][..],
+                "unauthenticated client a superuser",
+            ),
+            (
+                "",
+                &["--superuser", "anonymous"][..],
+                "unauthenticated client a superuser",
+            ),
+            ("[quotas.\"*\"]\nconnections = 1\n", &[][..], "the defaults"),
             ("", &["--superuser", "alice"][..], "principal `alice`"),
             ("", &["--quota-connections", "0"][..], "connections = 0"),
             (

@@ -13,9 +13,9 @@
 //! | Fetch | `consume` on the topic |
 //! | Heartbeat | `consume` on the group, `describe` on each subscribed topic |
 //! | CommitOffsets | `consume` on the group and on each topic committed |
-//! | FetchOffsets | `describe` on the group and on each topic named |
+//! | FetchOffsets | `describe` on the group and on each topic named (unnamed: the answer holds only topics the principal may describe) |
 //! | LeaveGroup | `consume` on the group |
-//! | DescribeGroup | `describe` on the group |
+//! | DescribeGroup | `describe` on the group (offsets and lag only of topics the principal may describe) |
 //! | ListGroups | nothing (the answer lists only groups the principal may describe) |
 //! | DeleteGroup | `delete` on the group |
 //! | SkipDamage, AlterAcl | `admin` on `cluster` |

@@ -33,11 +33,16 @@ pub async fn commit_offsets(
     broker.coordinator(&r.group).await?.commit(r).await
 }
 
+/// The group's committed offsets, of the topics the principal may describe.
 pub async fn fetch_offsets(
     broker: &Broker,
+    gate: &Gate<'_>,
     r: FetchOffsetsRequest,
 ) -> Result<FetchOffsetsResponse, ApiError> {
-    Ok(broker.coordinator(&r.group).await?.fetch_offsets(r).await)
+    let mut resp = broker.coordinator(&r.group).await?.fetch_offsets(r).await;
+    resp.offsets
+        .retain(|o| gate.may(Operation::Describe, Target::Topic(&o.topic)));
+    Ok(resp)
 }
 
 pub async fn leave(broker: &Broker, r: LeaveGroupRequest) -> Result<LeaveGroupResponse, ApiError> {
@@ -72,6 +77,7 @@ pub async fn list(broker: &Broker, gate: &Gate<'_>) -> Result<ListGroupsResponse
 /// asks their leaders (as Kafka's admin client does).
 pub async fn describe(
     broker: &Broker,
+    gate: &Gate<'_>,
     r: DescribeGroupRequest,
 ) -> Result<DescribeGroupResponse, ApiError> {
     let c = broker.coordinator(&r.group).await?;
@@ -88,6 +94,11 @@ pub async fn describe(
             ((topic, partition), hwm)
         })
         .collect();
-    c.describe(&r.group, broker.node_id(), &high_watermarks)
-        .await
+    let mut d = c
+        .describe(&r.group, broker.node_id(), &high_watermarks)
+        .await?;
+    // Offsets and lag only of the topics the principal may describe.
+    d.offsets
+        .retain(|o| gate.may(Operation::Describe, Target::Topic(&o.topic)));
+    Ok(d)
 }
