@@ -40,6 +40,28 @@ fn steady_rate(samples: &[(Duration, u64)]) -> anyhow::Result<f64> {
     Ok((last.1 - first.1) as f64 / (last.0 - first.0).as_secs_f64())
 }
 
+/// Prints the steady rate against `quota` and checks it is within 10 %, with hints given.
+fn held_to(
+    what: &str,
+    samples: &[(Duration, u64)],
+    quota: u64,
+    hinted: usize,
+) -> anyhow::Result<()> {
+    let rate = steady_rate(samples)?;
+    let ratio = rate / quota as f64;
+    eprintln!(
+        "{what}: {rate:.0} B/s against a quota of {quota} B/s ({ratio:.3}x), \
+         {hinted} of {} responses throttled",
+        samples.len()
+    );
+    ensure!(
+        (0.9..=1.1).contains(&ratio),
+        "{what} rate {ratio:.3}x the quota"
+    );
+    ensure!(hinted > 0, "no {what} response carried a throttle hint");
+    Ok(())
+}
+
 fn batches(records: &[SignedAssertion], topic: &str) -> Vec<ProduceRequest> {
     records
         .chunks(80)
@@ -162,18 +184,7 @@ async fn byte_quotas_hold_the_rate_and_connection_quotas_refuse_the_excess() -> 
             samples.push((start.elapsed(), sent));
         }
         ensure!(start.elapsed() >= RUN, "ran out of records to produce");
-        let rate = steady_rate(&samples)?;
-        let ratio = rate / PRODUCE_QUOTA as f64;
-        eprintln!(
-            "produce: {rate:.0} B/s against a quota of {PRODUCE_QUOTA} B/s ({ratio:.3}x), \
-             {hinted} of {} responses throttled",
-            samples.len()
-        );
-        ensure!(
-            (0.9..=1.1).contains(&ratio),
-            "produce rate {ratio:.3}x the quota"
-        );
-        ensure!(hinted > 0, "no response carried a throttle hint");
+        held_to("produce", &samples, PRODUCE_QUOTA, hinted)?;
 
         // Fetch as fast as one connection goes, from the start of what was produced.
         let (start, mut got, mut offset, mut hinted) = (Instant::now(), 0u64, 0u64, 0);
@@ -202,18 +213,7 @@ async fn byte_quotas_hold_the_rate_and_connection_quotas_refuse_the_excess() -> 
             got += resp.records.len() as u64;
             samples.push((start.elapsed(), got));
         }
-        let rate = steady_rate(&samples)?;
-        let ratio = rate / FETCH_QUOTA as f64;
-        eprintln!(
-            "fetch: {rate:.0} B/s against a quota of {FETCH_QUOTA} B/s ({ratio:.3}x), \
-             {hinted} of {} responses throttled",
-            samples.len()
-        );
-        ensure!(
-            (0.9..=1.1).contains(&ratio),
-            "fetch rate {ratio:.3}x the quota"
-        );
-        ensure!(hinted > 0, "no fetch response carried a throttle hint");
+        held_to("fetch", &samples, FETCH_QUOTA, hinted)?;
         Ok(())
     })
     .await
