@@ -8,6 +8,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use crate::damage::Registry;
 use crate::format::DurablePoint;
+use crate::idmap::IdMap;
 use crate::io::FileIo;
 use crate::segment::Segment;
 
@@ -22,6 +23,8 @@ pub(crate) struct State {
     pub segments: Vec<Segment>,
     /// Term of the last entry (0 if the log holds none).
     pub last_term: u64,
+    /// Bumped by every change to the segments other than a roll (see `crate::idmap`).
+    pub ids_epoch: u64,
 }
 
 impl State {
@@ -93,6 +96,11 @@ impl State {
         }
     }
 
+    /// Segments were removed, or a segment's ids replaced: the id map must look again.
+    pub(crate) fn segments_changed(&mut self) {
+        self.ids_epoch += 1;
+    }
+
     pub(crate) fn recompute_last_term(&mut self) {
         self.last_term = self
             .segments
@@ -116,6 +124,8 @@ pub(crate) struct Shared {
     pub durable_cond: Cond,
     /// Known damaged ranges (lock order: after the state lock, never before it).
     pub damage: Mutex<Registry>,
+    /// The sealed segments' ids in one table (lock order: after the state lock).
+    pub ids: Mutex<IdMap>,
 }
 
 impl Shared {

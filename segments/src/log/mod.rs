@@ -242,6 +242,7 @@ impl Log {
         let state = State {
             segments,
             last_term,
+            ids_epoch: 0,
         };
         // Everything recovered is synced now: record it as the durable point (after the
         // sync above, so the slot never names bytes that were not yet durable).
@@ -284,6 +285,7 @@ impl Log {
             }),
             durable_cond: Cond::new(),
             damage: Mutex::new(registry),
+            ids: Mutex::new(Default::default()),
         });
         let mut log = Log {
             shared,

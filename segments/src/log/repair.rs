@@ -111,6 +111,7 @@ impl Log {
                 );
                 seg.sparse = SparseIndex::Sealed(std::sync::OnceLock::new());
             }
+            st.segments_changed();
         }
         {
             let mut r = self.shared.damage();

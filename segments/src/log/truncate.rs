@@ -107,6 +107,7 @@ impl Log {
         {
             let mut st = self.shared.write();
             st.segments.truncate(k + 1);
+            st.segments_changed();
             let seg = st.active_mut();
             make_active(seg);
             truncate_segment(seg, cut_pos);
@@ -253,7 +254,11 @@ impl Log {
             });
         }
         self.write_meta()?;
-        self.shared.write().segments.drain(..n);
+        {
+            let mut st = self.shared.write();
+            st.segments.drain(..n);
+            st.segments_changed();
+        }
         for base in bases {
             remove_segment_files(&self.shared.dir, base);
         }
@@ -297,6 +302,7 @@ impl Log {
             let mut st = self.shared.write();
             st.segments = vec![seg];
             st.last_term = 0;
+            st.segments_changed();
         }
         {
             let mut s = lock(&self.shared.sync);

@@ -291,13 +291,23 @@ impl Model {
                 self.offset_for_time(t)
             );
         }
+        // Lookups as the id map stands (loaded by earlier checks, then changed by whatever
+        // ran since: retention, truncation, repair), then again once it holds everything.
+        self.check_lookups(r, "id lookup, map partly loaded")?;
+        while r.index_ids() > 0 {}
+        let stats = r.id_map_stats();
+        anyhow::ensure!(stats.loaded_segments == stats.sealed_segments, "{stats:?}");
+        self.check_lookups(r, "id lookup, map loaded")
+    }
+
+    fn check_lookups(&self, r: &LogReader, what: &str) -> anyhow::Result<()> {
         for e in self.entries.iter().filter(|e| e.kind == EntryKind::Batch) {
             for id in &e.ids {
-                anyhow::ensure!(r.lookup_id(id) == self.lookup(id), "id lookup");
+                anyhow::ensure!(r.lookup_id(id) == self.lookup(id), "{what}");
             }
         }
         let absent = AssertionId::of(b"never appended");
-        anyhow::ensure!(r.lookup_id(&absent).is_none());
+        anyhow::ensure!(r.lookup_id(&absent).is_none(), "{what}: absent id found");
         Ok(())
     }
 }

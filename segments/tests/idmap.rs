@@ -1,0 +1,111 @@
+//! The id map (every sealed segment's ids in one table): lookups stay exact while it loads,
+//! after retention, after a truncation back into a sealed segment, and across a restart;
+//! its memory per retained record is what the crate docs say.
+
+mod common;
+
+use common::{Model, make_batch, open, small_config};
+use steme_segments::{Log, LogReader};
+
+fn fill(log: &mut Log, model: &mut Model, batches: u64, seed: u64) -> anyhow::Result<()> {
+    for i in 0..batches {
+        let hlc = 10 + model.end_offset();
+        model.append(
+            log,
+            1,
+            Some(make_batch(seed + model.next_index() + i, 4, hlc, 60)),
+            &[],
+        )?;
+    }
+    Ok(())
+}
+
+fn load_all(r: &LogReader) {
+    while r.index_ids() > 0 {}
+}
+
+#[test]
+fn lookups_stay_exact_while_loading_after_retention_and_truncation() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut log = open(dir.path(), small_config())?;
+    let mut model = Model::default();
+    fill(&mut log, &mut model, 400, 0)?;
+    let r = log.reader();
+    let stats = r.id_map_stats();
+    assert!(stats.sealed_segments >= 20, "{stats:?}");
+    // Nothing loaded yet (no index_ids call): every lookup searches segments directly.
+    model.check(&r)?;
+    load_all(&r);
+
+    // Retention drops the oldest segments; their slots retire.
+    let plan_to = model.entries[model.entries.len() / 3].index;
+    log.purge_upto(plan_to)?;
+    model.purge_below(r.first_index(), r.log_start_offset());
+    model.check(&r)?;
+
+    // Truncate back into a sealed segment (it becomes the active one again), then write
+    // other records over the same offsets and roll past them: the map must not keep
+    // calling the old segment loaded.
+    load_all(&r);
+    let cut = model.entries[model.entries.len() / 2].index;
+    log.truncate_after(cut)?;
+    model.truncate_after(cut);
+    fill(&mut log, &mut model, 200, 1 << 40)?;
+    model.check(&r)?;
+
+    // A restart loads nothing up front; lookups are exact before and after loading.
+    drop(r);
+    drop(log);
+    let log = open(dir.path(), small_config())?;
+    let r = log.reader();
+    assert_eq!(r.id_map_stats().loaded_segments, 0);
+    model.check(&r)?;
+    Ok(())
+}
+
+#[test]
+fn a_duplicate_stored_twice_is_found_at_its_first_offset() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut log = open(dir.path(), small_config())?;
+    let mut model = Model::default();
+    fill(&mut log, &mut model, 60, 0)?;
+    // The same batch again, many segments later (the log itself does not dedup).
+    let again = make_batch(7, 4, 10 + model.end_offset(), 60);
+    model.append(&mut log, 1, Some(again.clone()), &[])?;
+    fill(&mut log, &mut model, 60, 1 << 30)?;
+    model.append(&mut log, 1, Some(again), &[])?;
+    let r = log.reader();
+    load_all(&r);
+    model.check(&r)?;
+    Ok(())
+}
+
+#[test]
+fn memory_per_record_is_between_10_7_and_21_3_bytes() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let cfg = steme_segments::LogConfig {
+        segment_bytes: 64 * 1024,
+        ..small_config()
+    };
+    let mut log = open(dir.path(), cfg)?;
+    let mut model = Model::default();
+    let r = log.reader();
+    let mut checked = 0;
+    for round in 0..6 {
+        fill(&mut log, &mut model, 2_000, round << 32)?;
+        load_all(&r);
+        let s = r.id_map_stats();
+        assert_eq!(s.loaded_segments, s.sealed_segments);
+        if s.entries < 10_000 {
+            continue; // the smallest table is fixed-size
+        }
+        let per = s.memory_bytes as f64 / s.entries as f64;
+        assert!(
+            (10.6..=21.4).contains(&per),
+            "{per:.1} bytes per record: {s:?}"
+        );
+        checked += 1;
+    }
+    assert!(checked >= 4);
+    Ok(())
+}
