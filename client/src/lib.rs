@@ -61,7 +61,7 @@ pub use cluster::{Backoff, ClientConfig, Cluster};
 pub use consumer::{Consumer, ConsumerConfig, OffsetReset, Position, Record};
 pub use error::{ClientError, Disconnect};
 pub use group::{GroupConfig, GroupConsumer, Rebalance};
-pub use producer::{Ack, Acks, PendingAck, Producer, ProducerConfig};
+pub use producer::{Ack, Acks, PendingAck, PendingAcks, Producer, ProducerConfig};
 pub use tls::{ClientTls, TlsError};
 
 pub use steme_protocol::{

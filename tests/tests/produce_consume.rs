@@ -155,3 +155,50 @@ async fn causality_token_orders_across_partitions() -> anyhow::Result<()> {
     })
     .await
 }
+
+/// Linger is a cap while a request is in flight, never a wait on an idle partition: with a
+/// linger of an hour, a lone send is answered at once, and so is a group of sends. The
+/// group's acks come back in the order given, one future for all of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_partition_sends_at_once_whatever_the_linger() -> anyhow::Result<()> {
+    let broker = BrokerProcess::start()?;
+    within(Duration::from_secs(60), async {
+        let bootstrap = broker.bootstrap();
+        create_topic(&bootstrap, "facts", 2).await?;
+        let config = ProducerConfig {
+            linger: Duration::from_secs(3600),
+            ..ProducerConfig::default()
+        };
+        let producer = Producer::connect(&bootstrap, "facts", config).await?;
+        let mut assertions = signed(&unique("idle"), 2_001, 120)?;
+        let lone = assertions.pop().expect("len");
+        let id = lone.id();
+        let ack = tokio::time::timeout(Duration::from_secs(20), producer.send(lone))
+            .await
+            .map_err(|_| anyhow::anyhow!("a lone send waited for its linger"))??;
+        ensure!(ack.id == id && !ack.duplicate);
+
+        let ids: Vec<_> = assertions.iter().map(|a| a.id()).collect();
+        let pending = producer.enqueue_many(assertions.into_iter()).await?;
+        let acks = tokio::time::timeout(Duration::from_secs(20), pending)
+            .await
+            .map_err(|_| anyhow::anyhow!("a group waited for its linger"))?;
+        ensure!(acks.len() == ids.len());
+        let mut placed = HashSet::new();
+        for (ack, id) in acks.into_iter().zip(&ids) {
+            let ack = ack?;
+            ensure!(ack.id == *id, "acks out of order");
+            ensure!(placed.insert((ack.partition, ack.offset)));
+        }
+        ensure!(
+            high_watermarks(&bootstrap, "facts")
+                .await?
+                .iter()
+                .sum::<u64>()
+                == 2_001
+        );
+        producer.close().await?;
+        Ok(())
+    })
+    .await
+}

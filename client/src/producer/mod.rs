@@ -3,7 +3,9 @@
 //! ```text
 //!  enqueue(assertion) ──► partition_for(subject) ──► accumulator task
 //!                                                     per partition: BatchBuilder,
-//!                                                     sealed at max_batch_bytes or linger
+//!                                                     sealed at once if the partition
+//!                                                     has nothing in flight, else at
+//!                                                     max_batch_bytes or linger
 //!                                                            │ sealed batches, in order
 //!                                                            ▼
 //!                                                     partition worker (one per partition)
@@ -12,6 +14,11 @@
 //!                                                     with backoff; acks fan out per record
 //! ```
 //!
+//! - **Linger is a cap, not a wait**: a batch leaves as soon as its partition has no request
+//!   in flight (everything queued by then goes with it); only while one is in flight do
+//!   records wait, up to [`ProducerConfig::linger`] or [`ProducerConfig::max_batch_bytes`],
+//!   for company. A lone record is therefore sent at once, and under load batches grow
+//!   by themselves.
 //! - **Backpressure**: records enqueued but not yet acknowledged may take at most
 //!   [`ProducerConfig::buffer_bytes`]; [`Producer::enqueue`] waits for room beyond that.
 //! - **Retries** are safe because a record's id is its content: a record that did reach the
@@ -47,30 +54,33 @@
 //! # }
 //! ```
 
-use std::future::Future;
 use std::ops::ControlFlow;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::task::{Context, Poll};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
 use steme_protocol::batch::{HEADER_LEN, RECORD_ASSERTION_OFFSET};
 use steme_protocol::messages::produce::{ProduceRequest, ProduceResponse};
 use steme_protocol::{ApiError, AssertionId, BatchBuilder, SignedAssertion, partition_for};
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
 use tokio::time::Instant;
 
 pub use steme_protocol::messages::produce::Acks;
 
 use crate::cluster::{Backoff, ClientConfig, Cluster};
+
+mod ack;
 use crate::error::ClientError;
+pub use ack::{Ack, PendingAck, PendingAcks};
+use ack::{Gather, Reply};
 
 /// Producer settings. `Default` gives acks=all, 5 ms linger, 256 KiB batches.
 #[derive(Debug, Clone)]
 pub struct ProducerConfig {
-    /// How long a partition's first record waits for company before its batch is sent.
+    /// How long a partition's first record waits for company before its batch is sent,
+    /// while the partition has a request in flight (an idle partition's batch leaves at
+    /// once).
     pub linger: Duration,
     /// A batch is sent once it reaches this many bytes (header included). A single record
     /// larger than this travels alone.
@@ -125,37 +135,6 @@ impl ProducerConfig {
     }
 }
 
-/// Where an assertion landed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Ack {
-    pub id: AssertionId,
-    pub partition: u32,
-    pub offset: u64,
-    /// The HLC the leader stamped (or had stamped, for a duplicate).
-    pub hlc: u64,
-    /// The assertion was already in the log: nothing was appended, and `offset`/`hlc` are
-    /// where it already is.
-    pub duplicate: bool,
-}
-
-/// The acknowledgement of one enqueued assertion; resolves when its batch is answered.
-#[must_use = "the ack says whether the assertion was stored"]
-#[derive(Debug)]
-pub struct PendingAck {
-    rx: oneshot::Receiver<Result<Ack, ClientError>>,
-}
-
-impl Future for PendingAck {
-    type Output = Result<Ack, ClientError>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        Pin::new(&mut self.rx)
-            .poll(cx)
-            .map(|r| r.unwrap_or(Err(ClientError::ProducerClosed)))
-    }
-}
-
-/// Bytes a record adds to a batch: length prefix, signature, canonical assertion.
 fn record_size(a: &SignedAssertion) -> usize {
     RECORD_ASSERTION_OFFSET + a.canonical().len()
 }
@@ -174,7 +153,7 @@ struct Enqueued {
     partition: u32,
     /// Buffer permits taken for this record, returned when its batch is answered.
     reserved: usize,
-    reply: oneshot::Sender<Result<Ack, ClientError>>,
+    reply: Reply,
 }
 
 /// What every task of one producer shares.
@@ -188,6 +167,11 @@ struct Shared {
     /// Bounds the bytes of records between `enqueue` and their ack.
     buffer: Semaphore,
     closed: AtomicBool,
+    /// Batches of each partition sealed and not yet answered.
+    in_flight: Vec<AtomicUsize>,
+    /// Woken when a partition's last batch in flight is answered, so that the accumulator
+    /// sends what waited for it.
+    idle: Notify,
 }
 
 /// A producer bound to one topic. Cheap to clone; clones share batches and connections.
@@ -247,6 +231,8 @@ impl Producer {
             },
             max_hlc: AtomicU64::new(0),
             closed: AtomicBool::new(false),
+            in_flight: (0..partitions).map(|_| AtomicUsize::new(0)).collect(),
+            idle: Notify::new(),
         });
         let (commands, rx) = mpsc::channel(1024);
         tokio::spawn(Accumulator::new(shared.clone(), rx).run());
@@ -305,6 +291,29 @@ impl Producer {
     /// Queues an assertion and returns at once (unless the buffer is full) with a future of
     /// its ack, so that many sends can be in flight. Acks of one partition resolve in order.
     pub async fn enqueue(&self, assertion: SignedAssertion) -> Result<PendingAck, ClientError> {
+        let (reply, rx) = oneshot::channel();
+        self.submit(assertion, Reply::One(reply)).await?;
+        Ok(PendingAck { rx })
+    }
+
+    /// Queues a group of assertions, returning (unless the buffer is full) with one future
+    /// of all their acks, in the order given: one channel for the group rather than one per
+    /// record. The group may span partitions and batches.
+    pub async fn enqueue_many(
+        &self,
+        assertions: impl ExactSizeIterator<Item = SignedAssertion>,
+    ) -> Result<PendingAcks, ClientError> {
+        let (gather, pending) = Gather::new(assertions.len());
+        for (i, a) in assertions.enumerate() {
+            let index = u32::try_from(i).map_err(|_| {
+                ClientError::Config("more than 2^32 assertions in one group".into())
+            })?;
+            self.submit(a, Reply::Many(gather.clone(), index)).await?;
+        }
+        Ok(pending)
+    }
+
+    async fn submit(&self, assertion: SignedAssertion, reply: Reply) -> Result<(), ClientError> {
         if self.shared.closed.load(Ordering::Acquire) {
             return Err(ClientError::ProducerClosed);
         }
@@ -316,7 +325,6 @@ impl Producer {
             .await
             .map_err(|_| ClientError::ProducerClosed)?
             .forget();
-        let (reply, rx) = oneshot::channel();
         let cmd = Command::Record(Enqueued {
             assertion,
             partition,
@@ -327,7 +335,7 @@ impl Producer {
             self.shared.buffer.add_permits(reserved);
             return Err(ClientError::ProducerClosed);
         }
-        Ok(PendingAck { rx })
+        Ok(())
     }
 
     /// Sends every queued record now (without waiting for linger) and waits until all
@@ -357,7 +365,7 @@ impl Producer {
 /// A waiting record of an open batch: its id (for the ack) and where to send the ack.
 struct Waiter {
     id: AssertionId,
-    reply: oneshot::Sender<Result<Ack, ClientError>>,
+    reply: Reply,
 }
 
 /// A batch ready to send.
@@ -472,19 +480,24 @@ impl Accumulator {
     }
 
     async fn run(mut self) {
+        let shared = self.shared.clone();
         loop {
             let deadline = self.next_deadline();
             let cmd = tokio::select! {
                 cmd = self.rx.recv() => cmd,
                 _ = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
-                    self.seal_expired();
+                    self.seal_ready();
+                    continue;
+                }
+                _ = shared.idle.notified() => {
+                    self.seal_ready();
                     continue;
                 }
             };
             if self.burst(cmd).is_break() {
                 return;
             }
-            self.seal_expired();
+            self.seal_ready();
         }
     }
 
@@ -545,11 +558,18 @@ impl Accumulator {
         }
     }
 
-    fn seal_expired(&mut self) {
+    /// Seals every open batch whose partition has nothing in flight, or whose linger is
+    /// over. Called after each burst of commands, so a burst's records of one idle
+    /// partition leave together.
+    fn seal_ready(&mut self) {
         let now = Instant::now();
         let linger = self.shared.config.linger;
         for p in 0..self.open.len() {
-            if !self.open[p].is_empty() && self.open[p].opened_at + linger <= now {
+            let open = &self.open[p];
+            if !open.is_empty()
+                && (self.shared.in_flight[p].load(Ordering::Acquire) == 0
+                    || open.opened_at + linger <= now)
+            {
                 self.seal(p);
             }
         }
@@ -574,6 +594,7 @@ impl Accumulator {
     }
 
     fn dispatch(&mut self, p: usize, sealed: Sealed) {
+        self.shared.in_flight[p].fetch_add(1, Ordering::AcqRel);
         let worker = self.workers[p].get_or_insert_with(|| {
             let (tx, rx) = mpsc::unbounded_channel();
             tokio::spawn(partition_worker(self.shared.clone(), p as u32, rx));
@@ -683,6 +704,9 @@ impl Shared {
         result: Result<ProduceResponse, (ClientError, u32)>,
     ) {
         self.buffer.add_permits(sealed.reserved);
+        if self.in_flight[partition as usize].fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.idle.notify_one();
+        }
         let result = result.and_then(|resp| {
             if resp.duplicates.len() == sealed.waiters.len() {
                 Ok(resp)
@@ -706,7 +730,7 @@ impl Shared {
                 let max_hlc = resp.record_acks().map(|a| a.hlc).max().unwrap_or(0);
                 self.max_hlc.fetch_max(max_hlc, Ordering::Relaxed);
                 for (w, ack) in sealed.waiters.into_iter().zip(resp.record_acks()) {
-                    let _ = w.reply.send(Ok(Ack {
+                    w.reply.send(Ok(Ack {
                         id: w.id,
                         partition,
                         offset: ack.offset,
@@ -719,7 +743,7 @@ impl Shared {
                 tracing::warn!(topic = %self.topic, partition, attempts, error = %cause, "produce failed");
                 let cause = Arc::new(cause);
                 for w in sealed.waiters {
-                    let _ = w.reply.send(Err(ClientError::ProduceFailed {
+                    w.reply.send(Err(ClientError::ProduceFailed {
                         topic: self.topic.to_string(),
                         partition,
                         attempts,

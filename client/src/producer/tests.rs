@@ -23,7 +23,7 @@ fn enqueued(a: SignedAssertion) -> (Enqueued, oneshot::Receiver<Result<Ack, Clie
             assertion: a,
             partition: 0,
             reserved,
-            reply,
+            reply: Reply::One(reply),
         },
         rx,
     )
@@ -123,6 +123,8 @@ async fn a_long_queue_is_handled_in_bursts_without_losing_a_record() {
         max_hlc: AtomicU64::new(0),
         buffer: Semaphore::new(1 << 30),
         closed: AtomicBool::new(false),
+        in_flight: vec![AtomicUsize::new(0)],
+        idle: Notify::new(),
     });
     let total = DRAIN_BURST * 2 + 10;
     let (tx, rx) = mpsc::channel(total);
