@@ -13,6 +13,7 @@
 //!   each request checked against its sender first ([`crate::peer::guard`]).
 
 mod coordinators;
+mod failover;
 mod hosting;
 mod loops;
 mod metadata;
@@ -368,6 +369,7 @@ impl Broker {
         tokio::spawn(loops::report_leaders(Arc::downgrade(&broker), leaders_rx));
         tokio::spawn(loops::expire_sessions(Arc::downgrade(&broker)));
         tokio::spawn(loops::repair(Arc::downgrade(&broker)));
+        tokio::spawn(failover::watch_peers(Arc::downgrade(&broker)));
         if broker.cfg.scrub_bytes_per_sec > 0 {
             let rate = broker.cfg.scrub_bytes_per_sec;
             let interval = Duration::from_millis(broker.cfg.scrub_interval_ms);

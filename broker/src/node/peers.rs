@@ -10,6 +10,7 @@ use openraft::type_config::async_runtime::WatchReceiver;
 use super::{Broker, METADATA_TIMEOUT};
 use crate::metadata::{Command, METADATA_GROUP};
 use crate::peer::guard::{self, GroupView, LocalLeader, Refusal};
+use crate::peer::liveness;
 use crate::peer::serve::RaftHost;
 use crate::raft::group::GroupRaft;
 use crate::raft::rpc::{Forwarded, RaftRpc};
@@ -95,6 +96,17 @@ impl RaftHost for Broker {
             expected: &|node| self.is_expected(group, node),
         }
         .check(sender, rpc)
+    }
+
+    fn vouch(&self, group: &GroupRaft, rpc: RaftRpc) -> RaftRpc {
+        match rpc {
+            RaftRpc::Vote(mut req) => {
+                let leader = group.leadership().leader;
+                liveness::vouch(&self.transport, self.cfg.node_id, leader, &mut req);
+                RaftRpc::Vote(req)
+            }
+            rpc => rpc,
+        }
     }
 
     fn read_frames(&self, group: u64, range: std::ops::Range<u64>, max_bytes: u32) -> RaftRpc {

@@ -231,7 +231,7 @@ impl GroupView<'_> {
                 }
                 Ok(())
             }
-            RaftRpc::Forward(_) => Ok(()),
+            RaftRpc::Forward(_) | RaftRpc::Beat => Ok(()),
             RaftRpc::ReadFrames { from, to, .. } => {
                 // Only another replica of the group may read its log, and only a range
                 // a damaged range can span.

@@ -22,7 +22,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -126,10 +126,17 @@ impl Transport {
             auth: self.auth.clone(),
             state: Mutex::new(LinkState::default()),
             next_id: AtomicU32::new(1),
+            heard_ms: AtomicU64::new(0),
         });
         tokio::spawn(PeerLink::maintain(Arc::downgrade(&link)));
         links.insert(target, link.clone());
         link
+    }
+
+    /// Whether this broker's detector holds broker `peer` dead ([`PeerLink::is_dead`]).
+    pub fn peer_dead(&self, peer: NodeId) -> bool {
+        let links = self.links.lock().unwrap_or_else(|p| p.into_inner());
+        links.get(&peer).is_some_and(|l| l.is_dead())
     }
 
     /// Asks broker `target` (the metadata leader) to propose a metadata command.
@@ -207,6 +214,7 @@ fn kind_name(rpc: &RaftRpc) -> &'static str {
         RaftRpc::Refused(_) => "refusal",
         RaftRpc::ReadFrames { .. } => "frame read",
         RaftRpc::Frames(_) => "frames",
+        RaftRpc::Beat => "beat",
     }
 }
 
@@ -246,9 +254,28 @@ pub struct PeerLink {
     auth: Arc<PeerAuth>,
     state: Mutex<LinkState>,
     next_id: AtomicU32,
+    /// When the peer last answered anything on this link, in milliseconds since
+    /// [`super::liveness::epoch`]; 0 if it never has.
+    heard_ms: AtomicU64,
 }
 
 impl PeerLink {
+    /// Whether this broker's detector holds the peer dead: it answered once, and since
+    /// then its connection closed (and is not back) or it has been silent for
+    /// [`super::liveness::DEAD_AFTER`]. A peer never heard from is not judged.
+    pub fn is_dead(&self) -> bool {
+        let heard = self.heard_ms.load(Ordering::Acquire);
+        heard != 0
+            && (!self.is_connected()
+                || super::liveness::now_ms().saturating_sub(heard)
+                    > super::liveness::DEAD_AFTER.as_millis() as u64)
+    }
+
+    fn heard(&self) {
+        self.heard_ms
+            .store(super::liveness::now_ms().max(1), Ordering::Release);
+    }
+
     fn state(&self) -> std::sync::MutexGuard<'_, LinkState> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -494,6 +521,7 @@ async fn read_answers(
                     "peer closed the connection: {answer:?}"
                 )));
             }
+            link.heard();
             link.complete(frame.header.correlation_id, answer);
         }
         if rd.read_buf(&mut buf).await? == 0 {

@@ -21,4 +21,5 @@ pub mod guard;
 pub mod inbound;
 pub mod link;
 pub mod listener;
+pub mod liveness;
 pub mod serve;

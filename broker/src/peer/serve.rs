@@ -58,6 +58,12 @@ pub trait RaftHost: Send + Sync + 'static {
     /// repairing a damaged range: [`RaftRpc::Frames`], or [`RaftRpc::Refused`] saying why
     /// not (not hosted here, damaged here too).
     fn read_frames(&self, group: u64, range: std::ops::Range<u64>, max_bytes: u32) -> RaftRpc;
+
+    /// A vote request for `group`, as this broker's failure detector vouches for it (see
+    /// [`super::liveness::vouch`]); anything else unchanged.
+    fn vouch(&self, _group: &GroupRaft, rpc: RaftRpc) -> RaftRpc {
+        rpc
+    }
 }
 
 /// The Raft side of one authenticated connection: who sent it, its budgets and its pipes.
@@ -156,8 +162,12 @@ pub async fn handle_raft<H: RaftHost>(host: &H, sender: NodeId, group: u64, rpc:
                 frames => frames,
             }
         }
+        RaftRpc::Beat => RaftRpc::Beat,
         rpc => match host.group_raft(group) {
-            Some(g) => g.serve(rpc).await,
+            Some(g) => {
+                let rpc = host.vouch(&g, rpc);
+                g.serve(rpc).await
+            }
             None => RaftRpc::Refused(format!(
                 "group {group} is not open on broker {}",
                 host.node_id()

@@ -21,6 +21,8 @@
 //!  14 read-frames u64 from | u64 to | u32 max_bytes: a repairing replica asks for the stored
 //!                 frames of entries [from, to) (at least one, then whole frames up to max_bytes)
 //!  15 frames     bytes32: the frames, back to back, exactly as stored
+//!  16 beat       (empty): a broker-level liveness beat, answered with a beat (group 0;
+//!                 see `crate::peer::liveness`)
 //!
 //! vote           term u64 | node_id u64 | committed u8
 //! log id         term u64 | index u64
@@ -76,6 +78,9 @@ pub enum RaftRpc {
     },
     /// The frames asked for, back to back, exactly as stored (each checked).
     Frames(Bytes),
+    /// A broker-level liveness beat, and its answer: one per broker pair, whatever the
+    /// number of groups they share.
+    Beat,
 }
 
 /// What became of a forwarded metadata command.
@@ -333,6 +338,7 @@ impl RaftRpc {
                 b.put_u8(15);
                 put_bytes(&mut b, frames);
             }
+            RaftRpc::Beat => b.put_u8(16),
         }
         b.freeze()
     }
@@ -429,6 +435,7 @@ impl RaftRpc {
                 max_bytes: r.u32()?,
             },
             15 => RaftRpc::Frames(r.bytes()?),
+            16 => RaftRpc::Beat,
             tag => {
                 return Err(DecodeError::InvalidTag {
                     what: "raft rpc",

@@ -91,7 +91,11 @@ pub struct ProducerConfig {
     /// How long the broker may take for one request (sent as the request's timeout; the
     /// client waits a little longer so that the broker's own answer arrives first).
     pub request_timeout: Duration,
-    /// Attempts after the first, for retriable errors.
+    /// Attempts after the first, for retriable errors. A leader change (`NotLeader`, a lost
+    /// or refused connection) is retried every [`LEADER_RETRY_MAX`] at most, for as long
+    /// as `request_timeout` from the first failure, whatever the count (0 still means
+    /// never retry): a failover takes well under a second, and a record should not fail
+    /// because it was retried too early, too often.
     pub retries: u32,
     pub retry_backoff: Backoff,
     /// Bytes of records enqueued and not yet acknowledged before `enqueue` waits.
@@ -464,6 +468,10 @@ struct Accumulator {
     flush_group: (mpsc::Sender<()>, mpsc::Receiver<()>),
 }
 
+/// The longest wait before retrying a request that failed because its partition's leader
+/// changed or could not be reached: failover takes a few hundred milliseconds.
+pub const LEADER_RETRY_MAX: Duration = Duration::from_millis(50);
+
 /// How many queued commands the accumulator takes per wake-up before checking timers.
 const DRAIN_BURST: usize = 4096;
 
@@ -671,16 +679,27 @@ impl Shared {
             Err(e) => Err(e),
         };
         let mut attempt = 0u32;
+        let mut failing_since = None;
         loop {
             let err = match result {
                 Ok(resp) => return Ok(resp),
                 Err(e) => e,
             };
             self.cluster.note_error(&self.topic, partition, &err);
-            if !err.is_retriable() || attempt >= self.config.retries {
+            let since = *failing_since.get_or_insert_with(Instant::now);
+            let leader_change = err.invalidates_metadata();
+            let give_up = if leader_change {
+                self.config.retries == 0 || since.elapsed() >= self.config.request_timeout
+            } else {
+                attempt >= self.config.retries
+            };
+            if !err.is_retriable() || give_up {
                 return Err((err, attempt + 1));
             }
             let mut delay = self.config.retry_backoff.delay(attempt);
+            if leader_change {
+                delay = delay.min(LEADER_RETRY_MAX);
+            }
             if let ClientError::Api(ApiError::Throttled { retry_after_ms, .. }) = &err {
                 delay = delay.max(Duration::from_millis(u64::from(*retry_after_ms)));
             }
