@@ -15,6 +15,8 @@ use crate::raft::types::NodeId;
 
 /// How often the groups are looked at while a peer is held dead.
 const TICK: Duration = Duration::from_millis(25);
+/// How often idle partition groups are quieted (see `crate::partition::quiet`).
+const SETTLE_EVERY: Duration = Duration::from_millis(250);
 
 /// A group whose leader is held dead, as this replica saw it first.
 struct Suspicion {
@@ -29,13 +31,34 @@ pub(super) async fn watch_peers(weak: Weak<Broker>) {
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut last_beat: Option<Instant> = None;
+    let mut last_settle = Instant::now();
     let mut suspected: HashMap<u64, Suspicion> = HashMap::new();
+    let mut alive: BTreeSet<NodeId> = BTreeSet::new();
     loop {
         tick.tick().await;
         let Some(broker) = weak.upgrade() else { return };
         let peers = broker.peer_ids();
         if peers.is_empty() {
             continue;
+        }
+        let now_alive: BTreeSet<NodeId> = peers
+            .iter()
+            .copied()
+            .filter(|&id| broker.transport.peer_alive(id))
+            .collect();
+        for &back in now_alive.difference(&alive) {
+            for p in broker.hosted() {
+                p.wake_for_peer(back).await;
+            }
+        }
+        alive = now_alive;
+        if last_settle.elapsed() >= SETTLE_EVERY {
+            last_settle = Instant::now();
+            let meta = broker.metadata();
+            for p in broker.hosted() {
+                let known = meta.leaders.get(&p.group).map(|l| l.node);
+                p.settle(|id| alive.contains(&id), known);
+            }
         }
         if last_beat.is_none_or(|t| t.elapsed() >= BEAT) {
             let addrs = peers

@@ -192,6 +192,15 @@ impl Broker {
 
     /// Takes partitions whose Raft group stopped on a storage error out of service; the
     /// next reconcile reopens them from what is durable.
+    /// Whether a partition placed here waits to be (re)opened.
+    pub(super) fn reopening(&self) -> bool {
+        !self
+            .failed
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_empty()
+    }
+
     pub(super) async fn check_health(&self) {
         let broken: Vec<Arc<Partition>> = self
             .hosted()

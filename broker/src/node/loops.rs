@@ -31,7 +31,9 @@ pub(super) async fn register(weak: Weak<Broker>) {
 }
 
 /// Opens and closes partitions as the metadata changes, and reopens those whose storage
-/// failed (e.g. once disk space returns).
+/// failed (e.g. once disk space returns). Placement is reconciled when the metadata
+/// changes, or while a partition waits to be reopened; otherwise a tick only looks for
+/// failed storage (a flag per partition).
 pub(super) async fn reconcile(weak: Weak<Broker>) {
     let Some(mut rx) = weak.upgrade().map(|b| b.meta_state.clone()) else {
         return;
@@ -43,6 +45,9 @@ pub(super) async fn reconcile(weak: Weak<Broker>) {
         }
         let Some(broker) = weak.upgrade() else { return };
         broker.check_health().await;
+        if changed.is_err() && !broker.reopening() {
+            continue;
+        }
         if let Err(e) = broker.reconcile().await {
             tracing::error!(error = %e, "could not open a partition; retrying");
         }

@@ -98,6 +98,18 @@ impl RaftHost for Broker {
         .check(sender, rpc)
     }
 
+    fn stir(&self, group: u64) {
+        let p = self
+            .by_group
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&group)
+            .cloned();
+        if let Some(p) = p {
+            p.stir();
+        }
+    }
+
     fn vouch(&self, group: &GroupRaft, rpc: RaftRpc) -> RaftRpc {
         match rpc {
             RaftRpc::Vote(mut req) => {

@@ -299,6 +299,7 @@ impl Partition {
         };
         if let Some(to) = target {
             tracing::warn!(topic = %self.topic, partition = self.partition, to, "handing leadership over: this replica's log is damaged");
+            self.stir();
             if let Err(e) = self.raft.trigger().transfer_leader(to).await {
                 tracing::debug!(error = %e, "leader transfer");
             }

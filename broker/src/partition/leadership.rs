@@ -34,6 +34,7 @@ impl Partition {
         };
         if caught_up {
             tracing::info!(topic = %self.topic, partition = self.partition, to = preferred, "handing leadership back to the preferred replica");
+            self.stir();
             if let Err(e) = self.raft.trigger().transfer_leader(preferred).await {
                 tracing::debug!(error = %e, "leader transfer");
             }
@@ -110,6 +111,7 @@ pub(super) async fn on_lead(weak: std::sync::Weak<Partition>) {
             return; // the group stopped
         };
         let Some(p) = weak.upgrade() else { return };
+        p.stir();
         match p.raft.write_blank().await {
             Ok(_) => {
                 // Applied: everything acknowledged before this term is below the watermark.

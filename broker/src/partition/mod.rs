@@ -46,6 +46,7 @@ use crate::raft::types::{Applied, NodeId, Proposal, TypeConfig};
 
 mod integrity;
 mod leadership;
+mod quiet;
 mod retention;
 
 pub use integrity::Repair;
@@ -126,6 +127,8 @@ pub struct Partition {
     /// Damaged ranges the last repair round found no healthy copy of, by first index, with
     /// why (see `integrity`).
     quarantined: Mutex<HashMap<u64, String>>,
+    /// Heartbeats and elections off while idle (see `quiet`).
+    quiet: quiet::Quiet,
 }
 
 impl std::fmt::Debug for Partition {
@@ -264,6 +267,7 @@ impl Partition {
             checks,
             scrub: Mutex::default(),
             quarantined: Mutex::new(HashMap::new()),
+            quiet: quiet::Quiet::new(),
         });
         tokio::spawn(Writer::new(p.clone()).run(rx));
         tokio::spawn(on_lead(Arc::downgrade(&p)));
@@ -493,6 +497,7 @@ impl Writer {
         }
         // A blank entry of our own, applied: everything before it is committed and applied.
         // (A restarted single voter may resume its old term without a new first entry.)
+        self.p.stir();
         self.p
             .raft
             .write_blank()
@@ -618,6 +623,7 @@ enum Proposed {
 
 /// Submits a stamped batch to the Raft group (returns once it is queued, in order).
 async fn propose(p: &Partition, batch: Bytes) -> Proposed {
+    p.stir();
     let (responder, commit, complete) = ProgressResponder::new();
     match p
         .raft

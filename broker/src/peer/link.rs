@@ -43,7 +43,9 @@ use crate::raft::types::NodeId;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 const BACKOFF_MIN: Duration = Duration::from_millis(50);
-const BACKOFF_MAX: Duration = Duration::from_secs(1);
+/// Short, so that a restarted peer is heard again (and its quiet groups woken) well
+/// within an election timeout; a dead peer costs four refused connects a second.
+const BACKOFF_MAX: Duration = Duration::from_millis(250);
 const WRITE_BUFFER: usize = 64 * 1024;
 
 /// Finds a broker's address (the `--peer` list, then the cluster metadata).
@@ -131,6 +133,12 @@ impl Transport {
         tokio::spawn(PeerLink::maintain(Arc::downgrade(&link)));
         links.insert(target, link.clone());
         link
+    }
+
+    /// Whether this broker's detector positively hears broker `peer` ([`PeerLink::is_alive`]).
+    pub fn peer_alive(&self, peer: NodeId) -> bool {
+        let links = self.links.lock().unwrap_or_else(|p| p.into_inner());
+        links.get(&peer).is_some_and(|l| l.is_alive())
     }
 
     /// Whether this broker's detector holds broker `peer` dead ([`PeerLink::is_dead`]).
@@ -269,6 +277,15 @@ impl PeerLink {
             && (!self.is_connected()
                 || super::liveness::now_ms().saturating_sub(heard)
                     > super::liveness::DEAD_AFTER.as_millis() as u64)
+    }
+
+    /// Whether the detector positively hears the peer: connected, and answering.
+    pub fn is_alive(&self) -> bool {
+        let heard = self.heard_ms.load(Ordering::Acquire);
+        heard != 0
+            && self.is_connected()
+            && super::liveness::now_ms().saturating_sub(heard)
+                <= super::liveness::DEAD_AFTER.as_millis() as u64
     }
 
     fn heard(&self) {

@@ -64,6 +64,22 @@ pub trait RaftHost: Send + Sync + 'static {
     fn vouch(&self, _group: &GroupRaft, rpc: RaftRpc) -> RaftRpc {
         rpc
     }
+
+    /// Group `group` got work from a peer (entries, a vote, a snapshot, a transfer): wake
+    /// it if it is quiet (see `crate::partition::quiet`).
+    fn stir(&self, _group: u64) {}
+}
+
+/// Whether an RPC is work for its group (an append with entries, not a bare heartbeat).
+fn is_work(rpc: &RaftRpc) -> bool {
+    match rpc {
+        RaftRpc::Append(a) | RaftRpc::StreamAppend(a) => !a.entries.is_empty(),
+        RaftRpc::Vote(_)
+        | RaftRpc::PreVote(_)
+        | RaftRpc::Snapshot { .. }
+        | RaftRpc::TransferLeader(_) => true,
+        _ => false,
+    }
 }
 
 /// The Raft side of one authenticated connection: who sent it, its budgets and its pipes.
@@ -110,6 +126,9 @@ impl PeerFrames {
                     Ok((r.group_id, RaftRpc::Refused(refusal.to_string())))
                 }
                 Ok(RaftRpc::StreamAppend(append)) => {
+                    if !append.entries.is_empty() {
+                        host.stir(r.group_id);
+                    }
                     // A peer's stream append joins its group's pipe here, in arrival order.
                     let raft = host.group_raft(r.group_id);
                     let held = (req_permit, byte_permit);
@@ -117,7 +136,12 @@ impl PeerFrames {
                         .push(raft, r.group_id, frame.header, append, held, out);
                     return;
                 }
-                Ok(rpc) => Ok((r.group_id, rpc)),
+                Ok(rpc) => {
+                    if is_work(&rpc) {
+                        host.stir(r.group_id);
+                    }
+                    Ok((r.group_id, rpc))
+                }
                 Err(e) => Err(ApiError::other(ErrorCode::CorruptFrame, e.to_string())),
             },
             Ok(other) => Err(ApiError::other(

@@ -4,7 +4,7 @@
 //! every acknowledged record is in the log. Prints each kill, the median and the maximum
 //! (issue 13's targets: median <= 1 s, max <= 2 s over >= 10 kills).
 //!
-//!   cargo run --release -p steme-tests --bin failover-bench -- [KILLS]
+//!   cargo run --release -p steme-tests --example failover_bench -- [KILLS]
 //!
 //! The brokers run with their default timings (heartbeat 250 ms, election 1-2 s). The
 //! binaries are `CARGO_BIN_EXE_steme-broker` and `CARGO_BIN_EXE_steme` if set (to measure
