@@ -28,6 +28,7 @@ use openraft::impls::ProgressResponder;
 use openraft::raft::ClientWriteResult;
 use openraft::type_config::async_runtime::WatchReceiver;
 use openraft::{BasicNode, ServerState};
+use steme_protocol::assertion::IdHashing;
 use steme_protocol::batch::patch_header;
 use steme_protocol::messages::describe_topic::PartitionDescription;
 use steme_protocol::messages::list_offsets::{ListOffsetsResponse, OffsetSpec};
@@ -449,11 +450,14 @@ enum Fate {
     RepeatOf(u64),
 }
 
+/// Content ids of proposals not yet applied, with where their proposal will land.
+type Inflight = HashMap<AssertionId, (Landing, u64), IdHashing>;
+
 /// The single writer of one partition (see the module docs).
 struct Writer {
     p: Arc<Partition>,
     /// Content ids of proposals not yet applied, with where their proposal will land.
-    inflight: Arc<Mutex<HashMap<AssertionId, (Landing, u64)>>>,
+    inflight: Arc<Mutex<Inflight>>,
     /// The term whose first entry this leader has applied (D5), if it is the current one.
     ready_term: Option<u64>,
     /// HLC of the last record stamped (applied or in flight).
@@ -464,7 +468,7 @@ impl Writer {
     fn new(p: Arc<Partition>) -> Writer {
         Writer {
             p,
-            inflight: Arc::new(Mutex::new(HashMap::new())),
+            inflight: Arc::new(Mutex::new(HashMap::default())),
             ready_term: None,
             last_hlc: 0,
         }
@@ -524,7 +528,8 @@ impl Writer {
         }
         let hwm = p.high_watermark();
         let mut fates = Vec::with_capacity(job.ids.len());
-        let mut seen: HashSet<&AssertionId> = HashSet::with_capacity(job.ids.len());
+        let mut seen: HashSet<&AssertionId, IdHashing> =
+            HashSet::with_capacity_and_hasher(job.ids.len(), IdHashing::default());
         let mut new_count = 0u64;
         {
             let inflight = self.inflight.lock().unwrap_or_else(|p| p.into_inner());

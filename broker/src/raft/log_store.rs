@@ -280,31 +280,49 @@ fn sync_loop(rx: mpsc::Receiver<SyncRequest>) {
                 .1
                 .push((req.index, req.done));
         }
-        for (group, (log, waiting)) in by_group {
-            behind.insert(group, log.clone());
-            // One fsync covers every append made before it started.
-            match log.flusher.flush() {
-                Ok(durable) => {
-                    let durable = durable.unwrap_or(0);
-                    for (index, done) in waiting {
-                        if index <= durable {
-                            done.io_completed(Ok(()));
-                        } else {
-                            // Truncated and re-appended meanwhile: the sync did not cover it.
-                            done.io_completed(Err(io::Error::other(format!(
-                                "group {}: index {index} not durable after sync (durable {durable})",
-                                log.group_id
-                            ))));
-                        }
-                    }
+        for (group, (log, _)) in &by_group {
+            behind.insert(*group, log.clone());
+        }
+        // Independent logs sync in parallel, up to SYNC_THREADS at once (one fsync each
+        // covers every append made to it before it started): a round of many logs costs
+        // about its slowest syncs, not their sum.
+        let mut round: Vec<(Arc<GroupLog>, Vec<Waiting>)> = by_group.into_values().collect();
+        let per_thread = round.len().div_ceil(SYNC_THREADS);
+        std::thread::scope(|s| {
+            while round.len() > per_thread {
+                let part = round.split_off(round.len() - per_thread);
+                s.spawn(move || part.into_iter().for_each(|(log, w)| sync_one(&log, w)));
+            }
+            round.into_iter().for_each(|(log, w)| sync_one(&log, w));
+        });
+    }
+}
+
+/// Threads (the syncer's own included) that sync logs at once in one round.
+const SYNC_THREADS: usize = 4;
+
+/// Syncs one log and answers the appends waiting for it.
+fn sync_one(log: &GroupLog, waiting: Vec<Waiting>) {
+    match log.flusher.flush() {
+        Ok(durable) => {
+            let durable = durable.unwrap_or(0);
+            for (index, done) in waiting {
+                if index <= durable {
+                    done.io_completed(Ok(()));
+                } else {
+                    // Truncated and re-appended meanwhile: the sync did not cover it.
+                    done.io_completed(Err(io::Error::other(format!(
+                        "group {}: index {index} not durable after sync (durable {durable})",
+                        log.group_id
+                    ))));
                 }
-                Err(e) => {
-                    tracing::error!(group = log.group_id, error = %e, "fsync failed; the log refuses writes");
-                    let msg = e.to_string();
-                    for (_, done) in waiting {
-                        done.io_completed(Err(io::Error::other(msg.clone())));
-                    }
-                }
+            }
+        }
+        Err(e) => {
+            tracing::error!(group = log.group_id, error = %e, "fsync failed; the log refuses writes");
+            let msg = e.to_string();
+            for (_, done) in waiting {
+                done.io_completed(Err(io::Error::other(msg.clone())));
             }
         }
     }

@@ -63,6 +63,31 @@ pub const VERIFY_CHUNK: usize = 64;
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct AssertionId(pub [u8; 32]);
 
+/// A hasher for maps keyed by [`AssertionId`]: an id is BLAKE3 output, already uniform, so
+/// its first eight bytes are the hash (no SipHash pass per lookup). Not for keys an
+/// attacker chooses freely: an id is the hash of content, so choosing ids means finding
+/// BLAKE3 preimages.
+#[derive(Default, Clone, Copy)]
+pub struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // The array's bytes (after its length, which `write_usize` ignores).
+        if let Some(first) = bytes.first_chunk::<8>() {
+            self.0 = u64::from_le_bytes(*first);
+        }
+    }
+
+    fn write_usize(&mut self, _len: usize) {}
+}
+
+/// The `BuildHasher` of [`IdHasher`].
+pub type IdHashing = std::hash::BuildHasherDefault<IdHasher>;
+
 impl AssertionId {
     /// The id of canonical assertion bytes.
     pub fn of(canonical: &[u8]) -> AssertionId {
