@@ -201,7 +201,7 @@ consume = pick(steme, op="consume")
 npub, ncon = pick(nats, op="publish"), pick(nats, op="consume")
 print("\n== ratios (same machine, same run) ==")
 if signed:
-    print(f"signed produce / one-core batch-verify ceiling: {signed.get('ratio_to_verify_ceiling')}")
+    print(f"signed produce / one-core batch-verify ceiling: {signed.get('ratio_to_verify_ceiling')}; / all cores': {signed.get('ratio_to_all_cores_verify_ceiling')}")
 for name, mine in (("signed produce", signed), ("unverified produce", nv)):
     if mine and npub:
         r = float(mine["msgs_per_s"]) / float(npub["msgs_per_s"])

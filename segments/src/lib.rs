@@ -7,7 +7,7 @@
 //! - [`error`]: the crate's one error enum.
 //! - [`format`](mod@format): byte layouts of segment headers, entry frames, index files and metadata.
 //! - [`io`]: the [`FileIo`] trait, the real implementation and a fault-injecting one.
-//! - `sys`: the only `unsafe` — read-only mappings handed out as `Bytes`.
+//! - `sys`: the only `unsafe` — read-only mappings handed out as `Bytes`, and `fallocate`.
 //! - `segment`: one segment in memory and every lookup inside it.
 //! - `log`: the writer [`Log`]: append, roll, truncate, purge, reset, retention,
 //!   metadata, recovery on open.

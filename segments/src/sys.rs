@@ -1,4 +1,5 @@
-//! The one place with `unsafe`: read-only shared mappings of segment and index files,
+//! The one place with `unsafe`: `fallocate` ([`allocate`]), and read-only shared mappings
+//! of segment and index files,
 //! handed out as [`Bytes`] that own the mapping (`Bytes::from_owner`), so every read is a
 //! zero-copy slice and the mapping lives as long as the last slice of it.
 #![allow(unsafe_code)]
@@ -32,4 +33,35 @@ pub(crate) fn map_file(file: &File) -> io::Result<Bytes> {
     // no byte a reader can reach is concurrently written or unmapped by truncation.
     let map = unsafe { Mmap::map(file)? };
     Ok(Bytes::from_owner(map))
+}
+
+/// Allocates the disk blocks of `file`'s range from `offset`, `len` bytes long (the size
+/// is not changed), so that a later `fdatasync` of writes there does not also have to
+/// allocate them. Segments are sized sparsely up front (no disk used for what is never
+/// written); the writer allocates a few MiB ahead of itself. Best effort: `Ok` where the
+/// call is not available.
+pub(crate) fn allocate(file: &File, offset: u64, len: u64) -> io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        let (Ok(offset), Ok(len)) = (libc::off_t::try_from(offset), libc::off_t::try_from(len))
+        else {
+            return Ok(());
+        };
+        // SAFETY: plain syscall on a file descriptor this `File` owns for the call's
+        // duration; no memory is passed.
+        let r = unsafe {
+            libc::fallocate(file.as_raw_fd(), libc::FALLOC_FL_KEEP_SIZE, offset, len)
+        };
+        if r != 0 {
+            let e = io::Error::last_os_error();
+            // Filesystems without fallocate (tmpfs has it; some do not): nothing to do.
+            if e.raw_os_error() != Some(libc::EOPNOTSUPP) {
+                return Err(e);
+            }
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (file, offset, len);
+    Ok(())
 }

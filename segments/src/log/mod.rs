@@ -34,6 +34,8 @@ mod truncate;
 
 const META_FILE: &str = "meta";
 const TMP_SUFFIX: &str = "tmp";
+/// How far past the write position the active file's blocks are kept allocated.
+const ALLOCATE_AHEAD: u64 = 8 << 20;
 
 /// The payload of a new entry.
 #[derive(Debug)]
@@ -82,6 +84,9 @@ pub struct Log {
     /// Highest byte position ever written in the active file since it was opened: a
     /// truncation zeroes up to here.
     written_to: u64,
+    /// How far the active file's blocks are allocated (see [`crate::sys::allocate`]); a
+    /// hint, reset when the active file changes.
+    allocated_to: u64,
     meta: MetaFile,
     interval_thread: Option<JoinHandle<()>>,
 }
@@ -292,6 +297,7 @@ impl Log {
             cfg,
             active_file,
             written_to,
+            allocated_to: 0,
             meta: log_meta,
             interval_thread: None,
         };
@@ -563,7 +569,7 @@ impl Log {
             (st.active().data.len() as u64, st.active().log_path())
         };
         if end <= len {
-            return Ok(());
+            return self.allocate_ahead(end, &path);
         }
         let grow = if self.cfg.preallocate {
             self.cfg.segment_bytes
@@ -576,6 +582,21 @@ impl Log {
             .map_err(Error::io("extend", &path))?;
         let data = map_file(&self.active_file).map_err(Error::io("map", &path))?;
         self.shared.write().active_mut().data = data;
+        self.allocate_ahead(end, &path)
+    }
+
+    /// Keeps the active file's blocks allocated [`ALLOCATE_AHEAD`] past `end`, so the
+    /// group commit's `fdatasync` writes data, not block allocations (one `fallocate` per
+    /// few MiB written).
+    fn allocate_ahead(&mut self, end: u64, path: &std::path::Path) -> Result<()> {
+        if end <= self.allocated_to {
+            return Ok(());
+        }
+        let from = self.allocated_to.max(end.saturating_sub(1) / 4096 * 4096);
+        let to = end + ALLOCATE_AHEAD;
+        crate::sys::allocate(&self.active_file, from, to - from)
+            .map_err(Error::io("allocate", path))?;
+        self.allocated_to = to;
         Ok(())
     }
 
@@ -630,6 +651,7 @@ impl Log {
         debug_assert_ne!(old_base, header.base_offset);
         self.active_file = file;
         self.written_to = SEGMENT_HEADER_LEN as u64;
+        self.allocated_to = 0;
         self.checkpoint()
     }
 

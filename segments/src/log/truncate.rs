@@ -125,6 +125,7 @@ impl Log {
             d.next = d.next.min(cut_index);
         }
         self.active_file = file;
+        self.allocated_to = 0;
         self.written_to = cut_pos;
         self.lower_durable_point(&later)?;
         let path = segment_path(&dir, k_base);
@@ -317,6 +318,7 @@ impl Log {
             d.next = next_index;
         }
         self.active_file = file;
+        self.allocated_to = 0;
         self.written_to = SEGMENT_HEADER_LEN as u64;
         if let Err(e) = self.shared.io.sync_dir(&dir) {
             self.shared
