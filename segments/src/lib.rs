@@ -91,6 +91,6 @@ pub use error::{Error, Result};
 pub use flush::Flusher;
 pub use format::{DurablePoint, EntryKind};
 pub use io::{Fault, FaultyIo, FileIo, RealIo};
-pub use log::{Appended, Cut, Log, NewEntry, Payload, PurgePlan, RecoveryReport};
+pub use log::{Appended, Cut, Log, MetaWrite, NewEntry, Payload, PurgePlan, RecoveryReport};
 pub use reader::{Entry, IdMapStats, LogReader, OffsetRead};
 pub use segment::{ids_path, index_path, segment_path};

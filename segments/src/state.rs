@@ -126,6 +126,8 @@ pub(crate) struct Shared {
     pub damage: Mutex<Registry>,
     /// The sealed segments' ids in one table (lock order: after the state lock).
     pub ids: Mutex<IdMap>,
+    /// Sequence number of the last metadata file write that landed; held while writing.
+    pub meta_written: Mutex<u64>,
 }
 
 impl Shared {

@@ -50,9 +50,8 @@ pub(crate) fn allocate(file: &File, offset: u64, len: u64) -> io::Result<()> {
         };
         // SAFETY: plain syscall on a file descriptor this `File` owns for the call's
         // duration; no memory is passed.
-        let r = unsafe {
-            libc::fallocate(file.as_raw_fd(), libc::FALLOC_FL_KEEP_SIZE, offset, len)
-        };
+        let r =
+            unsafe { libc::fallocate(file.as_raw_fd(), libc::FALLOC_FL_KEEP_SIZE, offset, len) };
         if r != 0 {
             let e = io::Error::last_os_error();
             // Filesystems without fallocate (tmpfs has it; some do not): nothing to do.

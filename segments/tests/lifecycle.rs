@@ -172,3 +172,20 @@ fn metadata_and_checkpoint_survive_reopen() -> anyhow::Result<()> {
     model.check(&log.reader())?;
     Ok(())
 }
+
+/// A metadata write committed after a later one has landed changes nothing: the file keeps
+/// the later state (which holds the earlier updates too).
+#[test]
+fn metadata_writes_land_in_sequence_whatever_the_commit_order() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut log = open(dir.path(), small_config())?;
+    let first = log.prepare_meta(&[("applied", Some(b"1")), ("vote", Some(b"a"))])?;
+    let second = log.prepare_meta(&[("applied", Some(b"2"))])?;
+    second.commit()?;
+    first.commit()?;
+    drop(log);
+    let log = open(dir.path(), small_config())?;
+    assert_eq!(log.meta_get("applied"), Some(&b"2"[..]));
+    assert_eq!(log.meta_get("vote"), Some(&b"a"[..]));
+    Ok(())
+}

@@ -200,10 +200,14 @@ impl PartitionSm {
 
     fn persist(&mut self) -> io::Result<()> {
         let enc = self.applied.encode();
-        self.log
+        // Prepared under the log's lock, written (two fsyncs) after releasing it, so the
+        // appends this lock serialises never wait for it.
+        let write = self
+            .log
             .lock()
-            .set_meta(&[(META_APPLIED, Some(&enc[..]))])
+            .prepare_meta(&[(META_APPLIED, Some(&enc[..]))])
             .map_err(io_err)?;
+        write.commit().map_err(io_err)?;
         self.last_persist = Instant::now();
         self.dirty = false;
         Ok(())

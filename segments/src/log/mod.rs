@@ -1,7 +1,6 @@
 //! The writer: [`Log`] appends, rolls, truncates, purges, keeps metadata, and recovers on
 //! open. Readers ([`crate::LogReader`]) and flushers ([`Flusher`]) share its state.
 
-use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
@@ -29,8 +28,11 @@ use crate::segment::{
 use crate::state::{Cond, DurableState, Shared, State, SyncState, SyncTarget, lock, now_ms};
 use crate::sys::map_file;
 
+mod meta;
 mod repair;
 mod truncate;
+
+pub use meta::MetaWrite;
 
 const META_FILE: &str = "meta";
 const TMP_SUFFIX: &str = "tmp";
@@ -84,6 +86,8 @@ pub struct Log {
     /// Highest byte position ever written in the active file since it was opened: a
     /// truncation zeroes up to here.
     written_to: u64,
+    /// Sequence number of the last metadata file write prepared (see [`MetaWrite`]).
+    meta_seq: u64,
     /// How far the active file's blocks are allocated (see [`crate::sys::allocate`]); a
     /// hint, reset when the active file changes.
     allocated_to: u64,
@@ -291,6 +295,7 @@ impl Log {
             durable_cond: Cond::new(),
             damage: Mutex::new(registry),
             ids: Mutex::new(Default::default()),
+            meta_written: Mutex::new(0),
         });
         let mut log = Log {
             shared,
@@ -298,6 +303,7 @@ impl Log {
             active_file,
             written_to,
             allocated_to: 0,
+            meta_seq: 0,
             meta: log_meta,
             interval_thread: None,
         };
@@ -698,51 +704,6 @@ impl Log {
             }
         }
         Ok(out)
-    }
-
-    // -----------------------------------------------------------------------------------
-    // Metadata
-
-    /// The Raft layer's small key/values (vote, committed, applied, …), in its own
-    /// encodings.
-    pub fn meta(&self) -> &BTreeMap<String, Vec<u8>> {
-        &self.meta.kv
-    }
-
-    pub fn meta_get(&self, key: &str) -> Option<&[u8]> {
-        self.meta.kv.get(key).map(Vec::as_slice)
-    }
-
-    /// Sets (`Some`) or removes (`None`) keys, atomically and durably (write a temporary
-    /// file, fsync, rename, fsync the directory) before returning.
-    pub fn set_meta(&mut self, updates: &[(&str, Option<&[u8]>)]) -> Result<()> {
-        self.shared.check_writable()?;
-        for (k, v) in updates {
-            if k.len() > usize::from(u16::MAX) {
-                return Err(Error::Config(format!(
-                    "meta key too long: {} bytes",
-                    k.len()
-                )));
-            }
-            match v {
-                Some(v) => self.meta.kv.insert((*k).to_owned(), v.to_vec()),
-                None => self.meta.kv.remove(*k),
-            };
-        }
-        self.write_meta()
-    }
-
-    fn write_meta(&mut self) -> Result<()> {
-        let path = self.shared.dir.join(META_FILE);
-        let bytes = self.meta.encode();
-        if let Err(e) = write_file_atomically(self.shared.io.as_ref(), &path, &bytes, true)
-            .and_then(|_| self.shared.io.sync_dir(&self.shared.dir))
-        {
-            self.shared
-                .poison(format!("writing {} failed: {e}", path.display()));
-            return Err(Error::io("write metadata", path)(e));
-        }
-        Ok(())
     }
 
     /// Advances the recovery checkpoint past every segment known durable, if it moved.
