@@ -4,7 +4,11 @@
 //! every acknowledged record is in the log. Prints each kill, the median and the maximum
 //! (issue 13's targets: median <= 1 s, max <= 2 s over >= 10 kills).
 //!
-//!   cargo run --release -p steme-tests --example failover_bench -- [KILLS]
+//!   cargo run --release -p steme-tests --example failover_bench -- [KILLS] [idle]
+//!
+//! With `idle`, the producer pauses for 4 s before each kill, so the group has gone quiet
+//! (no heartbeats, no election timers: `broker/src/partition/quiet.rs`) when its leader
+//! dies, and resumes right after the kill.
 //!
 //! The brokers run with their default timings (heartbeat 250 ms, election 1-2 s). The
 //! binaries are `CARGO_BIN_EXE_steme-broker` and `CARGO_BIN_EXE_steme` if set (to measure
@@ -34,6 +38,7 @@ async fn main() -> anyhow::Result<()> {
         .transpose()
         .context("KILLS must be a number")?
         .unwrap_or(10);
+    let idle = std::env::args().nth(2).is_some_and(|a| a == "idle");
     let assertions = signed(&steme_tests::unique("failover"), 200_000, 200)?;
     let mut opts = ClusterOptions::new(3);
     // Default timings; no preferred-leader moves while we measure.
@@ -51,13 +56,18 @@ async fn main() -> anyhow::Result<()> {
 
     let writes: Writes = Arc::default();
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let paused = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let writer = {
         let (producer, writes, stop) = (producer.clone(), writes.clone(), stop.clone());
+        let paused = paused.clone();
         tokio::spawn(async move {
             let mut acks = Vec::new();
             for a in assertions {
                 if stop.load(std::sync::atomic::Ordering::Acquire) {
                     break;
+                }
+                while paused.load(std::sync::atomic::Ordering::Acquire) {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
                 }
                 let i = {
                     let mut w = writes.lock().expect("writes");
@@ -78,8 +88,13 @@ async fn main() -> anyhow::Result<()> {
         let leader = cluster
             .wait_for_leader(TOPIC, 0, None, Duration::from_secs(60))
             .await?;
+        if idle {
+            paused.store(true, std::sync::atomic::Ordering::Release);
+            tokio::time::sleep(Duration::from_secs(4)).await;
+        }
         let t0 = Instant::now();
         cluster.broker_mut(leader).kill9()?;
+        paused.store(false, std::sync::atomic::Ordering::Release);
         let acked_at = first_ack_sent_after(&writes, t0, Duration::from_secs(60)).await?;
         let took = acked_at - t0;
         println!(
@@ -107,13 +122,14 @@ async fn main() -> anyhow::Result<()> {
     let median = figures[figures.len() / 2];
     let max = *figures.last().context("no kills")?;
     println!(
-        "failover over {} kills: median {} ms, max {} ms (targets: median <= 1000 ms, max <= 2000 ms)",
+        "failover over {} kills{}: median {} ms, max {} ms (targets: median <= 1000 ms, max <= 2000 ms)",
         figures.len(),
+        if idle { " of quiet groups" } else { "" },
         ms(median),
         ms(max)
     );
     println!(
-        "RESULT peer=steme replicas=3 op=failover kills={} median_ms={} max_ms={} min_ms={}",
+        "RESULT peer=steme replicas=3 op=failover idle={idle} kills={} median_ms={} max_ms={} min_ms={}",
         figures.len(),
         ms(median),
         ms(max),
