@@ -210,8 +210,9 @@ pub(crate) fn check_batch(
 }
 
 /// Records below which a request's signatures are verified on one core: a thread costs
-/// tens of microseconds, a chunk of 64 signatures about two milliseconds.
-const PARALLEL_VERIFY_MIN: usize = 4 * VERIFY_CHUNK;
+/// tens of microseconds, a chunk of 64 signatures about two milliseconds, so two chunks
+/// are already worth splitting.
+const PARALLEL_VERIFY_MIN: usize = 2 * VERIFY_CHUNK;
 
 /// Verifies a batch's signatures, split into contiguous parts (whole chunks of
 /// [`VERIFY_CHUNK`]) over the machine's cores, and returns the records' content ids in

@@ -2,6 +2,7 @@
 //! metadata leader, proposals forwarded to it. Everything is checked against its sender
 //! first ([`crate::peer::guard`]).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -9,6 +10,7 @@ use openraft::type_config::async_runtime::WatchReceiver;
 
 use super::{Broker, METADATA_TIMEOUT};
 use crate::metadata::{Command, METADATA_GROUP};
+use crate::partition::Partition;
 use crate::peer::guard::{self, GroupView, LocalLeader, Refusal};
 use crate::peer::liveness;
 use crate::peer::serve::RaftHost;
@@ -30,11 +32,17 @@ impl Broker {
                 || state.brokers.contains_key(&node)
                 || state.peers.contains_key(&node);
         }
+        self.group_partition(group)
+            .is_some_and(|p| p.replicas.contains(&node))
+    }
+
+    /// The partition hosted here whose Raft group is `group`.
+    fn group_partition(&self, group: u64) -> Option<Arc<Partition>> {
         self.by_group
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .get(&group)
-            .is_some_and(|p| p.replicas.contains(&node))
+            .cloned()
     }
 
     /// What the replica of `group` here sees: its term and the leader it follows, once it
@@ -73,10 +81,7 @@ impl RaftHost for Broker {
         if group == METADATA_GROUP {
             return Some(GroupRaft::Meta(self.meta.clone()));
         }
-        self.by_group
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&group)
+        self.group_partition(group)
             .map(|p| GroupRaft::Partition(p.raft().clone()))
     }
 
@@ -99,13 +104,7 @@ impl RaftHost for Broker {
     }
 
     fn stir(&self, group: u64) {
-        let p = self
-            .by_group
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&group)
-            .cloned();
-        if let Some(p) = p {
+        if let Some(p) = self.group_partition(group) {
             p.stir();
         }
     }
@@ -122,13 +121,7 @@ impl RaftHost for Broker {
     }
 
     fn read_frames(&self, group: u64, range: std::ops::Range<u64>, max_bytes: u32) -> RaftRpc {
-        let p = self
-            .by_group
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&group)
-            .cloned();
-        match p {
+        match self.group_partition(group) {
             Some(p) => p.read_frames(range, max_bytes),
             None => RaftRpc::Refused(format!(
                 "group {group} is not open on broker {}",
