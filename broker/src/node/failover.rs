@@ -28,6 +28,12 @@ struct Suspicion {
 /// Beats every peer each [`BEAT`] and, while any is held dead, has this replica stand for
 /// election (in its turn) in each group that dead peer leads.
 pub(super) async fn watch_peers(weak: Weak<Broker>) {
+    // A broker without a peer plane has no one to beat, and must not hold itself alive
+    // (a strong reference every tick) past its owner's drop: its data-directory lock is
+    // released only when the last reference goes.
+    if weak.upgrade().is_none_or(|b| b.secret.is_none()) {
+        return;
+    }
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut last_beat: Option<Instant> = None;

@@ -69,11 +69,6 @@ impl Partition {
         }
     }
 
-    /// Whether the group is quiet now.
-    pub fn is_quiet(&self) -> bool {
-        self.quiet.quiet.load(Ordering::Acquire)
-    }
-
     /// Broker `peer` has come (back) to life: a group this replica leads with a replica
     /// there wakes and heartbeats at once, so that replica learns its leader before its
     /// election timer runs out.
