@@ -139,7 +139,7 @@ async fn bad_signature_wrong_partition_and_unknown_topic_are_refused() -> TestRe
         r.signature.as_ptr() as usize - batch.as_bytes().as_ptr() as usize
     };
     b[sig_pos + 5] ^= 0x01;
-    steme_protocol::batch::patch_base_offset(&mut b, 0);
+    steme_protocol::batch::reseal(&mut b);
     let err = c.call(&produce_req("t", 1, b.into())).await.unwrap_err();
     assert!(
         matches!(err, ApiError::InvalidSignature { record: 3, .. }),

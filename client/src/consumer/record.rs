@@ -277,7 +277,7 @@ mod tests {
         // Flip a signature byte of the first record and fix the crc, so the batch is valid.
         raw[steme_protocol::batch::HEADER_LEN + 4] ^= 1;
         let len = steme_protocol::batch::peek_length(&raw).unwrap() as usize;
-        steme_protocol::batch::patch_header(&mut raw[..len], 10, 1010, 1);
+        steme_protocol::batch::reseal(&mut raw[..len]);
         let mut out = Vec::new();
         records_from(&topic, 0, 10, &Bytes::from(raw), &mut out).unwrap();
         let err = out[0].verify().unwrap_err();

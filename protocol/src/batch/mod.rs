@@ -39,6 +39,10 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::assertion::{SIGNER_RANGE, SignedAssertion};
 
+mod patch;
+
+pub use patch::{patch_base_offset, patch_header, reseal};
+
 /// `"STMB"` read as a little-endian u32.
 pub const BATCH_MAGIC: u32 = u32::from_le_bytes(*b"STMB");
 pub const BATCH_VERSION: u16 = 1;
@@ -224,6 +228,17 @@ pub fn compute_crc(batch: &[u8]) -> u32 {
 /// Checks one complete batch occupying all of `buf`: header, length, CRC, and that the
 /// records exactly fill the batch and match the declared count. Never panics.
 pub fn validate(buf: &[u8]) -> Result<BatchHeader, BatchError> {
+    check(buf, true)
+}
+
+/// [`validate`] without the CRC: for a batch whose CRC its holder has just checked (the
+/// broker's own copy of a producer's batch). Header, length and record framing are
+/// checked; a wrong CRC is left for readers to find, and [`patch_header`] keeps it wrong.
+pub fn validate_framing(buf: &[u8]) -> Result<BatchHeader, BatchError> {
+    check(buf, false)
+}
+
+fn check(buf: &[u8], crc: bool) -> Result<BatchHeader, BatchError> {
     let header = BatchHeader::parse(buf)?;
     if header.length as usize != buf.len() {
         return Err(BatchError::LengthMismatch {
@@ -232,13 +247,15 @@ pub fn validate(buf: &[u8]) -> Result<BatchHeader, BatchError> {
             actual: buf.len(),
         });
     }
-    let computed = compute_crc(buf);
-    if computed != header.crc {
-        return Err(BatchError::CrcMismatch {
-            offset: CRC_OFFSET,
-            stored: header.crc,
-            computed,
-        });
+    if crc {
+        let computed = compute_crc(buf);
+        if computed != header.crc {
+            return Err(BatchError::CrcMismatch {
+                offset: CRC_OFFSET,
+                stored: header.crc,
+                computed,
+            });
+        }
     }
     let found = check_records(buf, header.record_count)?;
     if found == 0 {
@@ -293,23 +310,6 @@ fn check_records(buf: &[u8], declared: u32) -> Result<u32, BatchError> {
         });
     }
     Ok(index)
-}
-
-/// Sets `base_offset` and `base_hlc` (and the stamping broker) in place and recomputes the
-/// CRC. Records are not touched. `batch` must already be a valid batch (validated or built).
-pub fn patch_header(batch: &mut [u8], base_offset: u64, base_hlc: u64, leader_id: u64) {
-    batch[BASE_OFFSET_OFFSET..BASE_OFFSET_OFFSET + 8].copy_from_slice(&base_offset.to_le_bytes());
-    batch[BASE_HLC_OFFSET..BASE_HLC_OFFSET + 8].copy_from_slice(&base_hlc.to_le_bytes());
-    batch[LEADER_ID_OFFSET..LEADER_ID_OFFSET + 8].copy_from_slice(&leader_id.to_le_bytes());
-    let crc = compute_crc(batch);
-    batch[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_le_bytes());
-}
-
-/// Sets only `base_offset` and recomputes the CRC (what the log store does on append, D2).
-pub fn patch_base_offset(batch: &mut [u8], base_offset: u64) {
-    batch[BASE_OFFSET_OFFSET..BASE_OFFSET_OFFSET + 8].copy_from_slice(&base_offset.to_le_bytes());
-    let crc = compute_crc(batch);
-    batch[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_le_bytes());
 }
 
 /// A validated record batch: a zero-copy view over its bytes.
