@@ -157,7 +157,7 @@ pub enum Command {
 
 impl Command {
     pub fn encode(&self) -> Proposal {
-        Proposal(Bytes::from(
+        Proposal::new(Bytes::from(
             serde_json::to_vec(self).expect("commands always serialize"),
         ))
     }
@@ -485,7 +485,7 @@ impl RaftStateMachine<TypeConfig> for MetadataSm {
         while let Some(item) = entries.next().await {
             let (entry, responder) = item?;
             let applied = match entry.payload {
-                EntryPayload::Normal(Proposal(bytes)) => {
+                EntryPayload::Normal(Proposal { bytes, .. }) => {
                     let result = serde_json::from_slice::<Command>(&bytes)
                         .map_err(|e| format!("undecodable metadata command: {e}"))
                         .and_then(|cmd| self.state.apply(cmd));
@@ -708,7 +708,7 @@ mod tests {
         let c: Command = serde_json::from_slice(old).unwrap();
         assert_eq!(c, create("facts", 3, 1));
         let c = create_capped("facts", 3, 1, 7);
-        let Proposal(bytes) = c.encode();
+        let Proposal { bytes, .. } = c.encode();
         assert_eq!(serde_json::from_slice::<Command>(&bytes).unwrap(), c);
     }
 
@@ -783,7 +783,7 @@ mod tests {
     #[test]
     fn commands_roundtrip_as_json() {
         let c = create("facts", 3, 1);
-        let Proposal(bytes) = c.encode();
+        let Proposal { bytes, .. } = c.encode();
         assert_eq!(serde_json::from_slice::<Command>(&bytes).unwrap(), c);
     }
 }

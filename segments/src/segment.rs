@@ -337,6 +337,36 @@ impl Segment {
         s.last_append_ms = now_ms;
     }
 
+    /// Indexes the content ids of the frame just appended at `pos..end`, as its appender
+    /// gave them (`first` is its base offset; no ids for a frame without records), when
+    /// every byte before it is indexed. Otherwise, or when the ids are unknown, the
+    /// catch-up hashes the records later, in order.
+    pub fn index_appended(
+        &self,
+        pos: u64,
+        end: u64,
+        first: u64,
+        ids: Option<&[steme_protocol::AssertionId]>,
+    ) {
+        let (IdIndex::Active(m), Some(ids)) = (&self.ids, ids) else {
+            return;
+        };
+        let mut g = lock_ids(m);
+        if g.indexed_to as u64 != pos {
+            return;
+        }
+        if !ids.is_empty() {
+            let Some(rel) = first.checked_sub(self.base_offset()) else {
+                return;
+            };
+            for (i, id) in ids.iter().enumerate() {
+                g.ids
+                    .insert(id_prefix(id.as_bytes()), (rel + i as u64) as u32);
+            }
+        }
+        g.indexed_to = end as usize;
+    }
+
     /// Adds a damaged byte range to jump over, replacing the holes it covers.
     pub fn add_hole(&mut self, h: std::ops::Range<u64>) {
         self.holes

@@ -109,3 +109,38 @@ fn memory_per_record_is_between_10_7_and_21_3_bytes() -> anyhow::Result<()> {
     assert!(checked >= 4);
     Ok(())
 }
+
+/// A leader's append (`Payload::Checked`) skips the CRC and takes the ids as given: the
+/// ids must match the records' count, and a batch whose CRC was wrong after all is stored
+/// still wrong, so that reading it reports damage instead of serving it.
+#[test]
+fn a_checked_append_needs_every_id_and_never_makes_a_bad_crc_good() -> anyhow::Result<()> {
+    use steme_segments::{Error, Payload};
+    let dir = tempfile::tempdir()?;
+    let mut log = open(dir.path(), small_config())?;
+    let mut model = Model::default();
+    fill(&mut log, &mut model, 3, 0)?;
+
+    let mut b = make_batch(99, 4, 10 + model.end_offset(), 60);
+    let ids = common::ids_of(&b);
+    let short = Payload::Checked {
+        batch: &mut b,
+        ids: &ids[..3],
+    };
+    let err = log.append(model.next_index(), 1, short).unwrap_err();
+    assert!(matches!(err, Error::InvalidBatch { .. }), "{err}");
+    model.check(&log.reader())?;
+
+    let at = model.end_offset();
+    let last = b.len() - 1;
+    b[last] ^= 0x40; // a byte of the last record, after the caller's check
+    let damaged = Payload::Checked {
+        batch: &mut b,
+        ids: &ids,
+    };
+    log.append(model.next_index(), 1, damaged)?;
+    let r = log.reader();
+    let err = r.read_from_offset(at, 1 << 16, u64::MAX).unwrap_err();
+    assert!(matches!(err, Error::Damaged { .. }), "{err}");
+    Ok(())
+}

@@ -63,13 +63,13 @@ fn forged_batch(leader: u64, term: u64) -> RaftRpc {
         leader_commit: Some(log_id(term, 0)),
         entries: vec![Entry {
             log_id: log_id(term, 0),
-            payload: EntryPayload::Normal(Proposal(bytes::Bytes::from_static(&[0xAB; 64]))),
+            payload: EntryPayload::Normal(Proposal::new(bytes::Bytes::from_static(&[0xAB; 64]))),
         }],
     })
 }
 
 fn forward(cmd: &Command) -> RaftRpc {
-    RaftRpc::Forward(cmd.encode().0)
+    RaftRpc::Forward(cmd.encode().bytes)
 }
 
 /// Every forged RPC, with the group it targets, as broker `sender` would send it.
@@ -365,7 +365,7 @@ impl Rng {
                     _ => {
                         let len = self.below(300) as usize;
                         let bytes: Vec<u8> = (0..len).map(|_| self.next() as u8).collect();
-                        EntryPayload::Normal(Proposal(bytes.into()))
+                        EntryPayload::Normal(Proposal::new(bytes.into()))
                     }
                 };
                 Entry {

@@ -48,7 +48,7 @@ impl Broker {
     /// leads the metadata group, else forwarded to the leader.
     pub(crate) async fn propose_metadata(&self, cmd: Command) -> Result<(), BrokerError> {
         let deadline = tokio::time::Instant::now() + METADATA_TIMEOUT;
-        let Proposal(bytes) = cmd.encode();
+        let Proposal { bytes, .. } = cmd.encode();
         loop {
             let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
             if remaining.is_zero() {
@@ -86,7 +86,7 @@ impl Broker {
     /// Proposes a metadata command to the local metadata group. The outcome is what a
     /// forwarding broker is answered, so failures are its words.
     pub(super) async fn propose_here(&self, cmd: bytes::Bytes, timeout: Duration) -> Forwarded {
-        match tokio::time::timeout(timeout, self.meta.client_write(Proposal(cmd))).await {
+        match tokio::time::timeout(timeout, self.meta.client_write(Proposal::new(cmd))).await {
             Err(_) => Forwarded::Failed("metadata change not committed in time".into()),
             Ok(Ok(resp)) => match resp.data {
                 Applied::Metadata(Ok(())) => Forwarded::Applied,

@@ -601,7 +601,8 @@ impl Writer {
         let inflight = self.inflight.clone();
         // Submitted here, in stamping order, so that offsets follow HLCs (D6); only the wait
         // for commit and apply runs in its own task.
-        let proposal = propose(&p, buf.freeze()).await;
+        let checked = Proposal::checked(buf.freeze(), new_ids.iter().copied().collect());
+        let proposal = propose(&p, checked).await;
         tokio::spawn(async move {
             let landed = proposal.landed(&p).await;
             let _ = land_tx.send(Some(landed.clone()));
@@ -627,14 +628,10 @@ enum Proposed {
 }
 
 /// Submits a stamped batch to the Raft group (returns once it is queued, in order).
-async fn propose(p: &Partition, batch: Bytes) -> Proposed {
+async fn propose(p: &Partition, batch: Proposal) -> Proposed {
     p.stir();
     let (responder, commit, complete) = ProgressResponder::new();
-    match p
-        .raft
-        .client_write_ff(Proposal(batch), Some(responder))
-        .await
-    {
+    match p.raft.client_write_ff(batch, Some(responder)).await {
         Ok(()) => Proposed::Submitted(complete, commit),
         Err(e) => Proposed::Failed(ApiError::other(ErrorCode::Storage, e.to_string())),
     }

@@ -354,7 +354,7 @@ mod tests {
     fn entry(term: u64, index: u64) -> Entry {
         Entry {
             log_id: log_id(term, index),
-            payload: EntryPayload::Normal(Proposal(bytes::Bytes::from_static(b"x"))),
+            payload: EntryPayload::Normal(Proposal::new(bytes::Bytes::from_static(b"x"))),
         }
     }
 

@@ -181,11 +181,11 @@ impl GroupLog {
         raw.into_iter()
             .map(|e| {
                 let payload = match e.kind {
-                    EntryKind::Batch => EntryPayload::Normal(Proposal(e.payload)),
+                    EntryKind::Batch => EntryPayload::Normal(Proposal::new(e.payload)),
                     EntryKind::Control => match codec::decode_control(e.payload).map_err(io_err)? {
                         Control::Blank => EntryPayload::Blank,
                         Control::Membership(m) => EntryPayload::Membership(m),
-                        Control::App(b) => EntryPayload::Normal(Proposal(b)),
+                        Control::App(b) => EntryPayload::Normal(Proposal::new(b)),
                     },
                 };
                 Ok(Entry {
@@ -422,7 +422,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                     log.reset(index, end).map_err(io_err)?;
                 }
                 match entry.payload {
-                    EntryPayload::Normal(Proposal(bytes))
+                    EntryPayload::Normal(Proposal { bytes, checked })
                         if self.log.kind == GroupKind::Partition =>
                     {
                         // The log patches base_offset and the CRC in place. The proposal's
@@ -431,10 +431,18 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                         let mut buf = bytes
                             .try_into_mut()
                             .unwrap_or_else(|shared| BytesMut::from(&shared[..]));
-                        log.append(index, term, Payload::Batch(&mut buf))
-                            .map_err(io_err)?;
+                        // The leader's own batch was checked and hashed by its produce
+                        // handler; a replica's copy is checked here, its one CRC pass.
+                        let payload = match &checked {
+                            Some(ids) => Payload::Checked {
+                                batch: &mut buf,
+                                ids,
+                            },
+                            None => Payload::Batch(&mut buf),
+                        };
+                        log.append(index, term, payload).map_err(io_err)?;
                     }
-                    EntryPayload::Normal(Proposal(bytes)) => {
+                    EntryPayload::Normal(Proposal { bytes, .. }) => {
                         let enc = codec::encode_control(&Control::App(bytes));
                         log.append(index, term, Payload::Control(&enc))
                             .map_err(io_err)?;

@@ -88,7 +88,7 @@ fn last_log_id(req: &AppendEntriesRequest<TypeConfig>) -> Option<LogId> {
 
 fn entry_bytes(e: &Entry) -> usize {
     match &e.payload {
-        openraft::EntryPayload::Normal(p) => p.0.len() + 32,
+        openraft::EntryPayload::Normal(p) => p.bytes.len() + 32,
         _ => 256,
     }
 }
@@ -359,7 +359,7 @@ mod tests {
     fn entry(index: u64, bytes: usize) -> Entry {
         Entry {
             log_id: log_id(2, index),
-            payload: EntryPayload::Normal(Proposal(Bytes::from(vec![7u8; bytes]))),
+            payload: EntryPayload::Normal(Proposal::new(Bytes::from(vec![7u8; bytes]))),
         }
     }
 

@@ -127,7 +127,7 @@ fn put_entry(b: &mut BytesMut, e: &Entry) {
             b.put_u8(1);
             encode_membership(m, b);
         }
-        EntryPayload::Normal(Proposal(bytes)) => {
+        EntryPayload::Normal(Proposal { bytes, .. }) => {
             b.put_u8(2);
             put_bytes(b, bytes);
         }
@@ -140,7 +140,7 @@ fn get_entry(r: &mut Reader) -> Result<Entry, DecodeError> {
     let payload = match r.u8()? {
         0 => EntryPayload::Blank,
         1 => EntryPayload::Membership(decode_membership(r)?),
-        2 => EntryPayload::Normal(Proposal(r.bytes()?)),
+        2 => EntryPayload::Normal(Proposal::new(r.bytes()?)),
         tag => {
             return Err(DecodeError::InvalidTag {
                 what: "raft entry",
@@ -495,7 +495,7 @@ mod tests {
                     },
                     Entry {
                         log_id: log_id(3, 12),
-                        payload: EntryPayload::Normal(Proposal(Bytes::from_static(b"batch"))),
+                        payload: EntryPayload::Normal(Proposal::new(Bytes::from_static(b"batch"))),
                     },
                 ],
             }),
@@ -539,7 +539,7 @@ mod tests {
                 leader_commit: Some(log_id(3, 12)),
                 entries: vec![Entry {
                     log_id: log_id(3, 13),
-                    payload: EntryPayload::Normal(Proposal(Bytes::from_static(b"b2"))),
+                    payload: EntryPayload::Normal(Proposal::new(Bytes::from_static(b"b2"))),
                 }],
             }),
             RaftRpc::StreamAppended(Ok(Some(log_id(3, 13)))),
@@ -595,7 +595,7 @@ mod tests {
         let RaftRpc::Append(a) = RaftRpc::decode(enc.clone()).unwrap() else {
             panic!("append");
         };
-        let EntryPayload::Normal(Proposal(b)) = &a.entries[2].payload else {
+        let EntryPayload::Normal(Proposal { bytes: b, .. }) = &a.entries[2].payload else {
             panic!("normal entry");
         };
         let base = enc.as_ptr() as usize;

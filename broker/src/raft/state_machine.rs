@@ -275,7 +275,7 @@ impl RaftStateMachine<TypeConfig> for PartitionSm {
         while let Some(item) = entries.next().await {
             let (entry, responder) = item?;
             let applied = match entry.payload {
-                EntryPayload::Normal(Proposal(bytes)) => {
+                EntryPayload::Normal(Proposal { bytes, .. }) => {
                     let h = BatchHeader::parse(&bytes).map_err(io_err)?;
                     self.applied.high_watermark = h.end_offset();
                     self.applied.last_hlc = h.last_hlc();

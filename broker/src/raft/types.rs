@@ -2,17 +2,42 @@
 //! (group 0) and one group per partition.
 
 use std::fmt;
+use std::sync::Arc;
 
 use bytes::Bytes;
+use steme_protocol::AssertionId;
 
 /// A proposal: for a partition group, one record batch (already stamped with its HLCs; the
 /// log store sets its base offset, D2); for the metadata group, one encoded metadata command.
 #[derive(Clone, PartialEq, Eq)]
-pub struct Proposal(pub Bytes);
+pub struct Proposal {
+    pub bytes: Bytes,
+    /// Set by the leader that checked a batch's CRC and computed its records' content ids:
+    /// the ids, in order, so that its log store neither checks nor hashes the batch again.
+    /// Never sent: a replica's copy arrives without it and is checked whole.
+    pub checked: Option<Arc<[AssertionId]>>,
+}
+
+impl Proposal {
+    pub fn new(bytes: Bytes) -> Proposal {
+        Proposal {
+            bytes,
+            checked: None,
+        }
+    }
+
+    /// A batch this broker validated (CRC and framing) and hashed: `ids` are its records'.
+    pub fn checked(bytes: Bytes, ids: Arc<[AssertionId]>) -> Proposal {
+        Proposal {
+            bytes,
+            checked: Some(ids),
+        }
+    }
+}
 
 impl fmt::Debug for Proposal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Proposal({} bytes)", self.0.len())
+        write!(f, "Proposal({} bytes)", self.bytes.len())
     }
 }
 

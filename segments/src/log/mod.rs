@@ -7,7 +7,8 @@ use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-use steme_protocol::batch::{patch_base_offset, validate};
+use steme_protocol::BatchError;
+use steme_protocol::batch::{patch_base_offset, validate, validate_framing};
 
 use crate::config::{FlushPolicy, LogConfig, RecoveryPolicy};
 use crate::damage::{DAMAGE_FILE, Registry};
@@ -42,9 +43,18 @@ const ALLOCATE_AHEAD: u64 = 8 << 20;
 /// The payload of a new entry.
 #[derive(Debug)]
 pub enum Payload<'a> {
-    /// A record batch. The log sets its `base_offset` (and CRC) in place; every other byte
-    /// is stored as given.
+    /// A record batch, checked whole (framing and CRC) before it is stored. The log sets its
+    /// `base_offset` (and corrects the CRC) in place; every other byte is stored as given.
     Batch(&'a mut [u8]),
+    /// A record batch whose CRC the caller has just checked, with its records' content ids
+    /// in order (a leader's copy of a producer's batch, which the broker validated and
+    /// hashed). Only its framing is checked, and its ids are indexed as given rather than
+    /// hashed again. A wrong CRC is not detected here, but it stays wrong on disk (see
+    /// [`steme_protocol::batch::patch_header`]) and reads refuse the batch.
+    Checked {
+        batch: &'a mut [u8],
+        ids: &'a [steme_protocol::AssertionId],
+    },
     /// Opaque control bytes (membership, blank): stored with a CRC, takes no offset.
     Control(&'a [u8]),
 }
@@ -108,10 +118,12 @@ impl std::fmt::Debug for Log {
 }
 
 /// Frame and index facts of an entry about to be written.
-struct Planned {
+struct Planned<'a> {
     header: [u8; FRAME_HEADER_LEN],
     frame: FrameHeader,
     batch: Option<steme_protocol::BatchHeader>,
+    /// The records' content ids, when the appender gave them (none for a control entry).
+    ids: Option<&'a [steme_protocol::AssertionId]>,
 }
 
 impl Log {
@@ -430,7 +442,7 @@ impl Log {
                 });
             }
             let (bytes, kind): (&[u8], EntryKind) = match &e.payload {
-                Payload::Batch(b) => (&**b, EntryKind::Batch),
+                Payload::Batch(b) | Payload::Checked { batch: b, .. } => (&**b, EntryKind::Batch),
                 Payload::Control(c) => (c, EntryKind::Control),
             };
             if bytes.len() as u64 > self.cfg.max_entry_bytes {
@@ -442,18 +454,41 @@ impl Log {
             }
             let base = end;
             let mut batch = None;
-            if let Payload::Batch(b) = &mut e.payload {
-                let mut h = validate(b).map_err(|source| Error::InvalidBatch {
-                    index: e.index,
-                    source,
-                })?;
+            let mut ids = None;
+            let invalid = |source| Error::InvalidBatch {
+                index: e.index,
+                source,
+            };
+            let stamped = match &mut e.payload {
+                Payload::Batch(b) => Some((validate(b).map_err(invalid)?, b)),
+                Payload::Checked {
+                    batch: b,
+                    ids: known,
+                } => {
+                    let h = validate_framing(b).map_err(invalid)?;
+                    if known.len() != h.record_count as usize {
+                        return Err(invalid(BatchError::CountMismatch {
+                            offset: 0,
+                            declared: h.record_count,
+                            found: u32::try_from(known.len()).unwrap_or(u32::MAX),
+                        }));
+                    }
+                    ids = Some(*known);
+                    Some((h, b))
+                }
+                Payload::Control(_) => {
+                    ids = Some(&[][..]);
+                    None
+                }
+            };
+            if let Some((mut h, b)) = stamped {
                 patch_base_offset(b, base);
                 h.base_offset = base;
                 end = h.end_offset();
                 batch = Some(h);
             }
             let payload: &[u8] = match &e.payload {
-                Payload::Batch(b) => b,
+                Payload::Batch(b) | Payload::Checked { batch: b, .. } => b,
                 Payload::Control(c) => c,
             };
             let frame = FrameHeader {
@@ -466,6 +501,7 @@ impl Log {
                 header: frame.encode(payload),
                 frame,
                 batch,
+                ids,
             });
             done.push(Appended {
                 index: e.index,
@@ -503,7 +539,7 @@ impl Log {
             for (p, e) in plan[i..j].iter().zip(entries[i..j].iter()) {
                 bufs.push(&p.header);
                 bufs.push(match &e.payload {
-                    Payload::Batch(b) => b,
+                    Payload::Batch(b) | Payload::Checked { batch: b, .. } => b,
                     Payload::Control(c) => c,
                 });
             }
@@ -523,6 +559,8 @@ impl Log {
                 let mut at = pos;
                 for p in &plan[i..j] {
                     seg.apply_frame(at, &p.frame, p.batch.as_ref(), now);
+                    let first = p.batch.map_or(0, |b| b.base_offset);
+                    seg.index_appended(at, at + p.frame.frame_len(), first, p.ids);
                     at += p.frame.frame_len();
                 }
                 st.last_term = plan[j - 1].frame.term;
@@ -550,7 +588,7 @@ impl Log {
         Ok(done)
     }
 
-    fn should_roll(&self, p: &Planned, now: u64) -> bool {
+    fn should_roll(&self, p: &Planned<'_>, now: u64) -> bool {
         let st = self.shared.read();
         let a = st.active();
         if !a.has_records() {

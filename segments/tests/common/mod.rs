@@ -117,7 +117,21 @@ impl Model {
         let index = self.next_index();
         match batch {
             Some(mut b) => {
-                let a = log.append(index, term, Payload::Batch(&mut b))?;
+                // Two in three entries come as a leader appends them (CRC checked by the
+                // caller, ids given), the rest as a follower does: both paths, interleaved.
+                let a = if index.is_multiple_of(3) {
+                    log.append(index, term, Payload::Batch(&mut b))?
+                } else {
+                    let ids = ids_of(&b);
+                    log.append(
+                        index,
+                        term,
+                        Payload::Checked {
+                            batch: &mut b,
+                            ids: &ids,
+                        },
+                    )?
+                };
                 let h = steme_protocol::batch::validate(&b)?;
                 anyhow::ensure!(a.base_offset == self.end_offset());
                 self.entries.push(ModelEntry {
