@@ -57,6 +57,7 @@ use steme_protocol::assertion::BatchVerifier;
 use steme_protocol::messages::fetch::{FetchRequest, FetchResponse};
 use steme_protocol::messages::list_offsets::{ListOffsetsRequest, ListOffsetsResponse, OffsetSpec};
 use tokio::time::Instant;
+use tokio_util::task::AbortOnDropHandle;
 
 use crate::cluster::{Backoff, ClientConfig, Cluster};
 use crate::error::ClientError;
@@ -344,7 +345,7 @@ impl Consumer {
     }
 
     /// Stops fetching `partition` until [`resume`](Self::resume); its position is kept.
-    /// Records of a fetch already in flight are still returned.
+    /// The answer of a fetch already in flight is dropped; those records come after resume.
     pub fn pause(&mut self, partition: u32) -> Result<(), ClientError> {
         self.state(partition)?.paused = true;
         Ok(())
@@ -474,6 +475,8 @@ impl Consumer {
                 }
             }
             if !out.is_empty() || Instant::now() >= deadline {
+                // The next fetches are under way while the caller handles these records.
+                self.start_fetches();
                 return Ok(out);
             }
         }
@@ -563,13 +566,21 @@ impl Consumer {
             };
             let cluster = self.cluster.clone();
             let epoch = st.epoch;
+            // A task of its own, so that the request goes out and its answer is read while
+            // the application works on the last poll's records (the broker reads the next
+            // chunk meanwhile: fetch pipelining). Dropping the consumer aborts it.
+            let task = AbortOnDropHandle::new(tokio::spawn(async move {
+                cluster
+                    .call_leader(&req.topic, partition, &req, timeout)
+                    .await
+            }));
             self.in_flight
                 .get_mut()
                 .expect("never locked")
                 .push(Box::pin(async move {
-                    let result = cluster
-                        .call_leader(&req.topic, partition, &req, timeout)
-                        .await;
+                    let result = task
+                        .await
+                        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
                     FetchDone {
                         partition,
                         epoch,
@@ -593,6 +604,9 @@ impl Consumer {
             return Ok(()); // issued before a seek
         }
         st.fetching = false;
+        if st.paused {
+            return Ok(()); // fetched before the pause: read again from here on resume
+        }
         let resp = match done.result {
             Ok(resp) => resp,
             Err(ClientError::Api(ApiError::OffsetOutOfRange {
