@@ -202,3 +202,74 @@ async fn an_idle_partition_sends_at_once_whatever_the_linger() -> anyhow::Result
     })
     .await
 }
+
+/// The consumer fetches ahead: the next fetch is under way while the caller handles a poll's
+/// records. Reading a topic in small fetches, pausing and resuming a partition between
+/// polls, still returns every record once, in offset order, and a paused partition's
+/// records never arrive while it is paused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fetching_ahead_with_pauses_returns_each_record_once_in_order() -> anyhow::Result<()> {
+    use steme_client::consumer::{Consumer, ConsumerConfig, Position};
+    let broker = BrokerProcess::start()?;
+    within(Duration::from_secs(90), async {
+        let bootstrap = broker.bootstrap();
+        create_topic(&bootstrap, "facts", 2).await?;
+        let producer = Producer::connect(&bootstrap, "facts", ProducerConfig::default()).await?;
+        // Small groups, each acknowledged before the next: many small batches.
+        for group in signed(&unique("ahead"), 1_500, 150)?.chunks(6) {
+            for ack in producer.enqueue_many(group.iter().cloned()).await?.await {
+                ack?;
+            }
+        }
+        producer.close().await?;
+        let ends = high_watermarks(&bootstrap, "facts").await?;
+
+        let config = ConsumerConfig {
+            max_bytes_per_partition: 1, // one batch a fetch
+            ..ConsumerConfig::default()
+        };
+        let mut consumer = Consumer::connect(&bootstrap, config).await?;
+        consumer.assign_all("facts").await?;
+        for p in 0..2 {
+            consumer.seek(p, Position::Earliest).await?;
+        }
+        let mut next = [0u64; 2];
+        let mut polls = 0u32;
+        while next.iter().zip(&ends).any(|(n, e)| n < e) {
+            polls += 1;
+            ensure!(polls < 5_000, "no progress: at {next:?} of {ends:?}");
+            // Every third poll, partition 1 sits out, with its next fetch already sent.
+            let paused = polls % 3 == 0;
+            if paused {
+                consumer.pause(1)?;
+            }
+            for r in consumer.poll(Duration::from_millis(20)).await? {
+                let p = r.partition() as usize;
+                ensure!(
+                    !(paused && p == 1),
+                    "a record of a paused partition arrived"
+                );
+                ensure!(
+                    r.offset() == next[p],
+                    "partition {p}: offset {} after {}",
+                    r.offset(),
+                    next[p]
+                );
+                next[p] += 1;
+            }
+            if paused {
+                consumer.resume(1)?;
+            }
+        }
+        ensure!(
+            polls > 100,
+            "{polls} polls: too few to exercise fetching ahead"
+        );
+        ensure!(
+            next.to_vec() == ends,
+            "read {next:?}, the log holds {ends:?}"
+        );
+        Ok(())
+    })
+    .await
+}
