@@ -239,7 +239,7 @@ async fn fetching_ahead_with_pauses_returns_each_record_once_in_order() -> anyho
             polls += 1;
             ensure!(polls < 5_000, "no progress: at {next:?} of {ends:?}");
             // Every third poll, partition 1 sits out, with its next fetch already sent.
-            let paused = polls % 3 == 0;
+            let paused = polls.is_multiple_of(3);
             if paused {
                 consumer.pause(1)?;
             }
