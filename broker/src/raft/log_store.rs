@@ -22,6 +22,7 @@ use openraft::{EntryPayload, RaftLogReader};
 use steme_segments::{EntryKind, Flusher, Log, LogReader, Payload};
 
 use super::codec::{self, Control};
+use super::recent::Recent;
 use super::types::{Entry, LogId, Proposal, TypeConfig, Vote, log_id, term_of};
 
 pub const META_VOTE: &str = "raft.vote";
@@ -54,6 +55,9 @@ pub struct GroupLog {
     /// group with a single voter, which never sends its log to anyone, so that it can
     /// apply past damage it has no other copy of (see [`GroupLog::set_sole_replica`]).
     sole_replica: std::sync::atomic::AtomicBool,
+    /// Appended, not yet applied entries, served to openraft's reads without reading the
+    /// log again (see [`Recent`]).
+    recent: Mutex<Recent>,
 }
 
 impl Debug for GroupLog {
@@ -83,6 +87,7 @@ impl GroupLog {
             log: Mutex::new(log),
             purged_next: AtomicU64::new(purged_next),
             sole_replica: std::sync::atomic::AtomicBool::new(false),
+            recent: Mutex::new(Recent::default()),
         }))
     }
 
@@ -99,6 +104,20 @@ impl GroupLog {
     /// state is still consistent (every update checks before it writes), so carry on.
     pub fn lock(&self) -> MutexGuard<'_, Log> {
         self.log.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn recent(&self) -> MutexGuard<'_, Recent> {
+        self.recent.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Entries up to `index` are applied: openraft reads them from the log from now on.
+    pub fn forget_applied(&self, index: u64) {
+        self.recent().forget_upto(index);
+    }
+
+    /// The log was reset (a snapshot installed past it): nothing held is in it any more.
+    pub fn forget_all(&self) {
+        self.recent().clear();
     }
 
     pub fn meta_log_id(&self, key: &str) -> io::Result<Option<LogId>> {
@@ -134,6 +153,9 @@ impl GroupLog {
         let (start, end) = (start.max(first), end.min(next));
         if start >= end {
             return Ok(Vec::new());
+        }
+        if let Some(held) = self.recent().get(start, end, |i| self.reader.term_at(i)) {
+            return Ok(held);
         }
         if !self.sole_replica.load(Ordering::Acquire) {
             let raw = self.reader.read_entries(start..end).map_err(io_err)?;
@@ -413,15 +435,17 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         {
             let mut log = self.log.lock();
             for entry in entries {
-                let index = entry.log_id.index;
-                let term = term_of(&entry.log_id);
+                let log_id = entry.log_id.clone();
+                let index = log_id.index;
+                let term = term_of(&log_id);
                 if log.last_index().is_none() && index != log.next_index() {
                     // An empty log may begin at any index (a follower whose first entries
                     // come after a purge or snapshot); offsets carry on from where they are.
                     let end = log.log_end_offset();
                     log.reset(index, end).map_err(io_err)?;
+                    self.log.forget_all();
                 }
-                match entry.payload {
+                let written = match entry.payload {
                     EntryPayload::Normal(Proposal { bytes, checked })
                         if self.log.kind == GroupKind::Partition =>
                     {
@@ -441,23 +465,32 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                             None => Payload::Batch(&mut buf),
                         };
                         log.append(index, term, payload).map_err(io_err)?;
+                        // As stored: with the base offset this log gave it.
+                        EntryPayload::Normal(Proposal::new(buf.freeze()))
                     }
                     EntryPayload::Normal(Proposal { bytes, .. }) => {
-                        let enc = codec::encode_control(&Control::App(bytes));
+                        let enc = codec::encode_control(&Control::App(bytes.clone()));
                         log.append(index, term, Payload::Control(&enc))
                             .map_err(io_err)?;
+                        EntryPayload::Normal(Proposal::new(bytes))
                     }
                     EntryPayload::Blank => {
                         let enc = codec::encode_control(&Control::Blank);
                         log.append(index, term, Payload::Control(&enc))
                             .map_err(io_err)?;
+                        EntryPayload::Blank
                     }
                     EntryPayload::Membership(m) => {
-                        let enc = codec::encode_control(&Control::Membership(m));
+                        let enc = codec::encode_control(&Control::Membership(m.clone()));
                         log.append(index, term, Payload::Control(&enc))
                             .map_err(io_err)?;
+                        EntryPayload::Membership(m)
                     }
-                }
+                };
+                self.log.recent().push(Entry {
+                    log_id,
+                    payload: written,
+                });
                 last = Some(index);
             }
         }
@@ -474,6 +507,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn truncate_after(&mut self, last_log_id: Option<LogId>) -> Result<(), io::Error> {
         let mut log = self.log.lock();
+        match &last_log_id {
+            Some(id) => self.log.recent().forget_from(id.index + 1),
+            None => self.log.forget_all(),
+        }
         match last_log_id {
             Some(id) => log.truncate_after(id.index).map_err(io_err),
             None => {
@@ -494,14 +531,17 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.log
             .purged_next
             .fetch_max(upto.index + 1, Ordering::AcqRel);
+        self.log.recent().forget_upto(upto.index);
         match log.last_index() {
             // Purging past the last entry (a snapshot beyond the log): the log empties and
             // the next entry follows the purged one.
             Some(last) if upto.index > last => {
+                self.log.forget_all();
                 let end = log.log_end_offset();
                 log.reset(upto.index + 1, end).map_err(io_err)
             }
             None if upto.index >= log.next_index() => {
+                self.log.forget_all();
                 let end = log.log_end_offset();
                 log.reset(upto.index + 1, end).map_err(io_err)
             }

@@ -7,6 +7,7 @@ pub mod codec;
 pub mod group;
 pub mod log_store;
 pub mod network;
+mod recent;
 pub mod rpc;
 pub mod state_machine;
 pub mod types;

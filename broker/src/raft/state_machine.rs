@@ -301,6 +301,9 @@ impl RaftStateMachine<TypeConfig> for PartitionSm {
                 r.send(applied);
             }
         }
+        if let Some(id) = &self.applied.last_applied {
+            self.log.forget_applied(id.index);
+        }
         // Wake fetchers and producers once per applied run, not once per entry.
         self.publish();
         // Hash the new records into the content-id index here, off the append path, on
@@ -377,6 +380,7 @@ impl RaftStateMachine<TypeConfig> for PartitionSm {
                 // Our log does not reach the snapshot (we fell behind retention): continue
                 // from the snapshot's boundary with the leader's offsets.
                 log.reset(next_index, rec.high_watermark).map_err(io_err)?;
+                self.log.forget_all();
             }
             log.set_meta(&[(META_SNAPSHOT, Some(&snapshot[..]))])
                 .map_err(io_err)?;
