@@ -435,7 +435,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         {
             let mut log = self.log.lock();
             for entry in entries {
-                let log_id = entry.log_id.clone();
+                let log_id = entry.log_id;
                 let index = log_id.index;
                 let term = term_of(&log_id);
                 if log.last_index().is_none() && index != log.next_index() {
