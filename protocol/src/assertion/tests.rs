@@ -131,6 +131,50 @@ fn batch_verify_refuses_weak_key_up_front() {
     assert_eq!(err.reason, AssertionError::WeakKey);
 }
 
+/// The verifier keeps recent signers decoded: with more signers than it keeps, taking
+/// turns, every record is still checked against its own key, a weak key is refused
+/// whoever came before it, and one verifier serves request after request.
+#[test]
+fn batch_verify_with_many_signers_checks_each_record_against_its_own_key() {
+    let signed: Vec<SignedAssertion> = (0..300u64)
+        .map(|i| sample(i).sign(&key(1 + (i % 13) as u8)).unwrap())
+        .collect();
+    let sigs: Vec<[u8; 64]> = signed.iter().map(|s| s.signature().to_bytes()).collect();
+    let mut v = BatchVerifier::default();
+    for _ in 0..2 {
+        v.verify(signed.iter().zip(&sigs).map(|(s, g)| (s.canonical(), g)))
+            .unwrap();
+    }
+    // Record 200's signature, made by its own signer, under the bytes of a signer seen
+    // before (record 199's): refused.
+    let mut canonical = signed[200].canonical().to_vec();
+    canonical[SIGNER_RANGE].copy_from_slice(&signed[199].canonical()[SIGNER_RANGE]);
+    let err = v
+        .verify(
+            signed[..200]
+                .iter()
+                .zip(&sigs)
+                .map(|(s, g)| (s.canonical(), g))
+                .chain([(&canonical[..], &sigs[200])]),
+        )
+        .unwrap_err();
+    assert_eq!(err.index, 200);
+    // A weak key after many good ones.
+    let mut weak = [0u8; 32];
+    weak[0] = 1;
+    let bad = sample(1).canonical_bytes(&weak).unwrap();
+    let err = v
+        .verify(
+            signed[..70]
+                .iter()
+                .zip(&sigs)
+                .map(|(s, g)| (s.canonical(), g))
+                .chain([(&bad[..], &[0u8; 64])]),
+        )
+        .unwrap_err();
+    assert_eq!((err.index, err.reason), (70, AssertionError::WeakKey));
+}
+
 #[test]
 fn json_roundtrips_exactly() {
     let mut a = sample(5);
