@@ -38,7 +38,7 @@ done
 
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$ROOT"
-cargo build --release -q -p steme-broker -p steme-client
+cargo build --release -q -p steme-broker -p steme-cli
 [ "$REPLICAS" = 1 ] || [ "$REPLICAS" = 3 ] || { echo "--replicas must be 1 or 3" >&2; exit 2; }
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/steme-bench-vs-peers.XXXXXX")"
 declare -A PIDS=()

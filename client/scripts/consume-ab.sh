@@ -5,7 +5,7 @@
 #   client/scripts/consume-ab.sh OLD_BIN_DIR [ROUNDS] [COUNT]
 #
 # OLD_BIN_DIR holds another build's `steme-broker` and `steme`; this build's come from
-# target/release (`cargo build --release -p steme-broker -p steme-client --bins`). Each
+# target/release (`cargo build --release -p steme-broker -p steme-cli --bins`). Each
 # round starts a fresh broker on a loopback port, produces COUNT records with
 # `steme bench produce`, reads them back with `steme bench consume`, and prints its line.
 set -euo pipefail

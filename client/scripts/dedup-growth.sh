@@ -8,7 +8,7 @@
 #   client/scripts/dedup-growth.sh [OLD_BIN_DIR] [SEGMENTS] [COUNT] [ROUNDS]
 #
 # This build's binaries come from target/release
-# (`cargo build --release -p steme-broker -p steme-client --bins`).
+# (`cargo build --release -p steme-broker -p steme-cli --bins`).
 set -euo pipefail
 old=${1:-}
 segments=${2:-520}

@@ -7,7 +7,7 @@
 #   client/scripts/idle-cost.sh [OLD_BIN_DIR] [SECS] [REPLICAS...]
 #
 # This build's binaries come from target/release
-# (`cargo build --release -p steme-broker -p steme-client --bins`).
+# (`cargo build --release -p steme-broker -p steme-cli --bins`).
 set -euo pipefail
 old=${1:-}
 secs=${2:-20}

@@ -8,7 +8,7 @@
 # takes), then per round and per mode starts a fresh broker on a loopback port, produces
 # COUNT records with `steme bench produce` and reads them back with `steme bench consume`.
 # Binaries come from target/release (`cargo build --release -p steme-broker -p
-# steme-client --bins`).
+# steme-cli --bins`).
 set -euo pipefail
 rounds=${1:-3}
 count=${2:-1000000}

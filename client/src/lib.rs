@@ -1,5 +1,5 @@
 //! `steme-client`: the Rust client of Steme, a replicated log of signed, content-addressed
-//! assertions, and the `steme` operator CLI (in `src/bin/steme/`).
+//! assertions. The `steme` operator CLI is its own crate, `steme-cli` (`client/cli/`).
 //!
 //! - [`connection`]: one TCP connection to a broker; pipelined requests matched by
 //!   correlation id, a bounded number in flight, the version handshake.

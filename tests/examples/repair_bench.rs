@@ -4,7 +4,7 @@
 //! same run (the produce phase). It prints figures; it never asserts on time.
 //!
 //! ```text
-//! cargo build --release -p steme-broker -p steme-client --bins
+//! cargo build --release -p steme-broker -p steme-cli --bins
 //! cargo run --release -p steme-tests --example repair_bench -- [--segment-mib 64] [--records 650000] [--verify 0]
 //! ```
 //!
@@ -50,7 +50,7 @@ fn use_sibling_binaries() -> anyhow::Result<()> {
         let path = profile.join(name);
         ensure!(
             path.is_file(),
-            "{} is missing: cargo build --release -p steme-broker -p steme-client --bins",
+            "{} is missing: cargo build --release -p steme-broker -p steme-cli --bins",
             path.display()
         );
         // SAFETY: set once at start, before any other thread exists.

@@ -5,7 +5,7 @@
 //! neither build the binaries nor notice that they are stale. Hence, once per test process:
 //!
 //! 1. `CARGO_BIN_EXE_steme-broker` / `CARGO_BIN_EXE_steme`, if set, are used as they are.
-//! 2. Otherwise `cargo build -p steme-broker -p steme-client --bins` runs (a no-op when they
+//! 2. Otherwise `cargo build -p steme-broker -p steme-cli --bins` runs (a no-op when they
 //!    are fresh; cargo does not hold its build lock while tests run) into the target
 //!    directory this test executable lives in (`<target>/<profile>/deps/<test>` — so
 //!    `CARGO_TARGET_DIR` and `--release` are followed), with the same profile, and the
@@ -75,14 +75,7 @@ fn build() -> anyhow::Result<PathBuf> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
-        .args([
-            "build",
-            "-p",
-            "steme-broker",
-            "-p",
-            "steme-client",
-            "--bins",
-        ])
+        .args(["build", "-p", "steme-broker", "-p", "steme-cli", "--bins"])
         .env("CARGO_TARGET_DIR", &target);
     // Build with the profile the tests were built with, so that `cargo test --workspace`
     // (which builds these binaries for the broker's and client's own tests) and this build
