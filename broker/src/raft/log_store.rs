@@ -487,10 +487,14 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                         EntryPayload::Membership(m)
                     }
                 };
-                self.log.recent().push(Entry {
-                    log_id,
-                    payload: written,
-                });
+                // Only partitions forget their entries when applied; the metadata group's
+                // state machine does not hold the log, so its reads stay on the log.
+                if self.log.kind == GroupKind::Partition {
+                    self.log.recent().push(Entry {
+                        log_id,
+                        payload: written,
+                    });
+                }
                 last = Some(index);
             }
         }

@@ -7,7 +7,8 @@
 //! from here, the bytes are the appender's own: the leader's batch as its produce handler
 //! checked it, a follower's as its append checked it. So each broker checks a record once.
 //!
-//! An entry leaves when it is applied (by then every replica in step has been sent it; a
+//! Partition groups only (the metadata group's state machine does not hold the log to
+//! say what it applied). An entry leaves when it is applied (by then every replica in step has been sent it; a
 //! lagging one reads the log), when the log is truncated or purged at or below it, or when
 //! the entries held pass [`RECENT_MAX_BYTES`] (oldest first).
 
