@@ -54,7 +54,6 @@
 //! # }
 //! ```
 
-use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -62,7 +61,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use steme_protocol::batch::{HEADER_LEN, RECORD_ASSERTION_OFFSET};
 use steme_protocol::messages::produce::{ProduceRequest, ProduceResponse};
-use steme_protocol::{ApiError, AssertionId, BatchBuilder, SignedAssertion, partition_for};
+use steme_protocol::{ApiError, SignedAssertion, partition_for};
 use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
 use tokio::time::Instant;
 
@@ -70,8 +69,12 @@ pub use steme_protocol::messages::produce::Acks;
 
 use crate::cluster::{Backoff, ClientConfig, Cluster};
 
+mod accumulator;
 mod ack;
 use crate::error::ClientError;
+use accumulator::{Accumulator, Sealed};
+#[cfg(test)]
+use accumulator::{DRAIN_BURST, OpenBatch};
 pub use ack::{Ack, PendingAck, PendingAcks};
 use ack::{Gather, Reply};
 
@@ -269,11 +272,25 @@ impl Producer {
     }
 
     /// Sends one assertion and waits for its ack.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe in that nothing leaks: dropped while it waits for buffer room, nothing
+    /// was queued and the room it had taken is given back. Dropped after the assertion was
+    /// queued (waiting for the ack), the assertion is still sent and may be stored; only
+    /// the ack is lost. Sending it again is harmless: it comes back `duplicate: true`.
     pub async fn send(&self, assertion: SignedAssertion) -> Result<Ack, ClientError> {
         self.enqueue(assertion).await?.await
     }
 
     /// Sends many assertions, pipelined, and returns their acks in the same order.
+    ///
+    /// # Cancel safety
+    ///
+    /// Nothing leaks, but if the future is dropped part-way, the assertions queued by then
+    /// (a prefix of `assertions`) are still sent and their acks are lost; the rest are not
+    /// sent. Sending the whole batch again stores only the missing ones (the others come
+    /// back as duplicates).
     pub async fn send_batch(
         &self,
         assertions: impl IntoIterator<Item = SignedAssertion>,
@@ -294,6 +311,14 @@ impl Producer {
 
     /// Queues an assertion and returns at once (unless the buffer is full) with a future of
     /// its ack, so that many sends can be in flight. Acks of one partition resolve in order.
+    ///
+    /// # Cancel safety
+    ///
+    /// This method is cancel-safe. If it is dropped before it returns (in a
+    /// `tokio::select!` branch that lost, or under `tokio::time::timeout`), the assertion
+    /// was not queued and will not be sent, and the buffer room it was waiting for or had
+    /// taken is given back. Once it has returned, the assertion is queued: dropping the
+    /// [`PendingAck`] only discards the ack.
     pub async fn enqueue(&self, assertion: SignedAssertion) -> Result<PendingAck, ClientError> {
         let (reply, rx) = oneshot::channel();
         self.submit(assertion, Reply::One(reply)).await?;
@@ -303,6 +328,13 @@ impl Producer {
     /// Queues a group of assertions, returning (unless the buffer is full) with one future
     /// of all their acks, in the order given: one channel for the group rather than one per
     /// record. The group may span partitions and batches.
+    ///
+    /// # Cancel safety
+    ///
+    /// Nothing leaks (buffer room is given back as with [`enqueue`](Self::enqueue)), but
+    /// the group is not all or nothing: if the future is dropped part-way, the assertions
+    /// queued by then (a prefix) are still sent and their acks are lost. Use
+    /// [`enqueue`](Self::enqueue) per record where that matters.
     pub async fn enqueue_many(
         &self,
         assertions: impl ExactSizeIterator<Item = SignedAssertion>,
@@ -323,27 +355,37 @@ impl Producer {
         }
         let partition = partition_for(&assertion.assertion().subject, self.shared.partitions);
         let reserved = record_size(&assertion).min(self.shared.config.buffer_bytes);
-        self.shared
+        // Two waits, each safe to cancel: the buffer permits stay in their guard (returned
+        // if this future is dropped) until the channel slot is ours; handing the record
+        // over then cannot wait or fail, so the permits travel with it.
+        let permits = self
+            .shared
             .buffer
             .acquire_many(reserved as u32)
             .await
-            .map_err(|_| ClientError::ProducerClosed)?
-            .forget();
-        let cmd = Command::Record(Enqueued {
+            .map_err(|_| ClientError::ProducerClosed)?;
+        let slot = self
+            .commands
+            .reserve()
+            .await
+            .map_err(|_| ClientError::ProducerClosed)?;
+        permits.forget();
+        slot.send(Command::Record(Enqueued {
             assertion,
             partition,
             reserved,
             reply,
-        });
-        if self.commands.send(cmd).await.is_err() {
-            self.shared.buffer.add_permits(reserved);
-            return Err(ClientError::ProducerClosed);
-        }
+        }));
         Ok(())
     }
 
     /// Sends every queued record now (without waiting for linger) and waits until all
     /// records enqueued before this call are acknowledged or failed.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: dropping it stops only the wait; the records are sent regardless, and
+    /// a later `flush` waits for them.
     pub async fn flush(&self) -> Result<(), ClientError> {
         let (tx, rx) = oneshot::channel();
         self.commands
@@ -355,6 +397,11 @@ impl Producer {
 
     /// Flushes, then stops the producer: later sends fail with
     /// [`ClientError::ProducerClosed`]. Closes every clone of this producer.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropped before it returns, the producer is already closed to new records; what was
+    /// queued is still sent, but without waiting for it.
     pub async fn close(&self) -> Result<(), ClientError> {
         self.shared.closed.store(true, Ordering::Release);
         let (tx, rx) = oneshot::channel();
@@ -366,255 +413,9 @@ impl Producer {
     }
 }
 
-/// A waiting record of an open batch: its id (for the ack) and where to send the ack.
-struct Waiter {
-    id: AssertionId,
-    reply: Reply,
-}
-
-/// A batch ready to send.
-struct Sealed {
-    batch: Bytes,
-    waiters: Vec<Waiter>,
-    reserved: usize,
-    /// Held until the batch is answered; [`Producer::flush`] waits for every clone to drop.
-    _flush_group: mpsc::Sender<()>,
-}
-
-/// The open batch of one partition.
-struct OpenBatch {
-    builder: Option<BatchBuilder>,
-    waiters: Vec<Waiter>,
-    reserved: usize,
-    opened_at: Instant,
-    /// Size of the previous batch, to size the next builder's buffer.
-    last_size: usize,
-}
-
-impl OpenBatch {
-    fn new() -> Self {
-        OpenBatch {
-            builder: None,
-            waiters: Vec::new(),
-            reserved: 0,
-            opened_at: Instant::now(),
-            last_size: 16 * 1024,
-        }
-    }
-
-    fn size(&self) -> usize {
-        self.builder.as_ref().map_or(0, BatchBuilder::size_bytes)
-    }
-
-    fn is_empty(&self) -> bool {
-        self.waiters.is_empty()
-    }
-
-    /// Adds a record. Returns the batch that had to be sealed first to make room, if any.
-    fn push(
-        &mut self,
-        rec: Enqueued,
-        max_batch_bytes: usize,
-        group: &mpsc::Sender<()>,
-    ) -> Option<Sealed> {
-        let size = record_size(&rec.assertion);
-        let sealed = if !self.is_empty() && self.size() + size > max_batch_bytes {
-            self.seal(group)
-        } else {
-            None
-        };
-        if self.builder.is_none() {
-            let cap = (self.last_size + self.last_size / 4)
-                .clamp(HEADER_LEN + size, max_batch_bytes.max(HEADER_LEN + size));
-            self.builder = Some(BatchBuilder::with_capacity(cap));
-            self.opened_at = Instant::now();
-        }
-        self.builder
-            .as_mut()
-            .expect("just set")
-            .push(&rec.assertion);
-        self.waiters.push(Waiter {
-            id: rec.assertion.id(),
-            reply: rec.reply,
-        });
-        self.reserved += rec.reserved;
-        sealed
-    }
-
-    fn is_full(&self, max_batch_bytes: usize) -> bool {
-        self.size() >= max_batch_bytes
-    }
-
-    fn seal(&mut self, group: &mpsc::Sender<()>) -> Option<Sealed> {
-        let builder = self.builder.take()?;
-        self.last_size = builder.size_bytes();
-        let capacity = self.waiters.len();
-        Some(Sealed {
-            batch: builder.finish(),
-            waiters: std::mem::replace(&mut self.waiters, Vec::with_capacity(capacity)),
-            reserved: std::mem::take(&mut self.reserved),
-            _flush_group: group.clone(),
-        })
-    }
-}
-
-/// Owns the open batches; seals them by size and linger and hands them to the partition
-/// workers. A single task, so batches need no locks.
-struct Accumulator {
-    shared: Arc<Shared>,
-    rx: mpsc::Receiver<Command>,
-    open: Vec<OpenBatch>,
-    workers: Vec<Option<mpsc::UnboundedSender<Sealed>>>,
-    flush_group: (mpsc::Sender<()>, mpsc::Receiver<()>),
-}
-
 /// The longest wait before retrying a request that failed because its partition's leader
 /// changed or could not be reached: failover takes a few hundred milliseconds.
 pub const LEADER_RETRY_MAX: Duration = Duration::from_millis(50);
-
-/// How many queued commands the accumulator takes per wake-up before checking timers.
-const DRAIN_BURST: usize = 4096;
-
-impl Accumulator {
-    fn new(shared: Arc<Shared>, rx: mpsc::Receiver<Command>) -> Self {
-        let n = shared.partitions as usize;
-        Accumulator {
-            shared,
-            rx,
-            open: (0..n).map(|_| OpenBatch::new()).collect(),
-            workers: (0..n).map(|_| None).collect(),
-            flush_group: mpsc::channel(1),
-        }
-    }
-
-    async fn run(mut self) {
-        let shared = self.shared.clone();
-        loop {
-            let deadline = self.next_deadline();
-            let cmd = tokio::select! {
-                cmd = self.rx.recv() => cmd,
-                _ = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
-                    self.seal_ready();
-                    continue;
-                }
-                _ = shared.idle.notified() => {
-                    self.seal_ready();
-                    continue;
-                }
-            };
-            if self.burst(cmd).is_break() {
-                return;
-            }
-            self.seal_ready();
-        }
-    }
-
-    /// Handles `first` and then whatever else is queued, up to [`DRAIN_BURST`] commands.
-    /// Breaks when the producer is closed or dropped.
-    fn burst(&mut self, first: Option<Command>) -> ControlFlow<()> {
-        let mut cmd = first;
-        let mut handled = 0;
-        loop {
-            match cmd {
-                Some(Command::Record(rec)) => self.add(rec),
-                Some(Command::Flush(reply)) => self.flush(reply),
-                Some(Command::Close(reply)) => {
-                    self.flush(reply);
-                    return ControlFlow::Break(());
-                }
-                None => {
-                    self.seal_all();
-                    return ControlFlow::Break(());
-                }
-            }
-            handled += 1;
-            if handled == DRAIN_BURST {
-                break;
-            }
-            // Taken only when it will be handled in this burst (a command taken and then
-            // dropped would leave its sender waiting for an ack that never comes).
-            cmd = match self.rx.try_recv() {
-                Ok(next) => Some(next),
-                Err(_) => break,
-            };
-        }
-        ControlFlow::Continue(())
-    }
-
-    fn next_deadline(&self) -> Option<Instant> {
-        self.open
-            .iter()
-            .filter(|b| !b.is_empty())
-            .map(|b| b.opened_at + self.shared.config.linger)
-            .min()
-    }
-
-    fn add(&mut self, rec: Enqueued) {
-        let p = rec.partition as usize;
-        let max = self.shared.config.max_batch_bytes;
-        if let Some(sealed) = self.open[p].push(rec, max, &self.flush_group.0) {
-            self.dispatch(p, sealed);
-        }
-        if self.open[p].is_full(max) {
-            self.seal(p);
-        }
-    }
-
-    fn seal(&mut self, p: usize) {
-        if let Some(sealed) = self.open[p].seal(&self.flush_group.0) {
-            self.dispatch(p, sealed);
-        }
-    }
-
-    /// Seals every open batch whose partition has nothing in flight, or whose linger is
-    /// over. Called after each burst of commands, so a burst's records of one idle
-    /// partition leave together.
-    fn seal_ready(&mut self) {
-        let now = Instant::now();
-        let linger = self.shared.config.linger;
-        for p in 0..self.open.len() {
-            let open = &self.open[p];
-            if !open.is_empty()
-                && (self.shared.in_flight[p].load(Ordering::Acquire) == 0
-                    || open.opened_at + linger <= now)
-            {
-                self.seal(p);
-            }
-        }
-    }
-
-    fn seal_all(&mut self) {
-        for p in 0..self.open.len() {
-            self.seal(p);
-        }
-    }
-
-    /// Seals everything and answers `reply` once every batch sealed so far is answered.
-    fn flush(&mut self, reply: oneshot::Sender<()>) {
-        self.seal_all();
-        let (tx, mut rx) = std::mem::replace(&mut self.flush_group, mpsc::channel(1));
-        drop(tx);
-        tokio::spawn(async move {
-            // `None` once every sealed batch holding a clone of the old sender is done.
-            let _ = rx.recv().await;
-            let _ = reply.send(());
-        });
-    }
-
-    fn dispatch(&mut self, p: usize, sealed: Sealed) {
-        self.shared.in_flight[p].fetch_add(1, Ordering::AcqRel);
-        let worker = self.workers[p].get_or_insert_with(|| {
-            let (tx, rx) = mpsc::unbounded_channel();
-            tokio::spawn(partition_worker(self.shared.clone(), p as u32, rx));
-            tx
-        });
-        if let Err(mpsc::error::SendError(sealed)) = worker.send(sealed) {
-            // The worker is gone only if the runtime is shutting down.
-            self.shared
-                .deliver(p as u32, sealed, Err((ClientError::ProducerClosed, 0)));
-        }
-    }
-}
 
 /// Sends one partition's batches in order, keeping up to `max_in_flight_per_partition`
 /// requests pipelined on the leader's connection.
