@@ -28,19 +28,18 @@
 //! # }
 //! ```
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
 use steme_protocol::messages::commit_offsets::{CommitOffsetsRequest, OffsetCommit};
-use steme_protocol::messages::delete_group::DeleteGroupRequest;
-use steme_protocol::messages::describe_group::{DescribeGroupRequest, DescribeGroupResponse};
 use steme_protocol::messages::fetch_offsets::{CommittedOffset, FetchOffsetsRequest};
 use steme_protocol::messages::heartbeat::{HeartbeatRequest, TopicPartitions};
 use steme_protocol::messages::leave_group::LeaveGroupRequest;
-use steme_protocol::messages::list_groups::{GroupListing, ListGroupsRequest};
-use steme_protocol::messages::list_offsets::OffsetSpec;
 use steme_protocol::{ApiError, ErrorCode, RequestBody, partition_for};
 use tokio::time::Instant;
+
+mod admin;
+pub use admin::{delete_group, describe_group, list_groups, reset_offsets};
 
 use crate::cluster::Cluster;
 use crate::consumer::{Consumer, ConsumerConfig, Position, Record};
@@ -129,6 +128,9 @@ pub struct GroupConsumer {
     heartbeats: tokio::task::JoinHandle<()>,
     /// Next offset to commit per owned partition (after records `poll` returned).
     processed: BTreeMap<u32, u64>,
+    /// Records read and not yet handed out (a [`stream`](Self::stream) dropped between
+    /// two of a poll's records leaves the rest here): not processed, returned first.
+    unread: VecDeque<Record>,
     committed: BTreeMap<u32, u64>,
     next_auto_commit: Instant,
     on_rebalance: Option<Callback>,
@@ -183,6 +185,7 @@ impl GroupConsumer {
             wake,
             heartbeats,
             processed: BTreeMap::new(),
+            unread: VecDeque::new(),
             committed: BTreeMap::new(),
             next_auto_commit: now + config.auto_commit.unwrap_or(Duration::MAX / 4),
             on_rebalance: None,
@@ -211,8 +214,36 @@ impl GroupConsumer {
     }
 
     /// Records from this member's partitions, waiting up to `max_wait`; assignment changes
-    /// and auto-commits happen here.
+    /// and auto-commits happen here. The records returned count as processed: the next
+    /// commit covers them.
+    ///
+    /// # Cancel safety
+    ///
+    /// This method is cancel-safe: it can be a `tokio::select!` branch or run under
+    /// `tokio::time::timeout`. If it is dropped before it returns, no record is lost or
+    /// marked processed (the next call returns what this one would have), and an
+    /// assignment received from the coordinator stays pending until a call applies it
+    /// whole; a commit it had started may or may not have reached the coordinator, which is
+    /// harmless (commits are idempotent and the next one repeats it).
     pub async fn poll(&mut self, max_wait: Duration) -> Result<Vec<Record>, ClientError> {
+        let records = if self.unread.is_empty() {
+            self.read(max_wait).await?
+        } else {
+            self.unread.drain(..).collect()
+        };
+        for r in &records {
+            self.mark_processed(r);
+        }
+        Ok(records)
+    }
+
+    fn mark_processed(&mut self, r: &Record) {
+        self.processed.insert(r.partition(), r.offset() + 1);
+    }
+
+    /// What [`poll`](Self::poll) reads, without marking it processed. Cancel-safe: records
+    /// exist only after the last await.
+    async fn read(&mut self, max_wait: Duration) -> Result<Vec<Record>, ClientError> {
         let deadline = Instant::now() + max_wait;
         loop {
             self.sync().await?;
@@ -233,9 +264,6 @@ impl GroupConsumer {
             } else {
                 self.consumer.poll(until - Instant::now()).await?
             };
-            for r in &records {
-                self.processed.insert(r.partition(), r.offset() + 1);
-            }
             if !records.is_empty() || Instant::now() >= deadline {
                 return Ok(records);
             }
@@ -249,6 +277,11 @@ impl GroupConsumer {
     }
 
     /// Commits what `poll` has returned so far, and waits for it.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: if dropped, the commit may or may not have been stored, and the next
+    /// commit sends the same offsets again.
     pub async fn commit(&mut self) -> Result<(), ClientError> {
         self.commit_with_metadata("").await
     }
@@ -307,6 +340,8 @@ impl GroupConsumer {
         if self.processed.get(&partition).is_some_and(|&o| o > offset) {
             self.processed.insert(partition, offset);
         }
+        self.unread
+            .retain(|r| r.partition() != partition || r.offset() < offset);
         self.consumer
             .seek(partition, Position::Offset(offset))
             .await?;
@@ -328,6 +363,11 @@ impl GroupConsumer {
 
     /// Commits, gives up its partitions (the rebalance callback is told), leaves the group
     /// (its partitions move at once), and ends.
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel-safe: dropped before it returns, the member may not have left the group,
+    /// and its partitions move only after the session timeout.
     pub async fn close(mut self) -> Result<(), ClientError> {
         self.heartbeats.abort();
         let committed = self.commit().await;
@@ -347,29 +387,74 @@ impl GroupConsumer {
         committed
     }
 
+    /// A stream of this member's records, polling with `max_wait`, that borrows the member:
+    /// once the stream is dropped, [`commit`](Self::commit), [`close`](Self::close) and
+    /// [`poll`](Self::poll) work as before. A record counts as processed once the stream
+    /// has yielded it; records read and not yet yielded when the stream is dropped are
+    /// returned first by the next `poll` or stream. The stream ends after its first error.
+    ///
+    /// # Cancel safety
+    ///
+    /// Each `next()` is cancel-safe, as [`poll`](Self::poll) is.
+    ///
+    /// ```no_run
+    /// # async fn demo(mut member: steme_client::GroupConsumer) -> Result<(), steme_client::ClientError> {
+    /// use futures::StreamExt;
+    /// use std::time::Duration;
+    ///
+    /// {
+    ///     let mut records = std::pin::pin!(member.stream(Duration::from_secs(1)).take(100));
+    ///     while let Some(record) = records.next().await {
+    ///         println!("{}", record?.id());
+    ///     }
+    /// } // the stream is dropped here: the member is free again
+    /// member.commit().await?;
+    /// member.close().await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn stream(
+        &mut self,
+        max_wait: Duration,
+    ) -> impl futures::Stream<Item = Result<Record, ClientError>> + '_ {
+        futures::stream::unfold((self, false), move |(member, failed)| async move {
+            if failed {
+                return None;
+            }
+            let next = member.next_record(max_wait).await;
+            let failed = next.is_err();
+            Some((next, (member, failed)))
+        })
+    }
+
     /// Turns the member into a stream of records (polling with `max_wait`); it ends after
-    /// the first error.
+    /// the first error. The stream owns the member, so nothing can commit or close it any
+    /// more: prefer [`stream`](Self::stream), which borrows it.
     pub fn into_stream(
         self,
         max_wait: Duration,
     ) -> impl futures::Stream<Item = Result<Record, ClientError>> {
-        futures::stream::unfold(
-            (self, std::collections::VecDeque::new(), false),
-            move |(mut member, mut buf, failed)| async move {
-                if failed {
-                    return None;
-                }
-                loop {
-                    if let Some(r) = buf.pop_front() {
-                        return Some((Ok(r), (member, buf, false)));
-                    }
-                    match member.poll(max_wait).await {
-                        Ok(records) => buf.extend(records),
-                        Err(e) => return Some((Err(e), (member, buf, true))),
-                    }
-                }
-            },
-        )
+        futures::stream::unfold((self, false), move |(mut member, failed)| async move {
+            if failed {
+                return None;
+            }
+            let next = member.next_record(max_wait).await;
+            let failed = next.is_err();
+            Some((next, (member, failed)))
+        })
+    }
+
+    /// The next record, marked processed as it is handed out. Cancel-safe: records read
+    /// wait in `unread` until handed out.
+    async fn next_record(&mut self, max_wait: Duration) -> Result<Record, ClientError> {
+        loop {
+            if let Some(r) = self.unread.pop_front() {
+                self.mark_processed(&r);
+                return Ok(r);
+            }
+            let records = self.read(max_wait).await?;
+            self.unread.extend(records);
+        }
     }
 
     /// Asks for a heartbeat now and applies what the coordinator has said so far, without
@@ -381,12 +466,16 @@ impl GroupConsumer {
     }
 
     /// Applies what the heartbeat task learned: a fence, a new assignment, an error.
+    ///
+    /// Cancel-safe: a new assignment is left pending (a copy is applied) until it is
+    /// applied whole, so a call dropped in the middle leaves it for the next one; every
+    /// step of [`apply`](Self::apply) can be done again.
     async fn sync(&mut self) -> Result<(), ClientError> {
         let (fenced, pending, error) = {
             let mut m = lock(&self.membership);
             (
                 std::mem::take(&mut m.fenced),
-                m.pending.take(),
+                m.pending.clone(),
                 m.error.take(),
             )
         };
@@ -397,7 +486,12 @@ impl GroupConsumer {
             self.fenced();
         }
         if let Some(new) = pending {
-            self.apply(new).await?;
+            self.apply(new.clone()).await?;
+            let mut m = lock(&self.membership);
+            // Unless the heartbeat task stored a newer one meanwhile.
+            if m.pending.as_ref() == Some(&new) {
+                m.pending = None;
+            }
         }
         Ok(())
     }
@@ -411,6 +505,7 @@ impl GroupConsumer {
             if let Err(e) = self.commit().await {
                 tracing::warn!(group = %self.config.group, error = %e, "commit before release failed");
             }
+            self.unread.retain(|r| !revoked.contains(&r.partition()));
             for p in &revoked {
                 self.consumer.remove_partition(*p);
                 self.owned.remove(p);
@@ -467,6 +562,7 @@ impl GroupConsumer {
             self.consumer.remove_partition(*p);
         }
         self.owned.clear();
+        self.unread.clear();
         self.processed.clear();
         self.committed.clear();
         lock(&self.membership).owned.clear();
@@ -597,137 +693,4 @@ pub async fn call_coordinator<R: RequestBody>(
             other => return other,
         }
     }
-}
-
-/// Every group the cluster coordinates (each broker lists the groups it coordinates).
-pub async fn list_groups(cluster: &Cluster) -> Result<Vec<GroupListing>, ClientError> {
-    let meta = cluster.refresh(None).await?;
-    let timeout = cluster.config().request_timeout;
-    let mut out = Vec::new();
-    for b in &meta.brokers {
-        let conn = cluster.connection(&b.addr).await?;
-        out.extend(conn.call(&ListGroupsRequest {}, timeout).await?.groups);
-    }
-    out.sort_by(|a, b| a.group.cmp(&b.group));
-    out.dedup_by(|a, b| a.group == b.group);
-    Ok(out)
-}
-
-/// A group's members, assignment, committed offsets and lag, from its coordinator.
-///
-/// The coordinator knows the high watermarks of the partitions its own broker hosts; the
-/// others are asked of their leaders here (`ListOffsets`, latest), and the partitions' and
-/// members' lags completed with them, as Kafka's admin client does. A partition whose leader
-/// cannot be reached keeps an unknown high watermark and a lag of 0.
-pub async fn describe_group(
-    cluster: &Cluster,
-    group: &str,
-) -> Result<DescribeGroupResponse, ClientError> {
-    let mut d = call_coordinator(
-        cluster,
-        group,
-        &DescribeGroupRequest {
-            group: group.to_owned(),
-        },
-    )
-    .await?;
-    complete_lags(cluster, &mut d).await;
-    Ok(d)
-}
-
-/// Fills the high watermarks the coordinator left unknown and recomputes every lag.
-async fn complete_lags(cluster: &Cluster, d: &mut DescribeGroupResponse) {
-    let config = cluster.config();
-    let asks = d
-        .offsets
-        .iter_mut()
-        .filter(|o| o.high_watermark.is_none())
-        .map(|o| async move {
-            let latest = crate::consumer::list_offsets(
-                cluster,
-                &o.topic,
-                o.partition,
-                OffsetSpec::Latest,
-                config.request_timeout,
-                config.reconnect_backoff,
-            )
-            .await;
-            match latest {
-                Ok(r) => o.high_watermark = Some(r.high_watermark),
-                Err(e) => tracing::debug!(
-                    topic = %o.topic,
-                    partition = o.partition,
-                    error = %e,
-                    "no high watermark for a group's partition"
-                ),
-            }
-        });
-    futures::future::join_all(asks).await;
-    let mut lag_of: HashMap<(&str, u32), u64> = HashMap::new();
-    for o in &mut d.offsets {
-        o.lag = o
-            .high_watermark
-            .map_or(0, |h| h.saturating_sub(o.committed.unwrap_or(0)));
-        lag_of.insert((o.topic.as_str(), o.partition), o.lag);
-    }
-    for m in &mut d.members {
-        m.lag = m
-            .assignment
-            .iter()
-            .flat_map(|tp| tp.partitions.iter().map(|p| (tp.topic.as_str(), *p)))
-            .map(|tp| lag_of.get(&tp).copied().unwrap_or(0))
-            .sum();
-    }
-}
-
-/// Deletes a group with no members, and its committed offsets.
-pub async fn delete_group(cluster: &Cluster, group: &str) -> Result<(), ClientError> {
-    call_coordinator(
-        cluster,
-        group,
-        &DeleteGroupRequest {
-            group: group.to_owned(),
-        },
-    )
-    .await
-    .map(drop)
-}
-
-/// Sets a group's committed offsets from outside the group (refused while it has members).
-pub async fn reset_offsets(
-    cluster: &Cluster,
-    group: &str,
-    topic: &str,
-    offsets: &BTreeMap<u32, u64>,
-) -> Result<(), ClientError> {
-    let req = CommitOffsetsRequest {
-        group: group.to_owned(),
-        member_id: String::new(),
-        member_epoch: 0,
-        offsets: offsets
-            .iter()
-            .map(|(p, o)| OffsetCommit {
-                topic: topic.to_owned(),
-                partition: *p,
-                offset: *o,
-                metadata: "reset".to_owned(),
-            })
-            .collect(),
-    };
-    let resp = call_coordinator(cluster, group, &req).await?;
-    if let Some(bad) = resp
-        .results
-        .iter()
-        .find(|r| r.error != ErrorCode::None as u16)
-    {
-        let code = ErrorCode::try_from(bad.error).unwrap_or(ErrorCode::Unknown);
-        return Err(ClientError::Api(ApiError::other(
-            code,
-            format!(
-                "reset of {}/{} refused ({code:?}); stop the group's members first",
-                bad.topic, bad.partition
-            ),
-        )));
-    }
-    Ok(())
 }
