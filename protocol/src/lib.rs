@@ -23,7 +23,9 @@ pub mod messages;
 pub mod partition;
 pub mod wire;
 
-pub use assertion::{Assertion, AssertionError, AssertionId, SignedAssertion, Value};
+pub use assertion::{
+    Assertion, AssertionBuilder, AssertionError, AssertionId, SignedAssertion, Value,
+};
 pub use batch::{BatchBuilder, BatchError, BatchHeader, RecordBatch, RecordRef};
 pub use codec::FrameCodec;
 pub use error::{ApiError, ErrorCode, LeaderHint};

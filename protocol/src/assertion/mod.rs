@@ -41,7 +41,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::wire::{DecodeError, Reader};
 
+mod builder;
 mod verify;
+pub use builder::AssertionBuilder;
 pub use verify::{BatchVerifier, VerifyError, verify_batch, verify_one};
 
 pub const ASSERTION_VERSION: u8 = 1;
@@ -289,6 +291,9 @@ pub struct Assertion {
 pub enum AssertionError {
     #[error("{field} must not be empty")]
     Empty { field: &'static str },
+    /// A required field was never given (see [`AssertionBuilder::build`]).
+    #[error("{field} is required")]
+    Missing { field: &'static str },
     #[error("{field} is {len} bytes, more than the {max} allowed")]
     TooLong {
         field: &'static str,
