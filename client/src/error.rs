@@ -95,7 +95,7 @@ pub enum ClientError {
     },
     /// An assertion could not be encoded or signed.
     #[error("invalid assertion")]
-    Assertion(#[source] AssertionError),
+    Assertion(#[from] AssertionError),
     /// A fetched record batch is damaged.
     #[error("corrupt record batch from {topic}/{partition} at byte {position} of the fetch")]
     CorruptBatch {
@@ -282,5 +282,22 @@ mod tests {
         assert_eq!(e.to_string(), "record facts/3@17 fails verification");
         let src = std::error::Error::source(&e).expect("has a source");
         assert_eq!(src.to_string(), "signature does not verify");
+    }
+
+    #[test]
+    fn assertion_errors_convert_with_the_question_mark() {
+        fn sign_empty_subject() -> Result<steme_protocol::SignedAssertion, ClientError> {
+            let a = steme_protocol::Assertion::builder("", "p")
+                .object(1)
+                .build()?;
+            Ok(a.sign(&steme_protocol::SigningKey::from_bytes(&[1; 32]))?)
+        }
+        let e = sign_empty_subject().unwrap_err();
+        assert!(matches!(
+            e,
+            ClientError::Assertion(AssertionError::Empty { field: "subject" })
+        ));
+        let src = std::error::Error::source(&e).expect("the cause is kept");
+        assert_eq!(src.to_string(), "subject must not be empty");
     }
 }

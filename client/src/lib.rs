@@ -25,16 +25,13 @@
 //!
 //! let key = SigningKey::from_bytes(&[1; 32]);
 //! let producer = Producer::connect("127.0.0.1:9092", "facts", ProducerConfig::default()).await?;
-//! let fact = Assertion {
-//!     subject: "urn:person:ada".into(),
-//!     predicate: "born".into(),
-//!     object: Value::Integer(1815),
-//!     source: "wikipedia".into(),
-//!     confidence: Some(0.99),
-//!     supersedes: None,
-//!     issued_at: 1_700_000_000_000,
-//! };
-//! let ack = producer.send(fact.sign(&key).map_err(steme_client::ClientError::Assertion)?).await?;
+//! let fact = Assertion::builder("urn:person:ada", "born")
+//!     .object(Value::Integer(1815))
+//!     .source("wikipedia")
+//!     .confidence(0.99)
+//!     .issued_at(1_700_000_000_000)
+//!     .build()?;
+//! let ack = producer.send(fact.sign(&key)?).await?;
 //!
 //! let mut consumer = Consumer::connect("127.0.0.1:9092", ConsumerConfig::default()).await?;
 //! consumer.assign("facts", &[ack.partition]).await?;
@@ -65,5 +62,6 @@ pub use producer::{Ack, Acks, PendingAck, PendingAcks, Producer, ProducerConfig}
 pub use tls::{ClientTls, TlsError};
 
 pub use steme_protocol::{
-    Assertion, AssertionId, SignedAssertion, SigningKey, Value, VerifyingKey,
+    Assertion, AssertionBuilder, AssertionError, AssertionId, SignedAssertion, SigningKey, Value,
+    VerifyingKey,
 };

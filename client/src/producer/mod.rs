@@ -47,7 +47,7 @@
 //!     supersedes: None,
 //!     issued_at: 1_700_000_000_000,
 //! };
-//! let ack = producer.send(assertion.sign(&key).map_err(steme_client::ClientError::Assertion)?).await?;
+//! let ack = producer.send(assertion.sign(&key)?).await?;
 //! println!("{} at {}/{} (duplicate: {})", ack.id, ack.partition, ack.offset, ack.duplicate);
 //! producer.close().await?;
 //! # Ok(())
