@@ -18,7 +18,16 @@ pub async fn run(bootstrap: &str, cmd: AclCommand) -> anyhow::Result<()> {
                 .add_acl(&acl)
                 .await
                 .with_context(|| format!("cannot add the ACL `{acl}`"))?;
-            println!("added: {acl}");
+            if a.json {
+                crate::output::json_line(&acl_json(
+                    &acl.principal,
+                    &acl.resource,
+                    &acl.operation,
+                    "added",
+                ))?;
+            } else {
+                println!("added: {acl}");
+            }
         }
         AclCommand::Remove(a) => {
             let acl = parse(&a)?;
@@ -26,18 +35,22 @@ pub async fn run(bootstrap: &str, cmd: AclCommand) -> anyhow::Result<()> {
                 .remove_acl(&acl)
                 .await
                 .with_context(|| format!("cannot remove the ACL `{acl}`"))?;
-            println!("removed: {acl}");
+            if a.json {
+                crate::output::json_line(&acl_json(
+                    &acl.principal,
+                    &acl.resource,
+                    &acl.operation,
+                    "removed",
+                ))?;
+            } else {
+                println!("removed: {acl}");
+            }
         }
         AclCommand::List { json } => {
             let acls = admin.list_acls().await.context("cannot list the ACLs")?;
             if json {
                 for a in &acls {
-                    let line = json!({
-                        "principal": a.principal,
-                        "resource": a.resource,
-                        "operation": a.operation,
-                    });
-                    println!("{line}");
+                    println!("{}", acl_json(&a.principal, &a.resource, &a.operation, ""));
                 }
             } else {
                 println!("{:<72} {:<32} OPERATION", "PRINCIPAL", "RESOURCE");
@@ -48,6 +61,25 @@ pub async fn run(bootstrap: &str, cmd: AclCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// An ACL as one JSON object; `done` (`added`, `removed`) becomes a `true` key after the
+/// ACL's three parts when not empty.
+fn acl_json(
+    principal: &str,
+    resource: &impl ToString,
+    operation: &impl ToString,
+    done: &str,
+) -> serde_json::Value {
+    let mut line = json!({
+        "principal": principal,
+        "resource": resource.to_string(),
+        "operation": operation.to_string(),
+    });
+    if !done.is_empty() {
+        line[done] = serde_json::Value::Bool(true);
+    }
+    line
 }
 
 /// Checks the three parts here, so that a typo is named before anything is sent.

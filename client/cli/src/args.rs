@@ -63,9 +63,14 @@ pub enum Command {
     /// Sign assertions read as JSON lines on stdin and produce them; one ack line each.
     Produce(ProduceArgs),
     /// Print records as JSON lines.
+    #[command(after_long_help = CONSUME_OUTPUT)]
     Consume(ConsumeArgs),
     /// Write the raw record batches of an offset range to a file.
     Replay(ReplayArgs),
+    /// Print and check a file written by `steme replay`, offline: every record's id
+    /// recomputed from its bytes, and with --verify every signature. Exits 1 naming each bad
+    /// record.
+    ReplayInspect(ReplayInspectArgs),
     /// Benchmarks: produce, consume and produce-to-consume latency.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -92,6 +97,9 @@ pub struct AclArgs {
     /// produce, consume, describe, create, delete, alter or admin.
     #[arg(long)]
     pub operation: String,
+    /// Print the result as one JSON object instead of a sentence.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -156,6 +164,9 @@ pub struct KeygenArgs {
     /// Overwrite the file if it exists.
     #[arg(long)]
     pub force: bool,
+    /// Print `{"public_key": …, "path": …}` instead of the bare public key.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -172,6 +183,9 @@ pub enum TopicCommand {
         /// A topic setting overriding the broker's default, as key=value (repeatable).
         #[arg(long = "config", value_name = "KEY=VALUE", value_parser = parse_key_value)]
         configs: Vec<(String, String)>,
+        /// Print the result as one JSON object instead of a sentence.
+        #[arg(long)]
+        json: bool,
     },
     /// List topics with their partition counts.
     List {
@@ -187,7 +201,12 @@ pub enum TopicCommand {
         json: bool,
     },
     /// Delete a topic and all its data.
-    Delete { name: String },
+    Delete {
+        name: String,
+        /// Print the result as one JSON object instead of a sentence.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -204,6 +223,21 @@ pub struct ProduceArgs {
     /// Records sent and not yet acknowledged at most (acks are printed in input order).
     #[arg(long, default_value_t = 10_000)]
     pub window: usize,
+    /// `now`: stamp lines that have no `issued_at` with the current time. By default a line
+    /// is signed as it stands (no `issued_at` is 0), so the same input always gives the same
+    /// ids and producing it again is answered with `"duplicate": true`.
+    #[arg(long, value_enum, value_name = "now")]
+    pub issued_at: Option<IssuedAtArg>,
+    /// Accepted for symmetry with the other commands: acks are always JSON lines.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `--issued-at` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum IssuedAtArg {
+    /// The current time, in milliseconds since the Unix epoch.
+    Now,
 }
 
 #[derive(Debug, Args)]
@@ -212,7 +246,9 @@ pub struct ConsumeArgs {
     /// Read only this partition (default: every partition).
     #[arg(long, short = 'p')]
     pub partition: Option<u32>,
-    /// Where to start: earliest, latest, an offset, or time:HLC (first record at or after).
+    /// Where to start: earliest, latest, an offset, or time:T, the first record stamped at
+    /// or after T: RFC 3339 (time:2026-11-29T10:00:00Z, any offset), relative to now
+    /// (time:-90s, time:-15m, time:-1h, time:-2d) or a raw HLC (time:7713603779369791536).
     #[arg(long, default_value = "earliest", value_parser = parse_position)]
     pub from: Position,
     /// Keep waiting for new records instead of stopping at the high watermark.
@@ -244,12 +280,14 @@ pub struct ConsumeArgs {
 pub enum GroupCommand {
     /// Every consumer group, its state and member count.
     List {
+        /// One JSON line per group instead of a table.
         #[arg(long)]
         json: bool,
     },
     /// A group's members, their assignments, committed offsets and lag.
     Describe {
         group: String,
+        /// One JSON object instead of tables.
         #[arg(long)]
         json: bool,
     },
@@ -258,12 +296,21 @@ pub enum GroupCommand {
         group: String,
         #[arg(long)]
         topic: String,
-        /// earliest, latest, an offset, or time:HLC.
+        /// earliest, latest, an offset, or time:T (RFC 3339 with any offset, relative to now
+        /// as -90s, -15m, -1h, -2d, or a raw HLC): the first record stamped at or after T.
         #[arg(long, value_parser = parse_position)]
         to: Position,
+        /// Print the result as one JSON object instead of lines of text.
+        #[arg(long)]
+        json: bool,
     },
     /// Delete a group without members, and its committed offsets.
-    Delete { group: String },
+    Delete {
+        group: String,
+        /// Print the result as one JSON object instead of a sentence.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -280,7 +327,36 @@ pub struct ReplayArgs {
     /// File to write the batches to (overwritten).
     #[arg(long)]
     pub out: PathBuf,
+    /// Print the summary as one JSON object instead of a sentence.
+    #[arg(long)]
+    pub json: bool,
 }
+
+#[derive(Debug, Args)]
+pub struct ReplayInspectArgs {
+    /// A file written by `steme replay`.
+    pub file: PathBuf,
+    /// Also verify every record's Ed25519 signature.
+    #[arg(long)]
+    pub verify: bool,
+    /// One JSON line per record, then one summary line, instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `steme consume --help`: what each output line holds.
+const CONSUME_OUTPUT: &str = "\
+Output: one JSON object per line and record:
+  partition, offset   where the record is
+  hlc                 the broker's Hybrid Logical Clock stamp (NTP64, u64)
+  time                the physical part of hlc as RFC 3339 in UTC with 9 fractional
+                      digits, e.g. \"2026-11-29T10:00:00.123456789Z\"
+  logical             the HLC's logical counter (0 when none)
+  id                  the assertion's BLAKE3 id (hex)
+  signer              the signer's Ed25519 public key (hex)
+  subject, predicate, object, source, confidence?, supersedes?, issued_at
+  signature           Ed25519 over the id (hex)
+--from time:<a printed time> starts at that record (the first stamped at or after it).";
 
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
@@ -370,19 +446,20 @@ impl AcksArg {
     }
 }
 
-/// `earliest`, `latest`, an offset, or `time:HLC`.
+/// `earliest`, `latest`, an offset, or `time:T` (see [`crate::time::parse_time`]).
 pub fn parse_position(s: &str) -> Result<Position, String> {
     match s {
         "earliest" => Ok(Position::Earliest),
         "latest" => Ok(Position::Latest),
         _ => {
             if let Some(t) = s.strip_prefix("time:") {
-                t.parse()
-                    .map(Position::Time)
-                    .map_err(|e| format!("bad HLC time {t:?}: {e}"))
+                crate::time::parse_time(t, crate::time::now()).map(Position::Time)
             } else {
                 s.parse().map(Position::Offset).map_err(|_| {
-                    format!("expected earliest, latest, an offset or time:HLC, got {s:?}")
+                    format!(
+                        "expected earliest, latest, an offset or time:T \
+                         (time:2026-11-29T10:00:00Z, time:-1h), got {s:?}"
+                    )
                 })
             }
         }
@@ -441,6 +518,7 @@ mod tests {
                 partitions,
                 replication_factor,
                 configs,
+                ..
             }) => {
                 assert_eq!(
                     (name.as_str(), partitions, replication_factor),
@@ -469,8 +547,24 @@ mod tests {
         assert_eq!(from("latest").unwrap(), Position::Latest);
         assert_eq!(from("42").unwrap(), Position::Offset(42));
         assert_eq!(from("time:123456").unwrap(), Position::Time(123456));
+        assert_eq!(
+            from("time:2026-11-29T10:00:00Z").unwrap(),
+            Position::Time(1_795_946_400 << 32)
+        );
+        assert_eq!(
+            from("time:2026-11-29T12:00:00+02:00").unwrap(),
+            Position::Time(1_795_946_400 << 32)
+        );
+        let Position::Time(hour_ago) = from("time:-1h").unwrap() else {
+            panic!("a relative time is a time")
+        };
+        let now = crate::time::parse_time("-0s", crate::time::now()).unwrap();
+        let hour = 3600u64 << 32;
+        let ago = now - hour_ago;
+        assert!(ago >= hour - (1 << 32) && ago <= hour + (1 << 32), "{ago}");
         assert!(from("yesterday").is_err());
         assert!(from("time:x").is_err());
+        assert!(from("time:2026-11-29T10:00:00").is_err(), "no offset");
 
         let Command::Consume(a) = parse(&[
             "consume", "t", "-p", "3", "--follow", "--max", "10", "--verify",
@@ -561,6 +655,7 @@ mod tests {
             &["produce", "--help"],
             &["consume", "--help"],
             &["replay", "--help"],
+            &["replay-inspect", "--help"],
             &["keygen", "--help"],
             &["bench", "produce", "--help"],
         ] {

@@ -13,14 +13,16 @@ use serde::Serialize;
 use steme_client::{Assertion, AssertionId, ClientError, Consumer, ConsumerConfig, Record};
 
 use crate::args::ConsumeArgs;
+use crate::time::Stamp;
 
-/// One record, as printed: where it is, who signed it, the assertion's fields, the
-/// signature.
+/// One record, as printed: where it is, when it was stored (`hlc`, and as `time` and
+/// `logical`: see [`Stamp`]), who signed it, the assertion's fields, the signature.
 #[derive(Debug, Serialize)]
 pub struct RecordLine {
     pub partition: u32,
     pub offset: u64,
-    pub hlc: u64,
+    #[serde(flatten)]
+    pub stamp: Stamp,
     pub id: AssertionId,
     pub signer: String,
     #[serde(flatten)]
@@ -33,7 +35,7 @@ impl RecordLine {
         Ok(RecordLine {
             partition: record.partition(),
             offset: record.offset(),
-            hlc: record.hlc(),
+            stamp: Stamp::of(record.hlc()),
             id: record.id(),
             signer: hex::encode(record.signer()),
             assertion: record.assertion()?,
@@ -155,7 +157,9 @@ mod tests {
         let mut b = BatchBuilder::default();
         b.push(&signed);
         let mut bytes = b.finish().to_vec();
-        patch_header(&mut bytes, 40, 9000, 1);
+        // 2026-11-29T10:00:00Z plus half a second, logical counter 3.
+        let hlc = (1_795_946_400u64 << 32) + (1 << 31) + 3;
+        patch_header(&mut bytes, 40, hlc, 1);
         let mut recs = Vec::new();
         steme_client::consumer::records_from(&"t".into(), 3, 40, &Bytes::from(bytes), &mut recs)
             .unwrap();
@@ -163,7 +167,9 @@ mod tests {
         let expect = serde_json::json!({
             "partition": 3,
             "offset": 40,
-            "hlc": 9000,
+            "hlc": hlc,
+            "time": "2026-11-29T10:00:00.500000000Z",
+            "logical": 3,
             "id": signed.id().to_hex(),
             "signer": hex::encode(key.verifying_key().to_bytes()),
             "subject": "urn:s",
@@ -177,7 +183,9 @@ mod tests {
         assert_eq!(line, expect);
         // Field order on the line: position first, signature last.
         let text = serde_json::to_string(&RecordLine::new(&recs[0]).unwrap()).unwrap();
-        assert!(text.starts_with(r#"{"partition":3,"offset":40,"hlc":9000,"id":"#));
+        assert!(text.starts_with(&format!(
+            r#"{{"partition":3,"offset":40,"hlc":{hlc},"time":"2026-11-29T10:00:00.500000000Z","logical":3,"id":"#
+        )));
         assert!(text.contains(r#""signature":""#) && text.ends_with("\"}"));
         assert!(
             !text.contains("supersedes"),

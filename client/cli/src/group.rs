@@ -9,6 +9,7 @@ use serde_json::json;
 use steme_client::group::{delete_group, describe_group, list_groups, reset_offsets};
 use steme_client::{Admin, Cluster, ConsumerConfig, GroupConfig, GroupConsumer, Position};
 use steme_protocol::messages::describe_group::DescribeGroupResponse;
+use steme_protocol::messages::list_groups::GroupState;
 use steme_protocol::messages::list_offsets::OffsetSpec;
 
 use crate::args::{ConsumeArgs, GroupCommand};
@@ -23,18 +24,13 @@ pub async fn run(bootstrap: &str, cmd: GroupCommand) -> anyhow::Result<()> {
             let groups = list_groups(&cluster).await.context("cannot list groups")?;
             if json {
                 for g in &groups {
-                    let line = json!({"group": g.group, "state": format!("{:?}", g.state), "members": g.members});
+                    let line = json!({"group": g.group, "state": state_name(g.state), "members": g.members});
                     println!("{line}");
                 }
             } else {
                 println!("{:<40} {:<12} MEMBERS", "GROUP", "STATE");
                 for g in &groups {
-                    println!(
-                        "{:<40} {:<12} {}",
-                        g.group,
-                        format!("{:?}", g.state),
-                        g.members
-                    );
+                    println!("{:<40} {:<12} {}", g.group, state_name(g.state), g.members);
                 }
             }
         }
@@ -48,7 +44,12 @@ pub async fn run(bootstrap: &str, cmd: GroupCommand) -> anyhow::Result<()> {
                 print!("{}", describe_table(&d));
             }
         }
-        GroupCommand::Reset { group, topic, to } => {
+        GroupCommand::Reset {
+            group,
+            topic,
+            to,
+            json,
+        } => {
             let admin = Admin::new(cluster.clone());
             let n = cluster.partition_count(&topic).await?;
             let mut offsets = BTreeMap::new();
@@ -62,33 +63,58 @@ pub async fn run(bootstrap: &str, cmd: GroupCommand) -> anyhow::Result<()> {
                         continue;
                     }
                 };
-                let o = admin
-                    .list_offsets(&topic, p, spec)
-                    .await
-                    .with_context(|| format!("cannot resolve {to:?} in {topic}/{p}"))?;
+                let o = admin.list_offsets(&topic, p, spec).await.with_context(|| {
+                    format!("cannot resolve {} in {topic}/{p}", position_text(to))
+                })?;
                 offsets.insert(p, o.offset);
             }
             reset_offsets(&cluster, &group, &topic, &offsets)
                 .await
                 .with_context(|| format!("cannot reset group {group:?}"))?;
-            for (p, o) in &offsets {
-                println!("{group} {topic}/{p} -> {o}");
+            if json {
+                let offsets: Vec<_> = offsets
+                    .iter()
+                    .map(|(p, o)| json!({"partition": p, "offset": o}))
+                    .collect();
+                crate::output::json_line(&json!({
+                    "group": group,
+                    "topic": topic,
+                    "offsets": offsets,
+                }))?;
+            } else {
+                for (p, o) in &offsets {
+                    println!("{group} {topic}/{p} -> {o}");
+                }
             }
         }
-        GroupCommand::Delete { group } => {
+        GroupCommand::Delete { group, json } => {
             delete_group(&cluster, &group)
                 .await
                 .with_context(|| format!("cannot delete group {group:?}"))?;
-            println!("deleted group {group}");
+            if json {
+                crate::output::json_line(&json!({"group": group, "deleted": true}))?;
+            } else {
+                println!("deleted group {group}");
+            }
         }
     }
     Ok(())
 }
 
+/// A group's state as printed, in tables and JSON alike.
+pub fn state_name(state: GroupState) -> &'static str {
+    match state {
+        GroupState::Empty => "empty",
+        GroupState::Stable => "stable",
+        GroupState::Reconciling => "reconciling",
+        GroupState::Dead => "dead",
+    }
+}
+
 fn describe_json(d: &DescribeGroupResponse) -> serde_json::Value {
     json!({
         "group": d.group,
-        "state": format!("{:?}", d.state),
+        "state": state_name(d.state),
         "epoch": d.epoch,
         "coordinator": d.coordinator,
         "members": d.members.iter().map(|m| json!({
@@ -115,8 +141,11 @@ fn describe_table(d: &DescribeGroupResponse) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "group {} ({:?}, epoch {}, coordinator broker {})",
-        d.group, d.state, d.epoch, d.coordinator
+        "group {} ({}, epoch {}, coordinator broker {})",
+        d.group,
+        state_name(d.state),
+        d.epoch,
+        d.coordinator
     );
     let _ = writeln!(
         out,
@@ -225,6 +254,16 @@ pub async fn consume(bootstrap: &str, args: ConsumeArgs) -> anyhow::Result<()> {
         .await
         .context("cannot commit and leave the group")?;
     Ok(())
+}
+
+/// A position as the command line takes it, times in RFC 3339.
+fn position_text(position: Position) -> String {
+    match position {
+        Position::Earliest => "earliest".to_owned(),
+        Position::Latest => "latest".to_owned(),
+        Position::Offset(o) => format!("offset {o}"),
+        Position::Time(hlc) => format!("time:{}", crate::time::format_rfc3339(hlc)),
+    }
 }
 
 async fn shutdown_signal() {

@@ -7,11 +7,16 @@
 //! - `consume`: one JSON line per record (alone, or as a member of a consumer group).
 //! - `group`: `group list|describe|reset|delete`.
 //! - `replay`: raw batches of an offset range to a file.
+//! - `replay_inspect`: reads a replay file back offline, recomputing ids and checking
+//!   signatures.
+//! - `time`: HLC stamps to RFC 3339 and back (`--from time:…`, `"time"` in JSON).
+//! - `output`: `--json` results of commands that change something.
 //! - `bench`: produce, consume and end-to-end benchmarks.
 //! - `cluster`: `cluster status`, every broker's view of every replica.
 //!
-//! Errors are one line on stderr (`steme: error: ...`, causes joined with `: `) and exit
-//! status 1; usage errors are clap's, with status 2.
+//! Every command that prints takes `--json` (one JSON object per result, or JSON lines for
+//! streams; snake_case keys). Errors are one line on stderr (`steme: error: ...`, causes
+//! joined with `: `) and exit status 1; usage errors are clap's, with status 2.
 
 mod acl;
 mod args;
@@ -21,8 +26,11 @@ mod cluster;
 mod consume;
 mod group;
 mod keys;
+mod output;
 mod produce;
 mod replay;
+mod replay_inspect;
+mod time;
 mod topic;
 
 use std::process::ExitCode;
@@ -103,11 +111,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
     let _ = CLIENT.set(config);
     match cli.command {
+        Command::Keygen(a) if a.json => output::keygen_json(&a),
         Command::Keygen(a) => keys::keygen(&a),
         Command::Topic(cmd) => topic::run(&bootstrap, cmd).await,
         Command::Produce(a) => produce::run(&bootstrap, a).await,
         Command::Consume(a) => consume::run(&bootstrap, a).await,
         Command::Replay(a) => replay::run(&bootstrap, a).await,
+        Command::ReplayInspect(a) => replay_inspect::run(&a),
         Command::Bench(cmd) => bench::run(&bootstrap, cmd).await,
         Command::Cluster(cmd) => cluster::run(&bootstrap, cmd).await,
         Command::Group(cmd) => group::run(&bootstrap, cmd).await,

@@ -5,6 +5,11 @@
 //! flight at once; acks are printed as soon as the oldest one is answered. A line that does
 //! not parse or sign stops reading: the lines before it are still acknowledged and printed,
 //! then the command fails naming the line.
+//!
+//! A line is signed as it stands: one without `issued_at` keeps it absent (0), so the same
+//! input signed with the same key always gives the same ids, and producing it again is
+//! answered with `"duplicate": true` (the HLC records when it was stored).
+//! `--issued-at now` stamps lines without one with the current time instead.
 
 use std::collections::VecDeque;
 use std::io::Write;
@@ -17,16 +22,18 @@ use steme_client::{
 };
 use tokio::io::AsyncBufReadExt;
 
-use crate::args::ProduceArgs;
+use crate::args::{IssuedAtArg, ProduceArgs};
 use crate::keys::read_key;
+use crate::time::Stamp;
 
-/// One ack, as printed.
+/// One ack, as printed: `hlc` also as `time` and `logical` (see [`Stamp`]).
 #[derive(Debug, Serialize, PartialEq, Eq)]
 pub struct AckLine {
     pub id: AssertionId,
     pub partition: u32,
     pub offset: u64,
-    pub hlc: u64,
+    #[serde(flatten)]
+    pub stamp: Stamp,
     pub duplicate: bool,
 }
 
@@ -36,7 +43,7 @@ impl From<&Ack> for AckLine {
             id: a.id,
             partition: a.partition,
             offset: a.offset,
-            hlc: a.hlc,
+            stamp: Stamp::of(a.hlc),
             duplicate: a.duplicate,
         }
     }
@@ -49,11 +56,18 @@ pub fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// Parses and signs one input line; `issued_at` absent or 0 becomes now.
-pub fn sign_line(line: &str, key: &SigningKey, now_ms: u64) -> anyhow::Result<SignedAssertion> {
+/// Parses and signs one input line as it stands; with `stamp_ms`, an `issued_at` absent or
+/// 0 becomes that time.
+pub fn sign_line(
+    line: &str,
+    key: &SigningKey,
+    stamp_ms: Option<u64>,
+) -> anyhow::Result<SignedAssertion> {
     let mut a: Assertion = serde_json::from_str(line).context("not an assertion")?;
-    if a.issued_at == 0 {
-        a.issued_at = now_ms;
+    if let Some(now) = stamp_ms
+        && a.issued_at == 0
+    {
+        a.issued_at = now;
     }
     a.sign(key).context("cannot sign it")
 }
@@ -106,7 +120,8 @@ pub async fn run(bootstrap: &str, args: ProduceArgs) -> anyhow::Result<()> {
                         if text.trim().is_empty() {
                             continue;
                         }
-                        match sign_line(&text, &key, now_ms()) {
+                        let stamp = args.issued_at.map(|IssuedAtArg::Now| now_ms());
+                        match sign_line(&text, &key, stamp) {
                             Ok(signed) => pending.push_back((line_no, producer.enqueue(signed).await?)),
                             Err(e) => {
                                 failure = Some(e.context(format!("line {line_no}")));
@@ -140,42 +155,44 @@ mod tests {
             id: AssertionId([0xab; 32]),
             partition: 2,
             offset: 17,
-            hlc: 7_000_000_000,
+            hlc: (1_795_946_400u64 << 32) + 1,
             duplicate: true,
         };
         let line = serde_json::to_string(&AckLine::from(&ack)).unwrap();
         assert_eq!(
             line,
             format!(
-                r#"{{"id":"{}","partition":2,"offset":17,"hlc":7000000000,"duplicate":true}}"#,
-                "ab".repeat(32)
+                r#"{{"id":"{}","partition":2,"offset":17,"hlc":{},"time":"2026-11-29T10:00:00.000000000Z","logical":1,"duplicate":true}}"#,
+                "ab".repeat(32),
+                (1_795_946_400u64 << 32) + 1
             )
         );
     }
 
     #[test]
-    fn issued_at_defaults_to_now() {
-        let s = sign_line(
-            r#"{"subject":"s","predicate":"p","object":"o","source":"x"}"#,
-            &key(),
-            1234,
-        )
-        .unwrap();
-        assert_eq!(s.assertion().issued_at, 1234);
+    fn a_line_signs_as_it_stands_unless_stamping_is_asked_for() {
+        let line = r#"{"subject":"s","predicate":"p","object":"o","source":"x"}"#;
+        let s = sign_line(line, &key(), None).unwrap();
+        assert_eq!(s.assertion().issued_at, 0, "no issued_at is invented");
+        let again = sign_line(line, &key(), None).unwrap();
+        assert_eq!(s.id(), again.id(), "the same line gives the same id");
+        let stamped = sign_line(line, &key(), Some(1234)).unwrap();
+        assert_eq!(stamped.assertion().issued_at, 1234);
+        assert_ne!(stamped.id(), s.id());
         let s = sign_line(
             r#"{"subject":"s","predicate":"p","object":1,"source":"x","issued_at":99,"confidence":0.5}"#,
             &key(),
-            1234,
+            Some(1234),
         )
         .unwrap();
-        assert_eq!(s.assertion().issued_at, 99);
+        assert_eq!(s.assertion().issued_at, 99, "a given issued_at is kept");
         assert_eq!(s.assertion().confidence, Some(0.5));
         s.verify().unwrap();
     }
 
     #[test]
     fn bad_lines_say_why() {
-        let err = sign_line(r#"{"subject":"s"}"#, &key(), 1).unwrap_err();
+        let err = sign_line(r#"{"subject":"s"}"#, &key(), None).unwrap_err();
         assert!(
             format!("{err:#}").starts_with("not an assertion: missing field"),
             "{err:#}"
@@ -183,13 +200,13 @@ mod tests {
         let err = sign_line(
             r#"{"subject":"","predicate":"p","object":"o","source":"x"}"#,
             &key(),
-            1,
+            None,
         )
         .unwrap_err();
         assert_eq!(
             format!("{err:#}"),
             "cannot sign it: subject must not be empty"
         );
-        assert!(sign_line("not json", &key(), 1).is_err());
+        assert!(sign_line("not json", &key(), None).is_err());
     }
 }

@@ -18,8 +18,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use steme_client::admin::OffsetSpec;
 use steme_client::consumer::continuous_batches;
 use steme_client::{Admin, Backoff, ClientError};
-use steme_protocol::RecordBatch;
 use steme_protocol::messages::fetch::FetchRequest;
+use steme_protocol::{BatchHeader, RecordBatch};
 
 use crate::args::ReplayArgs;
 
@@ -27,7 +27,7 @@ use crate::args::ReplayArgs;
 /// the replay fails.
 const STALLED_FETCH_RETRIES: u32 = 4;
 
-/// What a replay wrote.
+/// What a replay wrote (and what `replay-inspect` read back).
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Summary {
     pub batches: u64,
@@ -35,6 +35,10 @@ pub struct Summary {
     pub bytes: u64,
     pub first_offset: Option<u64>,
     pub last_offset: Option<u64>,
+    /// HLC of the first record written.
+    pub first_hlc: Option<u64>,
+    /// HLC of the last record written.
+    pub last_hlc: Option<u64>,
 }
 
 impl Summary {
@@ -43,12 +47,46 @@ impl Summary {
         if batch.end_offset() <= from || batch.base_offset() >= to {
             return false;
         }
-        self.batches += 1;
-        self.records += u64::from(batch.record_count());
-        self.bytes += batch.as_bytes().len() as u64;
-        self.first_offset.get_or_insert(batch.base_offset());
-        self.last_offset = Some(batch.end_offset() - 1);
+        self.add(batch.header());
         true
+    }
+
+    /// Counts a batch of `header`'s size and records.
+    pub fn add(&mut self, header: &BatchHeader) {
+        self.batches += 1;
+        self.records += u64::from(header.record_count);
+        self.bytes += u64::from(header.length);
+        self.first_offset.get_or_insert(header.base_offset);
+        self.first_hlc.get_or_insert(header.base_hlc);
+        self.last_offset = Some(header.end_offset().saturating_sub(1));
+        self.last_hlc = Some(header.last_hlc());
+    }
+
+    /// The summary as one JSON object: counts, offsets and times (absent when empty).
+    pub fn to_json(&self) -> serde_json::Value {
+        let time = |hlc: Option<u64>| hlc.map(crate::time::format_rfc3339);
+        serde_json::json!({
+            "batches": self.batches,
+            "records": self.records,
+            "bytes": self.bytes,
+            "first_offset": self.first_offset,
+            "last_offset": self.last_offset,
+            "first_hlc": self.first_hlc,
+            "last_hlc": self.last_hlc,
+            "first_time": time(self.first_hlc),
+            "last_time": time(self.last_hlc),
+        })
+    }
+
+    /// `offsets A..=B, stamped T1 to T2` (times in RFC 3339), or `None` when empty.
+    pub fn span(&self) -> Option<String> {
+        let (first, last) = self.first_offset.zip(self.last_offset)?;
+        let (t1, t2) = self.first_hlc.zip(self.last_hlc)?;
+        Some(format!(
+            "offsets {first}..={last}, stamped {} to {}",
+            crate::time::format_rfc3339(t1),
+            crate::time::format_rfc3339(t2)
+        ))
     }
 }
 
@@ -150,15 +188,22 @@ pub async fn run(bootstrap: &str, args: ReplayArgs) -> anyhow::Result<()> {
         .and_then(|()| out.get_ref().sync_all())
         .with_context(|| format!("cannot write {}", args.out.display()))?;
     bar.finish_and_clear();
-    match (summary.first_offset, summary.last_offset) {
-        (Some(first), Some(last)) => println!(
-            "replayed {} records in {} batches ({} bytes) of {topic}/{partition}, offsets {first}..={last}, to {}",
+    if args.json {
+        let mut line = summary.to_json();
+        line["topic"] = topic.into();
+        line["partition"] = partition.into();
+        line["file"] = args.out.display().to_string().into();
+        return crate::output::json_line(&line);
+    }
+    match summary.span() {
+        Some(span) => println!(
+            "replayed {} records in {} batches ({} bytes) of {topic}/{partition}, {span}, to {}",
             summary.records,
             summary.batches,
             summary.bytes,
             args.out.display()
         ),
-        _ => println!(
+        None => println!(
             "no records in {topic}/{partition} from {} to {end}; wrote an empty {}",
             args.from,
             args.out.display()
@@ -204,6 +249,10 @@ mod tests {
         assert_eq!(s.records, 10);
         assert_eq!(s.batches, 2);
         assert_eq!((s.first_offset, s.last_offset), (Some(5), Some(14)));
+        assert_eq!((s.first_hlc, s.last_hlc), (Some(5), Some(14)));
+        let json = s.to_json();
+        assert_eq!(json["records"], 10);
+        assert_eq!(json["first_time"], "1970-01-01T00:00:00.000000000Z");
         assert_eq!(
             s.bytes,
             (batches[1].as_bytes().len() + batches[2].as_bytes().len()) as u64

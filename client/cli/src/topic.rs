@@ -17,6 +17,7 @@ pub async fn run(bootstrap: &str, cmd: TopicCommand) -> anyhow::Result<()> {
             partitions,
             replication_factor,
             configs,
+            json,
         } => {
             let r = admin
                 .create_topic(
@@ -29,10 +30,19 @@ pub async fn run(bootstrap: &str, cmd: TopicCommand) -> anyhow::Result<()> {
                 )
                 .await
                 .with_context(|| format!("cannot create topic {name:?}"))?;
-            println!(
-                "created topic {} with {} partitions, replication factor {}",
-                r.name, r.partitions, r.replication_factor
-            );
+            if json {
+                crate::output::json_line(&serde_json::json!({
+                    "name": r.name,
+                    "partitions": r.partitions,
+                    "replication_factor": r.replication_factor,
+                    "created": true,
+                }))?;
+            } else {
+                println!(
+                    "created topic {} with {} partitions, replication factor {}",
+                    r.name, r.partitions, r.replication_factor
+                );
+            }
         }
         TopicCommand::List { json } => {
             let topics = admin.list_topics().await.context("cannot list topics")?;
@@ -60,12 +70,16 @@ pub async fn run(bootstrap: &str, cmd: TopicCommand) -> anyhow::Result<()> {
                 print!("{}", describe_table(&d));
             }
         }
-        TopicCommand::Delete { name } => {
+        TopicCommand::Delete { name, json } => {
             admin
                 .delete_topic(&name)
                 .await
                 .with_context(|| format!("cannot delete topic {name:?}"))?;
-            println!("deleted topic {name}");
+            if json {
+                crate::output::json_line(&serde_json::json!({"name": name, "deleted": true}))?;
+            } else {
+                println!("deleted topic {name}");
+            }
         }
     }
     Ok(())
