@@ -1,25 +1,15 @@
 //! The `steme` CLI contract against a real broker process.
 
+mod cli_common;
+
 use std::collections::BTreeSet;
 use std::time::Duration;
 
 use anyhow::{Context, ensure};
+use cli_common::{T, assertion_lines, field, json_lines, keygen, ok, u64_of};
 use serde_json::Value;
 use steme_tests::cli::steme;
 use steme_tests::{BrokerProcess, within};
-
-const T: Duration = Duration::from_secs(30);
-
-fn json_lines(text: &str) -> anyhow::Result<Vec<Value>> {
-    text.lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| serde_json::from_str(l).with_context(|| format!("not a JSON line: {l:?}")))
-        .collect()
-}
-
-fn field<'a>(v: &'a Value, name: &str) -> anyhow::Result<&'a Value> {
-    v.get(name).with_context(|| format!("no {name:?} in {v}"))
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cli_produce_and_consume_roundtrip() -> anyhow::Result<()> {
@@ -93,8 +83,7 @@ async fn cli_produce_and_consume_roundtrip() -> anyhow::Result<()> {
             .context("the `born` record")?;
         ensure!(ada_born["subject"] == "urn:person:ada" && ada_born["object"] == 1815);
 
-        // Producing the same lines again: the same places, reported as duplicates... unless
-        // `issued_at` (now, by default) differs — so give it explicitly here.
+        // Producing the same line again: the same place, reported as a duplicate.
         let fixed = r#"{"subject":"urn:x","predicate":"p","object":"o","source":"s","issued_at":1}"#;
         let first = steme(&b, &["produce", "facts", "--key", key], fixed, T)
             .await?
@@ -172,7 +161,7 @@ async fn cli_consumer_group_commits_and_group_commands_work() -> anyhow::Result<
         ensure!(
             groups
                 .iter()
-                .any(|g| g["group"] == "g" && g["state"] == "Empty" && g["members"] == 0),
+                .any(|g| g["group"] == "g" && g["state"] == "empty" && g["members"] == 0),
             "{}",
             list.stdout
         );
@@ -230,6 +219,53 @@ async fn cli_consumer_group_commits_and_group_commands_work() -> anyhow::Result<
             "{}",
             gone.stderr
         );
+        Ok(())
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_the_same_file_produced_twice_gives_the_same_ids_and_only_duplicates()
+-> anyhow::Result<()> {
+    let broker = BrokerProcess::start()?;
+    let dir = tempfile::tempdir()?;
+    within(Duration::from_secs(90), async {
+        let b = broker.bootstrap();
+        let key = keygen(&b, dir.path()).await?;
+        ok(&b, &["topic", "create", "again", "--partitions", "3"], "").await?;
+        // No line has an issued_at: each signs as it stands.
+        let input = assertion_lines("again", 0, 40);
+        let produce = ["produce", "again", "--key", key.as_str()];
+        let first = json_lines(&ok(&b, &produce, &input).await?)?;
+        let second = json_lines(&ok(&b, &produce, &input).await?)?;
+        ensure!(
+            first.len() == 40 && second.len() == 40,
+            "{first:?} {second:?}"
+        );
+        for (a, b) in first.iter().zip(&second) {
+            ensure!(a["duplicate"] == false, "first run: {a}");
+            ensure!(b["duplicate"] == true, "second run, not a duplicate: {b}");
+            ensure!(a["id"] == b["id"], "ids differ: {a} vs {b}");
+            ensure!(a["partition"] == b["partition"] && a["offset"] == b["offset"]);
+        }
+        // Stored once: 40 records, none with an invented issued_at.
+        let records = json_lines(&ok(&b, &["consume", "again"], "").await?)?;
+        ensure!(records.len() == 40, "{} records", records.len());
+        for r in &records {
+            ensure!(u64_of(r, "issued_at")? == 0, "{r}");
+        }
+
+        // --issued-at now opts in to stamping: new ids, stored anew, stamped.
+        let stamped = [&produce[..], &["--issued-at", "now"]].concat();
+        let third = json_lines(&ok(&b, &stamped, &input).await?)?;
+        ensure!(third.len() == 40);
+        for (a, c) in first.iter().zip(&third) {
+            ensure!(c["duplicate"] == false && a["id"] != c["id"], "{a} vs {c}");
+        }
+        let records = json_lines(&ok(&b, &["consume", "again"], "").await?)?;
+        ensure!(records.len() == 80, "{} records", records.len());
+        let stamped = records.iter().filter(|r| r["issued_at"].as_u64() > Some(0));
+        ensure!(stamped.count() == 40);
         Ok(())
     })
     .await
