@@ -12,7 +12,8 @@
 //!   closed: a gap or overlap in a fetch, a damaged range (`CorruptData`) or fetches stuck
 //!   below the high watermark end in a typed error, never in a skipped range.
 //! - [`admin`]: create, delete and describe topics; metadata; offsets.
-//! - [`error`]: [`ClientError`], the one error type.
+//! - [`keys`]: key files (a signing key's seed in hex, mode 0600), loaded and saved.
+//! - [`error`]: [`ClientError`], the one error type of the network API.
 //!
 //! Everything speaks the wire messages of [`steme_protocol`]; assertions are built and
 //! signed with its types ([`Assertion`], [`SigningKey`]), re-exported here.
@@ -50,6 +51,7 @@ pub mod connection;
 pub mod consumer;
 pub mod error;
 pub mod group;
+pub mod keys;
 pub mod producer;
 pub mod tls;
 
