@@ -9,8 +9,9 @@
 //! ```
 //!
 //! The broker is `STEME_BOOTSTRAP` (default `127.0.0.1:9092`); the topic is created with 4
-//! partitions if missing. Assertions are signed with a fresh key each run. A summary goes
-//! to stderr.
+//! partitions if missing. Assertions are signed with the key in `--key FILE` (a key file as
+//! `steme keygen` writes it, read with `steme_client::keys::load_signing_key`), or with a
+//! fresh key each run. A summary goes to stderr.
 
 use std::io::BufRead;
 use std::process::ExitCode;
@@ -25,17 +26,20 @@ use steme_examples::{
 struct Args {
     topic: String,
     count: Option<usize>,
+    key: Option<std::path::PathBuf>,
 }
 
 fn args() -> anyhow::Result<Args> {
     let mut out = Args {
         topic: "facts".into(),
         count: None,
+        key: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         match arg.as_str() {
             "--topic" => out.topic = it.next().context("--topic needs a name")?,
+            "--key" => out.key = Some(it.next().context("--key needs a file")?.into()),
             "--count" => {
                 out.count = Some(
                     it.next()
@@ -46,7 +50,7 @@ fn args() -> anyhow::Result<Args> {
             }
             "-h" | "--help" => {
                 println!(
-                    "usage: producer [--topic NAME] [--count N]   (no --count: JSON lines on stdin)"
+                    "usage: producer [--topic NAME] [--count N] [--key FILE]   (no --count: JSON lines on stdin)"
                 );
                 std::process::exit(0);
             }
@@ -64,7 +68,10 @@ async fn run() -> anyhow::Result<()> {
         .map_err(|e| explain(&bootstrap, e))?;
     ensure_topic(&admin, &args.topic, 4).await?;
     let producer = Producer::connect(&bootstrap, &args.topic, ProducerConfig::default()).await?;
-    let key = random_key()?;
+    let key = match &args.key {
+        Some(path) => steme_client::keys::load_signing_key(path)?,
+        None => random_key()?,
+    };
     let started = Instant::now();
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let (new, dup) = match args.count {

@@ -50,9 +50,7 @@ pub fn explain(bootstrap: &str, err: ClientError) -> anyhow::Error {
 
 /// A fresh signing key from the operating system's random source.
 pub fn random_key() -> anyhow::Result<SigningKey> {
-    let mut seed = [0u8; 32];
-    getrandom::fill(&mut seed).map_err(|e| anyhow::anyhow!("no random source: {e}"))?;
-    Ok(SigningKey::from_bytes(&seed))
+    Ok(steme_client::keys::generate_signing_key()?)
 }
 
 /// Milliseconds since the Unix epoch.

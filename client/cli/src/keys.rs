@@ -1,12 +1,12 @@
-//! `steme keygen` and key files: the 32-byte Ed25519 seed in hex, one line, mode 0600.
+//! `steme keygen` and key files: the 32-byte Ed25519 seed in hex, one line, mode 0600,
+//! read and written by the library ([`steme_client::keys`]).
 
-use std::fs::OpenOptions;
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
-use anyhow::{Context, bail};
 use steme_client::SigningKey;
+use steme_client::keys::{
+    Existing, KeyFileError, generate_signing_key, load_signing_key, save_signing_key,
+};
 
 use crate::args::KeygenArgs;
 
@@ -19,58 +19,35 @@ pub fn keygen(args: &KeygenArgs) -> anyhow::Result<()> {
 
 /// A fresh key from the operating system's random source.
 pub fn generate() -> anyhow::Result<SigningKey> {
-    let mut seed = [0u8; 32];
-    getrandom::fill(&mut seed)
-        .map_err(|e| anyhow::anyhow!("cannot read the system's random source: {e}"))?;
-    Ok(SigningKey::from_bytes(&seed))
+    Ok(generate_signing_key()?)
 }
 
 /// Writes the key's seed as hex to `path` with mode 0600; refuses to replace an existing
 /// file unless `force`.
 pub fn write_key(path: &Path, key: &SigningKey, force: bool) -> anyhow::Result<()> {
-    let mut opts = OpenOptions::new();
-    opts.write(true).mode(0o600);
-    if force {
-        opts.create(true).truncate(true);
+    let existing = if force {
+        Existing::Replace
     } else {
-        opts.create_new(true);
-    }
-    let mut file = opts.open(path).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::AlreadyExists {
-            anyhow::anyhow!(
-                "{} already exists (use --force to overwrite it)",
-                path.display()
-            )
-        } else {
-            anyhow::Error::new(e).context(format!("cannot create {}", path.display()))
-        }
-    })?;
-    // An existing file keeps its old mode on open; make sure the secret is private.
-    file.set_permissions(std::fs::Permissions::from_mode(0o600))
-        .with_context(|| format!("cannot set the mode of {}", path.display()))?;
-    writeln!(file, "{}", hex::encode(key.to_bytes()))
-        .and_then(|()| file.sync_all())
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(())
+        Existing::Refuse
+    };
+    save_signing_key(path, key, existing).map_err(|e| match e {
+        KeyFileError::Exists { path } => anyhow::anyhow!(
+            "{} already exists (use --force to overwrite it)",
+            path.display()
+        ),
+        other => other.into(),
+    })
 }
 
 /// Reads a key file written by [`write_key`].
 pub fn read_key(path: &Path) -> anyhow::Result<SigningKey> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read key file {}", path.display()))?;
-    let mut seed = [0u8; 32];
-    if let Err(e) = hex::decode_to_slice(text.trim(), &mut seed) {
-        bail!(
-            "key file {} does not hold a 64-hex-digit Ed25519 seed ({e})",
-            path.display()
-        );
-    }
-    Ok(SigningKey::from_bytes(&seed))
+    Ok(load_signing_key(path)?)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn key_file_round_trip_is_private_and_not_overwritten() -> anyhow::Result<()> {
