@@ -15,6 +15,9 @@
 //! - [`keys`]: key files (a signing key's seed in hex, mode 0600), loaded and saved.
 //! - [`error`]: [`ClientError`], the one error type of the network API.
 //!
+//! Cargo feature `serde` (off by default): [`Record`] is `Serialize` (its place, ids,
+//! signature and decoded assertion), [`Ack`] `Serialize` and `Deserialize`.
+//!
 //! Everything speaks the wire messages of [`steme_protocol`]; assertions are built and
 //! signed with its types ([`Assertion`], [`SigningKey`]), re-exported here.
 //!
@@ -53,6 +56,8 @@ pub mod error;
 pub mod group;
 pub mod keys;
 pub mod producer;
+#[cfg(feature = "serde")]
+mod serialize;
 pub mod tls;
 
 pub use admin::{Admin, TopicOptions};

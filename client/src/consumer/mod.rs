@@ -65,7 +65,7 @@ use crate::error::ClientError;
 mod progress;
 pub mod record;
 #[cfg(test)]
-mod testing;
+pub(crate) mod testing;
 #[cfg(test)]
 mod tests;
 

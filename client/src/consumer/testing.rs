@@ -31,6 +31,6 @@ pub(super) fn batch_bytes(base_offset: u64, numbers: std::ops::Range<u64>) -> Ve
 }
 
 /// Two stamped batches, offsets 10..13 and 13..15, as a fetch response holds them.
-pub(super) fn fetched() -> Bytes {
+pub(crate) fn fetched() -> Bytes {
     Bytes::from([batch_bytes(10, 0..3), batch_bytes(13, 3..5)].concat())
 }

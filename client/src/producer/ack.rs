@@ -14,7 +14,11 @@ use tokio::sync::oneshot;
 use crate::error::ClientError;
 
 /// Where an assertion landed.
+///
+/// With the `serde` feature it is `Serialize` and `Deserialize`, as
+/// `{"id":"<hex>","partition":…,"offset":…,"hlc":…,"duplicate":…}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Ack {
     pub id: AssertionId,
     pub partition: u32,
