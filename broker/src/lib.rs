@@ -20,12 +20,15 @@
 //! - [`hlc`]: the broker's Hybrid Logical Clock (D6).
 //! - [`config`]: flags, environment, TOML file and embedded defaults.
 //! - [`data_dir`]: one broker process per data directory, an exclusive lock on `.lock`.
+//! - [`admin`]: the admin HTTP listener (`/metrics`, `/healthz`, `/readyz`), and
+//!   [`metrics`], what it reports (D13).
 //!
 //! Dependencies run one way: `server` → `handlers` → `node` → `peer`/`raft`/`partition`;
 //! nothing below the node reaches up to it, the handlers or the server. The node is what
 //! peers reach, through the `peer::serve::RaftHost` trait it implements.
 #![deny(unsafe_code)]
 
+pub mod admin;
 pub mod auth;
 pub mod authz;
 pub mod config;
@@ -35,6 +38,7 @@ pub mod groups;
 pub mod handlers;
 pub mod hlc;
 pub mod metadata;
+pub mod metrics;
 pub mod node;
 pub mod partition;
 pub mod peer;

@@ -46,6 +46,10 @@ enum Sub {
         /// The first broker's port; the others follow it (0: ephemeral ports, printed).
         #[arg(long, default_value_t = 9092)]
         base_port: u16,
+        /// The first broker's admin HTTP port (`/metrics`, `/healthz`, `/readyz`); the
+        /// others follow it (0: ephemeral ports, printed; the default with `--base-port 0`).
+        #[arg(long, default_value_t = 9644)]
+        admin_base_port: u16,
     },
 }
 
@@ -78,8 +82,14 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    if let Some(Sub::DevCluster { nodes, base_port }) = cli.command {
-        return dev_cluster(&cli.overrides, nodes, base_port).await;
+    if let Some(Sub::DevCluster {
+        nodes,
+        base_port,
+        admin_base_port,
+    }) = cli.command
+    {
+        let admin_base_port = if base_port == 0 { 0 } else { admin_base_port };
+        return dev_cluster(&cli.overrides, nodes, base_port, admin_base_port).await;
     }
     let cfg = Config::load(&cli.overrides)?;
     let client = bind(cfg.listen).await?;
@@ -87,9 +97,29 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Some(addr) => Some(bind(addr).await?),
         None => None,
     };
+    let admin = match cfg.admin_listen {
+        Some(addr) => Some(bind(addr).await?),
+        None => None,
+    };
     tracing::info!(node_id = cfg.node_id, listen = %cfg.listen, peer_listen = ?cfg.peer_listen, data_dir = %cfg.data_dir.display(), "starting");
-    let broker = start(cfg, &client, peer.as_ref()).await?;
-    serve(broker, client, peer, shutdown_signal()).await
+    let broker = start(cfg, &client, peer.as_ref(), admin.as_ref()).await?;
+    serve(
+        broker,
+        Planes {
+            client,
+            peer,
+            admin,
+        },
+        shutdown_signal(),
+    )
+    .await
+}
+
+/// A broker's bound listeners.
+struct Planes {
+    client: TcpListener,
+    peer: Option<TcpListener>,
+    admin: Option<TcpListener>,
 }
 
 async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
@@ -104,6 +134,7 @@ async fn start(
     cfg: Config,
     client: &TcpListener,
     peer: Option<&TcpListener>,
+    admin: Option<&TcpListener>,
 ) -> anyhow::Result<Arc<Broker>> {
     let client_addr = client.local_addr()?;
     let peer_addr = peer.map(TcpListener::local_addr).transpose()?;
@@ -122,18 +153,32 @@ async fn start(
     if let Some(p) = peer_addr {
         println!("steme-broker {id} peer plane on {p}");
     }
+    if let Some(a) = admin.map(TcpListener::local_addr).transpose()? {
+        println!("steme-broker {id} admin on http://{a} (/metrics, /healthz, /readyz)");
+    }
     println!("steme-broker {id} listening on {client_addr}");
     Ok(broker)
 }
 
-/// Serves both planes until `shutdown`: the client plane drains and stops the broker, then
-/// the peer plane closes (peers' replication keeps flowing while clients drain).
+/// Serves both planes (and the admin listener) until `shutdown`: the client plane drains
+/// and stops the broker, then the peer plane and the admin listener close (peers'
+/// replication keeps flowing while clients drain).
 async fn serve(
     broker: Arc<Broker>,
-    client: TcpListener,
-    peer: Option<TcpListener>,
+    planes: Planes,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    let Planes {
+        client,
+        peer,
+        admin,
+    } = planes;
+    let (admin_stop, admin_stopped) = oneshot::channel::<()>();
+    let admin_task = admin.map(|listener| {
+        tokio::spawn(steme_broker::admin::run(listener, broker.clone(), async {
+            let _ = admin_stopped.await;
+        }))
+    });
     let (peer_stop, peer_stopped) = oneshot::channel::<()>();
     let peer_task = match (peer, broker.cluster_secret().cloned()) {
         (Some(listener), Some(secret)) => Some(tokio::spawn(peer::listener::run(
@@ -150,13 +195,22 @@ async fn serve(
     };
     let served = steme_broker::server::run(client, broker, shutdown).await;
     let _ = peer_stop.send(());
+    let _ = admin_stop.send(());
     if let Some(t) = peer_task {
+        t.await??;
+    }
+    if let Some(t) = admin_task {
         t.await??;
     }
     Ok(served?)
 }
 
-async fn dev_cluster(overrides: &Overrides, nodes: u64, base_port: u16) -> anyhow::Result<()> {
+async fn dev_cluster(
+    overrides: &Overrides,
+    nodes: u64,
+    base_port: u16,
+    admin_base_port: u16,
+) -> anyhow::Result<()> {
     anyhow::ensure!((1..=64).contains(&nodes), "--nodes must be 1 to 64");
     let base = Config::load(overrides)?;
     // The brokers authenticate each other with a secret kept in the data directory, made
@@ -176,31 +230,39 @@ async fn dev_cluster(overrides: &Overrides, nodes: u64, base_port: u16) -> anyho
     };
     // Bind every listener first, so that each broker knows every address. Clients use
     // consecutive ports; the peer planes take any free loopback ports.
+    let port = |base: u16, i: u64| -> anyhow::Result<u16> {
+        if base == 0 {
+            return Ok(0);
+        }
+        base.checked_add(i as u16)
+            .ok_or_else(|| anyhow::anyhow!("port {base} + {i} is out of range"))
+    };
     let mut planes = Vec::new();
     for i in 0..nodes {
-        let port = if base_port == 0 {
-            0
-        } else {
-            base_port
-                .checked_add(i as u16)
-                .ok_or_else(|| anyhow::anyhow!("port {base_port} + {i} is out of range"))?
-        };
-        let client = bind(SocketAddr::new(base.listen.ip(), port)).await?;
-        let peer = bind(SocketAddr::new(base.listen.ip(), 0)).await?;
-        planes.push((client, peer));
+        let ip = base.listen.ip();
+        planes.push(Planes {
+            client: bind(SocketAddr::new(ip, port(base_port, i)?)).await?,
+            peer: Some(bind(SocketAddr::new(ip, 0)).await?),
+            admin: Some(bind(SocketAddr::new(ip, port(admin_base_port, i)?)).await?),
+        });
     }
     let peer_addrs: Vec<SocketAddr> = planes
         .iter()
-        .map(|(_, p)| p.local_addr())
+        .filter_map(|p| p.peer.as_ref().map(TcpListener::local_addr))
         .collect::<Result<_, _>>()?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut servers = Vec::new();
     let mut bootstrap = Vec::new();
-    for (i, (client, peer)) in planes.into_iter().enumerate() {
+    for (i, planes) in planes.into_iter().enumerate() {
         let id = i as u64 + 1;
         let cfg = Config {
             node_id: id,
-            listen: client.local_addr()?,
+            listen: planes.client.local_addr()?,
+            admin_listen: planes
+                .admin
+                .as_ref()
+                .map(TcpListener::local_addr)
+                .transpose()?,
             advertised_addr: None,
             peer_listen: Some(peer_addrs[i]),
             peer_advertised_addr: None,
@@ -215,17 +277,18 @@ async fn dev_cluster(overrides: &Overrides, nodes: u64, base_port: u16) -> anyho
                 .collect(),
             ..base.clone()
         };
-        bootstrap.push(client.local_addr()?.to_string());
-        let broker = start(cfg, &client, Some(&peer)).await?;
+        bootstrap.push(planes.client.local_addr()?.to_string());
+        let broker = start(
+            cfg,
+            &planes.client,
+            planes.peer.as_ref(),
+            planes.admin.as_ref(),
+        )
+        .await?;
         let mut stop = stop_rx.clone();
-        servers.push(tokio::spawn(serve(
-            broker,
-            client,
-            Some(peer),
-            async move {
-                let _ = stop.wait_for(|s| *s).await;
-            },
-        )));
+        servers.push(tokio::spawn(serve(broker, planes, async move {
+            let _ = stop.wait_for(|s| *s).await;
+        })));
     }
     println!(
         "dev cluster of {nodes} up; bootstrap: {}",

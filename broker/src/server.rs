@@ -164,10 +164,13 @@ pub async fn run(
         let stop = stop_tx.subscribe();
         let done = done_tx.clone();
         let tls = tls.clone();
+        let open = broker.metrics().connections.clone();
+        open.inc();
         tokio::spawn(async move {
             if let Err(e) = serve(socket, tls, broker, stop).await {
                 tracing::debug!(%peer, error = %e, "connection closed with an error");
             }
+            open.dec();
             drop((permit, slot, done));
         });
     }

@@ -9,6 +9,7 @@
 //! - [`workload`]: signed assertions to produce; reading a topic back and checking it
 //!   (offsets, HLC order, acks present at their offsets).
 //! - [`cli`]: runs the `steme` CLI with a timeout.
+//! - [`http`]: a plain GET for the admin listener, and reading Prometheus samples.
 //! - [`cluster`]: several brokers on fixed loopback ports, their peer planes authenticated
 //!   with a shared secret and optionally linked through cuttable [`proxy`] connections;
 //!   replica-by-replica digests of a partition.
@@ -23,6 +24,7 @@ pub mod binaries;
 pub mod cli;
 pub mod cluster;
 pub mod dev;
+pub mod http;
 pub mod peer;
 pub mod pki;
 pub mod process;

@@ -76,6 +76,8 @@ pub struct BrokerProcess {
     dir: Option<tempfile::TempDir>,
     child: Option<Child>,
     addr: SocketAddr,
+    /// The admin listener's address, if the broker printed one (`--admin-listen`).
+    admin_addr: Option<SocketAddr>,
     /// How many times the process has been started (for the log).
     starts: u32,
 }
@@ -117,6 +119,7 @@ impl BrokerProcess {
             dir: Some(dir),
             child: None,
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            admin_addr: None,
             starts: 0,
         };
         broker.spawn()?;
@@ -154,6 +157,12 @@ impl BrokerProcess {
     }
 
     /// The peer-plane address, for a cluster member.
+    /// The admin listener's address (`/metrics`, `/healthz`, `/readyz`), if the broker
+    /// was started with `--admin-listen`.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_addr
+    }
+
     pub fn peer_addr(&self) -> Option<SocketAddr> {
         self.peer_plane.as_ref().map(|p| p.listen)
     }
@@ -279,22 +288,41 @@ impl BrokerProcess {
             .with_context(|| format!("cannot start {}", bin.display()))?;
         let stdout = child.stdout.take().expect("stdout is piped");
 
-        // A thread reads stdout: it reports the "listening on" line, then keeps draining so
-        // that the broker never blocks on a full pipe.
+        // A thread reads stdout: it reports the admin line (printed first, if any) and the
+        // "listening on" line, then keeps draining so that the broker never blocks on a
+        // full pipe.
         let (tx, rx) = mpsc::channel::<String>();
         std::thread::spawn(move || {
             let mut tx = Some(tx);
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
-                if line.contains(" listening on ")
-                    && let Some(tx) = tx.take()
+                let last = line.contains(" listening on ");
+                if (last || line.contains(" admin on "))
+                    && let Some(t) = &tx
                 {
-                    let _ = tx.send(line);
+                    let _ = t.send(line);
+                }
+                if last {
+                    tx = None;
                 }
             }
         });
         let started = Instant::now();
-        let line = match rx.recv_timeout(START_TIMEOUT) {
+        let mut admin = None;
+        let line = loop {
+            match rx.recv_timeout(START_TIMEOUT.saturating_sub(started.elapsed())) {
+                Ok(line) if line.contains(" admin on http://") => {
+                    admin = line
+                        .split("http://")
+                        .nth(1)
+                        .and_then(|rest| rest.split(' ').next())
+                        .and_then(|a| a.parse::<SocketAddr>().ok());
+                }
+                Ok(line) => break Ok(line),
+                Err(e) => break Err(e),
+            }
+        };
+        let line = match line {
             Ok(line) => line,
             Err(e) => {
                 let status = child.try_wait().ok().flatten();
@@ -319,6 +347,7 @@ impl BrokerProcess {
             started.elapsed()
         );
         self.addr = addr;
+        self.admin_addr = admin;
         self.child = Some(child);
         Ok(())
     }

@@ -115,6 +115,9 @@ pub struct Config {
     pub peer_advertised_addr: Option<String>,
     /// The file holding the cluster secret every broker shares; peer connections prove it.
     pub cluster_secret_file: Option<PathBuf>,
+    /// Where the admin HTTP listener serves `/metrics`, `/healthz` and `/readyz` (off when
+    /// unset). It is not authenticated: bind it to an address only operators reach.
+    pub admin_listen: Option<SocketAddr>,
     pub max_connections: usize,
     pub max_frame_bytes: usize,
     /// Requests a connection may have in flight before the broker stops reading from it.
@@ -187,6 +190,7 @@ impl Default for Config {
             peer_listen: None,
             peer_advertised_addr: None,
             cluster_secret_file: None,
+            admin_listen: None,
             max_connections: 1024,
             max_frame_bytes: steme_protocol::frame::DEFAULT_MAX_FRAME,
             max_inflight_per_connection: 128,
@@ -275,6 +279,10 @@ pub struct Overrides {
     /// the same on every broker. Needed with `--peer` or `--peer-listen`.
     #[arg(long, env = "STEME_CLUSTER_SECRET_FILE")]
     pub cluster_secret_file: Option<PathBuf>,
+    /// Address of the admin HTTP listener: `/metrics` (Prometheus), `/healthz`, `/readyz`
+    /// (off by default; not authenticated, so bind it where only operators reach).
+    #[arg(long, env = "STEME_ADMIN_LISTEN")]
+    pub admin_listen: Option<SocketAddr>,
     /// Directory for partition logs and metadata.
     #[arg(long, env = "STEME_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
@@ -382,6 +390,9 @@ impl Config {
         }
         if let Some(v) = &o.cluster_secret_file {
             c.cluster_secret_file = Some(v.clone());
+        }
+        if let Some(v) = o.admin_listen {
+            c.admin_listen = Some(v);
         }
         if let Some(v) = o.flush {
             c.flush = v;
@@ -616,6 +627,12 @@ impl Config {
         }
         if self.peer_listen.is_some_and(|p| p == self.listen) {
             return bad("--peer-listen must differ from --listen".into());
+        }
+        if self
+            .admin_listen
+            .is_some_and(|a| a.port() != 0 && (a == self.listen || Some(a) == self.peer_listen))
+        {
+            return bad("--admin-listen must differ from --listen and --peer-listen".into());
         }
         security::validate(&self.superusers, &self.quota_defaults, &self.quotas).or_else(bad)?;
         Ok(())

@@ -224,6 +224,20 @@ impl Coordinator {
         self.part.leader() == (Some(me), self.term)
     }
 
+    /// Every group's committed offset in every partition: `(group, (topic, partition),
+    /// offset)`.
+    pub async fn committed_offsets(&self) -> Vec<(String, Tp, u64)> {
+        let groups = self.groups.lock().await;
+        groups
+            .iter()
+            .flat_map(|(name, g)| {
+                g.offsets
+                    .iter()
+                    .map(|(tp, c)| (name.clone(), tp.clone(), c.offset))
+            })
+            .collect()
+    }
+
     pub fn is_for(&self, part: &Arc<Partition>, term: u64) -> bool {
         Arc::ptr_eq(&self.part, part) && self.term == term
     }

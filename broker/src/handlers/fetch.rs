@@ -26,6 +26,7 @@ pub async fn fetch(broker: &Broker, who: Option<&Arc<str>>, r: FetchRequest) -> 
         Ok(f) => {
             let records = f.batches.iter().map(Bytes::len).sum::<usize>();
             let throttle = broker.quotas().charge(who, Direction::Fetch, records);
+            broker.metrics().fetch_bytes.inc_by(records as u64);
             // The response head, then the records written from the segments as they are.
             let mut head = BytesMut::with_capacity(FetchResponse::OK_HEAD_LEN);
             FetchResponse::encode_ok_head(

@@ -60,7 +60,9 @@ pub async fn handle(broker: &Broker, who: Option<&Arc<str>>, req: Request) -> Re
             let throttle = broker
                 .quotas()
                 .charge(who, Direction::Produce, r.batch.len());
+            let started = std::time::Instant::now();
             let answer = produce::produce(broker, principal, r).await;
+            count_produce(broker.metrics(), &answer, started.elapsed());
             Reply::of(answer.map(|ack| ProduceResponse {
                 throttle_ms: throttle_ms(throttle),
                 ..ack
@@ -87,6 +89,27 @@ pub async fn handle(broker: &Broker, who: Option<&Arc<str>>, req: Request) -> Re
             ErrorCode::InvalidRequest,
             format!("{:?} is not served here", other.api_key()),
         )),
+    }
+}
+
+/// Counts one produce request's outcome: records appended, duplicates, a signature
+/// refused, and how long it took.
+fn count_produce(
+    m: &crate::metrics::Metrics,
+    answer: &Result<ProduceResponse, ApiError>,
+    took: Duration,
+) {
+    m.observe_produce(took);
+    match answer {
+        Ok(ack) => {
+            let dups = ack.duplicates.iter().filter(|d| d.is_some()).count() as u64;
+            m.duplicates.inc_by(dups);
+            m.produce_records.inc_by(ack.duplicates.len() as u64 - dups);
+        }
+        Err(ApiError::InvalidSignature { .. }) => {
+            m.signature_failures.inc();
+        }
+        Err(_) => {}
     }
 }
 

@@ -95,6 +95,7 @@ pub fn describe(
                 offline: Some(why.clone()),
                 damaged: Vec::new(),
                 scrub: Default::default(),
+                in_sync: None,
             })
         })
         .collect();

@@ -9,6 +9,7 @@
 //! - `coordinators`: the group coordinators this broker runs (D10).
 //! - `loops`: the background tasks (registration, reconciliation, leader reports, leader
 //!   rebalancing, session expiry).
+//! - `observe`: the metrics read from the broker's state when scraped, and readiness.
 //! - `peers`: what peers reach through the peer plane ([`RaftHost`](crate::peer::serve::RaftHost)),
 //!   each request checked against its sender first ([`crate::peer::guard`]).
 
@@ -17,6 +18,7 @@ mod failover;
 mod hosting;
 mod loops;
 mod metadata;
+mod observe;
 mod peers;
 
 use std::collections::{BTreeMap, HashMap};
@@ -36,6 +38,7 @@ use crate::error::BrokerError;
 use crate::groups::Coordinator;
 use crate::hlc::Clock;
 use crate::metadata::{METADATA_GROUP, MetadataSm, MetadataState};
+use crate::metrics::Metrics;
 use crate::partition::{Partition, PartitionCtx};
 use crate::peer::auth::{ClusterSecret, SecretError};
 use crate::peer::link::{PeerAuth, Resolver, Transport};
@@ -46,6 +49,7 @@ use crate::raft::raft_config;
 use crate::raft::types::NodeId;
 
 pub use self::metadata::PartitionLeader;
+pub use self::observe::Readiness;
 
 /// How long metadata changes and topic creation may take before the request fails.
 pub(crate) const METADATA_TIMEOUT: Duration = Duration::from_secs(15);
@@ -145,6 +149,8 @@ pub struct Broker {
     group_key: steme_protocol::SigningKey,
     /// Client quotas: bytes/s and connections per principal.
     quotas: Arc<crate::quota::Quotas>,
+    /// What this broker reports on its admin listener.
+    metrics: Arc<Metrics>,
     /// This broker's hold on its data directory: no other broker starts on it while this
     /// one lives ([`crate::data_dir`]).
     _data_dir_lock: DataDirLock,
@@ -224,7 +230,8 @@ impl Broker {
             None => None,
         };
         let group_key = signing_key(&data.join(SIGNING_KEY_FILE))?;
-        let syncer = Syncer::start()?;
+        let metrics = Arc::new(Metrics::new());
+        let syncer = Syncer::start(metrics.fsync_latency.clone())?;
         let raft_config = raft_config(&cfg)?;
         let ack_before_sync = cfg.flush == FlushMode::Interval;
 
@@ -339,6 +346,7 @@ impl Broker {
             io,
             transport: transport.clone(),
             leaders: leaders_tx,
+            metrics: metrics.clone(),
         };
         let quotas = Arc::new(crate::quota::Quotas::new(&cfg));
         let broker = Arc::new(Broker {
@@ -356,6 +364,7 @@ impl Broker {
             coordinators: tokio::sync::Mutex::new(HashMap::new()),
             group_key,
             quotas,
+            metrics,
             _data_dir_lock: data_dir_lock,
         });
         if broker.cfg.peers.is_empty() {
@@ -392,6 +401,10 @@ impl Broker {
 
     pub fn quotas(&self) -> &Arc<crate::quota::Quotas> {
         &self.quotas
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     pub fn clock(&self) -> &Clock {

@@ -13,6 +13,10 @@ use steme_protocol::{ApiError, LeaderHint};
 use super::Partition;
 use crate::raft::types::NodeId;
 
+/// Entries a follower's log may trail its leader's by and still count as in sync: a few
+/// seconds of batches under load, so a live follower does not flap in and out.
+pub const MAX_IN_SYNC_LAG: u64 = 1_000;
+
 impl Partition {
     /// If this replica leads but is not the preferred one (the first replica), and the
     /// preferred replica has every entry, hands leadership to it.
@@ -50,6 +54,36 @@ impl Partition {
             .current_leader
             .filter(|&id| id != self.ctx.node_id || m.state == ServerState::Leader);
         (leader, m.current_term)
+    }
+
+    /// Given by the leader only: the replicas in sync with it, itself included. A follower
+    /// is in sync while its broker's detector positively hears it and its log trails the
+    /// leader's by at most [`MAX_IN_SYNC_LAG`] entries. Fewer than the replicas means the
+    /// partition is under-replicated (Kafka's ISR, judged by Raft's matched index).
+    pub fn in_sync_replicas(&self) -> Option<Vec<NodeId>> {
+        let m = self.raft.metrics();
+        let m = m.borrow_watched();
+        if m.state != ServerState::Leader {
+            return None;
+        }
+        let last = m.last_log_index.unwrap_or(0);
+        let matched = m.replication.as_ref()?;
+        let in_sync = |id: NodeId| {
+            id == self.ctx.node_id
+                || (self.ctx.transport.peer_alive(id)
+                    && matched
+                        .get(&id)
+                        .copied()
+                        .flatten()
+                        .is_some_and(|l| l.index.saturating_add(MAX_IN_SYNC_LAG) >= last))
+        };
+        Some(
+            self.replicas
+                .iter()
+                .copied()
+                .filter(|&id| in_sync(id))
+                .collect(),
+        )
     }
 
     /// Whether this replica leads the partition and has applied an entry of its own term, so
@@ -119,6 +153,7 @@ pub(super) async fn on_lead(weak: std::sync::Weak<Partition>) {
                 reported = Some(term);
                 tracing::info!(topic = %p.topic, partition = p.partition, term, "leading");
                 let _ = p.ctx.leaders.send((p.group, term));
+                p.ctx.metrics.leader_changes.inc();
             }
             Err(e) => {
                 tracing::debug!(topic = %p.topic, partition = p.partition, error = %e, "blank entry on lead");

@@ -89,6 +89,8 @@ pub struct PartitionCtx {
     pub transport: Arc<Transport>,
     /// Where a replica reports `(group, term)` when it becomes leader.
     pub leaders: mpsc::UnboundedSender<(u64, u64)>,
+    /// The broker's metrics.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// Where a partition lives: what the metadata says about it.
@@ -288,6 +290,11 @@ impl Partition {
         self.log.reader.log_start_offset()
     }
 
+    /// The end of this replica's log, committed or not.
+    pub fn log_end_offset(&self) -> u64 {
+        self.log.reader.log_end_offset()
+    }
+
     /// Queues a verified produce request for the writer.
     pub async fn produce(&self, job: ProduceJob) {
         if let Err(mpsc::error::SendError(job)) = self.writer.send(job).await {
@@ -379,11 +386,12 @@ impl Partition {
             replicas: self.replicas.clone(),
             log_start_offset: self.log_start_offset(),
             high_watermark: self.high_watermark(),
-            log_end_offset: self.log.reader.log_end_offset(),
+            log_end_offset: self.log_end_offset(),
             size_bytes: self.log.reader.size_bytes(),
             offline: None,
             damaged: self.damaged_ranges(),
             scrub: self.scrub_progress(),
+            in_sync: self.in_sync_replicas(),
         }
     }
 

@@ -247,6 +247,9 @@ pub struct Syncer {
     tx: mpsc::Sender<SyncRequest>,
 }
 
+/// Where the syncer records each fsync's latency.
+pub type FsyncLatency = prometheus_client::metrics::histogram::Histogram;
+
 impl Debug for Syncer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Syncer")
@@ -254,11 +257,11 @@ impl Debug for Syncer {
 }
 
 impl Syncer {
-    pub fn start() -> io::Result<Syncer> {
+    pub fn start(fsync: FsyncLatency) -> io::Result<Syncer> {
         let (tx, rx) = mpsc::channel::<SyncRequest>();
         std::thread::Builder::new()
             .name("steme-syncer".into())
-            .spawn(move || sync_loop(rx))?;
+            .spawn(move || sync_loop(rx, &fsync))?;
         Ok(Syncer { tx })
     }
 
@@ -279,7 +282,7 @@ type Waiting = (u64, IOFlushed<TypeConfig>);
 /// entry known durable on the next open).
 const RECORD_WHEN_IDLE: std::time::Duration = std::time::Duration::from_millis(20);
 
-fn sync_loop(rx: mpsc::Receiver<SyncRequest>) {
+fn sync_loop(rx: mpsc::Receiver<SyncRequest>, fsync: &FsyncLatency) {
     let mut behind: HashMap<u64, Arc<GroupLog>> = HashMap::new();
     loop {
         let first = match rx.recv_timeout(RECORD_WHEN_IDLE) {
@@ -313,9 +316,14 @@ fn sync_loop(rx: mpsc::Receiver<SyncRequest>) {
         std::thread::scope(|s| {
             while round.len() > per_thread {
                 let part = round.split_off(round.len() - per_thread);
-                s.spawn(move || part.into_iter().for_each(|(log, w)| sync_one(&log, w)));
+                s.spawn(move || {
+                    part.into_iter()
+                        .for_each(|(log, w)| sync_one(&log, w, fsync));
+                });
             }
-            round.into_iter().for_each(|(log, w)| sync_one(&log, w));
+            round
+                .into_iter()
+                .for_each(|(log, w)| sync_one(&log, w, fsync));
         });
     }
 }
@@ -324,8 +332,11 @@ fn sync_loop(rx: mpsc::Receiver<SyncRequest>) {
 const SYNC_THREADS: usize = 4;
 
 /// Syncs one log and answers the appends waiting for it.
-fn sync_one(log: &GroupLog, waiting: Vec<Waiting>) {
-    match log.flusher.flush() {
+fn sync_one(log: &GroupLog, waiting: Vec<Waiting>, fsync: &FsyncLatency) {
+    let started = std::time::Instant::now();
+    let flushed = log.flusher.flush();
+    fsync.observe(started.elapsed().as_secs_f64());
+    match flushed {
         Ok(durable) => {
             let durable = durable.unwrap_or(0);
             for (index, done) in waiting {

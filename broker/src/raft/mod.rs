@@ -72,7 +72,7 @@ mod conformance {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn openraft_storage_suite_passes() -> Result<(), StorageError<TypeConfig>> {
-        let syncer = Syncer::start().expect("syncer");
+        let syncer = Syncer::start(crate::metrics::Metrics::new().fsync_latency).expect("syncer");
         Suite::test_all(Builder { syncer }).await
     }
 }

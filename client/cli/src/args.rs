@@ -127,6 +127,13 @@ pub enum ClusterCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Exits 0 only when every broker is reachable and no partition is under-replicated,
+    /// leaderless or offline; otherwise names each problem and exits 1.
+    Health {
+        /// One JSON document: `healthy`, `brokers` and `problems`.
+        #[arg(long)]
+        json: bool,
+    },
     /// Every damaged range of every replica: its offsets, whether it is being repaired
     /// from another replica, is quarantined (no healthy copy) and why, or was skipped.
     /// Exits 1 if any range is quarantined and not skipped.
@@ -391,6 +398,9 @@ pub struct GroupBenchArgs {
     /// Time cap of each throughput run, in seconds.
     #[arg(long, default_value_t = 120)]
     pub max_secs: u64,
+    /// One JSON object per result (the `RESULT` pairs) on stdout; sentences go to stderr.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -420,6 +430,9 @@ pub struct BenchArgs {
     /// Consume: verify every signature while reading.
     #[arg(long)]
     pub verify: bool,
+    /// One JSON object per result (the `RESULT` pairs) on stdout; sentences go to stderr.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

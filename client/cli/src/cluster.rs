@@ -24,6 +24,7 @@ pub async fn run(bootstrap: &str, cmd: ClusterCommand) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        ClusterCommand::Health { json } => crate::health::run(bootstrap, json).await,
         ClusterCommand::Damaged { topics, json } => {
             let status = collect(bootstrap, &topics).await?;
             let ranges = damaged(&status);
@@ -155,7 +156,7 @@ fn render_damaged(ranges: &[DamagedReplica<'_>]) -> String {
 }
 
 /// Every broker, and every replica of `topics` (all when empty) as its broker reports it.
-async fn collect(bootstrap: &str, topics: &[String]) -> anyhow::Result<Status> {
+pub(crate) async fn collect(bootstrap: &str, topics: &[String]) -> anyhow::Result<Status> {
     let admin = Admin::connect(bootstrap, crate::client_config())
         .await
         .with_context(|| format!("cannot reach the cluster at {bootstrap}"))?;
@@ -227,46 +228,49 @@ async fn collect(bootstrap: &str, topics: &[String]) -> anyhow::Result<Status> {
 }
 
 #[derive(Debug, Serialize)]
-struct Status {
+pub(crate) struct Status {
     metadata_leader: Option<u64>,
-    brokers: Vec<BrokerStatus>,
-    topics: Vec<TopicStatus>,
+    pub brokers: Vec<BrokerStatus>,
+    pub topics: Vec<TopicStatus>,
 }
 
 #[derive(Debug, Serialize)]
-struct BrokerStatus {
-    node_id: u64,
-    addr: String,
+pub(crate) struct BrokerStatus {
+    pub node_id: u64,
+    pub addr: String,
     /// Why the broker could not be asked, if it could not.
-    error: Option<String>,
+    pub error: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
-struct TopicStatus {
-    name: String,
-    partitions: Vec<PartitionStatus>,
+pub(crate) struct TopicStatus {
+    pub name: String,
+    pub partitions: Vec<PartitionStatus>,
 }
 
 #[derive(Debug, Serialize)]
-struct PartitionStatus {
-    partition: u32,
-    leader: Option<u64>,
+pub(crate) struct PartitionStatus {
+    pub partition: u32,
+    pub leader: Option<u64>,
     leader_epoch: u64,
     high_watermark: Option<u64>,
-    replicas: Vec<ReplicaStatus>,
+    /// The replicas in sync with the leader, as the leader reports them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub in_sync: Option<Vec<u64>>,
+    pub replicas: Vec<ReplicaStatus>,
 }
 
 #[derive(Debug, Serialize)]
-struct ReplicaStatus {
-    node_id: u64,
+pub(crate) struct ReplicaStatus {
+    pub node_id: u64,
     /// `None` when the broker did not answer.
-    log_end_offset: Option<u64>,
+    pub log_end_offset: Option<u64>,
     high_watermark: Option<u64>,
     /// Entries behind the leader's log end (`None` without both figures).
     lag: Option<u64>,
     /// Why the replica is offline (it failed to open, or is recovering), if it is.
     #[serde(skip_serializing_if = "Option::is_none")]
-    offline: Option<String>,
+    pub offline: Option<String>,
     /// Ranges of this replica's log that failed their checks: never served, repaired from
     /// another replica ("needs repair") or, with no healthy copy anywhere, "quarantined".
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -327,6 +331,7 @@ fn partition_status(
         leader,
         leader_epoch: best.map_or(0, |d| d.leader_epoch),
         high_watermark: leader_view.map(|d| d.high_watermark),
+        in_sync: leader_view.and_then(|d| d.in_sync.clone()),
         replicas: replicas
             .iter()
             .map(|&id| {
@@ -457,6 +462,7 @@ mod tests {
             offline: None,
             damaged: vec![],
             scrub: Default::default(),
+            in_sync: Some(vec![1, 2, 3]),
         }
     }
 

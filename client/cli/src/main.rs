@@ -25,6 +25,7 @@ mod bench_group;
 mod cluster;
 mod consume;
 mod group;
+mod health;
 mod keys;
 mod output;
 mod produce;

@@ -203,6 +203,7 @@ mod tests {
                 offline: None,
                 damaged: vec![],
                 scrub: Default::default(),
+                in_sync: None,
             }],
         };
         let table = describe_table(&d);

@@ -257,6 +257,7 @@ pub fn samples() -> Samples {
                 offline: None,
                 damaged: vec![],
                 scrub: Default::default(),
+                in_sync: Some(vec![1]),
             }],
         }
         .into(),

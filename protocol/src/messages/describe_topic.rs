@@ -19,6 +19,7 @@
 //! partition = partition u32 | leader opt<u64 node id> | leader_epoch u64 | replicas [u64]
 //!           | log_start_offset u64 | high_watermark u64 | log_end_offset u64 | size_bytes u64
 //!           | offline opt<string reason> | damaged [ damage ] | scrub scrub
+//!           | in_sync opt<[u64]>
 //! damage    = first_offset u64 | end_offset u64 | first_index u64 | end_index u64
 //!           | quarantined opt<string why> | reason string | skipped opt<skip>
 //! skip      = at_ms u64 | reason string
@@ -36,8 +37,10 @@
 //! healthy copy was found in the last repair round; `skipped`, when and why an operator gave
 //! the range up (see [`super::skip_damage`]). `scrub` is the background scrubber's
 //! progress over this replica: full passes over the log, when the last one ended (Unix ms,
-//! 0 before the first) and the bytes it has verified. An unknown topic is answered with
-//! `UnknownTopic`.
+//! 0 before the first) and the bytes it has verified. `in_sync` is given by the leader only:
+//! the replicas that hold its log within a bounded lag and whose brokers are alive (itself
+//! included); fewer than `replicas` means the partition is under-replicated. An unknown
+//! topic is answered with `UnknownTopic`.
 
 use bytes::{BufMut, BytesMut};
 
@@ -45,21 +48,27 @@ use crate::messages::Body;
 use crate::messages::create_topic::ConfigEntry;
 use crate::wire::{DecodeError, Reader, put_count, put_option, put_string};
 
+/// Asks for one topic's settings and partitions.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DescribeTopicRequest {
+    /// The topic.
     pub name: String,
 }
 
+/// One topic's settings and, per partition, this broker's view of it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DescribeTopicResponse {
+    /// The topic.
     pub name: String,
     /// The topic's overrides of the broker defaults.
     pub configs: Vec<ConfigEntry>,
     pub partitions: Vec<PartitionDescription>,
 }
 
+/// One partition as the answering broker's replica (or, without one, the metadata) sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PartitionDescription {
+    /// The partition's number.
     pub partition: u32,
     /// `None` while the partition's Raft group has no leader.
     pub leader: Option<u64>,
@@ -67,15 +76,22 @@ pub struct PartitionDescription {
     pub leader_epoch: u64,
     /// Node ids of the voters of the partition's group.
     pub replicas: Vec<u64>,
+    /// The first retained offset.
     pub log_start_offset: u64,
+    /// The end of what consumers may read (committed and applied here).
     pub high_watermark: u64,
+    /// The end of what this replica's log holds, committed or not.
     pub log_end_offset: u64,
+    /// Bytes the replica's segments take on disk.
     pub size_bytes: u64,
     /// Why this replica is not serving, if it is not.
     pub offline: Option<String>,
     /// This replica's damaged ranges.
     pub damaged: Vec<DamagedRange>,
+    /// The background scrubber's progress over this replica.
     pub scrub: ScrubProgress,
+    /// Given by the leader only: the replicas in sync with it (itself included).
+    pub in_sync: Option<Vec<u64>>,
 }
 
 /// A damaged range of a replica's log: never served, repaired from another replica.
@@ -147,8 +163,9 @@ pub struct ScrubProgress {
 
 impl PartitionDescription {
     /// The fewest bytes one entry takes: partition, absent leader, epoch, no replicas, the
-    /// four log figures, no offline reason, no damage and the scrub figures.
-    const MIN_SIZE: usize = 4 + 1 + 8 + 4 + 4 * 8 + 1 + 4 + 3 * 8;
+    /// four log figures, no offline reason, no damage, the scrub figures and no in-sync
+    /// list.
+    const MIN_SIZE: usize = 4 + 1 + 8 + 4 + 4 * 8 + 1 + 4 + 3 * 8 + 1;
 }
 
 impl Body for DescribeTopicRequest {
@@ -186,6 +203,12 @@ impl Body for DescribeTopicResponse {
             buf.put_u64_le(p.scrub.passes);
             buf.put_u64_le(p.scrub.last_pass_ms);
             buf.put_u64_le(p.scrub.verified_bytes);
+            put_option(buf, p.in_sync.as_ref(), |b, ids| {
+                put_count(b, ids.len());
+                for id in ids {
+                    b.put_u64_le(*id);
+                }
+            });
         }
     }
 
@@ -214,6 +237,7 @@ impl Body for DescribeTopicResponse {
                         last_pass_ms: r.u64()?,
                         verified_bytes: r.u64()?,
                     },
+                    in_sync: r.option(|r| r.vec_of("in-sync replicas", 8, Reader::u64))?,
                 })
             })?,
         })
@@ -268,6 +292,7 @@ mod tests {
                         last_pass_ms: 1_700_000_000_000,
                         verified_bytes: 1 << 30,
                     },
+                    in_sync: Some(vec![1, 3]),
                 },
                 PartitionDescription {
                     partition: 1,
@@ -281,6 +306,7 @@ mod tests {
                     offline: None,
                     damaged: vec![],
                     scrub: ScrubProgress::default(),
+                    in_sync: None,
                 },
             ],
         });
@@ -311,6 +337,7 @@ mod tests {
                 offline: None,
                 damaged: vec![],
                 scrub: ScrubProgress::default(),
+                in_sync: None,
             }],
             ..empty.clone()
         };
