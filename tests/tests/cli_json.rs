@@ -160,6 +160,14 @@ async fn every_command_prints_json_with_json() -> anyhow::Result<()> {
         removed_want["removed"] = true.into();
         ensure!(one_json(&removed)? == removed_want, "{removed}");
 
+        // Benchmarks: the RESULT pairs as one object, numbers as numbers.
+        let bench = [
+            "bench", "produce", "--topic", "jsb", "--count", "20", "--json",
+        ];
+        let result = one_json(&ok(&b, &bench, "").await?)?;
+        ensure!(result["op"] == "produce" && result["n"] == 20, "{result}");
+        ensure!(field(&result, "msgs_per_s")?.is_number(), "{result}");
+
         let deleted = one_json(&ok(&b, &["topic", "delete", "js", "--json"], "").await?)?;
         ensure!(
             deleted == json!({"name": "js", "deleted": true}),

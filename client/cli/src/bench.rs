@@ -29,6 +29,19 @@ use tokio::time::Instant;
 
 use crate::args::{BenchArgs, BenchCommand};
 
+/// A sentence of figures for people: on stdout, or on stderr when `--json` keeps stdout for
+/// the JSON result.
+macro_rules! say {
+    ($json:expr, $($arg:tt)*) => {
+        if $json {
+            eprintln!($($arg)*)
+        } else {
+            println!($($arg)*)
+        }
+    };
+}
+pub(crate) use say;
+
 pub async fn run(bootstrap: &str, cmd: BenchCommand) -> anyhow::Result<()> {
     let admin = Admin::connect(bootstrap, crate::client_config())
         .await
@@ -196,6 +209,38 @@ pub fn fmt_num(x: f64) -> String {
     format!("{x:.digits$}")
 }
 
+/// A run's figures for scripts: the `RESULT k=v …` line, or with `--json` one JSON object of
+/// the same pairs in the same order (numbers and booleans as such, the rest as strings).
+pub fn print_result(json: bool, pairs: &[(&str, String)]) {
+    if json {
+        let object: serde_json::Map<String, serde_json::Value> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), json_scalar(v)))
+            .collect();
+        println!("{}", serde_json::Value::Object(object));
+    } else {
+        println!("{}", result_line(pairs));
+    }
+}
+
+/// `v` as a JSON number or boolean if it reads as one, else as a string.
+fn json_scalar(v: &str) -> serde_json::Value {
+    if let Ok(n) = v.parse::<u64>() {
+        return n.into();
+    }
+    if let Ok(n) = v.parse::<i64>() {
+        return n.into();
+    }
+    match v.parse::<f64>() {
+        Ok(x) if x.is_finite() => x.into(),
+        _ => match v {
+            "true" => true.into(),
+            "false" => false.into(),
+            _ => v.into(),
+        },
+    }
+}
+
 /// A `RESULT` line from ordered key/value pairs.
 pub fn result_line(pairs: &[(&str, String)]) -> String {
     let mut line = String::from("RESULT");
@@ -325,7 +370,8 @@ async fn produce(admin: &Admin, args: &BenchArgs) -> anyhow::Result<()> {
     let n = lat.len() as u64;
     let (p50, p99, p999) = Latencies(lat).summary();
     let rate = n as f64 / secs;
-    println!(
+    say!(
+        args.json,
         "produce: {n} records in {secs:.2}s = {} records/s, {} MB/s; ack latency p50 {p50} us, p99 {p99} us, p999 {p999} us; {duplicates} duplicates, {errors} errors{}",
         fmt_num(rate),
         fmt_num(rate * payload as f64 / 1e6),
@@ -333,14 +379,15 @@ async fn produce(admin: &Admin, args: &BenchArgs) -> anyhow::Result<()> {
     );
     // The broker verifies one request's signatures on every core (in whole chunks).
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
-    println!(
+    say!(
+        args.json,
         "produce / single-core batch-verification ceiling = {:.2}; / all {cores} cores' = {:.2}",
         rate / verify_ceiling,
         rate / (verify_ceiling * cores)
     );
-    println!(
-        "{}",
-        result_line(&[
+    crate::bench::print_result(
+        args.json,
+        &[
             ("peer", "steme".into()),
             ("replicas", replicas(&topic).to_string()),
             ("size", payload.to_string()),
@@ -360,16 +407,16 @@ async fn produce(admin: &Admin, args: &BenchArgs) -> anyhow::Result<()> {
             ("verify_ceiling_per_s", fmt_num(verify_ceiling)),
             (
                 "ratio_to_verify_ceiling",
-                format!("{:.2}", rate / verify_ceiling)
+                format!("{:.2}", rate / verify_ceiling),
             ),
             (
                 "ratio_to_all_cores_verify_ceiling",
-                format!("{:.2}", rate / (verify_ceiling * cores))
+                format!("{:.2}", rate / (verify_ceiling * cores)),
             ),
             ("duplicates", duplicates.to_string()),
             ("runs", "1".into()),
             ("version", env!("CARGO_PKG_VERSION").into()),
-        ])
+        ],
     );
     if let Some(e) = first_error {
         bail!("{errors} records failed; the first: {e}");
@@ -425,7 +472,8 @@ async fn consume(admin: &Admin, args: &BenchArgs) -> anyhow::Result<()> {
     let rate = n as f64 / secs;
     let mb = bytes as f64 / secs / 1e6;
     let size = bytes.checked_div(n).unwrap_or(0);
-    println!(
+    say!(
+        args.json,
         "consume: {n} records ({bytes} payload bytes) in {secs:.2}s = {} records/s, {} MB/s{}",
         fmt_num(rate),
         fmt_num(mb),
@@ -435,9 +483,9 @@ async fn consume(admin: &Admin, args: &BenchArgs) -> anyhow::Result<()> {
             ""
         }
     );
-    println!(
-        "{}",
-        result_line(&[
+    crate::bench::print_result(
+        args.json,
+        &[
             ("peer", "steme".into()),
             ("size", size.to_string()),
             ("partitions", partitions.to_string()),
@@ -449,7 +497,7 @@ async fn consume(admin: &Admin, args: &BenchArgs) -> anyhow::Result<()> {
             ("secs", fmt_num(secs)),
             ("runs", "1".into()),
             ("version", env!("CARGO_PKG_VERSION").into()),
-        ])
+        ],
     );
     if n < target {
         bail!(
@@ -535,13 +583,14 @@ async fn e2e(admin: &Admin, args: &BenchArgs) -> anyhow::Result<()> {
     let secs = (last - started).as_secs_f64();
     let rate = n as f64 / secs;
     let (p50, p99, p999) = Latencies(lat).summary();
-    println!(
+    say!(
+        args.json,
         "e2e: {n} of {count} records consumed in {secs:.2}s = {} records/s; produce-to-consume p50 {p50} us, p99 {p99} us, p999 {p999} us; {errors} produce errors",
         fmt_num(rate)
     );
-    println!(
-        "{}",
-        result_line(&[
+    crate::bench::print_result(
+        args.json,
+        &[
             ("peer", "steme".into()),
             ("replicas", replicas(&topic).to_string()),
             ("size", args.size.to_string()),
@@ -558,7 +607,7 @@ async fn e2e(admin: &Admin, args: &BenchArgs) -> anyhow::Result<()> {
             ("secs", fmt_num(secs)),
             ("runs", "1".into()),
             ("version", env!("CARGO_PKG_VERSION").into()),
-        ])
+        ],
     );
     if n < count as u64 || errors > 0 {
         bail!("{n} of {count} records reached the consumer ({errors} produce errors)");
@@ -622,5 +671,25 @@ mod tests {
             .filter_map(|kv| kv.split_once('='))
             .collect();
         assert_eq!(kv["op"], "produce");
+    }
+
+    #[test]
+    fn json_results_keep_numbers_as_numbers() {
+        let pairs = [
+            ("op", "produce".to_owned()),
+            ("n", "5".to_owned()),
+            ("secs", "1.25".to_owned()),
+            ("verify", "true".to_owned()),
+            ("version", "0.1.0".to_owned()),
+        ];
+        let object: serde_json::Value = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), json_scalar(v)))
+            .collect::<serde_json::Map<_, _>>()
+            .into();
+        assert_eq!(
+            object,
+            serde_json::json!({"op": "produce", "n": 5, "secs": 1.25, "verify": true, "version": "0.1.0"})
+        );
     }
 }

@@ -23,7 +23,7 @@ use steme_client::{
 use tokio::time::Instant;
 
 use crate::args::GroupBenchArgs;
-use crate::bench::{fmt_num, make_assertions, result_line};
+use crate::bench::{fmt_num, make_assertions, say};
 
 /// What one tailing member saw.
 #[derive(Default)]
@@ -134,13 +134,14 @@ pub async fn run(admin: &Admin, args: &GroupBenchArgs) -> anyhow::Result<()> {
         let secs = finished.map_or(0.0, |f| (f - started).as_secs_f64());
         let total = read.load(Ordering::Relaxed);
         let rate = total as f64 / secs;
-        println!(
+        say!(
+            args.json,
             "group consume, {n} member(s) of an even split: {total} records in {secs:.3}s = {} records/s",
             fmt_num(rate)
         );
-        println!(
-            "{}",
-            result_line(&[
+        crate::bench::print_result(
+            args.json,
+            &[
                 ("peer", "steme".into()),
                 ("op", "group_consume".into()),
                 ("members", n.to_string()),
@@ -149,7 +150,7 @@ pub async fn run(admin: &Admin, args: &GroupBenchArgs) -> anyhow::Result<()> {
                 ("msgs_per_s", fmt_num(rate)),
                 ("n", total.to_string()),
                 ("secs", fmt_num(secs)),
-            ])
+            ],
         );
         if total < args.count {
             bail!(
@@ -343,16 +344,17 @@ async fn rebalances(
             }
         }
     }
-    println!(
+    say!(
+        args.json,
         "rebalance: a member joining holds its share after {} ms; a killed member's partitions are all held again after {} ms (session timeout {} ms); longest gap seen by unaffected members: {} ms (records every 50 ms)",
         joined.as_millis(),
         recovered.as_millis(),
         args.session_timeout_ms,
         worst.as_millis()
     );
-    println!(
-        "{}",
-        result_line(&[
+    crate::bench::print_result(
+        args.json,
+        &[
             ("peer", "steme".into()),
             ("op", "group_rebalance".into()),
             ("partitions", args.partitions.to_string()),
@@ -360,7 +362,7 @@ async fn rebalances(
             ("death_ms", recovered.as_millis().to_string()),
             ("session_timeout_ms", args.session_timeout_ms.to_string()),
             ("max_pause_unaffected_ms", worst.as_millis().to_string()),
-        ])
+        ],
     );
     Ok(())
 }
