@@ -237,13 +237,21 @@ mod tests {
         let m = Metrics::new();
         m.produce_records.inc();
         m.fsync_latency.observe(0.001);
-        m.state
-            .high_watermark
-            .get_or_create(&PartitionLabels {
-                topic: "facts".into(),
-                partition: 0,
-            })
-            .set(7);
+        let facts = PartitionLabels {
+            topic: "facts".into(),
+            partition: 0,
+        };
+        // Labelled families without a series print nothing: give each one.
+        let s = &m.state;
+        s.high_watermark.get_or_create(&facts).set(7);
+        for family in [
+            &s.log_end_offset,
+            &s.log_start_offset,
+            &s.is_leader,
+            &s.raft_term,
+        ] {
+            family.get_or_create(&facts).set(1);
+        }
         m.state
             .group_lag
             .get_or_create(&GroupLabels {
