@@ -281,6 +281,9 @@ pub struct ConsumeArgs {
     /// With --group and without --follow: stop after this long without records.
     #[arg(long, default_value_t = 3_000, requires = "group")]
     pub idle_ms: u64,
+    /// Accepted for symmetry with the other commands: records are always JSON lines.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -580,7 +583,7 @@ mod tests {
         assert!(from("time:2026-11-29T10:00:00").is_err(), "no offset");
 
         let Command::Consume(a) = parse(&[
-            "consume", "t", "-p", "3", "--follow", "--max", "10", "--verify",
+            "consume", "t", "-p", "3", "--follow", "--max", "10", "--verify", "--json",
         ])
         .unwrap()
         .command
