@@ -20,10 +20,12 @@ impl Default for FrameCodec {
 }
 
 impl FrameCodec {
+    /// A codec that refuses frames larger than `max_frame` bytes (length prefix included).
     pub fn new(max_frame: usize) -> Self {
         FrameCodec { max_frame }
     }
 
+    /// The largest frame accepted, length prefix included.
     pub fn max_frame(&self) -> usize {
         self.max_frame
     }
@@ -34,8 +36,10 @@ impl FrameCodec {
 #[non_exhaustive]
 pub enum CodecError {
     #[error(transparent)]
+    /// The stream cannot be framed.
     Frame(#[from] FrameError),
     #[error("i/o error: {0}")]
+    /// The transport failed.
     Io(#[from] std::io::Error),
 }
 

@@ -32,32 +32,59 @@ use crate::wire::{DecodeError, Reader, put_option, put_string};
 #[repr(u16)]
 #[non_exhaustive]
 pub enum ErrorCode {
+    /// No error.
     None = 0,
+    /// An error the broker could not classify.
     Unknown = 1,
+    /// A frame could not be decoded.
     CorruptFrame = 2,
+    /// The broker does not speak this version of the API. See [`ApiError::UnsupportedVersion`].
     UnsupportedVersion = 3,
+    /// A frame is larger than the broker accepts. See [`ApiError::FrameTooLarge`].
     FrameTooLarge = 4,
+    /// A request is well-formed but its content is refused (bad name, bad value).
     InvalidRequest = 5,
+    /// No such topic.
     UnknownTopic = 6,
+    /// A topic of that name exists already.
     TopicExists = 7,
+    /// The topic has no such partition.
     UnknownPartition = 8,
+    /// This broker does not lead the partition (or group). See [`ApiError::NotLeader`].
     NotLeader = 9,
+    /// The offset is outside the log. See [`ApiError::OffsetOutOfRange`].
     OffsetOutOfRange = 10,
+    /// A record's signature does not verify. See [`ApiError::InvalidSignature`].
     InvalidSignature = 11,
+    /// A record's subject belongs to another partition. See [`ApiError::WrongPartition`].
     WrongPartition = 12,
+    /// A causality token is too far ahead of the broker's clock. See [`ApiError::ClockSkew`].
     ClockSkew = 13,
+    /// A record batch fails its checks (CRC, framing).
     CorruptBatch = 14,
+    /// An assertion does not decode or breaks the encoding's rules.
     InvalidAssertion = 15,
+    /// A quota was exceeded; retry later. See [`ApiError::Throttled`].
     Throttled = 16,
+    /// The request did not complete within its timeout.
     Timeout = 17,
+    /// The broker's storage failed.
     Storage = 18,
+    /// Too few replicas are in sync to accept the write.
     NotEnoughReplicas = 19,
+    /// The broker is shutting down.
     ShuttingDown = 20,
+    /// No such consumer group.
     UnknownGroup = 21,
+    /// The group does not know this member.
     UnknownMember = 22,
+    /// The member's epoch is stale: another holds its place. See [`ApiError::FencedMember`].
     FencedMember = 23,
+    /// The group has members (it cannot be deleted or reset).
     GroupNotEmpty = 24,
+    /// This broker does not coordinate the group.
     NotCoordinator = 25,
+    /// A bug in the broker.
     Internal = 26,
     /// A fetch reached a damaged range of the partition's log; it is not served (nor
     /// skipped) until repaired. See [`ApiError::CorruptData`].
@@ -130,7 +157,9 @@ impl TryFrom<u16> for ErrorCode {
 /// Where the leader is, so the client can go straight to it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LeaderHint {
+    /// The leader's node id.
     pub node_id: u64,
+    /// The leader's client address.
     pub addr: String,
 }
 
@@ -138,36 +167,87 @@ pub struct LeaderHint {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ApiError {
+    /// This broker does not lead the partition (or coordinate the group).
     #[error("not the leader{}: {message}", leader.as_ref().map(|l| format!(" (leader is {} at {})", l.node_id, l.addr)).unwrap_or_default())]
     NotLeader {
+        /// Where the leader is, if this broker knows.
         leader: Option<LeaderHint>,
+        /// The broker's explanation.
         message: String,
     },
+    /// The offset asked for is outside the log.
     #[error("offset out of range: the log holds [{log_start}, {high_watermark})")]
-    OffsetOutOfRange { log_start: u64, high_watermark: u64 },
+    OffsetOutOfRange {
+        /// The first offset the log still holds.
+        log_start: u64,
+        /// The offset after the last committed record.
+        high_watermark: u64,
+    },
+    /// A record of a produce request has a signature that does not verify.
     #[error("record {record} has an invalid signature: {message}")]
-    InvalidSignature { record: u32, message: String },
+    InvalidSignature {
+        /// The record's index in its batch.
+        record: u32,
+        /// Why it does not verify.
+        message: String,
+    },
+    /// A record's subject belongs to another partition than the one produced to.
     #[error("record {record} belongs to partition {expected}")]
-    WrongPartition { record: u32, expected: u32 },
+    WrongPartition {
+        /// The record's index in its batch.
+        record: u32,
+        /// The partition its subject belongs to.
+        expected: u32,
+    },
+    /// A causality token is further ahead of the broker's clock than the skew allowed.
     #[error("causality token is beyond the allowed clock skew (broker clock {broker_now})")]
-    ClockSkew { broker_now: u64 },
+    ClockSkew {
+        /// The broker's clock (HLC, NTP64) when it refused.
+        broker_now: u64,
+    },
+    /// The broker does not support the version asked for.
     #[error("api {api_key} supports versions {min}..={max}")]
-    UnsupportedVersion { api_key: u16, min: u16, max: u16 },
+    UnsupportedVersion {
+        /// The API asked for.
+        api_key: u16,
+        /// The oldest version the broker speaks.
+        min: u16,
+        /// The newest version the broker speaks.
+        max: u16,
+    },
+    /// A frame is larger than the broker accepts.
     #[error("frame of {size} bytes exceeds the limit of {max}")]
-    FrameTooLarge { size: u64, max: u64 },
+    FrameTooLarge {
+        /// The frame's size.
+        size: u64,
+        /// The largest frame accepted.
+        max: u64,
+    },
+    /// A quota was exceeded.
     #[error("throttled (retry after {retry_after_ms} ms): {message}")]
     Throttled {
+        /// How long to wait before retrying.
         retry_after_ms: u32,
+        /// Which quota.
         message: String,
     },
+    /// The member's epoch is stale: it was removed from the group, or replaced.
     #[error("member fenced (group epoch is now {current_epoch}): {message}")]
-    FencedMember { current_epoch: u32, message: String },
+    FencedMember {
+        /// The member epoch the coordinator holds now.
+        current_epoch: u32,
+        /// The coordinator's explanation.
+        message: String,
+    },
     /// The fetch reached offsets `[first_offset, end_offset)`, which are damaged in the
     /// broker's copy of the log; the message names the topic, partition and damage.
     #[error("offsets {first_offset}..{end_offset} are damaged: {message}")]
     CorruptData {
+        /// The first damaged offset.
         first_offset: u64,
+        /// The offset after the damaged range.
         end_offset: u64,
+        /// The topic, partition and damage.
         message: String,
     },
     /// A fetch reached a range an operator skipped: damaged on every replica and given up
@@ -175,13 +255,21 @@ pub enum ApiError {
     /// go on from `end_offset`, saying so; the records in the range are lost.
     #[error("offsets {first_offset}..{end_offset} were skipped: {message}")]
     SkippedData {
+        /// The first skipped offset.
         first_offset: u64,
+        /// The offset after the skipped range, where reading goes on.
         end_offset: u64,
+        /// The record of the skip.
         message: String,
     },
     /// Any other code, with its message.
     #[error("{code:?}: {message}")]
-    Other { code: ErrorCode, message: String },
+    Other {
+        /// The error code.
+        code: ErrorCode,
+        /// The broker's explanation.
+        message: String,
+    },
 }
 
 impl ApiError {
@@ -193,6 +281,7 @@ impl ApiError {
         }
     }
 
+    /// The wire code of this error.
     pub fn code(&self) -> ErrorCode {
         match self {
             ApiError::NotLeader { .. } => ErrorCode::NotLeader,

@@ -15,9 +15,13 @@
 
 use bytes::{Buf, Bytes, BytesMut};
 
+/// Bytes of the length prefix (u32, the frame's length after it).
 pub const LENGTH_SIZE: usize = size_of::<u32>();
+/// Byte offset of the API key (u16).
 pub const API_KEY_OFFSET: usize = LENGTH_SIZE;
+/// Byte offset of the API version (u16).
 pub const API_VERSION_OFFSET: usize = API_KEY_OFFSET + size_of::<u16>();
+/// Byte offset of the correlation id (u32).
 pub const CORRELATION_ID_OFFSET: usize = API_VERSION_OFFSET + size_of::<u16>();
 /// Bytes before the body, the length prefix included.
 pub const FRAME_HEADER_LEN: usize = CORRELATION_ID_OFFSET + size_of::<u32>();
@@ -29,15 +33,20 @@ pub const DEFAULT_MAX_FRAME: usize = 16 << 20;
 /// The fixed fields of a frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct FrameHeader {
+    /// Which request (see [`crate::messages::ApiKey`]).
     pub api_key: u16,
+    /// The version of that request's layout.
     pub api_version: u16,
+    /// Chosen by the client; the answer carries it back.
     pub correlation_id: u32,
 }
 
 /// One frame with its body as a zero-copy slice of the receive buffer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Frame {
+    /// The fixed fields.
     pub header: FrameHeader,
+    /// The body, a zero-copy slice of the receive buffer.
     pub body: Bytes,
 }
 
@@ -47,9 +56,19 @@ pub struct Frame {
 #[non_exhaustive]
 pub enum FrameError {
     #[error("frame of {size} bytes exceeds the limit of {max}")]
-    TooLarge { size: u64, max: u64 },
+    /// The length prefix is larger than the limit.
+    TooLarge {
+        /// The length found, prefix included.
+        size: u64,
+        /// The largest frame accepted.
+        max: u64,
+    },
     #[error("frame length {length} is shorter than the {MIN_LENGTH}-byte header")]
-    TooShort { length: u32 },
+    /// The length prefix is shorter than a header.
+    TooShort {
+        /// The length prefix found.
+        length: u32,
+    },
 }
 
 impl FrameHeader {
@@ -72,6 +91,7 @@ impl Frame {
         FRAME_HEADER_LEN + self.body.len()
     }
 
+    /// Appends the frame (length prefix, header, body) to `dst`.
     pub fn encode(&self, dst: &mut BytesMut) {
         dst.reserve(self.encoded_len());
         dst.extend_from_slice(&self.header.encode_head(self.body.len()));

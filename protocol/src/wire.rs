@@ -45,52 +45,87 @@ pub enum DecodeError {
     /// The buffer ended before a field did.
     #[error("unexpected end of input at byte {offset}: need {need} bytes, have {have}")]
     UnexpectedEof {
+        /// Byte position, from the start of the buffer, where decoding stopped.
         offset: usize,
+        /// Bytes needed.
         need: usize,
+        /// Bytes left.
         have: usize,
     },
     /// A count or length field promises more than the buffer can hold.
     #[error("length field at byte {offset} says {len}, but only {remaining} bytes remain")]
     LengthOverrun {
+        /// Byte position, from the start of the buffer, where decoding stopped.
         offset: usize,
+        /// The length found.
         len: u64,
+        /// Bytes left.
         remaining: usize,
     },
     /// A string field is not UTF-8.
     #[error("field at byte {offset} is not valid UTF-8")]
-    InvalidUtf8 { offset: usize },
+    /// A string field is not UTF-8.
+    InvalidUtf8 {
+        /// Byte position, from the start of the buffer, where decoding stopped.
+        offset: usize,
+    },
     /// An enum tag or flag has a value this version does not know.
     #[error("invalid {what} tag {tag} at byte {offset}")]
     InvalidTag {
+        /// What was being decoded.
         what: &'static str,
+        /// The tag found.
         tag: u64,
+        /// Byte position, from the start of the buffer, where decoding stopped.
         offset: usize,
     },
     /// A field holds a value outside its domain (e.g. a NaN float).
     #[error("invalid {what} at byte {offset}")]
-    InvalidValue { what: &'static str, offset: usize },
+    /// A field holds a value outside its domain (e.g. a NaN float).
+    InvalidValue {
+        /// What was being decoded.
+        what: &'static str,
+        /// Byte position, from the start of the buffer, where decoding stopped.
+        offset: usize,
+    },
     /// Bytes were left over after the last field.
     #[error("{extra} trailing bytes after the last field at byte {offset}")]
-    TrailingBytes { offset: usize, extra: usize },
+    /// Bytes were left over after the last field.
+    TrailingBytes {
+        /// Byte position, from the start of the buffer, where decoding stopped.
+        offset: usize,
+        /// Bytes left over.
+        extra: usize,
+    },
     /// Decoding would take more memory than this input may decode to (see [`DecodeLimit`]).
     #[error(
         "{count} {what} at byte {offset} would take {need} bytes of memory, past the decode \
          budget of {limit} bytes for this input ({used} already used)"
     )]
     BudgetExceeded {
+        /// What was being decoded.
         what: &'static str,
+        /// How many were declared.
         count: u64,
+        /// Byte position, from the start of the buffer, where decoding stopped.
         offset: usize,
+        /// Bytes needed.
         need: u64,
+        /// Bytes of the budget already used.
         used: usize,
+        /// The budget for this input.
         limit: usize,
     },
     /// A name that cannot be empty is empty, or a name is longer than it may be.
     #[error("{what} at byte {offset} is {len} bytes; it must be 1 to {max}")]
     InvalidName {
+        /// What was being decoded.
         what: &'static str,
+        /// Byte position, from the start of the buffer, where decoding stopped.
         offset: usize,
+        /// The length found.
         len: usize,
+        /// The longest allowed.
         max: usize,
     },
 }
@@ -99,6 +134,7 @@ pub enum DecodeError {
 /// slack`. See the module docs for what is charged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DecodeLimit {
+    /// Bytes of memory each input byte may decode to.
     pub per_input_byte: usize,
     /// Covers the top-level value and lets small inputs decode whatever their shape.
     pub slack: usize,
@@ -199,6 +235,7 @@ impl Reader {
         self.pos
     }
 
+    /// Bytes not read yet.
     pub fn remaining(&self) -> usize {
         self.buf.len() - self.pos
     }
@@ -234,30 +271,37 @@ impl Reader {
         Ok(out)
     }
 
+    /// Reads a `u8`.
     pub fn u8(&mut self) -> Result<u8, DecodeError> {
         Ok(self.array::<1>()?[0])
     }
 
+    /// Reads a little-endian `u16`.
     pub fn u16(&mut self) -> Result<u16, DecodeError> {
         self.array().map(u16::from_le_bytes)
     }
 
+    /// Reads a little-endian `u32`.
     pub fn u32(&mut self) -> Result<u32, DecodeError> {
         self.array().map(u32::from_le_bytes)
     }
 
+    /// Reads a little-endian `u64`.
     pub fn u64(&mut self) -> Result<u64, DecodeError> {
         self.array().map(u64::from_le_bytes)
     }
 
+    /// Reads a little-endian `i64`.
     pub fn i64(&mut self) -> Result<i64, DecodeError> {
         self.array().map(i64::from_le_bytes)
     }
 
+    /// Reads 32 bytes as they are (a key, an id).
     pub fn bytes32_fixed(&mut self) -> Result<[u8; 32], DecodeError> {
         self.array()
     }
 
+    /// Reads 64 bytes as they are (a signature).
     pub fn bytes64_fixed(&mut self) -> Result<[u8; 64], DecodeError> {
         self.array()
     }
@@ -406,6 +450,7 @@ pub fn put_count(buf: &mut impl BufMut, n: usize) {
     buf.put_u32_le(n);
 }
 
+/// Writes a boolean as one byte, 0 or 1.
 pub fn put_bool(buf: &mut impl BufMut, b: bool) {
     buf.put_u8(u8::from(b));
 }

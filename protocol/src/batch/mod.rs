@@ -45,28 +45,42 @@ pub use patch::{patch_base_offset, patch_header, reseal};
 
 /// `"STMB"` read as a little-endian u32.
 pub const BATCH_MAGIC: u32 = u32::from_le_bytes(*b"STMB");
+/// The batch format version this crate writes and reads.
 pub const BATCH_VERSION: u16 = 1;
 
 // Header field offsets, each derived from the one before it.
+/// Byte offset of the magic number ([`BATCH_MAGIC`]).
 pub const MAGIC_OFFSET: usize = 0;
+/// Byte offset of the batch length (u32, the whole batch, header included).
 pub const LENGTH_OFFSET: usize = MAGIC_OFFSET + size_of::<u32>();
+/// Byte offset of the CRC32C of everything from [`CRC_START`] on.
 pub const CRC_OFFSET: usize = LENGTH_OFFSET + size_of::<u32>();
+/// Byte offset of the format version (u16).
 pub const VERSION_OFFSET: usize = CRC_OFFSET + size_of::<u32>();
+/// Byte offset of the attribute bits (u16, see [`Attributes`]).
 pub const ATTRIBUTES_OFFSET: usize = VERSION_OFFSET + size_of::<u16>();
+/// Byte offset of the first record's log offset (u64, stamped by the leader).
 pub const BASE_OFFSET_OFFSET: usize = ATTRIBUTES_OFFSET + size_of::<u16>();
+/// Byte offset of the first record's HLC (u64, NTP64, stamped by the leader).
 pub const BASE_HLC_OFFSET: usize = BASE_OFFSET_OFFSET + size_of::<u64>();
+/// Byte offset of the id of the leader that stamped the batch (u64).
 pub const LEADER_ID_OFFSET: usize = BASE_HLC_OFFSET + size_of::<u64>();
+/// Byte offset of the record count (u32).
 pub const RECORD_COUNT_OFFSET: usize = LEADER_ID_OFFSET + size_of::<u64>();
+/// Byte offset of four reserved bytes (zero).
 pub const RESERVED_OFFSET: usize = RECORD_COUNT_OFFSET + size_of::<u32>();
 /// Size of the fixed header; the first record starts here.
 pub const HEADER_LEN: usize = RESERVED_OFFSET + size_of::<u32>();
 /// The CRC covers everything from here to the end of the batch.
 pub const CRC_START: usize = CRC_OFFSET + size_of::<u32>();
 
+/// Bytes of an Ed25519 signature.
 pub const SIGNATURE_LEN: usize = 64;
 /// Per-record framing: the length prefix, then the signature.
 pub const RECORD_LEN_SIZE: usize = size_of::<u32>();
+/// Offset of a record's signature from the start of the record.
 pub const RECORD_SIGNATURE_OFFSET: usize = RECORD_LEN_SIZE;
+/// Offset of a record's canonical assertion from the start of the record.
 pub const RECORD_ASSERTION_OFFSET: usize = RECORD_SIGNATURE_OFFSET + SIGNATURE_LEN;
 /// The smallest valid record: a signature and an assertion at least as long as its fixed
 /// prefix (version and signer key).
@@ -80,8 +94,10 @@ const _: () = assert!(HEADER_LEN == 48);
 pub struct Attributes(u16);
 
 impl Attributes {
+    /// The bits this version defines (none).
     pub const KNOWN: u16 = 0;
 
+    /// The raw bits.
     pub fn bits(self) -> u16 {
         self.0
     }
@@ -93,54 +109,112 @@ impl Attributes {
 #[non_exhaustive]
 pub enum BatchError {
     #[error("batch too short at byte {offset}: need {need} bytes, have {have}")]
+    /// The buffer ends before the batch does.
     Short {
+        /// Byte position, from the start of the batch, where it was found.
         offset: usize,
+        /// Bytes needed.
         need: usize,
+        /// Bytes there.
         have: usize,
     },
     #[error("bad batch magic {found:#010x} at byte {offset}")]
-    BadMagic { offset: usize, found: u32 },
-    #[error("unsupported batch version {found} at byte {offset}")]
-    BadVersion { offset: usize, found: u16 },
-    #[error("batch length field at byte {offset} says {declared} but the buffer holds {actual}")]
-    LengthMismatch {
+    /// The magic number is not [`BATCH_MAGIC`].
+    BadMagic {
+        /// Byte position, from the start of the batch, where it was found.
         offset: usize,
+        /// The value found.
+        found: u32,
+    },
+    #[error("unsupported batch version {found} at byte {offset}")]
+    /// The version is not [`BATCH_VERSION`].
+    BadVersion {
+        /// Byte position, from the start of the batch, where it was found.
+        offset: usize,
+        /// The value found.
+        found: u16,
+    },
+    #[error("batch length field at byte {offset} says {declared} but the buffer holds {actual}")]
+    /// The length field disagrees with the buffer.
+    LengthMismatch {
+        /// Byte position, from the start of the batch, where it was found.
+        offset: usize,
+        /// What the batch says.
         declared: u32,
+        /// What the buffer holds.
         actual: usize,
     },
     #[error(
         "batch crc mismatch (stored {stored:#010x}, computed {computed:#010x}) at byte {offset}"
     )]
+    /// The stored CRC is not the CRC of the batch.
     CrcMismatch {
+        /// Byte position, from the start of the batch, where it was found.
         offset: usize,
+        /// The CRC in the header.
         stored: u32,
+        /// The CRC of the bytes.
         computed: u32,
     },
     #[error("unknown batch attribute bits {bits:#06x} at byte {offset}")]
-    BadAttributes { offset: usize, bits: u16 },
-    #[error("record {index} at byte {offset} overruns the batch (length {len})")]
-    RecordOverrun { index: u32, offset: usize, len: u32 },
-    #[error("record {index} at byte {offset} is too short ({len} bytes)")]
-    RecordTooShort { index: u32, offset: usize, len: u32 },
-    #[error("batch declares {declared} records but holds {found} (at byte {offset})")]
-    CountMismatch {
+    /// Attribute bits this version does not define are set.
+    BadAttributes {
+        /// Byte position, from the start of the batch, where it was found.
         offset: usize,
+        /// The attribute bits found.
+        bits: u16,
+    },
+    #[error("record {index} at byte {offset} overruns the batch (length {len})")]
+    /// A record's length prefix runs past the end of the batch.
+    RecordOverrun {
+        /// The record's index in the batch.
+        index: u32,
+        /// Byte position, from the start of the batch, where it was found.
+        offset: usize,
+        /// The record's length prefix.
+        len: u32,
+    },
+    #[error("record {index} at byte {offset} is too short ({len} bytes)")]
+    /// A record is shorter than a signature and the smallest assertion.
+    RecordTooShort {
+        /// The record's index in the batch.
+        index: u32,
+        /// Byte position, from the start of the batch, where it was found.
+        offset: usize,
+        /// The record's length prefix.
+        len: u32,
+    },
+    #[error("batch declares {declared} records but holds {found} (at byte {offset})")]
+    /// The record count disagrees with the records found.
+    CountMismatch {
+        /// Byte position, from the start of the batch, where it was found.
+        offset: usize,
+        /// What the batch says.
         declared: u32,
+        /// The value found.
         found: u32,
     },
     #[error("batch is empty: a batch carries at least one record")]
+    /// The batch holds no record.
     Empty,
 }
 
 /// The decoded fixed header of a batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BatchHeader {
+    /// Bytes of the whole batch, header included.
     pub length: u32,
+    /// CRC32C of the bytes from [`CRC_START`] to the end.
     pub crc: u32,
+    /// Attribute bits.
     pub attributes: Attributes,
+    /// Log offset of the first record.
     pub base_offset: u64,
+    /// HLC (NTP64) of the first record; record `i` has `base_hlc + i`.
     pub base_hlc: u64,
+    /// The leader that stamped the batch.
     pub leader_id: u64,
+    /// How many records follow.
     pub record_count: u32,
 }
 
@@ -337,30 +411,37 @@ impl RecordBatch {
         }
     }
 
+    /// The decoded fixed header.
     pub fn header(&self) -> &BatchHeader {
         &self.header
     }
 
+    /// The offset of the first record.
     pub fn base_offset(&self) -> u64 {
         self.header.base_offset
     }
 
+    /// The HLC of the first record (the others follow it by one each).
     pub fn base_hlc(&self) -> u64 {
         self.header.base_hlc
     }
 
+    /// How many records the batch holds.
     pub fn record_count(&self) -> u32 {
         self.header.record_count
     }
 
+    /// The offset after the last record.
     pub fn end_offset(&self) -> u64 {
         self.header.end_offset()
     }
 
+    /// The whole batch, header included.
     pub fn as_bytes(&self) -> &Bytes {
         &self.bytes
     }
 
+    /// The whole batch, header included, by value.
     pub fn into_bytes(self) -> Bytes {
         self.bytes
     }
@@ -499,6 +580,7 @@ impl Default for BatchBuilder {
 }
 
 impl BatchBuilder {
+    /// An empty batch whose buffer starts with room for `bytes` bytes.
     pub fn with_capacity(bytes: usize) -> Self {
         let mut buf = BytesMut::with_capacity(bytes.max(HEADER_LEN));
         buf.put_bytes(0, HEADER_LEN);
@@ -520,10 +602,12 @@ impl BatchBuilder {
         self.count += 1;
     }
 
+    /// How many records have been pushed.
     pub fn len(&self) -> u32 {
         self.count
     }
 
+    /// Whether no record has been pushed.
     pub fn is_empty(&self) -> bool {
         self.count == 0
     }
