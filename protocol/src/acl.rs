@@ -29,16 +29,24 @@ pub const ANONYMOUS: &str = "anonymous";
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Operation {
+    /// Produce to a topic.
     Produce,
+    /// Fetch from a topic; join, commit and leave as a member of a group.
     Consume,
+    /// Read descriptions and offsets of topics and groups, and the cluster's ACLs.
     Describe,
+    /// Create topics.
     Create,
+    /// Delete topics and groups.
     Delete,
+    /// Change a resource's settings.
     Alter,
+    /// Change ACLs and skip damaged ranges (on the cluster).
     Admin,
 }
 
 impl Operation {
+    /// Every operation, in wire order.
     pub const ALL: [Operation; 7] = [
         Operation::Produce,
         Operation::Consume,
@@ -49,6 +57,7 @@ impl Operation {
         Operation::Admin,
     ];
 
+    /// The lowercase name (`produce`, `consume`, …), as in the JSON form.
     pub fn as_str(self) -> &'static str {
         match self {
             Operation::Produce => "produce",
@@ -110,11 +119,14 @@ impl FromStr for Operation {
 /// A topic or group name, or every name starting with a prefix (`PREFIX*`).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Pattern {
+    /// The name, or the prefix when `prefix` is set.
     pub name: String,
+    /// Whether `name` is a prefix (written `PREFIX*`).
     pub prefix: bool,
 }
 
 impl Pattern {
+    /// Whether `name` is covered by this pattern.
     pub fn matches(&self, name: &str) -> bool {
         if self.prefix {
             name.starts_with(&self.name)
@@ -128,8 +140,11 @@ impl Pattern {
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub enum Resource {
+    /// Topics matching the pattern.
     Topic(Pattern),
+    /// Groups matching the pattern.
     Group(Pattern),
+    /// The cluster as a whole.
     Cluster,
 }
 
@@ -200,8 +215,11 @@ impl From<Resource> for String {
 /// A resource a request touches, to be matched against ACLs' resources.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Target<'a> {
+    /// A topic, by name.
     Topic(&'a str),
+    /// A group, by name.
     Group(&'a str),
+    /// The cluster as a whole.
     Cluster,
 }
 
@@ -263,8 +281,11 @@ pub fn check_principal(p: &str) -> Result<(), String> {
 /// One ACL: `principal` may do `operation` to `resource`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Acl {
+    /// Who: a principal (`key:<64 hex digits>`, `cert:<CN>`, `anonymous`), or `*` for anyone.
     pub principal: String,
+    /// What it is about.
     pub resource: Resource,
+    /// What it allows.
     pub operation: Operation,
 }
 

@@ -46,6 +46,7 @@ mod verify;
 pub use builder::AssertionBuilder;
 pub use verify::{BatchVerifier, VerifyError, verify_batch, verify_one};
 
+/// The canonical encoding's version byte.
 pub const ASSERTION_VERSION: u8 = 1;
 /// Byte range of the signer's public key inside the canonical encoding.
 pub const SIGNER_RANGE: std::ops::Range<usize> = 1..33;
@@ -96,14 +97,17 @@ impl AssertionId {
         AssertionId(*blake3::hash(canonical).as_bytes())
     }
 
+    /// The 32 id bytes.
     pub fn as_bytes(&self) -> &[u8; 32] {
         &self.0
     }
 
+    /// The id as 64 lowercase hex digits.
     pub fn to_hex(&self) -> String {
         hex::encode(self.0)
     }
 
+    /// Parses 64 hex digits.
     pub fn from_hex(s: &str) -> Result<AssertionId, hex::FromHexError> {
         let mut out = [0u8; 32];
         hex::decode_to_slice(s, &mut out)?;
@@ -161,11 +165,17 @@ impl<'de> Deserialize<'de> for AssertionId {
 /// also accepted on input.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {
+    /// UTF-8 text.
     Text(String),
+    /// A signed 64-bit integer.
     Integer(i64),
+    /// A finite 64-bit float.
     Float(f64),
+    /// A boolean.
     Boolean(bool),
+    /// Raw bytes (hex in JSON).
     Bytes(Vec<u8>),
+    /// A reference to another subject.
     Ref(String),
 }
 
@@ -270,12 +280,16 @@ impl<'de> Deserialize<'de> for Value {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Assertion {
+    /// What the assertion is about (a URN, say); not empty.
     pub subject: String,
+    /// The property asserted; not empty.
     pub predicate: String,
+    /// The value asserted.
     pub object: Value,
     /// Who or what asserts it (a person, a system, a document).
     pub source: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// How sure the source is, within `0.0..=1.0`.
     pub confidence: Option<f64>,
     /// The id of the assertion this one replaces.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -290,30 +304,49 @@ pub struct Assertion {
 #[non_exhaustive]
 pub enum AssertionError {
     #[error("{field} must not be empty")]
-    Empty { field: &'static str },
+    /// A field that must not be empty is empty.
+    Empty {
+        /// Which field.
+        field: &'static str,
+    },
     /// A required field was never given (see [`AssertionBuilder::build`]).
     #[error("{field} is required")]
-    Missing { field: &'static str },
-    #[error("{field} is {len} bytes, more than the {max} allowed")]
-    TooLong {
+    Missing {
+        /// Which field.
         field: &'static str,
+    },
+    #[error("{field} is {len} bytes, more than the {max} allowed")]
+    /// A field or the whole encoding is longer than allowed.
+    TooLong {
+        /// Which field.
+        field: &'static str,
+        /// Its length in bytes.
         len: usize,
+        /// The most allowed.
         max: usize,
     },
     #[error("{field} must be a finite number{extra}")]
+    /// A number is not finite, or out of its range.
     BadNumber {
+        /// Which field.
         field: &'static str,
+        /// What else is required of it (a range), if anything.
         extra: &'static str,
     },
     #[error("malformed canonical assertion: {0}")]
+    /// The canonical bytes do not decode.
     Decode(#[from] DecodeError),
     #[error("unsupported assertion version {0}")]
+    /// The canonical bytes have a version this crate does not read.
     Version(u8),
     #[error("the signer's public key is not a valid Ed25519 point")]
+    /// The signer key is not a valid Ed25519 point.
     BadKey,
     #[error("the signer's public key is weak (small order) and is refused")]
+    /// The signer key is weak (small order).
     WeakKey,
     #[error("signature does not verify")]
+    /// The signature does not verify.
     BadSignature,
 }
 
@@ -584,22 +617,27 @@ impl SignedAssertion {
         })
     }
 
+    /// The assertion's fields.
     pub fn assertion(&self) -> &Assertion {
         &self.assertion
     }
 
+    /// The signer's public key.
     pub fn signer(&self) -> &[u8; 32] {
         &self.signer
     }
 
+    /// The Ed25519 signature over the id.
     pub fn signature(&self) -> Signature {
         Signature::from_bytes(&self.signature)
     }
 
+    /// The content id (BLAKE3 of the canonical bytes).
     pub fn id(&self) -> AssertionId {
         self.id
     }
 
+    /// The canonical bytes, as signed.
     pub fn canonical(&self) -> &[u8] {
         &self.canonical
     }

@@ -36,6 +36,7 @@ fn verifying_key(canonical: &[u8]) -> Result<VerifyingKey, AssertionError> {
 pub struct VerifyError {
     /// Index of the first bad record in the slice given to [`verify_batch`].
     pub index: usize,
+    /// Why it failed.
     pub reason: AssertionError,
 }
 
