@@ -102,6 +102,15 @@ pub fn samples() -> Samples {
         }
         .into(),
         acls::ListAclsRequest {}.into(),
+        alter_topic_config::AlterTopicConfigRequest {
+            topic: "facts".into(),
+            set: vec![create_topic::ConfigEntry {
+                key: "retention.bytes".into(),
+                value: "65536".into(),
+            }],
+            delete: vec!["retention.ms".into()],
+        }
+        .into(),
         skip_damage::SkipDamageRequest {
             topic: "facts".into(),
             partition: 1,
@@ -213,6 +222,14 @@ pub fn samples() -> Samples {
         }
         .into(),
         delete_topic::DeleteTopicResponse {}.into(),
+        alter_topic_config::AlterTopicConfigResponse {
+            topic: "facts".into(),
+            configs: vec![create_topic::ConfigEntry {
+                key: "retention.bytes".into(),
+                value: "65536".into(),
+            }],
+        }
+        .into(),
         authenticate::AuthChallengeResponse { nonce: [9; 32] }.into(),
         authenticate::AuthenticateResponse {
             principal: "key:0303".into(),

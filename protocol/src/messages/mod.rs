@@ -11,6 +11,7 @@ use crate::frame::{Frame, FrameHeader};
 use crate::wire::{DecodeError, DecodeLimit, Reader};
 
 pub mod acls;
+pub mod alter_topic_config;
 pub mod api_versions;
 pub mod authenticate;
 pub mod commit_offsets;
@@ -216,6 +217,7 @@ apis! {
     18 => Authenticate(authenticate::AuthenticateRequest, AuthenticateResponse), versions 0..=0;
     19 => AlterAcl(acls::AlterAclRequest, AlterAclResponse), versions 0..=0;
     20 => ListAcls(acls::ListAclsRequest, ListAclsResponse), versions 0..=0;
+    21 => AlterTopicConfig(alter_topic_config::AlterTopicConfigRequest, AlterTopicConfigResponse), versions 0..=0;
 }
 
 /// Builds the frame of a request.
