@@ -29,8 +29,11 @@ use crate::wire::{DecodeError, Reader, put_count, put_string};
 /// An ACL as text (see [`crate::acl::Acl::parse`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AclEntry {
+    /// The principal (see [`crate::acl`] for the text forms).
     pub principal: String,
+    /// The resource, as text (`topic:NAME`, `group:PREFIX*`, `cluster`…).
     pub resource: String,
+    /// The operation, as text (`produce`, `consume`…).
     pub operation: String,
 }
 
@@ -64,20 +67,26 @@ impl From<&crate::acl::Acl> for AclEntry {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+/// Adds or removes one ACL (through the metadata group).
 pub struct AlterAclRequest {
     /// Add the ACL (true) or remove it (false).
     pub add: bool,
+    /// The ACL.
     pub acl: AclEntry,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+/// The ACL change is committed.
 pub struct AlterAclResponse {}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+/// Asks for every ACL.
 pub struct ListAclsRequest {}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+/// Every ACL.
 pub struct ListAclsResponse {
+    /// The ACLs.
     pub acls: Vec<AclEntry>,
 }
 

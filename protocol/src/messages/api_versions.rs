@@ -32,24 +32,33 @@ use crate::messages::{ApiKey, Body};
 use crate::wire::{DecodeError, Reader, put_count, put_string};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+/// The first request of a connection: who the client is; the answer says which versions the broker speaks.
 pub struct ApiVersionsRequest {
+    /// The client's name (for the broker's logs).
     pub client_name: String,
+    /// The client's version.
     pub client_version: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+/// The broker's id and the versions it speaks, per API.
 pub struct ApiVersionsResponse {
+    /// The answering broker's node id.
     pub broker_id: u64,
     /// Identifies the cluster, so a client can tell that a bootstrap list mixes clusters.
     pub cluster_id: String,
+    /// The versions supported, per API.
     pub apis: Vec<ApiVersionRange>,
 }
 
 /// The versions of one api that a broker accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ApiVersionRange {
+    /// The API.
     pub api_key: u16,
+    /// The oldest version supported.
     pub min: u16,
+    /// The newest version supported.
     pub max: u16,
 }
 

@@ -69,20 +69,27 @@ impl AuthenticateRequest {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+/// Asks for a nonce to sign (key authentication).
 pub struct AuthChallengeRequest {}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+/// A fresh nonce for this connection.
 pub struct AuthChallengeResponse {
+    /// 32 random bytes to sign.
     pub nonce: [u8; 32],
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+/// Proves the connection holds a key: its public key and its signature over the nonce.
 pub struct AuthenticateRequest {
+    /// The Ed25519 public key.
     pub public_key: [u8; 32],
+    /// The signature over the nonce.
     pub signature: [u8; 64],
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+/// The connection is authenticated.
 pub struct AuthenticateResponse {
     /// The connection's principal, `key:<hex>`.
     pub principal: String,

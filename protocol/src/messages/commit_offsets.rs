@@ -36,17 +36,24 @@ use crate::messages::Body;
 use crate::wire::{DecodeError, Reader, put_count, put_string};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+/// Commits a member's progress (or, with an empty member id and epoch 0, resets a group without members).
 pub struct CommitOffsetsRequest {
+    /// The group id.
     pub group: String,
+    /// The member id the coordinator gave.
     pub member_id: String,
+    /// The member's epoch, as the coordinator last gave it.
     pub member_epoch: u32,
+    /// Offsets, per partition.
     pub offsets: Vec<OffsetCommit>,
 }
 
 /// The offset to commit for one partition.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OffsetCommit {
+    /// The topic.
     pub topic: String,
+    /// The partition.
     pub partition: u32,
     /// The next offset to consume.
     pub offset: u64,
@@ -55,6 +62,7 @@ pub struct OffsetCommit {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+/// One result per offset, in request order.
 pub struct CommitOffsetsResponse {
     /// One per requested partition, in request order.
     pub results: Vec<PartitionResult>,
@@ -63,7 +71,9 @@ pub struct CommitOffsetsResponse {
 /// Whether one partition's offset was committed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PartitionResult {
+    /// The topic.
     pub topic: String,
+    /// The partition.
     pub partition: u32,
     /// An [`ErrorCode`] as sent, 0 when committed. Kept raw so that a code from a newer
     /// broker does not fail the whole response; read it with [`PartitionResult::code`].
@@ -84,6 +94,7 @@ impl PartitionResult {
         ErrorCode::try_from(self.error).unwrap_or(ErrorCode::Unknown)
     }
 
+    /// Whether the offset was committed.
     pub fn is_ok(&self) -> bool {
         self.error == ErrorCode::None as u16
     }

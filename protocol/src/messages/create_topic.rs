@@ -30,8 +30,11 @@ use crate::messages::Body;
 use crate::wire::{DecodeError, Reader, put_count, put_string};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+/// Creates a topic (through the metadata group).
 pub struct CreateTopicRequest {
+    /// The topic's name.
     pub name: String,
+    /// The partitions.
     pub partitions: u32,
     /// Replicas per partition; 0 leaves it to the broker's default.
     pub replication_factor: u16,
@@ -40,16 +43,22 @@ pub struct CreateTopicRequest {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+/// The topic as created.
 pub struct CreateTopicResponse {
+    /// The topic's name.
     pub name: String,
+    /// The partitions.
     pub partitions: u32,
+    /// Replicas per partition.
     pub replication_factor: u16,
 }
 
 /// One topic setting, as text (the broker parses and validates it).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigEntry {
+    /// The setting's name.
     pub key: String,
+    /// The setting's value, as text.
     pub value: String,
 }
 

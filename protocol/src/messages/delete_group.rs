@@ -17,11 +17,14 @@ use crate::messages::Body;
 use crate::wire::{DecodeError, Reader, put_string};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+/// Deletes a group without members, and its committed offsets.
 pub struct DeleteGroupRequest {
+    /// The group id.
     pub group: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+/// The group is deleted.
 pub struct DeleteGroupResponse {}
 
 impl Body for DeleteGroupRequest {

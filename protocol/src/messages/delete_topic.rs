@@ -27,11 +27,14 @@ use crate::messages::Body;
 use crate::wire::{DecodeError, Reader, put_string};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+/// Deletes a topic and all its data.
 pub struct DeleteTopicRequest {
+    /// The topic's name.
     pub name: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+/// The topic is deleted.
 pub struct DeleteTopicResponse {}
 
 impl Body for DeleteTopicRequest {

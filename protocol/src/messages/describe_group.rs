@@ -48,28 +48,39 @@ use crate::messages::list_groups::GroupState;
 use crate::wire::{DecodeError, Reader, put_count, put_option, put_string};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+/// Asks a group's coordinator for its members, assignment, committed offsets and lag.
 pub struct DescribeGroupRequest {
+    /// The group id.
     pub group: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+/// A group's state, members and per-partition progress.
 pub struct DescribeGroupResponse {
+    /// The group id.
     pub group: String,
+    /// The group's state.
     pub state: GroupState,
     /// The group epoch.
     pub epoch: u32,
     /// Node id of the group's coordinator.
     pub coordinator: u64,
+    /// The group's members.
     pub members: Vec<MemberDescription>,
+    /// Offsets, per partition.
     pub offsets: Vec<PartitionLag>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+/// One member of a group.
 pub struct MemberDescription {
+    /// The member id the coordinator gave.
     pub member_id: String,
     /// Set for static members.
     pub instance_id: Option<String>,
+    /// The member's current epoch.
     pub member_epoch: u32,
+    /// The topics the member consumes.
     pub subscription: Vec<String>,
     /// The partitions the member currently owns.
     pub assignment: Vec<TopicPartitions>,
@@ -80,7 +91,9 @@ pub struct MemberDescription {
 /// How far the group is behind on one partition.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PartitionLag {
+    /// The topic.
     pub topic: String,
+    /// The partition.
     pub partition: u32,
     /// The next offset to consume, if the group has committed one.
     pub committed: Option<u64>,

@@ -37,19 +37,28 @@ use crate::messages::Body;
 use crate::wire::{DecodeError, Reader, put_string};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+/// Reads a partition from an offset: whole batches, up to `max_bytes`, waiting up to `max_wait_ms` for data.
 pub struct FetchRequest {
+    /// The topic.
     pub topic: String,
+    /// The partition.
     pub partition: u32,
+    /// The offset.
     pub offset: u64,
+    /// Stop adding batches past this many bytes (at least one batch is returned).
     pub max_bytes: u32,
+    /// How long to wait for data when there is none.
     pub max_wait_ms: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+/// Record batches from the offset asked for, and where the log stands.
 pub struct FetchResponse {
     /// How long the client should wait before its next request (quota), in ms.
     pub throttle_ms: u32,
+    /// The offset after the last committed record.
     pub high_watermark: u64,
+    /// The first offset the log still holds.
     pub log_start_offset: u64,
     /// Concatenated record batches; split them with [`crate::RecordBatch::split_all`].
     pub records: Bytes,

@@ -35,24 +35,31 @@ use crate::messages::heartbeat::TopicPartitions;
 use crate::wire::{DecodeError, Reader, put_count, put_option, put_string};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+/// Asks a group's coordinator for committed offsets.
 pub struct FetchOffsetsRequest {
+    /// The group id.
     pub group: String,
     /// `None` asks for every partition the group has committed.
     pub partitions: Option<Vec<TopicPartitions>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+/// Committed offsets, per partition.
 pub struct FetchOffsetsResponse {
+    /// Offsets, per partition.
     pub offsets: Vec<CommittedOffset>,
 }
 
 /// What a group has committed for one partition.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommittedOffset {
+    /// The topic.
     pub topic: String,
+    /// The partition.
     pub partition: u32,
     /// The next offset to consume; `None` if the group never committed this partition.
     pub offset: Option<u64>,
+    /// Free text kept with the offset.
     pub metadata: String,
 }
 

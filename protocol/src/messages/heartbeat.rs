@@ -48,7 +48,9 @@ use crate::messages::Body;
 use crate::wire::{DecodeError, Reader, put_count, put_option, put_string};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+/// A member's heartbeat: joins, reports what it owns, and receives its assignment.
 pub struct HeartbeatRequest {
+    /// The group id.
     pub group: String,
     /// Empty to join.
     pub member_id: String,
@@ -56,6 +58,7 @@ pub struct HeartbeatRequest {
     pub instance_id: Option<String>,
     /// 0 to join, then the epoch of the last response.
     pub member_epoch: u32,
+    /// Without a heartbeat for this long, the member is removed.
     pub session_timeout_ms: u32,
     /// The topics the member consumes.
     pub subscription: Vec<String>,
@@ -64,8 +67,11 @@ pub struct HeartbeatRequest {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+/// The member's identity and, when it changed, its assignment.
 pub struct HeartbeatResponse {
+    /// The member id the coordinator gave.
     pub member_id: String,
+    /// The member's epoch, as the coordinator last gave it.
     pub member_epoch: u32,
     /// When to send the next heartbeat.
     pub heartbeat_interval_ms: u32,
@@ -76,7 +82,9 @@ pub struct HeartbeatResponse {
 /// Some partitions of one topic.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TopicPartitions {
+    /// The topic.
     pub topic: String,
+    /// The partitions.
     pub partitions: Vec<u32>,
 }
 

@@ -28,13 +28,18 @@ use crate::messages::Body;
 use crate::wire::{DecodeError, Reader, put_string};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+/// A member leaves its group; its partitions move at once.
 pub struct LeaveGroupRequest {
+    /// The group id.
     pub group: String,
+    /// The member id the coordinator gave.
     pub member_id: String,
+    /// The member's epoch, as the coordinator last gave it.
     pub member_epoch: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+/// The member has left.
 pub struct LeaveGroupResponse {}
 
 impl Body for LeaveGroupRequest {

@@ -64,16 +64,22 @@ impl GroupState {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+/// Asks a broker for the groups it coordinates.
 pub struct ListGroupsRequest {}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+/// The groups a broker coordinates.
 pub struct ListGroupsResponse {
+    /// The groups.
     pub groups: Vec<GroupListing>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+/// A group and its state.
 pub struct GroupListing {
+    /// The group id.
     pub group: String,
+    /// The group's state.
     pub state: GroupState,
     /// How many members the group has.
     pub members: u32,

@@ -74,18 +74,26 @@ impl OffsetSpec {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+/// Asks where a partition's log stands, or which offset a time maps to.
 pub struct ListOffsetsRequest {
+    /// The topic.
     pub topic: String,
+    /// The partition.
     pub partition: u32,
+    /// What to look up.
     pub spec: OffsetSpec,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+/// The offset asked for, and where the log stands.
 pub struct ListOffsetsResponse {
+    /// The offset.
     pub offset: u64,
     /// The HLC of the record at `offset`, if there is one below the high watermark.
     pub hlc: Option<u64>,
+    /// The offset after the last committed record.
     pub high_watermark: u64,
+    /// The first offset the log still holds.
     pub log_start_offset: u64,
 }
 

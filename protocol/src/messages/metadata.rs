@@ -36,35 +36,45 @@ use crate::messages::Body;
 use crate::wire::{DecodeError, Reader, put_count, put_option, put_string};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+/// Asks for brokers, topics, partitions and their leaders.
 pub struct MetadataRequest {
     /// `None` asks for every topic.
     pub topics: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+/// The cluster as this broker knows it.
 pub struct MetadataResponse {
+    /// Every broker.
     pub brokers: Vec<BrokerInfo>,
     /// The leader of the metadata group, if it has one (topic admin requests go there).
     pub metadata_leader: Option<u64>,
+    /// The topics.
     pub topics: Vec<TopicMetadata>,
 }
 
 /// A broker and where clients reach it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BrokerInfo {
+    /// The broker's node id.
     pub node_id: u64,
     /// `host:port` of its client listener.
     pub addr: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+/// One topic and its partitions.
 pub struct TopicMetadata {
+    /// The topic's name.
     pub name: String,
+    /// The partitions.
     pub partitions: Vec<PartitionMetadata>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+/// One partition: its leader and replicas.
 pub struct PartitionMetadata {
+    /// The partition.
     pub partition: u32,
     /// `None` while the partition's Raft group has no leader.
     pub leader: Option<u64>,
@@ -90,10 +100,12 @@ impl PartitionMetadata {
 }
 
 impl MetadataResponse {
+    /// The broker with this node id, if listed.
     pub fn broker(&self, node_id: u64) -> Option<&BrokerInfo> {
         self.brokers.iter().find(|b| b.node_id == node_id)
     }
 
+    /// The topic of this name, if listed.
     pub fn topic(&self, name: &str) -> Option<&TopicMetadata> {
         self.topics.iter().find(|t| t.name == name)
     }

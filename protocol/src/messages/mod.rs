@@ -33,7 +33,9 @@ pub mod skip_damage;
 
 /// A message body: encodes itself and decodes from a [`Reader`].
 pub trait Body: Sized {
+    /// Appends the body's wire form to `buf`.
     fn encode(&self, buf: &mut BytesMut);
+    /// Reads a body from `r`.
     fn decode(r: &mut Reader) -> Result<Self, DecodeError>;
 
     /// How long the broker asks the client to wait before its next request, in ms: a
@@ -45,7 +47,9 @@ pub trait Body: Sized {
 
 /// A request type, tied to its api key and its response type.
 pub trait RequestBody: Body {
+    /// The api key the request travels under.
     const API_KEY: ApiKey;
+    /// What a successful answer holds.
     type Response: Body;
 }
 
@@ -53,15 +57,22 @@ pub trait RequestBody: Body {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum RequestError {
+    /// The frame's api key is not one this build knows.
     #[error("unknown api key {0}")]
     UnknownApi(u16),
+    /// This build does not speak the frame's version of the API.
     #[error("api {api_key} version {version} is not supported (supported {min}..={max})")]
     UnsupportedVersion {
+        /// The API.
         api_key: u16,
+        /// The version the frame has.
         version: u16,
+        /// The oldest version supported.
         min: u16,
+        /// The newest version supported.
         max: u16,
     },
+    /// The body does not decode.
     #[error("malformed request body: {0}")]
     Decode(#[from] DecodeError),
 }
@@ -93,13 +104,17 @@ macro_rules! apis {
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
         #[repr(u16)]
         pub enum ApiKey {
-            $( $variant = $key, )*
+            $(
+                #[doc = concat!("`", stringify!($variant), "`: api key ", stringify!($key), ".")]
+                $variant = $key,
+            )*
         }
 
         impl ApiKey {
             /// Every api with the versions this build speaks, for the version handshake.
             pub const ALL: &'static [(ApiKey, u16, u16)] = &[ $( (ApiKey::$variant, $min, $max), )* ];
 
+            /// The api of a wire key, if this build knows it.
             pub fn from_u16(v: u16) -> Option<ApiKey> {
                 match v {
                     $( $key => Some(ApiKey::$variant), )*
@@ -107,6 +122,7 @@ macro_rules! apis {
                 }
             }
 
+            /// The oldest and newest version of the api this build speaks.
             pub fn versions(self) -> (u16, u16) {
                 match self {
                     $( ApiKey::$variant => ($min, $max), )*
@@ -125,14 +141,20 @@ macro_rules! apis {
         #[derive(Debug, Clone, PartialEq)]
         #[non_exhaustive]
         pub enum Request {
-            $( $variant($module::$req), )*
+            $(
+                #[doc = concat!("A [`", stringify!($module), "::", stringify!($req), "`].")]
+                $variant($module::$req),
+            )*
         }
 
         /// Any successful response.
         #[derive(Debug, Clone, PartialEq)]
         #[non_exhaustive]
         pub enum Response {
-            $( $variant($module::$resp), )*
+            $(
+                #[doc = concat!("A [`", stringify!($module), "::", stringify!($resp), "`].")]
+                $variant($module::$resp),
+            )*
         }
 
         $(
@@ -145,10 +167,12 @@ macro_rules! apis {
         )*
 
         impl Request {
+            /// The api this request belongs to.
             pub fn api_key(&self) -> ApiKey {
                 match self { $( Request::$variant(_) => ApiKey::$variant, )* }
             }
 
+            /// Appends the request's body to `buf`.
             pub fn encode(&self, buf: &mut BytesMut) {
                 match self { $( Request::$variant(r) => r.encode(buf), )* }
             }
@@ -177,10 +201,12 @@ macro_rules! apis {
         }
 
         impl Response {
+            /// The api this response answers.
             pub fn api_key(&self) -> ApiKey {
                 match self { $( Response::$variant(_) => ApiKey::$variant, )* }
             }
 
+            /// Appends the response's body (after the error code) to `buf`.
             pub fn encode(&self, buf: &mut BytesMut) {
                 match self { $( Response::$variant(r) => r.encode(buf), )* }
             }

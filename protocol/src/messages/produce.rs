@@ -47,10 +47,15 @@ pub enum Acks {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+/// Appends a batch of signed records to one partition.
 pub struct ProduceRequest {
+    /// The topic.
     pub topic: String,
+    /// The partition.
     pub partition: u32,
+    /// How many replicas must have the batch before the answer.
     pub acks: Acks,
+    /// How long the broker may take.
     pub timeout_ms: u32,
     /// The highest HLC the producer has seen; the leader stamps the batch after it (D6).
     pub causality: Option<u64>,
@@ -61,13 +66,18 @@ pub struct ProduceRequest {
 /// Where an already-present record lives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Existing {
+    /// The record's offset.
     pub offset: u64,
+    /// The record's HLC (NTP64).
     pub hlc: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+/// Where a produced batch landed: offsets and HLCs follow from the base, duplicates aside.
 pub struct ProduceResponse {
+    /// The offset of the batch's first record.
     pub base_offset: u64,
+    /// The HLC of the batch's first record.
     pub base_hlc: u64,
     /// Per record of the request batch: `Some` if it was a duplicate.
     pub duplicates: Vec<Option<Existing>>,
@@ -78,8 +88,11 @@ pub struct ProduceResponse {
 /// The outcome for one record of a produce request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RecordAck {
+    /// The record's offset.
     pub offset: u64,
+    /// The record's HLC (NTP64).
     pub hlc: u64,
+    /// The record was already in the log: `offset` and `hlc` are where it is.
     pub duplicate: bool,
 }
 

@@ -34,6 +34,7 @@ use crate::wire::{DecodeError, Reader, put_bytes};
 pub const METADATA_GROUP: u64 = 0;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+/// A Raft RPC between brokers (peer plane).
 pub struct RaftRequest {
     /// [`METADATA_GROUP`] or a partition's group.
     pub group_id: u64,
@@ -42,6 +43,7 @@ pub struct RaftRequest {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+/// The answer to a [`RaftRequest`].
 pub struct RaftResponse {
     /// The openraft reply in the broker's encoding.
     pub payload: Bytes,

@@ -35,15 +35,22 @@ use crate::wire::{DecodeError, Reader, put_string};
 pub const MAX_REASON_LEN: usize = 1024;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+/// Gives up a damaged range of a partition that no replica can repair (an operator's decision, recorded).
 pub struct SkipDamageRequest {
+    /// The topic.
     pub topic: String,
+    /// The partition.
     pub partition: u32,
+    /// The first offset of the range.
     pub first_offset: u64,
+    /// Why (kept with the record of the skip).
     pub reason: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+/// The range skipped.
 pub struct SkipDamageResponse {
+    /// The range.
     pub range: DamagedRange,
 }
 
