@@ -47,8 +47,8 @@
 //! - Writes (one writer, `&mut Log`): [`Log::append`] / [`Log::append_many`] with
 //!   [`Payload::Batch`] (base offset patched in place) or [`Payload::Control`];
 //!   [`Log::truncate_after`] / [`Log::truncate_from`]; [`Log::purge_upto`]; [`Log::reset`];
-//!   [`Log::roll`]; [`Log::retention_plan`]; [`Log::set_meta`]; [`Log::flush`];
-//!   [`Log::close`].
+//!   [`Log::roll`]; [`Log::retention_plan`] (limits changed live by
+//!   [`Log::set_retention`]); [`Log::set_meta`]; [`Log::flush`]; [`Log::close`].
 //! - [`Flusher`] (clone, any thread): `flush`, `record_durable`, `durable_index`,
 //!   `wait_durable`.
 //! - [`LogReader`] (clone, any thread): `read_entries`, `read_from_offset`,

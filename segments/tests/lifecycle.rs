@@ -189,3 +189,27 @@ fn metadata_writes_land_in_sequence_whatever_the_commit_order() -> anyhow::Resul
     assert_eq!(log.meta_get("vote"), Some(&b"a"[..]));
     Ok(())
 }
+
+#[test]
+fn retention_limits_changed_while_open_apply_to_the_next_plan() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut log = open(dir.path(), small_config())?;
+    let mut model = Model::default();
+    fill(&mut log, &mut model, 150)?;
+    assert!(
+        log.retention_plan(0).is_none(),
+        "no limit, nothing to delete"
+    );
+    log.set_retention(Some(20_000), None);
+    let plan = log.retention_plan(0).expect("over the new size limit");
+    assert!(plan.segments >= 1);
+    log.set_retention(None, Some(Duration::from_secs(3600)));
+    assert!(
+        log.retention_plan(steme_now_ms()).is_none(),
+        "nothing that old"
+    );
+    assert!(log.retention_plan(steme_now_ms() + 86_400_000).is_some());
+    log.set_retention(None, None);
+    assert!(log.retention_plan(u64::MAX).is_none(), "limits removed");
+    Ok(())
+}

@@ -328,6 +328,17 @@ impl Log {
         self.checkpoint()
     }
 
+    /// Changes the retention limits [`Log::retention_plan`] plans by from its next call (a
+    /// topic's retention altered while the log is open). Deletes nothing by itself.
+    pub fn set_retention(
+        &mut self,
+        retention_bytes: Option<u64>,
+        retention_age: Option<std::time::Duration>,
+    ) {
+        self.cfg.retention_bytes = retention_bytes;
+        self.cfg.retention_age = retention_age;
+    }
+
     /// What retention would delete now (by `retention_bytes` and `retention_age`, whole
     /// sealed segments only, oldest first), without deleting anything.
     pub fn retention_plan(&self, now_ms: u64) -> Option<PurgePlan> {
