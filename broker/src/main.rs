@@ -72,7 +72,12 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli)) {
+    let outcome = runtime.block_on(run(cli));
+    let stopping = std::time::Instant::now();
+    // Every log is flushed by now; do not wait long for stray blocking tasks.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(500));
+    tracing::debug!(took = ?stopping.elapsed(), "runtime stopped");
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");

@@ -175,6 +175,7 @@ pub async fn run(
         });
     }
     tracing::info!("shutting down: draining connections");
+    broker.begin_shutdown();
     drop(listener);
     let _ = stop_tx.send(());
     drop(done_tx);

@@ -62,26 +62,37 @@ impl DevCluster {
     }
 
     /// Sends SIGTERM and waits up to `timeout` for it to exit (killed past it: an error).
-    pub fn terminate(mut self, timeout: Duration) -> anyhow::Result<ExitStatus> {
+    pub fn terminate(self, timeout: Duration) -> anyhow::Result<ExitStatus> {
+        self.stop(libc::SIGTERM, timeout).map(|(status, _)| status)
+    }
+
+    /// Sends `signal` (SIGTERM, or SIGINT as ctrl-c does) and waits up to `timeout` for the
+    /// process to exit: its status and how long it took (killed past it: an error).
+    pub fn stop(
+        mut self,
+        signal: libc::c_int,
+        timeout: Duration,
+    ) -> anyhow::Result<(ExitStatus, Duration)> {
         let mut child = self.child.take().context("already stopped")?;
         let pid = libc::pid_t::try_from(child.id())?;
+        let sent = Instant::now();
         // SAFETY: `kill` has no memory-safety preconditions; `pid` is our own child, not
         // yet reaped (we hold its `Child`), so the id cannot have been reused.
         #[allow(unsafe_code)]
         unsafe {
-            libc::kill(pid, libc::SIGTERM);
+            libc::kill(pid, signal);
         }
-        let deadline = Instant::now() + timeout;
+        let deadline = sent + timeout;
         loop {
             if let Some(status) = child.try_wait()? {
-                return Ok(status);
+                return Ok((status, sent.elapsed()));
             }
             if Instant::now() >= deadline {
                 let _ = child.kill();
                 let _ = child.wait();
-                bail!("dev-cluster did not stop within {timeout:?} of SIGTERM");
+                bail!("dev-cluster did not stop within {timeout:?} of signal {signal}");
             }
-            std::thread::sleep(Duration::from_millis(50));
+            std::thread::sleep(Duration::from_millis(10));
         }
     }
 }

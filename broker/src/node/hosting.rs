@@ -40,6 +40,9 @@ impl Broker {
     /// Opens the partitions the metadata places here and closes (and deletes) the ones it
     /// no longer has.
     pub(super) async fn reconcile(&self) -> Result<(), BrokerError> {
+        if self.is_stopping() {
+            return Ok(());
+        }
         let state = self.meta_state.borrow().clone();
         let me = self.cfg.node_id;
         let mut wanted = Vec::new();

@@ -44,6 +44,9 @@ pub(super) async fn reconcile(weak: Weak<Broker>) {
             return;
         }
         let Some(broker) = weak.upgrade() else { return };
+        if broker.is_stopping() {
+            return;
+        }
         broker.check_health().await;
         if changed.is_err() && !broker.reopening() {
             continue;

@@ -151,6 +151,8 @@ pub struct Broker {
     quotas: Arc<crate::quota::Quotas>,
     /// What this broker reports on its admin listener.
     metrics: Arc<Metrics>,
+    /// Set when shutdown begins: partitions stopping are not failures to repair.
+    stopping: std::sync::atomic::AtomicBool,
     /// This broker's hold on its data directory: no other broker starts on it while this
     /// one lives ([`crate::data_dir`]).
     _data_dir_lock: DataDirLock,
@@ -347,6 +349,7 @@ impl Broker {
             transport: transport.clone(),
             leaders: leaders_tx,
             metrics: metrics.clone(),
+            stopping: tokio_util::sync::CancellationToken::new(),
         };
         let quotas = Arc::new(crate::quota::Quotas::new(&cfg));
         let broker = Arc::new(Broker {
@@ -365,6 +368,7 @@ impl Broker {
             group_key,
             quotas,
             metrics,
+            stopping: std::sync::atomic::AtomicBool::new(false),
             _data_dir_lock: data_dir_lock,
         });
         if broker.cfg.peers.is_empty() {
@@ -450,12 +454,27 @@ impl Broker {
         &self.advertised
     }
 
-    /// Stops every group and flushes every log.
+    /// Whether shutdown has begun.
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Begins to stop (the client plane calls it as it starts to drain): partitions that
+    /// stop are no longer repaired, and long polls answer at once, so that draining
+    /// connections takes no longer than the requests being written.
+    pub fn begin_shutdown(&self) {
+        self.stopping
+            .store(true, std::sync::atomic::Ordering::Release);
+        self.ctx.stopping.cancel();
+    }
+
+    /// Stops every group and flushes every log: all partitions at once (each writes its
+    /// applied state, stops its group and syncs its log), then the metadata group, then the
+    /// peer links.
     pub async fn shutdown(&self) {
+        self.begin_shutdown();
         let parts: Vec<Arc<Partition>> = self.hosted();
-        for p in parts {
-            p.shutdown().await;
-        }
+        futures::future::join_all(parts.iter().map(|p| p.shutdown())).await;
         if let Err(e) = self.meta.shutdown().await {
             tracing::warn!(error = %e, "metadata raft shutdown");
         }

@@ -91,6 +91,8 @@ pub struct PartitionCtx {
     pub leaders: mpsc::UnboundedSender<(u64, u64)>,
     /// The broker's metrics.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Cancelled when the broker begins to stop: long polls answer at once.
+    pub stopping: tokio_util::sync::CancellationToken,
 }
 
 /// Where a partition lives: what the metadata says about it.
@@ -327,7 +329,11 @@ impl Partition {
         }
         if offset == hwm && !max_wait.is_zero() {
             let mut rx = self.state.high_watermark.subscribe();
-            let _ = tokio::time::timeout(max_wait, rx.wait_for(|h| *h > offset)).await;
+            // A stopping broker answers what it has rather than hold its drain.
+            tokio::select! {
+                _ = tokio::time::timeout(max_wait, rx.wait_for(|h| *h > offset)) => {}
+                () = self.ctx.stopping.cancelled() => {}
+            }
         }
         let hwm = self.high_watermark();
         let read = self
@@ -399,7 +405,12 @@ impl Partition {
     pub fn failure(&self) -> Option<String> {
         let m = self.raft.metrics();
         let m = m.borrow_watched();
-        m.running_state.as_ref().err().map(|e| e.to_string())
+        // Stopped by `shutdown` is not a failure.
+        m.running_state
+            .as_ref()
+            .err()
+            .filter(|e| !matches!(e, openraft::error::Fatal::Stopped))
+            .map(|e| e.to_string())
     }
 
     /// The last index known durable.
