@@ -51,10 +51,12 @@ impl Admin {
         Ok(Admin::new(Cluster::connect(bootstrap, config).await?))
     }
 
+    /// An admin over an existing cluster handle.
     pub fn new(cluster: Cluster) -> Admin {
         Admin { cluster }
     }
 
+    /// The cluster handle it uses.
     pub fn cluster(&self) -> &Cluster {
         &self.cluster
     }
@@ -280,7 +282,10 @@ impl Admin {
 /// One broker's answer to a `DescribeTopic`: the replicas it hosts, as it sees them.
 #[derive(Debug)]
 pub struct ReplicaView {
+    /// The replica's broker.
     pub node_id: u64,
+    /// The broker's address.
     pub addr: String,
+    /// What that broker said about the topic (its own copy), or why it could not be asked.
     pub result: Result<DescribeTopicResponse, ClientError>,
 }

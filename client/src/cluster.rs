@@ -26,7 +26,9 @@ use crate::error::ClientError;
 /// 25 % jitter so that many clients do not retry in lockstep.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Backoff {
+    /// The first delay.
     pub initial: Duration,
+    /// The longest delay (the delay doubles up to it).
     pub max: Duration,
 }
 
@@ -58,6 +60,7 @@ impl Backoff {
 /// Settings shared by everything that talks to the cluster.
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
+    /// Settings of each connection (in-flight limit, timeouts, TLS…).
     pub connection: ConnectionConfig,
     /// Timeout of metadata and admin requests.
     pub request_timeout: Duration,
@@ -231,6 +234,7 @@ impl Cluster {
         })
     }
 
+    /// The settings the cluster handle was made with.
     pub fn config(&self) -> &ClientConfig {
         &self.inner.config
     }

@@ -17,12 +17,17 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 #[non_exhaustive]
 pub enum TlsError {
     #[error("cannot read {what} from {path}: {reason}")]
+    /// A certificate or key file could not be read or parsed.
     Pem {
+        /// What was being read (a certificate, a key…).
         what: &'static str,
+        /// The file.
         path: String,
+        /// Why it could not be read.
         reason: String,
     },
     #[error("invalid TLS settings: {0}")]
+    /// The settings do not make a valid TLS configuration.
     Invalid(String),
 }
 

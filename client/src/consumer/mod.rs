@@ -103,6 +103,7 @@ pub enum OffsetReset {
 pub struct ConsumerConfig {
     /// Where newly assigned partitions start.
     pub start: Position,
+    /// What a partition's position does when it falls outside the log.
     pub offset_reset: OffsetReset,
     /// Byte budget of one fetch (at least one batch is returned whatever its size).
     pub max_bytes_per_partition: u32,
@@ -307,6 +308,7 @@ impl Consumer {
         Ok(count)
     }
 
+    /// The topic of the assigned partitions.
     pub fn topic(&self) -> &str {
         &self.topic
     }
@@ -351,6 +353,7 @@ impl Consumer {
         Ok(())
     }
 
+    /// Fetches `partition` again, from its position (see [`pause`](Self::pause)).
     pub fn resume(&mut self, partition: u32) -> Result<(), ClientError> {
         self.state(partition)?.paused = false;
         Ok(())

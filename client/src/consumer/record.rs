@@ -40,14 +40,17 @@ impl std::fmt::Debug for Record {
 }
 
 impl Record {
+    /// The topic read from.
     pub fn topic(&self) -> &str {
         &self.topic
     }
 
+    /// The partition read from.
     pub fn partition(&self) -> u32 {
         self.partition
     }
 
+    /// The record's offset in its partition.
     pub fn offset(&self) -> u64 {
         self.offset
     }
@@ -69,6 +72,7 @@ impl Record {
             .expect("validated records hold the signer key")
     }
 
+    /// The Ed25519 signature over the id.
     pub fn signature(&self) -> &[u8; SIGNATURE_LEN] {
         self.raw[..SIGNATURE_LEN]
             .try_into()

@@ -54,6 +54,7 @@ const COORDINATOR_DEADLINE: Duration = Duration::from_secs(30);
 /// Group consumer settings.
 #[derive(Debug, Clone)]
 pub struct GroupConfig {
+    /// The group id.
     pub group: String,
     /// A stable name for this instance: coming back within the session timeout keeps its
     /// partitions without a rebalance (static membership).
@@ -65,10 +66,12 @@ pub struct GroupConfig {
     pub auto_commit: Option<Duration>,
     /// Where a partition without a committed offset starts.
     pub no_offset: Position,
+    /// Settings of the consumer that reads the member's partitions.
     pub consumer: ConsumerConfig,
 }
 
 impl GroupConfig {
+    /// Settings with defaults for `group`: a 10 s session, auto-commit every second, new partitions from the earliest offset.
     pub fn new(group: &str) -> GroupConfig {
         GroupConfig {
             group: group.to_owned(),

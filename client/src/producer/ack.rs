@@ -20,8 +20,11 @@ use crate::error::ClientError;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Ack {
+    /// The content id of the assertion.
     pub id: AssertionId,
+    /// The partition it went to.
     pub partition: u32,
+    /// Its offset there.
     pub offset: u64,
     /// The HLC the leader stamped (or had stamped, for a duplicate).
     pub hlc: u64,

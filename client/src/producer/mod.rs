@@ -90,6 +90,7 @@ pub struct ProducerConfig {
     pub max_batch_bytes: usize,
     /// Produce requests of one partition awaiting an answer at once.
     pub max_in_flight_per_partition: usize,
+    /// How many replicas must have a batch before it is acknowledged.
     pub acks: Acks,
     /// How long the broker may take for one request (sent as the request's timeout; the
     /// client waits a little longer so that the broker's own answer arrives first).
@@ -100,6 +101,7 @@ pub struct ProducerConfig {
     /// never retry): a failover takes well under a second, and a record should not fail
     /// because it was retried too early, too often.
     pub retries: u32,
+    /// The delay between retries.
     pub retry_backoff: Backoff,
     /// Bytes of records enqueued and not yet acknowledged before `enqueue` waits.
     pub buffer_bytes: usize,
@@ -246,6 +248,7 @@ impl Producer {
         Ok(Producer { shared, commands })
     }
 
+    /// The topic this producer writes to.
     pub fn topic(&self) -> &str {
         &self.shared.topic
     }
