@@ -36,8 +36,8 @@ pub struct TopicMeta {
     pub configs: BTreeMap<String, String>,
     /// One per partition, in partition order.
     pub partitions: Vec<PartitionMeta>,
-    /// `configs` parsed, once per snapshot (settings never change after creation), so that
-    /// a produce request does not parse a signer allow-list again.
+    /// `configs` parsed, once per snapshot (an alter replaces it with an empty one), so
+    /// that a produce request does not parse a signer allow-list again.
     #[serde(skip)]
     pub parsed: std::sync::OnceLock<Arc<TopicConfig>>,
 }
@@ -138,6 +138,15 @@ pub enum Command {
     },
     DeleteTopic {
         name: String,
+    },
+    /// Changes a live topic's settings: `set` keys take their values, `delete` keys return
+    /// to the broker default. Validated as [`TopicConfig::alter`] says; every broker
+    /// applies the result to the partitions it hosts as the state changes.
+    AlterTopicConfig {
+        name: String,
+        set: BTreeMap<String, String>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        delete: Vec<String>,
     },
     /// A broker became the leader of a partition group in `term`.
     PartitionLeader {
@@ -324,6 +333,22 @@ impl MetadataState {
                 for p in &t.partitions {
                     self.leaders.remove(&p.group);
                 }
+                Ok(())
+            }
+            Command::AlterTopicConfig { name, set, delete } => {
+                if is_internal(&name) {
+                    return Err(format!(
+                        "cannot alter `{name}`: names starting with `{INTERNAL_PREFIX}` are \
+                         internal topics, configured by brokers only"
+                    ));
+                }
+                let t = self
+                    .topics
+                    .get_mut(&name)
+                    .ok_or_else(|| format!("unknown topic `{name}`"))?;
+                t.configs =
+                    TopicConfig::alter(&t.configs, &set, &delete).map_err(|e| e.to_string())?;
+                t.parsed = Default::default();
                 Ok(())
             }
             Command::PartitionLeader { group, node, term } => {
@@ -778,6 +803,87 @@ mod tests {
         assert!(s.topics.is_empty());
         let err = s.apply(create_with("c", "colour", "blue")).unwrap_err();
         assert!(err.contains("unknown topic config"));
+    }
+
+    fn alter(name: &str, set: &[(&str, &str)], delete: &[&str]) -> Command {
+        Command::AlterTopicConfig {
+            name: name.into(),
+            set: set
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            delete: delete.iter().map(|k| k.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn alter_topic_config_replaces_the_settings_and_their_parsed_form() {
+        let mut s = state_with_brokers(1);
+        s.apply(create_with("t", "retention.ms", "60000")).unwrap();
+        assert_eq!(s.topics["t"].config().retention_ms, Some(60_000));
+        s.apply(alter(
+            "t",
+            &[("retention.bytes", "65536")],
+            &["retention.ms"],
+        ))
+        .unwrap();
+        let t = &s.topics["t"];
+        assert_eq!(
+            t.configs,
+            BTreeMap::from([("retention.bytes".to_owned(), "65536".to_owned())])
+        );
+        // The cached parse is the new one, not the one from before the alter.
+        assert_eq!(t.config().retention_ms, None);
+        assert_eq!(t.config().retention_bytes, Some(65_536));
+    }
+
+    #[test]
+    fn alter_topic_config_refusals_change_nothing() {
+        let mut s = state_with_brokers(1);
+        s.apply(create_with("t", "segment.bytes", "16384")).unwrap();
+        let before = s.clone();
+        for (cmd, says) in [
+            (
+                alter("t", &[("retention.bytes", "1")], &[]),
+                "retention.bytes=1",
+            ),
+            (
+                alter("t", &[("retention.ms", "soon")], &[]),
+                "retention.ms=soon",
+            ),
+            (
+                alter("t", &[("colour", "blue")], &[]),
+                "unknown topic config",
+            ),
+            (
+                alter("t", &[("segment.bytes", "8192")], &[]),
+                "segment.bytes",
+            ),
+            (alter("t", &[("partitions", "8")], &[]), "partitions"),
+            (
+                alter("nope", &[("retention.ms", "60000")], &[]),
+                "unknown topic `nope`",
+            ),
+            (
+                alter("__groups", &[("retention.ms", "60000")], &[]),
+                "internal topics",
+            ),
+        ] {
+            let err = s.apply(cmd).unwrap_err();
+            assert!(err.contains(says), "{says}: {err}");
+            assert_eq!(s, before, "{says}: a refusal leaves the state unchanged");
+        }
+    }
+
+    #[test]
+    fn alter_topic_config_commands_roundtrip_as_json() {
+        for c in [
+            alter("facts", &[("retention.ms", "60000")], &[]),
+            alter("facts", &[], &["retention.ms"]),
+        ] {
+            let Proposal { bytes, .. } = c.encode();
+            assert_eq!(serde_json::from_slice::<Command>(&bytes).unwrap(), c);
+        }
     }
 
     #[test]

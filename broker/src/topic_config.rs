@@ -1,13 +1,15 @@
-//! Topic settings: the strings a CreateTopic carries, parsed once into a typed
-//! [`TopicConfig`] with every value inside its named bounds.
+//! Topic settings: the strings a CreateTopic (or an AlterTopicConfig) carries, parsed
+//! once into a typed [`TopicConfig`] with every value inside its named bounds.
 //!
-//! Two ways in:
+//! Three ways in:
 //!
 //! - [`TopicConfig::parse`] is strict, for new topics: an unknown key, a value that is not
 //!   a number (or a boolean), or a number outside its range is refused with a
 //!   [`TopicConfigError`] naming the key, the value and the range. The metadata state
 //!   machine applies it to every CreateTopic, so a forged or old proposal cannot bring an
 //!   out-of-range value in either.
+//! - [`TopicConfig::alter`] is as strict for the values an AlterTopicConfig sets, and also
+//!   refuses keys a live topic cannot change ([`FIXED_AT_CREATE`]).
 //! - [`TopicConfig::from_stored`] is lenient, for topics already in the metadata (written
 //!   by an older broker that checked less): it never fails, so a bad stored value cannot
 //!   keep a broker from starting. See its doc for what it does with each kind of bad value.
@@ -37,6 +39,26 @@ pub const KNOWN_KEYS: &[&str] = &[
     SEGMENT_BYTES,
     SIGNERS_ALLOWED,
     SIGNERS_MUST_MATCH_PRINCIPAL,
+];
+
+/// Keys a live topic cannot change (refused by [`TopicConfig::alter`]), with why. The
+/// partition count and replication factor are not settings at all; they are named here so
+/// that `--set partitions=…` is told why rather than that the key is unknown.
+pub const FIXED_AT_CREATE: &[(&str, &str)] = &[
+    (
+        SEGMENT_BYTES,
+        "a partition's segments are sized when its log opens, and the log cannot resize them \
+         live; set it when creating the topic",
+    ),
+    (
+        "partitions",
+        "the partition count is fixed at create: a record's partition is its subject's hash \
+         modulo the count, so changing it would move every subject",
+    ),
+    (
+        "replication.factor",
+        "the replication factor is fixed at create",
+    ),
 ];
 
 /// The most keys an allow-list may name.
@@ -94,6 +116,10 @@ pub enum TopicConfigError {
         #[source]
         source: ParseIntError,
     },
+    #[error("topic config `{key}` cannot be changed on a live topic: {why}")]
+    NotLive { key: String, why: &'static str },
+    #[error("topic config `{key}` is both set and deleted")]
+    SetAndDeleted { key: String },
     #[error("topic config `{key}={value}` is out of range: {unit} must be {min} to {max}")]
     OutOfRange {
         key: &'static str,
@@ -228,6 +254,43 @@ impl TopicConfig {
             }
         }
         Ok(c)
+    }
+
+    /// A live topic's overrides after an alter: `current` with `set` given their values and
+    /// `delete` returned to the broker's default. Each value of `set` is validated as
+    /// [`TopicConfig::parse`] validates a new topic's (same bounds, same errors). Refused,
+    /// naming the key: a key in [`FIXED_AT_CREATE`], an unknown key (set, or deleted while
+    /// not stored), and a key both set and deleted. Values already stored are kept as they
+    /// are: an older broker's out-of-range value does not block changing another key.
+    pub fn alter(
+        current: &BTreeMap<String, String>,
+        set: &BTreeMap<String, String>,
+        delete: &[String],
+    ) -> Result<BTreeMap<String, String>, TopicConfigError> {
+        for key in set.keys().chain(delete) {
+            if let Some((_, why)) = FIXED_AT_CREATE.iter().find(|(k, _)| k == key) {
+                return Err(TopicConfigError::NotLive {
+                    key: key.clone(),
+                    why,
+                });
+            }
+        }
+        if let Some(key) = delete.iter().find(|k| set.contains_key(*k)) {
+            return Err(TopicConfigError::SetAndDeleted { key: key.clone() });
+        }
+        if let Some(key) = delete
+            .iter()
+            .find(|k| !KNOWN_KEYS.contains(&k.as_str()) && !current.contains_key(*k))
+        {
+            return Err(TopicConfigError::UnknownKey { key: key.clone() });
+        }
+        TopicConfig::parse(set)?;
+        let mut out = current.clone();
+        for key in delete {
+            out.remove(key);
+        }
+        out.extend(set.iter().map(|(k, v)| (k.clone(), v.clone())));
+        Ok(out)
     }
 
     /// Reads the settings of a topic already in the metadata. Never fails:
@@ -447,6 +510,81 @@ mod tests {
             std::error::Error::source(&err).is_some(),
             "the parse error is kept"
         );
+    }
+
+    #[test]
+    fn alter_sets_and_deletes_keys_over_the_current_ones() {
+        let current = configs(&[("retention.ms", "60000"), ("segment.bytes", "16384")]);
+        let after = TopicConfig::alter(
+            &current,
+            &configs(&[("retention.bytes", "65536"), ("verify.signatures", "false")]),
+            &["retention.ms".to_owned()],
+        )
+        .unwrap();
+        assert_eq!(
+            after,
+            configs(&[
+                ("retention.bytes", "65536"),
+                ("segment.bytes", "16384"),
+                ("verify.signatures", "false"),
+            ])
+        );
+        // Deleting a known key that is not set is a no-op, not an error.
+        let same = TopicConfig::alter(&current, &BTreeMap::new(), &["retention.bytes".into()]);
+        assert_eq!(same.unwrap(), current);
+    }
+
+    #[test]
+    fn alter_validates_values_as_create_does() {
+        let current = configs(&[("retention.ms", "60000")]);
+        for (key, value) in [
+            (RETENTION_BYTES, "1"),
+            (RETENTION_BYTES, "lots"),
+            (RETENTION_MS, "999"),
+            (RETENTION_MS, "-5"),
+            (VERIFY_SIGNATURES, "maybe"),
+            (SIGNERS_ALLOWED, "not-a-key"),
+            (SIGNERS_MUST_MATCH_PRINCIPAL, "yes"),
+            ("colour", "blue"),
+        ] {
+            let set = configs(&[(key, value)]);
+            let at_create = TopicConfig::parse(&set).unwrap_err();
+            let at_alter = TopicConfig::alter(&current, &set, &[]).unwrap_err();
+            assert_eq!(at_alter, at_create, "{key}={value}");
+        }
+    }
+
+    #[test]
+    fn alter_refuses_keys_that_cannot_change_live() {
+        let current = configs(&[("segment.bytes", "16384")]);
+        for key in [SEGMENT_BYTES, "partitions", "replication.factor"] {
+            let err = TopicConfig::alter(&current, &configs(&[(key, "8192")]), &[]).unwrap_err();
+            assert!(
+                matches!(&err, TopicConfigError::NotLive { key: k, .. } if k == key),
+                "{key}: {err}"
+            );
+            assert!(err.to_string().contains(key), "{err}");
+            let err = TopicConfig::alter(&current, &BTreeMap::new(), &[key.into()]).unwrap_err();
+            assert!(matches!(err, TopicConfigError::NotLive { .. }), "{err}");
+        }
+        let err = TopicConfig::alter(&current, &configs(&[("partitions", "8")]), &[]).unwrap_err();
+        assert!(err.to_string().contains("fixed at create"), "{err}");
+    }
+
+    #[test]
+    fn alter_refuses_unknown_deletes_and_a_key_both_set_and_deleted() {
+        let current = configs(&[("colour", "blue")]);
+        let err = TopicConfig::alter(&current, &BTreeMap::new(), &["flavour".into()]);
+        assert!(matches!(err, Err(TopicConfigError::UnknownKey { .. })));
+        // A stored key an older broker knew may still be removed.
+        let after = TopicConfig::alter(&current, &BTreeMap::new(), &["colour".into()]).unwrap();
+        assert!(after.is_empty());
+        let err = TopicConfig::alter(
+            &current,
+            &configs(&[("retention.ms", "60000")]),
+            &["retention.ms".into()],
+        );
+        assert!(matches!(err, Err(TopicConfigError::SetAndDeleted { .. })));
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! - [`access`]: what each request needs when authorization is on (checked first).
 //! - [`acls`]: AlterAcl, ListAcls.
 //! - [`cluster`]: ApiVersions, Metadata.
-//! - [`topics`]: CreateTopic, DeleteTopic, DescribeTopic, SkipDamage.
+//! - [`topics`]: CreateTopic, DeleteTopic, DescribeTopic, AlterTopicConfig, SkipDamage.
 //! - [`produce`]: Produce, with the batch checks (partition, ids, signatures).
 //! - [`fetch`]: Fetch, records written from the segments as they are.
 //! - [`offsets`]: the ListOffsets request.
@@ -53,6 +53,7 @@ pub async fn handle(broker: &Broker, who: Option<&Arc<str>>, req: Request) -> Re
         Request::Metadata(r) => Reply::ok(cluster::metadata(broker, &gate, r)),
         Request::CreateTopic(r) => Reply::of(topics::create(broker, r).await),
         Request::DeleteTopic(r) => Reply::of(topics::delete(broker, r).await),
+        Request::AlterTopicConfig(r) => Reply::of(topics::alter_config(broker, r).await),
         Request::DescribeTopic(r) => Reply::of(topics::describe(broker, r)),
         Request::SkipDamage(r) => Reply::of(topics::skip_damage(broker, r)),
         Request::Produce(r) => {

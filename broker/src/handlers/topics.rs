@@ -1,6 +1,11 @@
-//! CreateTopic, DeleteTopic and DescribeTopic.
+//! CreateTopic, DeleteTopic, DescribeTopic, AlterTopicConfig and SkipDamage.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
+
+use steme_protocol::messages::alter_topic_config::{
+    AlterTopicConfigRequest, AlterTopicConfigResponse,
+};
 use steme_protocol::messages::skip_damage::{SkipDamageRequest, SkipDamageResponse};
 
 use steme_protocol::ApiError;
@@ -61,6 +66,62 @@ pub async fn delete(
     Ok(DeleteTopicResponse {})
 }
 
+/// How long an applied alter may take to reach this broker's copy of the metadata (when
+/// another broker led the metadata group), and how often it is looked for.
+const ALTER_VISIBLE_WITHIN: Duration = Duration::from_secs(5);
+const ALTER_VISIBLE_POLL: Duration = Duration::from_millis(20);
+
+/// Changes a topic's settings through the metadata group (validated there, see
+/// [`crate::topic_config::TopicConfig::alter`]) and answers with the topic's overrides as
+/// they stand once the change is applied. Every broker's reconcile then hands the new
+/// settings to the partitions it hosts; produce reads them from the metadata per request.
+pub async fn alter_config(
+    broker: &Broker,
+    r: AlterTopicConfigRequest,
+) -> Result<AlterTopicConfigResponse, ApiError> {
+    let set: BTreeMap<String, String> = r.set.into_iter().map(|c| (c.key, c.value)).collect();
+    broker
+        .propose_metadata(Command::AlterTopicConfig {
+            name: r.topic.clone(),
+            set: set.clone(),
+            delete: r.delete.clone(),
+        })
+        .await?;
+    // Applied on the metadata leader; this broker's copy (usually the leader's own) may
+    // trail it by a moment. Bounded: past the wait, answer with what this copy holds.
+    let shows_the_change = |configs: &BTreeMap<String, String>| {
+        set.iter().all(|(k, v)| configs.get(k) == Some(v))
+            && r.delete.iter().all(|k| !configs.contains_key(k))
+    };
+    let deadline = tokio::time::Instant::now() + ALTER_VISIBLE_WITHIN;
+    loop {
+        let state = broker.metadata();
+        let t = state
+            .topics
+            .get(&r.topic)
+            .ok_or_else(|| BrokerError::UnknownTopic {
+                topic: r.topic.clone(),
+            })?;
+        if shows_the_change(&t.configs) || tokio::time::Instant::now() >= deadline {
+            return Ok(AlterTopicConfigResponse {
+                topic: r.topic,
+                configs: config_entries(&t.configs),
+            });
+        }
+        tokio::time::sleep(ALTER_VISIBLE_POLL).await;
+    }
+}
+
+fn config_entries(configs: &BTreeMap<String, String>) -> Vec<ConfigEntry> {
+    configs
+        .iter()
+        .map(|(k, v)| ConfigEntry {
+            key: k.clone(),
+            value: v.clone(),
+        })
+        .collect()
+}
+
 /// The topic's configs and the partitions placed here, as this replica sees them (one that
 /// is offline says why); a cluster view asks every broker (`steme cluster status`).
 pub fn describe(
@@ -101,14 +162,7 @@ pub fn describe(
         .collect();
     Ok(DescribeTopicResponse {
         name: t.name.clone(),
-        configs: t
-            .configs
-            .iter()
-            .map(|(k, v)| ConfigEntry {
-                key: k.clone(),
-                value: v.clone(),
-            })
-            .collect(),
+        configs: config_entries(&t.configs),
         partitions,
     })
 }

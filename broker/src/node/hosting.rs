@@ -96,12 +96,16 @@ impl Broker {
         }
         for (topic, partition, group, replicas, topic_log, checks) in wanted {
             let key = (topic.clone(), partition);
-            if self
+            let hosted = self
                 .partitions
                 .read()
                 .unwrap_or_else(|p| p.into_inner())
-                .contains_key(&key)
-            {
+                .get(&key)
+                .cloned();
+            if let Some(p) = hosted {
+                // Settings altered since it opened: retention applies live (produce reads
+                // the topic's settings from the metadata on every request).
+                p.set_retention(topic_log.retention_bytes, topic_log.retention_age);
                 continue;
             }
             let dir = self.partition_dir(&topic, partition);

@@ -1,6 +1,9 @@
 //! Retention: whole sealed segments beyond the topic's limits are deleted through Raft
 //! (D2) — a snapshot covering the boundary first, then a purge up to it. A segment with a
-//! damaged range is never deleted (the segment log stops its plan there).
+//! damaged range is never deleted (the segment log stops its plan there). The limits are
+//! the topic's as the metadata has them now: an altered `retention.bytes` or
+//! `retention.ms` reaches an open partition through [`Partition::set_retention`] and
+//! counts from the next check.
 
 use std::time::Duration;
 
@@ -21,6 +24,24 @@ pub(super) async fn retention_loop(weak: std::sync::Weak<Partition>, every: Dura
 }
 
 impl Partition {
+    /// Plans retention by these limits from the next check on (the topic's retention was
+    /// altered); a no-op when they are the limits in force already.
+    pub(crate) fn set_retention(&self, bytes: Option<u64>, age: Option<Duration>) {
+        let mut log = self.log.lock();
+        let now = log.config();
+        if now.retention_bytes == bytes && now.retention_age == age {
+            return;
+        }
+        tracing::info!(
+            topic = %self.topic,
+            partition = self.partition,
+            retention_bytes = ?bytes,
+            retention_age = ?age,
+            "retention limits changed"
+        );
+        log.set_retention(bytes, age);
+    }
+
     async fn enforce_retention(&self) -> Result<(), String> {
         let now_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
