@@ -9,8 +9,9 @@
 //! One process per data directory: a broker (or a dev cluster) refuses to start on a data
 //! directory another process has locked, and names that process's pid.
 //! Settings come from flags, `STEME_*` environment variables, an optional TOML file
-//! (`--config`), then defaults. SIGTERM or ctrl-c shuts it down cleanly: in-flight requests
-//! finish, logs are flushed.
+//! (`--config`; `broker/steme.toml` is a commented sample), then defaults;
+//! `--print-config` prints the result. SIGTERM or ctrl-c shuts it down cleanly, within
+//! moments: in-flight requests finish, long polls answer, logs are flushed.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -31,6 +32,10 @@ use tokio::sync::{oneshot, watch};
 struct Cli {
     #[command(subcommand)]
     command: Option<Sub>,
+    /// Print the effective configuration (defaults, file, environment and flags, as TOML)
+    /// and exit.
+    #[arg(long)]
+    print_config: bool,
     #[command(flatten)]
     overrides: Overrides,
 }
@@ -97,6 +102,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         return dev_cluster(&cli.overrides, nodes, base_port, admin_base_port).await;
     }
     let cfg = Config::load(&cli.overrides)?;
+    if cli.print_config {
+        print!("{}", cfg.to_toml()?);
+        return Ok(());
+    }
     let client = bind(cfg.listen).await?;
     let peer = match cfg.peer_listen {
         Some(addr) => Some(bind(addr).await?),

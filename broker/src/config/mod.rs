@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 pub use security::{AuthMode, Authorization, QuotaLimits};
 
@@ -45,7 +45,7 @@ pub mod bounds {
 }
 
 /// A peer broker: `ID=ADDR`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 pub struct Peer {
     pub id: u64,
     pub addr: String,
@@ -73,7 +73,7 @@ impl FromStr for Peer {
 }
 
 /// When the partition logs fsync (group commit; see `steme_segments`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
 #[serde(rename_all = "kebab-case")]
 pub enum FlushMode {
     /// Every append is flushed before it is acknowledged, one fsync covering every append
@@ -98,7 +98,7 @@ impl FromStr for FlushMode {
 }
 
 /// The broker's settings, every field with a default.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub node_id: u64,
@@ -253,113 +253,6 @@ pub enum ConfigError {
     },
 }
 
-/// Flags (and their `STEME_*` environment variables) that override the file and defaults.
-#[derive(Debug, Clone, Default, clap::Args)]
-pub struct Overrides {
-    /// TOML file with any of the settings below (flags and env win over it).
-    #[arg(long, env = "STEME_CONFIG")]
-    pub config: Option<PathBuf>,
-    /// This broker's id, unique in the cluster.
-    #[arg(long, env = "STEME_NODE_ID")]
-    pub node_id: Option<u64>,
-    /// Address to listen on for clients (the client plane).
-    #[arg(long, env = "STEME_LISTEN")]
-    pub listen: Option<SocketAddr>,
-    /// Address to advertise to clients (default: the bound address).
-    #[arg(long, env = "STEME_ADVERTISED_ADDR")]
-    pub advertised_addr: Option<String>,
-    /// Address to listen on for other brokers (the peer plane; every connection
-    /// authenticated with the cluster secret). Needed with `--peer`.
-    #[arg(long, env = "STEME_PEER_LISTEN")]
-    pub peer_listen: Option<SocketAddr>,
-    /// Peer-plane address to advertise to other brokers (default: the bound address).
-    #[arg(long, env = "STEME_PEER_ADVERTISED_ADDR")]
-    pub peer_advertised_addr: Option<String>,
-    /// File holding the cluster secret (at least 32 bytes; e.g. `openssl rand -hex 32`),
-    /// the same on every broker. Needed with `--peer` or `--peer-listen`.
-    #[arg(long, env = "STEME_CLUSTER_SECRET_FILE")]
-    pub cluster_secret_file: Option<PathBuf>,
-    /// Address of the admin HTTP listener: `/metrics` (Prometheus), `/healthz`, `/readyz`
-    /// (off by default; not authenticated, so bind it where only operators reach).
-    #[arg(long, env = "STEME_ADMIN_LISTEN")]
-    pub admin_listen: Option<SocketAddr>,
-    /// Directory for partition logs and metadata.
-    #[arg(long, env = "STEME_DATA_DIR")]
-    pub data_dir: Option<PathBuf>,
-    /// Another broker, `ID=ADDR`, by its peer-plane address (repeatable).
-    #[arg(long = "peer", value_name = "ID=ADDR")]
-    pub peers: Vec<Peer>,
-    /// Flush policy: `always` (fsync before acknowledging, group commit) or `interval`.
-    #[arg(long, env = "STEME_FLUSH")]
-    pub flush: Option<FlushMode>,
-    /// Raft heartbeat interval, in milliseconds.
-    #[arg(long, env = "STEME_HEARTBEAT_INTERVAL_MS")]
-    pub heartbeat_interval_ms: Option<u64>,
-    /// Raft election timeout range, in milliseconds: `MIN..MAX`.
-    #[arg(long, env = "STEME_ELECTION_TIMEOUT_MS", value_name = "MIN..MAX", value_parser = parse_range)]
-    pub election_timeout_ms: Option<(u64, u64)>,
-    /// How often leadership goes back to caught-up preferred replicas, in ms (0: never).
-    #[arg(long, env = "STEME_LEADER_REBALANCE_MS")]
-    pub leader_rebalance_ms: Option<u64>,
-    /// The most partition replicas placed on any one broker.
-    #[arg(long, env = "STEME_MAX_PARTITIONS_PER_BROKER")]
-    pub max_partitions_per_broker: Option<u32>,
-    /// How fast the scrubber re-verifies the logs, in bytes per second (0: off).
-    #[arg(long, env = "STEME_SCRUB_BYTES_PER_SEC")]
-    pub scrub_bytes_per_sec: Option<u64>,
-    /// The least time between two scrub passes over one replica's log, in ms.
-    #[arg(long, env = "STEME_SCRUB_INTERVAL_MS")]
-    pub scrub_interval_ms: Option<u64>,
-    /// Close a client connection idle (nothing in flight, nothing received) this long, in ms.
-    #[arg(long, env = "STEME_IDLE_TIMEOUT_MS")]
-    pub idle_timeout_ms: Option<u64>,
-    /// Close a connection whose frame has not arrived whole this long after its first
-    /// byte, in ms.
-    #[arg(long, env = "STEME_FRAME_TIMEOUT_MS")]
-    pub frame_timeout_ms: Option<u64>,
-    /// Client connections one IP address may hold at once.
-    #[arg(long, env = "STEME_MAX_CONNECTIONS_PER_IP")]
-    pub max_connections_per_ip: Option<usize>,
-    /// TLS on the client listener: its certificate chain (PEM), with --tls-key. Plaintext
-    /// clients are then refused.
-    #[arg(long, env = "STEME_TLS_CERT", value_name = "FILE")]
-    pub tls_cert: Option<PathBuf>,
-    /// The private key (PEM) of --tls-cert.
-    #[arg(long, env = "STEME_TLS_KEY", value_name = "FILE")]
-    pub tls_key: Option<PathBuf>,
-    /// Accept client certificates signed by the CA certificates in this PEM file.
-    #[arg(long, env = "STEME_TLS_CLIENT_CA", value_name = "FILE")]
-    pub tls_client_ca: Option<PathBuf>,
-    /// Client authentication: `off` (the default), `optional` or `required` (a client
-    /// certificate, or a key proven with `steme --auth-key FILE`).
-    #[arg(long, env = "STEME_AUTH")]
-    pub auth: Option<AuthMode>,
-    /// `on`: deny every client request no ACL allows (`steme acl add`), but a superuser's.
-    /// `off` (the default): allow everything.
-    #[arg(long, env = "STEME_AUTHORIZATION", value_name = "on|off")]
-    pub authorization: Option<Authorization>,
-    /// A principal allowed everything whatever the ACLs, e.g. `cert:ops` (repeatable).
-    #[arg(long = "superuser", value_name = "PRINCIPAL")]
-    pub superusers: Vec<String>,
-    /// Default produce quota per principal, in record bytes per second.
-    #[arg(long, env = "STEME_QUOTA_PRODUCE_BYTES_PER_SEC")]
-    pub quota_produce_bytes_per_sec: Option<u64>,
-    /// Default fetch quota per principal, in record bytes per second.
-    #[arg(long, env = "STEME_QUOTA_FETCH_BYTES_PER_SEC")]
-    pub quota_fetch_bytes_per_sec: Option<u64>,
-    /// Default number of connections one principal may hold.
-    #[arg(long, env = "STEME_QUOTA_CONNECTIONS")]
-    pub quota_connections: Option<u32>,
-}
-
-fn parse_range(s: &str) -> Result<(u64, u64), String> {
-    let (a, b) = s
-        .split_once("..")
-        .ok_or_else(|| format!("`{s}` is not MIN..MAX"))?;
-    let num = |v: &str| v.trim().parse::<u64>().map_err(|e| format!("`{v}`: {e}"));
-    Ok((num(a)?, num(b)?))
-}
-
 impl Config {
     /// Builds the configuration: defaults, then the TOML file if given, then overrides.
     pub fn load(o: &Overrides) -> Result<Config, ConfigError> {
@@ -367,86 +260,7 @@ impl Config {
             Some(path) => Config::from_file(path)?,
             None => Config::default(),
         };
-        if let Some(v) = o.node_id {
-            c.node_id = v;
-        }
-        if let Some(v) = o.listen {
-            c.listen = v;
-        }
-        if let Some(v) = &o.advertised_addr {
-            c.advertised_addr = Some(v.clone());
-        }
-        if let Some(v) = &o.data_dir {
-            c.data_dir = v.clone();
-        }
-        if !o.peers.is_empty() {
-            c.peers = o.peers.clone();
-        }
-        if let Some(v) = o.peer_listen {
-            c.peer_listen = Some(v);
-        }
-        if let Some(v) = &o.peer_advertised_addr {
-            c.peer_advertised_addr = Some(v.clone());
-        }
-        if let Some(v) = &o.cluster_secret_file {
-            c.cluster_secret_file = Some(v.clone());
-        }
-        if let Some(v) = o.admin_listen {
-            c.admin_listen = Some(v);
-        }
-        if let Some(v) = o.flush {
-            c.flush = v;
-        }
-        if let Some(v) = o.heartbeat_interval_ms {
-            c.heartbeat_interval_ms = v;
-        }
-        if let Some((min, max)) = o.election_timeout_ms {
-            c.election_timeout_min_ms = min;
-            c.election_timeout_max_ms = max;
-        }
-        if let Some(v) = o.leader_rebalance_ms {
-            c.leader_rebalance_ms = v;
-        }
-        if let Some(v) = o.max_partitions_per_broker {
-            c.max_partitions_per_broker = v;
-        }
-        if let Some(v) = o.scrub_bytes_per_sec {
-            c.scrub_bytes_per_sec = v;
-        }
-        if let Some(v) = o.scrub_interval_ms {
-            c.scrub_interval_ms = v;
-        }
-        if let Some(v) = o.idle_timeout_ms {
-            c.idle_timeout_ms = v;
-        }
-        if let Some(v) = o.frame_timeout_ms {
-            c.frame_timeout_ms = v;
-        }
-        if let Some(v) = o.max_connections_per_ip {
-            c.max_connections_per_ip = v;
-        }
-        if let Some(v) = o.auth {
-            c.auth = v;
-        }
-        if let Some(v) = o.authorization {
-            c.authorization = v;
-        }
-        if !o.superusers.is_empty() {
-            c.superusers = o.superusers.clone();
-        }
-        let q = &mut c.quota_defaults;
-        q.produce_bytes_per_sec = o.quota_produce_bytes_per_sec.or(q.produce_bytes_per_sec);
-        q.fetch_bytes_per_sec = o.quota_fetch_bytes_per_sec.or(q.fetch_bytes_per_sec);
-        q.connections = o.quota_connections.or(q.connections);
-        for (flag, value) in [
-            (&mut c.tls_cert, &o.tls_cert),
-            (&mut c.tls_key, &o.tls_key),
-            (&mut c.tls_client_ca, &o.tls_client_ca),
-        ] {
-            if value.is_some() {
-                flag.clone_from(value);
-            }
-        }
+        o.apply(&mut c);
         c.validate()?;
         Ok(c)
     }
@@ -638,11 +452,44 @@ impl Config {
         Ok(())
     }
 
+    /// The settings as a TOML file would give them; unset optional settings follow as
+    /// comments (what `steme-broker --print-config` prints).
+    pub fn to_toml(&self) -> Result<String, ConfigError> {
+        let invalid = |e: &dyn std::fmt::Display| ConfigError::Invalid(e.to_string());
+        let mut out = toml::to_string(self).map_err(|e| invalid(&e))?;
+        let all = serde_json::to_value(self).map_err(|e| invalid(&e))?;
+        let unset: Vec<&String> = all
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter(|(_, v)| v.is_null())
+            .map(|(k, _)| k)
+            .collect();
+        if !unset.is_empty() {
+            out.push_str("\n# Not set:\n");
+            for key in unset {
+                out.push_str(&format!("# {key} =\n"));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every setting's name, as the TOML file spells it.
+    pub fn keys() -> Vec<String> {
+        serde_json::to_value(Config::default())
+            .ok()
+            .and_then(|v| v.as_object().map(|o| o.keys().cloned().collect()))
+            .unwrap_or_default()
+    }
+
     pub fn max_clock_skew(&self) -> Duration {
         Duration::from_millis(self.max_clock_skew_ms)
     }
 }
 
+mod flags;
 mod security;
 #[cfg(test)]
 mod tests;
+
+pub use flags::Overrides;

@@ -3,11 +3,11 @@
 use std::collections::BTreeMap;
 use std::str::FromStr;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use steme_protocol::acl::{ANONYMOUS, check_principal};
 
 /// Whether client connections must authenticate (`--auth`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
 #[serde(rename_all = "kebab-case")]
 pub enum AuthMode {
     /// No authentication asked; a client may still prove a key (the principal is logged).
@@ -35,7 +35,7 @@ impl FromStr for AuthMode {
 }
 
 /// Whether the broker enforces ACLs (`--authorization`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
 #[serde(rename_all = "kebab-case")]
 pub enum Authorization {
     /// Every principal may do everything (but write internal topics).
@@ -58,7 +58,7 @@ impl FromStr for Authorization {
 }
 
 /// Limits for one principal on one broker; `None` is unlimited.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
 #[serde(default, deny_unknown_fields)]
 pub struct QuotaLimits {
     /// Record bytes per second the principal may produce.

@@ -304,3 +304,156 @@ fn rejects_unknown_keys_and_bad_values() {
         }
     );
 }
+
+/// The sample file in the repository, `broker/steme.toml`.
+fn sample() -> String {
+    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/steme.toml"))
+        .expect("broker/steme.toml")
+}
+
+#[test]
+fn the_sample_config_lists_every_setting() {
+    let text = sample();
+    let lines: Vec<&str> = text
+        .lines()
+        .map(|l| l.trim_start_matches('#').trim())
+        .collect();
+    for key in Config::keys() {
+        let listed = lines.iter().any(|l| {
+            l.strip_prefix(key.as_str())
+                .is_some_and(|rest| rest.trim_start().starts_with('='))
+                || l.starts_with(&format!("[{key}"))
+        });
+        assert!(listed, "broker/steme.toml does not list `{key}`");
+    }
+}
+
+#[test]
+fn the_sample_config_parses_as_is_and_uncommented() {
+    let text = sample();
+    let dir = tempfile::tempdir().unwrap();
+    let as_is = dir.path().join("as-is.toml");
+    std::fs::write(&as_is, &text).unwrap();
+    assert_eq!(Config::from_file(&as_is).unwrap(), Config::default());
+    // Every commented setting taken at its word: the right keys, the right types.
+    let uncommented: String = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# "))
+        .filter(|l| {
+            let key = l.split(" =").next().unwrap_or_default();
+            let a_key = l.contains(" =")
+                && !key.is_empty()
+                && key.chars().all(|c| c.is_ascii_lowercase() || c == '_');
+            a_key || l.starts_with('[') || l.starts_with("  {") || *l == "]"
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let all = dir.path().join("uncommented.toml");
+    std::fs::write(&all, &uncommented).unwrap();
+    let c = Config::from_file(&all)
+        .unwrap_or_else(|e| panic!("{e}\n--- uncommented sample:\n{uncommented}"));
+    assert_ne!(c, Config::default(), "nothing was uncommented");
+    assert!(c.admin_listen.is_some() && c.quotas.contains_key("cert:ingest"));
+}
+
+#[test]
+fn every_setting_has_a_flag_and_an_environment_variable() {
+    use clap::CommandFactory;
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        o: Overrides,
+    }
+    let cmd = Cli::command();
+    let args: Vec<&clap::Arg> = cmd.get_arguments().collect();
+    for arg in &args {
+        if arg.get_id() == "help" {
+            continue;
+        }
+        assert!(
+            arg.get_env().is_some(),
+            "--{} has no STEME_* variable",
+            arg.get_id()
+        );
+    }
+    // Settings whose flag is named differently (a range, or the defaults' limits).
+    let flag_of = |key: &str| -> Vec<&str> {
+        match key {
+            "election_timeout_min_ms" | "election_timeout_max_ms" => vec!["election_timeout_ms"],
+            "quota_defaults" => vec![
+                "quota_produce_bytes_per_sec",
+                "quota_fetch_bytes_per_sec",
+                "quota_connections",
+            ],
+            other => vec![Box::leak(other.to_owned().into_boxed_str())],
+        }
+    };
+    for key in Config::keys() {
+        for flag in flag_of(&key) {
+            assert!(
+                args.iter().any(|a| a.get_id() == flag),
+                "setting `{key}` has no flag `{flag}`"
+            );
+        }
+    }
+}
+
+#[test]
+fn printed_config_reads_back_as_the_same_config() {
+    let mut c = Config::default();
+    c.admin_listen = Some("127.0.0.1:9644".parse().unwrap());
+    c.peers = vec![Peer {
+        id: 2,
+        addr: "127.0.0.1:9193".into(),
+    }];
+    c.retention_ms = Some(60_000);
+    c.superusers = vec!["cert:ops".into()];
+    c.quotas.insert(
+        "cert:app".into(),
+        QuotaLimits {
+            connections: Some(3),
+            ..QuotaLimits::default()
+        },
+    );
+    let text = c.to_toml().unwrap();
+    assert!(text.contains("# retention_bytes ="), "{text}");
+    let back: Config = toml::from_str(&text).unwrap();
+    assert_eq!(back, c);
+}
+
+#[test]
+fn flags_reach_every_kind_of_setting() {
+    use clap::Parser;
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        o: Overrides,
+    }
+    let cli = Cli::try_parse_from([
+        "steme-broker",
+        "--max-connections",
+        "7",
+        "--verify-signatures",
+        "false",
+        "--retention-ms",
+        "60000",
+        "--group-partitions",
+        "2",
+        "--quota",
+        "cert:app/connections=3",
+        "--quota",
+        "cert:app/produce_bytes_per_sec=4096",
+    ])
+    .unwrap();
+    let c = Config::load(&cli.o).unwrap();
+    assert_eq!(c.max_connections, 7);
+    assert!(!c.verify_signatures);
+    assert_eq!(c.retention_ms, Some(60_000));
+    assert_eq!(c.group_partitions, 2);
+    let q = c.quotas["cert:app"];
+    assert_eq!(
+        (q.connections, q.produce_bytes_per_sec),
+        (Some(3), Some(4096))
+    );
+    assert!(Cli::try_parse_from(["steme-broker", "--quota", "cert:app/speed=3"]).is_err());
+}
