@@ -12,7 +12,9 @@
 //! keeping the copy; a coordinator that lost its leadership cannot store, so it cannot
 //! change anything. Requests for one coordinator are served one at a time.
 
+pub mod load;
 pub mod replay;
+pub mod snapshot;
 pub mod state;
 
 use std::collections::{BTreeSet, HashMap};
@@ -33,12 +35,12 @@ use steme_protocol::messages::fetch_offsets::{
 use steme_protocol::messages::heartbeat::{HeartbeatRequest, HeartbeatResponse};
 use steme_protocol::messages::list_groups::{GroupListing, GroupState};
 use steme_protocol::{
-    ApiError, Assertion, BatchBuilder, ErrorCode, RecordBatch, SigningKey, Value,
+    ApiError, Assertion, BatchBuilder, ErrorCode, RecordBatch, SignedAssertion, SigningKey, Value,
 };
 use tokio::sync::{Mutex, oneshot};
 
-pub use self::state::GroupRecord;
-use self::state::{Beat, CommitRecord, Group, Tp, from_topic_partitions, to_topic_partitions};
+use self::state::{Beat, Group, Tp, from_topic_partitions, to_topic_partitions};
+pub use self::state::{CommitRecord, GroupRecord};
 use crate::partition::{Partition, ProduceJob};
 
 /// The internal topic that holds every consumer group.
@@ -55,6 +57,10 @@ struct Stored {
     term: u64,
     seq: u64,
     record: GroupRecord,
+    /// The first offset of the last snapshot before this record (`snapshot`); absent in
+    /// records written before snapshots existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    last_snapshot: Option<u64>,
 }
 
 /// The groups of one partition of [`GROUPS_TOPIC`], served while this broker leads it.
@@ -65,6 +71,32 @@ pub struct Coordinator {
     groups: Mutex<HashMap<String, Group>>,
     key: SigningKey,
     seq: AtomicU64,
+    policy: snapshot::Policy,
+    /// Where the last snapshot is and what was stored since. A std mutex: held for a few
+    /// loads and stores, never across an await.
+    compaction: std::sync::Mutex<Compaction>,
+}
+
+#[derive(Debug)]
+struct Compaction {
+    last_snapshot: Option<u64>,
+    since: u64,
+    loaded_records: u64,
+}
+
+/// How a coordinator loaded and compacts its partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CompactionStats {
+    /// Trusted records its load replayed.
+    pub loaded_records: u64,
+    /// Where the last snapshot it knows of starts.
+    pub last_snapshot: Option<u64>,
+    /// Records stored since that snapshot.
+    pub since_snapshot: u64,
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn not_coordinator(message: String) -> ApiError {
@@ -78,14 +110,25 @@ fn now_ms() -> u64 {
 }
 
 impl Coordinator {
-    /// Replays the partition into group state once the partition has committed its log.
-    /// Only records signed by one of the `trusted` broker keys are replayed
-    /// ([`replay`]).
+    /// Replays the partition into group state once the partition has committed its log:
+    /// from its last snapshot, or from its log start without one ([`load`](mod@load)).
+    /// Only records signed by one of the `trusted` broker keys are replayed ([`replay`]).
     pub async fn load(
         part: Arc<Partition>,
         term: u64,
         key: SigningKey,
         trusted: replay::Trusted,
+    ) -> Result<Self, ApiError> {
+        Self::load_with(part, term, key, trusted, snapshot::Policy::default()).await
+    }
+
+    /// [`load`](Self::load) with a snapshot policy of its own.
+    pub async fn load_with(
+        part: Arc<Partition>,
+        term: u64,
+        key: SigningKey,
+        trusted: replay::Trusted,
+        policy: snapshot::Policy,
     ) -> Result<Self, ApiError> {
         let deadline = tokio::time::Instant::now() + LOAD_TIMEOUT;
         loop {
@@ -107,101 +150,126 @@ impl Coordinator {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        let hwm = part.high_watermark();
-        let mut offset = part.log_start_offset();
-        let mut groups: HashMap<String, Group> = HashMap::new();
-        let now = Instant::now();
-        let mut records = 0u64;
-        let trusted = Arc::new(trusted);
-        while offset < hwm {
-            let f = match part.fetch(offset, 4 << 20, Duration::ZERO).await {
-                Err(ApiError::SkippedData {
-                    end_offset,
-                    message,
-                    ..
-                }) if end_offset > offset => {
-                    // Given up by an operator: the groups' records there are lost.
-                    tracing::warn!(partition = part.partition, %message, "skipping group records an operator gave up");
-                    offset = end_offset;
-                    continue;
-                }
-                other => other?,
-            };
-            let (batches, from, keys) = (f.batches, offset, trusted.clone());
-            let chunk =
-                tokio::task::spawn_blocking(move || replay::read_chunk(&batches, from, hwm, &keys))
-                    .await
-                    .map_err(|e| ApiError::other(ErrorCode::Internal, e.to_string()))?;
-            for (at, why) in &chunk.skipped {
-                tracing::warn!(
-                    partition = part.partition,
-                    offset = at,
-                    ?why,
-                    "skipping a group record no broker wrote"
-                );
-            }
-            for (group, record) in chunk.records {
-                groups.entry(group).or_default().replay(record, now);
-                records += 1;
-            }
-            if chunk.next == offset {
-                break;
-            }
-            offset = chunk.next;
-        }
-        groups.retain(|_, g| !(g.members.is_empty() && g.offsets.is_empty()));
+        let started = Instant::now();
+        let loaded = load::load(part.as_ref(), Arc::new(trusted)).await?;
+        let fold = loaded.fold;
+        let (records, since, snapshot_at) = (fold.records, fold.since_snapshot, fold.snapshot_at);
+        let groups = fold.into_groups();
         tracing::info!(
             partition = part.partition,
             term,
             groups = groups.len(),
             records,
+            from = loaded.from,
+            from_snapshot = loaded.from_snapshot,
+            elapsed = ?started.elapsed(),
             "coordinator loaded"
         );
-        Ok(Coordinator {
+        let c = Coordinator {
             part,
             term,
             groups: Mutex::new(groups),
             key,
             seq: AtomicU64::new(0),
-        })
+            policy,
+            compaction: std::sync::Mutex::new(Compaction {
+                last_snapshot: snapshot_at,
+                since,
+                loaded_records: records,
+            }),
+        };
+        {
+            // A long tail (a partition written before snapshots) is compacted at once.
+            let groups = c.groups.lock().await;
+            c.maybe_snapshot(&groups).await;
+        }
+        Ok(c)
+    }
+
+    /// How the last load and the compaction since went.
+    pub fn compaction(&self) -> CompactionStats {
+        let c = lock(&self.compaction);
+        CompactionStats {
+            loaded_records: c.loaded_records,
+            last_snapshot: c.last_snapshot,
+            since_snapshot: c.since,
+        }
+    }
+
+    /// Writes a snapshot of `groups` if one is due. The caller holds the groups lock, so
+    /// the snapshot holds every change stored before it. A failed snapshot is logged: the
+    /// records it would have summed up stay, and the next change tries again.
+    async fn maybe_snapshot(&self, groups: &HashMap<String, Group>) {
+        let since = lock(&self.compaction).since;
+        if !self.policy.due(since, snapshot::entries(groups)) {
+            return;
+        }
+        let parts = snapshot::snapshot_records(groups, self.policy.part_bytes);
+        let n = parts.len();
+        let records = parts
+            .into_iter()
+            .map(|r| (snapshot::SUBJECT.to_owned(), r))
+            .collect::<Vec<_>>();
+        match self.store_many(records).await {
+            Ok(base_offset) => {
+                let mut c = lock(&self.compaction);
+                c.last_snapshot = Some(base_offset);
+                c.since = 0;
+                tracing::debug!(
+                    partition = self.part.partition,
+                    offset = base_offset,
+                    parts = n,
+                    "groups snapshot written"
+                );
+            }
+            Err(e) => tracing::warn!(
+                partition = self.part.partition,
+                error = %e,
+                "could not write a groups snapshot; will try again"
+            ),
+        }
     }
 
     /// Stores a record about `group` and waits until it is committed.
     async fn store(&self, group: &str, record: GroupRecord) -> Result<(), ApiError> {
-        let stored = Stored {
-            term: self.term,
-            seq: self.seq.fetch_add(1, Ordering::Relaxed),
-            record,
-        };
-        let json = serde_json::to_string(&stored)
-            .map_err(|e| ApiError::other(ErrorCode::Internal, e.to_string()))?;
-        let assertion = Assertion {
-            subject: group.to_owned(),
-            predicate: PREDICATE.to_owned(),
-            object: Value::Text(json),
-            source: format!("coordinator-{}", self.part.partition),
-            confidence: None,
-            supersedes: None,
-            issued_at: now_ms(),
-        };
-        let signed = assertion
-            .sign(&self.key)
-            .map_err(|e| ApiError::other(ErrorCode::Internal, e.to_string()))?;
+        self.store_many(vec![(group.to_owned(), record)]).await?;
+        Ok(())
+    }
+
+    /// Stores records (about their groups) in one batch, hence one Raft entry, and waits
+    /// until it is committed. Returns the offset of the first.
+    async fn store_many(&self, records: Vec<(String, GroupRecord)>) -> Result<u64, ApiError> {
+        let last_snapshot = lock(&self.compaction).last_snapshot;
         let mut b = BatchBuilder::with_capacity(512);
-        b.push(&signed);
+        let mut ids = Vec::with_capacity(records.len());
+        let n = records.len() as u64;
+        for (group, record) in records {
+            let meta = RecordMeta {
+                partition: self.part.partition,
+                term: self.term,
+                seq: self.seq.fetch_add(1, Ordering::Relaxed),
+                last_snapshot,
+            };
+            let signed = sign_record(&self.key, meta, group, record)?;
+            b.push(&signed);
+            ids.push(signed.id());
+        }
         let batch = RecordBatch::new(b.finish())
             .map_err(|e| ApiError::other(ErrorCode::Internal, e.to_string()))?;
         let (reply, rx) = oneshot::channel();
         self.part
             .produce(ProduceJob {
                 batch,
-                ids: vec![signed.id()],
+                ids,
                 causality: None,
                 reply,
             })
             .await;
         match rx.await {
-            Ok(Ok(_)) => Ok(()),
+            Ok(Ok(r)) => {
+                lock(&self.compaction).since += n;
+                Ok(r.base_offset)
+            }
             Ok(Err(e)) if e.code() == ErrorCode::NotLeader => Err(not_coordinator(format!(
                 "this broker no longer coordinates partition {}",
                 self.part.partition
@@ -268,6 +336,9 @@ impl Coordinator {
             self.store(&r.group, g.members_record()).await?;
         }
         groups.insert(r.group, g);
+        if changed {
+            self.maybe_snapshot(&groups).await;
+        }
         Ok(HeartbeatResponse {
             member_id: answer.member_id,
             member_epoch: answer.member_epoch,
@@ -289,6 +360,7 @@ impl Coordinator {
         if g.remove(member_id, partitions_of) {
             self.store(group, g.members_record()).await?;
             groups.insert(group.to_owned(), g);
+            self.maybe_snapshot(&groups).await;
         }
         Ok(())
     }
@@ -317,6 +389,7 @@ impl Coordinator {
                 }
             }
         }
+        self.maybe_snapshot(&groups).await;
     }
 
     pub async fn commit(&self, r: CommitOffsetsRequest) -> Result<CommitOffsetsResponse, ApiError> {
@@ -359,6 +432,7 @@ impl Coordinator {
             let mut g = g;
             g.replay(record, Instant::now());
             groups.insert(r.group, g);
+            self.maybe_snapshot(&groups).await;
         }
         Ok(CommitOffsetsResponse { results })
     }
@@ -411,6 +485,7 @@ impl Coordinator {
             Some(_) => {
                 self.store(group, GroupRecord::Delete).await?;
                 groups.remove(group);
+                self.maybe_snapshot(&groups).await;
                 Ok(())
             }
         }
@@ -526,9 +601,57 @@ fn group_state(g: &Group) -> GroupState {
     }
 }
 
-/// A group record from an assertion's canonical bytes: its group, the record and who
-/// signed it.
-fn decode_record(canonical: &[u8]) -> Option<(String, GroupRecord, [u8; 32])> {
+/// Where a record is stored and what its coordinator knew when it stored it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordMeta {
+    /// The partition of the groups topic.
+    pub partition: u32,
+    /// The coordinator's term.
+    pub term: u64,
+    /// Its sequence within the term.
+    pub seq: u64,
+    /// The first offset of the last snapshot before the record.
+    pub last_snapshot: Option<u64>,
+}
+
+/// A group record about `group` as stored: an assertion signed by the broker's key.
+pub fn sign_record(
+    key: &SigningKey,
+    meta: RecordMeta,
+    group: String,
+    record: GroupRecord,
+) -> Result<SignedAssertion, ApiError> {
+    let stored = Stored {
+        term: meta.term,
+        seq: meta.seq,
+        record,
+        last_snapshot: meta.last_snapshot,
+    };
+    let json = serde_json::to_string(&stored)
+        .map_err(|e| ApiError::other(ErrorCode::Internal, e.to_string()))?;
+    Assertion {
+        subject: group,
+        predicate: PREDICATE.to_owned(),
+        object: Value::Text(json),
+        source: format!("coordinator-{}", meta.partition),
+        confidence: None,
+        supersedes: None,
+        issued_at: now_ms(),
+    }
+    .sign(key)
+    .map_err(|e| ApiError::other(ErrorCode::Internal, e.to_string()))
+}
+
+/// A group record decoded from an assertion.
+struct Decoded {
+    group: String,
+    record: GroupRecord,
+    signer: [u8; 32],
+    last_snapshot: Option<u64>,
+}
+
+/// A group record from an assertion's canonical bytes.
+fn decode_record(canonical: &[u8]) -> Option<Decoded> {
     let (a, signer) = Assertion::decode(canonical).ok()?;
     if a.predicate != PREDICATE {
         return None;
@@ -537,5 +660,10 @@ fn decode_record(canonical: &[u8]) -> Option<(String, GroupRecord, [u8; 32])> {
         return None;
     };
     let stored: Stored = serde_json::from_str(json).ok()?;
-    Some((a.subject, stored.record, signer))
+    Some(Decoded {
+        group: a.subject,
+        record: stored.record,
+        signer,
+        last_snapshot: stored.last_snapshot,
+    })
 }

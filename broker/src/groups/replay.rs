@@ -39,13 +39,24 @@ pub enum Skipped {
     BadSignature,
 }
 
+/// A trusted group record as read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Read {
+    pub offset: u64,
+    /// The group it is about (empty for a snapshot part).
+    pub group: String,
+    pub record: GroupRecord,
+    /// Where the last snapshot before it starts, as its coordinator knew it.
+    pub last_snapshot: Option<u64>,
+}
+
 /// What one fetched chunk of a groups partition holds.
 #[derive(Debug, Default)]
 pub struct Chunk {
     /// The offset after the last record read.
     pub next: u64,
-    /// Trusted group records, in offset order, with their group.
-    pub records: Vec<(String, GroupRecord)>,
+    /// Trusted group records, in offset order.
+    pub records: Vec<Read>,
     /// Records left out, by offset.
     pub skipped: Vec<(u64, Skipped)>,
 }
@@ -75,11 +86,11 @@ pub fn read_chunk(batches: &[Bytes], from: u64, upto: u64, trusted: &Trusted) ->
         for r in &signed_here {
             let at = batch.base_offset() + u64::from(r.index);
             next = at + 1;
-            let Some((group, record, signer)) = decode_record(r.assertion) else {
+            let Some(d) = decode_record(r.assertion) else {
                 chunk.skipped.push((at, Skipped::Unreadable));
                 continue;
             };
-            if !trusted.contains(&signer) {
+            if !trusted.contains(&d.signer) {
                 chunk.skipped.push((at, Skipped::UntrustedSigner));
                 continue;
             }
@@ -87,7 +98,12 @@ pub fn read_chunk(batches: &[Bytes], from: u64, upto: u64, trusted: &Trusted) ->
                 chunk.skipped.push((at, Skipped::BadSignature));
                 continue;
             }
-            chunk.records.push((group, record));
+            chunk.records.push(Read {
+                offset: at,
+                group: d.group,
+                record: d.record,
+                last_snapshot: d.last_snapshot,
+            });
         }
         chunk.next = next;
     }
@@ -106,6 +122,7 @@ mod tests {
             term: 1,
             seq,
             record: GroupRecord::Delete,
+            last_snapshot: None,
         };
         Assertion {
             subject: group.into(),
@@ -138,7 +155,7 @@ mod tests {
         b.push(&record(&broker, "g5", PREDICATE, 4));
         let chunk = read_chunk(&[b.finish()], 0, 5, &trusted);
 
-        let groups: Vec<&str> = chunk.records.iter().map(|(g, _)| g.as_str()).collect();
+        let groups: Vec<&str> = chunk.records.iter().map(|r| r.group.as_str()).collect();
         assert_eq!(groups, ["g1", "g5"]);
         assert_eq!(
             chunk.skipped,

@@ -36,6 +36,23 @@ pub enum GroupRecord {
     Commit { offsets: Vec<CommitRecord> },
     /// The group and its offsets are gone.
     Delete,
+    /// Part `part` of `parts` of a snapshot of every group of the partition (see
+    /// `super::snapshot`): it replaces the whole partition's state, not one group's.
+    Snapshot {
+        part: u32,
+        parts: u32,
+        groups: Vec<SnapshotGroup>,
+    },
+}
+
+/// One group as a snapshot holds it: its last membership and its last commit per
+/// partition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotGroup {
+    pub group: String,
+    pub epoch: u32,
+    pub members: Vec<MemberRecord>,
+    pub offsets: Vec<CommitRecord>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -173,6 +190,41 @@ impl Group {
                 }
             }
             GroupRecord::Delete => *self = Group::default(),
+            // A snapshot is about the whole partition: `super::snapshot::Fold` applies it.
+            GroupRecord::Snapshot { .. } => {}
+        }
+    }
+
+    /// The group rebuilt from a snapshot of it. Sessions start at `now`.
+    pub fn from_snapshot(s: SnapshotGroup, now: Instant) -> Group {
+        let mut g = Group::default();
+        g.replay(
+            GroupRecord::Members {
+                epoch: s.epoch,
+                members: s.members,
+            },
+            now,
+        );
+        g.replay(GroupRecord::Commit { offsets: s.offsets }, now);
+        g
+    }
+
+    /// The group's durable state as a snapshot holds it.
+    pub fn to_snapshot(&self, name: &str) -> SnapshotGroup {
+        SnapshotGroup {
+            group: name.to_owned(),
+            epoch: self.epoch,
+            members: self.member_records(),
+            offsets: self
+                .offsets
+                .iter()
+                .map(|((topic, partition), c)| CommitRecord {
+                    topic: topic.clone(),
+                    partition: *partition,
+                    offset: c.offset,
+                    metadata: c.metadata.clone(),
+                })
+                .collect(),
         }
     }
 
@@ -180,22 +232,24 @@ impl Group {
     pub fn members_record(&self) -> GroupRecord {
         GroupRecord::Members {
             epoch: self.epoch,
-            members: self
-                .members
-                .iter()
-                .map(|(id, m)| MemberRecord {
-                    member_id: id.clone(),
-                    instance_id: m.instance_id.clone(),
-                    subscription: m.subscription.iter().cloned().collect(),
-                    session_timeout_ms: m.session_timeout.as_millis().min(u128::from(u32::MAX))
-                        as u32,
-                    member_epoch: m.member_epoch,
-                    target: m.target.iter().cloned().collect(),
-                    assigned: m.assigned.iter().cloned().collect(),
-                    revoking: m.revoking.iter().cloned().collect(),
-                })
-                .collect(),
+            members: self.member_records(),
         }
+    }
+
+    fn member_records(&self) -> Vec<MemberRecord> {
+        self.members
+            .iter()
+            .map(|(id, m)| MemberRecord {
+                member_id: id.clone(),
+                instance_id: m.instance_id.clone(),
+                subscription: m.subscription.iter().cloned().collect(),
+                session_timeout_ms: m.session_timeout.as_millis().min(u128::from(u32::MAX)) as u32,
+                member_epoch: m.member_epoch,
+                target: m.target.iter().cloned().collect(),
+                assigned: m.assigned.iter().cloned().collect(),
+                revoking: m.revoking.iter().cloned().collect(),
+            })
+            .collect()
     }
 
     pub fn is_empty(&self) -> bool {

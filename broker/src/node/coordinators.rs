@@ -9,7 +9,7 @@ use steme_protocol::partition_for;
 use super::Broker;
 use crate::error::{BrokerError, Refusal};
 use crate::groups::replay;
-use crate::groups::{Coordinator, GROUPS_TOPIC};
+use crate::groups::{CompactionStats, Coordinator, GROUPS_TOPIC};
 use crate::metadata::Command;
 use crate::partition::Partition;
 
@@ -55,6 +55,12 @@ impl Broker {
             return Err(not_here(leader));
         }
         self.load_coordinator(p, part, term).await
+    }
+
+    /// How the coordinator of `group` (here) loaded its partition and compacts it: what a
+    /// test or an operator checks of the groups topic's snapshots.
+    pub async fn group_compaction(&self, group: &str) -> Result<CompactionStats, BrokerError> {
+        Ok(self.coordinator(group).await?.compaction())
     }
 
     /// The coordinators of every partition of the groups topic this broker leads (a
