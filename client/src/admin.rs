@@ -22,6 +22,7 @@ pub use steme_protocol::messages::metadata::{
 
 use steme_protocol::acl::Acl;
 use steme_protocol::messages::acls::{AclEntry, AlterAclRequest, ListAclsRequest};
+use steme_protocol::messages::alter_topic_config::AlterTopicConfigRequest;
 use steme_protocol::messages::create_topic::CreateTopicRequest;
 use steme_protocol::messages::delete_topic::DeleteTopicRequest;
 use steme_protocol::messages::describe_topic::{DamagedRange, DescribeTopicRequest};
@@ -88,6 +89,30 @@ impl Admin {
             name: name.to_owned(),
         };
         self.cluster.call_metadata_leader(&req).await.map(drop)
+    }
+
+    /// Changes a live topic's settings: each `set` pair gives a key its value, each
+    /// `delete` key returns to the broker's default. The broker validates the values as at
+    /// create and refuses unknown keys and keys that cannot change live (`segment.bytes`);
+    /// a refusal changes nothing. Answered once the metadata group applied the change,
+    /// with every override the topic now has, sorted by key; each broker applies it to
+    /// its partitions without a restart (retention from its next check, produce checks
+    /// from the next request).
+    pub async fn alter_topic_config(
+        &self,
+        topic: &str,
+        set: Vec<(String, String)>,
+        delete: Vec<String>,
+    ) -> Result<Vec<ConfigEntry>, ClientError> {
+        let req = AlterTopicConfigRequest {
+            topic: topic.to_owned(),
+            set: set
+                .into_iter()
+                .map(|(key, value)| ConfigEntry { key, value })
+                .collect(),
+            delete,
+        };
+        Ok(self.cluster.call_metadata_leader(&req).await?.configs)
     }
 
     /// The topic's settings and, per partition, leader and log figures: each partition as

@@ -207,6 +207,22 @@ pub enum TopicCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Change a topic's settings while it runs (through the metadata group; every broker
+    /// applies them without a restart), and print the settings it then has. Values are
+    /// checked as at create; unknown keys and keys fixed at create (segment.bytes) are
+    /// refused and nothing changes.
+    AlterConfig {
+        name: String,
+        /// A setting to change, as key=value (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+        set: Vec<(String, String)>,
+        /// A setting to return to the broker's default (repeatable).
+        #[arg(long = "delete", value_name = "KEY")]
+        delete: Vec<String>,
+        /// Print the resulting settings as one JSON object instead of lines.
+        #[arg(long)]
+        json: bool,
+    },
     /// Delete a topic and all its data.
     Delete {
         name: String,

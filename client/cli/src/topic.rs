@@ -1,4 +1,4 @@
-//! `steme topic create|list|describe|delete`.
+//! `steme topic create|list|describe|alter-config|delete`.
 
 use anyhow::Context;
 use serde::Serialize;
@@ -70,6 +70,31 @@ pub async fn run(bootstrap: &str, cmd: TopicCommand) -> anyhow::Result<()> {
                 print!("{}", describe_table(&d));
             }
         }
+        TopicCommand::AlterConfig {
+            name,
+            set,
+            delete,
+            json,
+        } => {
+            anyhow::ensure!(
+                !set.is_empty() || !delete.is_empty(),
+                "nothing to change: give --set KEY=VALUE or --delete KEY"
+            );
+            let configs = admin
+                .alter_topic_config(&name, set, delete)
+                .await
+                .with_context(|| format!("cannot alter the config of topic {name:?}"))?;
+            let configs: std::collections::BTreeMap<String, String> =
+                configs.into_iter().map(|c| (c.key, c.value)).collect();
+            if json {
+                crate::output::json_line(&serde_json::json!({
+                    "name": name,
+                    "configs": configs,
+                }))?;
+            } else {
+                print!("{}", altered_text(&name, &configs));
+            }
+        }
         TopicCommand::Delete { name, json } => {
             admin
                 .delete_topic(&name)
@@ -135,6 +160,19 @@ impl From<&DescribeTopicResponse> for DescribeJson {
     }
 }
 
+/// What `alter-config` prints: the topic's settings after the change.
+fn altered_text(name: &str, configs: &std::collections::BTreeMap<String, String>) -> String {
+    use std::fmt::Write;
+    let mut out = format!("altered topic {name}; its settings now:\n");
+    if configs.is_empty() {
+        out.push_str("  (none: every setting is the broker's default)\n");
+    }
+    for (k, v) in configs {
+        let _ = writeln!(out, "  {k} = {v}");
+    }
+    out
+}
+
 fn describe_table(d: &DescribeTopicResponse) -> String {
     use std::fmt::Write;
     let mut out = String::new();
@@ -182,6 +220,20 @@ fn describe_table(d: &DescribeTopicResponse) -> String {
 mod tests {
     use super::*;
     use steme_client::admin::{ConfigEntry, PartitionDescription};
+
+    #[test]
+    fn alter_config_prints_every_setting_in_the_describe_form() {
+        let configs = std::collections::BTreeMap::from([
+            ("retention.bytes".to_owned(), "65536".to_owned()),
+            ("verify.signatures".to_owned(), "true".to_owned()),
+        ]);
+        let text = altered_text("facts", &configs);
+        assert!(text.starts_with("altered topic facts"), "{text}");
+        assert!(text.contains("  retention.bytes = 65536\n"), "{text}");
+        assert!(text.contains("  verify.signatures = true\n"), "{text}");
+        let none = altered_text("facts", &Default::default());
+        assert!(none.contains("broker's default"), "{none}");
+    }
 
     #[test]
     fn describe_renders_table_and_json() {
