@@ -400,14 +400,16 @@ fn every_setting_has_a_flag_and_an_environment_variable() {
 
 #[test]
 fn printed_config_reads_back_as_the_same_config() {
-    let mut c = Config::default();
-    c.admin_listen = Some("127.0.0.1:9644".parse().unwrap());
-    c.peers = vec![Peer {
-        id: 2,
-        addr: "127.0.0.1:9193".into(),
-    }];
-    c.retention_ms = Some(60_000);
-    c.superusers = vec!["cert:ops".into()];
+    let mut c = Config {
+        admin_listen: Some("127.0.0.1:9644".parse().unwrap()),
+        peers: vec![Peer {
+            id: 2,
+            addr: "127.0.0.1:9193".into(),
+        }],
+        retention_ms: Some(60_000),
+        superusers: vec!["cert:ops".into()],
+        ..Config::default()
+    };
     c.quotas.insert(
         "cert:app".into(),
         QuotaLimits {
