@@ -233,6 +233,54 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_grafana_dashboard_asks_only_for_exported_series() {
+        let m = Metrics::new();
+        let facts = PartitionLabels {
+            topic: "facts".into(),
+            partition: 0,
+        };
+        let s = &m.state;
+        for family in [
+            &s.high_watermark,
+            &s.log_end_offset,
+            &s.log_start_offset,
+            &s.is_leader,
+            &s.raft_term,
+        ] {
+            family.get_or_create(&facts).set(1);
+        }
+        s.group_lag
+            .get_or_create(&GroupLabels {
+                group: "g".into(),
+                topic: "facts".into(),
+                partition: 0,
+            })
+            .set(1);
+        let exported = m.encode();
+        let dashboard: serde_json::Value =
+            serde_json::from_str(include_str!("../grafana/steme-dashboard.json")).unwrap();
+        let mut asked = 0;
+        for panel in dashboard["panels"].as_array().unwrap() {
+            for target in panel["targets"].as_array().unwrap() {
+                let expr = target["expr"].as_str().unwrap();
+                for (at, _) in expr.match_indices("steme_") {
+                    let name: String = expr[at..]
+                        .chars()
+                        .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+                        .collect();
+                    assert!(
+                        exported.lines().any(|l| l.starts_with(&name)),
+                        "panel {:?} asks for {name}, which no broker exports",
+                        panel["title"]
+                    );
+                    asked += 1;
+                }
+            }
+        }
+        assert!(asked >= 13, "the dashboard asks for {asked} series");
+    }
+
+    #[test]
     fn every_contract_name_is_exported() {
         let m = Metrics::new();
         m.produce_records.inc();
