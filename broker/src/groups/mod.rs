@@ -11,6 +11,14 @@
 //! A coordinator changes a group by working on a copy, storing the record, and only then
 //! keeping the copy; a coordinator that lost its leadership cannot store, so it cannot
 //! change anything. Requests for one coordinator are served one at a time.
+//!
+//! The partition stays cheap to load whatever the groups' age: now and then the coordinator
+//! stores a snapshot of its whole state, and a new coordinator replays from the last one
+//! (`snapshot` says why no committed offset is lost).
+//!
+//! Modules: `state` (one group and the rules that change it), `replay` (records read back,
+//! trusting only brokers' signatures), `snapshot` (compaction by snapshot records, the
+//! fold), `load` (where a replay starts, and the replay).
 
 pub mod load;
 pub mod replay;

@@ -43,7 +43,7 @@ pub enum Skipped {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Read {
     pub offset: u64,
-    /// The group it is about (empty for a snapshot part).
+    /// The group it is about (`snapshot::SUBJECT` for a snapshot part).
     pub group: String,
     pub record: GroupRecord,
     /// Where the last snapshot before it starts, as its coordinator knew it.
