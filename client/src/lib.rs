@@ -49,6 +49,10 @@
 #![warn(missing_docs)]
 #![warn(missing_debug_implementations)]
 
+// Lets in-crate tests share the integration tests' helpers, which name the crate.
+#[cfg(test)]
+extern crate self as steme_client;
+
 pub mod admin;
 pub mod cluster;
 pub mod connection;

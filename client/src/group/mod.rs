@@ -39,6 +39,8 @@ use steme_protocol::{ApiError, ErrorCode, RequestBody, partition_for};
 use tokio::time::Instant;
 
 mod admin;
+#[cfg(test)]
+mod tests;
 pub use admin::{delete_group, describe_group, list_groups, reset_offsets};
 
 use crate::cluster::Cluster;
