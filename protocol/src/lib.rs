@@ -12,6 +12,7 @@
 //! - [`messages`]: one module per request/response pair.
 //! - [`codec`]: the `tokio_util::codec` adapter.
 #![deny(unsafe_code)]
+#![warn(missing_docs)]
 
 pub mod acl;
 pub mod assertion;

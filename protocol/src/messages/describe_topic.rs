@@ -62,6 +62,7 @@ pub struct DescribeTopicResponse {
     pub name: String,
     /// The topic's overrides of the broker defaults.
     pub configs: Vec<ConfigEntry>,
+    /// Each partition this broker hosts or has placed here (offline), in order.
     pub partitions: Vec<PartitionDescription>,
 }
 
@@ -97,9 +98,13 @@ pub struct PartitionDescription {
 /// A damaged range of a replica's log: never served, repaired from another replica.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DamagedRange {
+    /// The first record offset the range covers.
     pub first_offset: u64,
+    /// The offset after the last record it covers.
     pub end_offset: u64,
+    /// The first Raft log index it covers.
     pub first_index: u64,
+    /// The index after the last entry it covers.
     pub end_index: u64,
     /// Why the last repair round found no healthy copy, if it did not.
     pub quarantined: Option<String>,
@@ -114,6 +119,7 @@ pub struct DamagedRange {
 pub struct SkipRecord {
     /// Unix milliseconds.
     pub at_ms: u64,
+    /// Why, as the operator gave it.
     pub reason: String,
 }
 
@@ -158,6 +164,7 @@ pub struct ScrubProgress {
     pub passes: u64,
     /// When the last full pass ended (Unix ms), 0 before the first.
     pub last_pass_ms: u64,
+    /// Bytes of this replica's log verified so far, over all passes.
     pub verified_bytes: u64,
 }
 
