@@ -89,6 +89,8 @@ pub struct Coordinator {
 struct Compaction {
     last_snapshot: Option<u64>,
     since: u64,
+    /// After a failed snapshot, the value of `since` the next interval counts from.
+    retry_after: u64,
     loaded_records: u64,
 }
 
@@ -183,6 +185,7 @@ impl Coordinator {
             compaction: std::sync::Mutex::new(Compaction {
                 last_snapshot: snapshot_at,
                 since,
+                retry_after: 0,
                 loaded_records: records,
             }),
         };
@@ -206,10 +209,18 @@ impl Coordinator {
 
     /// Writes a snapshot of `groups` if one is due. The caller holds the groups lock, so
     /// the snapshot holds every change stored before it. A failed snapshot is logged: the
-    /// records it would have summed up stay, and the next change tries again.
+    /// records it would have summed up stay, and the next try waits as many records again
+    /// (a state too large for one entry costs one try per interval, not one per change).
     async fn maybe_snapshot(&self, groups: &HashMap<String, Group>) {
-        let since = lock(&self.compaction).since;
-        if !self.policy.due(since, snapshot::entries(groups)) {
+        let (since, retry_after) = {
+            let c = lock(&self.compaction);
+            (c.since, c.retry_after)
+        };
+        if since < retry_after
+            || !self
+                .policy
+                .due(since - retry_after, snapshot::entries(groups))
+        {
             return;
         }
         let parts = snapshot::snapshot_records(groups, self.policy.part_bytes);
@@ -223,6 +234,7 @@ impl Coordinator {
                 let mut c = lock(&self.compaction);
                 c.last_snapshot = Some(base_offset);
                 c.since = 0;
+                c.retry_after = 0;
                 tracing::debug!(
                     partition = self.part.partition,
                     offset = base_offset,
@@ -230,11 +242,15 @@ impl Coordinator {
                     "groups snapshot written"
                 );
             }
-            Err(e) => tracing::warn!(
-                partition = self.part.partition,
-                error = %e,
-                "could not write a groups snapshot; will try again"
-            ),
+            Err(e) => {
+                let mut c = lock(&self.compaction);
+                c.retry_after = c.since;
+                tracing::warn!(
+                    partition = self.part.partition,
+                    error = %e,
+                    "could not write a groups snapshot; will try again"
+                )
+            }
         }
     }
 
