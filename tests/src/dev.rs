@@ -17,6 +17,8 @@ const UP_WITHIN: Duration = Duration::from_secs(30);
 #[derive(Debug)]
 pub struct DevCluster {
     child: Option<Child>,
+    /// Each broker's admin listener, as printed.
+    admin: Vec<std::net::SocketAddr>,
 }
 
 impl DevCluster {
@@ -41,20 +43,38 @@ impl DevCluster {
             .spawn()
             .context("cannot start dev-cluster")?;
         let stdout = child.stdout.take().context("stdout is piped")?;
-        let cluster = DevCluster { child: Some(child) };
+        let mut cluster = DevCluster {
+            child: Some(child),
+            admin: Vec::new(),
+        };
         let (tx, rx) = std::sync::mpsc::channel();
         let up = format!("dev cluster of {nodes} up; bootstrap: ");
         std::thread::spawn(move || {
+            let mut admin = Vec::new();
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(addr) = line
+                    .split(" admin on http://")
+                    .nth(1)
+                    .and_then(|rest| rest.split(' ').next())
+                    .and_then(|a| a.parse().ok())
+                {
+                    admin.push(addr);
+                }
                 if let Some(list) = line.strip_prefix(&up) {
-                    let _ = tx.send(list.to_owned());
+                    let _ = tx.send((list.to_owned(), std::mem::take(&mut admin)));
                 }
             }
         });
-        let bootstrap = rx
+        let (bootstrap, admin) = rx
             .recv_timeout(UP_WITHIN)
             .context("dev-cluster did not come up")?;
+        cluster.admin = admin;
         Ok((cluster, bootstrap))
+    }
+
+    /// Each broker's admin listener (`/metrics`, `/healthz`, `/readyz`), as printed.
+    pub fn admin_addrs(&self) -> &[std::net::SocketAddr] {
+        &self.admin
     }
 
     pub fn pid(&self) -> Option<u32> {

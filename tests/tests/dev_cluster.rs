@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::{Context, ensure};
 use steme_client::{Producer, ProducerConfig};
 use steme_tests::dev::DevCluster;
+use steme_tests::http;
 use steme_tests::workload::{check_log, create_topic, produce_all, read_topic, signed};
 use steme_tests::{unique, within};
 
@@ -34,6 +35,28 @@ async fn dev_cluster_serves_with_a_secret_of_its_own() -> anyhow::Result<()> {
                 mode & 0o077 == 0,
                 "the secret is readable by others: {mode:o}"
             );
+        }
+
+        // Each broker's admin listener is on, and says it is ready.
+        ensure!(
+            cluster.admin_addrs().len() == 3,
+            "admin listeners printed: {:?}",
+            cluster.admin_addrs()
+        );
+        for &addr in cluster.admin_addrs() {
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
+            loop {
+                let ready = http::get(addr, "/readyz", Duration::from_secs(10)).await?;
+                if ready.status == 200 {
+                    break;
+                }
+                ensure!(
+                    std::time::Instant::now() < deadline,
+                    "{addr} not ready: {}",
+                    ready.body
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
         }
 
         let topic = unique("dev");
