@@ -95,3 +95,53 @@ pub fn check(gate: &Gate<'_>, req: &Request) -> Result<(), ApiError> {
         )),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use steme_protocol::acl::Acl;
+    use steme_protocol::messages::alter_topic_config::AlterTopicConfigRequest;
+
+    use super::*;
+    use crate::authz::AclTable;
+    use crate::config::{Authorization, Config};
+
+    fn alter(topic: &str) -> Request {
+        AlterTopicConfigRequest {
+            topic: topic.into(),
+            set: vec![],
+            delete: vec!["retention.ms".into()],
+        }
+        .into()
+    }
+
+    fn gate<'a>(config: &'a Config, acls: &'a AclTable, principal: &'a str) -> Gate<'a> {
+        Gate {
+            config,
+            acls,
+            principal: Some(principal),
+        }
+    }
+
+    #[test]
+    fn altering_a_topic_config_needs_alter_on_the_topic() -> Result<(), String> {
+        let config = Config {
+            authorization: Authorization::On,
+            superusers: vec!["cert:root".into()],
+            ..Config::default()
+        };
+        let mut acls = AclTable::default();
+        acls.add(Acl::parse("cert:ops", "topic:facts", "create")?)?;
+        let denied = check(&gate(&config, &acls, "cert:ops"), &alter("facts")).unwrap_err();
+        assert_eq!(denied.code(), ErrorCode::AuthorizationDenied, "{denied}");
+        acls.add(Acl::parse("cert:ops", "topic:facts", "alter")?)?;
+        check(&gate(&config, &acls, "cert:ops"), &alter("facts")).map_err(|e| e.to_string())?;
+        assert!(check(&gate(&config, &acls, "cert:ops"), &alter("other")).is_err());
+        // Internal topics: not even a superuser.
+        let internal = check(&gate(&config, &acls, "cert:root"), &alter("__groups")).unwrap_err();
+        assert!(
+            internal.to_string().contains("internal topics"),
+            "{internal}"
+        );
+        Ok(())
+    }
+}
