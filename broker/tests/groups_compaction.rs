@@ -32,9 +32,17 @@ impl Node {
     async fn start(
         dir: &tempfile::TempDir,
     ) -> Result<Node, Box<dyn std::error::Error + Send + Sync>> {
+        Node::start_with(dir, |_| {}).await
+    }
+
+    /// [`Node::start`] with settings changed by `tweak`.
+    async fn start_with(
+        dir: &tempfile::TempDir,
+        tweak: impl FnOnce(&mut Config),
+    ) -> Result<Node, Box<dyn std::error::Error + Send + Sync>> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
-        let cfg = Config {
+        let mut cfg = Config {
             listen: addr,
             data_dir: dir.path().to_owned(),
             heartbeat_interval_ms: 50,
@@ -44,6 +52,7 @@ impl Node {
             group_partitions: 1,
             ..Config::default()
         };
+        tweak(&mut cfg);
         let broker = Broker::start(cfg, Advertised::client(addr.to_string())).await?;
         let (stop, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(steme_broker::server::run(listener, broker.clone(), async {
@@ -279,6 +288,52 @@ async fn a_restart_right_after_a_snapshot_loses_nothing() -> TestResult {
         s.loaded_records <= 2,
         "replayed {} records",
         s.loaded_records
+    );
+    node.stop().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_groups_topic_deletes_what_its_last_snapshot_supersedes() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let small = |c: &mut Config| {
+        c.segment_bytes = 64 << 10;
+        c.retention_check_ms = 100;
+    };
+    let node = Node::start_with(&dir, small).await?;
+    let mut c = Client::connect(node.addr).await;
+    create_topic(&mut c, TOPIC, 4).await;
+    let mut expected = BTreeMap::new();
+    commit_many(&mut c, 0, 2_500, &mut expected).await?;
+    let groups_start = |r: steme_protocol::messages::describe_topic::DescribeTopicResponse| {
+        r.partitions.first().map_or(0, |p| p.log_start_offset)
+    };
+    let describe = steme_protocol::messages::describe_topic::DescribeTopicRequest {
+        name: steme_broker::groups::GROUPS_TOPIC.into(),
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let start = loop {
+        let start = groups_start(c.call(&describe).await?);
+        if start >= 1_000 {
+            break start;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the groups topic still starts at {start} after 2,500 commits"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    // Never past the last snapshot: a restart still recovers every last commit.
+    node.stop().await;
+    let node = Node::start_with(&dir, small).await?;
+    let mut c = Client::connect(node.addr).await;
+    for (group, offsets) in &expected {
+        assert_eq!(&committed(&mut c, group).await?, offsets, "{group}");
+    }
+    let after = groups_start(c.call(&describe).await?);
+    assert!(
+        after >= start,
+        "the log start went back from {start} to {after}"
     );
     node.stop().await;
     Ok(())

@@ -108,4 +108,35 @@ impl Broker {
         all.retain(|_, c| c.is_current(self.cfg.node_id));
         all.values().cloned().collect()
     }
+
+    /// Deletes, on every groups partition hosted here, the whole segments below its last
+    /// trusted snapshot: everything a coordinator's load would skip. Each replica does it
+    /// on its own log, as retention does; records at and after the snapshot are never
+    /// touched, so no commit or membership is lost.
+    pub(super) async fn compact_groups(&self) {
+        let parts: Vec<Arc<Partition>> = self
+            .hosted()
+            .into_iter()
+            .filter(|p| p.topic == GROUPS_TOPIC)
+            .collect();
+        if parts.is_empty() {
+            return;
+        }
+        let mut trusted = replay::trusted(self.metadata().signers.values());
+        trusted.insert(*self.group_key.verifying_key().as_bytes());
+        let trusted = Arc::new(trusted);
+        for p in parts {
+            match crate::groups::load::last_snapshot(p.as_ref(), &trusted).await {
+                Ok(Some(at)) => {
+                    if let Err(e) = p.compact_below(at).await {
+                        tracing::warn!(partition = p.partition, error = %e, "compacting the groups topic");
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::debug!(partition = p.partition, error = %e, "no snapshot to compact the groups topic to");
+                }
+            }
+        }
+    }
 }

@@ -17,6 +17,13 @@ impl Broker {
     /// The broker's log settings with a topic's overrides.
     fn topic_log_config(&self, t: &TopicMeta) -> LogConfig {
         let mut c = log_config(&self.cfg);
+        if t.name == crate::groups::GROUPS_TOPIC {
+            // Compacted below its last snapshot instead (`compact_groups`): the broker's
+            // retention by size or age could drop commits no snapshot holds yet.
+            c.retention_bytes = None;
+            c.retention_age = None;
+            return c;
+        }
         let topic = t.config();
         if let Some(b) = topic.retention_bytes {
             c.retention_bytes = Some(b);

@@ -158,3 +158,16 @@ pub(super) async fn scrub(weak: Weak<Broker>, rate: u64, interval: Duration) {
         }
     }
 }
+
+/// Every `every`: the groups topic's segments below its last snapshot are deleted
+/// ([`Broker::compact_groups`]).
+pub(super) async fn compact_groups(weak: Weak<Broker>, every: Duration) {
+    loop {
+        tokio::time::sleep(every).await;
+        let Some(broker) = weak.upgrade() else { return };
+        if broker.is_stopping() {
+            return;
+        }
+        broker.compact_groups().await;
+    }
+}

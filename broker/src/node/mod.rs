@@ -382,6 +382,10 @@ impl Broker {
         tokio::spawn(loops::report_leaders(Arc::downgrade(&broker), leaders_rx));
         tokio::spawn(loops::expire_sessions(Arc::downgrade(&broker)));
         tokio::spawn(loops::repair(Arc::downgrade(&broker)));
+        tokio::spawn(loops::compact_groups(
+            Arc::downgrade(&broker),
+            Duration::from_millis(broker.cfg.retention_check_ms),
+        ));
         tokio::spawn(failover::watch_peers(Arc::downgrade(&broker)));
         if broker.cfg.scrub_bytes_per_sec > 0 {
             let rate = broker.cfg.scrub_bytes_per_sec;

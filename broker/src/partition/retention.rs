@@ -49,6 +49,21 @@ impl Partition {
         let Some(plan) = self.log.lock().retention_plan(now_ms) else {
             return Ok(());
         };
+        self.purge(plan, "retention deleted old segments").await
+    }
+
+    /// Deletes every whole sealed segment below `offset`, through Raft as retention does
+    /// (a compacted topic whose records before `offset` are superseded: the groups topic
+    /// below its last snapshot).
+    pub(crate) async fn compact_below(&self, offset: u64) -> Result<(), String> {
+        let Some(plan) = self.log.lock().plan_below(offset) else {
+            return Ok(());
+        };
+        self.purge(plan, "compaction deleted superseded segments")
+            .await
+    }
+
+    async fn purge(&self, plan: steme_segments::PurgePlan, what: &str) -> Result<(), String> {
         let (applied, snapshot) = {
             let m = self.raft.metrics();
             let m = m.borrow_watched();
@@ -95,7 +110,7 @@ impl Partition {
             segments = plan.segments,
             bytes = plan.bytes,
             log_start_offset = plan.new_log_start_offset,
-            "retention deleted old segments"
+            "{what}"
         );
         Ok(())
     }

@@ -374,6 +374,31 @@ impl Log {
     }
 }
 
+impl Log {
+    /// What deleting every whole sealed segment below `offset` would delete (a compacted
+    /// log whose records before `offset` are superseded), without deleting anything. A
+    /// segment with a damaged range, and every one after it, is kept.
+    pub fn plan_below(&self, offset: u64) -> Option<PurgePlan> {
+        let st = self.shared.read();
+        let mut n = 0usize;
+        let mut freed = 0u64;
+        // Segment `n` may go when the one after it starts at or before `offset`.
+        while n + 1 < st.segments.len()
+            && st.segments[n + 1].base_offset() <= offset
+            && st.segments[n].holes.is_empty()
+        {
+            freed += st.segments[n].summary.size;
+            n += 1;
+        }
+        (n > 0).then(|| PurgePlan {
+            upto_index: st.segments[n - 1].summary.last_index,
+            new_log_start_offset: st.segments[n].base_offset(),
+            segments: n,
+            bytes: freed,
+        })
+    }
+}
+
 /// Cuts an active segment's summary and tables back to the frame boundary `cut`.
 fn truncate_segment(seg: &mut Segment, cut: u64) {
     let mut end_offset = seg.base_offset();
