@@ -73,6 +73,7 @@ pub(crate) struct StateGauges {
     pub under_replicated: Gauge,
     pub offline: Gauge,
     pub group_lag: Family<GroupLabels, Gauge>,
+    pub group_committed: Family<GroupLabels, Gauge>,
 }
 
 impl StateGauges {
@@ -84,6 +85,7 @@ impl StateGauges {
         self.is_leader.clear();
         self.raft_term.clear();
         self.group_lag.clear();
+        self.group_committed.clear();
     }
 }
 
@@ -119,6 +121,7 @@ impl Metrics {
                 under_replicated: Gauge::default(),
                 offline: Gauge::default(),
                 group_lag: Family::default(),
+                group_committed: Family::default(),
             },
             scrape: Mutex::new(()),
             registry: Registry::default(),
@@ -208,6 +211,13 @@ impl Metrics {
              (from the group's coordinator, for partitions hosted on its broker)",
             s.group_lag.clone(),
         );
+        r.register(
+            "steme_group_committed_offset",
+            "A consumer group's committed offset, for every partition it committed (from the \
+             group's coordinator); with steme_partition_high_watermark it gives the lag of \
+             partitions hosted elsewhere",
+            s.group_committed.clone(),
+        );
         Metrics { registry: r, ..m }
     }
 
@@ -249,13 +259,13 @@ mod tests {
         ] {
             family.get_or_create(&facts).set(1);
         }
-        s.group_lag
-            .get_or_create(&GroupLabels {
-                group: "g".into(),
-                topic: "facts".into(),
-                partition: 0,
-            })
-            .set(1);
+        let g = GroupLabels {
+            group: "g".into(),
+            topic: "facts".into(),
+            partition: 0,
+        };
+        s.group_lag.get_or_create(&g).set(1);
+        s.group_committed.get_or_create(&g).set(1);
         let exported = m.encode();
         let dashboard: serde_json::Value =
             serde_json::from_str(include_str!("../grafana/steme-dashboard.json")).unwrap();
@@ -300,14 +310,13 @@ mod tests {
         ] {
             family.get_or_create(&facts).set(1);
         }
-        m.state
-            .group_lag
-            .get_or_create(&GroupLabels {
-                group: "g".into(),
-                topic: "facts".into(),
-                partition: 0,
-            })
-            .set(2);
+        let g = GroupLabels {
+            group: "g".into(),
+            topic: "facts".into(),
+            partition: 0,
+        };
+        s.group_lag.get_or_create(&g).set(2);
+        s.group_committed.get_or_create(&g).set(5);
         let text = m.encode();
         for name in [
             "steme_partition_high_watermark{topic=\"facts\",partition=\"0\"} 7",
@@ -326,6 +335,7 @@ mod tests {
             "steme_duplicates_total",
             "steme_connections 0",
             "steme_group_lag{group=\"g\",topic=\"facts\",partition=\"0\"} 2",
+            "steme_group_committed_offset{group=\"g\",topic=\"facts\",partition=\"0\"} 5",
         ] {
             assert!(text.contains(name), "{name} missing from:\n{text}");
         }

@@ -67,6 +67,7 @@ fn topic_sum(metrics: &str, name: &str, topic: &str) -> f64 {
 async fn settled_figures(cluster: &Cluster, topic: &str) -> anyhow::Result<()> {
     let mut produced = 0.0;
     let mut lag = 0.0;
+    let mut committed = 0.0;
     for id in 1..=3 {
         let m = scrape(cluster, id).await?;
         for name in [
@@ -101,7 +102,12 @@ async fn settled_figures(cluster: &Cluster, topic: &str) -> anyhow::Result<()> {
         ensure!(sum_of(&m, "steme_fsync_latency_seconds_count") > 0.0);
         produced += sample(&m, "steme_produce_records_total").unwrap_or(0.0);
         lag += topic_sum(&m, "steme_group_lag", topic);
+        committed += topic_sum(&m, "steme_group_committed_offset", topic);
     }
+    ensure!(
+        committed == 30.0,
+        "committed offsets add up to {committed}, expected 30"
+    );
     ensure!(produced == 35.0, "{produced} records counted as produced");
     ensure!(lag == 5.0, "group lag {lag}, expected 5");
     Ok(())

@@ -363,8 +363,8 @@ async fn a_single_broker_quarantines_damage_and_consumers_fail_closed_until_it_i
 
     // An operator gives the ranges up. Refused without a reason, or where no range starts.
     const REASON: &str = "lost with disk 3; INC-7";
-    let skip = |offset: u64, reason: &str| {
-        let args = [
+    let skip_as = |offset: u64, reason: &str, json: bool| {
+        let mut args = [
             "cluster",
             "skip-damaged",
             topic.as_str(),
@@ -375,13 +375,18 @@ async fn a_single_broker_quarantines_damage_and_consumers_fail_closed_until_it_i
             "--reason",
             reason,
         ]
-        .map(String::from);
+        .map(String::from)
+        .to_vec();
+        if json {
+            args.push("--json".into());
+        }
         let bootstrap = b.bootstrap();
         async move {
             let args: Vec<&str> = args.iter().map(String::as_str).collect();
             steme(&bootstrap, &args, "", T).await
         }
     };
+    let skip = |offset: u64, reason: &str| skip_as(offset, reason, false);
     let refused = skip(first.first_offset, " ").await?;
     ensure!(
         refused.status.code() == Some(1) && refused.stdout.contains("refused"),
@@ -389,9 +394,20 @@ async fn a_single_broker_quarantines_damage_and_consumers_fail_closed_until_it_i
     );
     let nowhere = skip(first.first_offset + 1, "nothing starts here").await?;
     ensure!(nowhere.status.code() == Some(1), "{nowhere:?}");
-    for r in &d.damaged {
-        let done = skip(r.first_offset, REASON).await?.success()?;
+    for (i, r) in d.damaged.iter().enumerate() {
+        // The last one as JSON lines, one per replica's answer.
+        let json = i + 1 == d.damaged.len();
+        let done = skip_as(r.first_offset, REASON, json).await?.success()?;
         ensure!(done.stdout.contains("skipped"), "{}", done.stdout);
+        if json {
+            for line in done.stdout.lines() {
+                let v: serde_json::Value = serde_json::from_str(line)?;
+                ensure!(
+                    v["skipped"] == true && v["first_offset"] == r.first_offset,
+                    "{v}"
+                );
+            }
+        }
     }
     // Consumers now pass the ranges, each named on stderr with the record of the skip, and
     // get every other record.

@@ -67,16 +67,17 @@ impl Broker {
         s.under_replicated.set(under_replicated);
         s.offline.set(offline);
         for (group, (topic, partition), offset) in committed {
-            let Some(&hwm) = high_watermarks.get(&(topic.clone(), partition)) else {
-                continue;
+            let labels = GroupLabels {
+                group,
+                topic,
+                partition,
             };
-            s.group_lag
-                .get_or_create(&GroupLabels {
-                    group,
-                    topic,
-                    partition,
-                })
-                .set(gauge(hwm.saturating_sub(offset)));
+            s.group_committed.get_or_create(&labels).set(gauge(offset));
+            if let Some(&hwm) = high_watermarks.get(&(labels.topic.clone(), labels.partition)) {
+                s.group_lag
+                    .get_or_create(&labels)
+                    .set(gauge(hwm.saturating_sub(offset)));
+            }
         }
         m.encode()
     }

@@ -160,6 +160,9 @@ pub enum ClusterCommand {
         /// Why it is given up (kept with the skip, shown to consumers that pass it).
         #[arg(long)]
         reason: String,
+        /// JSON lines, one per replica's answer, instead of sentences.
+        #[arg(long)]
+        json: bool,
     },
 }
 

@@ -49,7 +49,8 @@ pub async fn run(bootstrap: &str, cmd: ClusterCommand) -> anyhow::Result<()> {
             partition,
             offset,
             reason,
-        } => skip_damaged(bootstrap, &topic, partition, offset, &reason).await,
+            json,
+        } => skip_damaged(bootstrap, &topic, partition, offset, &reason, json).await,
     }
 }
 
@@ -59,6 +60,7 @@ async fn skip_damaged(
     partition: u32,
     offset: u64,
     reason: &str,
+    json: bool,
 ) -> anyhow::Result<()> {
     let admin = Admin::connect(bootstrap, crate::client_config())
         .await
@@ -76,13 +78,38 @@ async fn skip_damaged(
     let mut refused = 0;
     for (node, answer) in &answers {
         match answer {
+            Ok(r) if json => println!(
+                "{}",
+                serde_json::json!({
+                    "node_id": node,
+                    "topic": topic,
+                    "partition": partition,
+                    "skipped": true,
+                    "first_offset": r.first_offset,
+                    "end_offset": r.end_offset,
+                    "reason": r.reason,
+                })
+            ),
             Ok(r) => println!(
                 "broker {node}: skipped {topic}/{partition} offsets {}..{} ({})",
                 r.first_offset, r.end_offset, r.reason
             ),
             Err(e) => {
                 refused += 1;
-                println!("broker {node}: refused: {e}");
+                if json {
+                    println!(
+                        "{}",
+                        serde_json::json!({
+                            "node_id": node,
+                            "topic": topic,
+                            "partition": partition,
+                            "skipped": false,
+                            "error": e.to_string(),
+                        })
+                    );
+                } else {
+                    println!("broker {node}: refused: {e}");
+                }
             }
         }
     }
