@@ -212,31 +212,40 @@ async fn metrics_readiness_and_health_follow_killed_brokers() -> anyhow::Result<
                 && sick.stdout.contains("under_replicated"),
             "cluster health does not name the problems: {sick:?}"
         );
-        let json = steme(
-            &cluster.bootstrap_except(3),
-            &["cluster", "health", "--json"],
-            "",
-            CLI_TIMEOUT,
-        )
-        .await?;
-        ensure!(!json.status.success());
-        let doc: Value = serde_json::from_str(&json.stdout).context("health --json")?;
-        ensure!(doc["healthy"] == Value::Bool(false), "{doc}");
-        let problems = doc["problems"].as_array().context("no problems array")?;
-        ensure!(
-            problems
-                .iter()
-                .any(|p| p["kind"] == "unreachable_broker" && p["node_id"] == 3),
-            "{doc}"
-        );
-        ensure!(
-            problems
+        // Once the partitions broker 3 led have failed over, each of the topic's three is
+        // under-replicated (and none leaderless).
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let json = steme(
+                &cluster.bootstrap_except(3),
+                &["cluster", "health", "--json"],
+                "",
+                CLI_TIMEOUT,
+            )
+            .await?;
+            ensure!(!json.status.success(), "healthy without broker 3: {json:?}");
+            let doc: Value = serde_json::from_str(&json.stdout).context("health --json")?;
+            ensure!(doc["healthy"] == Value::Bool(false), "{doc}");
+            let problems = doc["problems"].as_array().context("no problems array")?;
+            ensure!(
+                problems
+                    .iter()
+                    .any(|p| p["kind"] == "unreachable_broker" && p["node_id"] == 3),
+                "{doc}"
+            );
+            let under = problems
                 .iter()
                 .filter(|p| p["kind"] == "under_replicated" && p["topic"] == topic.as_str())
-                .count()
-                == 3,
-            "{doc}"
-        );
+                .count();
+            if under == 3 {
+                break;
+            }
+            ensure!(
+                Instant::now() < deadline,
+                "not every partition failed over: {doc}"
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
 
         // Broker 2 dies too: broker 1 alone has no metadata quorum, so it is not ready.
         cluster.broker_mut(2).kill9()?;
