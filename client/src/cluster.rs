@@ -535,7 +535,7 @@ impl Cluster {
 mod tests {
     use super::*;
     use steme_protocol::LeaderHint;
-    use steme_protocol::messages::metadata::{BrokerInfo, PartitionMetadata, TopicMetadata};
+    use steme_protocol::messages::metadata::{BrokerInfo, BrokerState, PartitionMetadata, TopicMetadata};
 
     fn response() -> MetadataResponse {
         MetadataResponse {
@@ -543,10 +543,12 @@ mod tests {
                 BrokerInfo {
                     node_id: 1,
                     addr: "h1:9092".into(),
+                    state: BrokerState::Active,
                 },
                 BrokerInfo {
                     node_id: 2,
                     addr: "h2:9092".into(),
+                    state: BrokerState::Active,
                 },
             ],
             metadata_leader: Some(1),
@@ -558,6 +560,7 @@ mod tests {
                         leader: if p == 2 { None } else { Some(1 + u64::from(p)) },
                         leader_epoch: 1,
                         replicas: vec![1, 2],
+                        target: None,
                     })
                     .collect(),
             }],

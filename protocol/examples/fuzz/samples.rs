@@ -202,6 +202,7 @@ pub fn samples() -> Samples {
             brokers: vec![metadata::BrokerInfo {
                 node_id: 1,
                 addr: "127.0.0.1:9092".into(),
+                state: metadata::BrokerState::Active,
             }],
             metadata_leader: Some(1),
             topics: vec![metadata::TopicMetadata {
@@ -211,6 +212,7 @@ pub fn samples() -> Samples {
                     leader: Some(1),
                     leader_epoch: 2,
                     replicas: vec![1, 2, 3],
+                    target: None,
                 }],
             }],
         }

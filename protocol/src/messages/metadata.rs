@@ -19,10 +19,17 @@
 //! | brokers: [ broker ] | metadata_leader: opt<u64 node id> | topics: [ topic ] |
 //! +---------------------+-----------------------------------+-------------------+
 //!
-//! broker    = node_id u64 | addr: string
+//! broker    = node_id u64 | addr: string | state u8
 //! topic     = name: string | partitions: [ partition ]
 //! partition = partition u32 | leader opt<u64 node id> | leader_epoch u64 | replicas [u64]
+//!             | target opt<[u64]>
+//! state     = 0 joining | 1 active | 2 draining | 3 removed
 //! ```
+//!
+//! A broker is *joining* while it is not yet a registered member, *active* once it is,
+//! *draining* from `cluster decommission` until every replica has moved off it, and
+//! *removed* after (it is then no longer a member, and gets no new replicas). A partition's
+//! `target` is present while it moves (`partition reassign`): the replicas it moves to.
 //!
 //! Topics that do not exist are absent from the response: a client that asked for a topic
 //! and does not find it knows the topic is unknown, with no per-topic error code.
@@ -60,6 +67,69 @@ pub struct BrokerInfo {
     pub node_id: u64,
     /// `host:port` of its client listener.
     pub addr: String,
+    /// Where it stands in the cluster's life.
+    pub state: BrokerState,
+}
+
+/// Where a broker stands in the cluster's life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum BrokerState {
+    /// Known to the cluster but not yet a registered member.
+    Joining,
+    /// A member that takes replicas.
+    Active,
+    /// Decommissioned: its replicas are moving elsewhere, and it gets no new ones.
+    Draining,
+    /// Decommissioned, with nothing left on it: no longer a member.
+    Removed,
+}
+
+impl BrokerState {
+    /// The wire value.
+    pub fn code(self) -> u8 {
+        match self {
+            BrokerState::Joining => 0,
+            BrokerState::Active => 1,
+            BrokerState::Draining => 2,
+            BrokerState::Removed => 3,
+        }
+    }
+
+    /// The state of a wire value, if it names one.
+    pub fn from_code(code: u8) -> Option<BrokerState> {
+        Some(match code {
+            0 => BrokerState::Joining,
+            1 => BrokerState::Active,
+            2 => BrokerState::Draining,
+            3 => BrokerState::Removed,
+            _ => return None,
+        })
+    }
+
+    /// The lower-case name (`joining`, `active`, `draining`, `removed`).
+    pub fn name(self) -> &'static str {
+        match self {
+            BrokerState::Joining => "joining",
+            BrokerState::Active => "active",
+            BrokerState::Draining => "draining",
+            BrokerState::Removed => "removed",
+        }
+    }
+
+    pub(crate) fn decode(r: &mut Reader) -> Result<BrokerState, DecodeError> {
+        let code = r.u8()?;
+        BrokerState::from_code(code).ok_or(DecodeError::InvalidTag {
+            what: "broker state",
+            tag: u64::from(code),
+            offset: r.position(),
+        })
+    }
+}
+
+impl std::fmt::Display for BrokerState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,11 +152,13 @@ pub struct PartitionMetadata {
     pub leader_epoch: u64,
     /// Node ids of the voters of the partition's group.
     pub replicas: Vec<u64>,
+    /// While the partition moves: the replicas it moves to.
+    pub target: Option<Vec<u64>>,
 }
 
 impl BrokerInfo {
-    /// The fewest bytes one entry takes: a node id and an empty address.
-    const MIN_SIZE: usize = 8 + 2;
+    /// The fewest bytes one entry takes: a node id, an empty address and a state.
+    const MIN_SIZE: usize = 8 + 2 + 1;
 }
 
 impl TopicMetadata {
@@ -95,8 +167,9 @@ impl TopicMetadata {
 }
 
 impl PartitionMetadata {
-    /// The fewest bytes one entry takes: partition, absent leader, epoch, no replicas.
-    const MIN_SIZE: usize = 4 + 1 + 8 + 4;
+    /// The fewest bytes one entry takes: partition, absent leader, epoch, no replicas, no
+    /// target.
+    const MIN_SIZE: usize = 4 + 1 + 8 + 4 + 1;
 }
 
 impl MetadataResponse {
@@ -134,6 +207,7 @@ impl Body for MetadataResponse {
         for b in &self.brokers {
             buf.put_u64_le(b.node_id);
             put_string(buf, &b.addr);
+            buf.put_u8(b.state.code());
         }
         put_option(buf, self.metadata_leader.as_ref(), |b, id| {
             b.put_u64_le(*id)
@@ -146,10 +220,8 @@ impl Body for MetadataResponse {
                 buf.put_u32_le(p.partition);
                 put_option(buf, p.leader.as_ref(), |b, id| b.put_u64_le(*id));
                 buf.put_u64_le(p.leader_epoch);
-                put_count(buf, p.replicas.len());
-                for r in &p.replicas {
-                    buf.put_u64_le(*r);
-                }
+                put_ids(buf, &p.replicas);
+                put_option(buf, p.target.as_ref(), |b, ids| put_ids(b, ids));
             }
         }
     }
@@ -160,6 +232,7 @@ impl Body for MetadataResponse {
                 Ok(BrokerInfo {
                     node_id: r.u64()?,
                     addr: r.string()?,
+                    state: BrokerState::decode(r)?,
                 })
             })?,
             metadata_leader: r.option(Reader::u64)?,
@@ -172,11 +245,20 @@ impl Body for MetadataResponse {
                             leader: r.option(Reader::u64)?,
                             leader_epoch: r.u64()?,
                             replicas: r.vec_of("replicas", 8, Reader::u64)?,
+                            target: r.option(|r| r.vec_of("target replicas", 8, Reader::u64))?,
                         })
                     })?,
                 })
             })?,
         })
+    }
+}
+
+/// Writes a list of node ids.
+pub(crate) fn put_ids(buf: &mut BytesMut, ids: &[u64]) {
+    put_count(buf, ids.len());
+    for id in ids {
+        buf.put_u64_le(*id);
     }
 }
 
@@ -264,10 +346,12 @@ mod tests {
                 BrokerInfo {
                     node_id: 1,
                     addr: "127.0.0.1:9092".into(),
+                    state: BrokerState::Active,
                 },
                 BrokerInfo {
                     node_id: 2,
                     addr: "127.0.0.1:9093".into(),
+                    state: BrokerState::Draining,
                 },
             ],
             metadata_leader: Some(1),
@@ -279,12 +363,14 @@ mod tests {
                         leader: Some(2),
                         leader_epoch: 4,
                         replicas: vec![1, 2],
+                        target: Some(vec![2, 3]),
                     },
                     PartitionMetadata {
                         partition: 1,
                         leader: None,
                         leader_epoch: 0,
                         replicas: vec![],
+                        target: None,
                     },
                 ],
             }],
@@ -307,6 +393,7 @@ mod tests {
             brokers: vec![BrokerInfo {
                 node_id: 0,
                 addr: String::new(),
+                state: BrokerState::Joining,
             }],
             ..empty.clone()
         };
@@ -333,6 +420,7 @@ mod tests {
                     leader: None,
                     leader_epoch: 0,
                     replicas: vec![],
+                    target: None,
                 }],
             }],
             ..empty

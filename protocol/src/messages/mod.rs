@@ -29,6 +29,7 @@ pub mod list_offsets;
 pub mod metadata;
 pub mod produce;
 pub mod raft;
+pub mod reassign;
 pub mod skip_damage;
 
 /// A message body: encodes itself and decodes from a [`Reader`].
@@ -244,6 +245,8 @@ apis! {
     19 => AlterAcl(acls::AlterAclRequest, AlterAclResponse), versions 0..=0;
     20 => ListAcls(acls::ListAclsRequest, ListAclsResponse), versions 0..=0;
     21 => AlterTopicConfig(alter_topic_config::AlterTopicConfigRequest, AlterTopicConfigResponse), versions 0..=0;
+    22 => ReassignPartition(reassign::ReassignPartitionRequest, ReassignPartitionResponse), versions 0..=0;
+    23 => DecommissionBroker(reassign::DecommissionBrokerRequest, DecommissionBrokerResponse), versions 0..=0;
 }
 
 /// Builds the frame of a request.

@@ -19,7 +19,7 @@ use steme_protocol::messages::api_versions::ApiVersionsResponse;
 use steme_protocol::messages::fetch::{FetchRequest, FetchResponse};
 use steme_protocol::messages::list_offsets::{ListOffsetsResponse, OffsetSpec};
 use steme_protocol::messages::metadata::{
-    BrokerInfo, MetadataResponse, PartitionMetadata, TopicMetadata,
+    BrokerInfo, BrokerState, MetadataResponse, PartitionMetadata, TopicMetadata,
 };
 use steme_protocol::messages::response_frame;
 use steme_protocol::{
@@ -136,6 +136,7 @@ async fn answer(shared: &Shared, frame: Frame) -> Option<Frame> {
                 brokers: vec![BrokerInfo {
                     node_id: 1,
                     addr: shared.addr.clone(),
+                    state: BrokerState::Active,
                 }],
                 metadata_leader: Some(1),
                 topics: vec![TopicMetadata {
@@ -145,6 +146,7 @@ async fn answer(shared: &Shared, frame: Frame) -> Option<Frame> {
                         leader: Some(1),
                         leader_epoch: 1,
                         replicas: vec![1],
+                        target: None,
                     }],
                 }],
             }),
