@@ -1,4 +1,5 @@
-//! The admin client: topics and cluster metadata.
+//! The admin client: topics, cluster metadata, and moving replicas between brokers
+//! ([`Admin::reassign_partition`], [`Admin::decommission_broker`]).
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), steme_client::ClientError> {
@@ -17,7 +18,10 @@ pub use steme_protocol::messages::create_topic::{ConfigEntry, CreateTopicRespons
 pub use steme_protocol::messages::describe_topic::{DescribeTopicResponse, PartitionDescription};
 pub use steme_protocol::messages::list_offsets::{ListOffsetsResponse, OffsetSpec};
 pub use steme_protocol::messages::metadata::{
-    BrokerInfo, MetadataResponse, PartitionMetadata, TopicMetadata,
+    BrokerInfo, BrokerState, MetadataResponse, PartitionMetadata, TopicMetadata,
+};
+pub use steme_protocol::messages::reassign::{
+    DecommissionBrokerResponse, ReassignPartitionResponse,
 };
 
 use steme_protocol::acl::Acl;
@@ -26,6 +30,7 @@ use steme_protocol::messages::alter_topic_config::AlterTopicConfigRequest;
 use steme_protocol::messages::create_topic::CreateTopicRequest;
 use steme_protocol::messages::delete_topic::DeleteTopicRequest;
 use steme_protocol::messages::describe_topic::{DamagedRange, DescribeTopicRequest};
+use steme_protocol::messages::reassign::{DecommissionBrokerRequest, ReassignPartitionRequest};
 use steme_protocol::messages::skip_damage::SkipDamageRequest;
 
 use crate::cluster::{ClientConfig, Cluster};
@@ -115,6 +120,39 @@ impl Admin {
         Ok(self.cluster.call_metadata_leader(&req).await?.configs)
     }
 
+    /// Moves `topic`/`partition` to `replicas` (distinct active brokers, the preferred
+    /// leader first). Answered once the metadata group recorded the move, not once it is
+    /// done: the partition's leader then adds the new replicas as learners, lets them catch
+    /// up, promotes them and removes the old ones. Until then the partition's metadata lists
+    /// the `target`. Asking for the replicas it already has, or already moves to, changes
+    /// nothing; asking for others while it moves is refused.
+    pub async fn reassign_partition(
+        &self,
+        topic: &str,
+        partition: u32,
+        replicas: Vec<u64>,
+    ) -> Result<ReassignPartitionResponse, ClientError> {
+        let req = ReassignPartitionRequest {
+            topic: topic.to_owned(),
+            partition,
+            replicas,
+        };
+        self.cluster.call_metadata_leader(&req).await
+    }
+
+    /// Retires broker `node_id`: it becomes *draining*, the cluster moves every replica it
+    /// holds to other brokers, then it becomes *removed*. Answered once the draining is
+    /// recorded, with the broker's state (already `Removed` if it was). Refused when the
+    /// other active brokers could not hold every topic's replication factor.
+    pub async fn decommission_broker(
+        &self,
+        node_id: u64,
+    ) -> Result<DecommissionBrokerResponse, ClientError> {
+        self.cluster
+            .call_metadata_leader(&DecommissionBrokerRequest { node_id })
+            .await
+    }
+
     /// The topic's settings and, per partition, leader and log figures: each partition as
     /// its leader describes it (or, without a reachable leader, the replica furthest
     /// ahead). Every broker describes only the replicas it hosts, so all are asked.
@@ -163,7 +201,7 @@ impl Admin {
     }
 
     /// Every broker's own view of the replicas of `name` it hosts, or why it could not be
-    /// asked.
+    /// asked. Removed brokers (decommissioned, gone) are not asked.
     pub async fn describe_replicas(&self, name: &str) -> Result<Vec<ReplicaView>, ClientError> {
         let meta = self.metadata(Some(&[name.to_owned()])).await?;
         if meta.brokers.is_empty() {
@@ -178,7 +216,11 @@ impl Admin {
         };
         let timeout = self.cluster.config().request_timeout;
         let mut views = Vec::with_capacity(meta.brokers.len());
-        for b in &meta.brokers {
+        for b in meta
+            .brokers
+            .iter()
+            .filter(|b| b.state != BrokerState::Removed)
+        {
             let result = match self.cluster.connection(&b.addr).await {
                 Ok(conn) => conn.call(&req, timeout).await,
                 Err(e) => Err(e),

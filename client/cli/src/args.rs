@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use steme_client::{Acks, Position};
 
+pub use crate::args_admin::{DecommissionArgs, PartitionCommand, RebalanceArgs};
+
 #[derive(Debug, Parser)]
 #[command(
     name = "steme",
@@ -74,9 +76,12 @@ pub enum Command {
     /// Benchmarks: produce, consume and produce-to-consume latency.
     #[command(subcommand)]
     Bench(BenchCommand),
-    /// The cluster as the brokers see it.
+    /// The cluster as the brokers see it; retire brokers and spread replicas evenly.
     #[command(subcommand)]
     Cluster(ClusterCommand),
+    /// Partitions: move one to other brokers.
+    #[command(subcommand)]
+    Partition(PartitionCommand),
     /// Consumer groups: list, describe, reset offsets, delete.
     #[command(subcommand)]
     Group(GroupCommand),
@@ -118,8 +123,9 @@ pub enum AclCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum ClusterCommand {
-    /// Brokers, and per partition the leader, each replica's log end and lag, and the high
-    /// watermark.
+    /// Brokers and their state (joining, active, draining, removed), and per partition the
+    /// leader, each replica's log end and lag, and the high watermark; a moving partition
+    /// also lists its target, and its joining replicas' catch-up.
     Status {
         /// Only these topics (default: all).
         topics: Vec<String>,
@@ -128,7 +134,8 @@ pub enum ClusterCommand {
         json: bool,
     },
     /// Exits 0 only when every broker is reachable and no partition is under-replicated,
-    /// leaderless or offline; otherwise names each problem and exits 1.
+    /// leaderless or offline; otherwise names each problem and exits 1. Removed brokers
+    /// are not asked (nor listed); draining ones are asked like active ones.
     Health {
         /// One JSON document: `healthy`, `brokers` and `problems`.
         #[arg(long)]
@@ -164,6 +171,18 @@ pub enum ClusterCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Retire a broker: it becomes draining, the cluster moves every replica off it, then it
+    /// becomes removed. Waits for that (printing on stderr how many partitions still have a
+    /// replica or target on it) unless --no-wait; exits 1 on timeout.
+    Decommission(DecommissionArgs),
+    /// Spread replicas, and then preferred leaders (the first replica of each partition),
+    /// evenly over the active brokers: each holds within one replica, and leads within one
+    /// partition, of the others, with as few replica moves as possible (leaders are
+    /// balanced by reordering replicas first, which moves no data). Partitions that are
+    /// moving or have a replica on a broker that is not active are left alone. Sends one
+    /// reassignment per partition to change and exits without waiting for the moves to
+    /// finish: watch them with `steme cluster status`.
+    Rebalance(RebalanceArgs),
 }
 
 #[derive(Debug, Args)]

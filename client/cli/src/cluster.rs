@@ -1,7 +1,9 @@
-//! `steme cluster status`: the brokers, and every replica of every partition as the broker
-//! hosting it reports it — the leader, each replica's log end and its lag behind the
-//! leader's, and the high watermark. `steme cluster damaged` lists the damaged ranges of
-//! every replica; `steme cluster skip-damaged` gives a quarantined one up.
+//! `steme cluster status`: the brokers and their state, and every replica of every
+//! partition as the broker hosting it reports it — the leader, each replica's log end and
+//! its lag behind the leader's, and the high watermark. A moving partition lists the
+//! replicas it has and those it moves to (its target), so a joining replica's log end and
+//! lag show its catch-up. `steme cluster damaged` lists the damaged ranges of every
+//! replica; `steme cluster skip-damaged` gives a quarantined one up.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -9,7 +11,7 @@ use std::fmt::Write as _;
 use anyhow::Context;
 use serde::Serialize;
 use steme_client::Admin;
-use steme_client::admin::PartitionDescription;
+use steme_client::admin::{BrokerState, PartitionDescription};
 
 use crate::args::ClusterCommand;
 
@@ -51,6 +53,8 @@ pub async fn run(bootstrap: &str, cmd: ClusterCommand) -> anyhow::Result<()> {
             reason,
             json,
         } => skip_damaged(bootstrap, &topic, partition, offset, &reason, json).await,
+        ClusterCommand::Decommission(a) => crate::decommission::run(bootstrap, a).await,
+        ClusterCommand::Rebalance(a) => crate::rebalance::run(bootstrap, a).await,
     }
 }
 
@@ -196,6 +200,7 @@ pub(crate) async fn collect(bootstrap: &str, topics: &[String]) -> anyhow::Resul
             .map(|b| BrokerStatus {
                 node_id: b.node_id,
                 addr: b.addr.clone(),
+                state: b.state,
                 error: None,
             })
             .collect(),
@@ -243,6 +248,7 @@ pub(crate) async fn collect(bootstrap: &str, topics: &[String]) -> anyhow::Resul
                         pm.partition,
                         pm.leader,
                         &pm.replicas,
+                        pm.target.as_deref(),
                         partitions.get(&pm.partition),
                     )
                 })
@@ -265,8 +271,15 @@ pub(crate) struct Status {
 pub(crate) struct BrokerStatus {
     pub node_id: u64,
     pub addr: String,
-    /// Why the broker could not be asked, if it could not.
+    /// Where it stands in the cluster's life: joining, active, draining or removed.
+    #[serde(serialize_with = "state_name")]
+    pub state: BrokerState,
+    /// Why the broker could not be asked, if it could not (a removed one is not asked).
     pub error: Option<String>,
+}
+
+fn state_name<S: serde::Serializer>(state: &BrokerState, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(state.name())
 }
 
 #[derive(Debug, Serialize)]
@@ -284,12 +297,19 @@ pub(crate) struct PartitionStatus {
     /// The replicas in sync with the leader, as the leader reports them.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub in_sync: Option<Vec<u64>>,
+    /// While the partition moves: the replicas it moves to, the preferred leader first.
+    pub target: Option<Vec<u64>>,
+    /// Its replicas and, while it moves, those of the target it does not have yet.
     pub replicas: Vec<ReplicaStatus>,
 }
 
 #[derive(Debug, Serialize)]
 pub(crate) struct ReplicaStatus {
     pub node_id: u64,
+    /// While the partition moves: `joining` for a replica of the target only (catching
+    /// up), `leaving` for one the target drops.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reassignment: Option<&'static str>,
     /// `None` when the broker did not answer.
     pub log_end_offset: Option<u64>,
     high_watermark: Option<u64>,
@@ -305,6 +325,64 @@ pub(crate) struct ReplicaStatus {
     /// The background scrubber's progress over this replica.
     #[serde(skip_serializing_if = "Option::is_none")]
     scrub: Option<ScrubStatus>,
+}
+
+#[cfg(test)]
+impl Status {
+    /// A status as a test writes it.
+    pub fn new(
+        metadata_leader: Option<u64>,
+        brokers: Vec<BrokerStatus>,
+        topics: Vec<TopicStatus>,
+    ) -> Status {
+        Status {
+            metadata_leader,
+            brokers,
+            topics,
+        }
+    }
+}
+
+#[cfg(test)]
+impl PartitionStatus {
+    /// A partition led by `leader`, as a test writes it.
+    pub fn led(
+        partition: u32,
+        leader: u64,
+        in_sync: Vec<u64>,
+        replicas: Vec<ReplicaStatus>,
+    ) -> PartitionStatus {
+        PartitionStatus {
+            partition,
+            leader: Some(leader),
+            leader_epoch: 1,
+            high_watermark: Some(0),
+            in_sync: Some(in_sync),
+            target: None,
+            replicas,
+        }
+    }
+}
+
+#[cfg(test)]
+impl ReplicaStatus {
+    /// A serving replica at `log_end_offset`, as a test writes it.
+    pub fn online(
+        node_id: u64,
+        log_end_offset: u64,
+        reassignment: Option<&'static str>,
+    ) -> ReplicaStatus {
+        ReplicaStatus {
+            node_id,
+            reassignment,
+            log_end_offset: Some(log_end_offset),
+            high_watermark: Some(log_end_offset),
+            lag: Some(0),
+            offline: None,
+            damaged: vec![],
+            scrub: None,
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -341,6 +419,7 @@ fn partition_status(
     partition: u32,
     metadata_leader: Option<u64>,
     replicas: &[u64],
+    target: Option<&[u64]>,
     seen: Option<&Vec<(u64, PartitionDescription)>>,
 ) -> PartitionStatus {
     let seen = seen.map(Vec::as_slice).unwrap_or_default();
@@ -353,19 +432,37 @@ fn partition_status(
         .max_by_key(|d| d.leader_epoch);
     let leader = best.and_then(|d| d.leader).or(metadata_leader);
     let leader_view = leader.and_then(view);
+    let joining = target
+        .unwrap_or_default()
+        .iter()
+        .copied()
+        .filter(|id| !replicas.contains(id));
+    let listed: Vec<u64> = replicas.iter().copied().chain(joining).collect();
+    let reassignment = |id: u64| {
+        let target = target?;
+        if !replicas.contains(&id) {
+            Some("joining")
+        } else if !target.contains(&id) {
+            Some("leaving")
+        } else {
+            None
+        }
+    };
     PartitionStatus {
         partition,
         leader,
         leader_epoch: best.map_or(0, |d| d.leader_epoch),
         high_watermark: leader_view.map(|d| d.high_watermark),
         in_sync: leader_view.and_then(|d| d.in_sync.clone()),
-        replicas: replicas
+        target: target.map(<[u64]>::to_vec),
+        replicas: listed
             .iter()
             .map(|&id| {
                 let offline = view(id).and_then(|d| d.offline.clone());
                 let v = view(id).filter(|d| d.offline.is_none());
                 ReplicaStatus {
                     node_id: id,
+                    reassignment: reassignment(id),
                     log_end_offset: v.map(|d| d.log_end_offset),
                     high_watermark: v.map(|d| d.high_watermark),
                     lag: leader_view
@@ -412,13 +509,20 @@ fn opt(v: Option<u64>) -> String {
 fn render(s: &Status) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "brokers (metadata leader: {})", opt(s.metadata_leader));
-    let _ = writeln!(out, "{:>6}  {:<24} STATE", "ID", "ADDRESS");
+    let _ = writeln!(out, "{:>6}  {:<24} {:<9} STATUS", "ID", "ADDRESS", "STATE");
     for b in &s.brokers {
-        let state = b
-            .error
-            .as_deref()
-            .map_or("up".to_owned(), |e| format!("unreachable: {e}"));
-        let _ = writeln!(out, "{:>6}  {:<24} {state}", b.node_id, b.addr);
+        let status = match (&b.error, b.state) {
+            (Some(e), _) => format!("unreachable: {e}"),
+            (None, BrokerState::Removed) => "- (not asked)".to_owned(),
+            (None, _) => "up".to_owned(),
+        };
+        let _ = writeln!(
+            out,
+            "{:>6}  {:<24} {:<9} {status}",
+            b.node_id,
+            b.addr,
+            b.state.name()
+        );
     }
     for t in &s.topics {
         let _ = writeln!(out, "\ntopic {}", t.name);
@@ -451,12 +555,18 @@ fn render(s: &Status) -> String {
                     .offline
                     .as_deref()
                     .map_or_else(|| "online".to_owned(), |why| format!("offline: {why}"));
+                if let Some(role) = r.reassignment {
+                    let _ = write!(state, ", {role}");
+                }
                 for d in &r.damaged {
                     let _ = write!(
                         state,
                         ", damaged offsets {}..{} ({})",
                         d.first_offset, d.end_offset, d.state
                     );
+                }
+                if let (0, Some(target)) = (i, &p.target) {
+                    let _ = write!(state, ", moving → {}", crate::output::ids(target));
                 }
                 let _ = writeln!(
                     out,
@@ -501,7 +611,7 @@ mod tests {
             (2, desc(2, 3, 100, 100)),
             (3, desc(2, 3, 100, 97)),
         ];
-        let p = partition_status(0, Some(1), &[1, 2, 3, 4], Some(&seen));
+        let p = partition_status(0, Some(1), &[1, 2, 3, 4], None, Some(&seen));
         assert_eq!(p.leader, Some(2));
         assert_eq!(p.leader_epoch, 3);
         assert_eq!(p.high_watermark, Some(100));
@@ -512,6 +622,7 @@ mod tests {
             brokers: vec![BrokerStatus {
                 node_id: 4,
                 addr: "127.0.0.1:4".into(),
+                state: BrokerState::Active,
                 error: Some("connection refused".into()),
             }],
             topics: vec![TopicStatus {
@@ -532,7 +643,7 @@ mod tests {
         broken.leader = None;
         broken.offline = Some("cannot open: bad segment".into());
         let seen = vec![(1, desc(1, 4, 50, 50)), (2, broken)];
-        let p = partition_status(0, Some(1), &[1, 2], Some(&seen));
+        let p = partition_status(0, Some(1), &[1, 2], None, Some(&seen));
         assert_eq!(p.leader, Some(1));
         assert_eq!(p.replicas[1].log_end_offset, None);
         assert_eq!(
@@ -552,5 +663,106 @@ mod tests {
             table.contains("offline: cannot open: bad segment"),
             "{table}"
         );
+    }
+
+    #[test]
+    fn a_moving_partition_lists_its_target_and_the_catch_up_of_joining_replicas() {
+        // Moving from [1,2,3] to [4,2,3]: 4 is a learner 40 entries behind.
+        let seen = vec![
+            (1, desc(1, 3, 100, 100)),
+            (2, desc(1, 3, 100, 100)),
+            (3, desc(1, 3, 100, 100)),
+            (4, desc(1, 3, 60, 60)),
+        ];
+        let p = partition_status(0, Some(1), &[1, 2, 3], Some(&[4, 2, 3]), Some(&seen));
+        assert_eq!(p.target, Some(vec![4, 2, 3]));
+        let listed: Vec<(u64, Option<&str>, Option<u64>)> = p
+            .replicas
+            .iter()
+            .map(|r| (r.node_id, r.reassignment, r.lag))
+            .collect();
+        assert_eq!(
+            listed,
+            vec![
+                (1, Some("leaving"), Some(0)),
+                (2, None, Some(0)),
+                (3, None, Some(0)),
+                (4, Some("joining"), Some(40)),
+            ]
+        );
+        let json = serde_json::to_value(&p).unwrap();
+        assert_eq!(json["target"], serde_json::json!([4, 2, 3]));
+        assert_eq!(json["replicas"][3]["reassignment"], "joining");
+        assert_eq!(json["replicas"][1].get("reassignment"), None);
+        let s = Status {
+            metadata_leader: Some(1),
+            brokers: vec![],
+            topics: vec![TopicStatus {
+                name: "facts".into(),
+                partitions: vec![p],
+            }],
+        };
+        let table = render(&s);
+        let rows: Vec<&str> = table.lines().skip(5).collect();
+        assert!(
+            rows[0].ends_with("online, leaving, moving → [4,2,3]"),
+            "{table}"
+        );
+        assert!(rows[3].ends_with("online, joining"), "{table}");
+        assert!(rows[3].contains(" 60 "), "the learner's log end: {table}");
+
+        // Not moving: no target, no roles, `target: null` in JSON.
+        let still = partition_status(0, Some(1), &[1, 2, 3], None, Some(&seen));
+        assert!(still.replicas.iter().all(|r| r.reassignment.is_none()));
+        assert_eq!(still.replicas.len(), 3);
+        assert_eq!(
+            serde_json::to_value(&still).unwrap()["target"],
+            serde_json::Value::Null
+        );
+    }
+
+    #[test]
+    fn brokers_show_their_state_and_removed_ones_are_not_asked() {
+        let broker = |node_id: u64, state, error: Option<&str>| BrokerStatus {
+            node_id,
+            addr: format!("127.0.0.1:{node_id}"),
+            state,
+            error: error.map(str::to_owned),
+        };
+        let s = Status {
+            metadata_leader: Some(1),
+            brokers: vec![
+                broker(1, BrokerState::Active, None),
+                broker(2, BrokerState::Draining, None),
+                broker(3, BrokerState::Removed, None),
+                broker(4, BrokerState::Joining, Some("connection refused")),
+            ],
+            topics: vec![],
+        };
+        let table = render(&s);
+        let rows: Vec<Vec<&str>> = table
+            .lines()
+            .skip(2)
+            .map(|l| l.split_whitespace().collect())
+            .collect();
+        assert_eq!(rows[0], ["1", "127.0.0.1:1", "active", "up"], "{table}");
+        assert_eq!(rows[1], ["2", "127.0.0.1:2", "draining", "up"], "{table}");
+        assert_eq!(
+            rows[2],
+            ["3", "127.0.0.1:3", "removed", "-", "(not", "asked)"],
+            "{table}"
+        );
+        assert_eq!(
+            rows[3][..4],
+            ["4", "127.0.0.1:4", "joining", "unreachable:"]
+        );
+        let json = serde_json::to_value(&s).unwrap();
+        let states: Vec<&str> = json["brokers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|b| b["state"].as_str())
+            .collect();
+        assert_eq!(states, ["active", "draining", "removed", "joining"]);
     }
 }

@@ -2,12 +2,17 @@
 //! (D13). Healthy means every broker the metadata lists answers, and every partition has
 //! a leader, no offline replica, and every replica in sync with its leader. Each problem
 //! is named; `--json` prints the same as one document.
+//!
+//! Removed brokers (decommissioned) are gone: not asked, not listed, not a problem. A
+//! draining broker is asked like an active one. A moving partition's joining replicas
+//! (learners catching up) are not yet replicas: their lag is no problem.
 
 use std::time::Duration;
 
 use anyhow::Context;
 use serde::Serialize;
 use steme_client::Admin;
+use steme_client::admin::BrokerState;
 use steme_protocol::messages::api_versions::ApiVersionsRequest;
 
 use crate::cluster::{PartitionStatus, Status, collect};
@@ -27,6 +32,8 @@ struct Health {
 struct BrokerHealth {
     node_id: u64,
     addr: String,
+    /// `joining`, `active` or `draining` (removed brokers are not listed).
+    state: &'static str,
     reachable: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
@@ -69,7 +76,7 @@ pub async fn run(bootstrap: &str, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Asks every broker not already known unreachable for its API versions.
+/// Asks every broker not already known unreachable, nor removed, for its API versions.
 async fn probe(bootstrap: &str, status: &mut Status) -> anyhow::Result<()> {
     let admin = Admin::connect(bootstrap, crate::client_config())
         .await
@@ -78,7 +85,11 @@ async fn probe(bootstrap: &str, status: &mut Status) -> anyhow::Result<()> {
         client_name: "steme-cli".into(),
         client_version: env!("CARGO_PKG_VERSION").into(),
     };
-    for b in status.brokers.iter_mut().filter(|b| b.error.is_none()) {
+    for b in status
+        .brokers
+        .iter_mut()
+        .filter(|b| b.error.is_none() && b.state != BrokerState::Removed)
+    {
         let answer = async {
             let conn = admin.cluster().connection(&b.addr).await?;
             conn.call(&req, PROBE_TIMEOUT).await
@@ -94,12 +105,9 @@ async fn probe(bootstrap: &str, status: &mut Status) -> anyhow::Result<()> {
 
 fn judge(s: &Status) -> Health {
     let mut problems = Vec::new();
-    let unreachable = |id: u64| {
-        s.brokers
-            .iter()
-            .any(|b| b.node_id == id && b.error.is_some())
-    };
-    for b in s.brokers.iter().filter(|b| b.error.is_some()) {
+    let listed = || s.brokers.iter().filter(|b| b.state != BrokerState::Removed);
+    let unreachable = |id: u64| listed().any(|b| b.node_id == id && b.error.is_some());
+    for b in listed().filter(|b| b.error.is_some()) {
         problems.push(Problem {
             kind: "unreachable_broker",
             node_id: Some(b.node_id),
@@ -123,12 +131,11 @@ fn judge(s: &Status) -> Health {
     }
     Health {
         healthy: problems.is_empty(),
-        brokers: s
-            .brokers
-            .iter()
+        brokers: listed()
             .map(|b| BrokerHealth {
                 node_id: b.node_id,
                 addr: b.addr.clone(),
+                state: b.state.name(),
                 reachable: b.error.is_none(),
                 error: b.error.clone(),
             })
@@ -138,14 +145,18 @@ fn judge(s: &Status) -> Health {
 }
 
 /// What is wrong with one partition, the worst first: no replica serving it (offline), no
-/// leader, or replicas out of sync, unreachable or offline (under-replicated).
+/// leader, or replicas out of sync, unreachable or offline (under-replicated). Joining
+/// replicas of a moving partition are left out: they are still catching up.
 fn partition_problem(
     p: &PartitionStatus,
     unreachable: &dyn Fn(u64) -> bool,
 ) -> Option<(&'static str, String)> {
-    let serving: Vec<u64> = p
-        .replicas
-        .iter()
+    let voters = || {
+        p.replicas
+            .iter()
+            .filter(|r| r.reassignment != Some("joining"))
+    };
+    let serving: Vec<u64> = voters()
         .filter(|r| !unreachable(r.node_id) && r.offline.is_none() && r.log_end_offset.is_some())
         .map(|r| r.node_id)
         .collect();
@@ -163,7 +174,7 @@ fn partition_problem(
         ));
     };
     let mut behind = Vec::new();
-    for r in &p.replicas {
+    for r in voters() {
         let why = if unreachable(r.node_id) {
             Some("unreachable".to_owned())
         } else if let Some(why) = &r.offline {
@@ -194,5 +205,110 @@ fn describe(p: &Problem) -> String {
         (Some(t), Some(part), _) => format!("{}: {t}/{part}: {}", p.kind, p.detail),
         (_, _, Some(id)) => format!("{}: broker {id}: {}", p.kind, p.detail),
         _ => format!("{}: {}", p.kind, p.detail),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::{BrokerStatus, ReplicaStatus, TopicStatus};
+
+    fn broker(node_id: u64, state: BrokerState, error: Option<&str>) -> BrokerStatus {
+        BrokerStatus {
+            node_id,
+            addr: format!("127.0.0.1:{node_id}"),
+            state,
+            error: error.map(str::to_owned),
+        }
+    }
+
+    fn replica(node_id: u64, reassignment: Option<&'static str>) -> ReplicaStatus {
+        ReplicaStatus::online(node_id, 100, reassignment)
+    }
+
+    fn status(brokers: Vec<BrokerStatus>, partition: PartitionStatus) -> Status {
+        Status::new(
+            Some(1),
+            brokers,
+            vec![TopicStatus {
+                name: "facts".into(),
+                partitions: vec![partition],
+            }],
+        )
+    }
+
+    fn partition(replicas: Vec<ReplicaStatus>, in_sync: Vec<u64>) -> PartitionStatus {
+        PartitionStatus::led(0, 1, in_sync, replicas)
+    }
+
+    #[test]
+    fn removed_brokers_are_no_problem_and_draining_ones_are_fine() {
+        let s = status(
+            vec![
+                broker(1, BrokerState::Active, None),
+                broker(2, BrokerState::Draining, None),
+                broker(3, BrokerState::Removed, None),
+            ],
+            partition(vec![replica(1, None), replica(2, None)], vec![1, 2]),
+        );
+        let health = judge(&s);
+        assert!(health.healthy, "{:?}", health.problems);
+        let listed: Vec<(u64, &str)> = health
+            .brokers
+            .iter()
+            .map(|b| (b.node_id, b.state))
+            .collect();
+        assert_eq!(listed, [(1, "active"), (2, "draining")]);
+    }
+
+    #[test]
+    fn an_unreachable_draining_broker_is_still_a_problem() {
+        let s = status(
+            vec![
+                broker(1, BrokerState::Active, None),
+                broker(2, BrokerState::Draining, Some("connection refused")),
+            ],
+            partition(vec![replica(1, None), replica(2, None)], vec![1, 2]),
+        );
+        let health = judge(&s);
+        let kinds: Vec<&str> = health.problems.iter().map(|p| p.kind).collect();
+        assert_eq!(kinds, ["unreachable_broker", "under_replicated"]);
+    }
+
+    #[test]
+    fn a_joining_replica_catching_up_is_no_problem() {
+        // Moving [1,2] to [1,3]: 3 is a learner, not yet in sync; 2 still is.
+        let s = status(
+            vec![
+                broker(1, BrokerState::Active, None),
+                broker(2, BrokerState::Active, None),
+                broker(3, BrokerState::Active, None),
+            ],
+            partition(
+                vec![
+                    replica(1, None),
+                    replica(2, Some("leaving")),
+                    replica(3, Some("joining")),
+                ],
+                vec![1, 2],
+            ),
+        );
+        let health = judge(&s);
+        assert!(health.healthy, "{:?}", health.problems);
+        // A leaving replica out of sync is, as any voter is.
+        let s = status(
+            vec![broker(1, BrokerState::Active, None)],
+            partition(
+                vec![
+                    replica(1, None),
+                    replica(2, Some("leaving")),
+                    replica(3, Some("joining")),
+                ],
+                vec![1],
+            ),
+        );
+        let health = judge(&s);
+        assert_eq!(health.problems.len(), 1, "{:?}", health.problems);
+        assert!(health.problems[0].detail.contains("broker 2 out of sync"));
     }
 }

@@ -1,6 +1,7 @@
 //! `steme`: the operator CLI of a Steme cluster.
 //!
-//! - `args`: the command line (clap derive) and its value parsers.
+//! - `args`: the command line (clap derive) and its value parsers; `args_admin`: those of
+//!   the commands that move replicas.
 //! - `keys`: `keygen` and reading key files.
 //! - `topic`: `topic create|list|describe|delete`.
 //! - `produce`: JSON lines in, signed and pipelined, one ack line out per input line.
@@ -13,6 +14,13 @@
 //! - `output`: `--json` results of commands that change something.
 //! - `bench`: produce, consume and end-to-end benchmarks.
 //! - `cluster`: `cluster status`, every broker's view of every replica.
+//! - `health`: `cluster health`, the cluster's state as one exit code.
+//! - `decommission`: `cluster decommission`, retiring a broker and waiting until it is
+//!   removed.
+//! - `rebalance`: `cluster rebalance`, the planner that spreads replicas and preferred
+//!   leaders evenly, and the command that sends its moves.
+//! - `partition`: `partition reassign`, moving one partition to other brokers.
+//! - `watch`: reading the metadata until a move or a decommission is done.
 //!
 //! Every command that prints takes `--json` (one JSON object per result, or JSON lines for
 //! streams; snake_case keys). Errors are one line on stderr (`steme: error: ...`, causes
@@ -20,19 +28,24 @@
 
 mod acl;
 mod args;
+mod args_admin;
 mod bench;
 mod bench_group;
 mod cluster;
 mod consume;
+mod decommission;
 mod group;
 mod health;
 mod keys;
 mod output;
+mod partition;
 mod produce;
+mod rebalance;
 mod replay;
 mod replay_inspect;
 mod time;
 mod topic;
+mod watch;
 
 use std::process::ExitCode;
 
@@ -121,6 +134,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::ReplayInspect(a) => replay_inspect::run(&a),
         Command::Bench(cmd) => bench::run(&bootstrap, cmd).await,
         Command::Cluster(cmd) => cluster::run(&bootstrap, cmd).await,
+        Command::Partition(cmd) => partition::run(&bootstrap, cmd).await,
         Command::Group(cmd) => group::run(&bootstrap, cmd).await,
         Command::Acl(cmd) => acl::run(&bootstrap, cmd).await,
     }

@@ -25,3 +25,9 @@ pub fn keygen_json(args: &KeygenArgs) -> anyhow::Result<()> {
         "path": args.out.display().to_string(),
     }))
 }
+
+/// A list of node ids as the commands print them: `[4,2,3]`.
+pub fn ids(list: &[u64]) -> String {
+    let inner: Vec<String> = list.iter().map(u64::to_string).collect();
+    format!("[{}]", inner.join(","))
+}
