@@ -535,7 +535,9 @@ impl Cluster {
 mod tests {
     use super::*;
     use steme_protocol::LeaderHint;
-    use steme_protocol::messages::metadata::{BrokerInfo, BrokerState, PartitionMetadata, TopicMetadata};
+    use steme_protocol::messages::metadata::{
+        BrokerInfo, BrokerState, PartitionMetadata, TopicMetadata,
+    };
 
     fn response() -> MetadataResponse {
         MetadataResponse {

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail, ensure};
 use bytes::Bytes;
-use fake_broker::{FakeBroker, TOPIC, batch, log};
+use fake_broker::{FakeBroker, TOPIC, batch, log, steme};
 use steme_client::{Backoff, ClientError, Consumer, ConsumerConfig, Position, Record};
 use steme_protocol::ApiError;
 use steme_protocol::messages::fetch::FetchResponse;
@@ -298,31 +298,6 @@ async fn a_skipped_range_is_passed_with_a_notice_never_in_silence() -> anyhow::R
         offsets(&rest)
     );
     Ok(())
-}
-
-/// `steme --bootstrap <broker> <args>`: exit status, stdout, stderr.
-async fn steme(
-    broker: &FakeBroker,
-    args: &[&str],
-) -> anyhow::Result<(std::process::ExitStatus, String, String)> {
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_steme"));
-    for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("STEME_") {
-            cmd.env_remove(key);
-        }
-    }
-    cmd.args(["--bootstrap", broker.addr()])
-        .args(args)
-        .stdin(std::process::Stdio::null())
-        .kill_on_drop(true);
-    let out = tokio::time::timeout(Duration::from_secs(30), cmd.output())
-        .await
-        .with_context(|| format!("steme {args:?} did not finish within 30 s"))??;
-    Ok((
-        out.status,
-        String::from_utf8(out.stdout)?,
-        String::from_utf8(out.stderr)?,
-    ))
 }
 
 fn printed_offsets(stdout: &str) -> anyhow::Result<Vec<u64>> {

@@ -7,10 +7,19 @@
 //! answered from that; every Fetch is answered by the test's script. An empty answer at or
 //! above the high watermark is held for the request's `max_wait_ms` first, as a real long
 //! poll is.
+//!
+//! Started with a [`Layout`], it describes more brokers (all at its own address) and plays
+//! out ReassignPartition and DecommissionBroker: a move is recorded as the partition's
+//! target and finishes after a set number of Metadata answers; a draining broker's replica
+//! moves to an active broker, and the broker is removed once it holds none.
+
+// Each test crate uses part of it.
+#![allow(dead_code)]
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use anyhow::Context;
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
 use steme_protocol::batch::patch_header;
@@ -21,9 +30,14 @@ use steme_protocol::messages::list_offsets::{ListOffsetsResponse, OffsetSpec};
 use steme_protocol::messages::metadata::{
     BrokerInfo, BrokerState, MetadataResponse, PartitionMetadata, TopicMetadata,
 };
+use steme_protocol::messages::reassign::{
+    DecommissionBrokerRequest, DecommissionBrokerResponse, ReassignPartitionRequest,
+    ReassignPartitionResponse,
+};
 use steme_protocol::messages::response_frame;
 use steme_protocol::{
-    ApiError, Assertion, BatchBuilder, FrameCodec, RecordBatch, Request, SigningKey, Value,
+    ApiError, Assertion, BatchBuilder, ErrorCode, FrameCodec, RecordBatch, Request, SigningKey,
+    Value,
 };
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
@@ -49,6 +63,19 @@ impl FakeBroker {
         high_watermark: u64,
         script: impl Fn(&FetchRequest) -> Result<FetchResponse, ApiError> + Send + Sync + 'static,
     ) -> std::io::Result<FakeBroker> {
+        FakeBroker::start_with(Layout::default(), high_watermark, script).await
+    }
+
+    /// A fake describing the brokers and replicas of `layout`, with an empty log.
+    pub async fn with_layout(layout: Layout) -> std::io::Result<FakeBroker> {
+        FakeBroker::start_with(layout, 0, log(vec![], 0)).await
+    }
+
+    async fn start_with(
+        layout: Layout,
+        high_watermark: u64,
+        script: impl Fn(&FetchRequest) -> Result<FetchResponse, ApiError> + Send + Sync + 'static,
+    ) -> std::io::Result<FakeBroker> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?.to_string();
         let fetched = Arc::new(Mutex::new(Vec::new()));
@@ -57,6 +84,11 @@ impl FakeBroker {
             high_watermark,
             script: Box::new(script),
             fetched: fetched.clone(),
+            cluster: Mutex::new(Moves {
+                layout,
+                target: None,
+                polls_left: 0,
+            }),
         });
         let accept = tokio::spawn(async move {
             // Dropped with this task when the fake is: every connection ends with it.
@@ -94,6 +126,181 @@ struct Shared {
     high_watermark: u64,
     script: Box<Script>,
     fetched: Arc<Mutex<Vec<u64>>>,
+    cluster: Mutex<Moves>,
+}
+
+/// The brokers the fake describes and its partition's replicas.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    /// Every broker's node id and state (all are reached at the fake's address).
+    pub brokers: Vec<(u64, BrokerState)>,
+    /// The partition's replicas, the preferred leader first (the first is its leader).
+    pub replicas: Vec<u64>,
+    /// How many Metadata answers still show a move before it is done.
+    pub polls_per_move: u32,
+}
+
+impl Default for Layout {
+    /// The fake alone, as node 1, holding the one replica.
+    fn default() -> Layout {
+        Layout {
+            brokers: vec![(1, BrokerState::Active)],
+            replicas: vec![1],
+            polls_per_move: 0,
+        }
+    }
+}
+
+/// The layout as moves change it.
+struct Moves {
+    layout: Layout,
+    /// While the partition moves: the replicas it moves to.
+    target: Option<Vec<u64>>,
+    /// Metadata answers left before the move under way is done.
+    polls_left: u32,
+}
+
+impl Moves {
+    fn state(&self, id: u64) -> Option<BrokerState> {
+        self.layout
+            .brokers
+            .iter()
+            .find(|(b, _)| *b == id)
+            .map(|(_, s)| *s)
+    }
+
+    fn set_state(&mut self, id: u64, state: BrokerState) {
+        for (b, s) in &mut self.layout.brokers {
+            if *b == id {
+                *s = state;
+            }
+        }
+    }
+
+    /// One Metadata answer's worth of progress: a move one step nearer done, and draining
+    /// brokers that hold nothing removed.
+    fn advance(&mut self) {
+        if self.target.is_some() {
+            if self.polls_left == 0 {
+                self.layout.replicas = self.target.take().unwrap_or_default();
+            } else {
+                self.polls_left -= 1;
+            }
+        }
+        if self.target.is_none() {
+            let held = &self.layout.replicas;
+            for (b, s) in &mut self.layout.brokers {
+                if *s == BrokerState::Draining && !held.contains(b) {
+                    *s = BrokerState::Removed;
+                }
+            }
+        }
+    }
+
+    fn metadata(&self, addr: &str) -> MetadataResponse {
+        MetadataResponse {
+            brokers: self
+                .layout
+                .brokers
+                .iter()
+                .map(|&(node_id, state)| BrokerInfo {
+                    node_id,
+                    addr: addr.to_owned(),
+                    state,
+                })
+                .collect(),
+            metadata_leader: Some(1),
+            topics: vec![TopicMetadata {
+                name: TOPIC.into(),
+                partitions: vec![PartitionMetadata {
+                    partition: 0,
+                    leader: self.layout.replicas.first().copied(),
+                    leader_epoch: 1,
+                    replicas: self.layout.replicas.clone(),
+                    target: self.target.clone(),
+                }],
+            }],
+        }
+    }
+
+    /// Records a move as the broker does: refused to brokers that are not active, to
+    /// duplicates, and while another move is under way.
+    fn reassign(
+        &mut self,
+        req: &ReassignPartitionRequest,
+    ) -> Result<ReassignPartitionResponse, ApiError> {
+        if req.topic != TOPIC || req.partition != 0 {
+            return Err(ApiError::other(
+                ErrorCode::UnknownPartition,
+                format!("no partition {}/{}", req.topic, req.partition),
+            ));
+        }
+        for (i, &id) in req.replicas.iter().enumerate() {
+            if self.state(id) != Some(BrokerState::Active) || req.replicas[..i].contains(&id) {
+                return Err(ApiError::other(
+                    ErrorCode::InvalidRequest,
+                    format!("broker {id} is not an active broker, or is listed twice"),
+                ));
+            }
+        }
+        match &self.target {
+            Some(t) if *t != req.replicas => {
+                return Err(ApiError::other(
+                    ErrorCode::InvalidRequest,
+                    "the partition is already moving elsewhere",
+                ));
+            }
+            Some(_) => {}
+            None if self.layout.replicas == req.replicas => {}
+            None => {
+                self.target = Some(req.replicas.clone());
+                self.polls_left = self.layout.polls_per_move;
+            }
+        }
+        Ok(ReassignPartitionResponse {
+            topic: req.topic.clone(),
+            partition: req.partition,
+            replicas: self.layout.replicas.clone(),
+            target: self.target.clone(),
+        })
+    }
+
+    /// Drains a broker: its replica moves to the first active broker without one.
+    fn decommission(
+        &mut self,
+        req: &DecommissionBrokerRequest,
+    ) -> Result<DecommissionBrokerResponse, ApiError> {
+        let id = req.node_id;
+        let state = match self.state(id) {
+            None => {
+                return Err(ApiError::other(
+                    ErrorCode::InvalidRequest,
+                    format!("no broker {id}"),
+                ));
+            }
+            Some(BrokerState::Active) => {
+                if let Some(slot) = self.layout.replicas.iter().position(|&b| b == id) {
+                    let free = self.layout.brokers.iter().find(|(b, s)| {
+                        *b != id && *s == BrokerState::Active && !self.layout.replicas.contains(b)
+                    });
+                    let Some(&(to, _)) = free else {
+                        return Err(ApiError::other(
+                            ErrorCode::NotEnoughReplicas,
+                            "the other brokers cannot hold the replicas",
+                        ));
+                    };
+                    let mut moved = self.layout.replicas.clone();
+                    moved[slot] = to;
+                    self.target = Some(moved);
+                    self.polls_left = self.layout.polls_per_move;
+                }
+                self.set_state(id, BrokerState::Draining);
+                BrokerState::Draining
+            }
+            Some(state) => state,
+        };
+        Ok(DecommissionBrokerResponse { node_id: id, state })
+    }
 }
 
 /// One connection: requests are answered concurrently (a long poll does not hold up the
@@ -130,27 +337,19 @@ async fn answer(shared: &Shared, frame: Frame) -> Option<Frame> {
         Request::ApiVersions(_) => {
             response_frame::<ApiVersionsResponse>(&header, &Ok(ApiVersionsResponse::new(1, "fake")))
         }
-        Request::Metadata(_) => response_frame(
-            &header,
-            &Ok(MetadataResponse {
-                brokers: vec![BrokerInfo {
-                    node_id: 1,
-                    addr: shared.addr.clone(),
-                    state: BrokerState::Active,
-                }],
-                metadata_leader: Some(1),
-                topics: vec![TopicMetadata {
-                    name: TOPIC.into(),
-                    partitions: vec![PartitionMetadata {
-                        partition: 0,
-                        leader: Some(1),
-                        leader_epoch: 1,
-                        replicas: vec![1],
-                        target: None,
-                    }],
-                }],
-            }),
-        ),
+        Request::Metadata(_) => {
+            let mut c = shared.cluster.lock().expect("cluster");
+            c.advance();
+            response_frame(&header, &Ok(c.metadata(&shared.addr)))
+        }
+        Request::ReassignPartition(req) => {
+            let result = shared.cluster.lock().expect("cluster").reassign(&req);
+            response_frame(&header, &result)
+        }
+        Request::DecommissionBroker(req) => {
+            let result = shared.cluster.lock().expect("cluster").decommission(&req);
+            response_frame(&header, &result)
+        }
         Request::ListOffsets(req) => {
             let offset = match req.spec {
                 OffsetSpec::Latest => hwm,
@@ -229,4 +428,29 @@ pub fn log(
             records: Bytes::from(batches[first..].concat()),
         })
     }
+}
+
+/// `steme --bootstrap <broker> <args>`: exit status, stdout, stderr.
+pub async fn steme(
+    broker: &FakeBroker,
+    args: &[&str],
+) -> anyhow::Result<(std::process::ExitStatus, String, String)> {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_steme"));
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("STEME_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.args(["--bootstrap", broker.addr()])
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true);
+    let out = tokio::time::timeout(Duration::from_secs(30), cmd.output())
+        .await
+        .with_context(|| format!("steme {args:?} did not finish within 30 s"))??;
+    Ok((
+        out.status,
+        String::from_utf8(out.stdout)?,
+        String::from_utf8(out.stderr)?,
+    ))
 }
