@@ -66,6 +66,10 @@ pub struct Cluster {
     secret_dir: tempfile::TempDir,
     /// `(from, to)` → the proxy `from` reaches `to` through.
     proxies: BTreeMap<(u64, u64), Proxy>,
+    /// How brokers are started (for brokers added later).
+    options: BrokerOptions,
+    /// Each broker's peer-plane address.
+    peer_addrs: BTreeMap<u64, SocketAddr>,
 }
 
 /// `n` distinct ports the kernel just handed out and released (all held until each is
@@ -127,7 +131,34 @@ impl Cluster {
             brokers,
             secret_dir,
             proxies,
+            options: opts.broker,
+            peer_addrs: (1..=n).map(|id| (id, peer_addr(id))).collect(),
         })
+    }
+
+    /// Starts one more broker, with the next id, that joins the running cluster: its
+    /// `--peer` list names every broker started so far, and it holds the cluster secret.
+    /// Not for proxied clusters.
+    pub fn add_broker(&mut self) -> anyhow::Result<u64> {
+        ensure!(self.proxies.is_empty(), "a proxied cluster cannot grow");
+        let id = self.brokers.len() as u64 + 1;
+        let ports = free_ports(2)?;
+        let peers = self
+            .peer_addrs
+            .iter()
+            .map(|(p, addr)| (*p, addr.to_string()))
+            .collect();
+        let plane = PeerPlane {
+            listen: ports[1],
+            secret_file: self.secret_file(),
+        };
+        let options = self.options.clone();
+        let b = tokio::task::block_in_place(|| {
+            BrokerProcess::start_member(id, Some(ports[0]), Some(plane), peers, options)
+        })?;
+        self.peer_addrs.insert(id, ports[1]);
+        self.brokers.push(b);
+        Ok(id)
     }
 
     /// The cluster secret file every broker was started with.
@@ -255,7 +286,7 @@ impl Cluster {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let mut seen = Vec::new();
-            for b in self.brokers.iter().filter(|b| b.is_running()) {
+            for b in self.replicas_running(topic, partition).await? {
                 let d = describe_replica(&b.bootstrap(), topic, partition)
                     .await
                     .ok();
@@ -286,6 +317,35 @@ impl Cluster {
 
     /// Checks that every running replica of every partition holds the same records, byte for
     /// byte, after they converge; returns the high watermarks.
+    /// The running brokers the metadata places `topic`/`partition` on (all running
+    /// brokers, if the metadata cannot be read).
+    async fn replicas_running(
+        &self,
+        topic: &str,
+        partition: u32,
+    ) -> anyhow::Result<Vec<&BrokerProcess>> {
+        let running = self.brokers.iter().filter(|b| b.is_running());
+        let mut placed = None;
+        for b in running.clone() {
+            let Ok(conn) = connect(&b.bootstrap()).await else {
+                continue;
+            };
+            let req = MetadataRequest {
+                topics: Some(vec![topic.to_owned()]),
+            };
+            if let Ok(m) = conn.call(&req, RPC_TIMEOUT).await {
+                placed = m
+                    .topic(topic)
+                    .and_then(|t| t.partitions.get(partition as usize))
+                    .map(|p| p.replicas.clone());
+                break;
+            }
+        }
+        Ok(running
+            .filter(|b| placed.as_ref().is_none_or(|r| r.contains(&b.node_id())))
+            .collect())
+    }
+
     pub async fn check_replicas_identical(
         &self,
         topic: &str,
@@ -296,8 +356,9 @@ impl Cluster {
         for p in 0..partitions {
             let hwm = self.wait_converged(topic, p, timeout).await?;
             // Compare what every replica still holds (retention may have moved log starts).
+            let replicas = self.replicas_running(topic, p).await?;
             let mut from = 0;
-            for b in self.brokers.iter().filter(|b| b.is_running()) {
+            for b in &replicas {
                 from = from.max(
                     describe_replica(&b.bootstrap(), topic, p)
                         .await?
@@ -306,7 +367,7 @@ impl Cluster {
             }
             let mut digests = Vec::new();
             let deadline = tokio::time::Instant::now() + timeout;
-            for b in self.brokers.iter().filter(|b| b.is_running()) {
+            for b in &replicas {
                 // A replica with a damaged range answers CorruptData (it never serves the
                 // damage) until it has repaired it from another replica.
                 let d = loop {

@@ -8,9 +8,23 @@ use std::time::Duration;
 use anyhow::{Context, bail, ensure};
 use steme_client::admin::OffsetSpec;
 use steme_client::{
-    Ack, Admin, Assertion, AssertionId, ClientConfig, Consumer, ConsumerConfig, PendingAck,
-    Position, Producer, Record, SignedAssertion, SigningKey, Value,
+    Ack, Admin, Assertion, AssertionId, Backoff, ClientConfig, Consumer, ConsumerConfig,
+    PendingAck, Position, Producer, ProducerConfig, Record, SignedAssertion, SigningKey, Value,
 };
+
+/// A producer that rides out failovers: enough retries, each with a bounded wait.
+pub fn patient() -> ProducerConfig {
+    ProducerConfig {
+        retries: 60,
+        request_timeout: Duration::from_secs(10),
+        retry_backoff: Backoff {
+            initial: Duration::from_millis(50),
+            max: Duration::from_millis(500),
+        },
+        client: ClientConfig::default(),
+        ..ProducerConfig::default()
+    }
+}
 
 /// A deterministic signing key (tests need no secrecy).
 pub fn key(seed: u8) -> SigningKey {

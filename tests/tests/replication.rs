@@ -11,9 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, ensure};
 use steme_client::connection::{Connection, ConnectionConfig};
-use steme_client::{
-    Ack, Admin, Backoff, ClientConfig, ClientError, Producer, ProducerConfig, Record, TopicOptions,
-};
+use steme_client::{Ack, Admin, ClientConfig, ClientError, Producer, Record, TopicOptions};
 use steme_protocol::messages::fetch::FetchRequest;
 use steme_protocol::messages::list_offsets::{ListOffsetsRequest, OffsetSpec};
 use steme_protocol::messages::produce::{Acks, ProduceRequest};
@@ -21,23 +19,9 @@ use steme_protocol::{ApiError, BatchBuilder};
 use steme_tests::cluster::{Cluster, ClusterOptions, describe_replica};
 use steme_tests::workload::{
     Produced, Producing, check_acks_present, check_hlc_increasing, check_log, create_topic,
-    create_topic_with, produce_all, read_topic, signed,
+    create_topic_with, patient, produce_all, read_topic, signed,
 };
 use steme_tests::{unique, within};
-
-/// A producer that rides out failovers: enough retries, each with a bounded wait.
-fn patient() -> ProducerConfig {
-    ProducerConfig {
-        retries: 60,
-        request_timeout: Duration::from_secs(10),
-        retry_backoff: Backoff {
-            initial: Duration::from_millis(50),
-            max: Duration::from_millis(500),
-        },
-        client: ClientConfig::default(),
-        ..ProducerConfig::default()
-    }
-}
 
 /// Reads the topic back and checks it against the acks; returns the log.
 async fn check_topic(

@@ -5,13 +5,12 @@
 use std::time::{Duration, Instant};
 
 use anyhow::ensure;
-use steme_client::{
-    Backoff, ClientConfig, Consumer, ConsumerConfig, Position, Producer, ProducerConfig,
-};
+use steme_client::{Consumer, ConsumerConfig, Position, Producer, ProducerConfig};
 use steme_tests::cluster::{Cluster, ClusterOptions};
 use steme_tests::dev::DevCluster;
 use steme_tests::workload::{
-    Producing, check_acks_present, check_log, create_topic, produce_all, read_topic, signed,
+    Producing, check_acks_present, check_log, create_topic, patient, produce_all, read_topic,
+    signed,
 };
 use steme_tests::{unique, within};
 
@@ -24,17 +23,7 @@ async fn sigterm_stops_a_member_under_load_promptly_losing_nothing() -> anyhow::
         let mut cluster = Cluster::start(ClusterOptions::new(3)).await?;
         let topic = unique("stop");
         create_topic(&cluster.bootstrap(), &topic, 3).await?;
-        let patient = ProducerConfig {
-            retries: 60,
-            request_timeout: Duration::from_secs(10),
-            retry_backoff: Backoff {
-                initial: Duration::from_millis(50),
-                max: Duration::from_millis(500),
-            },
-            client: ClientConfig::default(),
-            ..ProducerConfig::default()
-        };
-        let producer = Producer::connect(&cluster.bootstrap(), &topic, patient).await?;
+        let producer = Producer::connect(&cluster.bootstrap(), &topic, patient()).await?;
         let producing = Producing::start(producer, signed(&topic, 6_000, 200)?);
         ensure!(
             producing

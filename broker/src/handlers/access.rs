@@ -19,7 +19,7 @@
 //! | DescribeGroup | `describe` on the group (offsets and lag only of topics the principal may describe) |
 //! | ListGroups | nothing (the answer lists only groups the principal may describe) |
 //! | DeleteGroup | `delete` on the group |
-//! | SkipDamage, AlterAcl | `admin` on `cluster` |
+//! | SkipDamage, AlterAcl, ReassignPartition, DecommissionBroker | `admin` on `cluster` |
 //! | ListAcls | `describe` on `cluster` |
 
 use steme_protocol::acl::{Operation, Target};
@@ -83,7 +83,10 @@ pub fn check(gate: &Gate<'_>, req: &Request) -> Result<(), ApiError> {
         Request::LeaveGroup(r) => gate.allow(Consume, Group(&r.group)),
         Request::DescribeGroup(r) => gate.allow(Describe, Group(&r.group)),
         Request::DeleteGroup(r) => gate.allow(Delete, Group(&r.group)),
-        Request::SkipDamage(_) | Request::AlterAcl(_) => gate.allow(Admin, Cluster),
+        Request::SkipDamage(_)
+        | Request::AlterAcl(_)
+        | Request::ReassignPartition(_)
+        | Request::DecommissionBroker(_) => gate.allow(Admin, Cluster),
         Request::ListAcls(_) => gate.allow(Describe, Cluster),
         // Fail closed: an API added without a line above is not served to anyone.
         other => Err(ApiError::other(

@@ -25,6 +25,7 @@ pub fn metadata(broker: &Broker, gate: &Gate<'_>, r: MetadataRequest) -> Metadat
         .map(|(id, addr)| BrokerInfo {
             node_id: *id,
             addr: addr.clone(),
+            state: state.broker_state(*id),
         })
         .collect();
     let metadata_leader = broker.metadata_leader();
@@ -49,6 +50,7 @@ pub fn metadata(broker: &Broker, gate: &Gate<'_>, r: MetadataRequest) -> Metadat
                         leader: leader.node,
                         leader_epoch: leader.epoch,
                         replicas: m.replicas.clone(),
+                        target: m.target.clone(),
                     }
                 })
                 .collect(),

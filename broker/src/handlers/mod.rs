@@ -7,6 +7,7 @@
 //! - [`acls`]: AlterAcl, ListAcls.
 //! - [`cluster`]: ApiVersions, Metadata.
 //! - [`topics`]: CreateTopic, DeleteTopic, DescribeTopic, AlterTopicConfig, SkipDamage.
+//! - [`placement`]: ReassignPartition, DecommissionBroker.
 //! - [`produce`]: Produce, with the batch checks (partition, ids, signatures).
 //! - [`fetch`]: Fetch, records written from the segments as they are.
 //! - [`offsets`]: the ListOffsets request.
@@ -19,6 +20,7 @@ pub mod cluster;
 pub mod fetch;
 pub mod groups;
 pub mod offsets;
+pub mod placement;
 pub mod produce;
 pub mod topics;
 
@@ -54,6 +56,8 @@ pub async fn handle(broker: &Broker, who: Option<&Arc<str>>, req: Request) -> Re
         Request::CreateTopic(r) => Reply::of(topics::create(broker, r).await),
         Request::DeleteTopic(r) => Reply::of(topics::delete(broker, r).await),
         Request::AlterTopicConfig(r) => Reply::of(topics::alter_config(broker, r).await),
+        Request::ReassignPartition(r) => Reply::of(placement::reassign(broker, r).await),
+        Request::DecommissionBroker(r) => Reply::of(placement::decommission(broker, r).await),
         Request::DescribeTopic(r) => Reply::of(topics::describe(broker, r)),
         Request::SkipDamage(r) => Reply::of(topics::skip_damage(broker, r)),
         Request::Produce(r) => {

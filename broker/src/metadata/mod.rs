@@ -25,6 +25,9 @@ use crate::raft::types::{
 };
 use crate::topic_config::{self, TopicConfig};
 
+mod placement;
+pub use placement::Retirement;
+
 /// The id of the metadata Raft group; partition groups are numbered from 1.
 pub use crate::raft::METADATA_GROUP;
 
@@ -59,7 +62,11 @@ impl TopicMeta {
 pub struct PartitionMeta {
     /// The partition's Raft group id.
     pub group: u64,
+    /// The voters of its group, the preferred leader first.
     pub replicas: Vec<NodeId>,
+    /// While it moves (`partition reassign`): the replicas it moves to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<Vec<NodeId>>,
 }
 
 /// Everything the metadata group replicates.
@@ -83,6 +90,13 @@ pub struct MetadataState {
     /// The access control entries, by principal (`*` for anyone); see [`crate::authz`].
     #[serde(default)]
     pub acls: crate::authz::AclTable,
+    /// The members of the metadata group (voters and learners), as its last membership
+    /// entry names them.
+    #[serde(default)]
+    pub members: std::collections::BTreeSet<NodeId>,
+    /// Brokers decommissioned: draining, or removed.
+    #[serde(default)]
+    pub retiring: BTreeMap<NodeId, Retirement>,
 }
 
 /// A partition group's leader as last reported to the metadata.
@@ -161,6 +175,26 @@ pub enum Command {
     /// Removes an ACL (refused if it does not exist).
     RemoveAcl {
         acl: steme_protocol::acl::Acl,
+    },
+    /// Starts moving a partition to other replicas (see [`placement`]).
+    ReassignPartition {
+        topic: String,
+        partition: u32,
+        replicas: Vec<NodeId>,
+    },
+    /// Sent by a partition group's leader once its voters are the target's.
+    CompleteReassignment {
+        group: u64,
+        replicas: Vec<NodeId>,
+    },
+    /// Starts draining a broker.
+    DecommissionBroker {
+        id: NodeId,
+    },
+    /// Marks a drained broker removed, once it hosts nothing and has left the metadata
+    /// group.
+    RemoveBroker {
+        id: NodeId,
     },
 }
 
@@ -250,6 +284,11 @@ impl MetadataState {
                 if id == 0 {
                     return Err("broker id 0 is not a broker".into());
                 }
+                if self.retiring.get(&id) == Some(&Retirement::Removed) {
+                    return Err(format!(
+                        "broker {id} was decommissioned and removed; start it with a new id"
+                    ));
+                }
                 if let Some(key) = &signer
                     && !(key.len() == 64 && key.bytes().all(|b| b.is_ascii_hexdigit()))
                 {
@@ -281,7 +320,7 @@ impl MetadataState {
                     return Err(format!("partitions must be 1 to 10000, got {partitions}"));
                 }
                 TopicConfig::parse(&configs).map_err(|e| e.to_string())?;
-                let brokers: Vec<NodeId> = self.broker_ids().into_iter().collect();
+                let brokers: Vec<NodeId> = self.placeable();
                 if brokers.is_empty() {
                     return Err("no brokers registered yet".into());
                 }
@@ -307,6 +346,7 @@ impl MetadataState {
                         replicas: (0..rf)
                             .map(|r| brokers[(start + p as usize + r) % brokers.len()])
                             .collect(),
+                        target: None,
                     })
                     .collect::<Vec<_>>();
                 if let Some(cap) = max_replicas_per_broker {
@@ -369,6 +409,16 @@ impl MetadataState {
             }
             Command::AddAcl { acl } => self.acls.add(acl),
             Command::RemoveAcl { acl } => self.acls.remove(&acl),
+            Command::ReassignPartition {
+                topic,
+                partition,
+                replicas,
+            } => self.reassign(&topic, partition, replicas),
+            Command::CompleteReassignment { group, replicas } => {
+                self.complete_reassignment(group, replicas)
+            }
+            Command::DecommissionBroker { id } => self.decommission(id),
+            Command::RemoveBroker { id } => self.remove_broker(id),
         }
     }
 }
@@ -523,9 +573,10 @@ impl RaftStateMachine<TypeConfig> for MetadataSm {
                     for (id, node) in m.nodes() {
                         if !self.state.peers.contains_key(id) && !node.addr.is_empty() {
                             self.state.peers.insert(*id, node.addr.clone());
-                            changed = true;
                         }
                     }
+                    self.state.members = m.nodes().map(|(id, _)| *id).collect();
+                    changed = true;
                     self.membership = StoredMembership::new(Some(entry.log_id), m);
                     Applied::Control
                 }

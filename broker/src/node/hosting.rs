@@ -44,8 +44,8 @@ impl Broker {
             .join(format!("{topic}-{partition}"))
     }
 
-    /// Opens the partitions the metadata places here and closes (and deletes) the ones it
-    /// no longer has.
+    /// Opens the partitions the metadata places here (as a replica, or as one a move adds)
+    /// and closes (and deletes) the ones it no longer places here.
     pub(super) async fn reconcile(&self) -> Result<(), BrokerError> {
         if self.is_stopping() {
             return Ok(());
@@ -55,12 +55,13 @@ impl Broker {
         let mut wanted = Vec::new();
         for t in state.topics.values() {
             for (p, meta) in t.partitions.iter().enumerate() {
-                if meta.replicas.contains(&me) {
+                if meta.hosted_on(me) {
                     wanted.push((
                         t.name.clone(),
                         p as u32,
                         meta.group,
                         meta.replicas.clone(),
+                        meta.target.clone(),
                         self.topic_log_config(t),
                         RecordChecks {
                             verify: t
@@ -87,7 +88,7 @@ impl Broker {
                         .topics
                         .get(&p.topic)
                         .and_then(|t| t.partitions.get(p.partition as usize))
-                        .is_none_or(|m| m.group != p.group)
+                        .is_none_or(|m| m.group != p.group || !m.hosted_on(me))
                 })
                 .cloned()
                 .collect()
@@ -99,9 +100,9 @@ impl Broker {
             if let Err(e) = std::fs::remove_dir_all(&dir) {
                 tracing::warn!(dir = %dir.display(), error = %e, "could not remove a deleted partition");
             }
-            tracing::info!(topic = %p.topic, partition = p.partition, "partition deleted");
+            tracing::info!(topic = %p.topic, partition = p.partition, "partition deleted here (deleted, or moved away)");
         }
-        for (topic, partition, group, replicas, topic_log, checks) in wanted {
+        for (topic, partition, group, replicas, target, topic_log, checks) in wanted {
             let key = (topic.clone(), partition);
             let hosted = self
                 .partitions
@@ -111,8 +112,10 @@ impl Broker {
                 .cloned();
             if let Some(p) = hosted {
                 // Settings altered since it opened: retention applies live (produce reads
-                // the topic's settings from the metadata on every request).
+                // the topic's settings from the metadata on every request). A move may
+                // have changed the replicas.
                 p.set_retention(topic_log.retention_bytes, topic_log.retention_age);
+                p.set_placement(&replicas, target.as_deref());
                 continue;
             }
             let dir = self.partition_dir(&topic, partition);
@@ -144,7 +147,10 @@ impl Broker {
             )
             .await;
             let p = match opened {
-                Ok(p) => p,
+                Ok(p) => {
+                    p.set_placement(&p.replicas(), target.as_deref());
+                    p
+                }
                 Err(source) => {
                     // One partition that cannot open is reported offline with its reason;
                     // the broker and every other partition go on serving.

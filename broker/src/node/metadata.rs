@@ -49,6 +49,10 @@ impl Broker {
     pub(crate) async fn propose_metadata(&self, cmd: Command) -> Result<(), BrokerError> {
         let deadline = tokio::time::Instant::now() + METADATA_TIMEOUT;
         let Proposal { bytes, .. } = cmd.encode();
+        // A broker joining a running cluster is no member yet and knows no leader: it asks
+        // the brokers its `--peer` list names, in turn, and follows their hints.
+        let mut hint: Option<NodeId> = None;
+        let mut attempt = 0usize;
         loop {
             let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
             if remaining.is_zero() {
@@ -56,7 +60,17 @@ impl Broker {
                     waited: METADATA_TIMEOUT,
                 });
             }
-            let leader = self.meta.metrics().borrow_watched().current_leader;
+            attempt += 1;
+            let leader = self
+                .meta
+                .metrics()
+                .borrow_watched()
+                .current_leader
+                .or(hint.take())
+                .or_else(|| {
+                    let peers = &self.cfg.peers;
+                    (!peers.is_empty()).then(|| peers[attempt % peers.len()].id)
+                });
             let outcome = match leader {
                 Some(l) if l != self.cfg.node_id => {
                     match self.transport.forward(l, bytes.clone(), remaining).await {
@@ -74,7 +88,11 @@ impl Broker {
                         reason,
                     });
                 }
-                Forwarded::NotLeader(_) | Forwarded::Failed(_) => {
+                Forwarded::NotLeader(l) => {
+                    hint = l.filter(|l| *l != self.cfg.node_id);
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Forwarded::Failed(_) => {
                     // No leader yet, or it just changed: retry until the deadline.
                     tracing::debug!(?outcome, "metadata proposal not applied; retrying");
                     tokio::time::sleep(Duration::from_millis(50)).await;

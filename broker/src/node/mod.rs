@@ -13,6 +13,7 @@
 //! - `peers`: what peers reach through the peer plane ([`RaftHost`](crate::peer::serve::RaftHost)),
 //!   each request checked against its sender first ([`crate::peer::guard`]).
 
+mod controller;
 mod coordinators;
 mod failover;
 mod hosting;
@@ -387,6 +388,7 @@ impl Broker {
             Duration::from_millis(broker.cfg.retention_check_ms),
         ));
         tokio::spawn(failover::watch_peers(Arc::downgrade(&broker)));
+        tokio::spawn(controller::run(Arc::downgrade(&broker)));
         if broker.cfg.scrub_bytes_per_sec > 0 {
             let rate = broker.cfg.scrub_bytes_per_sec;
             let interval = Duration::from_millis(broker.cfg.scrub_interval_ms);

@@ -59,7 +59,7 @@ impl Broker {
                 .set(i64::from(leader == Some(me)));
             s.raft_term.get_or_create(&labels).set(gauge(term));
             if p.in_sync_replicas()
-                .is_some_and(|isr| isr.len() < p.replicas.len())
+                .is_some_and(|isr| isr.len() < p.replicas().len())
             {
                 under_replicated += 1;
             }
@@ -120,7 +120,7 @@ impl Broker {
         for t in state.topics.values() {
             for (p, placement) in t.partitions.iter().enumerate() {
                 let p = p as u32;
-                if !placement.replicas.contains(&me) || self.partition(&t.name, p).is_ok() {
+                if !placement.hosted_on(me) || self.partition(&t.name, p).is_ok() {
                     continue;
                 }
                 problems.push(match offline.get(&(t.name.clone(), p)) {

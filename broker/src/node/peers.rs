@@ -22,18 +22,37 @@ use crate::raft::types::NodeId;
 const CONFIRM_WAIT: Duration = Duration::from_secs(2);
 
 impl Broker {
-    /// Whether `node` may appear in group `group`: one of a partition's replicas, or any
-    /// broker this one knows of for the metadata group.
+    /// Whether `node` may appear in group `group`: one of a partition's replicas or of the
+    /// replicas it moves to, or any broker this one knows of for the metadata group.
     fn is_expected(&self, group: u64, node: NodeId) -> bool {
         if group == METADATA_GROUP {
+            // A broker joining a running cluster has no membership yet: it learns the
+            // leader from whoever leads (the append still proves its vote and terms).
+            let joining = self
+                .meta
+                .metrics()
+                .borrow_watched()
+                .membership_config
+                .membership()
+                .voter_ids()
+                .next()
+                .is_none();
             let state = self.meta_state.borrow();
-            return node == self.cfg.node_id
+            return joining
+                || node == self.cfg.node_id
                 || self.cfg.peers.iter().any(|p| p.id == node)
                 || state.brokers.contains_key(&node)
                 || state.peers.contains_key(&node);
         }
-        self.group_partition(group)
-            .is_some_and(|p| p.replicas.contains(&node))
+        let moving_in = self.meta_state.borrow().topics.values().any(|t| {
+            t.partitions
+                .iter()
+                .any(|p| p.group == group && p.hosted_on(node))
+        });
+        moving_in
+            || self
+                .group_partition(group)
+                .is_some_and(|p| p.replicas().contains(&node))
     }
 
     /// The partition hosted here whose Raft group is `group`.

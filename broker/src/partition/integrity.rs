@@ -257,7 +257,7 @@ impl Partition {
             topic: &self.topic,
             partition: self.partition,
             group: self.group,
-            replicas: &self.replicas,
+            replicas: &self.replicas(),
             log: &self.log,
             checks: self.checks,
         };

@@ -21,7 +21,11 @@ impl Partition {
     /// If this replica leads but is not the preferred one (the first replica), and the
     /// preferred replica has every entry, hands leadership to it.
     pub async fn hand_back_leadership(&self) {
-        let Some(&preferred) = self.replicas.first() else {
+        if self.target().is_some() {
+            // Moving: the move decides where leadership goes.
+            return;
+        }
+        let Some(&preferred) = self.replicas().first() else {
             return;
         };
         if preferred == self.ctx.node_id {
@@ -78,7 +82,7 @@ impl Partition {
                         .is_some_and(|l| l.index.saturating_add(MAX_IN_SYNC_LAG) >= last))
         };
         Some(
-            self.replicas
+            self.replicas()
                 .iter()
                 .copied()
                 .filter(|&id| in_sync(id))

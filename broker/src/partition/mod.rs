@@ -48,11 +48,13 @@ use crate::raft::types::{Applied, NodeId, Proposal, TypeConfig};
 mod integrity;
 mod leadership;
 mod quiet;
+mod reassign;
 mod retention;
 
 pub use integrity::Repair;
 use integrity::Repairer;
 use leadership::on_lead;
+pub use reassign::MoveStep;
 use retention::retention_loop;
 
 /// How long a produce request may wait for its batch to commit.
@@ -121,7 +123,11 @@ pub struct Partition {
     pub topic: String,
     pub partition: u32,
     pub group: u64,
-    pub replicas: Vec<NodeId>,
+    /// The voters as the metadata last placed them, the preferred leader first (a move
+    /// changes them: [`Partition::set_placement`]).
+    replicas: std::sync::RwLock<Arc<[NodeId]>>,
+    /// While the partition moves: the replicas it moves to.
+    target: std::sync::RwLock<Option<Arc<[NodeId]>>>,
     raft: PartitionRaft,
     log: Arc<GroupLog>,
     state: Arc<PartitionState>,
@@ -263,7 +269,8 @@ impl Partition {
             topic,
             partition,
             group,
-            replicas,
+            replicas: std::sync::RwLock::new(replicas.into()),
+            target: std::sync::RwLock::new(None),
             raft,
             log: glog,
             state,
@@ -389,7 +396,7 @@ impl Partition {
             partition: self.partition,
             leader,
             leader_epoch: epoch,
-            replicas: self.replicas.clone(),
+            replicas: self.replicas().to_vec(),
             log_start_offset: self.log_start_offset(),
             high_watermark: self.high_watermark(),
             log_end_offset: self.log_end_offset(),

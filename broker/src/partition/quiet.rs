@@ -73,7 +73,8 @@ impl Partition {
     /// there wakes and heartbeats at once, so that replica learns its leader before its
     /// election timer runs out.
     pub(crate) async fn wake_for_peer(&self, peer: NodeId) {
-        if !self.replicas.contains(&peer) || !self.raft.metrics().borrow_watched().state.is_leader()
+        if !self.replicas().contains(&peer)
+            || !self.raft.metrics().borrow_watched().state.is_leader()
         {
             return;
         }

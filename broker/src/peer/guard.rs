@@ -300,7 +300,7 @@ pub fn check_forwarded(
                 .flat_map(|t| &t.partitions)
                 .find(|p| p.group == *group)
                 .ok_or(Refusal::UnknownGroup { group: *group })?;
-            if !placement.replicas.contains(node) {
+            if !placement.hosted_on(*node) {
                 return Err(Refusal::NotReplica {
                     node: *node,
                     group: *group,
@@ -327,6 +327,13 @@ pub fn check_forwarded(
                 });
             }
             Ok(())
+        }
+        Command::CompleteReassignment { group, replicas } if !replicas.contains(&sender) => {
+            // Only the group's leader completes a move, and it is one of the new replicas.
+            Err(Refusal::NotReplica {
+                node: sender,
+                group: *group,
+            })
         }
         _ => Ok(()),
     }
@@ -491,6 +498,7 @@ mod tests {
                 partitions: vec![PartitionMeta {
                     group: 5,
                     replicas: vec![1, 2],
+                    target: None,
                 }],
                 parsed: Default::default(),
             },
