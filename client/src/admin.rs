@@ -310,6 +310,41 @@ impl Admin {
         self.cluster.refresh(topics).await
     }
 
+    /// Brokers and topics (`None` = every topic) as the metadata leader has them: what a
+    /// change just recorded is checked against. Any other broker may trail it, and a
+    /// broker decommissioned and removed no longer hears of changes at all.
+    pub async fn leader_metadata(
+        &self,
+        topics: Option<&[String]>,
+    ) -> Result<MetadataResponse, ClientError> {
+        let req = steme_protocol::messages::metadata::MetadataRequest {
+            topics: topics.map(<[String]>::to_vec),
+        };
+        let mut answer = self.cluster.call_metadata_leader(&req).await?;
+        // Metadata is served by every broker: if the one asked is not the leader it names
+        // (a stale cache, or a broker that left), ask the one named, a few hops at most.
+        let mut asked = Vec::new();
+        for _ in 0..3 {
+            let Some(leader) = answer.metadata_leader.and_then(|l| answer.broker(l)) else {
+                break;
+            };
+            if asked.contains(&leader.addr) {
+                break;
+            }
+            asked.push(leader.addr.clone());
+            let conn = self.cluster.connection(&leader.addr).await?;
+            let fresh = conn
+                .call(&req, self.cluster.config().request_timeout)
+                .await?;
+            let settled = fresh.metadata_leader == answer.metadata_leader;
+            answer = fresh;
+            if settled {
+                break;
+            }
+        }
+        Ok(answer)
+    }
+
     /// Every topic with its partitions, sorted by name.
     pub async fn list_topics(&self) -> Result<Vec<TopicMetadata>, ClientError> {
         let mut topics = self.metadata(None).await?.topics;

@@ -1,11 +1,13 @@
 //! A cluster that changes shape under load, with real broker processes on loopback: a
 //! broker joins a running cluster, a partition moves onto it while its leader is killed
-//! mid-move, and a broker is decommissioned and then killed.
+//! mid-move, `steme cluster rebalance` spreads replicas onto a new broker, and a broker is
+//! decommissioned (`steme cluster decommission`) and then killed.
 //!
 //! After each: every acknowledged record is in the log exactly once at its offset, every
 //! replica of the new placement holds identical bytes, and the brokers left out deleted
 //! their copies.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::{Context, bail, ensure};
@@ -13,6 +15,7 @@ use steme_client::Producer;
 use steme_client::connection::{Connection, ConnectionConfig};
 use steme_protocol::messages::metadata::{BrokerState, MetadataRequest, MetadataResponse};
 use steme_protocol::messages::reassign::{ReassignPartitionRequest, ReassignPartitionResponse};
+use steme_tests::cli::steme;
 use steme_tests::cluster::{Cluster, ClusterOptions, describe_replica};
 use steme_tests::workload::{
     Producing, check_acks_present, check_log, create_topic, patient, read_topic, signed,
@@ -189,6 +192,203 @@ async fn a_partition_moves_onto_a_joined_broker_while_its_leader_is_killed() -> 
         ensure!(cluster.any_panic().is_none(), "a broker panicked");
         drop(done);
         Ok(())
+    })
+    .await
+}
+
+/// How many replicas, and how many preferred leaderships (first replicas), each broker
+/// holds; `None` while any partition moves.
+fn spread(m: &MetadataResponse) -> Option<(BTreeMap<u64, usize>, BTreeMap<u64, usize>)> {
+    let mut replicas = BTreeMap::new();
+    let mut preferred = BTreeMap::new();
+    for p in m.topics.iter().flat_map(|t| &t.partitions) {
+        if p.target.is_some() {
+            return None;
+        }
+        for r in &p.replicas {
+            *replicas.entry(*r).or_default() += 1;
+        }
+        *preferred.entry(*p.replicas.first()?).or_default() += 1;
+    }
+    Some((replicas, preferred))
+}
+
+fn even(counts: &BTreeMap<u64, usize>, brokers: &[u64]) -> bool {
+    let n: Vec<usize> = brokers
+        .iter()
+        .map(|b| counts.get(b).copied().unwrap_or(0))
+        .collect();
+    n.iter()
+        .max()
+        .zip(n.iter().min())
+        .is_some_and(|(hi, lo)| hi - lo <= 1)
+}
+
+/// Produces in the background through a patient producer, once the first acks arrived.
+async fn producing(cluster: &Cluster, topic: &str, count: usize) -> anyhow::Result<Producing> {
+    let producer = Producer::connect(&cluster.bootstrap(), topic, patient()).await?;
+    let producing = Producing::start(producer, signed(topic, count, 200)?);
+    ensure!(
+        producing.wait_for_acks(500, Duration::from_secs(60)).await >= 500,
+        "the first acks did not arrive"
+    );
+    Ok(producing)
+}
+
+/// Every ack is in the log once, and the replicas of every partition agree.
+async fn check_nothing_lost(
+    cluster: &Cluster,
+    topic: &str,
+    partitions: u32,
+    producing: Producing,
+) -> anyhow::Result<()> {
+    let produced = producing.finish(Duration::from_secs(120)).await?;
+    ensure!(
+        produced.failed == 0,
+        "failed acks: {:?}",
+        produced.first_error
+    );
+    let log = read_topic(&cluster.bootstrap(), topic, Duration::from_secs(120)).await?;
+    check_log(&log)?;
+    check_acks_present(&log, &produced.acks)?;
+    let read: usize = log.values().map(Vec::len).sum();
+    ensure!(
+        read == produced.acks.len(),
+        "read {read} records, acknowledged {}",
+        produced.acks.len()
+    );
+    cluster
+        .check_replicas_identical(topic, partitions, Duration::from_secs(60))
+        .await?;
+    ensure!(cluster.any_panic().is_none(), "a broker panicked");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fourth_broker_joins_and_rebalance_evens_out_replicas_and_leaders() -> anyhow::Result<()>
+{
+    within(Duration::from_secs(300), async {
+        let mut cluster = Cluster::start(ClusterOptions::new(3)).await?;
+        let topic = unique("grown");
+        create_topic(&cluster.bootstrap(), &topic, 4).await?;
+        let producing = producing(&cluster, &topic, 6_000).await?;
+
+        let four = cluster.add_broker()?;
+        wait_metadata(
+            &cluster.bootstrap(),
+            Duration::from_secs(60),
+            "joined",
+            |m| {
+                m.broker(four)
+                    .is_some_and(|b| b.state == BrokerState::Active)
+            },
+        )
+        .await?;
+        let bootstrap = cluster.bootstrap();
+        let before = metadata(&bootstrap).await?;
+        let (held, _) = spread(&before).context("moving before any move")?;
+        ensure!(!held.contains_key(&four), "broker {four} holds {held:?}");
+
+        // A dry run plans moves onto the new broker and changes nothing.
+        let plan = steme(
+            &bootstrap,
+            &["cluster", "rebalance", "--dry-run", "--json"],
+            "",
+            RPC,
+        )
+        .await?
+        .success()?;
+        let moves: Vec<serde_json::Value> = plan
+            .stdout
+            .lines()
+            .map(serde_json::from_str)
+            .collect::<Result<_, _>>()?;
+        ensure!(
+            moves.iter().any(|m| m["to"]
+                .as_array()
+                .is_some_and(|to| to.contains(&four.into()))),
+            "no move onto broker {four}: {}",
+            plan.stdout
+        );
+        ensure!(
+            spread(&metadata(&bootstrap).await?) == spread(&before),
+            "a dry run changed the placement"
+        );
+
+        steme(&bootstrap, &["cluster", "rebalance"], "", RPC)
+            .await?
+            .success()?;
+        let brokers = [1, 2, 3, four];
+        wait_metadata(&bootstrap, Duration::from_secs(180), "balanced", |m| {
+            spread(m).is_some_and(|(r, p)| even(&r, &brokers) && even(&p, &brokers))
+        })
+        .await?;
+        let again = steme(
+            &bootstrap,
+            &["cluster", "rebalance", "--dry-run", "--json"],
+            "",
+            RPC,
+        )
+        .await?
+        .success()?;
+        ensure!(
+            again.stdout.trim().is_empty(),
+            "still moves: {}",
+            again.stdout
+        );
+        check_nothing_lost(&cluster, &topic, 4, producing).await
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_decommissioned_broker_drains_then_can_be_killed() -> anyhow::Result<()> {
+    within(Duration::from_secs(300), async {
+        let mut cluster = Cluster::start(ClusterOptions::new(4)).await?;
+        let topic = unique("drained");
+        create_topic(&cluster.bootstrap(), &topic, 4).await?;
+        let producing = producing(&cluster, &topic, 6_000).await?;
+
+        // Broker 1 initialised the cluster: it is likely the metadata leader as well.
+        let bootstrap = cluster.bootstrap();
+        let out = steme(
+            &bootstrap,
+            &["cluster", "decommission", "1", "--timeout", "180", "--json"],
+            "",
+            Duration::from_secs(200),
+        )
+        .await?
+        .success()?;
+        let m = metadata(&cluster.bootstrap_except(1)).await?;
+        ensure!(
+            m.broker(1).is_some_and(|b| b.state == BrokerState::Removed),
+            "broker 1 is not removed: {:?}; the command said {}",
+            m.brokers,
+            out.stdout
+        );
+        let (held, _) = spread(&m).context("still moving")?;
+        ensure!(
+            !held.contains_key(&1),
+            "broker 1 still holds replicas: {held:?}"
+        );
+        for p in 0..4 {
+            wait_unhosted(&cluster, 1, &topic, p).await?;
+        }
+
+        cluster.broker_mut(1).kill9()?;
+        let health = steme(
+            &cluster.bootstrap(),
+            &["cluster", "health", "--json"],
+            "",
+            RPC,
+        )
+        .await?;
+        ensure!(
+            health.status.success(),
+            "health after removing broker 1: {}",
+            health.stdout
+        );
+        check_nothing_lost(&cluster, &topic, 4, producing).await
     })
     .await
 }

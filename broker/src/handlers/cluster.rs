@@ -2,7 +2,7 @@
 
 use steme_protocol::messages::api_versions::{ApiVersionsRequest, ApiVersionsResponse};
 use steme_protocol::messages::metadata::{
-    BrokerInfo, MetadataRequest, MetadataResponse, PartitionMetadata, TopicMetadata,
+    BrokerInfo, BrokerState, MetadataRequest, MetadataResponse, PartitionMetadata, TopicMetadata,
 };
 
 use steme_protocol::acl::{Operation, Target};
@@ -25,7 +25,14 @@ pub fn metadata(broker: &Broker, gate: &Gate<'_>, r: MetadataRequest) -> Metadat
         .map(|(id, addr)| BrokerInfo {
             node_id: *id,
             addr: addr.clone(),
-            state: state.broker_state(*id),
+            state: match state.broker_state(*id) {
+                // Removed from the metadata group, this broker no longer hears that it was
+                // marked removed: it says so itself.
+                BrokerState::Draining if *id == broker.node_id() && broker.left_metadata() => {
+                    BrokerState::Removed
+                }
+                s => s,
+            },
         })
         .collect();
     let metadata_leader = broker.metadata_leader();

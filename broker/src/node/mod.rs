@@ -431,6 +431,16 @@ impl Broker {
         self.meta_state.borrow().clone()
     }
 
+    /// Whether this broker was a member of the metadata group and no longer is (it was
+    /// decommissioned, and left).
+    pub(crate) fn left_metadata(&self) -> bool {
+        let m = self.meta.metrics();
+        let m = m.borrow_watched();
+        let membership = m.membership_config.membership();
+        membership.voter_ids().next().is_some()
+            && !membership.nodes().any(|(id, _)| *id == self.cfg.node_id)
+    }
+
     /// The leader of the metadata group, as far as this broker knows.
     pub(crate) fn metadata_leader(&self) -> Option<NodeId> {
         self.meta.metrics().borrow_watched().current_leader

@@ -41,7 +41,7 @@ pub async fn watch(
     let deadline = start + timeout;
     let mut last: Option<(String, Instant)> = None;
     loop {
-        let progress = match admin.metadata(topics).await {
+        let progress = match admin.leader_metadata(topics).await {
             Ok(meta) => match look(&meta)? {
                 Step::Done => return Ok(start.elapsed()),
                 Step::Waiting(progress) => progress,
