@@ -392,3 +392,73 @@ async fn a_decommissioned_broker_drains_then_can_be_killed() -> anyhow::Result<(
     })
     .await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_move_copies_at_the_throttled_rate_while_clients_go_on() -> anyhow::Result<()> {
+    within(Duration::from_secs(300), async {
+        const RATE: u64 = 256 << 10;
+        let mut opts = ClusterOptions::new(4);
+        if let Some(toml) = &mut opts.broker.config_toml {
+            toml.push_str(&format!("reassign_bytes_per_sec = {RATE}\n"));
+        }
+        let cluster = Cluster::start(opts).await?;
+        let topic = unique("paced");
+        create_topic(&cluster.bootstrap(), &topic, 1).await?;
+        let producer = Producer::connect(&cluster.bootstrap(), &topic, patient()).await?;
+        let acks =
+            steme_tests::workload::produce_all(&producer, &signed(&topic, 6_000, 200)?).await?;
+        // At least the fields' bytes are copied: 6,000 × 200 B.
+        let bytes = acks.len() as u64 * 200;
+        let bootstrap = cluster.bootstrap();
+        let (before, _) =
+            placement(&metadata(&bootstrap).await?, &topic, 0).context("no placement")?;
+        let spare = (1..=4)
+            .find(|b| !before.contains(b))
+            .context("no spare broker")?;
+        let leader = cluster
+            .wait_for_leader(&topic, 0, None, Duration::from_secs(30))
+            .await?;
+        // Replace a follower, so that only the copy to the new replica is paced.
+        let leaving = *before
+            .iter()
+            .find(|&&r| r != leader)
+            .context("no follower")?;
+        let target: Vec<u64> = before
+            .iter()
+            .map(|&r| if r == leaving { spare } else { r })
+            .collect();
+
+        let producing = producing(&cluster, &topic, 3_000).await?;
+        let started = tokio::time::Instant::now();
+        reassign(&bootstrap, &topic, 0, target.clone()).await?;
+        let acked_at_start = producing.acked();
+        wait_metadata(&bootstrap, Duration::from_secs(120), "moved", |m| {
+            placement(m, &topic, 0) == Some((target.clone(), None))
+        })
+        .await?;
+        let took = started.elapsed();
+        let floor = Duration::from_secs_f64(bytes as f64 / RATE as f64 * 0.6);
+        ensure!(
+            took >= floor,
+            "{bytes} bytes moved in {took:?}, faster than {RATE} B/s allows ({floor:?})"
+        );
+        ensure!(
+            producing.acked() > acked_at_start,
+            "producers were held up during the move"
+        );
+        let produced = producing.finish(Duration::from_secs(120)).await?;
+        ensure!(
+            produced.failed == 0,
+            "failed acks: {:?}",
+            produced.first_error
+        );
+        let log = read_topic(&bootstrap, &topic, Duration::from_secs(120)).await?;
+        check_acks_present(&log, &acks)?;
+        check_acks_present(&log, &produced.acks)?;
+        cluster
+            .check_replicas_identical(&topic, 1, Duration::from_secs(60))
+            .await?;
+        Ok(())
+    })
+    .await
+}

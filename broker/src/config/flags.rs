@@ -101,6 +101,9 @@ pub struct Overrides {
     /// How fast the scrubber re-verifies the logs, in bytes per second (0: off).
     #[arg(long, env = "STEME_SCRUB_BYTES_PER_SEC")]
     pub scrub_bytes_per_sec: Option<u64>,
+    /// How fast a leader copies to the replicas moves add, in bytes per second (0: no limit).
+    #[arg(long, env = "STEME_REASSIGN_BYTES_PER_SEC")]
+    pub reassign_bytes_per_sec: Option<u64>,
     /// The least time between two scrub passes over one replica's log, in ms.
     #[arg(long, env = "STEME_SCRUB_INTERVAL_MS")]
     pub scrub_interval_ms: Option<u64>,
@@ -254,6 +257,7 @@ impl Overrides {
         set(&mut c.leader_rebalance_ms, &o.leader_rebalance_ms);
         set(&mut c.group_partitions, &o.group_partitions);
         set(&mut c.scrub_bytes_per_sec, &o.scrub_bytes_per_sec);
+        set(&mut c.reassign_bytes_per_sec, &o.reassign_bytes_per_sec);
         set(&mut c.scrub_interval_ms, &o.scrub_interval_ms);
         set(
             &mut c.max_partitions_per_broker,

@@ -38,6 +38,7 @@ pub mod bounds {
     pub const LEADER_REBALANCE_MS: RangeInclusive<u64> = 0..=24 * 60 * 60 * 1_000;
     /// The scrubber's rate: 0 (off) to 4 GiB/s.
     pub const SCRUB_BYTES_PER_SEC: RangeInclusive<u64> = 0..=4 << 30;
+    pub const REASSIGN_BYTES_PER_SEC: RangeInclusive<u64> = 0..=16 << 30;
     /// The least time between the starts of two scrub passes over a replica: 0 to 30 days.
     pub const SCRUB_INTERVAL_MS: RangeInclusive<u64> = 0..=30 * 24 * 60 * 60 * 1_000;
     pub const IDLE_TIMEOUT_MS: RangeInclusive<u64> = 1..=7 * 24 * 60 * 60 * 1_000;
@@ -145,6 +146,10 @@ pub struct Config {
     /// How fast the background scrubber re-verifies every hosted replica's log, in bytes
     /// per second across all of them (0: off). Damage it finds is repaired from replicas.
     pub scrub_bytes_per_sec: u64,
+    /// How fast a partition leader copies to the replicas a move adds, in bytes per second
+    /// across all its moves (0: unthrottled). Clients' traffic and the other replicas are
+    /// never throttled.
+    pub reassign_bytes_per_sec: u64,
     /// The least time between the starts of two scrub passes over one replica's log, in
     /// ms: a pass re-reads everything, so passes are spread out (damage that reads reach
     /// is caught as they read it).
@@ -210,6 +215,7 @@ impl Default for Config {
             group_partitions: 8,
             max_partitions_per_broker: 4096,
             scrub_bytes_per_sec: 32 << 20,
+            reassign_bytes_per_sec: 100 << 20,
             scrub_interval_ms: 60 * 60 * 1_000,
             idle_timeout_ms: 600_000,
             frame_timeout_ms: 30_000,
@@ -284,7 +290,7 @@ impl Config {
             return bad("node_id must be at least 1".into());
         }
         let widen = |v: usize| v as u64;
-        let checks: [(&'static str, u64, std::ops::RangeInclusive<u64>); 21] = [
+        let checks: [(&'static str, u64, std::ops::RangeInclusive<u64>); 22] = [
             (
                 "max_frame_bytes",
                 widen(self.max_frame_bytes),
@@ -374,6 +380,11 @@ impl Config {
                 "scrub_bytes_per_sec",
                 self.scrub_bytes_per_sec,
                 bounds::SCRUB_BYTES_PER_SEC,
+            ),
+            (
+                "reassign_bytes_per_sec",
+                self.reassign_bytes_per_sec,
+                bounds::REASSIGN_BYTES_PER_SEC,
             ),
             (
                 "scrub_interval_ms",

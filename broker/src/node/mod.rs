@@ -339,6 +339,9 @@ impl Broker {
         let (leaders_tx, leaders_rx) = tokio::sync::mpsc::unbounded_channel();
         let ctx = PartitionCtx {
             node_id: cfg.node_id,
+            throttle: Arc::new(crate::raft::throttle::MoveThrottle::new(
+                cfg.reassign_bytes_per_sec,
+            )),
             clock: Arc::new(Clock::new(cfg.node_id, cfg.max_clock_skew())),
             syncer,
             raft_config,

@@ -75,6 +75,8 @@ pub struct ProduceJob {
 #[derive(Clone)]
 pub struct PartitionCtx {
     pub node_id: NodeId,
+    /// The pace of copies to the replicas moves add (`reassign_bytes_per_sec`).
+    pub throttle: Arc<crate::raft::throttle::MoveThrottle>,
     pub clock: Arc<Clock>,
     pub syncer: Syncer,
     pub raft_config: Arc<openraft::Config>,
@@ -128,6 +130,8 @@ pub struct Partition {
     replicas: std::sync::RwLock<Arc<[NodeId]>>,
     /// While the partition moves: the replicas it moves to.
     target: std::sync::RwLock<Option<Arc<[NodeId]>>>,
+    /// The leader's last log index at the previous step of a move (see `reassign`).
+    catch_up_mark: Mutex<Option<u64>>,
     raft: PartitionRaft,
     log: Arc<GroupLog>,
     state: Arc<PartitionState>,
@@ -241,7 +245,7 @@ impl Partition {
             }
         }
         let store = LogStore::new(glog.clone(), ctx.syncer.clone(), ctx.ack_before_sync);
-        let network = Network::new(ctx.transport.clone(), group);
+        let network = Network::throttled(ctx.transport.clone(), group, ctx.throttle.clone());
         let raft = PartitionRaft::new(ctx.node_id, ctx.raft_config.clone(), network, store, sm)
             .await
             .map_err(|e| OpenError::Raft(e.to_string()))?;
@@ -271,6 +275,7 @@ impl Partition {
             group,
             replicas: std::sync::RwLock::new(replicas.into()),
             target: std::sync::RwLock::new(None),
+            catch_up_mark: Mutex::new(None),
             raft,
             log: glog,
             state,

@@ -9,7 +9,8 @@
 //! 1. The target's new replicas join as learners (their brokers open the partition as
 //!    soon as their metadata shows the target). The leader sends them a snapshot at the
 //!    retention boundary if its log starts past what they have, then the log.
-//! 2. Once each is within [`CAUGHT_UP`] entries of the leader's log, it is promoted.
+//! 2. Once each holds the leader's whole log as it stood at the previous step (a quarter
+//!    second earlier: what is in flight under load may trail), it is promoted.
 //!    If the leader itself leaves, it first promotes the target alongside the current
 //!    voters, then hands leadership to the target's first replica, which goes on.
 //! 3. The voters become exactly the target (joint consensus, then the target alone); the
@@ -28,9 +29,6 @@ use openraft::{BasicNode, ChangeMembers, ServerState};
 
 use super::Partition;
 use crate::raft::types::NodeId;
-
-/// Entries a new replica's log may trail the leader's by when it is promoted.
-pub const CAUGHT_UP: u64 = 64;
 
 /// What one step of a move did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,6 +84,18 @@ impl Partition {
     /// Takes the next step of the move to `target` (see the module's description). An
     /// error is openraft's refusal of a step; the next step tries again.
     pub async fn step_move(&self, target: &[NodeId]) -> Result<MoveStep, String> {
+        let step = self.next_move_step(target).await;
+        if !matches!(
+            step,
+            Ok(MoveStep::AddedLearners(_) | MoveStep::CatchingUp(_))
+        ) {
+            // Copies to the new replicas are paced only while they catch up.
+            self.ctx.throttle.done(self.group);
+        }
+        step
+    }
+
+    async fn next_move_step(&self, target: &[NodeId]) -> Result<MoveStep, String> {
         if !self.serving() {
             return Ok(MoveStep::NotLeading);
         }
@@ -110,6 +120,8 @@ impl Partition {
         };
         let me = self.ctx.node_id;
         let wanted: BTreeSet<NodeId> = target.iter().copied().collect();
+        let adding: Vec<NodeId> = wanted.difference(&voters).copied().collect();
+        self.ctx.throttle.copying(self.group, &adding);
 
         // 1. New replicas join as learners.
         let missing: Vec<NodeId> = target
@@ -129,18 +141,23 @@ impl Partition {
             return Ok(MoveStep::AddedLearners(missing));
         }
 
-        // 2. Every new replica within reach of the leader's log.
-        let behind: Vec<(NodeId, u64)> = target
+        // 2. Every new replica holds the log as it stood at the previous step.
+        let mark = self
+            .catch_up_mark
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .replace(last);
+        let behind: Vec<(NodeId, u64)> = adding
             .iter()
             .filter(|&&id| id != me)
-            .map(|&id| {
+            .filter_map(|&id| {
                 let have = matched
                     .iter()
                     .find(|(n, _)| *n == id)
                     .map_or(0, |(_, next)| *next);
-                (id, (last + 1).saturating_sub(have))
+                let caught_up = mark.is_some_and(|mark| have > mark);
+                (!caught_up).then_some((id, (last + 1).saturating_sub(have)))
             })
-            .filter(|(_, behind)| *behind > CAUGHT_UP)
             .collect();
         if !behind.is_empty() {
             return Ok(MoveStep::CatchingUp(behind));

@@ -10,6 +10,7 @@ pub mod network;
 mod recent;
 pub mod rpc;
 pub mod state_machine;
+pub mod throttle;
 pub mod types;
 
 /// The id of the cluster metadata group (D9).

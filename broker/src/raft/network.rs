@@ -25,6 +25,7 @@ use openraft::raft::{
 use openraft::{BasicNode, RaftNetworkV2};
 
 use super::rpc::RaftRpc;
+use super::throttle::MoveThrottle;
 use super::types::{Entry, LogId, NodeId, Snapshot, TypeConfig, Vote};
 use crate::peer::link::{Answer, Lane, LinkError, PeerLink, Transport, unexpected};
 
@@ -43,19 +44,39 @@ const CONTROL_TIMEOUT: Duration = Duration::from_secs(1);
 pub struct Network {
     group: u64,
     transport: Arc<Transport>,
+    throttle: Option<Arc<MoveThrottle>>,
 }
 
 impl Network {
     /// The network factory of Raft group `group`, over `transport`.
     pub fn new(transport: Arc<Transport>, group: u64) -> Network {
-        Network { group, transport }
+        Network {
+            group,
+            transport,
+            throttle: None,
+        }
+    }
+
+    /// As [`Network::new`], pacing what goes to replicas a move adds by `throttle`.
+    pub fn throttled(
+        transport: Arc<Transport>,
+        group: u64,
+        throttle: Arc<MoveThrottle>,
+    ) -> Network {
+        Network {
+            group,
+            transport,
+            throttle: Some(throttle),
+        }
     }
 }
 
 /// A group's client for one peer.
 pub struct PeerClient {
     group: u64,
+    target: NodeId,
     link: Arc<PeerLink>,
+    throttle: Option<Arc<MoveThrottle>>,
 }
 
 impl RaftNetworkFactory<TypeConfig> for Network {
@@ -64,7 +85,9 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> PeerClient {
         PeerClient {
             group: self.group,
+            target,
             link: self.transport.link(target, &node.addr),
+            throttle: self.throttle.clone(),
         }
     }
 }
@@ -135,6 +158,13 @@ fn chunk(req: AppendEntriesRequest<TypeConfig>) -> Vec<AppendEntriesRequest<Type
 }
 
 impl PeerClient {
+    /// Waits for the move budget if this peer is a replica a move adds.
+    async fn pace(&self, bytes: usize) {
+        if let Some(t) = &self.throttle {
+            t.pace(self.group, self.target, bytes).await;
+        }
+    }
+
     fn unexpected(&self, rpc: &RaftRpc) -> RPCError<TypeConfig> {
         rpc_error(unexpected(self.link.target(), rpc))
     }
@@ -196,6 +226,7 @@ impl PeerClient {
     ) -> Result<StreamAppendResult<TypeConfig>, RPCError<TypeConfig>> {
         let prev = req.prev_log_id;
         let last = last_log_id(&req);
+        self.pace(req.entries.iter().map(entry_bytes).sum()).await;
         let lane = if req.entries.is_empty() {
             Lane::Control
         } else {
@@ -259,7 +290,12 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
             };
             let timeout = option.soft_ttl().max(BULK_TIMEOUT);
             let this: &PeerClient = self;
-            let requests = stream::iter(std::iter::once(first).chain(second)).chain(input);
+            let requests = stream::iter(std::iter::once(first).chain(second))
+                .chain(input)
+                .then(move |req| async move {
+                    this.pace(req.entries.iter().map(entry_bytes).sum()).await;
+                    req
+                });
             // `map` runs as `buffered` pulls each request, in order: that is when it is sent.
             let answers = requests
                 .map(move |req| this.send_streamed(req, timeout))
@@ -298,6 +334,7 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         cancel: impl Future<Output = ReplicationClosed> + Send + 'static,
         option: RPCOption,
     ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
+        self.pace(snapshot.snapshot.len()).await;
         let rpc = RaftRpc::Snapshot {
             vote,
             meta: snapshot.meta,
