@@ -11,14 +11,15 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::{Context, bail, ensure};
-use steme_client::Producer;
 use steme_client::connection::{Connection, ConnectionConfig};
+use steme_client::{ClientConfig, GroupConfig, GroupConsumer, Producer};
 use steme_protocol::messages::metadata::{BrokerState, MetadataRequest, MetadataResponse};
 use steme_protocol::messages::reassign::{ReassignPartitionRequest, ReassignPartitionResponse};
 use steme_tests::cli::steme;
 use steme_tests::cluster::{Cluster, ClusterOptions, describe_replica};
 use steme_tests::workload::{
-    Producing, check_acks_present, check_log, create_topic, patient, read_topic, signed,
+    Producing, check_acks_present, check_log, create_topic, patient, produce_all, read_topic,
+    signed,
 };
 use steme_tests::{unique, within};
 
@@ -189,6 +190,17 @@ async fn a_partition_moves_onto_a_joined_broker_while_its_leader_is_killed() -> 
         cluster
             .check_replicas_identical(&topic, 1, Duration::from_secs(60))
             .await?;
+        // Dedup still holds on the moved partition: the first 500 again are duplicates, at
+        // the offsets first acknowledged.
+        let producer = Producer::connect(&cluster.bootstrap(), &topic, patient()).await?;
+        let again = produce_all(&producer, &signed(&topic, 500, 200)?).await?;
+        for (second, first) in again.iter().zip(&produced.acks) {
+            ensure!(
+                second.duplicate && second.offset == first.offset,
+                "after the move, {:?} was acknowledged as {second:?}, first as {first:?}",
+                second.id
+            );
+        }
         ensure!(cluster.any_panic().is_none(), "a broker panicked");
         drop(done);
         Ok(())
@@ -348,6 +360,9 @@ async fn a_decommissioned_broker_drains_then_can_be_killed() -> anyhow::Result<(
         let topic = unique("drained");
         create_topic(&cluster.bootstrap(), &topic, 4).await?;
         let producing = producing(&cluster, &topic, 6_000).await?;
+        // A group commits what it read: its offsets live in `__groups`, which moves too.
+        let group = unique("drained-group");
+        let committed = commit_some(&cluster, &topic, &group, 300).await?;
 
         // Broker 1 initialised the cluster: it is likely the metadata leader as well.
         let bootstrap = cluster.bootstrap();
@@ -376,6 +391,19 @@ async fn a_decommissioned_broker_drains_then_can_be_killed() -> anyhow::Result<(
         }
 
         cluster.broker_mut(1).kill9()?;
+        let admin =
+            steme_client::Admin::connect(&cluster.bootstrap(), ClientConfig::default()).await?;
+        let kept: u64 = admin
+            .describe_group(&group)
+            .await?
+            .offsets
+            .iter()
+            .filter_map(|o| o.committed)
+            .sum();
+        ensure!(
+            kept == committed,
+            "the group's committed offsets add up to {kept} after the drain, {committed} before"
+        );
         let health = steme(
             &cluster.bootstrap(),
             &["cluster", "health", "--json"],
@@ -461,4 +489,33 @@ async fn a_move_copies_at_the_throttled_rate_while_clients_go_on() -> anyhow::Re
         Ok(())
     })
     .await
+}
+
+/// A group member reads at least `at_least` records of `topic`, commits and leaves; the
+/// committed offsets, summed.
+async fn commit_some(
+    cluster: &Cluster,
+    topic: &str,
+    group: &str,
+    at_least: usize,
+) -> anyhow::Result<u64> {
+    let client =
+        steme_client::Cluster::connect(&cluster.bootstrap(), ClientConfig::default()).await?;
+    let mut config = GroupConfig::new(group);
+    config.auto_commit = None;
+    let mut member = GroupConsumer::new(client, topic, config).await?;
+    let mut read = 0;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while read < at_least {
+        ensure!(
+            tokio::time::Instant::now() < deadline,
+            "read {read} of {at_least}"
+        );
+        read += member.poll(Duration::from_millis(200)).await?.len();
+    }
+    member.commit().await?;
+    member.close().await?;
+    let admin = steme_client::Admin::connect(&cluster.bootstrap(), ClientConfig::default()).await?;
+    let offsets = admin.describe_group(group).await?.offsets;
+    Ok(offsets.iter().filter_map(|o| o.committed).sum())
 }
