@@ -147,4 +147,38 @@ mod tests {
         );
         Ok(())
     }
+
+    #[test]
+    fn moving_replicas_and_retiring_brokers_need_admin_on_the_cluster() -> Result<(), String> {
+        use steme_protocol::messages::reassign::{
+            DecommissionBrokerRequest, ReassignPartitionRequest,
+        };
+        let config = Config {
+            authorization: Authorization::On,
+            ..Config::default()
+        };
+        let mut acls = AclTable::default();
+        // Everything on the topic is not enough to move its replicas.
+        for op in ["alter", "create", "delete", "describe"] {
+            acls.add(Acl::parse("cert:ops", "topic:facts", op)?)?;
+        }
+        let requests: [Request; 2] = [
+            ReassignPartitionRequest {
+                topic: "facts".into(),
+                partition: 0,
+                replicas: vec![1, 2, 3],
+            }
+            .into(),
+            DecommissionBrokerRequest { node_id: 3 }.into(),
+        ];
+        for req in &requests {
+            let denied = check(&gate(&config, &acls, "cert:ops"), req).unwrap_err();
+            assert_eq!(denied.code(), ErrorCode::AuthorizationDenied, "{denied}");
+        }
+        acls.add(Acl::parse("cert:ops", "cluster", "admin")?)?;
+        for req in &requests {
+            check(&gate(&config, &acls, "cert:ops"), req).map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
 }

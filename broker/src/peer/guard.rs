@@ -510,6 +510,13 @@ mod tests {
             signer: None,
         };
         assert_eq!(check_forwarded(2, &register(2), &state, None), Ok(()));
+        // A move is reported done only by one of the replicas it moves to (their leader).
+        let done = |replicas: Vec<NodeId>| Command::CompleteReassignment { group: 5, replicas };
+        assert_eq!(check_forwarded(2, &done(vec![2, 3]), &state, None), Ok(()));
+        assert!(matches!(
+            check_forwarded(1, &done(vec![2, 3]), &state, None),
+            Err(Refusal::NotReplica { node: 1, group: 5 })
+        ));
         assert!(check_forwarded(2, &register(1), &state, None).is_err());
         let report = |node, term| Command::PartitionLeader {
             group: 5,
