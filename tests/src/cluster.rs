@@ -32,6 +32,8 @@ const RPC_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug, Clone)]
 pub struct ClusterOptions {
     pub nodes: u64,
+    /// The first broker's id; the others follow it (1 unless a test needs room below).
+    pub first_id: u64,
     /// Route broker-to-broker traffic through cuttable proxies.
     pub proxied: bool,
     pub broker: BrokerOptions,
@@ -43,6 +45,7 @@ impl ClusterOptions {
     pub fn new(nodes: u64) -> ClusterOptions {
         ClusterOptions {
             nodes,
+            first_id: 1,
             proxied: false,
             broker: BrokerOptions {
                 config_toml: Some(
@@ -58,7 +61,7 @@ impl ClusterOptions {
     }
 }
 
-/// Running brokers `1..=nodes`.
+/// Running brokers `first_id..first_id + nodes`, and any added since.
 #[derive(Debug)]
 pub struct Cluster {
     brokers: Vec<BrokerProcess>,
@@ -87,11 +90,13 @@ fn free_ports(n: usize) -> anyhow::Result<Vec<SocketAddr>> {
 impl Cluster {
     pub async fn start(opts: ClusterOptions) -> anyhow::Result<Cluster> {
         let n = opts.nodes;
+        let first = opts.first_id.max(1);
+        let ids = first..first + n;
         let mut ports = free_ports(2 * n as usize)?;
         let peer_addrs = ports.split_off(n as usize);
         let addrs = ports;
-        let addr = |id: u64| addrs[(id - 1) as usize];
-        let peer_addr = |id: u64| peer_addrs[(id - 1) as usize];
+        let addr = |id: u64| addrs[(id - first) as usize];
+        let peer_addr = |id: u64| peer_addrs[(id - first) as usize];
         let secret_dir = tempfile::Builder::new()
             .prefix("steme-secret-")
             .tempdir()
@@ -102,15 +107,16 @@ impl Cluster {
             .context("cannot write the cluster secret")?;
         let mut proxies = BTreeMap::new();
         if opts.proxied {
-            for from in 1..=n {
-                for to in (1..=n).filter(|&t| t != from) {
+            for from in ids.clone() {
+                for to in ids.clone().filter(|&t| t != from) {
                     proxies.insert((from, to), Proxy::start(peer_addr(to)).await?);
                 }
             }
         }
         let mut brokers = Vec::new();
-        for id in 1..=n {
-            let peers = (1..=n)
+        for id in ids.clone() {
+            let peers = ids
+                .clone()
                 .filter(|&p| p != id)
                 .map(|p| {
                     let via = proxies.get(&(id, p)).map_or(peer_addr(p), Proxy::addr);
@@ -132,7 +138,7 @@ impl Cluster {
             secret_dir,
             proxies,
             options: opts.broker,
-            peer_addrs: (1..=n).map(|id| (id, peer_addr(id))).collect(),
+            peer_addrs: ids.map(|id| (id, peer_addr(id))).collect(),
         })
     }
 
@@ -140,8 +146,14 @@ impl Cluster {
     /// `--peer` list names every broker started so far, and it holds the cluster secret.
     /// Not for proxied clusters.
     pub fn add_broker(&mut self) -> anyhow::Result<u64> {
+        let id = self.ids().max().unwrap_or(0) + 1;
+        self.add_broker_as(id)
+    }
+
+    /// As [`Self::add_broker`], with id `id` (unused so far).
+    pub fn add_broker_as(&mut self, id: u64) -> anyhow::Result<u64> {
         ensure!(self.proxies.is_empty(), "a proxied cluster cannot grow");
-        let id = self.brokers.len() as u64 + 1;
+        ensure!(self.ids().all(|b| b != id), "broker {id} exists");
         let ports = free_ports(2)?;
         let peers = self
             .peer_addrs
@@ -179,11 +191,17 @@ impl Cluster {
     }
 
     pub fn broker(&self, id: u64) -> &BrokerProcess {
-        &self.brokers[(id - 1) as usize]
+        self.brokers
+            .iter()
+            .find(|b| b.node_id() == id)
+            .unwrap_or_else(|| panic!("no broker {id} in this cluster"))
     }
 
     pub fn broker_mut(&mut self, id: u64) -> &mut BrokerProcess {
-        &mut self.brokers[(id - 1) as usize]
+        self.brokers
+            .iter_mut()
+            .find(|b| b.node_id() == id)
+            .unwrap_or_else(|| panic!("no broker {id} in this cluster"))
     }
 
     /// The running brokers' addresses, comma-separated (a client bootstrap list).

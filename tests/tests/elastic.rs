@@ -519,3 +519,46 @@ async fn commit_some(
     let offsets = admin.describe_group(group).await?.offsets;
     Ok(offsets.iter().filter_map(|o| o.committed).sum())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_joining_broker_with_the_lowest_id_joins_instead_of_founding_a_cluster()
+-> anyhow::Result<()> {
+    within(Duration::from_secs(180), async {
+        // Brokers 2, 3 and 4; broker 1 comes later, naming them all as peers. As the lowest
+        // id it would found a cluster of its own, but it finds theirs running and joins.
+        let mut cluster = Cluster::start(ClusterOptions {
+            first_id: 2,
+            ..ClusterOptions::new(3)
+        })
+        .await?;
+        let topic = unique("founded");
+        create_topic(&cluster.bootstrap(), &topic, 2).await?;
+        cluster.add_broker_as(1)?;
+        let seen_by_members = wait_metadata(
+            &cluster.bootstrap_except(1),
+            Duration::from_secs(60),
+            "joined",
+            |m| m.broker(1).is_some_and(|b| b.state == BrokerState::Active),
+        )
+        .await?;
+        let own = wait_metadata(
+            &cluster.broker(1).bootstrap(),
+            Duration::from_secs(60),
+            "caught up",
+            |m| m.topic(&topic).is_some() && m.broker(1).is_some(),
+        )
+        .await?;
+        ensure!(
+            own.metadata_leader == seen_by_members.metadata_leader && own.brokers.len() == 4,
+            "broker 1 sees {own:?}, the others {seen_by_members:?}"
+        );
+        // It never founded a group of its own (its log says what it did at start).
+        let log = cluster.broker(1).log_tail(100_000);
+        ensure!(
+            !log.contains("initialising the cluster") && log.contains("found a running cluster"),
+            "broker 1 did not join the running cluster:\n{log}"
+        );
+        Ok(())
+    })
+    .await
+}

@@ -187,3 +187,62 @@ pub(super) async fn add_learners(meta: MetaRaft, learners: Vec<(NodeId, BasicNod
         }
     }
 }
+
+/// Whether any of `peers` belongs to a running cluster, asked by forwarding `register`
+/// (this broker's registration, which such a cluster then records): an answer that it was
+/// applied, or that names a leader. Peers that are down, or up with no cluster yet, say no.
+/// Asked for up to [`PROBE_FOR`], so that a cluster between leaders is found too.
+pub(super) async fn cluster_running(
+    transport: &std::sync::Arc<crate::peer::link::Transport>,
+    peers: &std::collections::BTreeMap<NodeId, String>,
+    register: Command,
+) -> bool {
+    if peers.is_empty() {
+        return false;
+    }
+    let Proposal { bytes, .. } = register.encode();
+    let deadline = tokio::time::Instant::now() + PROBE_FOR;
+    loop {
+        let asks = peers.iter().map(|(&id, addr)| {
+            let bytes = bytes.clone();
+            async move {
+                // Links dial in the background: give a peer that is up the moment it takes
+                // to connect and authenticate; one that is down stays unconnected.
+                let link = transport.link(id, addr);
+                let connect_by = tokio::time::Instant::now() + CONNECT_WITHIN;
+                while !link.is_connected() && tokio::time::Instant::now() < connect_by {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                transport
+                    .forward(id, bytes, Duration::from_millis(500))
+                    .await
+            }
+        });
+        let answers = futures::future::join_all(asks).await;
+        tracing::debug!(?answers, "asked the peers whether they run a cluster");
+        let running = answers.iter().any(|a| {
+            matches!(
+                a,
+                Ok(Forwarded::Applied) | Ok(Forwarded::NotLeader(Some(_)))
+            )
+        });
+        if running {
+            tracing::info!("found a running cluster among the peers: joining it");
+            return true;
+        }
+        // Every peer down or not yet in a cluster: a new cluster. A peer that is up, in a
+        // cluster, between leaders refuses or fails for a moment: ask again until the end.
+        let undecided = answers
+            .iter()
+            .any(|a| matches!(a, Ok(Forwarded::Failed(_)) | Ok(Forwarded::Refused(_))));
+        if !undecided || tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// How long a broker about to initialise a cluster looks for a running one first.
+const PROBE_FOR: Duration = Duration::from_secs(2);
+/// How long a probe waits for a link to a peer to connect.
+const CONNECT_WITHIN: Duration = Duration::from_millis(500);

@@ -38,7 +38,7 @@ use crate::data_dir::{DataDirLock, LockError};
 use crate::error::BrokerError;
 use crate::groups::Coordinator;
 use crate::hlc::Clock;
-use crate::metadata::{METADATA_GROUP, MetadataSm, MetadataState};
+use crate::metadata::{Command, METADATA_GROUP, MetadataSm, MetadataState};
 use crate::metrics::Metrics;
 use crate::partition::{Partition, PartitionCtx};
 use crate::peer::auth::{ClusterSecret, SecretError};
@@ -316,8 +316,17 @@ impl Broker {
                 },
             );
             // A new cluster is initialised exactly once, by its lowest broker id; the others
-            // join when it reaches them. A restarted broker finds its group initialised.
-            if members.keys().next() == Some(&cfg.node_id) {
+            // join when it reaches them. A restarted broker finds its group initialised. A
+            // broker named lowest that finds a running cluster among its peers joins it.
+            let register = Command::RegisterBroker {
+                id: cfg.node_id,
+                addr: advertised.client.clone(),
+                peer_addr: advertised.peer.clone(),
+                signer: Some(hex::encode(group_key.verifying_key().as_bytes())),
+            };
+            if members.keys().next() == Some(&cfg.node_id)
+                && !metadata::cluster_running(&transport, &peers, register).await
+            {
                 let voters = members.iter().take(MAX_METADATA_VOTERS);
                 let voters: BTreeMap<NodeId, BasicNode> =
                     voters.map(|(id, n)| (*id, n.clone())).collect();
