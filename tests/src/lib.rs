@@ -54,3 +54,26 @@ pub async fn within<T>(
         .await
         .map_err(|_| anyhow::anyhow!("the test did not finish within {limit:?}"))?
 }
+
+/// Polls `check` every 200 ms until it holds, for at most `limit`; fails naming `what`.
+pub async fn eventually<F, Fut>(
+    limit: std::time::Duration,
+    what: &str,
+    mut check: F,
+) -> anyhow::Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<bool>>,
+{
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if check().await? {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "not within {limit:?}: {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}

@@ -14,7 +14,7 @@ use steme_tests::cli::steme;
 use steme_tests::cluster::{Cluster, ClusterOptions};
 use steme_tests::http::{self, sample, sum_of};
 use steme_tests::workload::{create_topic, produce_all, signed};
-use steme_tests::{unique, within};
+use steme_tests::{eventually, unique, within};
 
 const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
 const CLI_TIMEOUT: Duration = Duration::from_secs(60);
@@ -33,22 +33,6 @@ async fn scrape(cluster: &Cluster, id: u64) -> anyhow::Result<String> {
     let answer = http::get(addr, "/metrics", HTTP_TIMEOUT).await?;
     ensure!(answer.status == 200, "/metrics answered {}", answer.status);
     Ok(answer.body)
-}
-
-/// Polls `check` every 200 ms until it holds, for at most `limit`.
-async fn eventually<F, Fut>(limit: Duration, what: &str, mut check: F) -> anyhow::Result<()>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<bool>>,
-{
-    let deadline = Instant::now() + limit;
-    loop {
-        if check().await? {
-            return Ok(());
-        }
-        ensure!(Instant::now() < deadline, "not within {limit:?}: {what}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 /// The samples of `name` labelled with `topic`, summed.

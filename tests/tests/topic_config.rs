@@ -6,7 +6,7 @@
 //! fixed at create are refused with the key named and nothing changed.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, ensure};
 use steme_client::connection::{Connection, ConnectionConfig};
@@ -20,7 +20,7 @@ use steme_tests::cli::{CliOutput, steme};
 use steme_tests::cluster::{Cluster, ClusterOptions, describe_replica};
 use steme_tests::process::BrokerProcess;
 use steme_tests::workload::{assertions, create_topic_with, key, produce_all, sign_all, signed};
-use steme_tests::{unique, within};
+use steme_tests::{eventually, unique, within};
 
 const T: Duration = Duration::from_secs(30);
 
@@ -61,22 +61,6 @@ fn configs(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect()
-}
-
-/// Waits until `check` holds, polling; fails naming `what` after `limit`.
-async fn eventually<F, Fut>(what: &str, limit: Duration, mut check: F) -> anyhow::Result<()>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<bool>>,
-{
-    let deadline = Instant::now() + limit;
-    loop {
-        if check().await? {
-            return Ok(());
-        }
-        ensure!(Instant::now() < deadline, "{what}: not within {limit:?}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -134,8 +118,8 @@ async fn altered_retention_applies_live_on_every_replica_and_survives_restart_an
         for id in cluster.ids() {
             let addr = cluster.broker(id).bootstrap();
             eventually(
-                &format!("broker {id} applies retention.bytes"),
                 Duration::from_secs(30),
+                &format!("broker {id} applies retention.bytes"),
                 || async {
                     let d = describe_replica(&addr, &topic, 0).await?;
                     Ok(d.log_start_offset > 0)
@@ -199,8 +183,8 @@ async fn altered_retention_applies_live_on_every_replica_and_survives_restart_an
             ("segment.bytes", "16384"),
         ]);
         eventually(
-            &format!("restarted broker {leader} sees both alters"),
             Duration::from_secs(60),
+            &format!("restarted broker {leader} sees both alters"),
             || async { Ok(configs_seen_by(&addr, &topic).await.ok() == Some(want.clone())) },
         )
         .await?;
@@ -210,9 +194,9 @@ async fn altered_retention_applies_live_on_every_replica_and_survives_restart_an
             .check_replicas_identical(&topic, 1, Duration::from_secs(60))
             .await?;
         eventually(
-            &format!("restarted broker {leader} keeps to retention.bytes"),
             // Its own retention check, then a snapshot and a purge: slow on a loaded machine.
             Duration::from_secs(90),
+            &format!("restarted broker {leader} keeps to retention.bytes"),
             || async {
                 let d = describe_replica(&addr, &topic, 0).await?;
                 Ok(d.log_start_offset > start_before_kill)
