@@ -111,6 +111,13 @@ pub fn samples() -> Samples {
             delete: vec!["retention.ms".into()],
         }
         .into(),
+        reassign::ReassignPartitionRequest {
+            topic: "facts".into(),
+            partition: 2,
+            replicas: vec![4, 2, 3],
+        }
+        .into(),
+        reassign::DecommissionBrokerRequest { node_id: 3 }.into(),
         skip_damage::SkipDamageRequest {
             topic: "facts".into(),
             partition: 1,
@@ -230,6 +237,18 @@ pub fn samples() -> Samples {
                 key: "retention.bytes".into(),
                 value: "65536".into(),
             }],
+        }
+        .into(),
+        reassign::ReassignPartitionResponse {
+            topic: "facts".into(),
+            partition: 2,
+            replicas: vec![1, 2, 3],
+            target: Some(vec![4, 2, 3]),
+        }
+        .into(),
+        reassign::DecommissionBrokerResponse {
+            node_id: 3,
+            state: metadata::BrokerState::Draining,
         }
         .into(),
         authenticate::AuthChallengeResponse { nonce: [9; 32] }.into(),
