@@ -219,10 +219,16 @@ fn even(counts: &BTreeMap<u64, usize>, brokers: &[u64]) -> bool {
         .is_some_and(|(hi, lo)| hi - lo <= 1)
 }
 
-/// Produces in the background through a patient producer, once the first acks arrived.
-async fn producing(cluster: &Cluster, topic: &str, count: usize) -> anyhow::Result<Producing> {
+/// Produces `count` assertions of run `run` to `topic` in the background, through a
+/// patient producer, once the first acks arrived.
+async fn producing(
+    cluster: &Cluster,
+    topic: &str,
+    run: &str,
+    count: usize,
+) -> anyhow::Result<Producing> {
     let producer = Producer::connect(&cluster.bootstrap(), topic, patient()).await?;
-    let producing = Producing::start(producer, signed(topic, count, 200)?);
+    let producing = Producing::start(producer, signed(run, count, 200)?);
     ensure!(
         producing.wait_for_acks(500, Duration::from_secs(60)).await >= 500,
         "the first acks did not arrive"
@@ -267,7 +273,7 @@ async fn a_fourth_broker_joins_and_rebalance_evens_out_replicas_and_leaders() ->
         let mut cluster = Cluster::start(ClusterOptions::new(3)).await?;
         let topic = unique("grown");
         create_topic(&cluster.bootstrap(), &topic, 4).await?;
-        let producing = producing(&cluster, &topic, 6_000).await?;
+        let producing = producing(&cluster, &topic, &topic, 6_000).await?;
 
         let four = cluster.add_broker()?;
         wait_metadata(
@@ -344,7 +350,7 @@ async fn a_decommissioned_broker_drains_then_can_be_killed() -> anyhow::Result<(
         let mut cluster = Cluster::start(ClusterOptions::new(4)).await?;
         let topic = unique("drained");
         create_topic(&cluster.bootstrap(), &topic, 4).await?;
-        let producing = producing(&cluster, &topic, 6_000).await?;
+        let producing = producing(&cluster, &topic, &topic, 6_000).await?;
         // A group commits what it read: its offsets live in `__groups`, which moves too.
         let group = unique("drained-group");
         let committed = commit_some(&cluster, &topic, &group, 300).await?;
@@ -442,7 +448,9 @@ async fn a_move_copies_at_the_throttled_rate_while_clients_go_on() -> anyhow::Re
             .map(|&r| if r == leaving { spare } else { r })
             .collect();
 
-        let producing = producing(&cluster, &topic, 3_000).await?;
+        // New assertions (duplicates would be answered at once, before the move starts).
+        let during = format!("{topic}-during");
+        let producing = producing(&cluster, &topic, &during, 8_000).await?;
         let started = tokio::time::Instant::now();
         reassign(&bootstrap, &topic, 0, target.clone()).await?;
         let acked_at_start = producing.acked();
