@@ -143,10 +143,11 @@ async fn enqueue_cancelled_by_select_loses_nothing_and_leaks_no_buffer_room() ->
                 a.sign(&steme_client::SigningKey::from_bytes(&[9; 32]))
             })
             .collect::<Result<Vec<_>, _>>()?;
+        // All four at once, without waiting. `unconstrained`: tokio's cooperative budget,
+        // spent by the loops above, could otherwise make a ready acquire say "pending".
         let mut later = Vec::new();
         for a in &more {
-            let ack = producer
-                .enqueue(a.clone())
+            let ack = tokio::task::unconstrained(producer.enqueue(a.clone()))
                 .now_or_never()
                 .ok_or_else(|| anyhow::anyhow!("the buffer has no room for 4 records"))??;
             later.push(ack);
