@@ -160,3 +160,21 @@ fn wire_code(e: &BrokerError) -> ErrorCode {
         BrokerError::PartitionClosed => ErrorCode::ShuttingDown,
     }
 }
+
+/// Waits, up to `within`, until this broker's copy of the metadata satisfies `shows` (a
+/// change the metadata leader applied reaches it a moment later), and returns it: past the
+/// wait, what this copy holds.
+pub(crate) async fn once_visible(
+    broker: &Broker,
+    within: std::time::Duration,
+    shows: impl Fn(&crate::metadata::MetadataState) -> bool,
+) -> Arc<crate::metadata::MetadataState> {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let state = broker.metadata();
+        if shows(&state) || tokio::time::Instant::now() >= deadline {
+            return state;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}

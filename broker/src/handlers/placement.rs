@@ -18,21 +18,6 @@ use crate::node::Broker;
 /// How long an answer waits for this broker's copy of the metadata to show the change.
 const VISIBLE_WITHIN: Duration = Duration::from_secs(2);
 
-/// Waits (bounded) until this broker's metadata satisfies `shows`, and returns it.
-async fn once_visible(
-    broker: &Broker,
-    shows: impl Fn(&MetadataState) -> bool,
-) -> std::sync::Arc<MetadataState> {
-    let deadline = tokio::time::Instant::now() + VISIBLE_WITHIN;
-    loop {
-        let state = broker.metadata();
-        if shows(&state) || tokio::time::Instant::now() >= deadline {
-            return state;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 pub async fn reassign(
     broker: &Broker,
     r: ReassignPartitionRequest,
@@ -44,7 +29,7 @@ pub async fn reassign(
             replicas: r.replicas.clone(),
         })
         .await?;
-    let state = once_visible(broker, |s| {
+    let state = super::once_visible(broker, VISIBLE_WITHIN, |s| {
         s.group_of(&r.topic, r.partition)
             .is_some_and(|p| p.target.as_ref() == Some(&r.replicas) || (p.replicas == r.replicas))
     })
@@ -75,7 +60,7 @@ pub async fn decommission(
             BrokerState::Draining | BrokerState::Removed
         )
     };
-    let state = once_visible(broker, retiring).await;
+    let state = super::once_visible(broker, VISIBLE_WITHIN, retiring).await;
     Ok(DecommissionBrokerResponse {
         node_id: r.node_id,
         state: state.broker_state(r.node_id),

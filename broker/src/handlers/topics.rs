@@ -69,7 +69,6 @@ pub async fn delete(
 /// How long an applied alter may take to reach this broker's copy of the metadata (when
 /// another broker led the metadata group), and how often it is looked for.
 const ALTER_VISIBLE_WITHIN: Duration = Duration::from_secs(5);
-const ALTER_VISIBLE_POLL: Duration = Duration::from_millis(20);
 
 /// Changes a topic's settings through the metadata group (validated there, see
 /// [`crate::topic_config::TopicConfig::alter`]) and answers with the topic's overrides as
@@ -93,23 +92,22 @@ pub async fn alter_config(
         set.iter().all(|(k, v)| configs.get(k) == Some(v))
             && r.delete.iter().all(|k| !configs.contains_key(k))
     };
-    let deadline = tokio::time::Instant::now() + ALTER_VISIBLE_WITHIN;
-    loop {
-        let state = broker.metadata();
-        let t = state
-            .topics
+    let state = super::once_visible(broker, ALTER_VISIBLE_WITHIN, |s| {
+        s.topics
             .get(&r.topic)
-            .ok_or_else(|| BrokerError::UnknownTopic {
-                topic: r.topic.clone(),
-            })?;
-        if shows_the_change(&t.configs) || tokio::time::Instant::now() >= deadline {
-            return Ok(AlterTopicConfigResponse {
-                topic: r.topic,
-                configs: config_entries(&t.configs),
-            });
-        }
-        tokio::time::sleep(ALTER_VISIBLE_POLL).await;
-    }
+            .is_none_or(|t| shows_the_change(&t.configs))
+    })
+    .await;
+    let t = state
+        .topics
+        .get(&r.topic)
+        .ok_or_else(|| BrokerError::UnknownTopic {
+            topic: r.topic.clone(),
+        })?;
+    Ok(AlterTopicConfigResponse {
+        topic: r.topic.clone(),
+        configs: config_entries(&t.configs),
+    })
 }
 
 fn config_entries(configs: &BTreeMap<String, String>) -> Vec<ConfigEntry> {
