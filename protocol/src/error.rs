@@ -99,10 +99,18 @@ pub enum ErrorCode {
     /// The broker enforces authorization and no ACL allows the principal the operation on
     /// the resource; the message names all three.
     AuthorizationDenied = 31,
+    /// A record's subject moved to a new partition when the topic grew (`topic
+    /// add-partitions`): refresh the metadata and send it to the partition its new map
+    /// names. Retriable.
+    StaleMap = 32,
+    /// A partition added by `topic add-partitions` takes records once every old partition
+    /// has recorded its split point (so a moved subject's new records follow its old
+    /// ones). Retriable: this lasts a fraction of a second.
+    SplitPending = 33,
 }
 
 impl ErrorCode {
-    const ALL: [ErrorCode; 32] = [
+    const ALL: [ErrorCode; 34] = [
         ErrorCode::None,
         ErrorCode::Unknown,
         ErrorCode::CorruptFrame,
@@ -135,6 +143,8 @@ impl ErrorCode {
         ErrorCode::AuthenticationFailed,
         ErrorCode::AuthenticationRequired,
         ErrorCode::AuthorizationDenied,
+        ErrorCode::StaleMap,
+        ErrorCode::SplitPending,
     ];
 }
 
@@ -315,6 +325,8 @@ impl ApiError {
                 | ErrorCode::ShuttingDown
                 | ErrorCode::NotCoordinator
                 | ErrorCode::UnknownPartition
+                | ErrorCode::StaleMap
+                | ErrorCode::SplitPending
         )
     }
 

@@ -118,6 +118,11 @@ pub fn samples() -> Samples {
         }
         .into(),
         reassign::DecommissionBrokerRequest { node_id: 3 }.into(),
+        add_partitions::AddPartitionsRequest {
+            topic: "facts".into(),
+            count: 6,
+        }
+        .into(),
         skip_damage::SkipDamageRequest {
             topic: "facts".into(),
             partition: 1,
@@ -221,6 +226,16 @@ pub fn samples() -> Samples {
                     replicas: vec![1, 2, 3],
                     target: None,
                 }],
+                map_epoch: 1,
+                splits: vec![metadata::SplitInfo {
+                    epoch: 1,
+                    from: 1,
+                    to: 2,
+                    points: vec![Some(metadata::SplitPoint {
+                        offset: 9,
+                        hlc: 1 << 33,
+                    })],
+                }],
             }],
         }
         .into(),
@@ -249,6 +264,12 @@ pub fn samples() -> Samples {
         reassign::DecommissionBrokerResponse {
             node_id: 3,
             state: metadata::BrokerState::Draining,
+        }
+        .into(),
+        add_partitions::AddPartitionsResponse {
+            topic: "facts".into(),
+            map_epoch: 1,
+            partitions: 6,
         }
         .into(),
         authenticate::AuthChallengeResponse { nonce: [9; 32] }.into(),

@@ -20,7 +20,8 @@
 //! +---------------------+-----------------------------------+-------------------+
 //!
 //! broker    = node_id u64 | addr: string | state u8
-//! topic     = name: string | partitions: [ partition ]
+//! topic     = name: string | partitions: [ partition ] | map_epoch u64 | splits: [ split ]
+//! split     = epoch u64 | from u32 | to u32 | points: [ opt<offset u64 | hlc u64> ]
 //! partition = partition u32 | leader opt<u64 node id> | leader_epoch u64 | replicas [u64]
 //!             | target opt<[u64]>
 //! state     = 0 joining | 1 active | 2 draining | 3 removed
@@ -30,6 +31,15 @@
 //! *draining* from `cluster decommission` until every replica has moved off it, and
 //! *removed* after (it is then no longer a member, and gets no new replicas). A partition's
 //! `target` is present while it moves (`partition reassign`): the replicas it moves to.
+//!
+//! A topic's `map_epoch` counts its partition-count changes (`topic add-partitions`); each
+//! is a `split` from `from` to `to` partitions. For each old partition (`points` has `from`
+//! entries, in partition order) the split point is the offset and HLC at which subjects
+//! that jump hash sends elsewhere under `to` stop being written there; it is absent until
+//! that partition's log records it. Those subjects' records before the split point are in
+//! the old partition, and from it on in the new one: a reader that wants a subject in order
+//! reads the old partition up to the split point before the new one. A new partition takes
+//! records only once every point of its split is present.
 //!
 //! Topics that do not exist are absent from the response: a client that asked for a topic
 //! and does not find it knows the topic is unknown, with no per-topic error code.
@@ -139,6 +149,68 @@ pub struct TopicMetadata {
     pub name: String,
     /// The partitions.
     pub partitions: Vec<PartitionMetadata>,
+    /// How many times the partition count changed (0: never).
+    pub map_epoch: u64,
+    /// Each change of the partition count, oldest first.
+    pub splits: Vec<SplitInfo>,
+}
+
+/// One growth of a topic's partition count, and where each old partition split.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SplitInfo {
+    /// The map epoch this split started.
+    pub epoch: u64,
+    /// The partition count before.
+    pub from: u32,
+    /// The partition count after.
+    pub to: u32,
+    /// Per old partition (`from` of them): its split point, once recorded.
+    pub points: Vec<Option<SplitPoint>>,
+}
+
+/// Where an old partition stopped taking the subjects that moved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SplitPoint {
+    /// The offset of the partition's first record written under the new map: every record
+    /// of a moved subject in it is below this offset.
+    pub offset: u64,
+    /// The HLC of the partition's last record before the split point (0 if none).
+    pub hlc: u64,
+}
+
+impl SplitInfo {
+    /// The fewest bytes one entry takes: epoch, from, to, no points.
+    const MIN_SIZE: usize = 8 + 4 + 4 + 4;
+
+    /// Whether every old partition has recorded its split point.
+    pub fn sealed(&self) -> bool {
+        self.points.iter().all(Option::is_some)
+    }
+
+    /// The highest HLC of any split point: new partitions stamp their records above it.
+    pub fn max_hlc(&self) -> u64 {
+        self.points
+            .iter()
+            .flatten()
+            .map(|p| p.hlc)
+            .max()
+            .unwrap_or(0)
+    }
+}
+
+impl TopicMetadata {
+    /// The split that created `partition`, if the topic grew to make it.
+    pub fn split_creating(&self, partition: u32) -> Option<&SplitInfo> {
+        self.splits
+            .iter()
+            .find(|s| partition >= s.from && partition < s.to)
+    }
+
+    /// Whether `partition` may be read from the start without breaking any subject's order:
+    /// it existed from the topic's creation, or its split is sealed.
+    pub fn open_for_reading(&self, partition: u32) -> bool {
+        self.split_creating(partition).is_none_or(SplitInfo::sealed)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -162,8 +234,9 @@ impl BrokerInfo {
 }
 
 impl TopicMetadata {
-    /// The fewest bytes one entry takes: an empty name and no partitions.
-    const MIN_SIZE: usize = 2 + 4;
+    /// The fewest bytes one entry takes: an empty name, no partitions, an epoch and no
+    /// splits.
+    const MIN_SIZE: usize = 2 + 4 + 8 + 4;
 }
 
 impl PartitionMetadata {
@@ -223,6 +296,20 @@ impl Body for MetadataResponse {
                 put_ids(buf, &p.replicas);
                 put_option(buf, p.target.as_ref(), |b, ids| put_ids(b, ids));
             }
+            buf.put_u64_le(t.map_epoch);
+            put_count(buf, t.splits.len());
+            for s in &t.splits {
+                buf.put_u64_le(s.epoch);
+                buf.put_u32_le(s.from);
+                buf.put_u32_le(s.to);
+                put_count(buf, s.points.len());
+                for p in &s.points {
+                    put_option(buf, p.as_ref(), |b, p| {
+                        b.put_u64_le(p.offset);
+                        b.put_u64_le(p.hlc);
+                    });
+                }
+            }
         }
     }
 
@@ -246,6 +333,22 @@ impl Body for MetadataResponse {
                             leader_epoch: r.u64()?,
                             replicas: r.vec_of("replicas", 8, Reader::u64)?,
                             target: r.option(|r| r.vec_of("target replicas", 8, Reader::u64))?,
+                        })
+                    })?,
+                    map_epoch: r.u64()?,
+                    splits: r.vec_of("splits", SplitInfo::MIN_SIZE, |r| {
+                        Ok(SplitInfo {
+                            epoch: r.u64()?,
+                            from: r.u32()?,
+                            to: r.u32()?,
+                            points: r.vec_of("split points", 1, |r| {
+                                r.option(|r| {
+                                    Ok(SplitPoint {
+                                        offset: r.u64()?,
+                                        hlc: r.u64()?,
+                                    })
+                                })
+                            })?,
                         })
                     })?,
                 })
@@ -373,6 +476,16 @@ mod tests {
                         target: None,
                     },
                 ],
+                map_epoch: 1,
+                splits: vec![SplitInfo {
+                    epoch: 1,
+                    from: 1,
+                    to: 2,
+                    points: vec![Some(SplitPoint {
+                        offset: 42,
+                        hlc: 7 << 32,
+                    })],
+                }],
             }],
         });
         roundtrip(&MetadataResponse {
@@ -405,6 +518,8 @@ mod tests {
             topics: vec![TopicMetadata {
                 name: String::new(),
                 partitions: vec![],
+                map_epoch: 0,
+                splits: vec![],
             }],
             ..empty.clone()
         };
@@ -422,6 +537,8 @@ mod tests {
                     replicas: vec![],
                     target: None,
                 }],
+                map_epoch: 0,
+                splits: vec![],
             }],
             ..empty
         };

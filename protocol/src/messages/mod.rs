@@ -11,6 +11,7 @@ use crate::frame::{Frame, FrameHeader};
 use crate::wire::{DecodeError, DecodeLimit, Reader};
 
 pub mod acls;
+pub mod add_partitions;
 pub mod alter_topic_config;
 pub mod api_versions;
 pub mod authenticate;
@@ -247,6 +248,7 @@ apis! {
     21 => AlterTopicConfig(alter_topic_config::AlterTopicConfigRequest, AlterTopicConfigResponse), versions 0..=0;
     22 => ReassignPartition(reassign::ReassignPartitionRequest, ReassignPartitionResponse), versions 0..=0;
     23 => DecommissionBroker(reassign::DecommissionBrokerRequest, DecommissionBrokerResponse), versions 0..=0;
+    24 => AddPartitions(add_partitions::AddPartitionsRequest, AddPartitionsResponse), versions 0..=0;
 }
 
 /// Builds the frame of a request.
