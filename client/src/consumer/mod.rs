@@ -28,7 +28,9 @@
 //!   goes on after it.
 //!
 //! Modules: [`record`] ([`Record`] and the continuity check of a fetch answer), `progress`
-//! (the bounded retries of answers that bring nothing).
+//! (the bounded retries of answers that bring nothing), [`split`] (partition splits as a
+//! reader sees them: a subject's chain of partitions, which partitions may be read yet) and
+//! `history` ([`Consumer::subject_history`]: one subject in HLC order across splits).
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), steme_client::ClientError> {
@@ -62,8 +64,10 @@ use tokio_util::task::AbortOnDropHandle;
 use crate::cluster::{Backoff, ClientConfig, Cluster};
 use crate::error::ClientError;
 
+mod history;
 mod progress;
 pub mod record;
+pub mod split;
 #[cfg(test)]
 pub(crate) mod testing;
 #[cfg(test)]
@@ -71,6 +75,7 @@ mod tests;
 
 use progress::{NoProgress, Verdict};
 pub use record::{ContinuousBatches, Record, continuous_batches, records_from};
+pub use split::{ChainStep, ReadUntil, gates_open, subject_chain};
 
 /// Where to start reading a partition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
