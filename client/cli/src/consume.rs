@@ -3,6 +3,12 @@
 //! Without `--follow`, each partition is read up to its high watermark as of the start, and
 //! the command ends when every partition is there. A range an operator skipped (given up:
 //! damaged on every replica) is named on stderr with the record of the skip, and passed.
+//!
+//! Reading every partition, each subject comes out in HLC order across partition splits:
+//! a partition created by a split is not read until every old partition of the split has
+//! been read past its split point (`gate`). With `--follow` the topic's metadata is looked
+//! at every second, and partitions added meanwhile are read from their start, behind the
+//! same gates. One partition asked for with `--partition` is read as it is.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -11,9 +17,17 @@ use std::time::Duration;
 use anyhow::Context;
 use serde::Serialize;
 use steme_client::{Assertion, AssertionId, ClientError, Consumer, ConsumerConfig, Record};
+use tokio::time::Instant;
 
 use crate::args::ConsumeArgs;
 use crate::time::Stamp;
+
+mod gate;
+
+use gate::SplitGates;
+
+/// How often `--follow` looks for partitions added to the topic and split points recorded.
+const METADATA_REFRESH: Duration = Duration::from_secs(1);
 
 /// One record, as printed: where it is, when it was stored (`hlc`, and as `time` and
 /// `logical`: see [`Stamp`]), who signed it, the assertion's fields, the signature.
@@ -56,14 +70,20 @@ pub async fn run(bootstrap: &str, args: ConsumeArgs) -> anyhow::Result<()> {
     let mut consumer = Consumer::connect(bootstrap, config)
         .await
         .with_context(|| format!("cannot reach the cluster at {bootstrap}"))?;
+    // One partition asked for is read as it is; every partition is read behind split gates.
+    let mut gates = None;
     let partitions = match args.partition {
         Some(p) => {
             consumer.assign(&args.topic, &[p]).await?;
             vec![p]
         }
         None => {
-            let n = consumer.assign_all(&args.topic).await?;
-            (0..n).collect()
+            let meta = consumer.topic_metadata(&args.topic).await?;
+            let g = SplitGates::new(meta);
+            let all = g.partitions();
+            consumer.assign(&args.topic, &all).await?;
+            gates = Some(g);
+            all
         }
     };
     for &p in &partitions {
@@ -90,6 +110,14 @@ pub async fn run(bootstrap: &str, args: ConsumeArgs) -> anyhow::Result<()> {
             return Ok(());
         }
     }
+    if let Some(g) = &mut gates {
+        // Those with nothing to read are paused already, and stay so.
+        let to_read: Vec<u32> = match args.follow {
+            true => partitions.clone(),
+            false => ends.keys().copied().collect(),
+        };
+        g.hold_closed(&mut consumer, &to_read)?;
+    }
 
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let mut printed = 0u64;
@@ -97,6 +125,7 @@ pub async fn run(bootstrap: &str, args: ConsumeArgs) -> anyhow::Result<()> {
     if max == 0 {
         return Ok(());
     }
+    let mut refreshed_at = Instant::now();
     loop {
         let records = match consumer.poll(Duration::from_millis(500)).await {
             Ok(records) => records,
@@ -126,9 +155,28 @@ pub async fn run(bootstrap: &str, args: ConsumeArgs) -> anyhow::Result<()> {
         out.flush()?;
         if !args.follow {
             consumer.pause_reached(&mut ends)?;
-            if ends.is_empty() {
-                return Ok(());
+        }
+        if let Some(g) = &mut gates {
+            if args.follow && refreshed_at.elapsed() >= METADATA_REFRESH {
+                refreshed_at = Instant::now();
+                // Partitions added since, and split points recorded since. A failure is
+                // tried again at the next refresh; reading goes on meanwhile.
+                match consumer.topic_metadata(&args.topic).await {
+                    Ok(meta) => g.update(&mut consumer, meta)?,
+                    Err(e) => tracing::debug!(error = %e, "metadata refresh failed"),
+                }
             }
+            g.release_open(&mut consumer)?;
+            if !args.follow && !ends.is_empty() && ends.keys().all(|p| g.held().contains(p)) {
+                anyhow::bail!(
+                    "partitions {:?} wait for split points that the partitions they split \
+                     from do not reach by their high watermarks",
+                    g.held()
+                );
+            }
+        }
+        if !args.follow && ends.is_empty() {
+            return Ok(());
         }
     }
 }
