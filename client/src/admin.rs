@@ -1,5 +1,6 @@
-//! The admin client: topics, cluster metadata, and moving replicas between brokers
-//! ([`Admin::reassign_partition`], [`Admin::decommission_broker`]).
+//! The admin client: topics (growing one with [`Admin::add_partitions`]), cluster metadata,
+//! and moving replicas between brokers ([`Admin::reassign_partition`],
+//! [`Admin::decommission_broker`]).
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), steme_client::ClientError> {
@@ -14,11 +15,13 @@
 //! # }
 //! ```
 
+pub use steme_protocol::messages::add_partitions::AddPartitionsResponse;
 pub use steme_protocol::messages::create_topic::{ConfigEntry, CreateTopicResponse};
 pub use steme_protocol::messages::describe_topic::{DescribeTopicResponse, PartitionDescription};
 pub use steme_protocol::messages::list_offsets::{ListOffsetsResponse, OffsetSpec};
 pub use steme_protocol::messages::metadata::{
-    BrokerInfo, BrokerState, MetadataResponse, PartitionMetadata, TopicMetadata,
+    BrokerInfo, BrokerState, MetadataResponse, PartitionMetadata, SplitInfo, SplitPoint,
+    TopicMetadata,
 };
 pub use steme_protocol::messages::reassign::{
     DecommissionBrokerResponse, ReassignPartitionResponse,
@@ -26,6 +29,7 @@ pub use steme_protocol::messages::reassign::{
 
 use steme_protocol::acl::Acl;
 use steme_protocol::messages::acls::{AclEntry, AlterAclRequest, ListAclsRequest};
+use steme_protocol::messages::add_partitions::AddPartitionsRequest;
 use steme_protocol::messages::alter_topic_config::AlterTopicConfigRequest;
 use steme_protocol::messages::create_topic::CreateTopicRequest;
 use steme_protocol::messages::delete_topic::DeleteTopicRequest;
@@ -118,6 +122,26 @@ impl Admin {
             delete,
         };
         Ok(self.cluster.call_metadata_leader(&req).await?.configs)
+    }
+
+    /// Grows `topic` to `count` partitions (the new total), keeping every subject's order:
+    /// subjects that jump hash sends to a new partition are written there from each old
+    /// partition's split point on. Answered once the metadata group recorded the new map,
+    /// with the map epoch and count it now has; the split points follow within a fraction
+    /// of a second (until then the new partitions refuse records with `SplitPending`, and
+    /// [`SplitInfo::sealed`] in [`leader_metadata`](Self::leader_metadata) is false).
+    /// Asking for the count the topic has changes nothing; fewer is refused, as is a growth
+    /// while the previous one still records its split points.
+    pub async fn add_partitions(
+        &self,
+        topic: &str,
+        count: u32,
+    ) -> Result<AddPartitionsResponse, ClientError> {
+        let req = AddPartitionsRequest {
+            topic: topic.to_owned(),
+            count,
+        };
+        self.cluster.call_metadata_leader(&req).await
     }
 
     /// Moves `topic`/`partition` to `replicas` (distinct active brokers, the preferred

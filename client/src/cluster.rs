@@ -565,6 +565,8 @@ mod tests {
                         target: None,
                     })
                     .collect(),
+                map_epoch: 0,
+                splits: vec![],
             }],
         }
     }

@@ -11,7 +11,7 @@
 //!   zero-copy [`Record`]s, optional verification, a `Stream` of records. Integrity fails
 //!   closed: a gap or overlap in a fetch, a damaged range (`CorruptData`) or fetches stuck
 //!   below the high watermark end in a typed error, never in a skipped range.
-//! - [`admin`]: create, delete and describe topics; metadata; offsets.
+//! - [`admin`]: create, delete, describe and grow topics; move replicas; metadata; offsets.
 //! - [`keys`]: key files (a signing key's seed in hex, mode 0600), loaded and saved.
 //! - [`error`]: [`ClientError`], the one error type of the network API.
 //!

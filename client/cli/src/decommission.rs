@@ -132,6 +132,8 @@ mod tests {
                     // Not on 3.
                     partition(2, vec![1, 2, 4], None),
                 ],
+                map_epoch: 0,
+                splits: vec![],
             }],
         }
     }

@@ -154,6 +154,8 @@ mod tests {
                     replicas,
                     target,
                 }],
+                map_epoch: 0,
+                splits: vec![],
             }],
         }
     }

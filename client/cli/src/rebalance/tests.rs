@@ -179,6 +179,8 @@ fn the_plan_leaves_moving_partitions_and_takes_only_active_brokers() {
                 partition(0, vec![1, 2], Some(vec![1, 5])),
                 partition(1, vec![1, 5], None),
             ],
+            map_epoch: 0,
+            splits: vec![],
         }],
     };
     let (active, placements) = inputs(&meta);
