@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use steme_client::{Acks, Position};
 
-pub use crate::args_admin::{DecommissionArgs, PartitionCommand, RebalanceArgs};
+pub use crate::args_admin::{AddPartitionsArgs, DecommissionArgs, PartitionCommand, RebalanceArgs};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -59,7 +59,7 @@ pub struct Cli {
 pub enum Command {
     /// Generate an Ed25519 signing key (hex seed, mode 0600) and print its public key.
     Keygen(KeygenArgs),
-    /// Create, list, describe and delete topics.
+    /// Create, list, describe, grow and delete topics.
     #[command(subcommand)]
     Topic(TopicCommand),
     /// Sign assertions read as JSON lines on stdin and produce them; one ack line each.
@@ -222,7 +222,8 @@ pub enum TopicCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Show a topic's settings and, per partition, leader, replicas and log figures.
+    /// Show a topic's settings, its map epoch and split points, and per partition leader,
+    /// replicas and log figures.
     Describe {
         name: String,
         /// JSON instead of a table.
@@ -245,6 +246,11 @@ pub enum TopicCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Grow a topic to --count partitions, keeping every subject's order. Subjects that
+    /// move to a new partition are written there from each old partition's split point on;
+    /// the new partitions take records once every split point is recorded, which this
+    /// waits for (unless --no-wait).
+    AddPartitions(AddPartitionsArgs),
     /// Delete a topic and all its data.
     Delete {
         name: String,

@@ -1,6 +1,6 @@
-//! The command line of the commands that move replicas: `partition reassign`, `cluster
-//! decommission` and `cluster rebalance` (kept apart from `args` so neither file grows too
-//! long).
+//! The command line of the commands that move replicas or grow topics: `partition
+//! reassign`, `cluster decommission`, `cluster rebalance` and `topic add-partitions` (kept
+//! apart from `args` so neither file grows too long).
 
 use clap::{Args, Subcommand};
 
@@ -54,6 +54,26 @@ pub struct DecommissionArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct AddPartitionsArgs {
+    /// The topic.
+    pub topic: String,
+    /// The new total number of partitions (more than the topic has; at most 10000).
+    #[arg(long, value_name = "N")]
+    pub count: u32,
+    /// Return once the new map is recorded, without waiting for the split points.
+    #[arg(long)]
+    pub no_wait: bool,
+    /// How long to wait for every split point, in seconds; exits 1 after.
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    pub timeout: u64,
+    /// JSON lines instead of sentences: what was recorded (`topic`, `map_epoch`,
+    /// `partitions`), and once every split point is recorded the final state (`sealed:
+    /// true`, `elapsed_ms`).
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
 pub struct RebalanceArgs {
     /// Print the plan and change nothing.
     #[arg(long)]
@@ -94,7 +114,7 @@ pub fn parse_replicas(s: &str) -> Result<ReplicaList, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::args::{Cli, ClusterCommand, Command};
+    use crate::args::{Cli, ClusterCommand, Command, TopicCommand};
     use clap::Parser;
 
     fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
@@ -196,12 +216,48 @@ mod tests {
     }
 
     #[test]
+    fn topic_add_partitions_parses() {
+        let Command::Topic(TopicCommand::AddPartitions(a)) =
+            parse(&["topic", "add-partitions", "facts", "--count", "8"])
+                .unwrap()
+                .command
+        else {
+            panic!("not topic add-partitions")
+        };
+        assert_eq!(
+            (a.topic.as_str(), a.count, a.no_wait, a.timeout, a.json),
+            ("facts", 8, false, 60, false)
+        );
+        let Command::Topic(TopicCommand::AddPartitions(a)) = parse(&[
+            "topic",
+            "add-partitions",
+            "facts",
+            "--count",
+            "8",
+            "--no-wait",
+            "--timeout",
+            "5",
+            "--json",
+        ])
+        .unwrap()
+        .command
+        else {
+            panic!("not topic add-partitions")
+        };
+        assert_eq!((a.count, a.no_wait, a.timeout, a.json), (8, true, 5, true));
+        assert!(parse(&["topic", "add-partitions", "facts"]).is_err());
+        assert!(parse(&["topic", "add-partitions", "--count", "8"]).is_err());
+        assert!(parse(&["topic", "add-partitions", "facts", "--count", "-1"]).is_err());
+    }
+
+    #[test]
     fn every_new_command_has_help() {
         for args in [
             &["partition", "--help"][..],
             &["partition", "reassign", "--help"],
             &["cluster", "decommission", "--help"],
             &["cluster", "rebalance", "--help"],
+            &["topic", "add-partitions", "--help"],
         ] {
             let err = parse(args).unwrap_err();
             assert_eq!(err.kind(), clap::error::ErrorKind::DisplayHelp, "{args:?}");

@@ -27,6 +27,7 @@
 //! joined with `: `) and exit status 1; usage errors are clap's, with status 2.
 
 mod acl;
+mod add_partitions;
 mod args;
 mod args_admin;
 mod bench;

@@ -1,10 +1,11 @@
-//! `steme topic create|list|describe|alter-config|delete`.
+//! `steme topic create|list|describe|alter-config|add-partitions|delete`.
 
 use anyhow::Context;
 use serde::Serialize;
-use steme_client::admin::DescribeTopicResponse;
+use steme_client::admin::{DescribeTopicResponse, TopicMetadata};
 use steme_client::{Admin, TopicOptions};
 
+use crate::add_partitions::{SplitJson, splits_text};
 use crate::args::TopicCommand;
 
 pub async fn run(bootstrap: &str, cmd: TopicCommand) -> anyhow::Result<()> {
@@ -64,10 +65,21 @@ pub async fn run(bootstrap: &str, cmd: TopicCommand) -> anyhow::Result<()> {
                 .describe_topic(&name)
                 .await
                 .with_context(|| format!("cannot describe topic {name:?}"))?;
+            // The map (epoch, split points) is in the metadata, not in DescribeTopic.
+            let map = admin
+                .metadata(Some(std::slice::from_ref(&name)))
+                .await
+                .with_context(|| format!("cannot read the metadata of topic {name:?}"))?
+                .topics
+                .into_iter()
+                .find(|t| t.name == name)
+                .with_context(|| format!("topic {name:?} is gone"))?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&DescribeJson::from(&d))?);
+                let out = DescribeJson::new(&d, &map);
+                println!("{}", serde_json::to_string_pretty(&out)?);
             } else {
                 print!("{}", describe_table(&d));
+                print!("{}", splits_text(&map));
             }
         }
         TopicCommand::AlterConfig {
@@ -95,6 +107,7 @@ pub async fn run(bootstrap: &str, cmd: TopicCommand) -> anyhow::Result<()> {
                 print!("{}", altered_text(&name, &configs));
             }
         }
+        TopicCommand::AddPartitions(a) => crate::add_partitions::run(&admin, a).await?,
         TopicCommand::Delete { name, json } => {
             admin
                 .delete_topic(&name)
@@ -114,6 +127,9 @@ pub async fn run(bootstrap: &str, cmd: TopicCommand) -> anyhow::Result<()> {
 struct DescribeJson {
     name: String,
     configs: std::collections::BTreeMap<String, String>,
+    /// How many times the partition count changed, and each change's split points.
+    map_epoch: u64,
+    splits: Vec<SplitJson>,
     partitions: Vec<PartitionJson>,
 }
 
@@ -132,8 +148,8 @@ struct PartitionJson {
     offline: Option<String>,
 }
 
-impl From<&DescribeTopicResponse> for DescribeJson {
-    fn from(d: &DescribeTopicResponse) -> Self {
+impl DescribeJson {
+    fn new(d: &DescribeTopicResponse, map: &TopicMetadata) -> Self {
         DescribeJson {
             name: d.name.clone(),
             configs: d
@@ -141,6 +157,8 @@ impl From<&DescribeTopicResponse> for DescribeJson {
                 .iter()
                 .map(|c| (c.key.clone(), c.value.clone()))
                 .collect(),
+            map_epoch: map.map_epoch,
+            splits: map.splits.iter().map(SplitJson::from).collect(),
             partitions: d
                 .partitions
                 .iter()
@@ -261,7 +279,15 @@ mod tests {
         let table = describe_table(&d);
         assert!(table.contains("retention.ms = 1000"));
         assert!(table.lines().nth(3).unwrap().contains("1,2"));
-        let json = serde_json::to_value(DescribeJson::from(&d)).unwrap();
+        let map = TopicMetadata {
+            name: "facts".into(),
+            partitions: vec![],
+            map_epoch: 0,
+            splits: vec![],
+        };
+        let json = serde_json::to_value(DescribeJson::new(&d, &map)).unwrap();
+        assert_eq!(json["map_epoch"], 0);
+        assert_eq!(json["splits"], serde_json::json!([]));
         assert_eq!(json["partitions"][0]["high_watermark"], 10);
         assert_eq!(json["partitions"][0]["leader"], serde_json::Value::Null);
         assert_eq!(json["configs"]["retention.ms"], "1000");

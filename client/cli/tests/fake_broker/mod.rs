@@ -12,6 +12,11 @@
 //! out ReassignPartition and DecommissionBroker: a move is recorded as the partition's
 //! target and finishes after a set number of Metadata answers; a draining broker's replica
 //! moves to an active broker, and the broker is removed once it holds none.
+//!
+//! AddPartitions grows the topic (every new partition has partition 0's replicas) and
+//! records a split whose points are all recorded after the same number of Metadata answers
+//! (at once with the default layout): old partition `i` splits at offset `100 + i`, HLC
+//! `5000 + i`. DescribeTopic describes every partition with an empty log.
 
 // Each test crate uses part of it.
 #![allow(dead_code)]
@@ -24,11 +29,14 @@ use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
 use steme_protocol::batch::patch_header;
 use steme_protocol::frame::Frame;
+use steme_protocol::messages::add_partitions::{AddPartitionsRequest, AddPartitionsResponse};
 use steme_protocol::messages::api_versions::ApiVersionsResponse;
+use steme_protocol::messages::describe_topic::{DescribeTopicResponse, PartitionDescription};
 use steme_protocol::messages::fetch::{FetchRequest, FetchResponse};
 use steme_protocol::messages::list_offsets::{ListOffsetsResponse, OffsetSpec};
 use steme_protocol::messages::metadata::{
-    BrokerInfo, BrokerState, MetadataResponse, PartitionMetadata, TopicMetadata,
+    BrokerInfo, BrokerState, MetadataResponse, PartitionMetadata, SplitInfo, SplitPoint,
+    TopicMetadata,
 };
 use steme_protocol::messages::reassign::{
     DecommissionBrokerRequest, DecommissionBrokerResponse, ReassignPartitionRequest,
@@ -44,7 +52,7 @@ use tokio::sync::mpsc;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::codec::Framed;
 
-/// The one topic the fake serves (one partition, 0).
+/// The one topic the fake serves (one partition, 0, until AddPartitions grows it).
 pub const TOPIC: &str = "t";
 
 /// How the fake answers a fetch.
@@ -88,6 +96,10 @@ impl FakeBroker {
                 layout,
                 target: None,
                 polls_left: 0,
+                partitions: 1,
+                map_epoch: 0,
+                splits: Vec::new(),
+                split_polls_left: 0,
             }),
         });
         let accept = tokio::spawn(async move {
@@ -136,7 +148,8 @@ pub struct Layout {
     pub brokers: Vec<(u64, BrokerState)>,
     /// The partition's replicas, the preferred leader first (the first is its leader).
     pub replicas: Vec<u64>,
-    /// How many Metadata answers still show a move before it is done.
+    /// How many Metadata answers still show a move (or a split without its points) before
+    /// it is done.
     pub polls_per_move: u32,
 }
 
@@ -158,6 +171,12 @@ struct Moves {
     target: Option<Vec<u64>>,
     /// Metadata answers left before the move under way is done.
     polls_left: u32,
+    /// The topic's partition count, map epoch and splits, as AddPartitions grows it.
+    partitions: u32,
+    map_epoch: u64,
+    splits: Vec<SplitInfo>,
+    /// Metadata answers left before the last split's points are recorded.
+    split_polls_left: u32,
 }
 
 impl Moves {
@@ -187,6 +206,13 @@ impl Moves {
                 self.polls_left -= 1;
             }
         }
+        if self.splits.last().is_some_and(|s| !s.sealed()) {
+            if self.split_polls_left == 0 {
+                self.seal_split();
+            } else {
+                self.split_polls_left -= 1;
+            }
+        }
         if self.target.is_none() {
             let held = &self.layout.replicas;
             for (b, s) in &mut self.layout.brokers {
@@ -212,14 +238,106 @@ impl Moves {
             metadata_leader: Some(1),
             topics: vec![TopicMetadata {
                 name: TOPIC.into(),
-                partitions: vec![PartitionMetadata {
-                    partition: 0,
+                partitions: (0..self.partitions)
+                    .map(|partition| PartitionMetadata {
+                        partition,
+                        leader: self.layout.replicas.first().copied(),
+                        leader_epoch: 1,
+                        replicas: self.layout.replicas.clone(),
+                        target: if partition == 0 {
+                            self.target.clone()
+                        } else {
+                            None
+                        },
+                    })
+                    .collect(),
+                map_epoch: self.map_epoch,
+                splits: self.splits.clone(),
+            }],
+        }
+    }
+
+    /// Every partition with an empty log, as DescribeTopic answers it.
+    fn describe(&self) -> DescribeTopicResponse {
+        DescribeTopicResponse {
+            name: TOPIC.into(),
+            configs: vec![],
+            partitions: (0..self.partitions)
+                .map(|partition| PartitionDescription {
+                    partition,
                     leader: self.layout.replicas.first().copied(),
                     leader_epoch: 1,
                     replicas: self.layout.replicas.clone(),
-                    target: self.target.clone(),
-                }],
-            }],
+                    log_start_offset: 0,
+                    high_watermark: 0,
+                    log_end_offset: 0,
+                    size_bytes: 0,
+                    offline: None,
+                    damaged: vec![],
+                    scrub: Default::default(),
+                    in_sync: None,
+                })
+                .collect(),
+        }
+    }
+
+    /// Grows the topic as the metadata leader does: refused below the current count and
+    /// while the last split still records its points; the current count changes nothing.
+    fn add_partitions(
+        &mut self,
+        req: &AddPartitionsRequest,
+    ) -> Result<AddPartitionsResponse, ApiError> {
+        if req.topic != TOPIC {
+            return Err(ApiError::other(
+                ErrorCode::UnknownTopic,
+                format!("no topic {}", req.topic),
+            ));
+        }
+        if req.count < self.partitions {
+            return Err(ApiError::other(
+                ErrorCode::InvalidRequest,
+                format!(
+                    "{TOPIC} has {} partitions; they are never removed",
+                    self.partitions
+                ),
+            ));
+        }
+        if req.count > self.partitions {
+            if self.splits.last().is_some_and(|s| !s.sealed()) {
+                return Err(ApiError::other(
+                    ErrorCode::InvalidRequest,
+                    "the previous growth is still recording its split points",
+                ));
+            }
+            self.map_epoch += 1;
+            self.splits.push(SplitInfo {
+                epoch: self.map_epoch,
+                from: self.partitions,
+                to: req.count,
+                points: vec![None; self.partitions as usize],
+            });
+            self.partitions = req.count;
+            self.split_polls_left = self.layout.polls_per_move;
+            if self.split_polls_left == 0 {
+                self.seal_split();
+            }
+        }
+        Ok(AddPartitionsResponse {
+            topic: TOPIC.into(),
+            map_epoch: self.map_epoch,
+            partitions: self.partitions,
+        })
+    }
+
+    /// Records every split point of the last split.
+    fn seal_split(&mut self) {
+        if let Some(split) = self.splits.last_mut() {
+            for (i, point) in (0u64..).zip(&mut split.points) {
+                *point = Some(SplitPoint {
+                    offset: 100 + i,
+                    hlc: 5000 + i,
+                });
+            }
         }
     }
 
@@ -349,6 +467,14 @@ async fn answer(shared: &Shared, frame: Frame) -> Option<Frame> {
         Request::DecommissionBroker(req) => {
             let result = shared.cluster.lock().expect("cluster").decommission(&req);
             response_frame(&header, &result)
+        }
+        Request::AddPartitions(req) => {
+            let result = shared.cluster.lock().expect("cluster").add_partitions(&req);
+            response_frame(&header, &result)
+        }
+        Request::DescribeTopic(_) => {
+            let d = shared.cluster.lock().expect("cluster").describe();
+            response_frame(&header, &Ok(d))
         }
         Request::ListOffsets(req) => {
             let offset = match req.spec {
