@@ -49,6 +49,7 @@ use tokio::sync::{Mutex, oneshot};
 
 use self::state::{Beat, Group, Tp, from_topic_partitions, to_topic_partitions};
 pub use self::state::{CommitRecord, GroupRecord};
+pub use self::state::{SplitGate, TopicView, Topics};
 use crate::partition::{Partition, ProduceJob};
 
 /// The internal topic that holds every consumer group.
@@ -286,6 +287,7 @@ impl Coordinator {
                 batch,
                 ids,
                 causality: None,
+                map: None,
                 reply,
             })
             .await;
@@ -337,7 +339,7 @@ impl Coordinator {
     pub async fn heartbeat(
         &self,
         r: HeartbeatRequest,
-        partitions_of: &(dyn Fn(&str) -> Option<u32> + Sync),
+        topics: &Topics<'_>,
     ) -> Result<HeartbeatResponse, ApiError> {
         let timeout = Duration::from_millis(u64::from(r.session_timeout_ms.clamp(1_000, 600_000)));
         let beat = Beat {
@@ -355,7 +357,7 @@ impl Coordinator {
             let _ = getrandom::fill(&mut b);
             format!("{}-{}", r.group, hex::encode(b))
         };
-        let (answer, changed) = g.heartbeat(beat, Instant::now(), new_id, partitions_of)?;
+        let (answer, changed) = g.heartbeat(beat, Instant::now(), new_id, topics)?;
         if changed {
             self.store(&r.group, g.members_record()).await?;
         }
@@ -375,13 +377,13 @@ impl Coordinator {
         &self,
         group: &str,
         member_id: &str,
-        partitions_of: &(dyn Fn(&str) -> Option<u32> + Sync),
+        topics: &Topics<'_>,
     ) -> Result<(), ApiError> {
         let mut groups = self.groups.lock().await;
         let Some(mut g) = groups.get(group).cloned() else {
             return Ok(());
         };
-        if g.remove(member_id, partitions_of) {
+        if g.remove(member_id, topics) {
             self.store(group, g.members_record()).await?;
             groups.insert(group.to_owned(), g);
             self.maybe_snapshot(&groups).await;
@@ -390,7 +392,7 @@ impl Coordinator {
     }
 
     /// Removes members whose session ended.
-    pub async fn expire(&self, partitions_of: &(dyn Fn(&str) -> Option<u32> + Sync)) {
+    pub async fn expire(&self, topics: &Topics<'_>) {
         let mut groups = self.groups.lock().await;
         let now = Instant::now();
         let names: Vec<String> = groups.keys().cloned().collect();
@@ -401,7 +403,7 @@ impl Coordinator {
                 continue;
             }
             for id in &gone {
-                g.remove(id, partitions_of);
+                g.remove(id, topics);
             }
             match self.store(&name, g.members_record()).await {
                 Ok(()) => {
@@ -532,7 +534,7 @@ impl Coordinator {
     pub async fn described_partitions(
         &self,
         group: &str,
-        partitions_of: &(dyn Fn(&str) -> Option<u32> + Sync),
+        topics: &Topics<'_>,
     ) -> Result<BTreeSet<Tp>, ApiError> {
         let groups = self.groups.lock().await;
         let g = groups
@@ -540,15 +542,15 @@ impl Coordinator {
             .ok_or_else(|| ApiError::other(ErrorCode::UnknownGroup, format!("no group {group}")))?;
         // Every partition of a topic the group reads or has read: a partition without a
         // commit still has lag.
-        let topics: BTreeSet<&String> = g
+        let read: BTreeSet<&String> = g
             .offsets
             .keys()
             .map(|(t, _)| t)
             .chain(g.members.values().flat_map(|m| &m.subscription))
             .collect();
         let mut tps: BTreeSet<Tp> = g.offsets.keys().cloned().collect();
-        for t in topics {
-            for p in 0..partitions_of(t).unwrap_or(0) {
+        for t in read {
+            for p in 0..topics(t).map_or(0, |v| v.partitions) {
                 tps.insert((t.clone(), p));
             }
         }

@@ -23,6 +23,55 @@ use steme_protocol::{ApiError, ErrorCode};
 /// A topic partition.
 pub type Tp = (String, u32);
 
+/// What assignment needs of a topic: its partition count, and its growths.
+#[derive(Debug, Clone, Default)]
+pub struct TopicView {
+    pub partitions: u32,
+    pub splits: Vec<SplitGate>,
+}
+
+/// One growth of a topic (`metadata::split`): partitions `from..to` were added, and each
+/// old partition's split offset, once recorded.
+#[derive(Debug, Clone)]
+pub struct SplitGate {
+    pub from: u32,
+    pub to: u32,
+    pub points: Vec<Option<u64>>,
+}
+
+/// How the coordinator looks a topic up.
+pub type Topics<'a> = dyn Fn(&str) -> Option<TopicView> + Sync + 'a;
+
+impl TopicView {
+    /// Whether a group that committed `offsets` may be given `partition` of `topic`. A
+    /// partition a growth added holds the newer records of subjects that moved out of the
+    /// old partitions, so (as Pravega orders a segment's successors behind it) it is given
+    /// out only once the group has consumed every old partition past its split point:
+    /// then every subject's older records were delivered before its newer ones.
+    pub fn may_assign(
+        &self,
+        topic: &str,
+        partition: u32,
+        offsets: &BTreeMap<Tp, Committed>,
+    ) -> bool {
+        let Some(split) = self
+            .splits
+            .iter()
+            .find(|s| partition >= s.from && partition < s.to)
+        else {
+            return true;
+        };
+        split.points.iter().enumerate().all(|(old, point)| {
+            point.is_some_and(|at| {
+                let committed = offsets
+                    .get(&(topic.to_owned(), old as u32))
+                    .map_or(0, |c| c.offset);
+                committed >= at
+            })
+        })
+    }
+}
+
 /// A durable change to a group, as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
@@ -263,7 +312,7 @@ impl Group {
         beat: Beat,
         now: Instant,
         new_member_id: impl FnOnce() -> String,
-        partitions_of: &dyn Fn(&str) -> Option<u32>,
+        topics: &Topics,
     ) -> Result<(BeatAnswer, bool), ApiError> {
         let mut changed = false;
         let id = if beat.member_id.is_empty() {
@@ -343,7 +392,7 @@ impl Group {
                 m.revoking.retain(|tp| m.owned.contains(tp));
             }
         }
-        changed |= self.rebalance(partitions_of);
+        changed |= self.rebalance(topics);
         let m = self.members.get_mut(&id).expect("present");
         let assignment = std::mem::take(&mut m.deliver).then(|| m.assigned.clone());
         Ok((
@@ -357,11 +406,11 @@ impl Group {
     }
 
     /// Removes a member (it left, or its session ended). Returns whether it was there.
-    pub fn remove(&mut self, member_id: &str, partitions_of: &dyn Fn(&str) -> Option<u32>) -> bool {
+    pub fn remove(&mut self, member_id: &str, topics: &Topics) -> bool {
         if self.members.remove(member_id).is_none() {
             return false;
         }
-        self.rebalance(partitions_of);
+        self.rebalance(topics);
         true
     }
 
@@ -375,8 +424,8 @@ impl Group {
     }
 
     /// Recomputes targets and deliveries; returns whether anything durable changed.
-    pub fn rebalance(&mut self, partitions_of: &dyn Fn(&str) -> Option<u32>) -> bool {
-        let targets = compute_targets(&self.members, partitions_of);
+    pub fn rebalance(&mut self, topics: &Topics) -> bool {
+        let targets = compute_targets(&self.members, topics);
         let mut changed = false;
         for (id, m) in self.members.iter_mut() {
             let t = targets.get(id).cloned().unwrap_or_default();
@@ -396,12 +445,25 @@ impl Group {
                 owned_by.insert(tp, id.as_str());
             }
         }
+        // Partitions a growth added wait until the group has consumed the old ones past
+        // their split points.
+        let mut views: BTreeMap<&str, Option<TopicView>> = BTreeMap::new();
+        for (t, _) in self.members.values().flat_map(|m| &m.target) {
+            views.entry(t.as_str()).or_insert_with(|| topics(t));
+        }
+        let may_assign = |(t, p): &Tp| {
+            views
+                .get(t.as_str())
+                .and_then(Option::as_ref)
+                .is_none_or(|v| v.may_assign(t, *p, &self.offsets))
+        };
         let mut deliveries = Vec::new();
         for (id, m) in &self.members {
             let deliverable: BTreeSet<Tp> = m
                 .target
                 .iter()
                 .filter(|tp| owned_by.get(tp).is_none_or(|o| *o == id.as_str()))
+                .filter(|tp| m.assigned.contains(*tp) || may_assign(tp))
                 .cloned()
                 .collect();
             if deliverable != m.assigned {
@@ -467,15 +529,15 @@ impl Group {
 /// current partitions as the balance allows.
 pub fn compute_targets(
     members: &BTreeMap<String, Member>,
-    partitions_of: &dyn Fn(&str) -> Option<u32>,
+    topics: &Topics,
 ) -> BTreeMap<String, BTreeSet<Tp>> {
     let mut out: BTreeMap<String, BTreeSet<Tp>> = members
         .keys()
         .map(|id| (id.clone(), BTreeSet::new()))
         .collect();
-    let topics: BTreeSet<&String> = members.values().flat_map(|m| &m.subscription).collect();
-    for topic in topics {
-        let Some(n) = partitions_of(topic) else {
+    let subscribed: BTreeSet<&String> = members.values().flat_map(|m| &m.subscription).collect();
+    for topic in subscribed {
+        let Some(n) = topics(topic).map(|v| v.partitions) else {
             continue;
         };
         let subs: Vec<&String> = members
@@ -536,8 +598,11 @@ pub fn compute_targets(
 mod tests {
     use super::*;
 
-    fn parts(t: &str) -> Option<u32> {
-        (t == "facts").then_some(16)
+    fn parts(t: &str) -> Option<TopicView> {
+        (t == "facts").then(|| TopicView {
+            partitions: 16,
+            splits: Vec::new(),
+        })
     }
 
     fn beat(id: &str, epoch: u32, owned: &BTreeSet<Tp>) -> Beat {
@@ -586,6 +651,70 @@ mod tests {
                 seen.insert(tp.clone());
             }
         }
+    }
+
+    #[test]
+    fn a_partition_a_growth_added_waits_until_the_old_ones_are_consumed_past_their_split() {
+        // "facts" grew from 2 to 3 partitions; partition 1's split point is not recorded yet.
+        let grown = |points: Vec<Option<u64>>| {
+            move |t: &str| {
+                (t == "facts").then(|| TopicView {
+                    partitions: 3,
+                    splits: vec![SplitGate {
+                        from: 2,
+                        to: 3,
+                        points: points.clone(),
+                    }],
+                })
+            }
+        };
+        let now = Instant::now();
+        let mut g = Group::default();
+        let pending = grown(vec![Some(10), None]);
+        let (a, _) = g
+            .heartbeat(beat("", 0, &BTreeSet::new()), now, || "a".into(), &pending)
+            .unwrap();
+        let given = a.assignment.expect("first assignment");
+        assert!(given.contains(&("facts".into(), 0)) && given.contains(&("facts".into(), 1)));
+        assert!(
+            !given.contains(&("facts".into(), 2)),
+            "split not sealed: {given:?}"
+        );
+        // Sealed, but the group has consumed partition 0 only up to 7 of its 10.
+        let sealed = grown(vec![Some(10), Some(0)]);
+        let commit = |g: &mut Group, p: u32, offset: u64| {
+            g.offsets.insert(
+                ("facts".into(), p),
+                Committed {
+                    offset,
+                    metadata: String::new(),
+                },
+            );
+        };
+        commit(&mut g, 0, 7);
+        let (a, _) = g
+            .heartbeat(
+                beat("a", a.member_epoch, &given),
+                now,
+                || unreachable!(),
+                &sealed,
+            )
+            .unwrap();
+        assert!(a.assignment.is_none(), "nothing new yet");
+        commit(&mut g, 0, 10);
+        let (a, _) = g
+            .heartbeat(
+                beat("a", a.member_epoch, &given),
+                now,
+                || unreachable!(),
+                &sealed,
+            )
+            .unwrap();
+        assert!(
+            a.assignment
+                .expect("partition 2 given")
+                .contains(&("facts".into(), 2))
+        );
     }
 
     #[test]

@@ -8,7 +8,7 @@
 //! | Metadata | `describe` on each topic named (unnamed: the answer lists only those) |
 //! | CreateTopic | `create` on the topic, and `alter` to set `verify.signatures=false` |
 //! | DeleteTopic | `delete` on the topic |
-//! | AlterTopicConfig | `alter` on the topic |
+//! | AlterTopicConfig, AddPartitions | `alter` on the topic |
 //! | DescribeTopic, ListOffsets | `describe` on the topic |
 //! | Produce | `produce` on the topic |
 //! | Fetch | `consume` on the topic |
@@ -57,6 +57,7 @@ pub fn check(gate: &Gate<'_>, req: &Request) -> Result<(), ApiError> {
         }
         Request::DeleteTopic(r) => gate.allow(Delete, Topic(&r.name)),
         Request::AlterTopicConfig(r) => gate.allow(Alter, Topic(&r.topic)),
+        Request::AddPartitions(r) => gate.allow(Alter, Topic(&r.topic)),
         Request::DescribeTopic(r) => gate.allow(Describe, Topic(&r.name)),
         Request::ListOffsets(r) => gate.allow(Describe, Topic(&r.topic)),
         Request::Produce(r) => gate.allow(Produce, Topic(&r.topic)),

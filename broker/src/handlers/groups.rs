@@ -23,7 +23,7 @@ pub async fn heartbeat(
     r: HeartbeatRequest,
 ) -> Result<HeartbeatResponse, ApiError> {
     let c = broker.coordinator(&r.group).await?;
-    c.heartbeat(r, &|t| broker.partitions_of(t)).await
+    c.heartbeat(r, &|t| broker.topic_view(t)).await
 }
 
 pub async fn commit_offsets(
@@ -47,7 +47,7 @@ pub async fn fetch_offsets(
 
 pub async fn leave(broker: &Broker, r: LeaveGroupRequest) -> Result<LeaveGroupResponse, ApiError> {
     let c = broker.coordinator(&r.group).await?;
-    c.leave(&r.group, &r.member_id, &|t| broker.partitions_of(t))
+    c.leave(&r.group, &r.member_id, &|t| broker.topic_view(t))
         .await?;
     Ok(LeaveGroupResponse {})
 }
@@ -82,7 +82,7 @@ pub async fn describe(
 ) -> Result<DescribeGroupResponse, ApiError> {
     let c = broker.coordinator(&r.group).await?;
     let tps = c
-        .described_partitions(&r.group, &|t| broker.partitions_of(t))
+        .described_partitions(&r.group, &|t| broker.topic_view(t))
         .await?;
     let high_watermarks: HashMap<_, _> = tps
         .into_iter()

@@ -56,6 +56,7 @@ pub async fn handle(broker: &Broker, who: Option<&Arc<str>>, req: Request) -> Re
         Request::CreateTopic(r) => Reply::of(topics::create(broker, r).await),
         Request::DeleteTopic(r) => Reply::of(topics::delete(broker, r).await),
         Request::AlterTopicConfig(r) => Reply::of(topics::alter_config(broker, r).await),
+        Request::AddPartitions(r) => Reply::of(topics::add_partitions(broker, r).await),
         Request::ReassignPartition(r) => Reply::of(placement::reassign(broker, r).await),
         Request::DecommissionBroker(r) => Reply::of(placement::decommission(broker, r).await),
         Request::DescribeTopic(r) => Reply::of(topics::describe(broker, r)),

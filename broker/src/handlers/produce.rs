@@ -24,7 +24,7 @@ pub async fn produce(
     r: ProduceRequest,
 ) -> Result<ProduceResponse, ApiError> {
     let p = broker.partition(&r.topic, r.partition)?;
-    let (count, verify, signers) = {
+    let (map, counts, verify, signers) = {
         let state = broker.metadata();
         let t = state
             .topics
@@ -35,7 +35,8 @@ pub async fn produce(
         let config = t.config();
         let signers = Signers::of(&r.topic, config.clone(), principal)?;
         (
-            t.partitions.len() as u32,
+            t.map_of(r.partition),
+            t.counts(),
             signers.restricts()
                 || config
                     .verify_signatures
@@ -43,6 +44,16 @@ pub async fn produce(
             signers,
         )
     };
+    if map.hlc_floor.is_none() {
+        return Err(ApiError::other(
+            ErrorCode::SplitPending,
+            format!(
+                "{}-{} was added by a growth whose old partitions are still recording their \
+                 split points; it takes records once they all have",
+                r.topic, r.partition
+            ),
+        ));
+    }
     // Leadership is checked again by the writer; failing early saves the verification.
     let me = broker.node_id();
     let leader = p.leader().0;
@@ -70,7 +81,7 @@ pub async fn produce(
     // Partition check, ids and signatures: CPU work, off the async workers (D5).
     let (batch, ids) = tokio::task::spawn_blocking(move || {
         signers.check(&batch)?;
-        check_batch(&batch, partition, count, verify).map(|ids| (batch, ids))
+        check_batch(&batch, partition, Expect::Latest(&counts), verify).map(|ids| (batch, ids))
     })
     .await
     .map_err(BrokerError::Join)??;
@@ -79,6 +90,7 @@ pub async fn produce(
         batch,
         ids,
         causality: r.causality,
+        map: Some(map),
         reply,
     })
     .await;
@@ -166,12 +178,24 @@ impl Signers {
     }
 }
 
+/// Which partition counts a record's subject is checked against: a topic's counts,
+/// oldest first.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Expect<'a> {
+    /// A new record: it belongs where the latest count sends it. One the topic's growth
+    /// moved away from this partition is refused with `StaleMap` (the producer's map is
+    /// old), any other misplaced one with `WrongPartition`.
+    Latest(&'a [u32]),
+    /// A record already in the log (a repair's copy): it was checked against one of them.
+    AnyOf(&'a [u32]),
+}
+
 /// Checks every record's partition (D7), computes its content id and verifies the
 /// signatures in one pass; the first bad record is named.
 pub(crate) fn check_batch(
     batch: &RecordBatch,
     partition: u32,
-    partitions: u32,
+    expect: Expect<'_>,
     verify: bool,
 ) -> Result<Vec<AssertionId>, ApiError> {
     for r in batch.records() {
@@ -181,12 +205,43 @@ pub(crate) fn check_batch(
                 format!("record {}: {e}", r.index),
             )
         })?;
-        let expected = partition_for(subject, partitions);
-        if expected != partition {
-            return Err(ApiError::WrongPartition {
-                record: r.index,
-                expected,
-            });
+        match expect {
+            Expect::Latest(counts) => {
+                let latest = counts.last().copied().unwrap_or(1);
+                let expected = partition_for(subject, latest);
+                if expected == partition {
+                    continue;
+                }
+                if counts
+                    .iter()
+                    .any(|&c| partition_for(subject, c) == partition)
+                {
+                    return Err(ApiError::other(
+                        ErrorCode::StaleMap,
+                        format!(
+                            "record {}: its subject moved to partition {expected} when the \
+                             topic grew to {latest} partitions; refresh the metadata and send \
+                             it there",
+                            r.index
+                        ),
+                    ));
+                }
+                return Err(ApiError::WrongPartition {
+                    record: r.index,
+                    expected,
+                });
+            }
+            Expect::AnyOf(counts) => {
+                if !counts
+                    .iter()
+                    .any(|&c| partition_for(subject, c) == partition)
+                {
+                    return Err(ApiError::WrongPartition {
+                        record: r.index,
+                        expected: partition_for(subject, counts.last().copied().unwrap_or(1)),
+                    });
+                }
+            }
         }
     }
     if !verify {

@@ -1,4 +1,5 @@
-//! CreateTopic, DeleteTopic, DescribeTopic, AlterTopicConfig and SkipDamage.
+//! CreateTopic, DeleteTopic, DescribeTopic, AlterTopicConfig, AddPartitions and
+//! SkipDamage.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -9,6 +10,7 @@ use steme_protocol::messages::alter_topic_config::{
 use steme_protocol::messages::skip_damage::{SkipDamageRequest, SkipDamageResponse};
 
 use steme_protocol::ApiError;
+use steme_protocol::messages::add_partitions::{AddPartitionsRequest, AddPartitionsResponse};
 use steme_protocol::messages::create_topic::{
     ConfigEntry, CreateTopicRequest, CreateTopicResponse,
 };
@@ -53,6 +55,34 @@ pub async fn create(
         name: r.name,
         partitions,
         replication_factor,
+    })
+}
+
+/// Grows the topic, and answers once the new partitions have leaders (the split points are
+/// recorded after; `metadata::split`).
+pub async fn add_partitions(
+    broker: &Broker,
+    r: AddPartitionsRequest,
+) -> Result<AddPartitionsResponse, ApiError> {
+    broker
+        .propose_metadata(Command::AddPartitions {
+            name: r.topic.clone(),
+            count: r.count,
+            max_replicas_per_broker: Some(broker.config().max_partitions_per_broker),
+        })
+        .await?;
+    broker.await_leaders(&r.topic, r.count).await?;
+    let state = broker.metadata();
+    let t = state
+        .topics
+        .get(&r.topic)
+        .ok_or_else(|| BrokerError::UnknownTopic {
+            topic: r.topic.clone(),
+        })?;
+    Ok(AddPartitionsResponse {
+        topic: r.topic.clone(),
+        map_epoch: t.map_epoch,
+        partitions: t.partitions.len() as u32,
     })
 }
 

@@ -26,7 +26,9 @@ use crate::raft::types::{
 use crate::topic_config::{self, TopicConfig};
 
 mod placement;
+mod split;
 pub use placement::Retirement;
+pub use split::{MAX_PARTITIONS, PartitionMap, TopicSplit};
 
 /// The id of the metadata Raft group; partition groups are numbered from 1.
 pub use crate::raft::METADATA_GROUP;
@@ -39,6 +41,12 @@ pub struct TopicMeta {
     pub configs: BTreeMap<String, String>,
     /// One per partition, in partition order.
     pub partitions: Vec<PartitionMeta>,
+    /// How many times the partition count grew (`topic add-partitions`).
+    #[serde(default)]
+    pub map_epoch: u64,
+    /// Each growth, oldest first, with where each old partition split (see [`split`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub splits: Vec<TopicSplit>,
     /// `configs` parsed, once per snapshot (an alter replaces it with an empty one), so
     /// that a produce request does not parse a signer allow-list again.
     #[serde(skip)]
@@ -196,6 +204,21 @@ pub enum Command {
     RemoveBroker {
         id: NodeId,
     },
+    /// Grows a topic to `count` partitions (see [`split`]).
+    AddPartitions {
+        name: String,
+        count: u32,
+        /// As in [`Command::CreateTopic`].
+        #[serde(default)]
+        max_replicas_per_broker: Option<u32>,
+    },
+    /// Where an old partition split: reported by its leader once it applied its marker.
+    RecordSplit {
+        topic: String,
+        partition: u32,
+        epoch: u64,
+        point: steme_protocol::messages::metadata::SplitPoint,
+    },
 }
 
 impl Command {
@@ -316,8 +339,10 @@ impl MetadataState {
                 if self.topics.contains_key(&name) {
                     return Err(format!("topic `{name}` already exists"));
                 }
-                if partitions == 0 || partitions > 10_000 {
-                    return Err(format!("partitions must be 1 to 10000, got {partitions}"));
+                if partitions == 0 || partitions > MAX_PARTITIONS {
+                    return Err(format!(
+                        "partitions must be 1 to {MAX_PARTITIONS}, got {partitions}"
+                    ));
                 }
                 TopicConfig::parse(&configs).map_err(|e| e.to_string())?;
                 let brokers: Vec<NodeId> = self.placeable();
@@ -360,6 +385,8 @@ impl MetadataState {
                         replication_factor: rf as u16,
                         configs,
                         partitions,
+                        map_epoch: 0,
+                        splits: Vec::new(),
                         parsed: Default::default(),
                     },
                 );
@@ -419,6 +446,17 @@ impl MetadataState {
             }
             Command::DecommissionBroker { id } => self.decommission(id),
             Command::RemoveBroker { id } => self.remove_broker(id),
+            Command::AddPartitions {
+                name,
+                count,
+                max_replicas_per_broker,
+            } => self.add_partitions(&name, count, max_replicas_per_broker),
+            Command::RecordSplit {
+                topic,
+                partition,
+                epoch,
+                point,
+            } => self.record_split(&topic, partition, epoch, point),
         }
     }
 }

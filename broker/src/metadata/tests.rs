@@ -92,6 +92,8 @@ fn stored_out_of_range_settings_are_clamped_not_fatal() {
             ("retention.ms".to_owned(), "never".to_owned()),
         ]),
         partitions: vec![],
+        map_epoch: 0,
+        splits: Vec::new(),
         parsed: Default::default(),
     };
     assert_eq!(

@@ -11,6 +11,8 @@
 //!   marked removed.
 //! - **Moves.** Each partition this broker leads that has a target takes its next step
 //!   (`Partition::step_move`); the leader that finds it done reports it.
+//! - **Splits.** Each old partition of a growing topic that this broker leads writes its
+//!   split marker and reports its split point (`splits`).
 //!
 //! Each round reads the state afresh and does only what is missing, so a round cut short
 //! by a crash or a change of leader is finished by the next one, wherever it runs.
@@ -41,6 +43,7 @@ pub(super) async fn run(weak: Weak<Broker>) {
             return;
         }
         broker.step_moves().await;
+        broker.step_splits().await;
         if broker.is_metadata_leader()
             && let Err(e) = tokio::time::timeout(STEP_TIMEOUT, broker.control()).await
         {

@@ -68,7 +68,7 @@ impl Broker {
                                 .config()
                                 .verify_signatures
                                 .unwrap_or(self.cfg.verify_signatures),
-                            partitions: t.partitions.len() as u32,
+                            counts: t.counts().into(),
                         },
                     ));
                 }
@@ -116,6 +116,7 @@ impl Broker {
                 // have changed the replicas.
                 p.set_retention(topic_log.retention_bytes, topic_log.retention_age);
                 p.set_placement(&replicas, target.as_deref());
+                p.set_checks(checks);
                 continue;
             }
             let dir = self.partition_dir(&topic, partition);

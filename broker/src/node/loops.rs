@@ -111,7 +111,7 @@ pub(super) async fn expire_sessions(weak: Weak<Broker>) {
         tokio::time::sleep(EXPIRY_TICK).await;
         let Some(broker) = weak.upgrade() else { return };
         for c in broker.current_coordinators().await {
-            c.expire(&|t| broker.partitions_of(t)).await;
+            c.expire(&|t| broker.topic_view(t)).await;
         }
     }
 }

@@ -21,6 +21,7 @@ mod loops;
 mod metadata;
 mod observe;
 mod peers;
+mod splits;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -461,6 +462,25 @@ impl Broker {
     /// Where broker `id` can be reached, as a `NotLeader` hint.
     pub(crate) fn leader_hint(&self, id: NodeId) -> Option<LeaderHint> {
         (self.ctx.brokers)(id).map(|addr| LeaderHint { node_id: id, addr })
+    }
+
+    /// What a group coordinator needs of `topic`, if it exists: its partition count and
+    /// its growths' split points.
+    pub(crate) fn topic_view(&self, topic: &str) -> Option<crate::groups::TopicView> {
+        let state = self.meta_state.borrow();
+        let t = state.topics.get(topic)?;
+        Some(crate::groups::TopicView {
+            partitions: t.partitions.len() as u32,
+            splits: t
+                .splits
+                .iter()
+                .map(|s| crate::groups::SplitGate {
+                    from: s.from,
+                    to: s.to,
+                    points: s.points.iter().map(|p| p.map(|p| p.offset)).collect(),
+                })
+                .collect(),
+        })
     }
 
     /// How many partitions `topic` has, if it exists.

@@ -259,7 +259,7 @@ impl Partition {
             group: self.group,
             replicas: &self.replicas(),
             log: &self.log,
-            checks: self.checks,
+            checks: self.checks(),
         };
         let mut out = Vec::with_capacity(damaged.len());
         for damage in damaged {
@@ -383,7 +383,8 @@ impl Repairer<'_> {
         }
         let fetched = t0.elapsed();
         let log = self.log.clone();
-        let (partition, checks, first) = (self.partition, self.checks, damage.indexes.start);
+        let (partition, checks, first) =
+            (self.partition, self.checks.clone(), damage.indexes.start);
         tokio::task::spawn_blocking(move || {
             let t1 = Instant::now();
             check_records(&copy, partition, checks)?;
@@ -452,6 +453,7 @@ fn check_records(copy: &[u8], partition: u32, checks: RecordChecks) -> Result<()
     }
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let per = batches.len().div_ceil(threads).max(1);
+    let checks = &checks;
     std::thread::scope(|scope| {
         let workers: Vec<_> = batches
             .chunks(per)
@@ -464,7 +466,7 @@ fn check_records(copy: &[u8], partition: u32, checks: RecordChecks) -> Result<()
                         crate::handlers::produce::check_batch(
                             &batch,
                             partition,
-                            checks.partitions,
+                            crate::handlers::produce::Expect::AnyOf(&checks.counts),
                             checks.verify,
                         )
                         .map_err(|e| format!("entry {index}: {e}"))?;

@@ -50,12 +50,14 @@ mod leadership;
 mod quiet;
 mod reassign;
 mod retention;
+mod split;
 
 pub use integrity::Repair;
 use integrity::Repairer;
 use leadership::on_lead;
 pub use reassign::MoveStep;
 use retention::retention_loop;
+pub use split::WriterJob;
 
 /// How long a produce request may wait for its batch to commit.
 const PRODUCE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -68,6 +70,9 @@ pub struct ProduceJob {
     /// Content id of each record, computed once during verification.
     pub ids: Vec<AssertionId>,
     pub causality: Option<u64>,
+    /// The topic's partition map the records were checked against (`None` for internal
+    /// topics, which never grow).
+    pub map: Option<crate::metadata::PartitionMap>,
     pub reply: oneshot::Sender<Result<ProduceResponse, ApiError>>,
 }
 
@@ -112,12 +117,13 @@ pub struct Placement {
     pub checks: RecordChecks,
 }
 
-/// What every record of a topic must pass: its subject hashes to its partition (of
-/// `partitions`), and with `verify`, its signature checks out.
-#[derive(Debug, Clone, Copy)]
+/// What every record of a topic must pass: its subject hashes to its partition under one
+/// of the topic's partition counts (`counts`, oldest first: a split partition holds
+/// records checked against each), and with `verify`, its signature checks out.
+#[derive(Debug, Clone)]
 pub struct RecordChecks {
     pub verify: bool,
-    pub partitions: u32,
+    pub counts: Arc<[u32]>,
 }
 
 /// A partition hosted by this broker.
@@ -135,9 +141,10 @@ pub struct Partition {
     raft: PartitionRaft,
     log: Arc<GroupLog>,
     state: Arc<PartitionState>,
-    writer: mpsc::Sender<ProduceJob>,
+    writer: mpsc::Sender<WriterJob>,
     ctx: PartitionCtx,
-    checks: RecordChecks,
+    /// What the topic's records must pass (a growth adds a partition count).
+    checks: std::sync::RwLock<RecordChecks>,
     scrub: Mutex<integrity::ScrubState>,
     /// Damaged ranges the last repair round found no healthy copy of, by first index, with
     /// why (see `integrity`).
@@ -236,7 +243,7 @@ impl Partition {
                 group,
                 replicas: &replicas,
                 log: &glog,
-                checks,
+                checks: checks.clone(),
             };
             for d in &damaged {
                 if let Err(why) = repairer.repair(d).await {
@@ -281,7 +288,7 @@ impl Partition {
             state,
             writer: tx,
             ctx,
-            checks,
+            checks: std::sync::RwLock::new(checks),
             scrub: Mutex::default(),
             quarantined: Mutex::new(HashMap::new()),
             quiet: quiet::Quiet::new(),
@@ -311,7 +318,9 @@ impl Partition {
 
     /// Queues a verified produce request for the writer.
     pub async fn produce(&self, job: ProduceJob) {
-        if let Err(mpsc::error::SendError(job)) = self.writer.send(job).await {
+        if let Err(mpsc::error::SendError(WriterJob::Produce(job))) =
+            self.writer.send(WriterJob::Produce(job)).await
+        {
             let _ = job.reply.send(Err(ApiError::other(
                 ErrorCode::ShuttingDown,
                 format!("partition {}-{} is closing", self.topic, self.partition),
@@ -493,6 +502,8 @@ struct Writer {
     ready_term: Option<u64>,
     /// HLC of the last record stamped (applied or in flight).
     last_hlc: u64,
+    /// The map epoch of the last split marker in the log (applied or in flight).
+    map_epoch: u64,
 }
 
 impl Writer {
@@ -502,16 +513,27 @@ impl Writer {
             inflight: Arc::new(Mutex::new(HashMap::default())),
             ready_term: None,
             last_hlc: 0,
+            map_epoch: 0,
         }
     }
 
-    async fn run(mut self, mut rx: mpsc::Receiver<ProduceJob>) {
+    async fn run(mut self, mut rx: mpsc::Receiver<WriterJob>) {
         while let Some(job) = rx.recv().await {
-            if let Err(e) = self.ensure_ready().await {
-                let _ = job.reply.send(Err(e));
-                continue;
+            let ready = self.ensure_ready().await;
+            match job {
+                WriterJob::Produce(job) => match ready {
+                    Ok(()) => self.handle(job).await,
+                    Err(e) => {
+                        let _ = job.reply.send(Err(e));
+                    }
+                },
+                WriterJob::Mark(map) if ready.is_ok() => {
+                    if let Err(e) = self.follow_map(&map).await {
+                        tracing::debug!(topic = %self.p.topic, partition = self.p.partition, error = %e, "split marker not written");
+                    }
+                }
+                WriterJob::Mark(_) => {}
             }
-            self.handle(job).await;
         }
     }
 
@@ -543,12 +565,19 @@ impl Writer {
             .unwrap_or_else(|p| p.into_inner())
             .clear();
         self.last_hlc = self.p.state.last_hlc.load(Ordering::Acquire);
+        self.map_epoch = self.p.state.split().map_or(0, |m| m.epoch);
         self.ready_term = Some(term);
         Ok(())
     }
 
     async fn handle(&mut self, job: ProduceJob) {
         let p = self.p.clone();
+        if let Some(map) = &job.map
+            && let Err(e) = self.follow_map(map).await
+        {
+            let _ = job.reply.send(Err(e));
+            return;
+        }
         if let Some(token) = job.causality
             && let Err(skew) = p.ctx.clock.observe(token)
         {

@@ -328,6 +328,18 @@ pub fn check_forwarded(
             }
             Ok(())
         }
+        Command::RecordSplit {
+            topic, partition, ..
+        } if !state
+            .group_of(topic, *partition)
+            .is_some_and(|p| p.hosted_on(sender)) =>
+        {
+            // Only a replica of the partition applied its marker, and can say where it is.
+            Err(Refusal::NotReplica {
+                node: sender,
+                group: state.group_of(topic, *partition).map_or(0, |p| p.group),
+            })
+        }
         Command::CompleteReassignment { group, replicas } if !replicas.contains(&sender) => {
             // Only the group's leader completes a move, and it is one of the new replicas.
             Err(Refusal::NotReplica {
@@ -500,6 +512,8 @@ mod tests {
                     replicas: vec![1, 2],
                     target: None,
                 }],
+                map_epoch: 0,
+                splits: Vec::new(),
                 parsed: Default::default(),
             },
         );

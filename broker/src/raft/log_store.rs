@@ -458,7 +458,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 }
                 let written = match entry.payload {
                     EntryPayload::Normal(Proposal { bytes, checked })
-                        if self.log.kind == GroupKind::Partition =>
+                        if self.log.kind == GroupKind::Partition
+                            && !super::marker::is_marker(&bytes) =>
                     {
                         // The log patches base_offset and the CRC in place. The proposal's
                         // buffer is reused when nothing else holds it; otherwise (a follower's
@@ -479,6 +480,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                         // As stored: with the base offset this log gave it.
                         EntryPayload::Normal(Proposal::new(buf.freeze()))
                     }
+                    // A metadata command, or a partition's split marker: no offsets.
                     EntryPayload::Normal(Proposal { bytes, .. }) => {
                         let enc = codec::encode_control(&Control::App(bytes.clone()));
                         log.append(index, term, Payload::Control(&enc))

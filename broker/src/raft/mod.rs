@@ -6,6 +6,7 @@
 pub mod codec;
 pub mod group;
 pub mod log_store;
+pub mod marker;
 pub mod network;
 mod recent;
 pub mod rpc;

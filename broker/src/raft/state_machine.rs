@@ -11,7 +11,11 @@
 //! applied / snapshot record
 //!   last_applied opt<term u64, index u64> | high_watermark u64 | last_hlc u64
 //!   | log_start_offset u64 | membership_log_id opt<term u64, index u64> | membership
+//!   | split opt<epoch u64, index u64, offset u64, hlc u64>
 //! ```
+//!
+//! `split` is the last split marker applied (see [`super::marker`]): its epoch, Raft index,
+//! and the offset and HLC where it fell. Records written before it was known have none.
 
 use std::io;
 use std::sync::Arc;
@@ -26,11 +30,11 @@ use steme_protocol::BatchHeader;
 use steme_protocol::wire::{Reader, put_option};
 use tokio::sync::watch;
 
-use super::codec;
 use super::log_store::{GroupLog, META_APPLIED, io_err};
 use super::types::{
     Applied, LogId, Proposal, Snapshot, SnapshotMeta, StoredMembership, TypeConfig, log_id, term_of,
 };
+use super::{codec, marker};
 
 const META_SNAPSHOT: &str = "partition.snapshot";
 /// How often the applied state is written down (a restart re-applies at most this much).
@@ -51,6 +55,21 @@ pub struct PartitionState {
     /// The term in which this replica, as leader, has applied an entry of its own: from then
     /// on its high watermark covers everything acknowledged before it (0: none yet).
     pub serving_term: AtomicU64,
+    /// The last split marker applied.
+    pub split: std::sync::Mutex<Option<SplitMark>>,
+}
+
+/// Where a split marker fell in a partition's log: its split point.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SplitMark {
+    /// The topic's map epoch the marker is for.
+    pub epoch: u64,
+    /// Its Raft index.
+    pub index: u64,
+    /// The offset of the first record after it.
+    pub offset: u64,
+    /// The HLC of the last record before it (0 if none).
+    pub hlc: u64,
 }
 
 impl PartitionState {
@@ -60,7 +79,13 @@ impl PartitionState {
             last_hlc: AtomicU64::new(last_hlc),
             retention_boundary: std::sync::Mutex::new(None),
             serving_term: AtomicU64::new(0),
+            split: std::sync::Mutex::new(None),
         })
+    }
+
+    /// The last split marker applied.
+    pub fn split(&self) -> Option<SplitMark> {
+        *self.split.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub fn high_watermark(&self) -> u64 {
@@ -76,6 +101,7 @@ pub struct AppliedRecord {
     pub last_hlc: u64,
     pub log_start_offset: u64,
     pub membership: StoredMembership,
+    pub split: Option<SplitMark>,
 }
 
 impl AppliedRecord {
@@ -91,6 +117,12 @@ impl AppliedRecord {
         out.put_u64_le(self.log_start_offset);
         put_option(&mut out, self.membership.log_id().as_ref(), put_id);
         codec::encode_membership(self.membership.membership(), &mut out);
+        put_option(&mut out, self.split.as_ref(), |b, m| {
+            b.put_u64_le(m.epoch);
+            b.put_u64_le(m.index);
+            b.put_u64_le(m.offset);
+            b.put_u64_le(m.hlc);
+        });
         out.freeze()
     }
 
@@ -103,6 +135,20 @@ impl AppliedRecord {
         let log_start_offset = r.u64().map_err(io_err)?;
         let membership_id = r.option(get_id).map_err(io_err)?;
         let membership = codec::decode_membership(&mut r).map_err(io_err)?;
+        // Absent in what brokers wrote before splits existed.
+        let split = if r.remaining() == 0 {
+            None
+        } else {
+            r.option(|r| {
+                Ok(SplitMark {
+                    epoch: r.u64()?,
+                    index: r.u64()?,
+                    offset: r.u64()?,
+                    hlc: r.u64()?,
+                })
+            })
+            .map_err(io_err)?
+        };
         r.finish().map_err(io_err)?;
         Ok(AppliedRecord {
             last_applied,
@@ -110,6 +156,7 @@ impl AppliedRecord {
             last_hlc,
             log_start_offset,
             membership: StoredMembership::new(membership_id, membership),
+            split,
         })
     }
 
@@ -180,6 +227,7 @@ impl PartitionSm {
             );
         }
         let state = PartitionState::new(applied.high_watermark.min(end), applied.last_hlc);
+        *state.split.lock().unwrap_or_else(|p| p.into_inner()) = applied.split;
         Ok((
             PartitionSm {
                 log,
@@ -222,6 +270,7 @@ impl PartitionSm {
         self.state
             .last_hlc
             .store(self.applied.last_hlc, Ordering::Release);
+        *self.state.split.lock().unwrap_or_else(|p| p.into_inner()) = self.applied.split;
         self.state.high_watermark.send_if_modified(|hwm| {
             let changed = *hwm != self.applied.high_watermark;
             *hwm = self.applied.high_watermark;
@@ -248,6 +297,8 @@ impl PartitionSm {
             last_hlc,
             log_start_offset: end_offset,
             membership,
+            // A marker after the boundary is applied again by whoever installs this.
+            split: self.applied.split.filter(|m| m.index <= index),
         })
     }
 }
@@ -275,6 +326,21 @@ impl RaftStateMachine<TypeConfig> for PartitionSm {
         while let Some(item) = entries.next().await {
             let (entry, responder) = item?;
             let applied = match entry.payload {
+                EntryPayload::Normal(Proposal { bytes, .. }) if marker::is_marker(&bytes) => {
+                    let epoch = marker::decode(&bytes).ok_or_else(|| {
+                        io::Error::other(format!(
+                            "malformed split marker at index {}",
+                            entry.log_id.index
+                        ))
+                    })?;
+                    self.applied.split = Some(SplitMark {
+                        epoch,
+                        index: entry.log_id.index,
+                        offset: self.applied.high_watermark,
+                        hlc: self.applied.last_hlc,
+                    });
+                    Applied::Control
+                }
                 EntryPayload::Normal(Proposal { bytes, .. }) => {
                     let h = BatchHeader::parse(&bytes).map_err(io_err)?;
                     self.applied.high_watermark = h.end_offset();
