@@ -435,6 +435,13 @@ impl Cluster {
             })
     }
 
+    /// Number of partitions of `topic` in the cache as it stands (no request), if it knows
+    /// the topic: what a producer checks often, to route by the count once the topic grew.
+    pub fn known_partition_count(&self, topic: &str) -> Option<u32> {
+        let meta = self.inner.metadata.read().expect("metadata lock");
+        meta.topics.get(topic).map(|t| t.leaders.len() as u32)
+    }
+
     /// The address of the leader of `topic`/`partition`, refreshing metadata if the cache
     /// does not know it.
     pub async fn leader_addr(&self, topic: &str, partition: u32) -> Result<String, ClientError> {
@@ -496,6 +503,17 @@ impl Cluster {
             self.note_error(topic, partition, e);
         }
         result
+    }
+
+    /// Merges `resp` into the cache as a refresh of `asked` would (`None` = all topics),
+    /// without a broker: for tests of what reads the cache.
+    #[cfg(test)]
+    pub(crate) fn merge_for_test(&self, resp: &MetadataResponse, asked: Option<&[String]>) {
+        self.inner
+            .metadata
+            .write()
+            .expect("metadata lock")
+            .merge(resp, asked);
     }
 
     /// Corrects the cache after a request to the partition's leader failed with `err`.

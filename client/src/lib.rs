@@ -6,7 +6,8 @@
 //! - [`cluster`]: bootstrap, the metadata cache (brokers, partition leaders), a connection
 //!   pool with reconnect backoff, and routing that follows `NotLeader` hints.
 //! - [`producer`]: batches signed assertions per partition by linger and size, pipelines
-//!   them to the leaders, retries idempotently and carries the causality token.
+//!   them to the leaders, retries idempotently, carries the causality token, and follows a
+//!   topic that grows (re-routing what a partition refuses with `StaleMap`).
 //! - [`consumer`]: assigned partitions, seek by offset or HLC time, long-poll fetches,
 //!   zero-copy [`Record`]s, optional verification, a `Stream` of records. Integrity fails
 //!   closed: a gap or overlap in a fetch, a damaged range (`CorruptData`) or fetches stuck

@@ -14,6 +14,9 @@
 //!                                                     with backoff; acks fan out per record
 //! ```
 //!
+//! Modules: `accumulator` (open batches), `send` (the partition workers, retries and
+//! answers), `reroute` (splitting a batch after the topic grew), `ack` (the ack futures).
+//!
 //! - **Linger is a cap, not a wait**: a batch leaves as soon as its partition has no request
 //!   in flight (everything queued by then goes with it); only while one is in flight do
 //!   records wait, up to [`ProducerConfig::linger`] or [`ProducerConfig::max_batch_bytes`],
@@ -27,6 +30,16 @@
 //! - **Order**: batches of one partition are written to the leader's connection in order. A
 //!   retry after a failure may land after batches sent later; for strict per-subject order
 //!   under failures, set [`ProducerConfig::max_in_flight_per_partition`] to 1.
+//! - **Growing topics**: records are routed by the partition count the producer knows. A
+//!   partition refuses a batch with `StaleMap` once the topic grew and one of its subjects
+//!   moved; the producer then reads the topic's metadata, splits the batch by the new count
+//!   and sends each part to its partition (see `reroute`), and routes new records by the
+//!   new count. So that no subject's new records overtake its old ones, records routed by
+//!   a new count to a new partition are sent only once every batch routed by the old count
+//!   is answered. A new partition answers `SplitPending` until every old partition has
+//!   recorded its split point; that is retried every [`SPLIT_PENDING_RETRY_MAX`] at most,
+//!   as a leader change is. The count is also learned from metadata read for other reasons
+//!   (a `NotLeader`, a lost connection) and every [`ProducerConfig::metadata_max_age`].
 //! - **Causality** (D6): the producer tracks the highest HLC of any ack (and any passed to
 //!   [`Producer::observe_hlc`]) and sends it with every request, so an assertion sent after
 //!   another was acknowledged is stamped later, whatever its partition.
@@ -54,16 +67,13 @@
 //! # }
 //! ```
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use bytes::Bytes;
 use steme_protocol::batch::{HEADER_LEN, RECORD_ASSERTION_OFFSET};
-use steme_protocol::messages::produce::{ProduceRequest, ProduceResponse};
-use steme_protocol::{ApiError, SignedAssertion, partition_for};
+use steme_protocol::{SignedAssertion, partition_for};
 use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
-use tokio::time::Instant;
 
 pub use steme_protocol::messages::produce::Acks;
 
@@ -71,12 +81,15 @@ use crate::cluster::{Backoff, ClientConfig, Cluster};
 
 mod accumulator;
 mod ack;
+mod reroute;
+mod send;
 use crate::error::ClientError;
-use accumulator::{Accumulator, Sealed};
+use accumulator::Accumulator;
 #[cfg(test)]
 use accumulator::{DRAIN_BURST, OpenBatch};
 pub use ack::{Ack, PendingAck, PendingAcks};
 use ack::{Gather, Reply};
+pub use send::{LEADER_RETRY_MAX, SPLIT_PENDING_RETRY_MAX};
 
 /// Producer settings. `Default` gives acks=all, 5 ms linger, 256 KiB batches.
 #[derive(Debug, Clone)]
@@ -105,6 +118,11 @@ pub struct ProducerConfig {
     pub retry_backoff: Backoff,
     /// Bytes of records enqueued and not yet acknowledged before `enqueue` waits.
     pub buffer_bytes: usize,
+    /// How often the topic's metadata is read even when nothing failed, so that a
+    /// producer learns that its topic grew (`topic add-partitions`) and routes by the new
+    /// partition count. Without it the producer learns it anyway, one `StaleMap` refusal
+    /// later.
+    pub metadata_max_age: Duration,
     /// Connection and metadata settings, used by [`Producer::connect`].
     pub client: ClientConfig,
 }
@@ -123,6 +141,7 @@ impl Default for ProducerConfig {
                 max: Duration::from_secs(1),
             },
             buffer_bytes: 64 << 20,
+            metadata_max_age: Duration::from_secs(60),
             client: ClientConfig::default(),
         }
     }
@@ -157,9 +176,9 @@ enum Command {
     Close(oneshot::Sender<()>),
 }
 
+/// A record on its way to the accumulator, which routes it by the partition count it knows.
 struct Enqueued {
     assertion: SignedAssertion,
-    partition: u32,
     /// Buffer permits taken for this record, returned when its batch is answered.
     reserved: usize,
     reply: Reply,
@@ -169,15 +188,15 @@ struct Enqueued {
 struct Shared {
     cluster: Cluster,
     topic: Arc<str>,
-    partitions: u32,
+    /// The partition count records are routed by now; only the accumulator changes it
+    /// (it grows with the topic).
+    partitions: AtomicU32,
     config: ProducerConfig,
     /// Highest HLC seen; 0 = none yet. Sent as the causality token.
     max_hlc: AtomicU64,
     /// Bounds the bytes of records between `enqueue` and their ack.
     buffer: Semaphore,
     closed: AtomicBool,
-    /// Batches of each partition sealed and not yet answered.
-    in_flight: Vec<AtomicUsize>,
     /// Woken when a partition's last batch in flight is answered, so that the accumulator
     /// sends what waited for it.
     idle: Notify,
@@ -194,7 +213,7 @@ impl std::fmt::Debug for Producer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Producer")
             .field("topic", &self.shared.topic)
-            .field("partitions", &self.shared.partitions)
+            .field("partitions", &self.partitions())
             .finish_non_exhaustive()
     }
 }
@@ -232,7 +251,7 @@ impl Producer {
         let shared = Arc::new(Shared {
             cluster,
             topic: topic.into(),
-            partitions,
+            partitions: AtomicU32::new(partitions),
             buffer: Semaphore::new(buffer_bytes),
             config: ProducerConfig {
                 buffer_bytes,
@@ -240,11 +259,11 @@ impl Producer {
             },
             max_hlc: AtomicU64::new(0),
             closed: AtomicBool::new(false),
-            in_flight: (0..partitions).map(|_| AtomicUsize::new(0)).collect(),
             idle: Notify::new(),
         });
         let (commands, rx) = mpsc::channel(1024);
         tokio::spawn(Accumulator::new(shared.clone(), rx).run());
+        tokio::spawn(refresh_metadata(Arc::downgrade(&shared)));
         Ok(Producer { shared, commands })
     }
 
@@ -253,14 +272,16 @@ impl Producer {
         &self.shared.topic
     }
 
-    /// Partitions of the topic, as learned when the producer was created.
+    /// Partitions of the topic that records are routed by now: as learned when the
+    /// producer was created, and more once it learns that the topic grew.
     pub fn partitions(&self) -> u32 {
-        self.shared.partitions
+        self.shared.partitions.load(Ordering::Relaxed)
     }
 
-    /// The partition an assertion about `subject` goes to.
+    /// The partition an assertion about `subject` goes to, by the partition count the
+    /// producer knows now.
     pub fn partition_of(&self, subject: &str) -> u32 {
-        partition_for(subject, self.shared.partitions)
+        partition_for(subject, self.partitions())
     }
 
     /// The causality token: the highest HLC seen so far, if any.
@@ -356,7 +377,6 @@ impl Producer {
         if self.shared.closed.load(Ordering::Acquire) {
             return Err(ClientError::ProducerClosed);
         }
-        let partition = partition_for(&assertion.assertion().subject, self.shared.partitions);
         let reserved = record_size(&assertion).min(self.shared.config.buffer_bytes);
         // Two waits, each safe to cancel: the buffer permits stay in their guard (returned
         // if this future is dropped) until the channel slot is ours; handing the record
@@ -375,7 +395,6 @@ impl Producer {
         permits.forget();
         slot.send(Command::Record(Enqueued {
             assertion,
-            partition,
             reserved,
             reply,
         }));
@@ -416,164 +435,25 @@ impl Producer {
     }
 }
 
-/// The longest wait before retrying a request that failed because its partition's leader
-/// changed or could not be reached: failover takes a few hundred milliseconds.
-pub const LEADER_RETRY_MAX: Duration = Duration::from_millis(50);
-
-/// Sends one partition's batches in order, keeping up to `max_in_flight_per_partition`
-/// requests pipelined on the leader's connection.
-async fn partition_worker(
-    shared: Arc<Shared>,
-    partition: u32,
-    mut rx: mpsc::UnboundedReceiver<Sealed>,
-) {
-    let in_flight = Arc::new(Semaphore::new(shared.config.max_in_flight_per_partition));
-    while let Some(sealed) = rx.recv().await {
-        let permit = in_flight
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("never closed");
-        // The first attempt is written from here, so batches leave in order; the wait for
-        // the answer (and any retry) runs on its own task.
-        let first = shared.start(partition, &sealed.batch).await;
-        let shared = shared.clone();
-        tokio::spawn(async move {
-            let result = shared.finish(partition, &sealed.batch, first).await;
-            shared.deliver(partition, sealed, result);
-            drop(permit);
-        });
-    }
-}
-
-type Started = Result<crate::connection::PendingResponse<ProduceResponse>, ClientError>;
-
-impl Shared {
-    fn request(&self, partition: u32, batch: &Bytes) -> ProduceRequest {
-        ProduceRequest {
-            topic: self.topic.to_string(),
-            partition,
-            acks: self.config.acks,
-            timeout_ms: u32::try_from(self.config.request_timeout.as_millis()).unwrap_or(u32::MAX),
-            causality: Some(self.max_hlc.load(Ordering::Relaxed)).filter(|&h| h != 0),
-            batch: batch.clone(),
-        }
-    }
-
-    /// How long the client waits for an answer: a little longer than the broker's timeout.
-    fn wait_timeout(&self) -> Duration {
-        self.config.request_timeout + Duration::from_secs(1)
-    }
-
-    async fn start(&self, partition: u32, batch: &Bytes) -> Started {
-        let conn = self.cluster.leader(&self.topic, partition).await?;
-        conn.send(&self.request(partition, batch)).await
-    }
-
-    /// Waits for the first attempt, retrying retriable failures with backoff. On failure
-    /// returns the last error and the number of attempts made.
-    async fn finish(
-        &self,
-        partition: u32,
-        batch: &Bytes,
-        first: Started,
-    ) -> Result<ProduceResponse, (ClientError, u32)> {
-        let mut result = match first {
-            Ok(pending) => pending.wait(self.wait_timeout()).await,
-            Err(e) => Err(e),
+/// Reads the topic's metadata every [`ProducerConfig::metadata_max_age`] while the producer
+/// lives, so that the accumulator sees a grown partition count in the cluster's cache.
+async fn refresh_metadata(shared: Weak<Shared>) {
+    let Some(period) = shared.upgrade().map(|s| s.config.metadata_max_age) else {
+        return;
+    };
+    // Zero would spin; a refresh is a round trip, so a tenth of a second is plenty.
+    let period = period.max(Duration::from_millis(100));
+    loop {
+        tokio::time::sleep(period).await;
+        let Some(shared) = shared.upgrade() else {
+            return;
         };
-        let mut attempt = 0u32;
-        let mut failing_since = None;
-        loop {
-            let err = match result {
-                Ok(resp) => return Ok(resp),
-                Err(e) => e,
-            };
-            self.cluster.note_error(&self.topic, partition, &err);
-            let since = *failing_since.get_or_insert_with(Instant::now);
-            let leader_change = err.invalidates_metadata();
-            let give_up = if leader_change {
-                self.config.retries == 0 || since.elapsed() >= self.config.request_timeout
-            } else {
-                attempt >= self.config.retries
-            };
-            if !err.is_retriable() || give_up {
-                return Err((err, attempt + 1));
-            }
-            let mut delay = self.config.retry_backoff.delay(attempt);
-            if leader_change {
-                delay = delay.min(LEADER_RETRY_MAX);
-            }
-            if let ClientError::Api(ApiError::Throttled { retry_after_ms, .. }) = &err {
-                delay = delay.max(Duration::from_millis(u64::from(*retry_after_ms)));
-            }
-            tracing::debug!(topic = %self.topic, partition, attempt, error = %err, ?delay, "retrying produce");
-            tokio::time::sleep(delay).await;
-            attempt += 1;
-            result = async {
-                let conn = self.cluster.leader(&self.topic, partition).await?;
-                conn.call(&self.request(partition, batch), self.wait_timeout())
-                    .await
-            }
-            .await;
+        if shared.closed.load(Ordering::Acquire) {
+            return;
         }
-    }
-
-    /// Answers every record of a batch and returns its buffer space.
-    fn deliver(
-        &self,
-        partition: u32,
-        sealed: Sealed,
-        result: Result<ProduceResponse, (ClientError, u32)>,
-    ) {
-        self.buffer.add_permits(sealed.reserved);
-        if self.in_flight[partition as usize].fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.idle.notify_one();
-        }
-        let result = result.and_then(|resp| {
-            if resp.duplicates.len() == sealed.waiters.len() {
-                Ok(resp)
-            } else {
-                let err = ClientError::Protocol {
-                    addr: "partition leader".into(),
-                    detail: format!(
-                        "produce response for {}/{partition} has {} entries for {} records",
-                        self.topic,
-                        resp.duplicates.len(),
-                        sealed.waiters.len()
-                    ),
-                };
-                Err((err, 1))
-            }
-        });
-        match result {
-            Ok(resp) => {
-                // The token moves before any ack is delivered: whoever holds an ack finds a
-                // token at least as late as it.
-                let max_hlc = resp.record_acks().map(|a| a.hlc).max().unwrap_or(0);
-                self.max_hlc.fetch_max(max_hlc, Ordering::Relaxed);
-                for (w, ack) in sealed.waiters.into_iter().zip(resp.record_acks()) {
-                    w.reply.send(Ok(Ack {
-                        id: w.id,
-                        partition,
-                        offset: ack.offset,
-                        hlc: ack.hlc,
-                        duplicate: ack.duplicate,
-                    }));
-                }
-            }
-            Err((cause, attempts)) => {
-                tracing::warn!(topic = %self.topic, partition, attempts, error = %cause, "produce failed");
-                let cause = Arc::new(cause);
-                for w in sealed.waiters {
-                    w.reply.send(Err(ClientError::ProduceFailed {
-                        topic: self.topic.to_string(),
-                        partition,
-                        attempts,
-                        cause: cause.clone(),
-                    }));
-                }
-            }
+        let topics = [shared.topic.to_string()];
+        if let Err(e) = shared.cluster.refresh(Some(&topics)).await {
+            tracing::debug!(topic = %shared.topic, error = %e, "periodic metadata refresh failed");
         }
     }
 }

@@ -1,4 +1,6 @@
 use super::*;
+use steme_protocol::messages::metadata::{MetadataResponse, PartitionMetadata, TopicMetadata};
+use steme_protocol::messages::produce::ProduceResponse;
 use steme_protocol::{Assertion, RecordBatch, SigningKey, Value};
 
 fn signed(i: u64, text_len: usize) -> SignedAssertion {
@@ -21,7 +23,6 @@ fn enqueued(a: SignedAssertion) -> (Enqueued, oneshot::Receiver<Result<Ack, Clie
     (
         Enqueued {
             assertion: a,
-            partition: 0,
             reserved,
             reply: Reply::One(reply),
         },
@@ -108,13 +109,14 @@ fn partitioning_matches_the_protocol() {
     }
 }
 
-#[tokio::test]
-async fn a_long_queue_is_handled_in_bursts_without_losing_a_record() {
+/// Shared state of a producer of topic `t` with one partition, linger an hour (nothing is
+/// sealed by time), on a cluster no test reaches.
+fn one_partition_shared() -> Arc<Shared> {
     let cluster = Cluster::lazy("127.0.0.1:1", ClientConfig::default()).unwrap();
-    let shared = Arc::new(Shared {
+    Arc::new(Shared {
         cluster,
         topic: "t".into(),
-        partitions: 1,
+        partitions: AtomicU32::new(1),
         config: ProducerConfig {
             linger: Duration::from_secs(3600),
             max_batch_bytes: 1 << 30,
@@ -123,9 +125,13 @@ async fn a_long_queue_is_handled_in_bursts_without_losing_a_record() {
         max_hlc: AtomicU64::new(0),
         buffer: Semaphore::new(1 << 30),
         closed: AtomicBool::new(false),
-        in_flight: vec![AtomicUsize::new(0)],
         idle: Notify::new(),
-    });
+    })
+}
+
+#[tokio::test]
+async fn a_long_queue_is_handled_in_bursts_without_losing_a_record() {
+    let shared = one_partition_shared();
     let total = DRAIN_BURST * 2 + 10;
     let (tx, rx) = mpsc::channel(total);
     let mut acc = Accumulator::new(shared, rx);
@@ -161,4 +167,117 @@ fn config_rejects_tiny_batches() {
     };
     assert!(matches!(c.validate(), Err(ClientError::Config(_))));
     ProducerConfig::default().validate().unwrap();
+}
+
+/// Topic `t` with `partitions` partitions, all led by broker 1.
+fn topic_metadata(partitions: u32) -> MetadataResponse {
+    MetadataResponse {
+        brokers: vec![],
+        metadata_leader: None,
+        topics: vec![TopicMetadata {
+            name: "t".into(),
+            partitions: (0..partitions)
+                .map(|partition| PartitionMetadata {
+                    partition,
+                    leader: Some(1),
+                    leader_epoch: 1,
+                    replicas: vec![1],
+                    target: None,
+                })
+                .collect(),
+            map_epoch: u64::from(partitions > 1),
+            splits: vec![],
+        }],
+    }
+}
+
+/// The subjects of a sealed batch's records, in order.
+fn subjects(sealed: &accumulator::Sealed) -> Vec<String> {
+    let batch = RecordBatch::new(sealed.batch.clone()).unwrap();
+    batch
+        .records()
+        .map(|r| {
+            steme_protocol::assertion::subject_of(r.assertion)
+                .unwrap()
+                .to_owned()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn growth_holds_new_partitions_until_the_old_map_is_answered() {
+    let shared = one_partition_shared();
+    let topic = ["t".to_owned()];
+    shared
+        .cluster
+        .merge_for_test(&topic_metadata(1), Some(&topic));
+    let (_tx, rx) = mpsc::channel(1);
+    let mut acc = Accumulator::new(shared.clone(), rx);
+    let (to_p0, mut sent_p0) = mpsc::unbounded_channel();
+    acc.workers[0] = Some(to_p0);
+    let mut acks = Vec::new();
+    for i in 0..40 {
+        let (rec, ack) = enqueued(signed(i, 1));
+        acks.push(ack);
+        acc.add(rec);
+    }
+
+    // The topic grows to 4: what was routed by 1 partition is sealed and sent at once.
+    shared
+        .cluster
+        .merge_for_test(&topic_metadata(4), Some(&topic));
+    acc.follow_growth();
+    assert_eq!(acc.open.len(), 4);
+    assert_eq!(shared.partitions.load(Ordering::Relaxed), 4);
+    let old = sent_p0.try_recv().expect("the old map's batch is sent");
+    assert_eq!(old.waiters.len(), 40);
+    let mut sent = vec![];
+    for p in 1..4 {
+        let (tx, rx) = mpsc::unbounded_channel();
+        acc.workers[p] = Some(tx);
+        sent.push(rx);
+    }
+
+    // The same subjects again: the moved ones go to partitions 1 to 3, and wait there.
+    for i in 0..40 {
+        let (rec, ack) = enqueued(signed(i, 2));
+        acks.push(ack);
+        acc.add(rec);
+    }
+    acc.seal_all();
+    let stayed = sent_p0.try_recv().expect("partition 0 is not held");
+    assert!(stayed.waiters.len() < 40, "some subjects moved");
+    assert!(
+        sent.iter_mut().all(|rx| rx.try_recv().is_err()),
+        "new partitions are held"
+    );
+    assert!(
+        tokio::time::timeout(
+            Duration::from_millis(20),
+            accumulator::old_map_answered(&mut acc.gate)
+        )
+        .await
+        .is_err(),
+        "the old map's batch is not answered yet"
+    );
+
+    // Once the old map's batch is answered (dropped here), the held batches leave.
+    drop(old);
+    accumulator::old_map_answered(&mut acc.gate).await;
+    acc.open_gate();
+    assert!(acc.gate.is_none());
+    let mut moved = 0;
+    for (i, rx) in sent.iter_mut().enumerate() {
+        let p = i as u32 + 1;
+        while let Ok(batch) = rx.try_recv() {
+            for s in subjects(&batch) {
+                assert_eq!(partition_for(&s, 4), p);
+                moved += 1;
+            }
+        }
+    }
+    assert_eq!(moved + stayed.waiters.len(), 40);
+    for s in subjects(&stayed) {
+        assert_eq!(partition_for(&s, 4), 0);
+    }
 }
