@@ -1,0 +1,363 @@
+//! A topic grows from 4 to 6 partitions (`AddPartitions`) while producers write and a
+//! consumer group of two members reads, with real broker processes on loopback.
+//!
+//! The checks, as issue 15 asks:
+//! - every acknowledged record is in the log exactly once, at its acknowledged place,
+//!   signature verified, and offsets are dense in every partition;
+//! - each old partition holds, below its split point, only records of its subjects under the
+//!   old count, and from it on only those the new count leaves there; every record of a new
+//!   partition belongs there under the new count;
+//! - every subject's records have increasing HLCs in the order the group delivered them,
+//!   across the split (a moved subject's old records first);
+//! - no group member waited more than 2 s between deliveries while records kept coming.
+//!
+//! It prints the figure the issue asks for: the time from `add-partitions` until producers
+//! write to the new partitions.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, ensure};
+use steme_client::{
+    Assertion, ClientConfig, GroupConfig, GroupConsumer, PendingAck, Producer, SignedAssertion,
+    Value,
+};
+use steme_protocol::messages::add_partitions::{AddPartitionsRequest, AddPartitionsResponse};
+use steme_protocol::messages::metadata::{MetadataRequest, MetadataResponse, SplitInfo};
+use steme_protocol::partition_for;
+use steme_tests::cluster::{Cluster, ClusterOptions};
+use steme_tests::workload::{
+    Produced, check_acks_present, create_topic, key, patient, read_topic, sign_all,
+};
+use steme_tests::{unique, within};
+
+/// Subjects in play: each gets many assertions, so that order within a subject matters.
+const SUBJECTS: usize = 240;
+const RECORDS: usize = 12_000;
+
+/// `RECORDS` assertions over `SUBJECTS` subjects, each subject's in issue order.
+fn subject_assertions(run: &str) -> anyhow::Result<Vec<SignedAssertion>> {
+    let all: Vec<Assertion> = (0..RECORDS)
+        .map(|i| Assertion {
+            subject: format!("urn:split:{run}:{:04}", i % SUBJECTS),
+            predicate: "e2e:seq".into(),
+            object: Value::Integer(i as i64),
+            source: "steme-tests".into(),
+            confidence: None,
+            supersedes: None,
+            issued_at: 1_764_000_000_000 + i as u64,
+        })
+        .collect();
+    sign_all(&all, &key(7))
+}
+
+async fn metadata(bootstrap: &str) -> anyhow::Result<MetadataResponse> {
+    let addr = bootstrap.split(',').next().context("no broker")?;
+    let conn = steme_client::connection::Connection::connect(addr, &Default::default()).await?;
+    Ok(conn
+        .call(&MetadataRequest { topics: None }, Duration::from_secs(10))
+        .await?)
+}
+
+/// One delivery to a group member.
+struct Delivery {
+    at: Instant,
+    partition: u32,
+    offset: u64,
+    hlc: u64,
+    subject: String,
+}
+
+/// A producer enqueueing `per_tick` assertions every `tick`; acks are awaited in order.
+struct Paced {
+    acked: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<Produced>,
+}
+
+impl Paced {
+    fn start(
+        producer: Producer,
+        assertions: Vec<SignedAssertion>,
+        per_tick: usize,
+        tick: Duration,
+    ) -> Paced {
+        let acked = Arc::new(AtomicUsize::new(0));
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<PendingAck>();
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(tick);
+            for chunk in assertions.chunks(per_tick) {
+                ticks.tick().await;
+                for a in chunk {
+                    let Ok(pending) = producer.enqueue(a.clone()).await else {
+                        return;
+                    };
+                    if tx.send(pending).is_err() {
+                        return;
+                    }
+                }
+            }
+            let _ = producer.flush().await;
+        });
+        let count = acked.clone();
+        let task = tokio::spawn(async move {
+            let mut out = Produced::default();
+            while let Some(pending) = rx.recv().await {
+                match pending.await {
+                    Ok(ack) => {
+                        out.acks.push(ack);
+                        count.fetch_add(1, Ordering::Release);
+                    }
+                    Err(e) => {
+                        out.failed += 1;
+                        out.first_error.get_or_insert_with(|| e.to_string());
+                    }
+                }
+            }
+            out
+        });
+        Paced { acked, task }
+    }
+
+    async fn wait_for_acks(&self, n: usize, timeout: Duration) -> usize {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while self.acked.load(Ordering::Acquire) < n && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        self.acked.load(Ordering::Acquire)
+    }
+
+    async fn finish(self, timeout: Duration) -> anyhow::Result<Produced> {
+        tokio::time::timeout(timeout, self.task)
+            .await
+            .context("acks did not resolve in time")?
+            .context("the producing task panicked")
+    }
+}
+
+/// When an HLC (NTP64 since the Unix epoch) was stamped, by the broker's wall clock.
+fn hlc_time(hlc: u64) -> std::time::SystemTime {
+    let nanos = ((hlc & 0xffff_ffff) * 1_000_000_000) >> 32;
+    std::time::UNIX_EPOCH + Duration::new(hlc >> 32, nanos as u32)
+}
+
+/// A group member reading until `stop`, recording every delivery.
+struct Member {
+    bootstrap: String,
+    topic: String,
+    group: String,
+    stop: Arc<AtomicBool>,
+    /// Deliveries of every member, counted.
+    delivered: Arc<AtomicUsize>,
+}
+
+impl Member {
+    fn spawn(self) -> tokio::task::JoinHandle<anyhow::Result<Vec<Delivery>>> {
+        tokio::spawn(self.run())
+    }
+
+    async fn run(self) -> anyhow::Result<Vec<Delivery>> {
+        let client =
+            steme_client::Cluster::connect(&self.bootstrap, ClientConfig::default()).await?;
+        let mut config = GroupConfig::new(&self.group);
+        config.auto_commit = Some(Duration::from_millis(200));
+        let mut member = GroupConsumer::new(client, &self.topic, config).await?;
+        let mut out = Vec::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(240);
+        while !self.stop.load(Ordering::Acquire) && tokio::time::Instant::now() < deadline {
+            let records = member.poll(Duration::from_millis(100)).await?;
+            self.delivered.fetch_add(records.len(), Ordering::AcqRel);
+            for r in records {
+                out.push(Delivery {
+                    at: Instant::now(),
+                    partition: r.partition(),
+                    offset: r.offset(),
+                    hlc: r.hlc(),
+                    subject: r.assertion()?.subject,
+                });
+            }
+        }
+        member.close().await?;
+        Ok(out)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_topic_grows_under_producers_and_a_group_and_every_subject_keeps_its_order()
+-> anyhow::Result<()> {
+    within(Duration::from_secs(300), async {
+        let cluster = Cluster::start(ClusterOptions::new(3)).await?;
+        let bootstrap = cluster.bootstrap();
+        let topic = unique("grown");
+        create_topic(&bootstrap, &topic, 4).await?;
+        let run = unique("run");
+        let assertions = tokio::task::spawn_blocking(move || subject_assertions(&run)).await??;
+
+        let stop = Arc::new(AtomicBool::new(false));
+        let delivered_count = Arc::new(AtomicUsize::new(0));
+        let group = unique("indexers");
+        let members: Vec<_> = (0..2)
+            .map(|_| Member {
+                bootstrap: bootstrap.clone(),
+                topic: topic.clone(),
+                group: group.clone(),
+                stop: stop.clone(),
+                delivered: delivered_count.clone(),
+            })
+            .map(Member::spawn)
+            .collect();
+
+        let producer = Producer::connect(&bootstrap, &topic, patient()).await?;
+        // About 1500 records a second, so that the growth lands in the middle.
+        let producing = Paced::start(producer, assertions, 150, Duration::from_millis(100));
+        ensure!(
+            producing
+                .wait_for_acks(3_000, Duration::from_secs(60))
+                .await
+                >= 3_000,
+            "the first 3000 records were not acknowledged"
+        );
+
+        // Grow to 6 partitions in the middle of it.
+        let conn = steme_client::connection::Connection::connect(
+            &cluster.broker(1).bootstrap(),
+            &Default::default(),
+        )
+        .await?;
+        let grown_at = std::time::SystemTime::now();
+        let grown: AddPartitionsResponse = conn
+            .call(
+                &AddPartitionsRequest {
+                    topic: topic.clone(),
+                    count: 6,
+                },
+                Duration::from_secs(30),
+            )
+            .await?;
+        ensure!(
+            (grown.map_epoch, grown.partitions) == (1, 6),
+            "grown to {grown:?}"
+        );
+        let produced = producing.finish(Duration::from_secs(120)).await?;
+        ensure!(
+            produced.failed == 0 && produced.not_sent == 0,
+            "{} failed, {} not sent (first error: {:?})",
+            produced.failed,
+            produced.not_sent,
+            produced.first_error
+        );
+
+        // The split is sealed, and every point is where the partition's log says.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        let meta = loop {
+            let meta = metadata(&bootstrap).await?;
+            let sealed = meta
+                .topic(&topic)
+                .and_then(|t| t.splits.first())
+                .is_some_and(SplitInfo::sealed);
+            if sealed || tokio::time::Instant::now() >= deadline {
+                break meta;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        let t = meta.topic(&topic).context("topic listed")?;
+        ensure!(t.partitions.len() == 6 && t.map_epoch == 1, "{t:?}");
+        let split: &SplitInfo = t.splits.first().context("one split")?;
+        ensure!(split.sealed(), "split points recorded: {split:?}");
+        let points: Vec<u64> = split.points.iter().flatten().map(|p| p.offset).collect();
+
+        // The whole log, read back with signatures verified.
+        let log = read_topic(&bootstrap, &topic, Duration::from_secs(60)).await?;
+        check_acks_present(&log, &produced.acks)?;
+        let mut seen = HashMap::new();
+        let mut first_new: Option<u64> = None;
+        for (&p, records) in &log {
+            for (i, r) in records.iter().enumerate() {
+                ensure!(r.offset() == i as u64, "{p}: offsets not dense at #{i}");
+                ensure!(
+                    seen.insert(r.id(), (p, r.offset())).is_none(),
+                    "{} is in the log twice",
+                    r.id()
+                );
+                let subject = r.assertion()?.subject;
+                let count = match points.get(p as usize) {
+                    Some(&at) if r.offset() < at => 4,
+                    _ => 6,
+                };
+                ensure!(
+                    partition_for(&subject, count) == p,
+                    "{p}@{}: {subject} belongs to {} under {count} partitions (split at {:?})",
+                    r.offset(),
+                    partition_for(&subject, count),
+                    points.get(p as usize)
+                );
+                if p >= 4 {
+                    first_new = Some(first_new.map_or(r.hlc(), |h| h.min(r.hlc())));
+                }
+            }
+        }
+        ensure!(seen.len() == RECORDS, "{} records in the log", seen.len());
+        ensure!(
+            first_new.is_some(),
+            "no record reached the new partitions: {:?}",
+            log.iter().map(|(p, r)| (*p, r.len())).collect::<Vec<_>>()
+        );
+        // The first record on a new partition, as a time after the growth: the figure.
+        let first_new = hlc_time(first_new.expect("checked"));
+        eprintln!(
+            "figure: from add-partitions to the first record written to a new partition: {:?}",
+            first_new.duration_since(grown_at).unwrap_or_default()
+        );
+
+        // The group read everything (or the wait ends); then it stops.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while delivered_count.load(Ordering::Acquire) < RECORDS
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        stop.store(true, Ordering::Release);
+        let mut deliveries = Vec::new();
+        let mut longest_pause = Duration::ZERO;
+        for m in members {
+            let d = m.await??;
+            for w in d.windows(2) {
+                longest_pause = longest_pause.max(w[1].at - w[0].at);
+            }
+            deliveries.extend(d);
+        }
+        deliveries.sort_by_key(|d| d.at);
+        let mut delivered: HashMap<(u32, u64), ()> = HashMap::new();
+        let mut last_hlc: BTreeMap<&str, (u64, u32, u64)> = BTreeMap::new();
+        for d in &deliveries {
+            if delivered.insert((d.partition, d.offset), ()).is_some() {
+                continue; // redelivered after a rebalance: order is judged on first delivery
+            }
+            if let Some(&(hlc, p, o)) = last_hlc.get(d.subject.as_str()) {
+                ensure!(
+                    d.hlc > hlc,
+                    "{} delivered {}@{} (HLC {}) after {p}@{o} (HLC {hlc})",
+                    d.subject,
+                    d.partition,
+                    d.offset,
+                    d.hlc
+                );
+            }
+            last_hlc.insert(&d.subject, (d.hlc, d.partition, d.offset));
+        }
+        ensure!(
+            delivered.len() == RECORDS,
+            "the group delivered {} of {RECORDS} records",
+            delivered.len()
+        );
+        eprintln!("figure: longest pause between deliveries to one member: {longest_pause:?}");
+        ensure!(
+            longest_pause <= Duration::from_secs(2),
+            "a group member waited {longest_pause:?} between deliveries"
+        );
+        Ok(())
+    })
+    .await
+}
