@@ -288,6 +288,7 @@ impl Coordinator {
                 ids,
                 causality: None,
                 map: None,
+                moved: Vec::new(),
                 reply,
             })
             .await;

@@ -79,9 +79,16 @@ pub async fn produce(
         .map_err(|e| ApiError::other(ErrorCode::CorruptBatch, e.to_string()))?;
     let partition = r.partition;
     // Partition check, ids and signatures: CPU work, off the async workers (D5).
-    let (batch, ids) = tokio::task::spawn_blocking(move || {
+    let (batch, ids, moved) = tokio::task::spawn_blocking(move || {
         signers.check(&batch)?;
-        check_batch(&batch, partition, Expect::Latest(&counts), verify).map(|ids| (batch, ids))
+        let mut moved = Vec::new();
+        check_batch(
+            &batch,
+            partition,
+            Expect::Latest(&counts, &mut moved),
+            verify,
+        )
+        .map(|ids| (batch, ids, moved))
     })
     .await
     .map_err(BrokerError::Join)??;
@@ -91,6 +98,7 @@ pub async fn produce(
         ids,
         causality: r.causality,
         map: Some(map),
+        moved,
         reply,
     })
     .await;
@@ -180,12 +188,14 @@ impl Signers {
 
 /// Which partition counts a record's subject is checked against: a topic's counts,
 /// oldest first.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug)]
 pub(crate) enum Expect<'a> {
-    /// A new record: it belongs where the latest count sends it. One the topic's growth
-    /// moved away from this partition is refused with `StaleMap` (the producer's map is
-    /// old), any other misplaced one with `WrongPartition`.
-    Latest(&'a [u32]),
+    /// A new record: it belongs where the latest count sends it. A record whose subject the
+    /// topic's growth moved away from this partition is listed in the `Vec` (its index):
+    /// the writer takes it only as a duplicate of one already here (a retry after a lost
+    /// ack), and refuses the request with `StaleMap` otherwise. Any other misplaced record
+    /// is `WrongPartition`.
+    Latest(&'a [u32], &'a mut Vec<u32>),
     /// A record already in the log (a repair's copy): it was checked against one of them.
     AnyOf(&'a [u32]),
 }
@@ -195,7 +205,7 @@ pub(crate) enum Expect<'a> {
 pub(crate) fn check_batch(
     batch: &RecordBatch,
     partition: u32,
-    expect: Expect<'_>,
+    mut expect: Expect<'_>,
     verify: bool,
 ) -> Result<Vec<AssertionId>, ApiError> {
     for r in batch.records() {
@@ -205,8 +215,8 @@ pub(crate) fn check_batch(
                 format!("record {}: {e}", r.index),
             )
         })?;
-        match expect {
-            Expect::Latest(counts) => {
+        match &mut expect {
+            Expect::Latest(counts, moved) => {
                 let latest = counts.last().copied().unwrap_or(1);
                 let expected = partition_for(subject, latest);
                 if expected == partition {
@@ -216,15 +226,8 @@ pub(crate) fn check_batch(
                     .iter()
                     .any(|&c| partition_for(subject, c) == partition)
                 {
-                    return Err(ApiError::other(
-                        ErrorCode::StaleMap,
-                        format!(
-                            "record {}: its subject moved to partition {expected} when the \
-                             topic grew to {latest} partitions; refresh the metadata and send \
-                             it there",
-                            r.index
-                        ),
-                    ));
+                    moved.push(r.index);
+                    continue;
                 }
                 return Err(ApiError::WrongPartition {
                     record: r.index,
@@ -322,6 +325,7 @@ fn verify_across_cores(batch: &RecordBatch) -> Result<Vec<AssertionId>, VerifyEr
 
 #[cfg(test)]
 mod tests {
+    use steme_protocol::partition_for;
     use steme_protocol::{Assertion, BatchBuilder, SigningKey, Value};
 
     use super::*;
@@ -351,6 +355,38 @@ mod tests {
             }
         }
         RecordBatch::new(b.finish()).expect("valid batch")
+    }
+
+    #[test]
+    fn records_a_growth_moved_away_are_listed_and_misplaced_ones_refused() {
+        let b = batch(200, &[]);
+        let subjects: Vec<String> = (0..200).map(|i| format!("urn:t:{i}")).collect();
+        // Partition 0 of a topic grown from 4 to 6: keep only records that were its own.
+        let here: Vec<usize> = (0..200)
+            .filter(|&i| partition_for(&subjects[i], 4) == 0)
+            .collect();
+        let mut only_here = BatchBuilder::with_capacity(64 * 1024);
+        for r in b.records().filter(|r| here.contains(&(r.index as usize))) {
+            only_here.push_raw(r.assertion, r.signature);
+        }
+        let only_here = RecordBatch::new(only_here.finish()).expect("batch");
+        let mut moved = Vec::new();
+        let ids = check_batch(&only_here, 0, Expect::Latest(&[4, 6], &mut moved), true)
+            .expect("every record was partition 0's");
+        assert_eq!(ids.len(), here.len());
+        let want: Vec<u32> = here
+            .iter()
+            .enumerate()
+            .filter(|(_, i)| partition_for(&subjects[**i], 6) != 0)
+            .map(|(n, _)| n as u32)
+            .collect();
+        assert!(!want.is_empty(), "some subjects move");
+        assert_eq!(moved, want);
+        // The whole batch names subjects that were never partition 0's.
+        let err = check_batch(&b, 0, Expect::Latest(&[4, 6], &mut Vec::new()), false).unwrap_err();
+        assert!(matches!(err, ApiError::WrongPartition { .. }), "{err}");
+        // A repair's copy passes if either count puts it here.
+        check_batch(&only_here, 0, Expect::AnyOf(&[4, 6]), false).expect("old records pass");
     }
 
     #[test]

@@ -73,6 +73,9 @@ pub struct ProduceJob {
     /// The topic's partition map the records were checked against (`None` for internal
     /// topics, which never grow).
     pub map: Option<crate::metadata::PartitionMap>,
+    /// Records whose subject the topic's growth moved away from this partition (their
+    /// indexes): taken only as duplicates (see `split`).
+    pub moved: Vec<u32>,
     pub reply: oneshot::Sender<Result<ProduceResponse, ApiError>>,
 }
 
@@ -620,6 +623,10 @@ impl Writer {
                 };
                 fates.push(fate);
             }
+        }
+        if let Err(e) = split::only_duplicates_moved(&p, &job.moved, &fates) {
+            let _ = job.reply.send(Err(e));
+            return;
         }
         if new_count == 0 {
             tokio::spawn(answer(p, fates, None, job.reply));

@@ -13,7 +13,7 @@
 
 use steme_protocol::{ApiError, ErrorCode};
 
-use super::{Partition, ProduceJob, Proposed, RecordChecks, Writer, propose};
+use super::{Fate, Partition, ProduceJob, Proposed, RecordChecks, Writer, propose};
 use crate::metadata::PartitionMap;
 use crate::raft::marker;
 use crate::raft::state_machine::SplitMark;
@@ -81,5 +81,33 @@ impl Writer {
             self.last_hlc = self.last_hlc.max(floor);
         }
         Ok(())
+    }
+}
+
+/// Refuses a request that would write a record whose subject moved away from this
+/// partition: such a record is taken only if it is already here (a producer's retry of a
+/// record stored before the split, whose ack was lost), and then answered as the duplicate
+/// it is, so that it is not stored a second time in its new partition.
+pub(super) fn only_duplicates_moved(
+    p: &Partition,
+    moved: &[u32],
+    fates: &[Fate],
+) -> Result<(), ApiError> {
+    let new = moved.iter().find(|&&i| {
+        matches!(
+            fates.get(i as usize),
+            Some(Fate::New(_) | Fate::RepeatOf(_)) | None
+        )
+    });
+    match new {
+        None => Ok(()),
+        Some(i) => Err(ApiError::other(
+            ErrorCode::StaleMap,
+            format!(
+                "record {i}: its subject moved to a new partition when {} grew; refresh the \
+                 metadata and send it there",
+                p.topic
+            ),
+        )),
     }
 }
