@@ -305,6 +305,16 @@ pub struct Producing {
 impl Producing {
     /// Starts enqueueing `assertions` through `producer`; acks are awaited in enqueue order.
     pub fn start(producer: Producer, assertions: Vec<SignedAssertion>) -> Producing {
+        Producing::start_paced(producer, assertions, None)
+    }
+
+    /// As [`start`](Self::start), enqueueing at most `n` assertions every `tick` when `pace`
+    /// is `Some((n, tick))`.
+    pub fn start_paced(
+        producer: Producer,
+        assertions: Vec<SignedAssertion>,
+        pace: Option<(usize, Duration)>,
+    ) -> Producing {
         let acked = Arc::new(AtomicUsize::new(0));
         let stop = Arc::new(AtomicBool::new(false));
         let (tx, mut rx) = tokio::sync::mpsc::channel::<PendingAck>(1 << 16);
@@ -312,9 +322,15 @@ impl Producing {
         let total = assertions.len();
         let sender = tokio::spawn(async move {
             let mut sent = 0usize;
+            let mut ticks = pace.map(|(_, tick)| tokio::time::interval(tick));
             for a in assertions {
                 if stopped.load(Ordering::Acquire) {
                     break;
+                }
+                if let (Some((n, _)), Some(ticks)) = (pace, ticks.as_mut())
+                    && sent.is_multiple_of(n.max(1))
+                {
+                    ticks.tick().await;
                 }
                 match producer.enqueue(a).await {
                     Ok(pending) => {
@@ -370,6 +386,11 @@ impl Producing {
     /// error.
     pub async fn finish(self, timeout: Duration) -> anyhow::Result<Produced> {
         self.stop.store(true, Ordering::Release);
+        self.finish_all(timeout).await
+    }
+
+    /// Waits (at most `timeout`) until every assertion was enqueued and answered.
+    pub async fn finish_all(self, timeout: Duration) -> anyhow::Result<Produced> {
         tokio::time::timeout(timeout, self.task)
             .await
             .with_context(|| format!("outstanding acks did not resolve within {timeout:?}"))?

@@ -21,15 +21,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, ensure};
 use steme_client::{
-    Assertion, ClientConfig, GroupConfig, GroupConsumer, PendingAck, Producer, SignedAssertion,
-    Value,
+    Assertion, ClientConfig, GroupConfig, GroupConsumer, Producer, SignedAssertion, Value,
 };
 use steme_protocol::messages::add_partitions::{AddPartitionsRequest, AddPartitionsResponse};
 use steme_protocol::messages::metadata::{MetadataRequest, MetadataResponse, SplitInfo};
 use steme_protocol::partition_for;
 use steme_tests::cluster::{Cluster, ClusterOptions};
 use steme_tests::workload::{
-    Produced, check_acks_present, create_topic, key, patient, read_topic, sign_all,
+    Producing, check_acks_present, create_topic, key, patient, read_topic, sign_all,
 };
 use steme_tests::{unique, within};
 
@@ -68,72 +67,6 @@ struct Delivery {
     offset: u64,
     hlc: u64,
     subject: String,
-}
-
-/// A producer enqueueing `per_tick` assertions every `tick`; acks are awaited in order.
-struct Paced {
-    acked: Arc<AtomicUsize>,
-    task: tokio::task::JoinHandle<Produced>,
-}
-
-impl Paced {
-    fn start(
-        producer: Producer,
-        assertions: Vec<SignedAssertion>,
-        per_tick: usize,
-        tick: Duration,
-    ) -> Paced {
-        let acked = Arc::new(AtomicUsize::new(0));
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<PendingAck>();
-        tokio::spawn(async move {
-            let mut ticks = tokio::time::interval(tick);
-            for chunk in assertions.chunks(per_tick) {
-                ticks.tick().await;
-                for a in chunk {
-                    let Ok(pending) = producer.enqueue(a.clone()).await else {
-                        return;
-                    };
-                    if tx.send(pending).is_err() {
-                        return;
-                    }
-                }
-            }
-            let _ = producer.flush().await;
-        });
-        let count = acked.clone();
-        let task = tokio::spawn(async move {
-            let mut out = Produced::default();
-            while let Some(pending) = rx.recv().await {
-                match pending.await {
-                    Ok(ack) => {
-                        out.acks.push(ack);
-                        count.fetch_add(1, Ordering::Release);
-                    }
-                    Err(e) => {
-                        out.failed += 1;
-                        out.first_error.get_or_insert_with(|| e.to_string());
-                    }
-                }
-            }
-            out
-        });
-        Paced { acked, task }
-    }
-
-    async fn wait_for_acks(&self, n: usize, timeout: Duration) -> usize {
-        let deadline = tokio::time::Instant::now() + timeout;
-        while self.acked.load(Ordering::Acquire) < n && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        self.acked.load(Ordering::Acquire)
-    }
-
-    async fn finish(self, timeout: Duration) -> anyhow::Result<Produced> {
-        tokio::time::timeout(timeout, self.task)
-            .await
-            .context("acks did not resolve in time")?
-            .context("the producing task panicked")
-    }
 }
 
 /// When an HLC (NTP64 since the Unix epoch) was stamped, by the broker's wall clock.
@@ -210,7 +143,11 @@ async fn a_topic_grows_under_producers_and_a_group_and_every_subject_keeps_its_o
 
         let producer = Producer::connect(&bootstrap, &topic, patient()).await?;
         // About 1500 records a second, so that the growth lands in the middle.
-        let producing = Paced::start(producer, assertions, 150, Duration::from_millis(100));
+        let producing = Producing::start_paced(
+            producer,
+            assertions,
+            Some((150, Duration::from_millis(100))),
+        );
         ensure!(
             producing
                 .wait_for_acks(3_000, Duration::from_secs(60))
@@ -239,7 +176,7 @@ async fn a_topic_grows_under_producers_and_a_group_and_every_subject_keeps_its_o
             (grown.map_epoch, grown.partitions) == (1, 6),
             "grown to {grown:?}"
         );
-        let produced = producing.finish(Duration::from_secs(120)).await?;
+        let produced = producing.finish_all(Duration::from_secs(120)).await?;
         ensure!(
             produced.failed == 0 && produced.not_sent == 0,
             "{} failed, {} not sent (first error: {:?})",

@@ -62,7 +62,7 @@ pub fn metadata(broker: &Broker, gate: &Gate<'_>, r: MetadataRequest) -> Metadat
                 })
                 .collect(),
             map_epoch: t.map_epoch,
-            splits: t.splits.iter().map(|s| s.info()).collect(),
+            splits: t.splits.clone(),
         })
         .collect();
     MetadataResponse {

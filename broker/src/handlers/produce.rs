@@ -26,12 +26,7 @@ pub async fn produce(
     let p = broker.partition(&r.topic, r.partition)?;
     let (map, counts, verify, signers) = {
         let state = broker.metadata();
-        let t = state
-            .topics
-            .get(&r.topic)
-            .ok_or_else(|| BrokerError::UnknownTopic {
-                topic: r.topic.clone(),
-            })?;
+        let t = state.topic(&r.topic)?;
         let config = t.config();
         let signers = Signers::of(&r.topic, config.clone(), principal)?;
         (

@@ -19,7 +19,6 @@ use steme_protocol::messages::describe_topic::{
     DescribeTopicRequest, DescribeTopicResponse, PartitionDescription,
 };
 
-use crate::error::BrokerError;
 use crate::metadata::Command;
 use crate::node::Broker;
 
@@ -73,12 +72,7 @@ pub async fn add_partitions(
         .await?;
     broker.await_leaders(&r.topic, r.count).await?;
     let state = broker.metadata();
-    let t = state
-        .topics
-        .get(&r.topic)
-        .ok_or_else(|| BrokerError::UnknownTopic {
-            topic: r.topic.clone(),
-        })?;
+    let t = state.topic(&r.topic)?;
     Ok(AddPartitionsResponse {
         topic: r.topic.clone(),
         map_epoch: t.map_epoch,
@@ -128,12 +122,7 @@ pub async fn alter_config(
             .is_none_or(|t| shows_the_change(&t.configs))
     })
     .await;
-    let t = state
-        .topics
-        .get(&r.topic)
-        .ok_or_else(|| BrokerError::UnknownTopic {
-            topic: r.topic.clone(),
-        })?;
+    let t = state.topic(&r.topic)?;
     Ok(AlterTopicConfigResponse {
         topic: r.topic.clone(),
         configs: config_entries(&t.configs),
@@ -157,10 +146,7 @@ pub fn describe(
     r: DescribeTopicRequest,
 ) -> Result<DescribeTopicResponse, ApiError> {
     let state = broker.metadata();
-    let t = state
-        .topics
-        .get(&r.name)
-        .ok_or(BrokerError::UnknownTopic { topic: r.name })?;
+    let t = state.topic(&r.name)?;
     let offline = broker.offline();
     let partitions = t
         .partitions

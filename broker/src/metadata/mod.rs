@@ -124,6 +124,15 @@ impl MetadataState {
             .collect()
     }
 
+    /// The topic named `name`, or the error a client gets for an unknown one.
+    pub fn topic(&self, name: &str) -> Result<&TopicMeta, crate::error::BrokerError> {
+        self.topics
+            .get(name)
+            .ok_or_else(|| crate::error::BrokerError::UnknownTopic {
+                topic: name.to_owned(),
+            })
+    }
+
     /// The group of `topic`/`partition`, if both exist.
     pub fn group_of(&self, topic: &str, partition: u32) -> Option<&PartitionMeta> {
         self.topics.get(topic)?.partitions.get(partition as usize)
@@ -679,6 +688,22 @@ impl RaftSnapshotBuilder<TypeConfig> for MetadataSnapshotBuilder {
             snapshot: Bytes::from(serde_json::to_vec(&self.snapshot).map_err(io_err)?),
         })
     }
+}
+
+/// A state with brokers `1..=brokers` registered (for tests).
+#[cfg(test)]
+pub(crate) fn registered(brokers: u64) -> MetadataState {
+    let mut s = MetadataState::default();
+    for id in 1..=brokers {
+        s.apply(Command::RegisterBroker {
+            id,
+            addr: format!("127.0.0.1:{}", 9000 + id),
+            peer_addr: None,
+            signer: None,
+        })
+        .expect("a new broker registers");
+    }
+    s
 }
 
 #[cfg(test)]

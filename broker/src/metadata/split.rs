@@ -11,7 +11,6 @@
 //! marker at the same place, so every report of one point is the same. New partitions
 //! take records once every point is recorded (the split is *sealed*).
 
-use serde::{Deserialize, Serialize};
 use steme_protocol::messages::metadata::{SplitInfo, SplitPoint};
 
 use super::{MetadataState, PartitionMeta, TopicMeta, is_internal};
@@ -20,45 +19,9 @@ use crate::raft::types::NodeId;
 /// The most partitions a topic may have.
 pub const MAX_PARTITIONS: u32 = 10_000;
 
-/// One growth of a topic's partition count, as the metadata records it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TopicSplit {
-    /// The map epoch it started.
-    pub epoch: u64,
-    /// The partition count before.
-    pub from: u32,
-    /// The partition count after.
-    pub to: u32,
-    /// Per old partition: where it split, once its leader reported it.
-    pub points: Vec<Option<SplitPoint>>,
-}
-
-impl TopicSplit {
-    /// Whether every old partition recorded its split point.
-    pub fn sealed(&self) -> bool {
-        self.points.iter().all(Option::is_some)
-    }
-
-    /// The highest HLC of any split point (new partitions stamp above it).
-    pub fn max_hlc(&self) -> u64 {
-        self.points
-            .iter()
-            .flatten()
-            .map(|p| p.hlc)
-            .max()
-            .unwrap_or(0)
-    }
-
-    /// As the Metadata API lists it.
-    pub fn info(&self) -> SplitInfo {
-        SplitInfo {
-            epoch: self.epoch,
-            from: self.from,
-            to: self.to,
-            points: self.points.clone(),
-        }
-    }
-}
+/// One growth of a topic's partition count, as the metadata records it: what the
+/// Metadata API lists.
+pub type TopicSplit = SplitInfo;
 
 /// What a partition's records are checked against, and what its leader must do first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -238,16 +201,7 @@ mod tests {
     use crate::metadata::Command;
 
     fn topic_of(partitions: u32) -> MetadataState {
-        let mut s = MetadataState::default();
-        for id in 1..=3 {
-            s.apply(Command::RegisterBroker {
-                id,
-                addr: format!("127.0.0.1:{}", 9000 + id),
-                peer_addr: None,
-                signer: None,
-            })
-            .unwrap();
-        }
+        let mut s = crate::metadata::registered(3);
         s.apply(Command::CreateTopic {
             name: "facts".into(),
             partitions,

@@ -155,8 +155,9 @@ pub struct TopicMetadata {
     pub splits: Vec<SplitInfo>,
 }
 
-/// One growth of a topic's partition count, and where each old partition split.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One growth of a topic's partition count, and where each old partition split. (Brokers
+/// keep it in their metadata as it is, hence serde.)
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SplitInfo {
     /// The map epoch this split started.
     pub epoch: u64,

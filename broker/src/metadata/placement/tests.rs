@@ -7,16 +7,7 @@ use steme_protocol::messages::metadata::BrokerState;
 use crate::metadata::{Command, MetadataState, Retirement};
 
 fn cluster(brokers: u64) -> MetadataState {
-    let mut s = MetadataState::default();
-    for id in 1..=brokers {
-        s.apply(Command::RegisterBroker {
-            id,
-            addr: format!("127.0.0.1:{}", 9000 + id),
-            peer_addr: None,
-            signer: None,
-        })
-        .unwrap();
-    }
+    let mut s = crate::metadata::registered(brokers);
     s.apply(Command::CreateTopic {
         name: "facts".into(),
         partitions: 2,
