@@ -28,7 +28,8 @@ use steme_protocol::messages::metadata::{MetadataRequest, MetadataResponse, Spli
 use steme_protocol::partition_for;
 use steme_tests::cluster::{Cluster, ClusterOptions};
 use steme_tests::workload::{
-    Producing, check_acks_present, create_topic, key, patient, read_topic, sign_all,
+    Producing, check_acks_present, create_topic, high_watermarks, key, patient, produce_all,
+    read_topic, sign_all,
 };
 use steme_tests::{unique, within};
 
@@ -125,7 +126,10 @@ async fn a_topic_grows_under_producers_and_a_group_and_every_subject_keeps_its_o
         let topic = unique("grown");
         create_topic(&bootstrap, &topic, 4).await?;
         let run = unique("run");
-        let assertions = tokio::task::spawn_blocking(move || subject_assertions(&run)).await??;
+        let signing = run.clone();
+        let assertions =
+            tokio::task::spawn_blocking(move || subject_assertions(&signing)).await??;
+        let replay = assertions[..500].to_vec();
 
         let stop = Arc::new(AtomicBool::new(false));
         let delivered_count = Arc::new(AtomicUsize::new(0));
@@ -294,6 +298,111 @@ async fn a_topic_grows_under_producers_and_a_group_and_every_subject_keeps_its_o
             longest_pause <= Duration::from_secs(2),
             "a group member waited {longest_pause:?} between deliveries"
         );
+
+        // Dedup holds across the split: the first 500 assertions, stored before the growth,
+        // produced again by a new producer (which sends moved subjects to their new
+        // partitions) are acknowledged where they are, and nothing is stored.
+        let again = Producer::connect(&bootstrap, &topic, patient()).await?;
+        let acks = produce_all(&again, &replay[..500]).await?;
+        for (ack, first) in acks.iter().zip(&produced.acks) {
+            ensure!(
+                ack.duplicate && (ack.partition, ack.offset) == (first.partition, first.offset),
+                "{} produced again: {ack:?}, first stored at {}@{}",
+                ack.id,
+                first.partition,
+                first.offset
+            );
+        }
+        let moved = (0..500)
+            .map(|i| format!("urn:split:{run}:{:04}", i % SUBJECTS))
+            .filter(|s| partition_for(s, 4) != partition_for(s, 6))
+            .count();
+        ensure!(moved > 0, "some of them were of subjects that moved");
+        let total: u64 = high_watermarks(&bootstrap, &topic).await?.iter().sum();
+        ensure!(
+            total == RECORDS as u64,
+            "{total} records after producing duplicates"
+        );
+        Ok(())
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_stored_before_a_growth_is_found_in_its_old_partition_on_another_broker()
+-> anyhow::Result<()> {
+    within(Duration::from_secs(180), async {
+        // One replica per partition, so the new partition's leader holds no copy of the old
+        // ones: it asks their brokers over the peer plane.
+        let cluster = Cluster::start(ClusterOptions::new(3)).await?;
+        let bootstrap = cluster.bootstrap();
+        let topic = unique("regrown");
+        let admin = steme_client::Admin::connect(&bootstrap, ClientConfig::default()).await?;
+        admin
+            .create_topic(
+                &topic,
+                2,
+                steme_client::TopicOptions {
+                    replication_factor: 1,
+                    ..Default::default()
+                },
+            )
+            .await?;
+        let run = unique("again");
+        let signing = run.clone();
+        let assertions = tokio::task::spawn_blocking(move || {
+            let all: Vec<Assertion> = (0..300)
+                .map(|i| Assertion {
+                    subject: format!("urn:regrown:{signing}:{i}"),
+                    predicate: "e2e:seq".into(),
+                    object: Value::Integer(i),
+                    source: "steme-tests".into(),
+                    confidence: None,
+                    supersedes: None,
+                    issued_at: 1_764_000_000_000 + i as u64,
+                })
+                .collect();
+            sign_all(&all, &key(7))
+        })
+        .await??;
+        let producer = Producer::connect(&bootstrap, &topic, patient()).await?;
+        let first = produce_all(&producer, &assertions).await?;
+        admin.add_partitions(&topic, 3).await?;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let meta = metadata(&bootstrap).await?;
+            let t = meta.topic(&topic).context("topic listed")?;
+            if t.splits.first().is_some_and(SplitInfo::sealed) {
+                let hosts: Vec<&Vec<u64>> = t.partitions.iter().map(|p| &p.replicas).collect();
+                ensure!(
+                    hosts[2]
+                        .iter()
+                        .all(|b| !hosts[0].contains(b) && !hosts[1].contains(b)),
+                    "the new partition shares a broker with an old one: {hosts:?}"
+                );
+                break;
+            }
+            ensure!(tokio::time::Instant::now() < deadline, "split not sealed");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let again = Producer::connect(&bootstrap, &topic, patient()).await?;
+        let acks = produce_all(&again, &assertions).await?;
+        let moved = (0..300)
+            .map(|i| format!("urn:regrown:{run}:{i}"))
+            .filter(|s| partition_for(s, 2) != partition_for(s, 3))
+            .count();
+        ensure!(moved > 0, "some subjects moved");
+        for (ack, was) in acks.iter().zip(&first) {
+            ensure!(
+                ack.duplicate && (ack.partition, ack.offset) == (was.partition, was.offset),
+                "{} produced again: {ack:?}, first stored at {}@{}",
+                ack.id,
+                was.partition,
+                was.offset
+            );
+        }
+        let total: u64 = high_watermarks(&bootstrap, &topic).await?.iter().sum();
+        ensure!(total == 300, "{total} records after producing duplicates");
         Ok(())
     })
     .await

@@ -289,6 +289,7 @@ impl Coordinator {
                 causality: None,
                 map: None,
                 moved: Vec::new(),
+                earlier: Vec::new(),
                 reply,
             })
             .await;

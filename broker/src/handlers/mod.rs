@@ -17,6 +17,7 @@
 pub mod access;
 pub mod acls;
 pub mod cluster;
+mod earlier;
 pub mod fetch;
 pub mod groups;
 pub mod offsets;

@@ -87,6 +87,11 @@ pub async fn produce(
     })
     .await
     .map_err(BrokerError::Join)??;
+    let earlier = {
+        let state = broker.metadata();
+        super::earlier::earlier_copies(broker, state.topic(&r.topic)?, partition, &batch, &ids)
+            .await?
+    };
     let (reply, rx) = oneshot::channel();
     p.produce(ProduceJob {
         batch,
@@ -94,6 +99,7 @@ pub async fn produce(
         causality: r.causality,
         map: Some(map),
         moved,
+        earlier,
         reply,
     })
     .await;

@@ -418,6 +418,11 @@ impl Broker {
         self.cfg.node_id
     }
 
+    /// The peer plane to the other brokers.
+    pub(crate) fn transport(&self) -> &Arc<crate::peer::link::Transport> {
+        &self.ctx.transport
+    }
+
     pub fn config(&self) -> &Config {
         &self.cfg
     }

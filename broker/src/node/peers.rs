@@ -139,6 +139,19 @@ impl RaftHost for Broker {
         }
     }
 
+    fn lookup_ids(&self, group: u64, below: u64, ids: &[[u8; 32]]) -> RaftRpc {
+        match self.group_partition(group) {
+            Some(p) => match p.lookup_below(below, ids) {
+                Ok(found) => RaftRpc::FoundIds(found),
+                Err(why) => RaftRpc::Refused(why),
+            },
+            None => RaftRpc::Refused(format!(
+                "group {group} is not open on broker {}",
+                self.cfg.node_id
+            )),
+        }
+    }
+
     fn read_frames(&self, group: u64, range: std::ops::Range<u64>, max_bytes: u32) -> RaftRpc {
         match self.group_partition(group) {
             Some(p) => p.read_frames(range, max_bytes),

@@ -45,6 +45,7 @@ use crate::raft::network::Network;
 use crate::raft::state_machine::{PartitionSm, PartitionState};
 use crate::raft::types::{Applied, NodeId, Proposal, TypeConfig};
 
+mod answer;
 mod integrity;
 mod leadership;
 mod quiet;
@@ -52,6 +53,7 @@ mod reassign;
 mod retention;
 mod split;
 
+use answer::answer;
 pub use integrity::Repair;
 use integrity::Repairer;
 use leadership::on_lead;
@@ -76,6 +78,9 @@ pub struct ProduceJob {
     /// Records whose subject the topic's growth moved away from this partition (their
     /// indexes): taken only as duplicates (see `split`).
     pub moved: Vec<u32>,
+    /// Per record (empty: none), where it is already stored in an older partition of its
+    /// subject (`handlers::earlier`): acknowledged there, not stored again.
+    pub earlier: Vec<Option<Existing>>,
     pub reply: oneshot::Sender<Result<ProduceResponse, ApiError>>,
 }
 
@@ -596,8 +601,10 @@ impl Writer {
         let mut new_count = 0u64;
         {
             let inflight = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
-            for id in &job.ids {
-                let fate = if let Some((landing, rank)) = inflight.get(id) {
+            for (i, id) in job.ids.iter().enumerate() {
+                let fate = if let Some(e) = job.earlier.get(i).copied().flatten() {
+                    Fate::Existing(e)
+                } else if let Some((landing, rank)) = inflight.get(id) {
                     Fate::InFlight(landing.clone(), *rank)
                 } else if !seen.insert(id) {
                     // A second copy within this request: the first copy's offset.
@@ -613,6 +620,7 @@ impl Writer {
                         Fate::Existing(Existing {
                             offset,
                             hlc: p.hlc_at(offset).unwrap_or(0),
+                            partition: None,
                         })
                     } else {
                         Fate::Pending(offset)
@@ -748,71 +756,4 @@ impl Proposed {
             Ok(Ok(Err(e))) => Err(ApiError::other(ErrorCode::Storage, e.to_string())),
         }
     }
-}
-
-/// Builds the produce response once every record's place is known.
-async fn answer(
-    p: Arc<Partition>,
-    fates: Vec<Fate>,
-    landed: Option<Result<(u64, u64), ApiError>>,
-    reply: oneshot::Sender<Result<ProduceResponse, ApiError>>,
-) {
-    let result =
-        async {
-            let (base_offset, base_hlc) = match &landed {
-                Some(Ok(l)) => *l,
-                Some(Err(e)) => return Err(e.clone()),
-                None => (p.high_watermark(), 0),
-            };
-            let mut duplicates = Vec::with_capacity(fates.len());
-            for fate in fates {
-                duplicates.push(match fate {
-                    Fate::New(_) => None,
-                    Fate::Existing(e) => Some(e),
-                    Fate::RepeatOf(n) => Some(Existing {
-                        offset: base_offset + n,
-                        hlc: base_hlc + n,
-                    }),
-                    Fate::Pending(offset) => {
-                        let mut rx = p.state.high_watermark.subscribe();
-                        tokio::time::timeout(PRODUCE_TIMEOUT, rx.wait_for(|h| *h > offset))
-                            .await
-                            .map_err(|_| {
-                                ApiError::other(ErrorCode::Timeout, "duplicate not yet committed")
-                            })?
-                            .map_err(|_| {
-                                ApiError::other(ErrorCode::ShuttingDown, "partition closed")
-                            })?;
-                        Some(Existing {
-                            offset,
-                            hlc: p.hlc_at(offset).unwrap_or(0),
-                        })
-                    }
-                    Fate::InFlight(mut landing, rank) => {
-                        let done = tokio::time::timeout(
-                            PRODUCE_TIMEOUT,
-                            landing.wait_for(|l| l.is_some()),
-                        )
-                        .await
-                        .map_err(|_| ApiError::other(ErrorCode::Timeout, "earlier copy in flight"))?
-                        .map_err(|_| ApiError::other(ErrorCode::ShuttingDown, "partition closed"))?
-                        .clone()
-                        .expect("waited for Some");
-                        let (o, h) = done?;
-                        Some(Existing {
-                            offset: o + rank,
-                            hlc: h + rank,
-                        })
-                    }
-                });
-            }
-            Ok(ProduceResponse {
-                base_offset,
-                base_hlc,
-                throttle_ms: 0,
-                duplicates,
-            })
-        }
-        .await;
-    let _ = reply.send(result);
 }

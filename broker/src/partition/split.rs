@@ -11,7 +11,7 @@
 //! requests checked against the older map (`StaleMap`, retriable) instead of writing
 //! them after the marker.
 
-use steme_protocol::{ApiError, ErrorCode};
+use steme_protocol::{ApiError, AssertionId, ErrorCode};
 
 use super::{Fate, Partition, ProduceJob, Proposed, RecordChecks, Writer, propose};
 use crate::metadata::PartitionMap;
@@ -46,6 +46,32 @@ impl Partition {
     /// Updates what the topic's records must pass (it grew).
     pub fn set_checks(&self, checks: RecordChecks) {
         *self.checks.write().unwrap_or_else(|p| p.into_inner()) = checks;
+    }
+
+    /// Which of `ids` this replica holds below offset `below` (an old partition's split
+    /// point, below which its log never changes): `(index in ids, offset, hlc)` of each.
+    /// Refused while this replica has not applied its log up to `below`.
+    pub fn lookup_below(
+        &self,
+        below: u64,
+        ids: &[[u8; 32]],
+    ) -> Result<Vec<(u32, u64, u64)>, String> {
+        let hwm = self.high_watermark();
+        if hwm < below {
+            return Err(format!(
+                "{}-{} has applied up to offset {hwm}, not yet {below}",
+                self.topic, self.partition
+            ));
+        }
+        let mut found = Vec::new();
+        for (i, id) in ids.iter().enumerate() {
+            if let Some(offset) = self.log.reader.lookup_id(&AssertionId(*id))
+                && offset < below
+            {
+                found.push((i as u32, offset, self.hlc_at(offset).unwrap_or(0)));
+            }
+        }
+        Ok(found)
     }
 
     /// The last split marker this replica applied.

@@ -20,7 +20,7 @@
 use openraft::EntryPayload;
 
 use crate::metadata::{Command, MetadataState};
-use crate::raft::rpc::RaftRpc;
+use crate::raft::rpc::{MAX_LOOKUP_IDS, RaftRpc};
 use crate::raft::types::{Entry, LogId, Membership, NodeId, Vote, term_of};
 
 /// The largest term any group may reach: 2^48, an election every millisecond for 8,900
@@ -250,6 +250,15 @@ impl GroupView<'_> {
                 }
                 Ok(())
             }
+            RaftRpc::LookupIds { ids, .. } => {
+                // Any member of the cluster (the peer plane authenticated it) may ask: the
+                // leader of a new partition need not host the old one. Bounded like a batch.
+                if ids.len() > MAX_LOOKUP_IDS {
+                    return Err(Refusal::NotARequest("an id lookup of too many ids"));
+                }
+                Ok(())
+            }
+            RaftRpc::FoundIds(_) => Err(Refusal::NotARequest("ids found")),
             RaftRpc::Frames(_) => Err(Refusal::NotARequest("frames")),
             RaftRpc::Appended(_) => Err(Refusal::NotARequest("an append result")),
             RaftRpc::Voted(_) => Err(Refusal::NotARequest("a vote result")),

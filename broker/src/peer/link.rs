@@ -190,6 +190,32 @@ impl Transport {
         }
     }
 
+    /// Asks broker `target` which of `ids` its replica of group `group` holds below offset
+    /// `below`: `(index in ids, offset, hlc)` of each found.
+    pub async fn lookup_ids(
+        &self,
+        target: NodeId,
+        group: u64,
+        below: u64,
+        ids: Vec<[u8; 32]>,
+        timeout: Duration,
+    ) -> Result<Vec<(u32, u64, u64)>, LinkError> {
+        let addr = (self.resolve)(target).unwrap_or_default();
+        let link = self.link(target, &addr);
+        match link
+            .call(
+                Lane::Bulk,
+                group,
+                RaftRpc::LookupIds { below, ids },
+                timeout,
+            )
+            .await?
+        {
+            RaftRpc::FoundIds(found) => Ok(found),
+            other => Err(unexpected(target, &other)),
+        }
+    }
+
     /// Closes every link (their tasks end; calls fail as not connected).
     pub fn shutdown(&self) {
         self.links.lock().unwrap_or_else(|p| p.into_inner()).clear();
@@ -223,6 +249,8 @@ fn kind_name(rpc: &RaftRpc) -> &'static str {
         RaftRpc::ReadFrames { .. } => "frame read",
         RaftRpc::Frames(_) => "frames",
         RaftRpc::Beat => "beat",
+        RaftRpc::LookupIds { .. } => "id lookup",
+        RaftRpc::FoundIds(_) => "ids found",
     }
 }
 

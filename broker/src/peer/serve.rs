@@ -58,6 +58,8 @@ pub trait RaftHost: Send + Sync + 'static {
     /// repairing a damaged range: [`RaftRpc::Frames`], or [`RaftRpc::Refused`] saying why
     /// not (not hosted here, damaged here too).
     fn read_frames(&self, group: u64, range: std::ops::Range<u64>, max_bytes: u32) -> RaftRpc;
+    /// Answers [`RaftRpc::LookupIds`] from this broker's replica of `group`.
+    fn lookup_ids(&self, group: u64, below: u64, ids: &[[u8; 32]]) -> RaftRpc;
 
     /// A vote request for `group`, as this broker's failure detector vouches for it (see
     /// [`super::liveness::vouch`]); anything else unchanged.
@@ -187,6 +189,7 @@ pub async fn handle_raft<H: RaftHost>(host: &H, sender: NodeId, group: u64, rpc:
             }
         }
         RaftRpc::Beat => RaftRpc::Beat,
+        RaftRpc::LookupIds { below, ids } => host.lookup_ids(group, below, &ids),
         rpc => match host.group_raft(group) {
             Some(g) => {
                 let rpc = host.vouch(&g, rpc);

@@ -81,7 +81,20 @@ pub enum RaftRpc {
     /// A broker-level liveness beat, and its answer: one per broker pair, whatever the
     /// number of groups they share.
     Beat,
+    /// The leader of a partition a topic's growth created asks a replica of an old
+    /// partition which of these content ids it holds below offset `below` (its split
+    /// point): a record produced again after the split is then acknowledged where it
+    /// already is instead of being stored twice (`partition::split`).
+    LookupIds {
+        below: u64,
+        ids: Vec<[u8; 32]>,
+    },
+    /// The answer: for each id found, its index in the question, offset and HLC.
+    FoundIds(Vec<(u32, u64, u64)>),
 }
+
+/// The most ids one [`RaftRpc::LookupIds`] may ask about (a produce batch's records).
+pub const MAX_LOOKUP_IDS: usize = 1 << 16;
 
 /// What became of a forwarded metadata command.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -339,6 +352,23 @@ impl RaftRpc {
                 put_bytes(&mut b, frames);
             }
             RaftRpc::Beat => b.put_u8(16),
+            RaftRpc::LookupIds { below, ids } => {
+                b.put_u8(17);
+                b.put_u64_le(*below);
+                b.put_u32_le(ids.len() as u32);
+                for id in ids {
+                    b.put_slice(id);
+                }
+            }
+            RaftRpc::FoundIds(found) => {
+                b.put_u8(18);
+                b.put_u32_le(found.len() as u32);
+                for (index, offset, hlc) in found {
+                    b.put_u32_le(*index);
+                    b.put_u64_le(*offset);
+                    b.put_u64_le(*hlc);
+                }
+            }
         }
         b.freeze()
     }
@@ -436,6 +466,18 @@ impl RaftRpc {
             },
             15 => RaftRpc::Frames(r.bytes()?),
             16 => RaftRpc::Beat,
+            17 => {
+                let below = r.u64()?;
+                let ids = r.vec_of("looked-up ids", 32, |r| {
+                    let mut id = [0u8; 32];
+                    id.copy_from_slice(&r.slice(32)?);
+                    Ok(id)
+                })?;
+                RaftRpc::LookupIds { below, ids }
+            }
+            18 => RaftRpc::FoundIds(
+                r.vec_of("found ids", 20, |r| Ok((r.u32()?, r.u64()?, r.u64()?)))?,
+            ),
             tag => {
                 return Err(DecodeError::InvalidTag {
                     what: "raft rpc",
@@ -569,6 +611,11 @@ mod tests {
                 max_bytes: 1 << 20,
             },
             RaftRpc::Frames(Bytes::from_static(b"STMF frames")),
+            RaftRpc::LookupIds {
+                below: 42,
+                ids: vec![[7; 32], [9; 32]],
+            },
+            RaftRpc::FoundIds(vec![(1, 40, 400)]),
         ]
     }
 

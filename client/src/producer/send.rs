@@ -295,7 +295,8 @@ impl Shared {
                 for (w, ack) in waiters.into_iter().zip(resp.record_acks()) {
                     w.reply.send(Ok(Ack {
                         id: w.id,
-                        partition,
+                        // A duplicate stored before the topic grew is in its old partition.
+                        partition: ack.partition.unwrap_or(partition),
                         offset: ack.offset,
                         hlc: ack.hlc,
                         duplicate: ack.duplicate,

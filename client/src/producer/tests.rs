@@ -86,6 +86,7 @@ fn acks_map_duplicates_to_their_existing_offsets() {
             Some(Existing {
                 offset: 3,
                 hlc: 300,
+                partition: None,
             }),
             None,
         ],

@@ -324,7 +324,19 @@ pub fn samples() -> Samples {
             base_offset: 5,
             base_hlc: 6,
             throttle_ms: 0,
-            duplicates: vec![None, Some(produce::Existing { offset: 1, hlc: 2 })],
+            duplicates: vec![
+                None,
+                Some(produce::Existing {
+                    offset: 1,
+                    hlc: 2,
+                    partition: None,
+                }),
+                Some(produce::Existing {
+                    offset: 3,
+                    hlc: 4,
+                    partition: Some(1),
+                }),
+            ],
         }
         .into(),
         fetch::FetchResponse {

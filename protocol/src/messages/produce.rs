@@ -14,7 +14,7 @@
 //!
 //! ```text
 //! +----------------+--------------+------------------------------------------------------+
-//! | base_offset u64| base_hlc u64 | records: [ opt<existing_offset u64, existing_hlc u64> ] |
+//! | base_offset u64| base_hlc u64 | records: [ existing ]                                |
 //! +----------------+--------------+------------------------------------------------------+
 //! | throttle_ms u32|
 //! +----------------+
@@ -23,6 +23,13 @@
 //! `throttle_ms` (version 1) is non-zero when the principal is over its produce quota: the
 //! broker holds the connection's next request back that long, and a client waits as long
 //! before it sends another (Kafka's `throttle_time_ms`).
+//!
+//! ```text
+//! existing = 0                                   appended
+//!          | 1 offset u64 | hlc u64              a duplicate, already in this partition
+//!          | 2 offset u64 | hlc u64 | partition u32   a duplicate in an older partition of
+//!                                                the subject (stored before its topic grew)
+//! ```
 //!
 //! One entry per record of the request's batch, in order: absent for a record that was
 //! appended, present for a duplicate (its content id was already in the log), naming where
@@ -70,6 +77,9 @@ pub struct Existing {
     pub offset: u64,
     /// The record's HLC (NTP64).
     pub hlc: u64,
+    /// The partition it is in, when not the one produced to: a record of a subject that
+    /// moved when its topic grew, stored before in the subject's old partition.
+    pub partition: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,6 +104,8 @@ pub struct RecordAck {
     pub hlc: u64,
     /// The record was already in the log: `offset` and `hlc` are where it is.
     pub duplicate: bool,
+    /// For a duplicate in another partition (see [`Existing::partition`]): that partition.
+    pub partition: Option<u32>,
 }
 
 impl ProduceResponse {
@@ -105,12 +117,14 @@ impl ProduceResponse {
                 offset: e.offset,
                 hlc: e.hlc,
                 duplicate: true,
+                partition: e.partition,
             },
             None => {
                 let ack = RecordAck {
                     offset: self.base_offset + next,
                     hlc: self.base_hlc + next,
                     duplicate: false,
+                    partition: None,
                 };
                 next += 1;
                 ack
@@ -161,10 +175,17 @@ impl Body for ProduceResponse {
         buf.put_u64_le(self.base_hlc);
         put_count(buf, self.duplicates.len());
         for d in &self.duplicates {
-            put_option(buf, d.as_ref(), |b, e| {
-                b.put_u64_le(e.offset);
-                b.put_u64_le(e.hlc);
-            });
+            match d {
+                None => buf.put_u8(0),
+                Some(e) => {
+                    buf.put_u8(if e.partition.is_some() { 2 } else { 1 });
+                    buf.put_u64_le(e.offset);
+                    buf.put_u64_le(e.hlc);
+                    if let Some(p) = e.partition {
+                        buf.put_u32_le(p);
+                    }
+                }
+            }
         }
         buf.put_u32_le(self.throttle_ms);
     }
@@ -178,12 +199,28 @@ impl Body for ProduceResponse {
             base_offset: r.u64()?,
             base_hlc: r.u64()?,
             duplicates: r.vec_of("record acks", 1, |r| {
-                r.option(|r| {
-                    Ok(Existing {
-                        offset: r.u64()?,
-                        hlc: r.u64()?,
-                    })
-                })
+                let at = r.position();
+                let tag = r.u8()?;
+                if tag == 0 {
+                    return Ok(None);
+                }
+                let (offset, hlc) = (r.u64()?, r.u64()?);
+                let partition = match tag {
+                    1 => None,
+                    2 => Some(r.u32()?),
+                    tag => {
+                        return Err(DecodeError::InvalidTag {
+                            what: "record ack",
+                            tag: tag.into(),
+                            offset: at,
+                        });
+                    }
+                };
+                Ok(Some(Existing {
+                    offset,
+                    hlc,
+                    partition,
+                }))
             })?,
             throttle_ms: r.u32()?,
         })
@@ -221,7 +258,20 @@ mod tests {
             base_offset: 100,
             base_hlc: 5000,
             throttle_ms: 0,
-            duplicates: vec![None, Some(Existing { offset: 7, hlc: 70 }), None],
+            duplicates: vec![
+                None,
+                Some(Existing {
+                    offset: 7,
+                    hlc: 70,
+                    partition: None,
+                }),
+                Some(Existing {
+                    offset: 9,
+                    hlc: 90,
+                    partition: Some(2),
+                }),
+                None,
+            ],
         });
     }
 
@@ -231,7 +281,15 @@ mod tests {
             base_offset: 100,
             base_hlc: 5000,
             throttle_ms: 0,
-            duplicates: vec![None, Some(Existing { offset: 7, hlc: 70 }), None],
+            duplicates: vec![
+                None,
+                Some(Existing {
+                    offset: 7,
+                    hlc: 70,
+                    partition: None,
+                }),
+                None,
+            ],
         };
         let acks: Vec<_> = resp
             .record_acks()
