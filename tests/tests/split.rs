@@ -407,3 +407,76 @@ async fn a_record_stored_before_a_growth_is_found_in_its_old_partition_on_anothe
     })
     .await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_reading_from_latest_is_given_the_new_partitions_though_the_old_ones_are_idle()
+-> anyhow::Result<()> {
+    within(Duration::from_secs(180), async {
+        let cluster = Cluster::start(ClusterOptions::new(3)).await?;
+        let bootstrap = cluster.bootstrap();
+        let topic = unique("latest");
+        create_topic(&bootstrap, &topic, 2).await?;
+        let run = unique("idle");
+        let signing = run.clone();
+        // 100 assertions before the growth, then 60 whose subjects only the new partition
+        // takes: the old partitions get nothing after the member starts.
+        let (before, after) = tokio::task::spawn_blocking(move || {
+            let make = |subject: String, i: i64| Assertion {
+                subject,
+                predicate: "e2e:seq".into(),
+                object: Value::Integer(i),
+                source: "steme-tests".into(),
+                confidence: None,
+                supersedes: None,
+                issued_at: 1_764_000_000_000 + i as u64,
+            };
+            let before: Vec<Assertion> = (0..100)
+                .map(|i| make(format!("urn:{signing}:{i}"), i))
+                .collect();
+            let after: Vec<Assertion> = (100..10_000)
+                .map(|i| make(format!("urn:{signing}:{i}"), i))
+                .filter(|a| partition_for(&a.subject, 3) == 2)
+                .take(60)
+                .collect();
+            anyhow::Ok((sign_all(&before, &key(7))?, sign_all(&after, &key(7))?))
+        })
+        .await??;
+        let producer = Producer::connect(&bootstrap, &topic, patient()).await?;
+        produce_all(&producer, &before).await?;
+
+        let client = steme_client::Cluster::connect(&bootstrap, ClientConfig::default()).await?;
+        let mut config = GroupConfig::new(&unique("tail"));
+        config.no_offset = steme_client::Position::Latest;
+        config.auto_commit = Some(Duration::from_millis(200));
+        let mut member = GroupConsumer::new(client, &topic, config).await?;
+        let settle = tokio::time::Instant::now() + Duration::from_secs(2);
+        while tokio::time::Instant::now() < settle {
+            ensure!(
+                member.poll(Duration::from_millis(100)).await?.is_empty(),
+                "a group reading from latest read old records"
+            );
+        }
+        let admin = steme_client::Admin::connect(&bootstrap, ClientConfig::default()).await?;
+        admin.add_partitions(&topic, 3).await?;
+        let grown = Producer::connect(&bootstrap, &topic, patient()).await?;
+        let acks = produce_all(&grown, &after).await?;
+        ensure!(
+            acks.iter().all(|a| a.partition == 2),
+            "all to the new partition"
+        );
+        let mut read = 0;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while read < after.len() && tokio::time::Instant::now() < deadline {
+            read += member.poll(Duration::from_millis(200)).await?.len();
+        }
+        ensure!(
+            read == after.len(),
+            "the member read {read} of the {} records of the new partition: {:?}",
+            after.len(),
+            member.assignment()
+        );
+        member.close().await?;
+        Ok(())
+    })
+    .await
+}

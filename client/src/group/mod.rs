@@ -139,6 +139,9 @@ pub struct GroupConsumer {
     committed: BTreeMap<u32, u64>,
     next_auto_commit: Instant,
     on_rebalance: Option<Callback>,
+    /// The topic's partition count when this member joined: a partition beyond it was
+    /// added by a growth since, so every record in it is newer than the member.
+    partitions_at_join: u32,
 }
 
 impl std::fmt::Debug for GroupConsumer {
@@ -169,7 +172,7 @@ impl GroupConsumer {
         topic: &str,
         config: GroupConfig,
     ) -> Result<GroupConsumer, ClientError> {
-        cluster.partition_count(topic).await?;
+        let partitions_at_join = cluster.partition_count(topic).await?;
         let consumer = Consumer::new(cluster.clone(), config.consumer.clone());
         let now = Instant::now();
         let membership = Shared::default();
@@ -194,6 +197,7 @@ impl GroupConsumer {
             committed: BTreeMap::new(),
             next_auto_commit: now + config.auto_commit.unwrap_or(Duration::MAX / 4),
             on_rebalance: None,
+            partitions_at_join,
             config,
         })
     }
@@ -291,9 +295,20 @@ impl GroupConsumer {
         self.commit_with_metadata("").await
     }
 
-    /// The commit of what `poll` returned and is not committed yet, with `metadata`.
+    /// The commit of what `poll` returned and is not committed yet, with `metadata`. A
+    /// partition that has returned nothing yet commits where it stands (the start its
+    /// reset policy chose, once known), as Kafka's auto-commit does: a group reading from
+    /// `latest` then shows it has read an old partition past its split point, and is
+    /// given the partitions its topic grew by (`topic add-partitions`).
     fn commit_request(&self, metadata: &str) -> CommitOffsetsRequest {
         let (member_id, member_epoch) = self.identity();
+        let standing: BTreeMap<u32, u64> = self
+            .owned
+            .iter()
+            .filter(|p| !self.processed.contains_key(p))
+            .filter(|p| !self.unread.iter().any(|r| r.partition() == **p))
+            .filter_map(|p| self.consumer.position(*p).map(|o| (*p, o)))
+            .collect();
         CommitOffsetsRequest {
             group: self.config.group.clone(),
             member_id,
@@ -301,6 +316,7 @@ impl GroupConsumer {
             offsets: self
                 .processed
                 .iter()
+                .chain(&standing)
                 .filter(|(p, o)| self.committed.get(p) != Some(o))
                 .map(|(p, o)| OffsetCommit {
                     topic: self.topic.clone(),
@@ -525,11 +541,20 @@ impl GroupConsumer {
         if !added.is_empty() {
             let committed = self.fetch_committed(&added).await?;
             for p in &added {
+                // Without a committed offset, a partition the topic grew by since this
+                // member joined is read from its start: all of it is newer than the member,
+                // whatever `no_offset` says (`latest` would skip what was written to it
+                // before it was given out).
+                let fresh = if *p >= self.partitions_at_join {
+                    Position::Earliest
+                } else {
+                    self.config.no_offset
+                };
                 let start = committed
                     .get(p)
                     .copied()
                     .flatten()
-                    .map_or(self.config.no_offset, Position::Offset);
+                    .map_or(fresh, Position::Offset);
                 self.consumer.add_partition(&self.topic, *p, start)?;
                 self.owned.insert(*p);
             }
