@@ -37,20 +37,51 @@ use steme_tests::{unique, within};
 const SUBJECTS: usize = 240;
 const RECORDS: usize = 12_000;
 
+/// Assertion number `i`, about `subject`.
+fn about(subject: String, i: usize) -> Assertion {
+    Assertion {
+        subject,
+        predicate: "e2e:seq".into(),
+        object: Value::Integer(i as i64),
+        source: "steme-tests".into(),
+        confidence: None,
+        supersedes: None,
+        issued_at: 1_764_000_000_000 + i as u64,
+    }
+}
+
 /// `RECORDS` assertions over `SUBJECTS` subjects, each subject's in issue order.
 fn subject_assertions(run: &str) -> anyhow::Result<Vec<SignedAssertion>> {
     let all: Vec<Assertion> = (0..RECORDS)
-        .map(|i| Assertion {
-            subject: format!("urn:split:{run}:{:04}", i % SUBJECTS),
-            predicate: "e2e:seq".into(),
-            object: Value::Integer(i as i64),
-            source: "steme-tests".into(),
-            confidence: None,
-            supersedes: None,
-            issued_at: 1_764_000_000_000 + i as u64,
-        })
+        .map(|i| about(format!("urn:split:{run}:{:04}", i % SUBJECTS), i))
         .collect();
     sign_all(&all, &key(7))
+}
+
+/// Produces `assertions` again through a new producer (which routes by the grown map) and
+/// checks that each is acknowledged as a duplicate where it was first stored (`first`),
+/// and that the topic still holds `total` records.
+async fn produce_again(
+    bootstrap: &str,
+    topic: &str,
+    assertions: &[SignedAssertion],
+    first: &[steme_client::Ack],
+    total: u64,
+) -> anyhow::Result<()> {
+    let again = Producer::connect(bootstrap, topic, patient()).await?;
+    let acks = produce_all(&again, assertions).await?;
+    for (ack, was) in acks.iter().zip(first) {
+        ensure!(
+            ack.duplicate && (ack.partition, ack.offset) == (was.partition, was.offset),
+            "{} produced again: {ack:?}, first stored at {}@{}",
+            ack.id,
+            was.partition,
+            was.offset
+        );
+    }
+    let held: u64 = high_watermarks(bootstrap, topic).await?.iter().sum();
+    ensure!(held == total, "{held} records after producing duplicates");
+    Ok(())
 }
 
 async fn metadata(bootstrap: &str) -> anyhow::Result<MetadataResponse> {
@@ -302,28 +333,19 @@ async fn a_topic_grows_under_producers_and_a_group_and_every_subject_keeps_its_o
         // Dedup holds across the split: the first 500 assertions, stored before the growth,
         // produced again by a new producer (which sends moved subjects to their new
         // partitions) are acknowledged where they are, and nothing is stored.
-        let again = Producer::connect(&bootstrap, &topic, patient()).await?;
-        let acks = produce_all(&again, &replay[..500]).await?;
-        for (ack, first) in acks.iter().zip(&produced.acks) {
-            ensure!(
-                ack.duplicate && (ack.partition, ack.offset) == (first.partition, first.offset),
-                "{} produced again: {ack:?}, first stored at {}@{}",
-                ack.id,
-                first.partition,
-                first.offset
-            );
-        }
         let moved = (0..500)
             .map(|i| format!("urn:split:{run}:{:04}", i % SUBJECTS))
             .filter(|s| partition_for(s, 4) != partition_for(s, 6))
             .count();
         ensure!(moved > 0, "some of them were of subjects that moved");
-        let total: u64 = high_watermarks(&bootstrap, &topic).await?.iter().sum();
-        ensure!(
-            total == RECORDS as u64,
-            "{total} records after producing duplicates"
-        );
-        Ok(())
+        produce_again(
+            &bootstrap,
+            &topic,
+            &replay[..500],
+            &produced.acks,
+            RECORDS as u64,
+        )
+        .await
     })
     .await
 }
@@ -352,15 +374,7 @@ async fn a_record_stored_before_a_growth_is_found_in_its_old_partition_on_anothe
         let signing = run.clone();
         let assertions = tokio::task::spawn_blocking(move || {
             let all: Vec<Assertion> = (0..300)
-                .map(|i| Assertion {
-                    subject: format!("urn:regrown:{signing}:{i}"),
-                    predicate: "e2e:seq".into(),
-                    object: Value::Integer(i),
-                    source: "steme-tests".into(),
-                    confidence: None,
-                    supersedes: None,
-                    issued_at: 1_764_000_000_000 + i as u64,
-                })
+                .map(|i| about(format!("urn:regrown:{signing}:{i}"), i))
                 .collect();
             sign_all(&all, &key(7))
         })
@@ -385,25 +399,12 @@ async fn a_record_stored_before_a_growth_is_found_in_its_old_partition_on_anothe
             ensure!(tokio::time::Instant::now() < deadline, "split not sealed");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        let again = Producer::connect(&bootstrap, &topic, patient()).await?;
-        let acks = produce_all(&again, &assertions).await?;
         let moved = (0..300)
             .map(|i| format!("urn:regrown:{run}:{i}"))
             .filter(|s| partition_for(s, 2) != partition_for(s, 3))
             .count();
         ensure!(moved > 0, "some subjects moved");
-        for (ack, was) in acks.iter().zip(&first) {
-            ensure!(
-                ack.duplicate && (ack.partition, ack.offset) == (was.partition, was.offset),
-                "{} produced again: {ack:?}, first stored at {}@{}",
-                ack.id,
-                was.partition,
-                was.offset
-            );
-        }
-        let total: u64 = high_watermarks(&bootstrap, &topic).await?.iter().sum();
-        ensure!(total == 300, "{total} records after producing duplicates");
-        Ok(())
+        produce_again(&bootstrap, &topic, &assertions, &first, 300).await
     })
     .await
 }
@@ -421,20 +422,11 @@ async fn a_group_reading_from_latest_is_given_the_new_partitions_though_the_old_
         // 100 assertions before the growth, then 60 whose subjects only the new partition
         // takes: the old partitions get nothing after the member starts.
         let (before, after) = tokio::task::spawn_blocking(move || {
-            let make = |subject: String, i: i64| Assertion {
-                subject,
-                predicate: "e2e:seq".into(),
-                object: Value::Integer(i),
-                source: "steme-tests".into(),
-                confidence: None,
-                supersedes: None,
-                issued_at: 1_764_000_000_000 + i as u64,
-            };
             let before: Vec<Assertion> = (0..100)
-                .map(|i| make(format!("urn:{signing}:{i}"), i))
+                .map(|i| about(format!("urn:{signing}:{i}"), i))
                 .collect();
             let after: Vec<Assertion> = (100..10_000)
-                .map(|i| make(format!("urn:{signing}:{i}"), i))
+                .map(|i| about(format!("urn:{signing}:{i}"), i))
                 .filter(|a| partition_for(&a.subject, 3) == 2)
                 .take(60)
                 .collect();
