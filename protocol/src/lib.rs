@@ -32,7 +32,7 @@ pub use codec::FrameCodec;
 pub use error::{ApiError, ErrorCode, LeaderHint};
 pub use frame::{Frame, FrameHeader};
 pub use messages::{ApiKey, Request, RequestBody, Response};
-pub use partition::partition_for;
+pub use partition::{jump_consistent_hash, partition_for, subject_key};
 
 /// Re-exported so users sign with the same Ed25519 types the protocol verifies with.
 pub use ed25519_dalek::{SigningKey, VerifyingKey};

@@ -6,10 +6,16 @@
 
 /// The partition of `subject` in a topic of `partitions` partitions (at least 1).
 pub fn partition_for(subject: &str, partitions: u32) -> u32 {
+    jump_consistent_hash(subject_key(subject), partitions)
+}
+
+/// The key jump hash places `subject` by: the first 8 bytes of its BLAKE3 hash. Hash it
+/// once to place a subject under several partition counts (a topic that grew).
+pub fn subject_key(subject: &str) -> u64 {
     let digest = blake3::hash(subject.as_bytes());
     let mut first = [0u8; 8];
     first.copy_from_slice(&digest.as_bytes()[..8]);
-    jump_consistent_hash(u64::from_le_bytes(first), partitions)
+    u64::from_le_bytes(first)
 }
 
 /// Jump consistent hash of `key` into `buckets` buckets; `buckets == 0` is treated as 1.

@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use steme_protocol::assertion::subject_of;
 use steme_protocol::messages::produce::Existing;
-use steme_protocol::{ApiError, AssertionId, ErrorCode, RecordBatch, partition_for};
+use steme_protocol::{
+    ApiError, AssertionId, ErrorCode, RecordBatch, jump_consistent_hash, subject_key,
+};
 
 use crate::metadata::TopicMeta;
 use crate::node::Broker;
@@ -36,8 +38,12 @@ pub async fn earlier_copies(
         let Ok(subject) = subject_of(r.assertion) else {
             continue;
         };
+        let key = subject_key(subject);
         for s in &t.splits {
-            let (old, new) = (partition_for(subject, s.from), partition_for(subject, s.to));
+            let (old, new) = (
+                jump_consistent_hash(key, s.from),
+                jump_consistent_hash(key, s.to),
+            );
             if old == new || old == partition {
                 continue;
             }

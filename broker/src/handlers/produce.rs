@@ -6,7 +6,9 @@ use std::sync::Arc;
 use steme_protocol::assertion::{BatchVerifier, VERIFY_CHUNK, VerifyError, subject_of};
 use steme_protocol::messages::authenticate::key_principal;
 use steme_protocol::messages::produce::{ProduceRequest, ProduceResponse};
-use steme_protocol::{ApiError, AssertionId, ErrorCode, RecordBatch, partition_for};
+use steme_protocol::{
+    ApiError, AssertionId, ErrorCode, RecordBatch, jump_consistent_hash as place, subject_key,
+};
 use tokio::sync::oneshot;
 
 use crate::error::BrokerError;
@@ -24,8 +26,10 @@ pub async fn produce(
     r: ProduceRequest,
 ) -> Result<ProduceResponse, ApiError> {
     let p = broker.partition(&r.topic, r.partition)?;
+    // One snapshot of the metadata for the whole request: the map its records are checked
+    // against is the one its earlier copies are looked up by.
+    let state = broker.metadata();
     let (map, counts, verify, signers) = {
-        let state = broker.metadata();
         let t = state.topic(&r.topic)?;
         let config = t.config();
         let signers = Signers::of(&r.topic, config.clone(), principal)?;
@@ -87,11 +91,9 @@ pub async fn produce(
     })
     .await
     .map_err(BrokerError::Join)??;
-    let earlier = {
-        let state = broker.metadata();
+    let earlier =
         super::earlier::earlier_copies(broker, state.topic(&r.topic)?, partition, &batch, &ids)
-            .await?
-    };
+            .await?;
     let (reply, rx) = oneshot::channel();
     p.produce(ProduceJob {
         batch,
@@ -216,17 +218,16 @@ pub(crate) fn check_batch(
                 format!("record {}: {e}", r.index),
             )
         })?;
+        // Hashed once, placed under each count the check needs.
+        let key = subject_key(subject);
         match &mut expect {
             Expect::Latest(counts, moved) => {
                 let latest = counts.last().copied().unwrap_or(1);
-                let expected = partition_for(subject, latest);
+                let expected = place(key, latest);
                 if expected == partition {
                     continue;
                 }
-                if counts
-                    .iter()
-                    .any(|&c| partition_for(subject, c) == partition)
-                {
+                if counts.iter().any(|&c| place(key, c) == partition) {
                     moved.push(r.index);
                     continue;
                 }
@@ -236,13 +237,10 @@ pub(crate) fn check_batch(
                 });
             }
             Expect::AnyOf(counts) => {
-                if !counts
-                    .iter()
-                    .any(|&c| partition_for(subject, c) == partition)
-                {
+                if !counts.iter().any(|&c| place(key, c) == partition) {
                     return Err(ApiError::WrongPartition {
                         record: r.index,
-                        expected: partition_for(subject, counts.last().copied().unwrap_or(1)),
+                        expected: place(key, counts.last().copied().unwrap_or(1)),
                     });
                 }
             }
