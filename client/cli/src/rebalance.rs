@@ -281,7 +281,12 @@ pub async fn run(bootstrap: &str, a: RebalanceArgs) -> anyhow::Result<()> {
     let admin = Admin::connect(bootstrap, crate::client_config())
         .await
         .with_context(|| format!("cannot reach the cluster at {bootstrap}"))?;
-    let meta = admin.metadata(None).await.context("cannot read metadata")?;
+    // As the metadata leader has it: another broker may trail it (a broker that just
+    // joined may not yet see anyone active), and a plan from a stale view moves wrongly.
+    let meta = admin
+        .leader_metadata(None)
+        .await
+        .context("cannot read metadata")?;
     let (active, placements) = inputs(&meta);
     if active.is_empty() {
         anyhow::bail!("no active broker to place replicas on");
