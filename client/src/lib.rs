@@ -17,7 +17,9 @@
 //! - [`error`]: [`ClientError`], the one error type of the network API.
 //!
 //! Cargo feature `serde` (off by default): [`Record`] is `Serialize` (its place, ids,
-//! signature and decoded assertion), [`Ack`] `Serialize` and `Deserialize`.
+//! signature and decoded assertion), [`Ack`] `Serialize` and `Deserialize`. Feature `json`
+//! (with `serde`): `json`, the printed forms of acks and records that the `steme` CLI and
+//! the HTTP gateway share, and HLC times as RFC 3339.
 //!
 //! Everything speaks the wire messages of [`steme_protocol`]; assertions are built and
 //! signed with its types ([`Assertion`], [`SigningKey`]), re-exported here.
@@ -60,6 +62,8 @@ pub mod connection;
 pub mod consumer;
 pub mod error;
 pub mod group;
+#[cfg(feature = "json")]
+pub mod json;
 pub mod keys;
 pub mod producer;
 #[cfg(feature = "serde")]

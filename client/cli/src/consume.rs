@@ -15,12 +15,10 @@ use std::io::Write;
 use std::time::Duration;
 
 use anyhow::Context;
-use serde::Serialize;
-use steme_client::{Assertion, AssertionId, ClientError, Consumer, ConsumerConfig, Record};
+use steme_client::{ClientError, Consumer, ConsumerConfig};
 use tokio::time::Instant;
 
 use crate::args::ConsumeArgs;
-use crate::time::Stamp;
 
 mod gate;
 
@@ -29,34 +27,7 @@ use gate::SplitGates;
 /// How often `--follow` looks for partitions added to the topic and split points recorded.
 const METADATA_REFRESH: Duration = Duration::from_secs(1);
 
-/// One record, as printed: where it is, when it was stored (`hlc`, and as `time` and
-/// `logical`: see [`Stamp`]), who signed it, the assertion's fields, the signature.
-#[derive(Debug, Serialize)]
-pub struct RecordLine {
-    pub partition: u32,
-    pub offset: u64,
-    #[serde(flatten)]
-    pub stamp: Stamp,
-    pub id: AssertionId,
-    pub signer: String,
-    #[serde(flatten)]
-    pub assertion: Assertion,
-    pub signature: String,
-}
-
-impl RecordLine {
-    pub fn new(record: &Record) -> Result<RecordLine, steme_client::ClientError> {
-        Ok(RecordLine {
-            partition: record.partition(),
-            offset: record.offset(),
-            stamp: Stamp::of(record.hlc()),
-            id: record.id(),
-            signer: hex::encode(record.signer()),
-            assertion: record.assertion()?,
-            signature: hex::encode(record.signature()),
-        })
-    }
-}
+pub use steme_client::json::RecordLine;
 
 pub async fn run(bootstrap: &str, args: ConsumeArgs) -> anyhow::Result<()> {
     if args.group.is_some() {
@@ -185,7 +156,7 @@ pub async fn run(bootstrap: &str, args: ConsumeArgs) -> anyhow::Result<()> {
 mod tests {
     use super::*;
     use bytes::Bytes;
-    use steme_client::{SigningKey, Value};
+    use steme_client::{Assertion, SigningKey, Value};
     use steme_protocol::BatchBuilder;
     use steme_protocol::batch::patch_header;
 

@@ -44,7 +44,7 @@ mod produce;
 mod rebalance;
 mod replay;
 mod replay_inspect;
-mod time;
+use steme_client::json::time;
 mod topic;
 mod watch;
 

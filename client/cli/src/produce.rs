@@ -16,38 +16,13 @@ use std::io::Write;
 use std::time::Duration;
 
 use anyhow::{Context, anyhow};
-use serde::Serialize;
-use steme_client::{
-    Ack, Assertion, AssertionId, PendingAck, Producer, ProducerConfig, SignedAssertion, SigningKey,
-};
+use steme_client::{Assertion, PendingAck, Producer, ProducerConfig, SignedAssertion, SigningKey};
 use tokio::io::AsyncBufReadExt;
 
 use crate::args::{IssuedAtArg, ProduceArgs};
 use crate::keys::read_key;
-use crate::time::Stamp;
 
-/// One ack, as printed: `hlc` also as `time` and `logical` (see [`Stamp`]).
-#[derive(Debug, Serialize, PartialEq, Eq)]
-pub struct AckLine {
-    pub id: AssertionId,
-    pub partition: u32,
-    pub offset: u64,
-    #[serde(flatten)]
-    pub stamp: Stamp,
-    pub duplicate: bool,
-}
-
-impl From<&Ack> for AckLine {
-    fn from(a: &Ack) -> Self {
-        AckLine {
-            id: a.id,
-            partition: a.partition,
-            offset: a.offset,
-            stamp: Stamp::of(a.hlc),
-            duplicate: a.duplicate,
-        }
-    }
-}
+pub use steme_client::json::AckLine;
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
@@ -144,6 +119,7 @@ pub async fn run(bootstrap: &str, args: ProduceArgs) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use steme_client::{Ack, AssertionId};
 
     fn key() -> SigningKey {
         SigningKey::from_bytes(&[9; 32])

@@ -1,5 +1,5 @@
-//! Hybrid Logical Clock readings as times a person can type and read: the one place the CLI
-//! converts between a record's 64-bit HLC and RFC 3339 text.
+//! Hybrid Logical Clock readings as times a person can type and read: the one place the
+//! CLI and the HTTP gateway convert between a record's 64-bit HLC and RFC 3339 text.
 //!
 //! # What an HLC holds
 //!
@@ -29,7 +29,7 @@
 //!   `time` read back finds that record (or one stamped in the same instant before it).
 
 use jiff::{SignedDuration, Timestamp};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Bits of an HLC that hold the logical counter (`uhlc::CSIZE`).
 pub const LOGICAL_BITS: u32 = 4;
@@ -41,7 +41,7 @@ const FRACTION_PER_SECOND: u128 = 1 << 32;
 const NANOS_PER_SECOND: u128 = 1_000_000_000;
 
 /// An HLC as printed: the raw value, its physical time and its logical counter.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Stamp {
     /// The raw HLC (NTP64), as the broker stamped it.
     pub hlc: u64,
