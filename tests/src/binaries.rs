@@ -1,11 +1,11 @@
-//! Finding the `steme-broker` and `steme` executables, building them first.
+//! Finding the `steme-broker`, `steme` and `steme-gateway` executables, building them first.
 //!
 //! Cargo sets `CARGO_BIN_EXE_<name>` only for a package's own binaries, and this crate
 //! depends on the broker and client as libraries, so `cargo test -p steme-tests` alone would
 //! neither build the binaries nor notice that they are stale. Hence, once per test process:
 //!
 //! 1. `CARGO_BIN_EXE_steme-broker` / `CARGO_BIN_EXE_steme`, if set, are used as they are.
-//! 2. Otherwise `cargo build -p steme-broker -p steme-cli --bins` runs (a no-op when they
+//! 2. Otherwise `cargo build -p steme-broker -p steme-cli -p steme-gateway --bins` runs (a no-op when they
 //!    are fresh; cargo does not hold its build lock while tests run) into the target
 //!    directory this test executable lives in (`<target>/<profile>/deps/<test>` — so
 //!    `CARGO_TARGET_DIR` and `--release` are followed), with the same profile, and the
@@ -27,6 +27,11 @@ pub fn broker() -> anyhow::Result<PathBuf> {
 /// The `steme` CLI executable.
 pub fn cli() -> anyhow::Result<PathBuf> {
     locate("steme")
+}
+
+/// The `steme-gateway` executable.
+pub fn gateway() -> anyhow::Result<PathBuf> {
+    locate("steme-gateway")
 }
 
 fn locate(name: &str) -> anyhow::Result<PathBuf> {
@@ -75,7 +80,8 @@ fn build() -> anyhow::Result<PathBuf> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
-        .args(["build", "-p", "steme-broker", "-p", "steme-cli", "--bins"])
+        .args(["build", "-p", "steme-broker", "-p", "steme-cli", "-p", "steme-gateway"])
+        .arg("--bins")
         .env("CARGO_TARGET_DIR", &target);
     // Build with the profile the tests were built with, so that `cargo test --workspace`
     // (which builds these binaries for the broker's and client's own tests) and this build
