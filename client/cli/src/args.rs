@@ -64,6 +64,9 @@ pub enum Command {
     Topic(TopicCommand),
     /// Sign assertions read as JSON lines on stdin and produce them; one ack line each.
     Produce(ProduceArgs),
+    /// Sign assertions read as JSON lines on stdin, offline: one signed JSON line out each
+    /// (id, fields, signer, signature), the form the HTTP gateway stores.
+    Sign(SignArgs),
     /// Print records as JSON lines.
     #[command(after_long_help = CONSUME_OUTPUT)]
     Consume(ConsumeArgs),
@@ -280,6 +283,19 @@ pub struct ProduceArgs {
     #[arg(long, value_enum, value_name = "now")]
     pub issued_at: Option<IssuedAtArg>,
     /// Accepted for symmetry with the other commands: acks are always JSON lines.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SignArgs {
+    /// Secret key file written by `steme keygen`.
+    #[arg(long)]
+    pub key: PathBuf,
+    /// `now`: stamp lines that have no `issued_at` with the current time, as `produce`.
+    #[arg(long, value_enum, value_name = "now")]
+    pub issued_at: Option<IssuedAtArg>,
+    /// Accepted for symmetry with the other commands: the output is always JSON lines.
     #[arg(long)]
     pub json: bool,
 }

@@ -5,6 +5,7 @@
 //! - `keys`: `keygen` and reading key files.
 //! - `topic`: `topic create|list|describe|delete`.
 //! - `produce`: JSON lines in, signed and pipelined, one ack line out per input line.
+//! - `sign`: JSON lines in, one signed JSON line out per input line, offline.
 //! - `consume`: one JSON line per record (alone, or as a member of a consumer group).
 //! - `group`: `group list|describe|reset|delete`.
 //! - `replay`: raw batches of an offset range to a file.
@@ -44,6 +45,7 @@ mod produce;
 mod rebalance;
 mod replay;
 mod replay_inspect;
+mod sign;
 use steme_client::json::time;
 mod topic;
 mod watch;
@@ -130,6 +132,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Keygen(a) => keys::keygen(&a),
         Command::Topic(cmd) => topic::run(&bootstrap, cmd).await,
         Command::Produce(a) => produce::run(&bootstrap, a).await,
+        Command::Sign(a) => sign::run(&a),
         Command::Consume(a) => consume::run(&bootstrap, a).await,
         Command::Replay(a) => replay::run(&bootstrap, a).await,
         Command::ReplayInspect(a) => replay_inspect::run(&a),
