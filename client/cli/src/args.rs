@@ -64,8 +64,11 @@ pub enum Command {
     Topic(TopicCommand),
     /// Sign assertions read as JSON lines on stdin and produce them; one ack line each.
     Produce(ProduceArgs),
-    /// Sign assertions read as JSON lines on stdin, offline: one signed JSON line out each
-    /// (id, fields, signer, signature), the form the HTTP gateway stores.
+    /// Sign assertions read as JSON lines on stdin, offline; one signed JSON line each.
+    ///
+    /// Each output line is the signed form (id, the fields, signer, signature) that the
+    /// HTTP gateway takes and `steme consume` prints. A bad line stops the command, naming
+    /// it, after the lines before it are printed.
     Sign(SignArgs),
     /// Print records as JSON lines.
     #[command(after_long_help = CONSUME_OUTPUT)]
