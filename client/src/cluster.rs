@@ -295,6 +295,24 @@ impl Cluster {
         }
     }
 
+    /// The longest any open connection of this handle is still held back by a broker's
+    /// throttle hint (its quota for this principal), if one is: a front end such as the
+    /// HTTP gateway answers "retry later" rather than queue more behind it.
+    pub fn throttled_for(&self) -> Option<Duration> {
+        let slots: Vec<_> = self
+            .inner
+            .pool
+            .lock()
+            .expect("pool lock")
+            .values()
+            .cloned()
+            .collect();
+        slots
+            .iter()
+            .filter_map(|slot| slot.try_lock().ok()?.conn.as_ref()?.throttled_for())
+            .max()
+    }
+
     /// Addresses to ask for metadata: known brokers first, then the bootstrap list.
     fn candidates(&self) -> Vec<String> {
         let meta = self.inner.metadata.read().expect("metadata lock");

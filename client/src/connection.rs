@@ -197,6 +197,14 @@ impl Drop for Connection {
 }
 
 impl Connection {
+    /// How long the broker's last throttle hint (a quota) still holds this connection's
+    /// requests back, if it does.
+    pub fn throttled_for(&self) -> Option<Duration> {
+        self.shared
+            .resume_at()
+            .map(|at| at.saturating_duration_since(Instant::now()))
+    }
+
     /// Opens a connection to `addr` and performs the ApiVersions handshake.
     pub async fn connect(addr: &str, config: &ConnectionConfig) -> Result<Connection, ClientError> {
         let connect_err = |source| ClientError::Connect {

@@ -15,7 +15,11 @@ pub struct Args {
     #[arg(long, env = "STEME_GATEWAY_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
     /// Brokers to bootstrap from: host:port[,host:port...].
-    #[arg(long, env = "STEME_GATEWAY_BOOTSTRAP", default_value = "127.0.0.1:9092")]
+    #[arg(
+        long,
+        env = "STEME_GATEWAY_BOOTSTRAP",
+        default_value = "127.0.0.1:9092"
+    )]
     pub bootstrap: String,
     /// The largest request body accepted, in bytes.
     #[arg(long, env = "STEME_GATEWAY_MAX_BODY_BYTES", default_value_t = 16 << 20,
@@ -58,7 +62,11 @@ pub struct Args {
     #[arg(long, env = "STEME_GATEWAY_BROKER_TLS_CERT", requires_all = ["broker_tls_key", "broker_tls_ca"])]
     pub broker_tls_cert: Option<PathBuf>,
     /// The private key (PEM) of --broker-tls-cert.
-    #[arg(long, env = "STEME_GATEWAY_BROKER_TLS_KEY", requires = "broker_tls_cert")]
+    #[arg(
+        long,
+        env = "STEME_GATEWAY_BROKER_TLS_KEY",
+        requires = "broker_tls_cert"
+    )]
     pub broker_tls_key: Option<PathBuf>,
     /// The gateway's own key file: it authenticates to the brokers as key:<public hex>.
     #[arg(long, env = "STEME_GATEWAY_BROKER_AUTH_KEY")]

@@ -617,6 +617,24 @@ impl SignedAssertion {
         })
     }
 
+    /// Puts together an assertion signed elsewhere: encodes the fields as signed by
+    /// `signer` and hashes them. Does not verify the signature (see
+    /// [`verify`](Self::verify)).
+    pub fn new(
+        assertion: Assertion,
+        signer: [u8; 32],
+        signature: [u8; 64],
+    ) -> Result<Self, AssertionError> {
+        let canonical = Bytes::from(assertion.canonical_bytes(&signer)?);
+        Ok(SignedAssertion {
+            id: AssertionId::of(&canonical),
+            assertion,
+            signer,
+            signature,
+            canonical,
+        })
+    }
+
     /// The assertion's fields.
     pub fn assertion(&self) -> &Assertion {
         &self.assertion
@@ -679,25 +697,15 @@ impl<'de> Deserialize<'de> for SignedAssertion {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         use serde::de::Error;
         let j = SignedJson::deserialize(d)?;
-        let canonical = Bytes::from(
-            j.assertion
-                .canonical_bytes(&j.signer)
-                .map_err(D::Error::custom)?,
-        );
-        let id = AssertionId::of(&canonical);
-        if id != j.id {
+        let signed =
+            SignedAssertion::new(j.assertion, j.signer, j.signature).map_err(D::Error::custom)?;
+        if signed.id != j.id {
             return Err(D::Error::custom(format!(
-                "id {} does not match the fields (they hash to {id})",
-                j.id
+                "id {} does not match the fields (they hash to {})",
+                j.id, signed.id
             )));
         }
-        Ok(SignedAssertion {
-            assertion: j.assertion,
-            signer: j.signer,
-            signature: j.signature,
-            id,
-            canonical,
-        })
+        Ok(signed)
     }
 }
 
