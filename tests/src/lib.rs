@@ -24,6 +24,7 @@ pub mod binaries;
 pub mod cli;
 pub mod cluster;
 pub mod dev;
+pub mod gateway;
 pub mod http;
 pub mod peer;
 pub mod pki;

@@ -1,0 +1,783 @@
+//! A `steme-gateway` process on a loopback ephemeral port, and the HTTP it is spoken to with.
+//!
+//! - [`GatewayProcess`]: started like a broker ([`crate::process`]): it prints
+//!   `steme-gateway listening on <addr>` on stdout once it serves, which is awaited (with a
+//!   timeout) to learn the port; its stderr goes to `gateway.log` in its own temporary
+//!   directory, whose tail is printed if a test panics while it is up and is added to a
+//!   failing test's error by [`GatewayProcess::explain`]. Dropping it kills and reaps it.
+//! - [`request`], [`post`], [`get`]: one HTTP/1.1 exchange on a fresh connection (hyper's
+//!   client connection, no pool), the whole body collected, within a timeout.
+//! - [`EventStream`]: a `text/event-stream` answer read event by event as it arrives.
+//! - [`curl`]: the `curl` executable, for what a person following the README would type.
+//! - [`GatewaySetup`]: 3 brokers, a topic of [`PARTITIONS`] partitions with 3 replicas,
+//!   and gateways in front of them; [`post_until_stored`] posts as a careful client does.
+//! - The JSON the gateway speaks: bodies of signed assertions ([`json_array`],
+//!   [`json_lines`]), acks read back as [`steme_client::json::AckLine`], records read back
+//!   into the [`SignedAssertion`] they carry ([`signed_of_record`]).
+
+use std::collections::{HashSet, VecDeque};
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail, ensure};
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Bytes, Incoming};
+use hyper::client::conn::http1;
+use hyper::{HeaderMap, Method, Request, StatusCode};
+use hyper_util::rt::TokioIo;
+use steme_client::json::AckLine;
+use steme_client::{Ack, Admin, Assertion, ClientConfig, SignedAssertion, TopicOptions};
+use steme_protocol::partition_for;
+
+use crate::cluster::{Cluster, ClusterOptions};
+use crate::workload::{assertions, key, sign_all};
+use crate::{binaries, eventually, unique};
+
+/// How long the gateway may take to print its "listening on" line.
+pub const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// Partitions of a [`GatewaySetup`]'s topic.
+pub const PARTITIONS: u32 = 3;
+/// How long one exchange may take in [`post`] and [`get`].
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// One gateway process and the directory holding its log.
+#[derive(Debug)]
+pub struct GatewayProcess {
+    dir: Option<tempfile::TempDir>,
+    child: Option<Child>,
+    addr: SocketAddr,
+}
+
+impl GatewayProcess {
+    /// Starts `steme-gateway --listen 127.0.0.1:0 --bootstrap <bootstrap> <extra_args>` and
+    /// waits for its "listening on" line. Blocks the calling thread until then (call it from
+    /// `tokio::task::block_in_place` on a multi-thread runtime).
+    pub fn start(bootstrap: &str, extra_args: &[&str]) -> anyhow::Result<GatewayProcess> {
+        let bin = binaries::gateway()?;
+        let dir = tempfile::Builder::new()
+            .prefix("steme-gateway-")
+            .tempdir()
+            .context("cannot create a temporary directory")?;
+        let log_path = dir.path().join("gateway.log");
+        let log = std::fs::File::create(&log_path).context("cannot create gateway.log")?;
+        let mut cmd = Command::new(&bin);
+        // Settings come from the flags only, whatever the caller's environment says.
+        for (key, _) in std::env::vars_os() {
+            if key.to_string_lossy().starts_with("STEME_") {
+                cmd.env_remove(key);
+            }
+        }
+        cmd.args(["--listen", "127.0.0.1:0", "--bootstrap", bootstrap])
+            .args(extra_args)
+            .env("STEME_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log);
+        let mut child = cmd
+            .spawn()
+            .with_context(|| format!("cannot start {}", bin.display()))?;
+        let stdout = child.stdout.take().expect("stdout is piped");
+        // A thread reports the "listening on" line, then drains stdout so that the gateway
+        // never blocks on a full pipe.
+        let (tx, rx) = mpsc::channel::<String>();
+        std::thread::spawn(move || {
+            let mut tx = Some(tx);
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if line.contains(" listening on ")
+                    && let Some(t) = tx.take()
+                {
+                    let _ = t.send(line);
+                }
+            }
+        });
+        let started = Instant::now();
+        let mut gateway = GatewayProcess {
+            dir: Some(dir),
+            child: Some(child),
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        };
+        let line = match rx.recv_timeout(START_TIMEOUT) {
+            Ok(line) => line,
+            Err(e) => {
+                let status = gateway
+                    .child
+                    .as_mut()
+                    .and_then(|c| c.try_wait().ok())
+                    .flatten();
+                let _ = gateway.kill9();
+                bail!(
+                    "the gateway did not print its address within {START_TIMEOUT:?} ({e}; exit status {status:?}); log tail:\n{}",
+                    gateway.log_tail(30)
+                );
+            }
+        };
+        gateway.addr = line
+            .rsplit(' ')
+            .next()
+            .and_then(|a| a.trim_start_matches("http://").parse().ok())
+            .with_context(|| format!("no address in the gateway's line {line:?}"))?;
+        eprintln!(
+            "[harness] gateway pid {} listening on {} after {:?}",
+            gateway.pid().unwrap_or(0),
+            gateway.addr,
+            started.elapsed()
+        );
+        Ok(gateway)
+    }
+
+    /// The address it serves HTTP on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://<addr>`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.dir
+            .as_ref()
+            .expect("dir lives as long as self")
+            .path()
+            .join("gateway.log")
+    }
+
+    /// The last `lines` lines of its log.
+    pub fn log_tail(&self, lines: usize) -> String {
+        let text = std::fs::read_to_string(self.log_path()).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+
+    /// Whether the log shows a panic.
+    pub fn log_shows_panic(&self) -> bool {
+        std::fs::read_to_string(self.log_path()).is_ok_and(|l| l.contains("panicked"))
+    }
+
+    /// `result`, with this gateway's log tail added to an error.
+    pub fn explain<T>(&self, result: anyhow::Result<T>) -> anyhow::Result<T> {
+        result.with_context(|| {
+            format!(
+                "gateway {} log tail ({}):\n{}",
+                self.addr,
+                self.log_path().display(),
+                self.log_tail(30)
+            )
+        })
+    }
+
+    /// Kills the process with SIGKILL and reaps it.
+    pub fn kill9(&mut self) -> anyhow::Result<()> {
+        if let Some(mut child) = self.child.take() {
+            child.kill().context("cannot kill the gateway")?;
+            child.wait().context("cannot reap the gateway")?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for GatewayProcess {
+    fn drop(&mut self) {
+        let running = self.child.is_some();
+        let _ = self.kill9();
+        if std::thread::panicking() && running {
+            eprintln!(
+                "[harness] gateway log tail ({}):\n{}",
+                self.log_path().display(),
+                self.log_tail(40)
+            );
+        }
+        if std::env::var_os("STEME_E2E_KEEP").is_some()
+            && let Some(dir) = self.dir.take()
+        {
+            eprintln!("[harness] keeping {}", dir.keep().display());
+        }
+    }
+}
+
+/// An HTTP answer, its body whole.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Reply {
+    /// A header's value, if present and text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// A header's value as a number.
+    pub fn header_u64(&self, name: &str) -> anyhow::Result<u64> {
+        let v = self
+            .header(name)
+            .with_context(|| format!("no {name} header in {self}"))?;
+        v.parse()
+            .with_context(|| format!("{name}: {v:?} is not a number"))
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// The body as one JSON value.
+    pub fn json(&self) -> anyhow::Result<serde_json::Value> {
+        serde_json::from_slice(&self.body).with_context(|| format!("the body is not JSON: {self}"))
+    }
+
+    /// The body as JSON lines (blank lines skipped).
+    pub fn json_lines(&self) -> anyhow::Result<Vec<serde_json::Value>> {
+        self.text()
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| serde_json::from_str(l).with_context(|| format!("not a JSON line: {l:?}")))
+            .collect()
+    }
+
+    /// Fails unless the status is `want`, quoting the answer.
+    pub fn expect(self, want: StatusCode) -> anyhow::Result<Reply> {
+        ensure!(self.status == want, "expected {want}, got {self}");
+        Ok(self)
+    }
+
+    /// Checks that the body is the gateway's JSON error (`{"error":{"code","message"}}`);
+    /// returns it.
+    pub fn error(&self) -> anyhow::Result<serde_json::Value> {
+        let v = self.json()?;
+        let e = &v["error"];
+        ensure!(
+            e["code"].is_string() && e["message"].is_string(),
+            "not a JSON error (error.code, error.message): {self}"
+        );
+        Ok(v)
+    }
+}
+
+impl std::fmt::Display for Reply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let text = self.text();
+        let cut = text.char_indices().nth(600).map_or(text.len(), |(i, _)| i);
+        write!(f, "{} {:?}", self.status, &text[..cut])
+    }
+}
+
+/// One exchange on a fresh connection: `method path` with `headers` and `body`, the answer
+/// read whole, all within `timeout`.
+pub async fn request(
+    addr: SocketAddr,
+    method: Method,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+    timeout: Duration,
+) -> anyhow::Result<Reply> {
+    let exchange = async {
+        let (parts, body) = send(addr, method.clone(), path, headers, body).await?;
+        let body = body
+            .collect()
+            .await
+            .context("cannot read the body")?
+            .to_bytes();
+        Ok(Reply {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+        })
+    };
+    tokio::time::timeout(timeout, exchange)
+        .await
+        .with_context(|| format!("{method} {path} on {addr}: no answer within {timeout:?}"))?
+}
+
+/// Sends one request on a new connection; returns the answer's head and its body unread.
+/// The connection is driven by a task that ends with it.
+async fn send(
+    addr: SocketAddr,
+    method: Method,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> anyhow::Result<(hyper::http::response::Parts, Incoming)> {
+    let stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .with_context(|| format!("cannot connect to {addr}"))?;
+    let (mut sender, conn) = http1::handshake::<_, Full<Bytes>>(TokioIo::new(stream))
+        .await
+        .context("HTTP handshake")?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    let mut req = Request::builder()
+        .method(method.clone())
+        .uri(path)
+        .header("host", addr.to_string());
+    for (name, value) in headers {
+        req = req.header(*name, *value);
+    }
+    let req = req.body(Full::new(Bytes::from(body)))?;
+    let resp = sender
+        .send_request(req)
+        .await
+        .with_context(|| format!("{method} {path} on {addr}"))?;
+    Ok(resp.into_parts())
+}
+
+/// `POST path` with a body of `content_type`, within [`REQUEST_TIMEOUT`].
+pub async fn post(
+    addr: SocketAddr,
+    path: &str,
+    content_type: &str,
+    body: Vec<u8>,
+    headers: &[(&str, &str)],
+) -> anyhow::Result<Reply> {
+    let mut all = vec![("content-type", content_type)];
+    all.extend_from_slice(headers);
+    request(addr, Method::POST, path, &all, body, REQUEST_TIMEOUT).await
+}
+
+/// `GET path`, within [`REQUEST_TIMEOUT`].
+pub async fn get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> anyhow::Result<Reply> {
+    request(
+        addr,
+        Method::GET,
+        path,
+        headers,
+        Vec::new(),
+        REQUEST_TIMEOUT,
+    )
+    .await
+}
+
+/// One server-sent event.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SseEvent {
+    pub id: Option<String>,
+    pub event: Option<String>,
+    /// The `data:` lines, joined with `\n`.
+    pub data: String,
+}
+
+/// A `text/event-stream` answer, read as its events arrive. Dropping it closes the
+/// connection.
+#[derive(Debug)]
+pub struct EventStream {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    body: Incoming,
+    /// Bytes after the last complete line.
+    partial: Vec<u8>,
+    /// The event being assembled from its lines.
+    current: SseEvent,
+    ready: VecDeque<SseEvent>,
+}
+
+impl EventStream {
+    /// `GET path` with `Accept: text/event-stream` (and `Last-Event-ID`, if given); fails
+    /// unless the answer is 200 with that content type, quoting the answer.
+    pub async fn connect(
+        addr: SocketAddr,
+        path: &str,
+        last_event_id: Option<u64>,
+        timeout: Duration,
+    ) -> anyhow::Result<EventStream> {
+        let last = last_event_id.map(|id| id.to_string());
+        let mut headers = vec![("accept", "text/event-stream")];
+        if let Some(id) = &last {
+            headers.push(("last-event-id", id.as_str()));
+        }
+        let (parts, body) =
+            tokio::time::timeout(timeout, send(addr, Method::GET, path, &headers, Vec::new()))
+                .await
+                .with_context(|| format!("GET {path}: no answer head within {timeout:?}"))??;
+        let content_type = parts
+            .headers
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if parts.status != StatusCode::OK || !content_type.starts_with("text/event-stream") {
+            let body = tokio::time::timeout(timeout, body.collect())
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .map(|b| String::from_utf8_lossy(&b.to_bytes()).into_owned());
+            bail!(
+                "GET {path}: expected a 200 event stream, got {} ({content_type:?}) {body:?}",
+                parts.status
+            );
+        }
+        Ok(EventStream {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+            partial: Vec::new(),
+            current: SseEvent::default(),
+            ready: VecDeque::new(),
+        })
+    }
+
+    /// The next event; an error if none arrives within `timeout` or the stream ends.
+    pub async fn next(&mut self, timeout: Duration) -> anyhow::Result<SseEvent> {
+        self.next_within(timeout)
+            .await?
+            .with_context(|| format!("no event within {timeout:?}"))
+    }
+
+    /// The next event, or `None` if none arrives within `timeout`; an error if the stream
+    /// ends or breaks.
+    pub async fn next_within(&mut self, timeout: Duration) -> anyhow::Result<Option<SseEvent>> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if let Some(e) = self.ready.pop_front() {
+                return Ok(Some(e));
+            }
+            let frame = match tokio::time::timeout_at(deadline, self.body.frame()).await {
+                Err(_) => return Ok(None),
+                Ok(None) => bail!("the event stream ended"),
+                Ok(Some(frame)) => frame.context("the event stream broke")?,
+            };
+            if let Ok(data) = frame.into_data() {
+                self.feed(&data);
+            }
+        }
+    }
+
+    /// Splits received bytes into lines and lines into events (the SSE format: `field:
+    /// value` lines, one optional space after the colon, `:` comments, a blank line ends an
+    /// event; an event without data is not dispatched).
+    fn feed(&mut self, bytes: &[u8]) {
+        self.partial.extend_from_slice(bytes);
+        while let Some(end) = self.partial.iter().position(|&b| b == b'\n') {
+            let mut line: Vec<u8> = self.partial.drain(..=end).collect();
+            line.pop();
+            if line.last() == Some(&b'\r') {
+                line.pop();
+            }
+            let line = String::from_utf8_lossy(&line).into_owned();
+            if line.is_empty() {
+                let event = std::mem::take(&mut self.current);
+                if !event.data.is_empty() {
+                    self.ready.push_back(event);
+                }
+                continue;
+            }
+            if line.starts_with(':') {
+                continue;
+            }
+            let (field, value) = line.split_once(':').unwrap_or((line.as_str(), ""));
+            let value = value.strip_prefix(' ').unwrap_or(value).to_owned();
+            match field {
+                "id" => self.current.id = Some(value),
+                "event" => self.current.event = Some(value),
+                "data" => {
+                    if !self.current.data.is_empty() {
+                        self.current.data.push('\n');
+                    }
+                    self.current.data.push_str(&value);
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// What a finished `curl` left behind.
+#[derive(Debug)]
+pub struct CurlOutput {
+    pub status: std::process::ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs `curl <args>`; it must finish within `timeout` (it is killed otherwise) and exit 0.
+pub async fn curl(args: &[&str], timeout: Duration) -> anyhow::Result<CurlOutput> {
+    let mut cmd = tokio::process::Command::new("curl");
+    cmd.args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let child = cmd.spawn().context("cannot start curl")?;
+    let out = tokio::time::timeout(timeout, child.wait_with_output())
+        .await
+        .with_context(|| format!("curl {args:?} did not finish within {timeout:?}"))?
+        .context("cannot wait for curl")?;
+    let out = CurlOutput {
+        status: out.status,
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    ensure!(out.status.success(), "curl {args:?} failed: {out:?}");
+    Ok(out)
+}
+
+/// Signed assertions as one JSON array, as `POST …/assertions` takes them.
+pub fn json_array(records: &[SignedAssertion]) -> anyhow::Result<Vec<u8>> {
+    Ok(serde_json::to_vec(records)?)
+}
+
+/// Signed assertions as JSON lines.
+pub fn json_lines(records: &[SignedAssertion]) -> anyhow::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    for r in records {
+        serde_json::to_writer(&mut out, r)?;
+        out.push(b'\n');
+    }
+    Ok(out)
+}
+
+/// The acks of a 200 answer to a post: a JSON array if `array`, else JSON lines.
+pub fn acks_of(reply: &Reply, array: bool) -> anyhow::Result<Vec<AckLine>> {
+    ensure!(reply.status == StatusCode::OK, "the post failed: {reply}");
+    let values = if array {
+        match reply.json()? {
+            serde_json::Value::Array(v) => v,
+            other => bail!("expected a JSON array of acks, got {other}"),
+        }
+    } else {
+        reply.json_lines()?
+    };
+    values
+        .into_iter()
+        .map(|v| serde_json::from_value(v.clone()).with_context(|| format!("not an ack: {v}")))
+        .collect()
+}
+
+/// An ack as the client library's [`Ack`].
+pub fn ack_of(line: &AckLine) -> Ack {
+    Ack {
+        id: line.id,
+        partition: line.partition,
+        offset: line.offset,
+        hlc: line.stamp.hlc,
+        duplicate: line.duplicate,
+    }
+}
+
+/// The place fields a record line adds to a signed assertion.
+pub const PLACE_FIELDS: [&str; 5] = ["partition", "offset", "hlc", "time", "logical"];
+
+/// The signed assertion a record line carries (its place fields removed); deserializing
+/// re-encodes the fields and checks the id.
+pub fn signed_of_record(record: &serde_json::Value) -> anyhow::Result<SignedAssertion> {
+    let mut v = record.clone();
+    let map = v
+        .as_object_mut()
+        .with_context(|| format!("a record is not an object: {record}"))?;
+    for f in PLACE_FIELDS {
+        map.remove(f);
+    }
+    serde_json::from_value(v).with_context(|| format!("not a signed assertion: {record}"))
+}
+
+/// Every record of `topic`/`partition` the gateway at `addr` serves, from `earliest` to the
+/// high watermark, by `GET …/records` pages of `page` records (at most 10,000 pages).
+pub async fn read_partition(
+    addr: SocketAddr,
+    topic: &str,
+    partition: u32,
+    page: u64,
+) -> anyhow::Result<Vec<serde_json::Value>> {
+    let mut out = Vec::new();
+    let mut from = "earliest".to_owned();
+    for _ in 0..10_000 {
+        let path =
+            format!("/v1/topics/{topic}/partitions/{partition}/records?from={from}&max={page}");
+        let reply = get(addr, &path, &[]).await?.expect(StatusCode::OK)?;
+        let next = reply.header_u64("steme-next-offset")?;
+        let hwm = reply.header_u64("steme-high-watermark")?;
+        out.extend(reply.json_lines()?);
+        if next >= hwm {
+            return Ok(out);
+        }
+        from = next.to_string();
+    }
+    bail!("{topic}/{partition}: not read to its end in 10,000 pages")
+}
+
+/// A 3-broker cluster, a topic of [`PARTITIONS`] partitions with 3 replicas each, and
+/// gateways in front of it.
+pub struct GatewaySetup {
+    pub cluster: Cluster,
+    pub topic: String,
+    pub gateways: Vec<GatewayProcess>,
+}
+
+impl GatewaySetup {
+    /// Brokers with `broker_args`, the topic created through `admin` (the credentials it
+    /// needs), then one gateway per entry of `gateways`, each with those extra arguments.
+    pub async fn start(
+        broker_args: &[&str],
+        admin: ClientConfig,
+        gateways: &[&[&str]],
+    ) -> anyhow::Result<GatewaySetup> {
+        let mut options = ClusterOptions::new(3);
+        options.broker.args = broker_args.iter().map(|a| a.to_string()).collect();
+        let cluster = Cluster::start(options).await?;
+        let topic = unique("gw");
+        let admin = Admin::connect(&cluster.bootstrap(), admin).await?;
+        let topic_options = TopicOptions {
+            replication_factor: 3,
+            ..TopicOptions::default()
+        };
+        admin
+            .create_topic(&topic, PARTITIONS, topic_options)
+            .await
+            .with_context(|| format!("cannot create {topic}"))?;
+        eventually(START_TIMEOUT, "every partition has a leader", || async {
+            let d = admin.describe_topic(&topic).await?;
+            Ok(d.partitions.len() == PARTITIONS as usize
+                && d.partitions.iter().all(|p| p.leader.is_some()))
+        })
+        .await?;
+        let bootstrap = cluster.bootstrap();
+        let gateways = tokio::task::block_in_place(|| {
+            gateways
+                .iter()
+                .map(|args| GatewayProcess::start(&bootstrap, args))
+                .collect::<anyhow::Result<Vec<_>>>()
+        })?;
+        Ok(GatewaySetup {
+            cluster,
+            topic,
+            gateways,
+        })
+    }
+
+    /// 3 brokers with the default settings and `n` gateways without extra arguments.
+    pub async fn plain(n: usize) -> anyhow::Result<GatewaySetup> {
+        GatewaySetup::start(&[], ClientConfig::default(), &vec![&[][..]; n]).await
+    }
+
+    pub fn gw(&self, i: usize) -> SocketAddr {
+        self.gateways[i].addr()
+    }
+
+    /// `/v1/topics/<topic><rest>`.
+    pub fn path(&self, rest: &str) -> String {
+        format!("/v1/topics/{}{rest}", self.topic)
+    }
+
+    pub fn records_path(&self, partition: u32, query: &str) -> String {
+        self.path(&format!("/partitions/{partition}/records?{query}"))
+    }
+
+    /// `result`, with every gateway's log tail added to an error.
+    pub fn explain<T>(&self, mut result: anyhow::Result<T>) -> anyhow::Result<T> {
+        for g in &self.gateways {
+            result = g.explain(result);
+        }
+        if let Some(g) = self.gateways.iter().find(|g| g.log_shows_panic()) {
+            result = result.and_then(|_| bail!("gateway {} panicked", g.addr()));
+        }
+        result
+    }
+}
+
+/// `count` signed assertions of about `size` bytes whose subjects all map to `partition`.
+pub fn signed_for(
+    run: &str,
+    partition: u32,
+    count: usize,
+    size: usize,
+) -> anyhow::Result<Vec<SignedAssertion>> {
+    let picked: Vec<Assertion> = assertions(run, count * PARTITIONS as usize * 8, size)
+        .into_iter()
+        .filter(|a| partition_for(&a.subject, PARTITIONS) == partition)
+        .take(count)
+        .collect();
+    ensure!(picked.len() == count, "too few subjects for {partition}");
+    sign_all(&picked, &key(7))
+}
+
+/// Checks that `acks` answer `records` one by one, in order: same id, the subject's
+/// partition, `duplicate` as given; and that no two name the same place.
+pub fn check_acks(
+    records: &[SignedAssertion],
+    acks: &[AckLine],
+    duplicate: bool,
+) -> anyhow::Result<()> {
+    ensure!(
+        acks.len() == records.len(),
+        "{} acks for {} records",
+        acks.len(),
+        records.len()
+    );
+    let mut places = HashSet::new();
+    for (i, (r, a)) in records.iter().zip(acks).enumerate() {
+        ensure!(
+            a.id == r.id(),
+            "ack #{i} names {}, record #{i} is {}",
+            a.id,
+            r.id()
+        );
+        let p = partition_for(&r.assertion().subject, PARTITIONS);
+        ensure!(a.partition == p, "ack #{i} is in {}, not {p}", a.partition);
+        ensure!(a.duplicate == duplicate, "ack #{i}: {a:?}");
+        ensure!(
+            places.insert((a.partition, a.offset)),
+            "ack #{i} repeats a place"
+        );
+    }
+    Ok(())
+}
+
+/// The answers to a post that say "try again": 429, 503, 504.
+pub const RETRIED: [StatusCode; 3] = [
+    StatusCode::TOO_MANY_REQUESTS,
+    StatusCode::SERVICE_UNAVAILABLE,
+    StatusCode::GATEWAY_TIMEOUT,
+];
+
+/// Posts a JSON array `body` until it is answered 200, again after a [`RETRIED`] answer
+/// (each a JSON error; waiting as `Retry-After` says, at most 2 s) or none within
+/// [`REQUEST_TIMEOUT`] (safe: stored records come back as duplicates); at most `attempts`
+/// times. Returns the acks and
+/// how many answers were not 200.
+pub async fn post_until_stored(
+    addr: SocketAddr,
+    path: &str,
+    body: &[u8],
+    attempts: u32,
+) -> anyhow::Result<(Vec<AckLine>, u32)> {
+    let mut last = String::new();
+    for attempt in 0..attempts {
+        let headers = [("content-type", "application/json")];
+        match request(
+            addr,
+            Method::POST,
+            path,
+            &headers,
+            body.to_vec(),
+            REQUEST_TIMEOUT,
+        )
+        .await
+        {
+            Ok(r) if r.status == StatusCode::OK => return Ok((acks_of(&r, true)?, attempt)),
+            Ok(r) if RETRIED.contains(&r.status) => {
+                r.error()?;
+                let wait = r.header_u64("retry-after").unwrap_or(0).clamp(0, 2);
+                last = r.to_string();
+                tokio::time::sleep(Duration::from_millis(200 + 1000 * wait)).await;
+            }
+            Ok(r) => bail!("POST {path} refused: {r}"),
+            Err(e) => {
+                last = format!("{e:#}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+    bail!("POST {path}: not stored after {attempts} attempts; last: {last}")
+}

@@ -1,0 +1,804 @@
+//! The HTTP gateway (`steme-gateway`, client/gateway/GATEWAY.md) in front of a real
+//! 3-broker cluster, every process on loopback: posts of signed assertions (curl as a
+//! README reader would, JSON arrays and JSON lines), acks in input order and duplicates
+//! seen through a second gateway, a bad record refusing the whole post, reads by offset
+//! and by time, Server-Sent Events resumed with `Last-Event-ID`, a partition leader killed
+//! with SIGKILL mid-load without losing an acknowledged record, the size limits, the 429
+//! of a produce quota, and principals (bearer tokens mapped to broker keys and their ACLs).
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, bail, ensure};
+use hyper::StatusCode;
+use steme_client::connection::{AuthKey, ConnectionConfig};
+use steme_client::json::AckLine;
+use steme_client::keys::{Existing, save_signing_key};
+use steme_client::{Admin, Assertion, ClientConfig, SignedAssertion, SigningKey};
+use steme_protocol::acl::Acl;
+use steme_protocol::messages::authenticate::key_principal;
+use steme_tests::gateway::{
+    EventStream, GatewaySetup as Setup, PARTITIONS, Reply, SseEvent, ack_of, acks_of, check_acks,
+    curl, get, json_array, json_lines, post, post_until_stored, read_partition, signed_for,
+    signed_of_record,
+};
+use steme_tests::workload::{
+    check_acks_present, check_log, high_watermarks, key, read_topic, sign_all, signed,
+};
+use steme_tests::{eventually, unique, within};
+
+const T: Duration = Duration::from_secs(30);
+const JSON: &str = "application/json";
+const NDJSON: &str = "application/x-ndjson";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn curl_posts_a_signed_file_and_reads_the_record_back() -> anyhow::Result<()> {
+    let s = Setup::plain(1).await?;
+    let r = within(Duration::from_secs(60), async {
+        let signed = Assertion::builder(format!("urn:person:{}", unique("ada")), "born")
+            .object(1815)
+            .source("wikipedia")
+            .confidence(0.99)
+            .issued_at(1_700_000_000_000)
+            .build()?
+            .sign(&key(7))?;
+        let dir = tempfile::tempdir()?;
+        let file = dir.path().join("ada.json");
+        std::fs::write(&file, serde_json::to_vec(&signed)?)?;
+        let url = format!("{}{}", s.gateways[0].url(), s.path("/assertions"));
+        let at = format!("@{}", file.display());
+        let out = curl(
+            &[
+                "-sS",
+                "--fail-with-body",
+                "--data-binary",
+                &at,
+                "-H",
+                "content-type: application/json",
+                &url,
+            ],
+            T,
+        )
+        .await?;
+        let ack: AckLine = serde_json::from_str(out.stdout.trim())
+            .with_context(|| format!("not one ack: {:?}", out.stdout))?;
+        check_acks(
+            std::slice::from_ref(&signed),
+            std::slice::from_ref(&ack),
+            false,
+        )?;
+
+        let query = format!("from={}&max=1", ack.offset);
+        let url = format!(
+            "{}{}",
+            s.gateways[0].url(),
+            s.records_path(ack.partition, &query)
+        );
+        let out = curl(&["-sS", "--fail-with-body", &url], T).await?;
+        let lines: Vec<&str> = out.stdout.lines().filter(|l| !l.is_empty()).collect();
+        ensure!(lines.len() == 1, "expected one record: {:?}", out.stdout);
+        let record: serde_json::Value = serde_json::from_str(lines[0])?;
+        ensure!(record["partition"] == ack.partition && record["offset"] == ack.offset);
+        ensure!(record["hlc"] == ack.stamp.hlc, "{record} vs {ack:?}");
+        ensure!(
+            record["time"] == ack.stamp.time.as_str(),
+            "{record} vs {ack:?}"
+        );
+        ensure!(
+            record["logical"] == ack.stamp.logical,
+            "{record} vs {ack:?}"
+        );
+        let back = signed_of_record(&record)?;
+        ensure!(back == signed, "read back {back:?}, posted {signed:?}");
+        ensure!(record["signature"] == serde_json::to_value(&signed)?["signature"]);
+        Ok(())
+    })
+    .await;
+    s.explain(r)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acks_follow_input_order_and_another_gateway_answers_duplicates() -> anyhow::Result<()> {
+    let s = Setup::plain(2).await?;
+    let r = within(Duration::from_secs(60), async {
+        let records = signed(&unique("order"), 60, 200)?;
+        let (array, lines) = records.split_at(30);
+        let path = s.path("/assertions");
+        let first_a = acks_of(
+            &post(s.gw(0), &path, JSON, json_array(array)?, &[]).await?,
+            true,
+        )?;
+        check_acks(array, &first_a, false)?;
+        let first_l = acks_of(
+            &post(s.gw(0), &path, NDJSON, json_lines(lines)?, &[]).await?,
+            false,
+        )?;
+        check_acks(lines, &first_l, false)?;
+        let all: HashSet<(u32, u64)> = first_a
+            .iter()
+            .chain(&first_l)
+            .map(|a| (a.partition, a.offset))
+            .collect();
+        ensure!(all.len() == records.len(), "two posts' acks share a place");
+
+        // The same bodies through the other gateway: all duplicates, at the first places.
+        let again_a = acks_of(
+            &post(s.gw(1), &path, JSON, json_array(array)?, &[]).await?,
+            true,
+        )?;
+        let again_l = acks_of(
+            &post(s.gw(1), &path, NDJSON, json_lines(lines)?, &[]).await?,
+            false,
+        )?;
+        for (first, again) in [(&first_a, &again_a), (&first_l, &again_l)] {
+            ensure!(
+                first.len() == again.len(),
+                "{} acks, then {}",
+                first.len(),
+                again.len()
+            );
+            for (f, a) in first.iter().zip(again.iter()) {
+                ensure!(
+                    a.duplicate,
+                    "posted again, {} was stored again: {a:?}",
+                    a.id
+                );
+                ensure!(
+                    (f.id, f.partition, f.offset, &f.stamp)
+                        == (a.id, a.partition, a.offset, &a.stamp),
+                    "the duplicate's ack {a:?} differs from the first {f:?}"
+                );
+            }
+        }
+        let hwms = high_watermarks(&s.cluster.bootstrap(), &s.topic).await?;
+        ensure!(hwms.iter().sum::<u64>() == records.len() as u64, "{hwms:?}");
+        Ok(())
+    })
+    .await;
+    s.explain(r)
+}
+
+/// `value`'s `field` (hex) with one digit changed.
+fn flip_hex(value: &mut serde_json::Value, field: &str) -> anyhow::Result<()> {
+    let text = value[field].as_str().context("no hex field")?;
+    let mut chars: Vec<char> = text.chars().collect();
+    chars[10] = if chars[10] == '0' { '1' } else { '0' };
+    value[field] = serde_json::Value::String(chars.into_iter().collect());
+    Ok(())
+}
+
+/// The indexes a 400 `invalid_records` answer names.
+fn bad_indexes(reply: &Reply) -> anyhow::Result<Vec<u64>> {
+    ensure!(
+        reply.status == StatusCode::BAD_REQUEST,
+        "expected 400: {reply}"
+    );
+    let v = reply.error()?;
+    ensure!(v["error"]["code"] == "invalid_records", "{reply}");
+    let named = v["records"]
+        .as_array()
+        .with_context(|| format!("no records[]: {reply}"))?;
+    named
+        .iter()
+        .map(|r| {
+            ensure!(r["error"].is_string(), "no error text for {r}");
+            r["index"]
+                .as_u64()
+                .with_context(|| format!("no index in {r}"))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_bad_record_refuses_the_whole_post_and_stores_nothing() -> anyhow::Result<()> {
+    let s = Setup::plain(1).await?;
+    let r = within(Duration::from_secs(60), async {
+        let records = signed(&unique("bad"), 5, 150)?;
+        let path = s.path("/assertions");
+        let mut values: Vec<serde_json::Value> = records
+            .iter()
+            .map(serde_json::to_value)
+            .collect::<Result<_, _>>()?;
+        let pristine = values.clone();
+        flip_hex(&mut values[2], "signature")?;
+        let reply = post(s.gw(0), &path, JSON, serde_json::to_vec(&values)?, &[]).await?;
+        ensure!(bad_indexes(&reply)? == [2], "{reply}");
+
+        // Two bad ones, as JSON lines: a field changed under its id, and a bad signature.
+        let mut values = pristine;
+        values[1]["predicate"] = "e2e:changed".into();
+        flip_hex(&mut values[3], "signature")?;
+        let body: Vec<u8> = values
+            .iter()
+            .flat_map(|v| format!("{v}\n").into_bytes())
+            .collect();
+        let reply = post(s.gw(0), &path, NDJSON, body, &[]).await?;
+        ensure!(bad_indexes(&reply)? == [1, 3], "{reply}");
+
+        let log = read_topic(&s.cluster.bootstrap(), &s.topic, T).await?;
+        let ids: HashSet<_> = records.iter().map(SignedAssertion::id).collect();
+        for r in log.values().flatten() {
+            ensure!(
+                !ids.contains(&r.id()),
+                "{} of a refused post is stored",
+                r.id()
+            );
+        }
+        ensure!(log.values().all(Vec::is_empty), "the topic is not empty");
+        // The good records alone are stored.
+        let good = [records[0].clone(), records[4].clone()];
+        let acks = acks_of(
+            &post(s.gw(0), &path, JSON, json_array(&good)?, &[]).await?,
+            true,
+        )?;
+        check_acks(&good, &acks, false)
+    })
+    .await;
+    s.explain(r)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_by_offset_and_by_time_page_with_next_offset() -> anyhow::Result<()> {
+    let s = Setup::plain(1).await?;
+    let r = within(Duration::from_secs(60), async {
+        let records = signed_for(&unique("reads"), 0, 12, 150)?;
+        let path = s.path("/assertions");
+        let mut acks = Vec::new();
+        for half in records.chunks(6) {
+            acks.extend(acks_of(
+                &post(s.gw(0), &path, JSON, json_array(half)?, &[]).await?,
+                true,
+            )?);
+        }
+        check_acks(&records, &acks, false)?;
+        let base = acks[0].offset;
+
+        // By offset, `max` honoured, the headers saying where to go on.
+        let reply = get(
+            s.gw(0),
+            &s.records_path(0, &format!("from={}&max=4", base + 1)),
+            &[],
+        )
+        .await?
+        .expect(StatusCode::OK)?;
+        let got = reply.json_lines()?;
+        let offsets: Vec<u64> = got.iter().filter_map(|r| r["offset"].as_u64()).collect();
+        ensure!(
+            offsets == [base + 1, base + 2, base + 3, base + 4],
+            "{reply}"
+        );
+        for (r, a) in got.iter().zip(&acks[1..]) {
+            ensure!(
+                signed_of_record(r)?.id() == a.id && r["hlc"] == a.stamp.hlc,
+                "{r}"
+            );
+        }
+        ensure!(
+            reply.header_u64("steme-next-offset")? == base + 5,
+            "{:?}",
+            reply.headers
+        );
+        ensure!(
+            reply.header_u64("steme-high-watermark")? == base + 12,
+            "{:?}",
+            reply.headers
+        );
+        // Paging from `earliest` (the default) reads the partition whole.
+        let whole = read_partition(s.gw(0), &s.topic, 0, 5).await?;
+        let ids: Vec<String> = whole.iter().map(|r| r["id"].to_string()).collect();
+        let want: Vec<String> = acks.iter().map(|a| format!("\"{}\"", a.id)).collect();
+        ensure!(ids == want, "read {ids:?}, acknowledged {want:?}");
+        // `latest`: nothing yet, and where the next record will be.
+        let reply = get(s.gw(0), &s.records_path(0, "from=latest"), &[])
+            .await?
+            .expect(StatusCode::OK)?;
+        ensure!(reply.json_lines()?.is_empty(), "{reply}");
+        ensure!(
+            reply.header_u64("steme-next-offset")? == base + 12,
+            "{:?}",
+            reply.headers
+        );
+
+        // By time: the second post's first record is the first stamped at or after its time.
+        let query = format!("from=time:{}&max=2", acks[6].stamp.time);
+        let reply = get(s.gw(0), &s.records_path(0, &query), &[])
+            .await?
+            .expect(StatusCode::OK)?;
+        let got = reply.json_lines()?;
+        ensure!(
+            got.len() == 2 && got[0]["offset"] == acks[6].offset,
+            "{query}: {reply}"
+        );
+        let query = format!("from=time:{}&max=1", acks[6].stamp.hlc);
+        let reply = get(s.gw(0), &s.records_path(0, &query), &[])
+            .await?
+            .expect(StatusCode::OK)?;
+        ensure!(
+            reply.json_lines()?[0]["offset"] == acks[6].offset,
+            "{query}: {reply}"
+        );
+
+        // The topic list and the topic.
+        let list = get(s.gw(0), "/v1/topics", &[])
+            .await?
+            .expect(StatusCode::OK)?
+            .json()?;
+        let mine = list["topics"]
+            .as_array()
+            .and_then(|ts| ts.iter().find(|t| t["name"] == s.topic.as_str()))
+            .with_context(|| format!("{} not listed: {list}", s.topic))?;
+        ensure!(
+            mine["partitions"] == PARTITIONS && mine["replication_factor"] == 3,
+            "{mine}"
+        );
+        let topic = get(s.gw(0), &s.path(""), &[])
+            .await?
+            .expect(StatusCode::OK)?
+            .json()?;
+        ensure!(
+            topic["name"] == s.topic.as_str() && topic["map_epoch"].is_u64(),
+            "{topic}"
+        );
+        let parts = topic["partitions"]
+            .as_array()
+            .with_context(|| format!("{topic}"))?;
+        ensure!(parts.len() == PARTITIONS as usize, "{topic}");
+        for p in parts {
+            ensure!(p["leader"].is_u64() && p["log_start"] == 0, "{p}");
+            ensure!(
+                p["replicas"].as_array().is_some_and(|r| r.len() == 3),
+                "{p}"
+            );
+        }
+        ensure!(parts[0]["high_watermark"] == base + 12, "{topic}");
+
+        // Errors: JSON, with the right status.
+        let unknown = unique("nope");
+        for (path, want) in [
+            (format!("/v1/topics/{unknown}"), StatusCode::NOT_FOUND),
+            (
+                format!("/v1/topics/{unknown}/partitions/0/records"),
+                StatusCode::NOT_FOUND,
+            ),
+            (s.records_path(PARTITIONS + 4, ""), StatusCode::NOT_FOUND),
+            (s.records_path(0, "from=soon"), StatusCode::BAD_REQUEST),
+            ("/v1/nothing-here".to_owned(), StatusCode::NOT_FOUND),
+        ] {
+            let reply = get(s.gw(0), &path, &[]).await?;
+            ensure!(
+                reply.status == want,
+                "GET {path}: expected {want}, got {reply}"
+            );
+            reply.error().with_context(|| format!("GET {path}"))?;
+        }
+        let to_unknown = format!("/v1/topics/{unknown}/assertions");
+        let reply = post(s.gw(0), &to_unknown, JSON, json_array(&records[..1])?, &[]).await?;
+        ensure!(
+            reply.status == StatusCode::NOT_FOUND,
+            "POST {to_unknown}: {reply}"
+        );
+        reply.error()?;
+        Ok(())
+    })
+    .await;
+    s.explain(r)
+}
+
+/// Checks that `event` is the record `ack` names.
+fn check_event(event: &SseEvent, ack: &AckLine) -> anyhow::Result<()> {
+    ensure!(
+        event.id.as_deref() == Some(ack.offset.to_string().as_str()),
+        "{event:?} for {ack:?}"
+    );
+    ensure!(event.event.as_deref() == Some("record"), "{event:?}");
+    let record: serde_json::Value = serde_json::from_str(&event.data)?;
+    ensure!(
+        record["offset"] == ack.offset && record["partition"] == ack.partition,
+        "{record}"
+    );
+    ensure!(
+        signed_of_record(&record)?.id() == ack.id,
+        "{record} for {ack:?}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_delivers_new_records_and_resumes_after_last_event_id() -> anyhow::Result<()> {
+    let s = Setup::plain(1).await?;
+    let r = within(Duration::from_secs(60), async {
+        let records = signed_for(&unique("sse"), 0, 4, 150)?;
+        let path = s.path("/assertions");
+        let post_one = |r: &SignedAssertion| {
+            let body = json_array(std::slice::from_ref(r));
+            let (addr, path) = (s.gw(0), path.clone());
+            async move { acks_of(&post(addr, &path, JSON, body?, &[]).await?, true) }
+        };
+        // Something before the stream opens, which `from=latest` (the default) skips.
+        post_one(&records[0]).await?;
+        let stream_path = s.path("/partitions/0/stream");
+        let mut stream = EventStream::connect(s.gw(0), &stream_path, None, T).await?;
+        let first = post_one(&records[1]).await?.remove(0);
+        check_event(&stream.next(T).await?, &first)?;
+        drop(stream);
+
+        let mut later = Vec::new();
+        for r in &records[2..] {
+            later.push(post_one(r).await?.remove(0));
+        }
+        // `Last-Event-ID` wins over `from`.
+        let resume = s.path("/partitions/0/stream?from=earliest");
+        let mut stream = EventStream::connect(s.gw(0), &resume, Some(first.offset), T).await?;
+        for ack in &later {
+            check_event(&stream.next(T).await?, ack)?;
+        }
+        let extra = stream.next_within(Duration::from_secs(1)).await?;
+        ensure!(
+            extra.is_none(),
+            "an event past the records posted: {extra:?}"
+        );
+        Ok(())
+    })
+    .await;
+    s.explain(r)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acks_survive_a_partition_leader_killed_mid_load() -> anyhow::Result<()> {
+    const POSTS: usize = 40;
+    const PER_POST: usize = 50;
+    let records = signed(&unique("kill"), POSTS * PER_POST, 200)?;
+    let mut s = Setup::plain(2).await?;
+    let r = within(Duration::from_secs(150), async {
+        let bodies: Vec<Vec<u8>> = records
+            .chunks(PER_POST)
+            .map(json_array)
+            .collect::<Result<_, _>>()?;
+        let done = Arc::new(AtomicUsize::new(0));
+        let (addr, path, progress) = (s.gw(0), s.path("/assertions"), done.clone());
+        let poster = tokio::spawn(async move {
+            let mut acks = Vec::new();
+            let mut retried = 0;
+            for body in &bodies {
+                let (a, r) = post_until_stored(addr, &path, body, 60).await?;
+                acks.extend(a);
+                retried += r;
+                progress.fetch_add(1, Ordering::Release);
+            }
+            anyhow::Ok((acks, retried))
+        });
+        eventually(T, "a quarter of the posts answered", || {
+            let n = done.load(Ordering::Acquire);
+            async move { Ok(n >= POSTS / 4) }
+        })
+        .await?;
+        let victim = s.cluster.wait_for_leader(&s.topic, 0, None, T).await?;
+        s.cluster.broker_mut(victim).kill9()?;
+        eprintln!("killed broker {victim}, the leader of partition 0");
+        let (acks, retried) = poster.await.context("the posting task panicked")??;
+        eprintln!(
+            "{} posts answered, {retried} answers were retried",
+            done.load(Ordering::Acquire)
+        );
+        check_acks(&records, &acks, false)?;
+
+        let bootstrap = s.cluster.bootstrap();
+        let log = read_topic(&bootstrap, &s.topic, T).await?;
+        let index = check_log(&log)?;
+        ensure!(
+            index.records == records.len(),
+            "{} stored, {} acked",
+            index.records,
+            records.len()
+        );
+        let acks: Vec<_> = acks.iter().map(ack_of).collect();
+        check_acks_present(&log, &acks)?;
+        // The other gateway reads the same.
+        let via_b = read_partition(s.gw(1), &s.topic, 0, 500).await?;
+        ensure!(
+            via_b.len() == log[&0].len(),
+            "{} via the gateway, {}",
+            via_b.len(),
+            log[&0].len()
+        );
+        for (v, r) in via_b.iter().zip(&log[&0]) {
+            ensure!(
+                signed_of_record(v)?.id() == r.id() && v["offset"] == r.offset(),
+                "{v}"
+            );
+        }
+        Ok(())
+    })
+    .await;
+    s.explain(r)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_answer_413_and_health_and_metrics_are_served() -> anyhow::Result<()> {
+    let limits: &[&str] = &["--max-body-bytes", "4096", "--max-records", "10"];
+    let s = Setup::start(&[], ClientConfig::default(), &[limits]).await?;
+    let r = within(Duration::from_secs(60), async {
+        eventually(T, "/healthz answers 200", || async {
+            Ok(get(s.gw(0), "/healthz", &[]).await?.status == StatusCode::OK)
+        })
+        .await?;
+        let path = s.path("/assertions");
+        // Small records, so that 11 of them fit in 4096 bytes.
+        let run = unique("l");
+        let small: Vec<Assertion> = (0..11)
+            .map(|i| {
+                Assertion::builder(format!("{run}:{i}"), "p")
+                    .object(i)
+                    .build()
+            })
+            .collect::<Result<_, _>>()?;
+        let small = sign_all(&small, &key(7))?;
+        let eleven = json_lines(&small)?;
+        ensure!(
+            eleven.len() <= 4096,
+            "11 small records take {} bytes",
+            eleven.len()
+        );
+        let reply = post(s.gw(0), &path, NDJSON, eleven, &[]).await?;
+        ensure!(
+            reply.status == StatusCode::PAYLOAD_TOO_LARGE,
+            "11 records: {reply}"
+        );
+        reply.error()?;
+        let acks = acks_of(
+            &post(s.gw(0), &path, NDJSON, json_lines(&small[..10])?, &[]).await?,
+            false,
+        )?;
+        check_acks(&small[..10], &acks, false)?;
+
+        let big = json_array(&signed(&run, 8, 600)?)?;
+        ensure!(big.len() > 4096);
+        let reply = post(s.gw(0), &path, JSON, big, &[]).await?;
+        ensure!(
+            reply.status == StatusCode::PAYLOAD_TOO_LARGE,
+            "a big body: {reply}"
+        );
+        reply.error()?;
+        let hwms = high_watermarks(&s.cluster.bootstrap(), &s.topic).await?;
+        ensure!(hwms.iter().sum::<u64>() == 10, "{hwms:?}");
+
+        let metrics = get(s.gw(0), "/metrics", &[])
+            .await?
+            .expect(StatusCode::OK)?
+            .text();
+        ensure!(
+            metrics.contains("steme_gateway_requests_total"),
+            "{metrics}"
+        );
+        Ok(())
+    })
+    .await;
+    s.explain(r)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_over_the_produce_quota_is_answered_429_and_no_ack_is_lost() -> anyhow::Result<()> {
+    const POSTS: usize = 12;
+    const PER_POST: usize = 600;
+    let records = signed(&unique("quota"), POSTS * PER_POST, 200)?;
+    let quota: &[&str] = &["--quota-produce-bytes-per-sec", "131072"];
+    let gateway: &[&str] = &["--buffer-bytes", "1048576"];
+    let s = Setup::start(quota, ClientConfig::default(), &[gateway]).await?;
+    let r = within(Duration::from_secs(120), async {
+        let bodies: Vec<Vec<u8>> = records
+            .chunks(PER_POST)
+            .map(json_array)
+            .collect::<Result<_, _>>()?;
+        let path = s.path("/assertions");
+        let burst: Vec<_> = bodies
+            .iter()
+            .map(|b| {
+                let (addr, path, body) = (s.gw(0), path.clone(), b.clone());
+                tokio::spawn(async move { post(addr, &path, JSON, body, &[]).await })
+            })
+            .collect();
+        let mut acks = Vec::new();
+        let mut refused = Vec::new();
+        for (i, task) in burst.into_iter().enumerate() {
+            let reply = task.await??;
+            match reply.status {
+                StatusCode::OK => acks.extend(acks_of(&reply, true)?),
+                StatusCode::TOO_MANY_REQUESTS => {
+                    reply.error()?;
+                    let after = reply.header_u64("retry-after")?;
+                    ensure!(after >= 1, "Retry-After: {after}");
+                    refused.push(i);
+                }
+                _ => bail!("post #{i}: expected 200 or 429, got {reply}"),
+            }
+        }
+        eprintln!("burst: {} of {POSTS} posts answered 429", refused.len());
+        ensure!(!refused.is_empty(), "no post of the burst was answered 429");
+        // Every ack of the burst names its record, where it is.
+        let log = read_topic(&s.cluster.bootstrap(), &s.topic, T).await?;
+        check_acks_present(&log, &acks.iter().map(ack_of).collect::<Vec<_>>())?;
+
+        // The refused ones, again, each until it goes through.
+        for i in refused {
+            let (a, _) = post_until_stored(s.gw(0), &path, &bodies[i], 40).await?;
+            check_acks(
+                &records[i * PER_POST..(i + 1) * PER_POST],
+                &a,
+                a[0].duplicate,
+            )?;
+            acks.extend(a);
+        }
+        let log = read_topic(&s.cluster.bootstrap(), &s.topic, T).await?;
+        ensure!(
+            check_log(&log)?.records == records.len(),
+            "not every record is stored once"
+        );
+        check_acks_present(&log, &acks.iter().map(ack_of).collect::<Vec<_>>())
+    })
+    .await;
+    s.explain(r)
+}
+
+/// A principal of the gateway: its bearer token, and its broker key in a key file.
+struct Principal {
+    name: &'static str,
+    token: String,
+    key: SigningKey,
+}
+
+impl Principal {
+    fn new(name: &'static str, seed: u8) -> Principal {
+        Principal {
+            name,
+            token: unique(&format!("{name}-token")),
+            key: key(seed),
+        }
+    }
+
+    fn broker_principal(&self) -> String {
+        key_principal(&self.key.verifying_key().to_bytes())
+    }
+
+    fn bearer(&self) -> String {
+        format!("Bearer {}", self.token)
+    }
+
+    /// Its `[[principal]]` entry, its key saved in `dir`.
+    fn entry(&self, dir: &std::path::Path) -> anyhow::Result<String> {
+        let file = dir.join(format!("{}.key", self.name));
+        save_signing_key(&file, &self.key, Existing::Refuse)?;
+        Ok(format!(
+            "[[principal]]\nname = \"{}\"\ntoken_blake3 = \"{}\"\nbroker_key = \"{}\"\n\n",
+            self.name,
+            blake3::hash(self.token.as_bytes()).to_hex(),
+            file.display()
+        ))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn principals_need_a_known_token_and_act_with_their_brokers_acls() -> anyhow::Result<()> {
+    let (ops, own) = (key(61), key(62));
+    let writer = Principal::new("writer", 63);
+    let reader = Principal::new("reader", 64);
+    let dir = tempfile::tempdir()?;
+    let mut file = String::new();
+    for p in [&writer, &reader] {
+        file.push_str(&p.entry(dir.path())?);
+    }
+    let principals = dir.path().join("principals.toml");
+    std::fs::write(&principals, file)?;
+    let own_key = dir.path().join("gateway.key");
+    save_signing_key(&own_key, &own, Existing::Refuse)?;
+    let ops_p = key_principal(&ops.verifying_key().to_bytes());
+    let brokers = [
+        "--auth",
+        "required",
+        "--authorization",
+        "on",
+        "--superuser",
+        &ops_p,
+    ];
+    let as_ops = ClientConfig {
+        connection: ConnectionConfig {
+            auth_key: Some(AuthKey(ops.clone())),
+            ..ConnectionConfig::default()
+        },
+        ..ClientConfig::default()
+    };
+    let gateway = [
+        "--principals",
+        principals.to_str().context("a UTF-8 path")?,
+        "--broker-auth-key",
+        own_key.to_str().context("a UTF-8 path")?,
+    ];
+    let s = Setup::start(&brokers, as_ops.clone(), &[&gateway]).await?;
+    let r = within(Duration::from_secs(90), async {
+        let admin = Admin::connect(&s.cluster.bootstrap(), as_ops).await?;
+        let resource = format!("topic:{}", s.topic);
+        for (who, op) in [(&writer, "produce"), (&reader, "consume")] {
+            let acl =
+                Acl::parse(&who.broker_principal(), &resource, op).map_err(anyhow::Error::msg)?;
+            admin.add_acl(&acl).await?;
+        }
+        let path = s.path("/assertions");
+        let records = signed(&unique("auth"), 6, 150)?;
+        let body = json_array(&records[..3])?;
+
+        // Who calls: nobody, or a token nobody has, is 401 (but /healthz and /metrics).
+        let wrong = format!("Bearer {}", unique("guess"));
+        for headers in [vec![], vec![("authorization", wrong.as_str())]] {
+            let reply = post(s.gw(0), &path, JSON, body.clone(), &headers).await?;
+            ensure!(
+                reply.status == StatusCode::UNAUTHORIZED,
+                "{headers:?}: {reply}"
+            );
+            reply.error()?;
+            let reply = get(s.gw(0), "/v1/topics", &headers).await?;
+            ensure!(
+                reply.status == StatusCode::UNAUTHORIZED,
+                "{headers:?}: {reply}"
+            );
+        }
+        eventually(T, "/healthz answers 200 without a token", || async {
+            Ok(get(s.gw(0), "/healthz", &[]).await?.status == StatusCode::OK)
+        })
+        .await?;
+        get(s.gw(0), "/metrics", &[])
+            .await?
+            .expect(StatusCode::OK)?;
+
+        // The writer may produce (ACLs reach every broker shortly after they are added).
+        let as_writer = writer.bearer();
+        let w = [("authorization", as_writer.as_str())];
+        let mut acks = None;
+        for _ in 0..50 {
+            let reply = post(s.gw(0), &path, JSON, body.clone(), &w).await?;
+            if reply.status == StatusCode::FORBIDDEN {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+            acks = Some(acks_of(&reply, true)?);
+            break;
+        }
+        let acks = acks.context("the writer stayed forbidden")?;
+        check_acks(&records[..3], &acks, false)?;
+
+        // The reader may read what the writer wrote, but not write.
+        let as_reader = reader.bearer();
+        let rd = [("authorization", as_reader.as_str())];
+        let reply = post(s.gw(0), &path, JSON, json_array(&records[3..])?, &rd).await?;
+        ensure!(
+            reply.status == StatusCode::FORBIDDEN,
+            "the reader posted: {reply}"
+        );
+        reply.error()?;
+        let p = acks[0].partition;
+        let reply = get(s.gw(0), &s.records_path(p, "from=earliest"), &rd)
+            .await?
+            .expect(StatusCode::OK)?;
+        let got = reply.json_lines()?;
+        ensure!(
+            got.iter().any(|r| r["id"] == acks[0].id.to_hex()),
+            "{reply}"
+        );
+        let reply = get(s.gw(0), &s.records_path(p, "from=earliest"), &w).await?;
+        ensure!(
+            reply.status == StatusCode::FORBIDDEN,
+            "the writer read: {reply}"
+        );
+        let hwms = high_watermarks_as(&admin, &s.topic).await?;
+        ensure!(hwms == 3, "{hwms} records stored, the writer's 3 expected");
+        Ok(())
+    })
+    .await;
+    s.explain(r)
+}
+
+/// The records stored in `topic`, summed over its partitions, as `admin` sees them.
+async fn high_watermarks_as(admin: &Admin, topic: &str) -> anyhow::Result<u64> {
+    let d = admin.describe_topic(topic).await?;
+    Ok(d.partitions.iter().map(|p| p.high_watermark).sum())
+}
