@@ -80,7 +80,15 @@ fn build() -> anyhow::Result<PathBuf> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
-        .args(["build", "-p", "steme-broker", "-p", "steme-cli", "-p", "steme-gateway"])
+        .args([
+            "build",
+            "-p",
+            "steme-broker",
+            "-p",
+            "steme-cli",
+            "-p",
+            "steme-gateway",
+        ])
         .arg("--bins")
         .env("CARGO_TARGET_DIR", &target);
     // Build with the profile the tests were built with, so that `cargo test --workspace`
