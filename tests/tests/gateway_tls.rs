@@ -1,0 +1,196 @@
+//! The gateway's HTTPS and who a caller is, with real processes and curl: a client
+//! certificate's CN names a principal, a caller without one (or with a certificate from
+//! another CA, or over plain HTTP) gets nothing; and `--sign-with`, the trust decision, off
+//! by default.
+
+use std::time::Duration;
+
+use anyhow::{Context, ensure};
+use steme_client::{Admin, ClientConfig, SigningKey, TopicOptions};
+use steme_tests::gateway::{CurlOutput, GatewayProcess};
+use steme_tests::pki::Pki;
+use steme_tests::process::BrokerProcess;
+use steme_tests::unique;
+
+const CURL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// `curl` with the status code on a last line of its own; its exit status is returned, not
+/// checked (a refused handshake is an expected outcome here).
+async fn curl(args: &[&str]) -> anyhow::Result<(Option<u16>, CurlOutput)> {
+    let mut cmd = tokio::process::Command::new("curl");
+    cmd.args(["-sS", "-w", "\n%{http_code}"])
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true);
+    let out = tokio::time::timeout(CURL_TIMEOUT, cmd.output())
+        .await
+        .context("curl did not finish")??;
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let code = stdout
+        .rsplit('\n')
+        .next()
+        .and_then(|c| c.trim().parse().ok())
+        .filter(|c| *c != 0);
+    Ok((
+        code,
+        CurlOutput {
+            status: out.status,
+            stdout,
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        },
+    ))
+}
+
+async fn topic(broker: &BrokerProcess) -> anyhow::Result<String> {
+    let name = unique("tls");
+    let admin = Admin::connect(&broker.bootstrap(), ClientConfig::default()).await?;
+    admin
+        .create_topic(&name, 2, TopicOptions::default())
+        .await?;
+    Ok(name)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_callers_are_named_by_their_certificate_or_refused() -> anyhow::Result<()> {
+    let pki = Pki::new()?;
+    let f = |n: &str| pki.file(n).display().to_string();
+    let broker = tokio::task::block_in_place(BrokerProcess::start)?;
+    let topic = topic(&broker).await?;
+    let dir = tempfile::tempdir()?;
+    let principals = dir.path().join("principals.toml");
+    // The client certificate of the test CA has CN "indexer-1".
+    std::fs::write(
+        &principals,
+        "[[principal]]\nname = \"indexer\"\ncert_cn = \"indexer-1\"\n",
+    )?;
+    let args = [
+        "--tls-cert",
+        &f("broker.pem"),
+        "--tls-key",
+        &f("broker.key"),
+        "--tls-client-ca",
+        &f("ca.pem"),
+        "--principals",
+        principals.to_str().context("a UTF-8 path")?,
+    ];
+    let gateway =
+        tokio::task::block_in_place(|| GatewayProcess::start(&broker.bootstrap(), &args))?;
+    let url = format!("https://{}/v1/topics/{topic}", gateway.addr());
+    let ca = f("ca.pem");
+
+    // The certificate names the principal: served.
+    let (code, out) = curl(&[
+        "--cacert",
+        &ca,
+        "--cert",
+        &f("client.pem"),
+        "--key",
+        &f("client.key"),
+        &url,
+    ])
+    .await?;
+    ensure!(code == Some(200), "with the client certificate: {out:?}");
+    ensure!(
+        out.stdout.contains(&format!("\"name\":\"{topic}\"")),
+        "{out:?}"
+    );
+
+    // No certificate, no token: 401, as JSON.
+    let (code, out) = curl(&["--cacert", &ca, &url]).await?;
+    ensure!(code == Some(401), "without a certificate: {out:?}");
+    ensure!(
+        out.stdout.contains("\"code\":\"unauthenticated\""),
+        "{out:?}"
+    );
+
+    // A certificate from another CA: the handshake is refused, no HTTP answer at all.
+    let (code, out) = curl(&[
+        "--cacert",
+        &ca,
+        "--cert",
+        &f("other-client.pem"),
+        "--key",
+        &f("other-client.key"),
+        &url,
+    ])
+    .await?;
+    ensure!(
+        code.is_none() && !out.status.success(),
+        "another CA's certificate: {out:?}"
+    );
+
+    // Plain HTTP to the HTTPS port gets no answer either.
+    let plain = url.replacen("https://", "http://", 1);
+    let (code, out) = curl(&[&plain]).await?;
+    ensure!(code.is_none(), "plain HTTP to the TLS port: {out:?}");
+
+    // The gateway survived all of it.
+    let (code, out) = curl(&[
+        "--cacert",
+        &ca,
+        "--cert",
+        &f("client.pem"),
+        "--key",
+        &f("client.key"),
+        &url,
+    ])
+    .await?;
+    ensure!(
+        code == Some(200),
+        "after the refusals: {out:?}\n{}",
+        gateway.log_tail(20)
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_a_gateway_given_a_key_signs_plain_assertions() -> anyhow::Result<()> {
+    let broker = tokio::task::block_in_place(BrokerProcess::start)?;
+    let topic = topic(&broker).await?;
+    let dir = tempfile::tempdir()?;
+    let key_file = dir.path().join("gateway.key");
+    let key = SigningKey::from_bytes(&[42; 32]);
+    steme_client::keys::save_signing_key(&key_file, &key, steme_client::keys::Existing::Refuse)?;
+    let plain = r#"{"subject":"urn:thing:1","predicate":"colour","object":"red","source":"ops"}"#;
+
+    // By default: refused, naming the record, nothing stored.
+    let open = tokio::task::block_in_place(|| GatewayProcess::start(&broker.bootstrap(), &[]))?;
+    let post = format!("http://{}/v1/topics/{topic}/assertions", open.addr());
+    let (code, out) = curl(&["--data-binary", plain, &post]).await?;
+    ensure!(
+        code == Some(400),
+        "an unsigned record without --sign-with: {out:?}"
+    );
+    ensure!(
+        out.stdout.contains("\"index\":0") && out.stdout.contains("not signed"),
+        "{out:?}"
+    );
+
+    // With --sign-with: signed by that key, and stored.
+    let signing = tokio::task::block_in_place(|| {
+        GatewayProcess::start(
+            &broker.bootstrap(),
+            &["--sign-with", key_file.to_str().expect("a UTF-8 path")],
+        )
+    })?;
+    let post = format!("http://{}/v1/topics/{topic}/assertions", signing.addr());
+    let (code, out) = curl(&["--data-binary", plain, &post]).await?;
+    ensure!(code == Some(200), "--sign-with: {out:?}");
+    let ack: serde_json::Value = serde_json::from_str(out.stdout.lines().next().unwrap_or(""))?;
+    let partition = ack["partition"]
+        .as_u64()
+        .context("an ack names its partition")?;
+    let read = format!(
+        "http://{}/v1/topics/{topic}/partitions/{partition}/records?from=0",
+        signing.addr()
+    );
+    let (code, out) = curl(&[&read]).await?;
+    ensure!(code == Some(200), "{out:?}");
+    let record: serde_json::Value = serde_json::from_str(out.stdout.lines().next().unwrap_or(""))?;
+    ensure!(record["id"] == ack["id"], "{out:?}");
+    ensure!(
+        record["signer"] == hex::encode(key.verifying_key().to_bytes()),
+        "the record is not signed by the gateway's key: {record}"
+    );
+    Ok(())
+}
