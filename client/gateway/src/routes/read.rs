@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures::Stream;
@@ -98,6 +98,13 @@ pub async fn records(
     let mut consumer = open(&identity, &topic, partition, start, max).await?;
     let end = consumer.fetch_high_watermark(partition).await?;
     let mut next = consumer.position(partition).unwrap_or(0);
+    if next > end {
+        return Err(HttpError::new(
+            StatusCode::BAD_REQUEST,
+            "offset_out_of_range",
+            format!("offset {next} is past the end of {topic}/{partition} ({end})"),
+        ));
+    }
     let mut lines = Vec::new();
     // Each poll returns what one fetch brought: bounded by `max` records and the
     // request's timeout (the router's), and it stops at the high watermark.
