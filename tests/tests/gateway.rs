@@ -7,6 +7,8 @@
 //! of a produce quota, and principals (bearer tokens mapped to broker keys and their ACLs).
 
 use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::slice::from_ref;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -33,6 +35,38 @@ const T: Duration = Duration::from_secs(30);
 const JSON: &str = "application/json";
 const NDJSON: &str = "application/x-ndjson";
 
+/// Posts `records` through the gateway at `addr`, as a JSON array or as JSON lines; the
+/// acks of a 200 answer.
+async fn post_acks(
+    addr: SocketAddr,
+    path: &str,
+    records: &[SignedAssertion],
+    array: bool,
+) -> anyhow::Result<Vec<AckLine>> {
+    let (content_type, body) = if array {
+        (JSON, json_array(records)?)
+    } else {
+        (NDJSON, json_lines(records)?)
+    };
+    acks_of(&post(addr, path, content_type, body, &[]).await?, array)
+}
+
+/// `GET path`, which must be answered 200.
+async fn get_ok(addr: SocketAddr, path: &str) -> anyhow::Result<Reply> {
+    get(addr, path, &[]).await?.expect(StatusCode::OK)
+}
+
+/// Checks that `reply` has header `name` with value `want`.
+fn expect_header(reply: &Reply, name: &str, want: u64) -> anyhow::Result<()> {
+    let got = reply.header_u64(name)?;
+    ensure!(
+        got == want,
+        "{name}: {got}, expected {want}; {:?}",
+        reply.headers
+    );
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn curl_posts_a_signed_file_and_reads_the_record_back() -> anyhow::Result<()> {
     let s = Setup::plain(1).await?;
@@ -49,26 +83,20 @@ async fn curl_posts_a_signed_file_and_reads_the_record_back() -> anyhow::Result<
         std::fs::write(&file, serde_json::to_vec(&signed)?)?;
         let url = format!("{}{}", s.gateways[0].url(), s.path("/assertions"));
         let at = format!("@{}", file.display());
-        let out = curl(
-            &[
-                "-sS",
-                "--fail-with-body",
-                "--data-binary",
-                &at,
-                "-H",
-                "content-type: application/json",
-                &url,
-            ],
-            T,
-        )
-        .await?;
+        let ct = "content-type: application/json";
+        let args = [
+            "-sS",
+            "--fail-with-body",
+            "--data-binary",
+            &at,
+            "-H",
+            ct,
+            &url,
+        ];
+        let out = curl(&args, T).await?;
         let ack: AckLine = serde_json::from_str(out.stdout.trim())
             .with_context(|| format!("not one ack: {:?}", out.stdout))?;
-        check_acks(
-            std::slice::from_ref(&signed),
-            std::slice::from_ref(&ack),
-            false,
-        )?;
+        check_acks(from_ref(&signed), from_ref(&ack), false)?;
 
         let query = format!("from={}&max=1", ack.offset);
         let url = format!(
@@ -106,15 +134,9 @@ async fn acks_follow_input_order_and_another_gateway_answers_duplicates() -> any
         let records = signed(&unique("order"), 60, 200)?;
         let (array, lines) = records.split_at(30);
         let path = s.path("/assertions");
-        let first_a = acks_of(
-            &post(s.gw(0), &path, JSON, json_array(array)?, &[]).await?,
-            true,
-        )?;
+        let first_a = post_acks(s.gw(0), &path, array, true).await?;
         check_acks(array, &first_a, false)?;
-        let first_l = acks_of(
-            &post(s.gw(0), &path, NDJSON, json_lines(lines)?, &[]).await?,
-            false,
-        )?;
+        let first_l = post_acks(s.gw(0), &path, lines, false).await?;
         check_acks(lines, &first_l, false)?;
         let all: HashSet<(u32, u64)> = first_a
             .iter()
@@ -124,14 +146,8 @@ async fn acks_follow_input_order_and_another_gateway_answers_duplicates() -> any
         ensure!(all.len() == records.len(), "two posts' acks share a place");
 
         // The same bodies through the other gateway: all duplicates, at the first places.
-        let again_a = acks_of(
-            &post(s.gw(1), &path, JSON, json_array(array)?, &[]).await?,
-            true,
-        )?;
-        let again_l = acks_of(
-            &post(s.gw(1), &path, NDJSON, json_lines(lines)?, &[]).await?,
-            false,
-        )?;
+        let again_a = post_acks(s.gw(1), &path, array, true).await?;
+        let again_l = post_acks(s.gw(1), &path, lines, false).await?;
         for (first, again) in [(&first_a, &again_a), (&first_l, &again_l)] {
             ensure!(
                 first.len() == again.len(),
@@ -229,10 +245,7 @@ async fn one_bad_record_refuses_the_whole_post_and_stores_nothing() -> anyhow::R
         ensure!(log.values().all(Vec::is_empty), "the topic is not empty");
         // The good records alone are stored.
         let good = [records[0].clone(), records[4].clone()];
-        let acks = acks_of(
-            &post(s.gw(0), &path, JSON, json_array(&good)?, &[]).await?,
-            true,
-        )?;
+        let acks = post_acks(s.gw(0), &path, &good, true).await?;
         check_acks(&good, &acks, false)
     })
     .await;
@@ -247,10 +260,7 @@ async fn reads_by_offset_and_by_time_page_with_next_offset() -> anyhow::Result<(
         let path = s.path("/assertions");
         let mut acks = Vec::new();
         for half in records.chunks(6) {
-            acks.extend(acks_of(
-                &post(s.gw(0), &path, JSON, json_array(half)?, &[]).await?,
-                true,
-            )?);
+            acks.extend(post_acks(s.gw(0), &path, half, true).await?);
         }
         check_acks(&records, &acks, false)?;
         let base = acks[0].offset;
@@ -275,56 +285,35 @@ async fn reads_by_offset_and_by_time_page_with_next_offset() -> anyhow::Result<(
                 "{r}"
             );
         }
-        ensure!(
-            reply.header_u64("steme-next-offset")? == base + 5,
-            "{:?}",
-            reply.headers
-        );
-        ensure!(
-            reply.header_u64("steme-high-watermark")? == base + 12,
-            "{:?}",
-            reply.headers
-        );
+        expect_header(&reply, "steme-next-offset", base + 5)?;
+        expect_header(&reply, "steme-high-watermark", base + 12)?;
         // Paging from `earliest` (the default) reads the partition whole.
         let whole = read_partition(s.gw(0), &s.topic, 0, 5).await?;
         let ids: Vec<String> = whole.iter().map(|r| r["id"].to_string()).collect();
         let want: Vec<String> = acks.iter().map(|a| format!("\"{}\"", a.id)).collect();
         ensure!(ids == want, "read {ids:?}, acknowledged {want:?}");
         // `latest`: nothing yet, and where the next record will be.
-        let reply = get(s.gw(0), &s.records_path(0, "from=latest"), &[])
-            .await?
-            .expect(StatusCode::OK)?;
+        let reply = get_ok(s.gw(0), &s.records_path(0, "from=latest")).await?;
         ensure!(reply.json_lines()?.is_empty(), "{reply}");
-        ensure!(
-            reply.header_u64("steme-next-offset")? == base + 12,
-            "{:?}",
-            reply.headers
-        );
+        expect_header(&reply, "steme-next-offset", base + 12)?;
 
         // By time: the second post's first record is the first stamped at or after its time.
         let query = format!("from=time:{}&max=2", acks[6].stamp.time);
-        let reply = get(s.gw(0), &s.records_path(0, &query), &[])
-            .await?
-            .expect(StatusCode::OK)?;
+        let reply = get_ok(s.gw(0), &s.records_path(0, &query)).await?;
         let got = reply.json_lines()?;
         ensure!(
             got.len() == 2 && got[0]["offset"] == acks[6].offset,
             "{query}: {reply}"
         );
         let query = format!("from=time:{}&max=1", acks[6].stamp.hlc);
-        let reply = get(s.gw(0), &s.records_path(0, &query), &[])
-            .await?
-            .expect(StatusCode::OK)?;
+        let reply = get_ok(s.gw(0), &s.records_path(0, &query)).await?;
         ensure!(
             reply.json_lines()?[0]["offset"] == acks[6].offset,
             "{query}: {reply}"
         );
 
         // The topic list and the topic.
-        let list = get(s.gw(0), "/v1/topics", &[])
-            .await?
-            .expect(StatusCode::OK)?
-            .json()?;
+        let list = get_ok(s.gw(0), "/v1/topics").await?.json()?;
         let mine = list["topics"]
             .as_array()
             .and_then(|ts| ts.iter().find(|t| t["name"] == s.topic.as_str()))
@@ -333,10 +322,7 @@ async fn reads_by_offset_and_by_time_page_with_next_offset() -> anyhow::Result<(
             mine["partitions"] == PARTITIONS && mine["replication_factor"] == 3,
             "{mine}"
         );
-        let topic = get(s.gw(0), &s.path(""), &[])
-            .await?
-            .expect(StatusCode::OK)?
-            .json()?;
+        let topic = get_ok(s.gw(0), &s.path("")).await?.json()?;
         ensure!(
             topic["name"] == s.topic.as_str() && topic["map_epoch"].is_u64(),
             "{topic}"
@@ -411,11 +397,7 @@ async fn stream_delivers_new_records_and_resumes_after_last_event_id() -> anyhow
     let r = within(Duration::from_secs(60), async {
         let records = signed_for(&unique("sse"), 0, 4, 150)?;
         let path = s.path("/assertions");
-        let post_one = |r: &SignedAssertion| {
-            let body = json_array(std::slice::from_ref(r));
-            let (addr, path) = (s.gw(0), path.clone());
-            async move { acks_of(&post(addr, &path, JSON, body?, &[]).await?, true) }
-        };
+        let post_one = |r| post_acks(s.gw(0), &path, from_ref(r), true);
         // Something before the stream opens, which `from=latest` (the default) skips.
         post_one(&records[0]).await?;
         let stream_path = s.path("/partitions/0/stream");
@@ -547,27 +529,46 @@ async fn limits_answer_413_and_health_and_metrics_are_served() -> anyhow::Result
             "11 records: {reply}"
         );
         reply.error()?;
-        let acks = acks_of(
-            &post(s.gw(0), &path, NDJSON, json_lines(&small[..10])?, &[]).await?,
-            false,
-        )?;
+        let acks = post_acks(s.gw(0), &path, &small[..10], false).await?;
         check_acks(&small[..10], &acks, false)?;
 
         let big = json_array(&signed(&run, 8, 600)?)?;
         ensure!(big.len() > 4096);
-        let reply = post(s.gw(0), &path, JSON, big, &[]).await?;
+        let reply = post(s.gw(0), &path, JSON, big.clone(), &[]).await?;
         ensure!(
             reply.status == StatusCode::PAYLOAD_TOO_LARGE,
-            "a big body: {reply}"
+            "big: {reply}"
         );
         reply.error()?;
+        // The same without a length (chunked): the limit holds as the body is read.
+        let dir = tempfile::tempdir()?;
+        let (file, out) = (dir.path().join("big.json"), dir.path().join("answer"));
+        std::fs::write(&file, &big)?;
+        let (at, url) = (format!("@{}", file.display()), s.gateways[0].url() + &path);
+        let chunked = [
+            "-sS",
+            "-o",
+            out.to_str().context("UTF-8")?,
+            "-w",
+            "%{http_code}",
+        ];
+        let headers = [
+            "-H",
+            "transfer-encoding: chunked",
+            "-H",
+            "content-type: application/json",
+        ];
+        let args = [&chunked[..], &headers, &["--data-binary", &at, &url]].concat();
+        let code = curl(&args, T).await?.stdout;
+        let answer: serde_json::Value = serde_json::from_slice(&std::fs::read(&out)?)?;
+        ensure!(
+            code == "413" && answer["error"]["code"].is_string(),
+            "chunked: {code} {answer}"
+        );
         let hwms = high_watermarks(&s.cluster.bootstrap(), &s.topic).await?;
         ensure!(hwms.iter().sum::<u64>() == 10, "{hwms:?}");
 
-        let metrics = get(s.gw(0), "/metrics", &[])
-            .await?
-            .expect(StatusCode::OK)?
-            .text();
+        let metrics = get_ok(s.gw(0), "/metrics").await?.text();
         ensure!(
             metrics.contains("steme_gateway_requests_total"),
             "{metrics}"
@@ -746,9 +747,7 @@ async fn principals_need_a_known_token_and_act_with_their_brokers_acls() -> anyh
             Ok(get(s.gw(0), "/healthz", &[]).await?.status == StatusCode::OK)
         })
         .await?;
-        get(s.gw(0), "/metrics", &[])
-            .await?
-            .expect(StatusCode::OK)?;
+        get_ok(s.gw(0), "/metrics").await?;
 
         // The writer may produce (ACLs reach every broker shortly after they are added).
         let as_writer = writer.bearer();
@@ -789,16 +788,14 @@ async fn principals_need_a_known_token_and_act_with_their_brokers_acls() -> anyh
             reply.status == StatusCode::FORBIDDEN,
             "the writer read: {reply}"
         );
-        let hwms = high_watermarks_as(&admin, &s.topic).await?;
-        ensure!(hwms == 3, "{hwms} records stored, the writer's 3 expected");
+        let d = admin.describe_topic(&s.topic).await?;
+        let stored: u64 = d.partitions.iter().map(|p| p.high_watermark).sum();
+        ensure!(
+            stored == 3,
+            "{stored} records stored, the writer's 3 expected"
+        );
         Ok(())
     })
     .await;
     s.explain(r)
-}
-
-/// The records stored in `topic`, summed over its partitions, as `admin` sees them.
-async fn high_watermarks_as(admin: &Admin, topic: &str) -> anyhow::Result<u64> {
-    let d = admin.describe_topic(topic).await?;
-    Ok(d.partitions.iter().map(|p| p.high_watermark).sum())
 }
