@@ -11,6 +11,8 @@
 //! - [`curl`]: the `curl` executable, for what a person following the README would type.
 //! - [`GatewaySetup`]: 3 brokers, a topic of [`PARTITIONS`] partitions with 3 replicas,
 //!   and gateways in front of them; [`post_until_stored`] posts as a careful client does.
+//! - [`Principal`]: a caller of a gateway run with `--principals`: its bearer token, its
+//!   broker key, its entry in the principals file.
 //! - The JSON the gateway speaks: bodies of signed assertions ([`json_array`],
 //!   [`json_lines`]), acks read back as [`steme_client::json::AckLine`], records read back
 //!   into the [`SignedAssertion`] they carry ([`signed_of_record`]).
@@ -30,7 +32,11 @@ use hyper::client::conn::http1;
 use hyper::{HeaderMap, Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use steme_client::json::AckLine;
-use steme_client::{Ack, Admin, Assertion, ClientConfig, SignedAssertion, TopicOptions};
+use steme_client::keys::{Existing, save_signing_key};
+use steme_client::{
+    Ack, Admin, Assertion, ClientConfig, SignedAssertion, SigningKey, TopicOptions,
+};
+use steme_protocol::messages::authenticate::key_principal;
 use steme_protocol::partition_for;
 
 use crate::cluster::{Cluster, ClusterOptions};
@@ -703,11 +709,11 @@ pub fn signed_for(
 }
 
 /// Checks that `acks` answer `records` one by one, in order: same id, the subject's
-/// partition, `duplicate` as given; and that no two name the same place.
+/// partition, `duplicate` as given (if given); and that no two name the same place.
 pub fn check_acks(
     records: &[SignedAssertion],
     acks: &[AckLine],
-    duplicate: bool,
+    duplicate: Option<bool>,
 ) -> anyhow::Result<()> {
     ensure!(
         acks.len() == records.len(),
@@ -725,7 +731,10 @@ pub fn check_acks(
         );
         let p = partition_for(&r.assertion().subject, PARTITIONS);
         ensure!(a.partition == p, "ack #{i} is in {}, not {p}", a.partition);
-        ensure!(a.duplicate == duplicate, "ack #{i}: {a:?}");
+        ensure!(
+            duplicate.is_none_or(|d| a.duplicate == d),
+            "ack #{i}: {a:?}"
+        );
         ensure!(
             places.insert((a.partition, a.offset)),
             "ack #{i} repeats a place"
@@ -744,8 +753,7 @@ pub const RETRIED: [StatusCode; 3] = [
 /// Posts a JSON array `body` until it is answered 200, again after a [`RETRIED`] answer
 /// (each a JSON error; waiting as `Retry-After` says, at most 2 s) or none within
 /// [`REQUEST_TIMEOUT`] (safe: stored records come back as duplicates); at most `attempts`
-/// times. Returns the acks and
-/// how many answers were not 200.
+/// times. Returns the acks and how many answers were not 200.
 pub async fn post_until_stored(
     addr: SocketAddr,
     path: &str,
@@ -755,16 +763,15 @@ pub async fn post_until_stored(
     let mut last = String::new();
     for attempt in 0..attempts {
         let headers = [("content-type", "application/json")];
-        match request(
+        let sent = request(
             addr,
             Method::POST,
             path,
             &headers,
             body.to_vec(),
             REQUEST_TIMEOUT,
-        )
-        .await
-        {
+        );
+        match sent.await {
             Ok(r) if r.status == StatusCode::OK => return Ok((acks_of(&r, true)?, attempt)),
             Ok(r) if RETRIED.contains(&r.status) => {
                 r.error()?;
@@ -780,4 +787,41 @@ pub async fn post_until_stored(
         }
     }
     bail!("POST {path}: not stored after {attempts} attempts; last: {last}")
+}
+
+/// A principal of the gateway: its bearer token, and its broker key in a key file.
+pub struct Principal {
+    pub name: &'static str,
+    pub token: String,
+    pub key: SigningKey,
+}
+
+impl Principal {
+    pub fn new(name: &'static str, seed: u8) -> Principal {
+        Principal {
+            name,
+            token: unique(&format!("{name}-token")),
+            key: key(seed),
+        }
+    }
+
+    pub fn broker_principal(&self) -> String {
+        key_principal(&self.key.verifying_key().to_bytes())
+    }
+
+    pub fn bearer(&self) -> String {
+        format!("Bearer {}", self.token)
+    }
+
+    /// Its `[[principal]]` entry, its key saved in `dir`.
+    pub fn entry(&self, dir: &std::path::Path) -> anyhow::Result<String> {
+        let file = dir.join(format!("{}.key", self.name));
+        save_signing_key(&file, &self.key, Existing::Refuse)?;
+        Ok(format!(
+            "[[principal]]\nname = \"{}\"\ntoken_blake3 = \"{}\"\nbroker_key = \"{}\"\n\n",
+            self.name,
+            blake3::hash(self.token.as_bytes()).to_hex(),
+            file.display()
+        ))
+    }
 }
