@@ -110,11 +110,7 @@ impl GatewayProcess {
         let line = match rx.recv_timeout(START_TIMEOUT) {
             Ok(line) => line,
             Err(e) => {
-                let status = gateway
-                    .child
-                    .as_mut()
-                    .and_then(|c| c.try_wait().ok())
-                    .flatten();
+                let status = gateway.child.as_mut().map(Child::try_wait);
                 let _ = gateway.kill9();
                 bail!(
                     "the gateway did not print its address within {START_TIMEOUT:?} ({e}; exit status {status:?}); log tail:\n{}",
@@ -259,6 +255,12 @@ impl Reply {
         Ok(self)
     }
 
+    /// Checks that the status is `want` and the body the gateway's JSON error; returns it.
+    pub fn expect_error(&self, want: StatusCode) -> anyhow::Result<serde_json::Value> {
+        ensure!(self.status == want, "expected {want}, got {self}");
+        self.error()
+    }
+
     /// Checks that the body is the gateway's JSON error (`{"error":{"code","message"}}`);
     /// returns it.
     pub fn error(&self) -> anyhow::Result<serde_json::Value> {
@@ -401,9 +403,7 @@ impl EventStream {
     ) -> anyhow::Result<EventStream> {
         let last = last_event_id.map(|id| id.to_string());
         let mut headers = vec![("accept", "text/event-stream")];
-        if let Some(id) = &last {
-            headers.push(("last-event-id", id.as_str()));
-        }
+        headers.extend(last.as_deref().map(|id| ("last-event-id", id)));
         let (parts, body) =
             tokio::time::timeout(timeout, send(addr, Method::GET, path, &headers, Vec::new()))
                 .await
@@ -715,29 +715,19 @@ pub fn check_acks(
     acks: &[AckLine],
     duplicate: Option<bool>,
 ) -> anyhow::Result<()> {
-    ensure!(
-        acks.len() == records.len(),
-        "{} acks for {} records",
-        acks.len(),
-        records.len()
-    );
+    let (n, m) = (acks.len(), records.len());
+    ensure!(n == m, "{n} acks for {m} records");
     let mut places = HashSet::new();
     for (i, (r, a)) in records.iter().zip(acks).enumerate() {
+        let (id, p) = (r.id(), partition_for(&r.assertion().subject, PARTITIONS));
         ensure!(
-            a.id == r.id(),
-            "ack #{i} names {}, record #{i} is {}",
-            a.id,
-            r.id()
+            a.id == id && a.partition == p,
+            "#{i}: {a:?}, not {id} in {p}"
         );
-        let p = partition_for(&r.assertion().subject, PARTITIONS);
-        ensure!(a.partition == p, "ack #{i} is in {}, not {p}", a.partition);
-        ensure!(
-            duplicate.is_none_or(|d| a.duplicate == d),
-            "ack #{i}: {a:?}"
-        );
+        ensure!(duplicate.is_none_or(|d| d == a.duplicate), "#{i}: {a:?}");
         ensure!(
             places.insert((a.partition, a.offset)),
-            "ack #{i} repeats a place"
+            "#{i} repeats a place"
         );
     }
     Ok(())

@@ -17,14 +17,15 @@ use anyhow::{Context, bail, ensure};
 use hyper::StatusCode;
 use steme_client::connection::{AuthKey, ConnectionConfig};
 use steme_client::json::AckLine;
+use steme_client::json::time::Stamp;
 use steme_client::keys::{Existing, save_signing_key};
 use steme_client::{Admin, Assertion, ClientConfig, SignedAssertion};
 use steme_protocol::acl::Acl;
 use steme_protocol::messages::authenticate::key_principal;
 use steme_tests::gateway::{
-    EventStream, GatewaySetup as Setup, PARTITIONS, Principal, Reply, SseEvent, ack_of, acks_of,
-    check_acks, curl, get, json_array, json_lines, post, post_until_stored, read_partition,
-    signed_for, signed_of_record,
+    EventStream, GatewayProcess, GatewaySetup as Setup, PARTITIONS, Principal, Reply, SseEvent,
+    ack_of, acks_of, check_acks, curl, get, json_array, json_lines, post, post_until_stored,
+    read_partition, signed_for, signed_of_record,
 };
 use steme_tests::workload::{
     check_acks_present, check_log, high_watermarks, key, read_topic, sign_all, signed,
@@ -109,15 +110,8 @@ async fn curl_posts_a_signed_file_and_reads_the_record_back() -> anyhow::Result<
         ensure!(lines.len() == 1, "expected one record: {:?}", out);
         let record: serde_json::Value = serde_json::from_str(lines[0])?;
         ensure!(record["partition"] == ack.partition && record["offset"] == ack.offset);
-        ensure!(record["hlc"] == ack.stamp.hlc, "{record} vs {ack:?}");
-        ensure!(
-            record["time"] == ack.stamp.time.as_str(),
-            "{record} vs {ack:?}"
-        );
-        ensure!(
-            record["logical"] == ack.stamp.logical,
-            "{record} vs {ack:?}"
-        );
+        let stamp: Stamp = serde_json::from_value(record.clone())?;
+        ensure!(stamp == ack.stamp, "{record} vs {ack:?}");
         let back = signed_of_record(&record)?;
         ensure!(back == signed, "read back {back:?}, posted {signed:?}");
         ensure!(record["signature"] == serde_json::to_value(&signed)?["signature"]);
@@ -168,6 +162,18 @@ async fn acks_follow_input_order_and_another_gateway_answers_duplicates() -> any
                 );
             }
         }
+        // Records as read (their place fields too) post again as they stand: duplicates.
+        let read = read_partition(s.gw(1), &s.topic, 0, 100).await?;
+        let body: Vec<u8> = read
+            .iter()
+            .flat_map(|r| format!("{r}\n").into_bytes())
+            .collect();
+        let reply = post(s.gw(0), &path, NDJSON, body, &[]).await?;
+        let again = acks_of(&reply, false)?;
+        ensure!(again.len() == read.len() && !read.is_empty(), "{reply}");
+        for (a, r) in again.iter().zip(&read) {
+            ensure!(a.duplicate && r["offset"] == a.offset, "{a:?} for {r}");
+        }
         let hwms = high_watermarks(&s.cluster.bootstrap(), &s.topic).await?;
         ensure!(hwms.iter().sum::<u64>() == records.len() as u64, "{hwms:?}");
         Ok(())
@@ -187,11 +193,7 @@ fn flip_hex(value: &mut serde_json::Value, field: &str) -> anyhow::Result<()> {
 
 /// The indexes a 400 `invalid_records` answer names.
 fn bad_indexes(reply: &Reply) -> anyhow::Result<Vec<u64>> {
-    ensure!(
-        reply.status == StatusCode::BAD_REQUEST,
-        "expected 400: {reply}"
-    );
-    let v = reply.error()?;
+    let v = reply.expect_error(StatusCode::BAD_REQUEST)?;
     ensure!(v["error"]["code"] == "invalid_records", "{reply}");
     let named = v["records"]
         .as_array()
@@ -236,11 +238,8 @@ async fn one_bad_record_refuses_the_whole_post_and_stores_nothing() -> anyhow::R
         let log = read_topic(&s.cluster.bootstrap(), &s.topic, T).await?;
         let ids: HashSet<_> = records.iter().map(SignedAssertion::id).collect();
         for r in log.values().flatten() {
-            ensure!(
-                !ids.contains(&r.id()),
-                "{} of a refused post is stored",
-                r.id()
-            );
+            let id = r.id();
+            ensure!(!ids.contains(&id), "{id} of a refused post is stored");
         }
         ensure!(log.values().all(Vec::is_empty), "the topic is not empty");
         // The good records alone are stored.
@@ -305,12 +304,22 @@ async fn reads_by_offset_and_by_time_page_with_next_offset() -> anyhow::Result<(
             got.len() == 2 && got[0]["offset"] == acks[6].offset,
             "{query}: {reply}"
         );
-        let query = format!("from=time:{}&max=1", acks[6].stamp.hlc);
-        let reply = get_ok(s.gw(0), &s.records_path(0, &query)).await?;
-        ensure!(
-            reply.json_lines()?[0]["offset"] == acks[6].offset,
-            "{query}: {reply}"
-        );
+        // The same instant as a raw HLC and with a `+00:00` offset (URL-encoded); an hour
+        // ago finds the first record.
+        let utc = acks[6].stamp.time.replace('Z', "%2B00:00");
+        for (from, want) in [
+            (acks[6].stamp.hlc.to_string(), &acks[6]),
+            (utc, &acks[6]),
+            ("-1h".to_owned(), &acks[0]),
+        ] {
+            let query = format!("from=time:{from}&max=1");
+            let reply = get_ok(s.gw(0), &s.records_path(0, &query)).await?;
+            let first = reply.json_lines()?.into_iter().next();
+            ensure!(
+                first.is_some_and(|r| r["offset"] == want.offset),
+                "{query}: {reply}"
+            );
+        }
 
         // The topic list and the topic.
         let list = get_ok(s.gw(0), "/v1/topics").await?.json()?;
@@ -353,19 +362,15 @@ async fn reads_by_offset_and_by_time_page_with_next_offset() -> anyhow::Result<(
             ("/v1/nothing-here".to_owned(), StatusCode::NOT_FOUND),
         ] {
             let reply = get(s.gw(0), &path, &[]).await?;
-            ensure!(
-                reply.status == want,
-                "GET {path}: expected {want}, got {reply}"
-            );
-            reply.error().with_context(|| format!("GET {path}"))?;
+            reply
+                .expect_error(want)
+                .with_context(|| format!("GET {path}"))?;
         }
         let to_unknown = format!("/v1/topics/{unknown}/assertions");
         let reply = post(s.gw(0), &to_unknown, JSON, json_array(&records[..1])?, &[]).await?;
-        ensure!(
-            reply.status == StatusCode::NOT_FOUND,
-            "POST {to_unknown}: {reply}"
-        );
-        reply.error()?;
+        reply
+            .expect_error(StatusCode::NOT_FOUND)
+            .context("an unknown topic")?;
         Ok(())
     })
     .await;
@@ -470,22 +475,14 @@ async fn acks_survive_a_partition_leader_killed_mid_load() -> anyhow::Result<()>
         let bootstrap = s.cluster.bootstrap();
         let log = read_topic(&bootstrap, &s.topic, T).await?;
         let index = check_log(&log)?;
-        ensure!(
-            index.records == records.len(),
-            "{} stored, {} acked",
-            index.records,
-            records.len()
-        );
+        let stored = index.records;
+        ensure!(stored == records.len(), "{stored} stored");
         let acks: Vec<_> = acks.iter().map(ack_of).collect();
         check_acks_present(&log, &acks)?;
         // The other gateway reads the same.
         let via_b = read_partition(s.gw(1), &s.topic, 0, 500).await?;
-        ensure!(
-            via_b.len() == log[&0].len(),
-            "{} via the gateway, {}",
-            via_b.len(),
-            log[&0].len()
-        );
+        let (via, direct) = (via_b.len(), log[&0].len());
+        ensure!(via == direct, "{via} via B, {direct} direct");
         for (v, r) in via_b.iter().zip(&log[&0]) {
             ensure!(
                 signed_of_record(v)?.id() == r.id() && v["offset"] == r.offset(),
@@ -497,8 +494,7 @@ async fn acks_survive_a_partition_leader_killed_mid_load() -> anyhow::Result<()>
         // first did not, and acknowledges what it did as duplicates; each record once.
         let stored_before: u64 = high_watermarks(&bootstrap, &s.topic).await?.iter().sum();
         let (body, path) = (json_array(&more)?, s.path("/assertions"));
-        let (addr, first_try) = (s.gw(0), body.clone());
-        let path_a = path.clone();
+        let (addr, first_try, path_a) = (s.gw(0), body.clone(), path.clone());
         let in_flight =
             tokio::spawn(async move { post(addr, &path_a, JSON, first_try, &[]).await });
         for _ in 0..1000 {
@@ -513,17 +509,11 @@ async fn acks_survive_a_partition_leader_killed_mid_load() -> anyhow::Result<()>
         let (acks, _) = post_until_stored(s.gw(1), &path, &body, 20).await?;
         check_acks(&more, &acks, None)?;
         let again = acks.iter().filter(|a| a.duplicate).count();
-        eprintln!(
-            "gateway killed mid-post ({first:?}); {again} of {} were stored by then",
-            more.len()
-        );
+        eprintln!("gateway killed mid-post ({first:?}); {again} records were stored by then");
         let log = read_topic(&bootstrap, &s.topic, T).await?;
         let index = check_log(&log)?;
-        ensure!(
-            index.records == records.len() + more.len(),
-            "{} stored",
-            index.records
-        );
+        let stored = index.records;
+        ensure!(stored == records.len() + more.len(), "{stored} stored");
         check_acks_present(&log, &acks.iter().map(ack_of).collect::<Vec<_>>())?;
         Ok(())
     })
@@ -532,9 +522,10 @@ async fn acks_survive_a_partition_leader_killed_mid_load() -> anyhow::Result<()>
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn limits_answer_413_and_health_and_metrics_are_served() -> anyhow::Result<()> {
+async fn limits_answer_413_an_unreachable_cluster_503_a_stalled_one_504() -> anyhow::Result<()> {
     let limits: &[&str] = &["--max-body-bytes", "4096", "--max-records", "10"];
-    let s = Setup::start(&[], ClientConfig::default(), &[limits]).await?;
+    let impatient: &[&str] = &["--request-timeout-ms", "1000"];
+    let s = Setup::start(&[], ClientConfig::default(), &[limits, impatient]).await?;
     let r = within(Duration::from_secs(60), async {
         eventually(T, "/healthz answers 200", || async {
             Ok(get(s.gw(0), "/healthz", &[]).await?.status == StatusCode::OK)
@@ -558,22 +549,18 @@ async fn limits_answer_413_and_health_and_metrics_are_served() -> anyhow::Result
             eleven.len()
         );
         let reply = post(s.gw(0), &path, NDJSON, eleven, &[]).await?;
-        ensure!(
-            reply.status == StatusCode::PAYLOAD_TOO_LARGE,
-            "11 records: {reply}"
-        );
-        reply.error()?;
+        reply
+            .expect_error(StatusCode::PAYLOAD_TOO_LARGE)
+            .context("11 records")?;
         let acks = post_acks(s.gw(0), &path, &small[..10], false).await?;
         check_acks(&small[..10], &acks, Some(false))?;
 
         let big = json_array(&signed(&run, 8, 600)?)?;
         ensure!(big.len() > 4096);
         let reply = post(s.gw(0), &path, JSON, big.clone(), &[]).await?;
-        ensure!(
-            reply.status == StatusCode::PAYLOAD_TOO_LARGE,
-            "big: {reply}"
-        );
-        reply.error()?;
+        reply
+            .expect_error(StatusCode::PAYLOAD_TOO_LARGE)
+            .context("a big body")?;
         // The same without a length (chunked): the limit holds as the body is read.
         let dir = tempfile::tempdir()?;
         let (file, out) = (dir.path().join("big.json"), dir.path().join("answer"));
@@ -607,6 +594,41 @@ async fn limits_answer_413_and_health_and_metrics_are_served() -> anyhow::Result
             metrics.contains("steme_gateway_requests_total"),
             "{metrics}"
         );
+
+        // No broker reachable (nothing listens at its bootstrap address): 503, Retry-After.
+        let nowhere = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+        let lost = tokio::task::block_in_place(|| {
+            GatewayProcess::start(&nowhere.to_string(), &["--request-timeout-ms", "5000"])
+        })?;
+        let r = async {
+            get(lost.addr(), "/healthz", &[])
+                .await?
+                .expect(StatusCode::SERVICE_UNAVAILABLE)?;
+            let reply = post(lost.addr(), &path, JSON, json_array(&small[..1])?, &[]).await?;
+            reply.expect_error(StatusCode::SERVICE_UNAVAILABLE)?;
+            ensure!(
+                reply.header("retry-after").is_some(),
+                "no Retry-After: {reply}"
+            );
+            Ok(())
+        };
+        lost.explain(r.await)
+            .context("a gateway without a cluster")?;
+
+        // Every broker stopped (SIGSTOP): 504 after --request-timeout-ms; the same post
+        // goes through once they run again.
+        let stalled = json_array(&small[10..])?;
+        let ids: Vec<u64> = s.cluster.ids().collect();
+        for &id in &ids {
+            s.cluster.broker(id).signal(libc::SIGSTOP)?;
+        }
+        let reply = post(s.gw(1), &path, JSON, stalled.clone(), &[]).await;
+        for &id in &ids {
+            s.cluster.broker(id).signal(libc::SIGCONT)?;
+        }
+        reply?.expect_error(StatusCode::GATEWAY_TIMEOUT)?;
+        let (acks, _) = post_until_stored(s.gw(1), &path, &stalled, 20).await?;
+        check_acks(&small[10..], &acks, None)?;
         Ok(())
     })
     .await;
@@ -662,10 +684,7 @@ async fn a_burst_over_the_produce_quota_is_answered_429_and_no_ack_is_lost() -> 
             acks.extend(a);
         }
         let log = read_topic(&s.cluster.bootstrap(), &s.topic, T).await?;
-        ensure!(
-            check_log(&log)?.records == records.len(),
-            "not every record is stored once"
-        );
+        ensure!(check_log(&log)?.records == records.len(), "records lost");
         check_acks_present(&log, &acks.iter().map(ack_of).collect::<Vec<_>>())
     })
     .await;
@@ -687,14 +706,8 @@ async fn principals_need_a_known_token_and_act_with_their_brokers_acls() -> anyh
     let own_key = dir.path().join("gateway.key");
     save_signing_key(&own_key, &own, Existing::Refuse)?;
     let ops_p = key_principal(&ops.verifying_key().to_bytes());
-    let brokers = [
-        "--auth",
-        "required",
-        "--authorization",
-        "on",
-        "--superuser",
-        &ops_p,
-    ];
+    let superuser = format!("--superuser={ops_p}");
+    let brokers = ["--auth=required", "--authorization=on", &superuser];
     let as_ops = ClientConfig {
         connection: ConnectionConfig {
             auth_key: Some(AuthKey(ops.clone())),
@@ -725,16 +738,10 @@ async fn principals_need_a_known_token_and_act_with_their_brokers_acls() -> anyh
         let wrong = format!("Bearer {}", unique("guess"));
         for headers in [vec![], vec![("authorization", wrong.as_str())]] {
             let reply = post(s.gw(0), &path, JSON, body.clone(), &headers).await?;
-            ensure!(
-                reply.status == StatusCode::UNAUTHORIZED,
-                "{headers:?}: {reply}"
-            );
-            reply.error()?;
+            let what = format!("POST with {headers:?}");
+            reply.expect_error(StatusCode::UNAUTHORIZED).context(what)?;
             let reply = get(s.gw(0), "/v1/topics", &headers).await?;
-            ensure!(
-                reply.status == StatusCode::UNAUTHORIZED,
-                "{headers:?}: {reply}"
-            );
+            reply.expect(StatusCode::UNAUTHORIZED)?;
         }
         eventually(T, "/healthz answers 200 without a token", || async {
             Ok(get(s.gw(0), "/healthz", &[]).await?.status == StatusCode::OK)
@@ -762,11 +769,9 @@ async fn principals_need_a_known_token_and_act_with_their_brokers_acls() -> anyh
         let as_reader = reader.bearer();
         let rd = [("authorization", as_reader.as_str())];
         let reply = post(s.gw(0), &path, JSON, json_array(&records[3..])?, &rd).await?;
-        ensure!(
-            reply.status == StatusCode::FORBIDDEN,
-            "the reader posted: {reply}"
-        );
-        reply.error()?;
+        reply
+            .expect_error(StatusCode::FORBIDDEN)
+            .context("the reader posts")?;
         let p = acks[0].partition;
         let reply = get(s.gw(0), &s.records_path(p, "from=earliest"), &rd)
             .await?
@@ -777,16 +782,12 @@ async fn principals_need_a_known_token_and_act_with_their_brokers_acls() -> anyh
             "{reply}"
         );
         let reply = get(s.gw(0), &s.records_path(p, "from=earliest"), &w).await?;
-        ensure!(
-            reply.status == StatusCode::FORBIDDEN,
-            "the writer read: {reply}"
-        );
+        reply
+            .expect_error(StatusCode::FORBIDDEN)
+            .context("the writer reads")?;
         let d = admin.describe_topic(&s.topic).await?;
         let stored: u64 = d.partitions.iter().map(|p| p.high_watermark).sum();
-        ensure!(
-            stored == 3,
-            "{stored} records stored, the writer's 3 expected"
-        );
+        ensure!(stored == 3, "{stored} records stored, not 3");
         Ok(())
     })
     .await;
