@@ -145,37 +145,44 @@ fn split(body: &[u8], max_records: usize) -> Result<(Form, Vec<&str>), HttpError
     Ok((Form::Lines, lines))
 }
 
-/// Parses and verifies every record; the bad ones are named by index.
+/// Parses and verifies every record; every bad one is named by its index in the request.
 fn check(texts: &[&str], key: Option<&SigningKey>) -> Result<Vec<SignedAssertion>, Vec<BadRecord>> {
     let mut bad = Vec::new();
-    let mut good = Vec::with_capacity(texts.len());
+    // Each parsed record with its index in the request.
+    let mut parsed = Vec::with_capacity(texts.len());
     for (index, text) in texts.iter().enumerate() {
         match serde_json::from_str::<Posted>(text)
             .map_err(|e| e.to_string())
             .and_then(|p| p.into_signed(key))
         {
-            Ok(s) => good.push(s),
+            Ok(s) => parsed.push((index, s)),
             Err(error) => bad.push(BadRecord { index, error }),
         }
     }
-    if !bad.is_empty() {
-        return Err(bad);
-    }
-    let sigs: Vec<[u8; 64]> = good.iter().map(|s| s.signature().to_bytes()).collect();
-    let all = good.iter().zip(&sigs).map(|(s, sig)| (s.canonical(), sig));
+    let sigs: Vec<[u8; 64]> = parsed
+        .iter()
+        .map(|(_, s)| s.signature().to_bytes())
+        .collect();
+    let all = parsed
+        .iter()
+        .zip(&sigs)
+        .map(|((_, s), sig)| (s.canonical(), sig));
     if BatchVerifier::default().verify(all).is_err() {
         // Name every bad one, not only the first.
-        for (index, (s, sig)) in good.iter().zip(&sigs).enumerate() {
+        for ((index, s), sig) in parsed.iter().zip(&sigs) {
             if let Err(e) = verify_one(s.canonical(), sig) {
                 bad.push(BadRecord {
-                    index,
+                    index: *index,
                     error: e.to_string(),
                 });
             }
         }
+    }
+    if !bad.is_empty() {
+        bad.sort_by_key(|b| b.index);
         return Err(bad);
     }
-    Ok(good)
+    Ok(parsed.into_iter().map(|(_, s)| s).collect())
 }
 
 /// Reads the body, at most `limit` bytes.
@@ -332,7 +339,8 @@ mod tests {
         let texts = [good.as_str(), tampered.as_str(), "{}", wrong_id.as_str()];
         let bad = check(&texts, None).unwrap_err();
         let indexes: Vec<usize> = bad.iter().map(|b| b.index).collect();
-        assert_eq!(indexes, [2, 3], "parse and id errors come first: {bad:?}");
+        assert_eq!(indexes, [1, 2, 3], "every bad record, in order: {bad:?}");
+        assert_eq!(bad[0].error, "signature does not verify");
         let bad = check(&[good.as_str(), tampered.as_str()], None).unwrap_err();
         assert_eq!(
             bad,
