@@ -30,6 +30,7 @@ pub mod peer;
 pub mod pki;
 pub mod process;
 pub mod proxy;
+pub mod web;
 pub mod workload;
 
 pub use process::{BrokerOptions, BrokerProcess};
