@@ -342,10 +342,15 @@ async fn main() -> anyhow::Result<()> {
     rust.print("rust client ", per_record);
     let http = through_gateway(&args, gateway_side).await?;
     http.print("http gateway", per_record);
+    let rate_ratio = http.rate() / rust.rate();
+    let p99_ratio = http.percentile(0.99).as_secs_f64() / rust.percentile(0.99).as_secs_f64();
+    println!("gateway / rust: records/s {rate_ratio:.2}x, p99 latency {p99_ratio:.2}x");
     println!(
-        "gateway / rust: records/s {:.2}x, p99 latency {:.2}x",
-        http.rate() / rust.rate(),
-        http.percentile(0.99).as_secs_f64() / rust.percentile(0.99).as_secs_f64()
+        "RESULT rust_records_per_s={:.0} gateway_records_per_s={:.0} rate_ratio={rate_ratio:.3} rust_p99_ms={:.2} gateway_p99_ms={:.2} p99_ratio={p99_ratio:.3}",
+        rust.rate(),
+        http.rate(),
+        rust.percentile(0.99).as_secs_f64() * 1e3,
+        http.percentile(0.99).as_secs_f64() * 1e3
     );
     Ok(())
 }
