@@ -13,9 +13,12 @@ use axum::routing::{get, post};
 use crate::error::HttpError;
 use crate::state::Gateway;
 
+mod extract;
 pub mod post;
 pub mod read;
 pub mod topics;
+
+pub use extract::{PathParams, QueryParams};
 
 /// The stream route: held open for as long as the caller reads, so no deadline.
 const STREAM_ROUTE: &str = "/v1/topics/{topic}/partitions/{partition}/stream";
@@ -34,6 +37,7 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(gateway.clone(), around))
         .with_state(gateway)
 }
@@ -82,6 +86,14 @@ async fn not_found() -> HttpError {
     )
 }
 
+async fn method_not_allowed() -> HttpError {
+    HttpError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this route does not take that method (see GATEWAY.md)",
+    )
+}
+
 async fn metrics(State(gateway): State<Arc<Gateway>>) -> Response {
     (
         [(
@@ -110,5 +122,93 @@ async fn healthz(State(gateway): State<Arc<Gateway>>) -> Response {
             "no broker answered within 2 s",
         )
         .into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use clap::Parser;
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::args::Args;
+
+    /// The router of a gateway whose cluster is never reached (nothing here needs it).
+    fn app() -> Router {
+        let args = Args::parse_from(["steme-gateway", "--bootstrap", "127.0.0.1:1"]);
+        router(Gateway::from_args(&args).expect("the gateway starts"))
+    }
+
+    async fn answer(method: &str, uri: &str) -> (StatusCode, serde_json::Value) {
+        let req = Request::builder()
+            .method(method)
+            .uri(uri)
+            .body(Body::empty())
+            .expect("a request");
+        let response = app().oneshot(req).await.expect("an answer");
+        let status = response.status();
+        let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .expect("a body");
+        (status, serde_json::from_slice(&body).expect("a JSON body"))
+    }
+
+    #[tokio::test]
+    async fn refusals_before_any_broker_is_asked_are_json() {
+        for (method, uri, status, code) in [
+            (
+                "GET",
+                "/v1/topics/t/partitions/abc/records",
+                400,
+                "bad_request",
+            ),
+            (
+                "GET",
+                "/v1/topics/t/partitions/99999999999/records",
+                400,
+                "bad_request",
+            ),
+            (
+                "GET",
+                "/v1/topics/t/partitions/0/records?bogus=1",
+                400,
+                "bad_request",
+            ),
+            (
+                "GET",
+                "/v1/topics/t/partitions/0/records?max=x",
+                400,
+                "bad_request",
+            ),
+            (
+                "GET",
+                "/v1/topics/t/partitions/0/records?max=0",
+                400,
+                "bad_request",
+            ),
+            (
+                "GET",
+                "/v1/topics/t/partitions/0/records?from=soon",
+                400,
+                "bad_request",
+            ),
+            (
+                "GET",
+                "/v1/topics/t/partitions/0/stream?max=3",
+                400,
+                "bad_request",
+            ),
+            ("DELETE", "/v1/topics", 405, "method_not_allowed"),
+            ("GET", "/v2/anything", 404, "no_route"),
+        ] {
+            let (got, body) = answer(method, uri).await;
+            assert_eq!(got.as_u16(), status, "{method} {uri}: {body}");
+            assert_eq!(body["error"]["code"], code, "{method} {uri}: {body}");
+            assert!(
+                body["error"]["message"].is_string(),
+                "{method} {uri}: {body}"
+            );
+        }
     }
 }

@@ -4,7 +4,7 @@
 //! the request is stored.
 
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -18,6 +18,7 @@ use steme_protocol::assertion::verify_one;
 
 use crate::error::{BadRecord, HttpError, error_chain};
 use crate::principals::Caller;
+use crate::routes::PathParams;
 use crate::state::Gateway;
 
 /// How the records came, and so how the acks go back.
@@ -217,7 +218,7 @@ async fn read_body(
 pub async fn post(
     State(gateway): State<Arc<Gateway>>,
     Caller(identity): Caller,
-    Path(topic): Path<String>,
+    PathParams(topic): PathParams<String>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, HttpError> {

@@ -5,7 +5,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -20,6 +20,7 @@ use crate::error::{HttpError, error_chain};
 use crate::identity::Identity;
 use crate::principals::Caller;
 use crate::routes::post::to_lines;
+use crate::routes::{PathParams, QueryParams};
 use crate::state::Gateway;
 
 /// `?from=…&max=N`.
@@ -84,8 +85,8 @@ async fn open(
 pub async fn records(
     State(gateway): State<Arc<Gateway>>,
     Caller(identity): Caller,
-    Path((topic, partition)): Path<(String, u32)>,
-    Query(q): Query<ReadQuery>,
+    PathParams((topic, partition)): PathParams<(String, u32)>,
+    QueryParams(q): QueryParams<ReadQuery>,
 ) -> Result<Response, HttpError> {
     let max = q.max.unwrap_or(DEFAULT_MAX);
     let limit = gateway.limits.max_records as u64;
@@ -140,8 +141,8 @@ fn record_line(r: &Record) -> Result<RecordLine, HttpError> {
 pub async fn stream(
     State(gateway): State<Arc<Gateway>>,
     Caller(identity): Caller,
-    Path((topic, partition)): Path<(String, u32)>,
-    Query(q): Query<ReadQuery>,
+    PathParams((topic, partition)): PathParams<(String, u32)>,
+    QueryParams(q): QueryParams<ReadQuery>,
     headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, HttpError> {
     if q.max.is_some() {

@@ -5,12 +5,13 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use serde::Serialize;
 use steme_client::Admin;
 
 use crate::error::HttpError;
 use crate::principals::Caller;
+use crate::routes::PathParams;
 use crate::state::Gateway;
 
 #[derive(Serialize)]
@@ -66,7 +67,7 @@ struct PartitionView {
 pub async fn describe(
     State(_gateway): State<Arc<Gateway>>,
     Caller(identity): Caller,
-    Path(topic): Path<String>,
+    PathParams(topic): PathParams<String>,
 ) -> Result<Json<TopicDescription>, HttpError> {
     let admin = Admin::new(identity.cluster().clone());
     let d = admin.describe_topic(&topic).await?;
