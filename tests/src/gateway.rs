@@ -173,6 +173,34 @@ impl GatewayProcess {
         })
     }
 
+    /// Sends SIGTERM and waits up to `timeout` for the process to exit; returns its status.
+    /// Past the timeout the process is killed and this is an error.
+    pub fn terminate(&mut self, timeout: Duration) -> anyhow::Result<std::process::ExitStatus> {
+        let mut child = self.child.take().context("the gateway is not running")?;
+        let pid = libc::pid_t::try_from(child.id()).context("a pid")?;
+        // SAFETY: kill(2) on our own child, which is not reaped yet.
+        #[allow(unsafe_code)]
+        let rc = unsafe { libc::kill(pid, libc::SIGTERM) };
+        if rc != 0 {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("cannot send SIGTERM to the gateway");
+        }
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some(status) = child.try_wait().context("cannot wait for the gateway")? {
+                return Ok(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        bail!(
+            "the gateway did not exit within {timeout:?} of SIGTERM; log tail:\n{}",
+            self.log_tail(30)
+        )
+    }
+
     /// Kills the process with SIGKILL and reaps it.
     pub fn kill9(&mut self) -> anyhow::Result<()> {
         if let Some(mut child) = self.child.take() {

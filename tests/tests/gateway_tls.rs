@@ -1,7 +1,7 @@
 //! The gateway's HTTPS and who a caller is, with real processes and curl: a client
 //! certificate's CN names a principal, a caller without one (or with a certificate from
-//! another CA, or over plain HTTP) gets nothing; and `--sign-with`, the trust decision, off
-//! by default.
+//! another CA, or over plain HTTP) gets nothing; `--sign-with`, the trust decision, off
+//! by default; and SIGTERM, which ends open streams cleanly and the gateway at once.
 
 use std::time::Duration;
 
@@ -192,5 +192,32 @@ async fn only_a_gateway_given_a_key_signs_plain_assertions() -> anyhow::Result<(
         record["signer"] == hex::encode(key.verifying_key().to_bytes()),
         "the record is not signed by the gateway's key: {record}"
     );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_ends_streams_and_the_gateway_at_once() -> anyhow::Result<()> {
+    let broker = tokio::task::block_in_place(BrokerProcess::start)?;
+    let topic = topic(&broker).await?;
+    let mut gateway =
+        tokio::task::block_in_place(|| GatewayProcess::start(&broker.bootstrap(), &[]))?;
+    let url = format!(
+        "http://{}/v1/topics/{topic}/partitions/0/stream",
+        gateway.addr()
+    );
+    // A tail that would run for ever; it must end, cleanly, when the gateway stops.
+    let mut tail = tokio::process::Command::new("curl");
+    tail.args(["-sSN", "--max-time", "60", &url])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    let tail = tail.spawn()?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let status = tokio::task::block_in_place(|| gateway.terminate(Duration::from_secs(5)))?;
+    ensure!(status.success(), "the gateway exited with {status}");
+    let out = tokio::time::timeout(Duration::from_secs(5), tail.wait_with_output())
+        .await
+        .context("the stream did not end with the gateway")??;
+    ensure!(out.status.success(), "the stream ended badly: {out:?}");
     Ok(())
 }

@@ -54,15 +54,21 @@ async fn run(args: Args) -> anyhow::Result<()> {
     println!("steme-gateway listening on {addr}");
     tracing::info!(%addr, tls = tls.is_some(), bootstrap = %args.bootstrap, "serving");
     let app = routes::router(gateway.clone());
+    let stopping = gateway.clone();
+    let stop = async move {
+        stop_signal().await;
+        tracing::info!("stopping: streams end, requests under way finish");
+        stopping.end_streams();
+    };
     server::serve(
         listener,
         app,
         tls,
         usize::try_from(args.max_connections)?,
-        stop_signal(),
+        stop,
     )
     .await;
-    gateway.stop().await;
+    gateway.close().await;
     tracing::info!("stopped");
     Ok(())
 }

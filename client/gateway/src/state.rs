@@ -111,9 +111,13 @@ impl Gateway {
         self.stop.subscribe()
     }
 
-    /// Tells streams to end, then sends what the producers hold.
-    pub async fn stop(&self) {
+    /// Tells streams to end (so that their connections can close when the server drains).
+    pub fn end_streams(&self) {
         self.stop.send_replace(true);
+    }
+
+    /// Sends what the producers hold and closes them.
+    pub async fn close(&self) {
         for identity in self.callers.identities() {
             identity.close().await;
         }
