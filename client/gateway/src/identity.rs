@@ -25,6 +25,9 @@ pub struct Identity {
     /// Bytes of posted records not yet acknowledged; a post that finds too little room is
     /// answered 429 rather than queued.
     buffer: Arc<Semaphore>,
+    /// The buffer's size: a post larger than it takes the whole buffer (it is admitted
+    /// once nothing else is waiting for acks) rather than never.
+    buffer_bytes: usize,
 }
 
 impl std::fmt::Debug for Identity {
@@ -45,6 +48,8 @@ impl Identity {
         buffer_bytes: usize,
         request_timeout: Duration,
     ) -> Result<Identity, ClientError> {
+        // `try_acquire_many` takes a u32.
+        let buffer_bytes = buffer_bytes.clamp(1, Semaphore::MAX_PERMITS.min(u32::MAX as usize));
         let cluster = Cluster::lazy(bootstrap, client.clone())?;
         let producer_config = ProducerConfig {
             linger: LINGER,
@@ -60,7 +65,8 @@ impl Identity {
             cluster,
             producer_config,
             producers: tokio::sync::Mutex::new(HashMap::new()),
-            buffer: Arc::new(Semaphore::new(buffer_bytes.min(Semaphore::MAX_PERMITS))),
+            buffer: Arc::new(Semaphore::new(buffer_bytes)),
+            buffer_bytes,
         })
     }
 
@@ -94,7 +100,7 @@ impl Identity {
                 wait,
             ));
         }
-        let want = u32::try_from(bytes).unwrap_or(u32::MAX);
+        let want = u32::try_from(bytes.min(self.buffer_bytes)).unwrap_or(u32::MAX);
         self.buffer.clone().try_acquire_many_owned(want).map_err(|_| {
             HttpError::too_many(
                 "buffer_full",
@@ -119,5 +125,37 @@ impl Identity {
         for p in producers {
             let _ = p.close().await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn posts_are_admitted_while_the_buffer_has_room_and_a_huge_one_takes_it_all() {
+        let identity = Identity::new(
+            "p",
+            "127.0.0.1:1",
+            ClientConfig::default(),
+            1 << 20,
+            Duration::from_secs(1),
+        )
+        .expect("an identity");
+        let half = identity.admit(512 << 10).expect("room for half");
+        let quarter = identity.admit(256 << 10).expect("room for a quarter");
+        let refused = identity.admit(512 << 10).expect_err("no room left");
+        assert_eq!(refused.code(), "buffer_full");
+        drop((half, quarter));
+        // Larger than the whole buffer: admitted alone, never refused for ever.
+        let huge = identity
+            .admit(5 << 20)
+            .expect("an empty buffer admits any post");
+        assert!(
+            identity.admit(1).is_err(),
+            "the huge post holds the whole buffer"
+        );
+        drop(huge);
+        assert!(identity.admit(1).is_ok());
     }
 }
