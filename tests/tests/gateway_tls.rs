@@ -1,7 +1,9 @@
 //! The gateway's HTTPS and who a caller is, with real processes and curl: a client
 //! certificate's CN names a principal, a caller without one (or with a certificate from
 //! another CA, or over plain HTTP) gets nothing; `--sign-with`, the trust decision, off
-//! by default; and SIGTERM, which ends open streams cleanly and the gateway at once.
+//! by default; SIGTERM, which ends open streams cleanly and the gateway at once; and a
+//! principal mapped to a client certificate for TLS brokers with authorization on, served
+//! exactly as far as that certificate's ACLs go.
 
 use std::time::Duration;
 
@@ -219,5 +221,119 @@ async fn sigterm_ends_streams_and_the_gateway_at_once() -> anyhow::Result<()> {
         .await
         .context("the stream did not end with the gateway")??;
     ensure!(out.status.success(), "the stream ended badly: {out:?}");
+    Ok(())
+}
+
+/// A signed assertion as the JSON array a post takes.
+fn one_signed(subject: &str) -> anyhow::Result<String> {
+    let a = steme_client::Assertion::builder(subject, "p")
+        .object(steme_client::Value::Integer(1))
+        .source("s")
+        .build()?;
+    Ok(serde_json::to_string(&[
+        a.sign(&SigningKey::from_bytes(&[5; 32]))?
+    ])?)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_principal_reaches_tls_brokers_with_its_own_certificate_and_acls() -> anyhow::Result<()> {
+    use steme_client::ClientTls;
+    use steme_client::connection::AuthKey;
+    use steme_protocol::acl::Acl;
+    use steme_protocol::messages::authenticate::key_principal;
+    use steme_tests::process::BrokerOptions;
+
+    let pki = Pki::new()?;
+    let f = |n: &str| pki.file(n).display().to_string();
+    let ops = SigningKey::from_bytes(&[9; 32]);
+    let superuser = format!(
+        "--superuser={}",
+        key_principal(&ops.verifying_key().to_bytes())
+    );
+    let mut args = pki.broker_args();
+    args.extend([
+        "--auth=required".into(),
+        "--authorization=on".into(),
+        superuser,
+    ]);
+    let broker = tokio::task::block_in_place(|| {
+        BrokerProcess::start_with(BrokerOptions {
+            args,
+            ..BrokerOptions::default()
+        })
+    })?;
+    let mut as_ops = ClientConfig::default();
+    as_ops.connection.tls = Some(ClientTls::from_pem_files(&pki.file("ca.pem"), None)?);
+    as_ops.connection.auth_key = Some(AuthKey(ops));
+    let admin = Admin::connect(&broker.bootstrap(), as_ops).await?;
+    let topic = unique("certs");
+    admin
+        .create_topic(&topic, 1, TopicOptions::default())
+        .await?;
+
+    // "indexer" speaks to the brokers with the client certificate (cert:indexer-1);
+    // "nobody" has no broker credentials, and the gateway has none of its own either.
+    let dir = tempfile::tempdir()?;
+    let (indexer_token, nobody_token) = ("token-of-the-indexer", "token-of-nobody");
+    let hash = |t: &str| hex::encode(blake3::hash(t.as_bytes()).as_bytes());
+    let principals = dir.path().join("principals.toml");
+    std::fs::write(
+        &principals,
+        format!(
+            "[[principal]]\nname = \"indexer\"\ntoken_blake3 = \"{}\"\nbroker_cert = \"{}\"\nbroker_cert_key = \"{}\"\n\n\
+             [[principal]]\nname = \"nobody\"\ntoken_blake3 = \"{}\"\n",
+            hash(indexer_token),
+            f("client.pem"),
+            f("client.key"),
+            hash(nobody_token),
+        ),
+    )?;
+    let gateway = tokio::task::block_in_place(|| {
+        GatewayProcess::start(
+            &broker.bootstrap(),
+            &[
+                "--principals",
+                principals.to_str().expect("a UTF-8 path"),
+                "--broker-tls-ca",
+                &f("ca.pem"),
+            ],
+        )
+    })?;
+    let post = format!("http://{}/v1/topics/{topic}/assertions", gateway.addr());
+    let body = one_signed(&unique("urn:cert"))?;
+    let as_indexer = format!("authorization: Bearer {indexer_token}");
+    let as_nobody = format!("authorization: Bearer {nobody_token}");
+
+    // No ACL yet: the broker denies cert:indexer-1, and the gateway says so (403).
+    let (code, out) = curl(&["-H", &as_indexer, "--data-binary", &body, &post]).await?;
+    ensure!(code == Some(403), "before the ACL: {out:?}");
+    ensure!(
+        out.stdout.contains("cert:indexer-1"),
+        "the denial names the principal: {out:?}"
+    );
+
+    let acl = Acl::parse("cert:indexer-1", &format!("topic:{topic}"), "produce")
+        .map_err(anyhow::Error::msg)?;
+    admin.add_acl(&acl).await?;
+    let mut stored = None;
+    for _ in 0..50 {
+        let (code, out) = curl(&["-H", &as_indexer, "--data-binary", &body, &post]).await?;
+        if code == Some(200) {
+            stored = Some(out);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let out = stored.context("the granted principal was never served")?;
+    ensure!(out.stdout.contains("\"duplicate\":false"), "{out:?}");
+
+    // A principal without broker credentials is no more than an anonymous client: the
+    // brokers require authentication, so nothing is stored for it.
+    let other = one_signed(&unique("urn:cert"))?;
+    let (code, out) = curl(&["-H", &as_nobody, "--data-binary", &other, &post]).await?;
+    ensure!(
+        code.is_some_and(|c| c >= 400) && !out.stdout.contains("\"duplicate\""),
+        "an unauthenticated principal was served: {out:?}"
+    );
     Ok(())
 }
