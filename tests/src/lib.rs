@@ -79,3 +79,22 @@ where
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
 }
+
+/// The fenced block of the README between `<!-- NAME:begin -->` and `<!-- NAME:end -->`,
+/// without its ```` ```FENCE ```` lines: what a README test runs or compares as written.
+pub fn readme_block(name: &str, fence: &str) -> anyhow::Result<String> {
+    use anyhow::Context;
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))?;
+    let (_, rest) = readme
+        .split_once(&format!("<!-- {name}:begin -->"))
+        .with_context(|| format!("no {name} block in the README"))?;
+    let (block, _) = rest
+        .split_once(&format!("<!-- {name}:end -->"))
+        .with_context(|| format!("the {name} block has no end"))?;
+    let body = block
+        .trim()
+        .strip_prefix(&format!("```{fence}"))
+        .and_then(|s| s.strip_suffix("```"))
+        .with_context(|| format!("the {name} block is not one ```{fence} fence"))?;
+    Ok(body.trim_start_matches('\n').to_owned())
+}

@@ -10,26 +10,9 @@ use std::time::Duration;
 use anyhow::{Context, ensure};
 use steme_tests::gateway::GatewayProcess;
 use steme_tests::process::BrokerProcess;
-use steme_tests::{binaries, within};
+use steme_tests::{binaries, readme_block, within};
 
 const REPO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
-
-/// The fenced block between `<!-- NAME:begin -->` and `<!-- NAME:end -->`.
-fn readme_block(name: &str, fence: &str) -> anyhow::Result<String> {
-    let readme = std::fs::read_to_string(format!("{REPO}/README.md"))?;
-    let (_, rest) = readme
-        .split_once(&format!("<!-- {name}:begin -->"))
-        .with_context(|| format!("no {name} block in the README"))?;
-    let (block, _) = rest
-        .split_once(&format!("<!-- {name}:end -->"))
-        .with_context(|| format!("the {name} block has no end"))?;
-    let body = block
-        .trim()
-        .strip_prefix(&format!("```{fence}"))
-        .and_then(|s| s.strip_suffix("```"))
-        .with_context(|| format!("the {name} block is not one ```{fence} fence"))?;
-    Ok(body.trim_start_matches('\n').to_owned())
-}
 
 #[test]
 fn the_readme_python_producer_is_the_example_file() -> anyhow::Result<()> {

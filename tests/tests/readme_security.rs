@@ -9,27 +9,11 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{Context, ensure};
-use steme_tests::{binaries, within};
-
-fn readme_block() -> anyhow::Result<String> {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))?;
-    let (_, rest) = readme
-        .split_once("<!-- secure-deployment:begin -->")
-        .context("no secure-deployment block in the README")?;
-    let (block, _) = rest
-        .split_once("<!-- secure-deployment:end -->")
-        .context("the secure-deployment block has no end")?;
-    let script = block
-        .trim()
-        .strip_prefix("```sh")
-        .and_then(|s| s.strip_suffix("```"))
-        .context("the block is not one ```sh fence")?;
-    Ok(script.to_owned())
-}
+use steme_tests::{binaries, readme_block, within};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_readme_secure_deployment_runs_as_written() -> anyhow::Result<()> {
-    let script = readme_block()?;
+    let script = readme_block("secure-deployment", "sh")?;
     let dir = tempfile::tempdir()?;
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
