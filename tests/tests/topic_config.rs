@@ -63,12 +63,6 @@ fn configs(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         .collect()
 }
 
-// Flaky since 2026-11-30 (failed in 2 of 5 full-suite runs and 1 of 9 alone, broker code
-// unchanged): after the restart, the restarted replica's log start sometimes never passes
-// the one it had before the kill, though its old segments are gone from disk. A retention
-// or snapshot-install race to find (the stop-23 note has the evidence); until then it runs
-// on demand: `cargo test -p steme-tests --test topic_config -- --ignored`.
-#[ignore = "flaky: a restarted replica's log start can stay behind its retention (see the comment)"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn altered_retention_applies_live_on_every_replica_and_survives_restart_and_leader_change()
 -> anyhow::Result<()> {
@@ -90,8 +84,15 @@ async fn altered_retention_applies_live_on_every_replica_and_survives_restart_an
                 },
             )
             .await?;
-        let producer =
-            Producer::connect(&cluster.bootstrap(), &topic, ProducerConfig::default()).await?;
+        // Batches well under a segment: a batch is one Raft entry and never split, so
+        // default-sized batches (over 100 KiB when records are produced fast) would each
+        // fill a segment of their own, and the last would stay the active segment —
+        // never deleted — however far it is over `segment.bytes`.
+        let config = ProducerConfig {
+            max_batch_bytes: 4 << 10,
+            ..ProducerConfig::default()
+        };
+        let producer = Producer::connect(&cluster.bootstrap(), &topic, config).await?;
         // About 300 KB in 16 KiB segments, and no retention limit yet.
         produce_all(&producer, &signed(&topic, 1_000, 200)?).await?;
         cluster.check_replicas_identical(&topic, 1, T).await?;
