@@ -11,7 +11,8 @@
 //! The process can be killed with SIGKILL ([`BrokerProcess::kill9`]), stopped with SIGTERM
 //! ([`BrokerProcess::terminate`]) and started again on the same data directory
 //! ([`BrokerProcess::restart`]; it gets a new port). Dropping the handle kills and reaps the
-//! process and removes the directory (set `STEME_E2E_KEEP=1` to keep it).
+//! process and removes the directory (set `STEME_E2E_KEEP=1` to keep it; `STEME_E2E_LOG` sets
+//! the brokers' `STEME_LOG`, `info,openraft=error` by default).
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -267,7 +268,10 @@ impl BrokerProcess {
             .args(["--listen", &listen, "--data-dir"])
             .arg(self.data_dir())
             .args(&self.options.args)
-            .env("STEME_LOG", "info,openraft=error")
+            .env(
+                "STEME_LOG",
+                std::env::var("STEME_E2E_LOG").unwrap_or_else(|_| "info,openraft=error".into()),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log);
