@@ -13,6 +13,9 @@
 //!   never cut as a torn tail.
 //! - A sealed segment shortened by another process under a live broker: no SIGBUS; the
 //!   damage is found and repaired.
+//! - A leader damaged in the range a follower that was down needs: its Raft read of the
+//!   range waits instead of stopping the group, leadership moves, the range is repaired
+//!   from the third replica, the follower catches up and writes go on.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -549,5 +552,62 @@ async fn damage_in_the_active_segment_and_in_index_files_is_found_and_repaired()
     produce(&c.bootstrap(), &topic, &format!("{topic}-more"), 500).await?;
     c.check_replicas_identical(&topic, 1, T).await?;
     ensure!(c.any_panic().is_none());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_damaged_where_a_lagging_follower_needs_it_hands_over_and_loses_nothing()
+-> anyhow::Result<()> {
+    // No fast scrubber here: the first to read the damaged range is the leader's Raft,
+    // sending it to a follower that was down while it was written.
+    let mut c = Cluster::start(ClusterOptions::new(3)).await?;
+    let topic = unique("raft-read");
+    create(&c.bootstrap(), &topic).await?;
+    produce(&c.bootstrap(), &topic, &topic, 500).await?;
+    let before = c.check_replicas_identical(&topic, 1, T).await?[0];
+    let leader = c.wait_for_leader(&topic, 0, None, T).await?;
+    let lagging = c.ids().find(|&id| id != leader).context("a follower")?;
+    c.broker_mut(lagging).kill9()?;
+    produce(&c.bootstrap(), &topic, &format!("{topic}-while-down"), 3000).await?;
+    // Rot in the leader's copy of what the lagging follower has not got: a record of a
+    // sealed segment written while it was down.
+    let dir = partition_dir(c.broker(leader), &topic);
+    let segs = segments(&dir)?;
+    let base = |p: &PathBuf| -> u64 {
+        p.file_stem()
+            .and_then(|s| s.to_str())
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0)
+    };
+    let sealed: Vec<&PathBuf> = segs[..segs.len() - 1]
+        .iter()
+        .filter(|p| base(p) > before)
+        .collect();
+    let seg = sealed.get(sealed.len() / 2).context("a sealed segment")?;
+    let fr = frames(seg)?;
+    let (start, end) = fr[fr.len() / 2];
+    flip(seg, &[end - 7])?;
+    eprintln!("flipped a byte of broker {leader}'s {seg:?} at {start}..{end}");
+    c.restart(lagging)?;
+    // The leader cannot send that range: its Raft read waits, the repair loop hands
+    // leadership over and rewrites the range from the third replica, and the follower
+    // catches up — the group is never stopped.
+    let hwms = c
+        .check_replicas_identical(&topic, 1, Duration::from_secs(90))
+        .await?;
+    ensure!(hwms == [before + 3000], "{hwms:?}, want {}", before + 3000);
+    wait_logged(c.broker(leader), "repaired a damaged range").await?;
+    produce(&c.bootstrap(), &topic, &format!("{topic}-after"), 500).await?;
+    let hwms = c.check_replicas_identical(&topic, 1, T).await?;
+    ensure!(hwms == [before + 3500], "{hwms:?} after more writes");
+    for id in c.ids() {
+        let log = std::fs::read_to_string(c.broker(id).log_path())?;
+        ensure!(
+            !log.contains("storage failed"),
+            "broker {id}'s storage failed: {}",
+            c.broker(id).log_tail(30)
+        );
+    }
+    ensure!(c.any_panic().is_none(), "a broker panicked");
     Ok(())
 }

@@ -264,6 +264,9 @@ impl Partition {
         let raft = PartitionRaft::new(ctx.node_id, ctx.raft_config.clone(), network, store, sm)
             .await
             .map_err(|e| OpenError::Raft(e.to_string()))?;
+        // Started: from now on a damaged range its reads reach waits for the repair loop
+        // (see `StoreReader`) instead of stopping the group.
+        glog.await_repair();
         if !raft
             .is_initialized()
             .await

@@ -55,6 +55,10 @@ pub struct GroupLog {
     /// group with a single voter, which never sends its log to anyone, so that it can
     /// apply past damage it has no other copy of (see [`GroupLog::set_sole_replica`]).
     sole_replica: std::sync::atomic::AtomicBool,
+    /// Whether openraft's reads of a damaged range wait for the repair loop to rewrite it
+    /// from a replica instead of failing (a failed read stops the Raft group for good):
+    /// set for a partition once its group runs. See [`StoreReader`].
+    await_repair: std::sync::atomic::AtomicBool,
     /// Appended, not yet applied entries, served to openraft's reads without reading the
     /// log again (see [`Recent`]).
     recent: Mutex<Recent>,
@@ -87,6 +91,7 @@ impl GroupLog {
             log: Mutex::new(log),
             purged_next: AtomicU64::new(purged_next),
             sole_replica: std::sync::atomic::AtomicBool::new(false),
+            await_repair: std::sync::atomic::AtomicBool::new(false),
             recent: Mutex::new(Recent::default()),
         }))
     }
@@ -98,6 +103,12 @@ impl GroupLog {
     /// sent blanks in place of records.
     pub fn set_sole_replica(&self, sole: bool) {
         self.sole_replica.store(sole, Ordering::Release);
+    }
+
+    /// From now on openraft's reads of a damaged range wait until it is repaired (the
+    /// partition's group runs, and its repair loop rewrites damaged ranges from replicas).
+    pub fn await_repair(&self) {
+        self.await_repair.store(true, Ordering::Release);
     }
 
     /// Locks the writer. A poisoned lock means a writer panicked mid-update; the log's own
@@ -381,7 +392,20 @@ impl LogStore {
     }
 }
 
-/// The log reader openraft hands to replication and apply tasks.
+/// How often a Raft read blocked on a damaged range tries again.
+const DAMAGE_RETRY: std::time::Duration = std::time::Duration::from_millis(100);
+/// How often a Raft read blocked on a damaged range says so.
+const DAMAGE_REPORT_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Whether a read failed on a damaged range (see `steme_segments::Error::Damaged`).
+fn is_damage(e: &io::Error) -> bool {
+    e.get_ref()
+        .and_then(|inner| inner.downcast_ref::<steme_segments::Error>())
+        .is_some_and(|e| matches!(e, steme_segments::Error::Damaged { .. }))
+}
+
+/// The log reader openraft hands to replication and apply tasks. Once the group runs
+/// ([`GroupLog::await_repair`]), a read that reaches a damaged range waits for its repair.
 #[derive(Debug, Clone)]
 pub struct StoreReader {
     log: Arc<GroupLog>,
@@ -393,7 +417,36 @@ impl RaftLogReader<TypeConfig> for StoreReader {
         range: RB,
     ) -> Result<Vec<Entry>, io::Error> {
         let (start, end) = bounds(&range);
-        self.log.entries(start, end)
+        let (mut waited, mut report_at) = (false, std::time::Instant::now());
+        loop {
+            match self.log.entries(start, end) {
+                Err(e) if is_damage(&e) && self.log.await_repair.load(Ordering::Acquire) => {
+                    // Failing would stop the group for good. The range is recorded as
+                    // damaged, so the repair loop hands leadership over (a leader cannot
+                    // send it) and rewrites it from a replica; a replication stream
+                    // waiting here ends with the leadership. Committed entries are on a
+                    // majority, so a healthy copy exists unless a majority is damaged, and
+                    // then waiting — quarantined, reported — is all that is safe.
+                    if std::time::Instant::now() >= report_at {
+                        tracing::warn!(group = self.log.group_id, start, end, error = %e, "a raft read waits for a damaged range to be repaired");
+                        report_at = std::time::Instant::now() + DAMAGE_REPORT_EVERY;
+                    }
+                    waited = true;
+                    tokio::time::sleep(DAMAGE_RETRY).await;
+                }
+                r => {
+                    if waited {
+                        tracing::info!(
+                            group = self.log.group_id,
+                            start,
+                            end,
+                            "a raft read went on after its damaged range was repaired"
+                        );
+                    }
+                    return r;
+                }
+            }
+        }
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote>, io::Error> {
