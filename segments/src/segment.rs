@@ -337,17 +337,11 @@ impl Segment {
         s.last_append_ms = now_ms;
     }
 
-    /// Indexes the content ids of the frame just appended at `pos..end`, as its appender
+    /// Indexes the content id prefixes of the frame just appended at `pos..end`, as its appender
     /// gave them (`first` is its base offset; no ids for a frame without records), when
     /// every byte before it is indexed. Otherwise, or when the ids are unknown, the
     /// catch-up hashes the records later, in order.
-    pub fn index_appended(
-        &self,
-        pos: u64,
-        end: u64,
-        first: u64,
-        ids: Option<&[steme_protocol::AssertionId]>,
-    ) {
+    pub fn index_appended(&self, pos: u64, end: u64, first: u64, ids: Option<&[u64]>) {
         let (IdIndex::Active(m), Some(ids)) = (&self.ids, ids) else {
             return;
         };
@@ -359,9 +353,8 @@ impl Segment {
             let Some(rel) = first.checked_sub(self.base_offset()) else {
                 return;
             };
-            for (i, id) in ids.iter().enumerate() {
-                g.ids
-                    .insert(id_prefix(id.as_bytes()), (rel + i as u64) as u32);
+            for (i, &prefix) in ids.iter().enumerate() {
+                g.ids.insert(prefix, (rel + i as u64) as u32);
             }
         }
         g.indexed_to = end as usize;

@@ -122,7 +122,7 @@ fn a_checked_append_needs_every_id_and_never_makes_a_bad_crc_good() -> anyhow::R
     fill(&mut log, &mut model, 3, 0)?;
 
     let mut b = make_batch(99, 4, 10 + model.end_offset(), 60);
-    let ids = common::ids_of(&b);
+    let ids = common::prefixes_of(&b);
     let short = Payload::Checked {
         batch: &mut b,
         ids: &ids[..3],
@@ -142,5 +142,59 @@ fn a_checked_append_needs_every_id_and_never_makes_a_bad_crc_good() -> anyhow::R
     let r = log.reader();
     let err = r.read_from_offset(at, 1 << 16, u64::MAX).unwrap_err();
     assert!(matches!(err, Error::Damaged { .. }), "{err}");
+    Ok(())
+}
+
+/// A follower's append with its leader's id hints (`Payload::Hinted`) still checks the
+/// batch whole: a flipped byte is refused, not stored. And a wrong hint cannot make a
+/// lookup find a record that is not there (candidates are confirmed by hashing); it can
+/// only leave a record unfound by its id.
+#[test]
+fn a_hinted_append_checks_the_crc_and_a_wrong_hint_never_invents_a_record() -> anyhow::Result<()> {
+    use steme_segments::{Error, Payload};
+    let dir = tempfile::tempdir()?;
+    let mut log = open(dir.path(), small_config())?;
+    let mut model = Model::default();
+    fill(&mut log, &mut model, 3, 0)?;
+
+    let mut b = make_batch(98, 4, 10 + model.end_offset(), 60);
+    let ids = common::prefixes_of(&b);
+    let last = b.len() - 1;
+    b[last] ^= 0x40;
+    let flipped = Payload::Hinted {
+        batch: &mut b,
+        ids: &ids,
+    };
+    let err = log.append(model.next_index(), 1, flipped).unwrap_err();
+    assert!(matches!(err, Error::InvalidBatch { .. }), "{err}");
+    b[last] ^= 0x40;
+    let short = Payload::Hinted {
+        batch: &mut b,
+        ids: &ids[..2],
+    };
+    let err = log.append(model.next_index(), 1, short).unwrap_err();
+    assert!(matches!(err, Error::InvalidBatch { .. }), "{err}");
+    model.check(&log.reader())?;
+
+    // Hints naming another batch's records: the stored records are not found by their
+    // own ids (hidden), and the other batch's ids find nothing.
+    let other = make_batch(97, 4, 20 + model.end_offset(), 60);
+    let wrong = common::prefixes_of(&other);
+    let at = model.end_offset();
+    log.append(
+        model.next_index(),
+        1,
+        Payload::Hinted {
+            batch: &mut b,
+            ids: &wrong,
+        },
+    )?;
+    let r = log.reader();
+    for id in common::ids_of(&other) {
+        assert_eq!(r.lookup_id(&id), None, "a wrong hint invented {id}");
+    }
+    let stored = common::ids_of(&b);
+    let found: Vec<_> = stored.iter().filter_map(|id| r.lookup_id(id)).collect();
+    assert!(found.iter().all(|&o| o >= at && o < at + 4), "{found:?}");
     Ok(())
 }

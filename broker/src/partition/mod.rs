@@ -679,7 +679,7 @@ impl Writer {
         let inflight = self.inflight.clone();
         // Submitted here, in stamping order, so that offsets follow HLCs (D6); only the wait
         // for commit and apply runs in its own task.
-        let checked = Proposal::checked(buf.freeze(), new_ids.iter().copied().collect());
+        let checked = Proposal::checked(buf.freeze(), &new_ids);
         let proposal = propose(&p, checked).await;
         tokio::spawn(async move {
             let landed = proposal.landed(&p).await;

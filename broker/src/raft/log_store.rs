@@ -510,9 +510,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                     self.log.forget_all();
                 }
                 let written = match entry.payload {
-                    EntryPayload::Normal(Proposal { bytes, checked })
-                        if self.log.kind == GroupKind::Partition
-                            && !super::marker::is_marker(&bytes) =>
+                    EntryPayload::Normal(Proposal {
+                        bytes,
+                        ids,
+                        crc_checked,
+                    }) if self.log.kind == GroupKind::Partition
+                        && !super::marker::is_marker(&bytes) =>
                     {
                         // The log patches base_offset and the CRC in place. The proposal's
                         // buffer is reused when nothing else holds it; otherwise (a follower's
@@ -521,17 +524,23 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                             .try_into_mut()
                             .unwrap_or_else(|shared| BytesMut::from(&shared[..]));
                         // The leader's own batch was checked and hashed by its produce
-                        // handler; a replica's copy is checked here, its one CRC pass.
-                        let payload = match &checked {
-                            Some(ids) => Payload::Checked {
+                        // handler; a replica's copy is checked here, its one CRC pass, and
+                        // indexed by the ids its leader sent along if it did.
+                        let payload = match (&ids, crc_checked) {
+                            (Some(ids), true) => Payload::Checked {
                                 batch: &mut buf,
                                 ids,
                             },
-                            None => Payload::Batch(&mut buf),
+                            (Some(ids), false) => Payload::Hinted {
+                                batch: &mut buf,
+                                ids,
+                            },
+                            (None, _) => Payload::Batch(&mut buf),
                         };
                         log.append(index, term, payload).map_err(io_err)?;
-                        // As stored: with the base offset this log gave it.
-                        EntryPayload::Normal(Proposal::new(buf.freeze()))
+                        // As stored (with the base offset this log gave it), keeping the
+                        // ids for the followers it is sent to.
+                        EntryPayload::Normal(Proposal::hinted(buf.freeze(), ids))
                     }
                     // A metadata command, or a partition's split marker: no offsets.
                     EntryPayload::Normal(Proposal { bytes, .. }) => {

@@ -140,9 +140,24 @@ fn put_entry(b: &mut BytesMut, e: &Entry) {
             b.put_u8(1);
             encode_membership(m, b);
         }
-        EntryPayload::Normal(Proposal { bytes, .. }) => {
+        EntryPayload::Normal(Proposal {
+            bytes, ids: None, ..
+        }) => {
             b.put_u8(2);
             put_bytes(b, bytes);
+        }
+        EntryPayload::Normal(Proposal {
+            bytes,
+            ids: Some(ids),
+            ..
+        }) => {
+            // With the records' id prefixes, so that the follower need not hash them.
+            b.put_u8(3);
+            put_bytes(b, bytes);
+            put_count(b, ids.len());
+            for &p in ids.iter() {
+                b.put_u64_le(p);
+            }
         }
     }
 }
@@ -154,6 +169,11 @@ fn get_entry(r: &mut Reader) -> Result<Entry, DecodeError> {
         0 => EntryPayload::Blank,
         1 => EntryPayload::Membership(decode_membership(r)?),
         2 => EntryPayload::Normal(Proposal::new(r.bytes()?)),
+        3 => {
+            let bytes = r.bytes()?;
+            let ids = r.vec_of("record id prefix", 8, Reader::u64)?;
+            EntryPayload::Normal(Proposal::hinted(bytes, Some(ids.into())))
+        }
         tag => {
             return Err(DecodeError::InvalidTag {
                 what: "raft entry",
@@ -538,6 +558,13 @@ mod tests {
                     Entry {
                         log_id: log_id(3, 12),
                         payload: EntryPayload::Normal(Proposal::new(Bytes::from_static(b"batch"))),
+                    },
+                    Entry {
+                        log_id: log_id(3, 13),
+                        payload: EntryPayload::Normal(Proposal::hinted(
+                            Bytes::from_static(b"batch with ids"),
+                            Some([7u64, u64::MAX, 0].into()),
+                        )),
                     },
                 ],
             }),

@@ -12,25 +12,45 @@ use steme_protocol::AssertionId;
 #[derive(Clone, PartialEq, Eq)]
 pub struct Proposal {
     pub bytes: Bytes,
-    /// Set by the leader that checked a batch's CRC and computed its records' content ids:
-    /// the ids, in order, so that its log store neither checks nor hashes the batch again.
-    /// Never sent: a replica's copy arrives without it and is checked whole.
-    pub checked: Option<Arc<[AssertionId]>>,
+    /// The batch's records' content id prefixes (`steme_segments::format::id_prefix`), in
+    /// order, where the leader computed them: its log store indexes them as given, and they
+    /// travel to followers as a hint so that they do not hash the records again (see
+    /// `steme_segments::Payload::Hinted`).
+    pub ids: Option<Arc<[u64]>>,
+    /// Whether this broker checked the batch's CRC and framing just now (the leader's own
+    /// proposal): its log store then skips its own check. Never sent.
+    pub crc_checked: bool,
 }
 
 impl Proposal {
     pub fn new(bytes: Bytes) -> Proposal {
         Proposal {
             bytes,
-            checked: None,
+            ids: None,
+            crc_checked: false,
         }
     }
 
     /// A batch this broker validated (CRC and framing) and hashed: `ids` are its records'.
-    pub fn checked(bytes: Bytes, ids: Arc<[AssertionId]>) -> Proposal {
+    pub fn checked(bytes: Bytes, ids: &[AssertionId]) -> Proposal {
         Proposal {
             bytes,
-            checked: Some(ids),
+            ids: Some(
+                ids.iter()
+                    .map(|id| steme_segments::format::id_prefix(id.as_bytes()))
+                    .collect(),
+            ),
+            crc_checked: true,
+        }
+    }
+
+    /// A batch as a replica stores and sends it: with its records' id prefixes if known,
+    /// and never counted as checked here.
+    pub fn hinted(bytes: Bytes, ids: Option<Arc<[u64]>>) -> Proposal {
+        Proposal {
+            bytes,
+            ids,
+            crc_checked: false,
         }
     }
 }

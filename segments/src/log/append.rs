@@ -20,15 +20,18 @@ pub enum Payload<'a> {
     /// A record batch, checked whole (framing and CRC) before it is stored. The log sets its
     /// `base_offset` (and corrects the CRC) in place; every other byte is stored as given.
     Batch(&'a mut [u8]),
-    /// A record batch whose CRC the caller has just checked, with its records' content ids
-    /// in order (a leader's copy of a producer's batch, which the broker validated and
-    /// hashed). Only its framing is checked, and its ids are indexed as given rather than
-    /// hashed again. A wrong CRC is not detected here, but it stays wrong on disk (see
-    /// [`steme_protocol::batch::patch_header`]) and reads refuse the batch.
-    Checked {
-        batch: &'a mut [u8],
-        ids: &'a [steme_protocol::AssertionId],
-    },
+    /// A record batch whose CRC the caller has just checked, with its records' content id
+    /// prefixes ([`crate::format::id_prefix`]) in order (a leader's copy of a producer's
+    /// batch, which the broker validated and hashed). Only its framing is checked, and its
+    /// ids are indexed as given rather than hashed again. A wrong CRC is not detected here,
+    /// but it stays wrong on disk (see [`steme_protocol::batch::patch_header`]) and reads
+    /// refuse the batch.
+    Checked { batch: &'a mut [u8], ids: &'a [u64] },
+    /// A record batch checked whole, like [`Payload::Batch`], whose records' id prefixes
+    /// come with it (a leader's hint to its followers, which then need not hash them).
+    /// Wrong prefixes cannot make a lookup find a record that is not there: every id
+    /// lookup confirms a candidate by hashing the stored record. They could only hide one.
+    Hinted { batch: &'a mut [u8], ids: &'a [u64] },
     /// Opaque control bytes (membership, blank): stored with a CRC, takes no offset.
     Control(&'a [u8]),
 }
@@ -54,8 +57,9 @@ struct Planned<'a> {
     header: [u8; FRAME_HEADER_LEN],
     frame: FrameHeader,
     batch: Option<steme_protocol::BatchHeader>,
-    /// The records' content ids, when the appender gave them (none for a control entry).
-    ids: Option<&'a [steme_protocol::AssertionId]>,
+    /// The records' content id prefixes, when the appender gave them (none for a control
+    /// entry).
+    ids: Option<&'a [u64]>,
 }
 
 impl Log {
@@ -105,7 +109,9 @@ impl Log {
                 });
             }
             let (bytes, kind): (&[u8], EntryKind) = match &e.payload {
-                Payload::Batch(b) | Payload::Checked { batch: b, .. } => (&**b, EntryKind::Batch),
+                Payload::Batch(b)
+                | Payload::Checked { batch: b, .. }
+                | Payload::Hinted { batch: b, .. } => (&**b, EntryKind::Batch),
                 Payload::Control(c) => (c, EntryKind::Control),
             };
             if bytes.len() as u64 > self.cfg.max_entry_bytes {
@@ -122,13 +128,23 @@ impl Log {
                 index: e.index,
                 source,
             };
+            let crc_checked = matches!(e.payload, Payload::Checked { .. });
             let stamped = match &mut e.payload {
                 Payload::Batch(b) => Some((validate(b).map_err(invalid)?, b)),
                 Payload::Checked {
                     batch: b,
                     ids: known,
+                }
+                | Payload::Hinted {
+                    batch: b,
+                    ids: known,
                 } => {
-                    let h = validate_framing(b).map_err(invalid)?;
+                    let h = if crc_checked {
+                        validate_framing(b)
+                    } else {
+                        validate(b)
+                    }
+                    .map_err(invalid)?;
                     if known.len() != h.record_count as usize {
                         return Err(invalid(BatchError::CountMismatch {
                             offset: 0,
@@ -151,7 +167,9 @@ impl Log {
                 batch = Some(h);
             }
             let payload: &[u8] = match &e.payload {
-                Payload::Batch(b) | Payload::Checked { batch: b, .. } => b,
+                Payload::Batch(b)
+                | Payload::Checked { batch: b, .. }
+                | Payload::Hinted { batch: b, .. } => b,
                 Payload::Control(c) => c,
             };
             let frame = FrameHeader {
@@ -202,7 +220,9 @@ impl Log {
             for (p, e) in plan[i..j].iter().zip(entries[i..j].iter()) {
                 bufs.push(&p.header);
                 bufs.push(match &e.payload {
-                    Payload::Batch(b) | Payload::Checked { batch: b, .. } => b,
+                    Payload::Batch(b)
+                    | Payload::Checked { batch: b, .. }
+                    | Payload::Hinted { batch: b, .. } => b,
                     Payload::Control(c) => c,
                 });
             }

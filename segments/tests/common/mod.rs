@@ -37,6 +37,15 @@ pub fn ids_of(batch: &[u8]) -> Vec<AssertionId> {
     b.records().map(|r| r.id()).collect()
 }
 
+/// The id prefixes of a batch's records, as a leader gives them (`Payload::Checked` and
+/// `Payload::Hinted`).
+pub fn prefixes_of(batch: &[u8]) -> Vec<u64> {
+    ids_of(batch)
+        .iter()
+        .map(|id| steme_segments::format::id_prefix(id.as_bytes()))
+        .collect()
+}
+
 /// Small segments and a dense sparse index, so a few entries exercise rolling and
 /// lookups across segments. No syncing on append: these tests are about content (the
 /// page cache survives a dropped `Log`); `tests/durability.rs` covers syncing.
@@ -117,20 +126,28 @@ impl Model {
         let index = self.next_index();
         match batch {
             Some(mut b) => {
-                // Two in three entries come as a leader appends them (CRC checked by the
-                // caller, ids given), the rest as a follower does: both paths, interleaved.
-                let a = if index.is_multiple_of(3) {
-                    log.append(index, term, Payload::Batch(&mut b))?
-                } else {
-                    let ids = ids_of(&b);
-                    log.append(
+                // Entries come in turn as a leader appends them (CRC checked by the caller,
+                // ids given), as a follower does with its leader's id hints, and as one
+                // without hints: every path, interleaved.
+                let ids = prefixes_of(&b);
+                let a = match index % 3 {
+                    0 => log.append(index, term, Payload::Batch(&mut b))?,
+                    1 => log.append(
                         index,
                         term,
                         Payload::Checked {
                             batch: &mut b,
                             ids: &ids,
                         },
-                    )?
+                    )?,
+                    _ => log.append(
+                        index,
+                        term,
+                        Payload::Hinted {
+                            batch: &mut b,
+                            ids: &ids,
+                        },
+                    )?,
                 };
                 let h = steme_protocol::batch::validate(&b)?;
                 anyhow::ensure!(a.base_offset == self.end_offset());
