@@ -14,7 +14,7 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use steme_protocol::assertion::{BatchVerifier, verify_one};
+use steme_protocol::assertion::{BatchVerifier, VERIFY_CHUNK, verify_one};
 use steme_protocol::batch::validate;
 use steme_protocol::{
     Assertion, AssertionId, BatchBuilder, RecordBatch, SignedAssertion, SigningKey, Value,
@@ -218,21 +218,22 @@ fn main() {
         el,
     );
 
-    // Batch verification, 64 per call.
+    // Batch verification, VERIFY_CHUNK per call (as the broker does).
+    let chunk = VERIFY_CHUNK.min(canon.len() - 1);
     let mut verifier = BatchVerifier::default();
     let mut i = 0usize;
     let (n, el) = timed(secs, 100_000, || {
-        let k = (i * 64) % (canon.len() - 64);
+        let k = (i * chunk) % (canon.len() - chunk);
         verifier
-            .verify((k..k + 64).map(|j| (&canon[j][..], &sigs[j])))
+            .verify((k..k + chunk).map(|j| (&canon[j][..], &sigs[j])))
             .expect("valid");
         i += 1;
     });
     let batch = report(
-        "ed25519 batch verify (64)",
-        "verify_batch64",
-        n * 64,
-        n * 64 * record_len as u64,
+        &format!("ed25519 batch verify ({chunk})"),
+        "verify_batch",
+        n * chunk as u64,
+        n * chunk as u64 * record_len as u64,
         el,
     );
     println!("RATIO batch verify / single verify = {:.2}", batch / single);

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use steme_protocol::assertion::{BatchVerifier, VERIFY_CHUNK, VerifyError, subject_of};
+use steme_protocol::assertion::{BatchVerifier, VerifyError, subject_of};
 use steme_protocol::messages::authenticate::key_principal;
 use steme_protocol::messages::produce::{ProduceRequest, ProduceResponse};
 use steme_protocol::{
@@ -267,13 +267,14 @@ pub(crate) fn check_batch(
 }
 
 /// Records below which a request's signatures are verified on one core: a thread costs
-/// tens of microseconds, a chunk of 64 signatures about two milliseconds, so two chunks
-/// are already worth splitting.
-const PARALLEL_VERIFY_MIN: usize = 2 * VERIFY_CHUNK;
+/// tens of microseconds, 64 signatures about a millisecond, so 128 are already worth
+/// splitting.
+const PARALLEL_VERIFY_MIN: usize = 128;
 
-/// Verifies a batch's signatures, split into contiguous parts (whole chunks of
-/// [`VERIFY_CHUNK`]) over the machine's cores, and returns the records' content ids in
-/// order. The error names the first bad record of the whole batch.
+/// Verifies a batch's signatures, split into contiguous parts of about equal size over the
+/// machine's cores (each verified in calls of
+/// [`steme_protocol::assertion::VERIFY_CHUNK`]), and returns the records'
+/// content ids in order. The error names the first bad record of the whole batch.
 fn verify_across_cores(batch: &RecordBatch) -> Result<Vec<AssertionId>, VerifyError> {
     let records: Vec<(&[u8], &[u8; 64])> = batch
         .records()
@@ -283,9 +284,9 @@ fn verify_across_cores(batch: &RecordBatch) -> Result<Vec<AssertionId>, VerifyEr
     let parts = if records.len() < PARALLEL_VERIFY_MIN {
         1
     } else {
-        cores.min(records.len() / VERIFY_CHUNK).max(1)
+        cores.min(records.len() / (PARALLEL_VERIFY_MIN / 2)).max(1)
     };
-    let per_part = records.len().div_ceil(parts).div_ceil(VERIFY_CHUNK) * VERIFY_CHUNK;
+    let per_part = records.len().div_ceil(parts);
     let verify_part = |base: usize, part: &[(&[u8], &[u8; 64])]| {
         let mut v = BatchVerifier::default();
         v.verify(part.iter().copied())

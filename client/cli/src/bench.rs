@@ -24,6 +24,7 @@ use steme_client::{
     Admin, Assertion, AssertionId, ClientError, Consumer, ConsumerConfig, Position, Producer,
     ProducerConfig, SignedAssertion, SigningKey, TopicOptions, Value,
 };
+use steme_protocol::assertion::VERIFY_CHUNK;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
@@ -109,8 +110,9 @@ pub fn make_assertions(count: u64, size: usize, run: &str) -> Vec<Assertion> {
     (0..count).map(|i| make(i, pad)).collect()
 }
 
-/// Signatures one core batch-verifies per second (64 per call, as the broker does), over
-/// up to 1 s of the pre-signed assertions: the ceiling for signed produce on this machine.
+/// Signatures one core batch-verifies per second ([`VERIFY_CHUNK`] per call, as the broker
+/// does), over up to 1 s of the pre-signed assertions: the ceiling for signed produce on
+/// this machine.
 /// Prints it on stderr, as both benches that sign report it.
 fn verify_ceiling(signed: &[SignedAssertion]) -> f64 {
     let ceiling = measure_verify_ceiling(signed);
@@ -139,13 +141,13 @@ fn measure_verify_ceiling(signed: &[SignedAssertion]) -> f64 {
                 .iter()
                 .zip(&sigs)
                 .skip(done % sigs.len())
-                .take(64)
+                .take(VERIFY_CHUNK)
                 .map(|(s, g)| (s.canonical(), g)),
         );
         if ok.is_err() {
             return f64::NAN;
         }
-        done += 64.min(sigs.len() - done % sigs.len());
+        done += VERIFY_CHUNK.min(sigs.len() - done % sigs.len());
     }
     done as f64 / started.elapsed().as_secs_f64()
 }
