@@ -26,8 +26,11 @@
 //!
 //! vote           term u64 | node_id u64 | committed u8
 //! log id         term u64 | index u64
-//! entry          term u64 | index u64 | tag u8 (0 blank, 1 membership, 2 normal) | body
-//!                  normal: bytes32 proposal; membership: the membership encoding
+//! entry          term u64 | index u64 | tag u8 (0 blank, 1 membership, 2 normal,
+//!                  3 normal with ids) | body
+//!                  normal: bytes32 proposal; membership: the membership encoding;
+//!                  normal with ids: bytes32 proposal | [u64] its records' id prefixes, the
+//!                  leader's hint so that a follower indexes them without hashing again
 //! ```
 
 use bytes::{BufMut, Bytes, BytesMut};
