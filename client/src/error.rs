@@ -303,6 +303,7 @@ impl ClientError {
             ClientError::Api(e) => matches!(
                 e.code(),
                 steme_protocol::ErrorCode::NotLeader
+                    | steme_protocol::ErrorCode::Storage
                     | steme_protocol::ErrorCode::UnknownPartition
                     | steme_protocol::ErrorCode::UnknownTopic
                     | steme_protocol::ErrorCode::ShuttingDown
@@ -335,6 +336,9 @@ mod tests {
     fn retriable_follows_the_broker_code() {
         assert!(ClientError::Api(ApiError::other(ErrorCode::NotEnoughReplicas, "")).is_retriable());
         assert!(!ClientError::Api(ApiError::other(ErrorCode::UnknownTopic, "")).is_retriable());
+        // A partition whose storage failed is reopened, or another replica leads.
+        let storage = ClientError::Api(ApiError::other(ErrorCode::Storage, ""));
+        assert!(storage.is_retriable() && storage.invalidates_metadata());
         assert!(
             ClientError::ConnectionLost {
                 addr: "a".into(),

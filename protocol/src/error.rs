@@ -68,7 +68,8 @@ pub enum ErrorCode {
     Throttled = 16,
     /// The request did not complete within its timeout.
     Timeout = 17,
-    /// The broker's storage failed.
+    /// The broker's storage failed (the partition is being reopened from what is durable,
+    /// or cannot be opened): retriable, see [`ApiError::is_retriable`].
     Storage = 18,
     /// Too few replicas are in sync to accept the write.
     NotEnoughReplicas = 19,
@@ -315,10 +316,14 @@ impl ApiError {
     /// `CorruptData` is not: the damage stays until the range is repaired or another
     /// replica leads, so a reader that waits for that does so on purpose, a bounded number
     /// of times (as the client's consumer does), rather than in a generic retry loop.
+    ///
+    /// `Storage` is, as Kafka's `KafkaStorageException` is: a partition whose storage
+    /// failed is reopened from what is durable, or another replica takes the lead.
     pub fn is_retriable(&self) -> bool {
         matches!(
             self.code(),
             ErrorCode::NotLeader
+                | ErrorCode::Storage
                 | ErrorCode::Throttled
                 | ErrorCode::Timeout
                 | ErrorCode::NotEnoughReplicas

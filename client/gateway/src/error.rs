@@ -125,6 +125,7 @@ impl HttpError {
             | C::StaleMap
             | C::SplitPending
             | C::NotCoordinator
+            | C::Storage
             | C::ClockSkew => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 Some(Duration::from_secs(1)),
@@ -285,5 +286,12 @@ mod tests {
         assert_eq!(e.status, StatusCode::TOO_MANY_REQUESTS);
         let response = e.into_response();
         assert_eq!(response.headers()[header::RETRY_AFTER], "2");
+        // A partition whose storage failed is reopened: try again.
+        let e = HttpError::from(ClientError::Api(ApiError::other(ErrorCode::Storage, "")));
+        assert_eq!(
+            (e.status, e.code.as_str()),
+            (StatusCode::SERVICE_UNAVAILABLE, "storage")
+        );
+        assert_eq!(e.into_response().headers()[header::RETRY_AFTER], "1");
     }
 }
