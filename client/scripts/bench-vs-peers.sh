@@ -4,12 +4,13 @@
 # ratios.
 #
 #   client/scripts/bench-vs-peers.sh [--replicas 1|3] [--count N] [--window W] [--peers DIR]
-#                                    [--baseline BIN_DIR [--rounds R]]
+#                                    [--baseline BIN_DIR [--rounds R] [--ab-signed]]
 #
 # With --baseline, BIN_DIR holds the `steme-broker` and `steme` of another build (say, the
 # commit before a change): after the figures above, R rounds (default 3) alternate a fresh
-# cluster of this build and one of the baseline, each running the unverified produce, and
-# the medians and their ratio are printed (a change's cost, measured in one run).
+# cluster of this build and one of the baseline, each running the unverified produce (the
+# signed one with --ab-signed), and the medians and their ratio are printed (a change's
+# cost, measured in one run).
 #
 # Builds the release binaries, starts `steme-broker` processes on free loopback ports with
 # their data in a temp dir (removed on exit), runs: signed produce (acks=all: committed by a
@@ -20,7 +21,7 @@
 # line and the ratios Steme / peer.
 set -euo pipefail
 
-COUNT=100000 WINDOW=256 SIZE=200 REPLICAS=1 BASELINE="" ROUNDS=3
+COUNT=100000 WINDOW=256 SIZE=200 REPLICAS=1 BASELINE="" ROUNDS=3 AB_SIGNED=0
 PEERS="$(cd "$(dirname "$0")/../../.." && pwd)/shared/bench"
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -30,7 +31,8 @@ while [ $# -gt 0 ]; do
         --peers) PEERS="$2"; shift ;;
         --baseline) BASELINE="$(cd "$2" && pwd)"; shift ;;
         --rounds) ROUNDS="$2"; shift ;;
-        -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+        --ab-signed) AB_SIGNED=1 ;;
+        -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
         *) echo "unknown argument $1" >&2; exit 2 ;;
     esac
     shift
@@ -109,7 +111,7 @@ start_cluster
 echo "# $REPLICAS steme-broker(s) at $ADDR, data in $WORK ($(stat -f -c %T "$WORK"))" >&2
 STEME="target/release/steme --bootstrap $ADDR"
 
-$STEME topic create nv --partitions 1 --config verify.signatures=false >/dev/null
+$STEME topic create nv --partitions 1 "${AB_CONFIG[@]}" >/dev/null
 {
     timeout 300 $STEME bench produce --topic signed --count "$COUNT" --size "$SIZE" --window "$WINDOW"
     timeout 300 $STEME bench produce --topic nv --count "$COUNT" --size "$SIZE" --window "$WINDOW"
@@ -159,24 +161,26 @@ if [ -n "$BASELINE" ]; then
     # This build and the baseline, alternating, each on a fresh cluster: unverified produce.
     stop_cluster
     : >"$WORK/ab.txt"
+    AB_CONFIG=(--config verify.signatures=false) AB_WHAT="unverified produce"
+    [ "$AB_SIGNED" = 1 ] && AB_CONFIG=() AB_WHAT="signed produce"
     for round in $(seq 1 "$ROUNDS"); do
         for side in current baseline; do
             if [ "$side" = current ]; then BIN="target/release"; else BIN="$BASELINE"; fi
             start_cluster
-            "$BIN/steme" --bootstrap "$ADDR" topic create nv --partitions 1 --config verify.signatures=false >/dev/null
+            "$BIN/steme" --bootstrap "$ADDR" topic create nv --partitions 1 "${AB_CONFIG[@]}" >/dev/null
             timeout 300 "$BIN/steme" --bootstrap "$ADDR" bench produce --topic nv --count "$COUNT" \
                 --size "$SIZE" --window "$WINDOW" | grep '^RESULT' | sed "s/^RESULT /RESULT side=$side round=$round /" \
                 | tee -a "$WORK/ab.txt"
             stop_cluster
         done
     done
-    python3 - "$WORK/ab.txt" <<'PY'
+    python3 - "$WORK/ab.txt" "$AB_WHAT" <<'PY'
 import statistics, sys
 rows = [dict(kv.split("=", 1) for kv in l.split()[1:]) for l in open(sys.argv[1]) if l.startswith("RESULT")]
 def med(side, key):
     return statistics.median(float(r[key]) for r in rows if r["side"] == side)
 cur, base = med("current", "msgs_per_s"), med("baseline", "msgs_per_s")
-print(f"\n== this build vs baseline, unverified produce, median of {len(rows) // 2} rounds each ==")
+print(f"\n== this build vs baseline, {sys.argv[2]}, median of {len(rows) // 2} rounds each ==")
 print(f"records/s: {cur:.0f} vs {base:.0f}: {cur / base:.3f}x ({(cur / base - 1) * 100:+.1f} %)")
 print(f"p99 us: {med('current', 'p99_us'):.0f} vs {med('baseline', 'p99_us'):.0f}")
 print(f"RESULT peer=steme op=ab_produce current={cur:.0f} baseline={base:.0f} ratio={cur / base:.3f}")
