@@ -15,7 +15,9 @@
 //!   damage is found and repaired.
 //! - A leader damaged in the range a follower that was down needs: its Raft read of the
 //!   range waits instead of stopping the group, leadership moves, the range is repaired
-//!   from the third replica, the follower catches up and writes go on.
+//!   from the third replica, the follower catches up and writes go on. With the third
+//!   replica damaged there too, the range is quarantined: the follower waits before it
+//!   (never sent blanks), writes go on, and the brokers still stop on SIGTERM.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -555,13 +557,18 @@ async fn damage_in_the_active_segment_and_in_index_files_is_found_and_repaired()
     Ok(())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_leader_damaged_where_a_lagging_follower_needs_it_hands_over_and_loses_nothing()
--> anyhow::Result<()> {
-    // No fast scrubber here: the first to read the damaged range is the leader's Raft,
-    // sending it to a follower that was down while it was written.
+/// A 3-broker cluster where one follower was down while 3000 records were written, and a
+/// record of a sealed segment written meanwhile is flipped on the leader (and on
+/// `also_damaged` more brokers, at the same place: replicas store the same bytes). No fast
+/// scrubber: the first to read the range is the leader's Raft, sending it to the follower
+/// restarted last. Returns the cluster, topic, leader, lagging follower and the high
+/// watermark before the follower went down.
+async fn lagging_follower_behind_damage(
+    name: &str,
+    also_damaged: usize,
+) -> anyhow::Result<(Cluster, String, u64, u64, u64)> {
     let mut c = Cluster::start(ClusterOptions::new(3)).await?;
-    let topic = unique("raft-read");
+    let topic = unique(name);
     create(&c.bootstrap(), &topic).await?;
     produce(&c.bootstrap(), &topic, &topic, 500).await?;
     let before = c.check_replicas_identical(&topic, 1, T).await?[0];
@@ -569,26 +576,37 @@ async fn a_leader_damaged_where_a_lagging_follower_needs_it_hands_over_and_loses
     let lagging = c.ids().find(|&id| id != leader).context("a follower")?;
     c.broker_mut(lagging).kill9()?;
     produce(&c.bootstrap(), &topic, &format!("{topic}-while-down"), 3000).await?;
-    // Rot in the leader's copy of what the lagging follower has not got: a record of a
-    // sealed segment written while it was down.
-    let dir = partition_dir(c.broker(leader), &topic);
-    let segs = segments(&dir)?;
     let base = |p: &PathBuf| -> u64 {
         p.file_stem()
             .and_then(|s| s.to_str())
             .and_then(|s| s.parse().ok())
             .unwrap_or(0)
     };
+    let segs = segments(&partition_dir(c.broker(leader), &topic))?;
     let sealed: Vec<&PathBuf> = segs[..segs.len() - 1]
         .iter()
         .filter(|p| base(p) > before)
         .collect();
     let seg = sealed.get(sealed.len() / 2).context("a sealed segment")?;
+    let name = seg.file_name().context("segment name")?.to_owned();
     let fr = frames(seg)?;
     let (start, end) = fr[fr.len() / 2];
-    flip(seg, &[end - 7])?;
-    eprintln!("flipped a byte of broker {leader}'s {seg:?} at {start}..{end}");
+    let damaged: Vec<u64> = std::iter::once(leader)
+        .chain(c.ids().filter(|&id| id != leader && id != lagging))
+        .take(1 + also_damaged)
+        .collect();
+    for &id in &damaged {
+        flip(&partition_dir(c.broker(id), &topic).join(&name), &[end - 7])?;
+    }
+    eprintln!("flipped a byte of {name:?} at {start}..{end} on brokers {damaged:?}");
     c.restart(lagging)?;
+    Ok((c, topic, leader, lagging, before))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_damaged_where_a_lagging_follower_needs_it_hands_over_and_loses_nothing()
+-> anyhow::Result<()> {
+    let (c, topic, leader, _, before) = lagging_follower_behind_damage("raft-read", 0).await?;
     // The leader cannot send that range: its Raft read waits, the repair loop hands
     // leadership over and rewrites the range from the third replica, and the follower
     // catches up — the group is never stopped.
@@ -607,6 +625,38 @@ async fn a_leader_damaged_where_a_lagging_follower_needs_it_hands_over_and_loses
             "broker {id}'s storage failed: {}",
             c.broker(id).log_tail(30)
         );
+    }
+    ensure!(c.any_panic().is_none(), "a broker panicked");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_no_healthy_copy_the_follower_waits_writes_go_on_and_brokers_still_stop()
+-> anyhow::Result<()> {
+    let (mut c, topic, leader, lagging, before) =
+        lagging_follower_behind_damage("no-copy", 1).await?;
+    // Both replicas that hold the range have it damaged: it is quarantined, never sent as
+    // blanks. The two of them still make a quorum, so writes go on.
+    wait_logged(c.broker(leader), "damaged range quarantined").await?;
+    produce(&c.bootstrap(), &topic, &format!("{topic}-after"), 500).await?;
+    let holders: Vec<u64> = c.ids().filter(|&id| id != lagging).collect();
+    for &id in &holders {
+        let addr = c.broker(id).bootstrap();
+        wait_replica(&addr, &topic, T, "every write committed", |d| {
+            d.high_watermark == before + 3500
+        })
+        .await?;
+    }
+    let d = describe_replica(&c.broker(lagging).bootstrap(), &topic, 0).await?;
+    ensure!(
+        d.log_end_offset < before + 3000,
+        "the lagging follower got past a range no replica holds whole: {d:?}"
+    );
+    // A Raft read waiting for a repair that cannot come does not hold a broker up.
+    for id in holders {
+        let since = Instant::now();
+        c.broker_mut(id).terminate(Duration::from_secs(5))?;
+        eprintln!("broker {id} stopped {:?} after SIGTERM", since.elapsed());
     }
     ensure!(c.any_panic().is_none(), "a broker panicked");
     Ok(())

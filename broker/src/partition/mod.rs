@@ -266,7 +266,7 @@ impl Partition {
             .map_err(|e| OpenError::Raft(e.to_string()))?;
         // Started: from now on a damaged range its reads reach waits for the repair loop
         // (see `StoreReader`) instead of stopping the group.
-        glog.await_repair();
+        glog.set_await_repair(true);
         if !raft
             .is_initialized()
             .await
@@ -452,6 +452,9 @@ impl Partition {
 
     /// Stops the Raft group and flushes the log.
     pub async fn shutdown(&self) {
+        // A Raft read waiting for a damaged range to be repaired gives up now, so that the
+        // group's tasks can stop.
+        self.log.set_await_repair(false);
         // Write the applied state down, so that a restart need not apply the tail again.
         let flushed = self
             .raft

@@ -57,7 +57,7 @@ pub struct GroupLog {
     sole_replica: std::sync::atomic::AtomicBool,
     /// Whether openraft's reads of a damaged range wait for the repair loop to rewrite it
     /// from a replica instead of failing (a failed read stops the Raft group for good):
-    /// set for a partition once its group runs. See [`StoreReader`].
+    /// set for a partition while its group runs. See [`StoreReader`].
     await_repair: std::sync::atomic::AtomicBool,
     /// Appended, not yet applied entries, served to openraft's reads without reading the
     /// log again (see [`Recent`]).
@@ -105,10 +105,12 @@ impl GroupLog {
         self.sole_replica.store(sole, Ordering::Release);
     }
 
-    /// From now on openraft's reads of a damaged range wait until it is repaired (the
-    /// partition's group runs, and its repair loop rewrites damaged ranges from replicas).
-    pub fn await_repair(&self) {
-        self.await_repair.store(true, Ordering::Release);
+    /// Whether openraft's reads of a damaged range wait until it is repaired: from when the
+    /// partition's group runs (its repair loop rewrites damaged ranges from replicas) until
+    /// it stops (a waiting read then fails within [`DAMAGE_RETRY`], so the group's tasks
+    /// can end).
+    pub fn set_await_repair(&self, on: bool) {
+        self.await_repair.store(on, Ordering::Release);
     }
 
     /// Locks the writer. A poisoned lock means a writer panicked mid-update; the log's own
@@ -405,7 +407,8 @@ fn is_damage(e: &io::Error) -> bool {
 }
 
 /// The log reader openraft hands to replication and apply tasks. Once the group runs
-/// ([`GroupLog::await_repair`]), a read that reaches a damaged range waits for its repair.
+/// ([`GroupLog::set_await_repair`]), a read that reaches a damaged range waits for its
+/// repair.
 #[derive(Debug, Clone)]
 pub struct StoreReader {
     log: Arc<GroupLog>,
