@@ -471,9 +471,8 @@ async fn acks_survive_a_partition_leader_killed_mid_load() -> anyhow::Result<()>
             "{} posts answered, {retried} answers were retried",
             done.load(Ordering::Acquire)
         );
-        // A batch the dead leader wrote but did not acknowledge is retried by the gateway's
-        // producer and may come back `duplicate: true` at its first place: what counts is
-        // that each record is stored once, where its ack says.
+        // A batch the dead leader wrote but did not acknowledge is retried by the gateway and
+        // may come back `duplicate: true`: each record is stored once, where its ack says.
         check_acks(&records, &acks, None)?;
         let again = acks.iter().filter(|a| a.duplicate).count();
         eprintln!("{again} acks were duplicates of a write the killed leader had made");
