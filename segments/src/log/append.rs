@@ -31,6 +31,8 @@ pub enum Payload<'a> {
     /// come with it (a leader's hint to its followers, which then need not hash them).
     /// Wrong prefixes cannot make a lookup find a record that is not there: every id
     /// lookup confirms a candidate by hashing the stored record. They could only hide one.
+    /// A hint whose length is not the batch's record count is ignored (the records are
+    /// hashed), never an error.
     Hinted { batch: &'a mut [u8], ids: &'a [u64] },
     /// Opaque control bytes (membership, blank): stored with a CRC, takes no offset.
     Control(&'a [u8]),
@@ -145,14 +147,17 @@ impl Log {
                         validate(b)
                     }
                     .map_err(invalid)?;
-                    if known.len() != h.record_count as usize {
+                    if known.len() == h.record_count as usize {
+                        ids = Some(*known);
+                    } else if crc_checked {
                         return Err(invalid(BatchError::CountMismatch {
                             offset: 0,
                             declared: h.record_count,
                             found: u32::try_from(known.len()).unwrap_or(u32::MAX),
                         }));
                     }
-                    ids = Some(*known);
+                    // A hint of the wrong length is only advice gone wrong: the records are
+                    // hashed by the index catch-up, as for a batch without one.
                     Some((h, b))
                 }
                 Payload::Control(_) => {
