@@ -14,7 +14,7 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use steme_protocol::assertion::{BatchVerifier, VERIFY_CHUNK, verify_one};
+use steme_protocol::assertion::{BatchVerifier, VERIFY_CHUNK, dalek_verify_batch, verify_one};
 use steme_protocol::batch::validate;
 use steme_protocol::{
     Assertion, AssertionId, BatchBuilder, RecordBatch, SignedAssertion, SigningKey, Value,
@@ -237,6 +237,28 @@ fn main() {
         el,
     );
     println!("RATIO batch verify / single verify = {:.2}", batch / single);
+
+    // The textbook batch equation (`ed25519_dalek::verify_batch`, one term per signature):
+    // the yardstick the benches' verification ceiling is measured with.
+    let mut i = 0usize;
+    let (n, el) = timed(secs, 100_000, || {
+        let k = (i * chunk) % (canon.len() - chunk);
+        assert!(dalek_verify_batch(
+            (k..k + chunk).map(|j| (&canon[j][..], &sigs[j]))
+        ));
+        i += 1;
+    });
+    let textbook = report(
+        &format!("ed25519-dalek verify_batch ({chunk})"),
+        "dalek_verify_batch",
+        n * chunk as u64,
+        n * chunk as u64 * record_len as u64,
+        el,
+    );
+    println!(
+        "RATIO batch verify (one term per key) / ed25519-dalek verify_batch = {:.2}",
+        batch / textbook
+    );
 
     // Sanity: everything built is still valid.
     for b in &built {

@@ -2,15 +2,18 @@
 //! any other key, naming the record, and stores nothing from that request (a batch with one
 //! bad record in the middle included); `signers.must_match_principal` lets a `key:`
 //! principal produce only records it signed, and refuses an unauthenticated producer.
+//! Forged signatures that would cancel out in a per-key sum are refused.
 
 use std::time::Duration;
 
-use anyhow::ensure;
+use anyhow::{Context, ensure};
+use bytes::Bytes;
+use curve25519_dalek::scalar::Scalar;
 use steme_client::ClientError;
 use steme_client::connection::{AuthKey, Connection, ConnectionConfig};
 use steme_protocol::messages::authenticate::key_principal;
 use steme_protocol::messages::produce::{Acks, ProduceRequest};
-use steme_protocol::{ApiError, BatchBuilder, ErrorCode, SignedAssertion};
+use steme_protocol::{ApiError, BatchBuilder, ErrorCode, RecordBatch, SignedAssertion};
 use steme_tests::cli::steme;
 use steme_tests::process::{BrokerOptions, BrokerProcess};
 use steme_tests::workload::{assertions, create_topic_with, high_watermarks, key, sign_all};
@@ -24,17 +27,25 @@ async fn produce(
     topic: &str,
     records: &[SignedAssertion],
 ) -> Result<(), ClientError> {
+    produce_bytes(conn, topic, batch_of(records)).await
+}
+
+fn batch_of(records: &[SignedAssertion]) -> Bytes {
     let mut batch = BatchBuilder::with_capacity(64 << 10);
     for r in records {
         batch.push(r);
     }
+    batch.finish()
+}
+
+async fn produce_bytes(conn: &Connection, topic: &str, batch: Bytes) -> Result<(), ClientError> {
     let request = ProduceRequest {
         topic: topic.to_owned(),
         partition: 0,
         acks: Acks::All,
         timeout_ms: 10_000,
         causality: None,
-        batch: batch.finish(),
+        batch,
     };
     conn.call(&request, T).await.map(|_| ())
 }
@@ -113,6 +124,48 @@ async fn allow_lists_and_must_match_refuse_other_signers_and_store_nothing() -> 
         )
         .await;
         ensure!(bad.is_err(), "a malformed allow-list was accepted");
+        ensure!(!broker.log_shows_panic());
+        Ok(())
+    })
+    .await
+}
+
+/// The broker batch-verifies with one term per signer key (the `A` terms of one key are
+/// summed). The attack on that: two signatures of one key, each forged, whose errors would
+/// cancel in such a sum (`s + d` on one, `s - d` on the other), hidden among 1500 good
+/// records of that key (several verification chunks, split over cores). Refused, naming
+/// the first, and nothing of the request stored; the same records unforged are stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compensating_forgeries_among_one_signers_records_are_refused() -> anyhow::Result<()> {
+    let broker = BrokerProcess::start()?;
+    let addr = broker.bootstrap();
+    within(Duration::from_secs(90), async {
+        let topic = unique("forged");
+        create_topic_with(&addr, &topic, 1, vec![]).await?;
+        let conn = Connection::connect(&addr, &ConnectionConfig::default()).await?;
+        let records = sign_all(&assertions(&topic, 1500, 100), &key(34))?;
+        let good = batch_of(&records);
+        let mut forged = good.to_vec();
+        let d = Scalar::from(0x5eed_u64);
+        for (index, delta) in [(700, d), (1300, -d)] {
+            let at = {
+                let batch = RecordBatch::new(good.clone())?;
+                let r = batch.records().nth(index).context("record")?;
+                r.signature.as_ptr() as usize - good.as_ptr() as usize + 32
+            };
+            let s: [u8; 32] = forged[at..at + 32].try_into()?;
+            let s = Option::<Scalar>::from(Scalar::from_canonical_bytes(s)).context("s")?;
+            forged[at..at + 32].copy_from_slice((s + delta).as_bytes());
+        }
+        steme_protocol::batch::reseal(&mut forged);
+        let r = produce_bytes(&conn, &topic, Bytes::from(forged)).await;
+        ensure!(refused_at(&r, 700, "signature"), "{r:?}");
+        ensure!(
+            high_watermarks(&addr, &topic).await? == [0],
+            "records of a refused request were stored"
+        );
+        produce_bytes(&conn, &topic, good).await?;
+        ensure!(high_watermarks(&addr, &topic).await? == [1500]);
         ensure!(!broker.log_shows_panic());
         Ok(())
     })

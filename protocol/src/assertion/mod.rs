@@ -41,10 +41,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::wire::{DecodeError, Reader};
 
+mod batch;
 mod builder;
 mod verify;
 pub use builder::AssertionBuilder;
-pub use verify::{BatchVerifier, VerifyError, verify_batch, verify_one};
+pub use verify::{BatchVerifier, VerifyError, dalek_verify_batch, verify_batch, verify_one};
 
 /// The canonical encoding's version byte.
 pub const ASSERTION_VERSION: u8 = 1;
@@ -715,3 +716,6 @@ impl<'de> Deserialize<'de> for SignedAssertion {
 
 #[cfg(test)]
 pub(crate) mod tests;
+
+#[cfg(test)]
+mod batch_tests;

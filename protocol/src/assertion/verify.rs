@@ -3,6 +3,7 @@
 
 use ed25519_dalek::{Signature, VerifyingKey};
 
+use super::batch::Equation;
 use super::{AssertionError, AssertionId, SIGNER_RANGE, VERIFY_CHUNK};
 use crate::wire::DecodeError;
 
@@ -45,8 +46,8 @@ pub struct VerifyError {
 pub struct BatchVerifier {
     ids: Vec<[u8; 32]>,
     keys: Vec<VerifyingKey>,
-    sigs: Vec<Signature>,
     signers: Signers,
+    equation: Equation,
 }
 
 /// The signer keys seen last, decoded: decompressing a key and checking that it is not
@@ -86,8 +87,8 @@ impl Signers {
 }
 
 impl BatchVerifier {
-    /// Verifies every `(canonical assertion, signature)` with Ed25519 batch verification,
-    /// in chunks of [`VERIFY_CHUNK`]. Weak or invalid keys are refused before any curve
+    /// Verifies every `(canonical assertion, signature)` with Ed25519 batch verification
+    /// (one term per signer key: see [`super::batch`]), in chunks of [`VERIFY_CHUNK`]. Weak or invalid keys are refused before any curve
     /// arithmetic; when a chunk fails, its records are checked one by one to name the first
     /// bad one.
     pub fn verify<'a>(
@@ -117,26 +118,32 @@ impl BatchVerifier {
         chunk: &[(&[u8], &[u8; 64])],
     ) -> Result<(), VerifyError> {
         self.keys.clear();
-        self.sigs.clear();
         let first_id = self.ids.len();
-        for (i, (canonical, sig)) in chunk.iter().enumerate() {
-            let key = self.signers.key(canonical).map_err(|reason| VerifyError {
-                index: base + i,
-                reason,
-            })?;
+        for (i, (canonical, _)) in chunk.iter().enumerate() {
+            let key = match self.signers.key(canonical) {
+                Ok(key) => key,
+                // Refused before any curve arithmetic; unless an earlier record is bad too,
+                // and then that one is named.
+                Err(reason) => {
+                    return Err(first_bad(base, &chunk[..i]).unwrap_or(VerifyError {
+                        index: base + i,
+                        reason,
+                    }));
+                }
+            };
             self.keys.push(key);
             self.ids.push(*AssertionId::of(canonical).as_bytes());
-            self.sigs.push(Signature::from_bytes(sig));
         }
-        let messages: Vec<&[u8]> = self.ids[first_id..].iter().map(|id| &id[..]).collect();
-        if ed25519_dalek::verify_batch(&messages, &self.sigs, &self.keys).is_ok() {
+        let batch = self.ids[first_id..]
+            .iter()
+            .zip(chunk.iter().map(|(_, sig)| *sig))
+            .zip(&self.keys)
+            .map(|((id, sig), key)| (id, sig, key));
+        if self.equation.holds(batch) {
             return Ok(());
         }
-        for (i, (canonical, sig)) in chunk.iter().enumerate() {
-            verify_one(canonical, sig).map_err(|reason| VerifyError {
-                index: base + i,
-                reason,
-            })?;
+        if let Some(bad) = first_bad(base, chunk) {
+            return Err(bad);
         }
         // The batch equation failed but every signature verifies on its own: this happens
         // only for adversarial signatures with small-order components. Refuse the chunk.
@@ -147,12 +154,44 @@ impl BatchVerifier {
     }
 }
 
+/// The first record of `records` (at `base` in the whole batch) that fails on its own.
+fn first_bad(base: usize, records: &[(&[u8], &[u8; 64])]) -> Option<VerifyError> {
+    records
+        .iter()
+        .enumerate()
+        .find_map(|(i, (canonical, sig))| {
+            verify_one(canonical, sig).err().map(|reason| VerifyError {
+                index: base + i,
+                reason,
+            })
+        })
+}
+
 impl BatchVerifier {
     /// The content ids of the records of the last successful [`verify`](Self::verify), in
     /// order: computed once, for verification, and reused by the caller (dedup).
     pub fn ids(&self) -> impl ExactSizeIterator<Item = AssertionId> + '_ {
         self.ids.iter().map(|id| AssertionId(*id))
     }
+}
+
+/// Whether every record verifies by `ed25519_dalek::verify_batch` in one call: the
+/// textbook batch equation, one term per signature. The benches measure this machine's
+/// verification ceiling with it (in calls of [`VERIFY_CHUNK`]), and tests check that
+/// [`BatchVerifier`] agrees with it.
+pub fn dalek_verify_batch<'a>(records: impl IntoIterator<Item = (&'a [u8], &'a [u8; 64])>) -> bool {
+    let mut signers = Signers::default();
+    let (mut ids, mut keys, mut sigs) = (Vec::new(), Vec::new(), Vec::new());
+    for (canonical, sig) in records {
+        let Ok(key) = signers.key(canonical) else {
+            return false;
+        };
+        keys.push(key);
+        ids.push(*AssertionId::of(canonical).as_bytes());
+        sigs.push(Signature::from_bytes(sig));
+    }
+    let messages: Vec<&[u8]> = ids.iter().map(|id| &id[..]).collect();
+    ed25519_dalek::verify_batch(&messages, &sigs, &keys).is_ok()
 }
 
 /// Convenience wrapper over [`BatchVerifier::verify`].
