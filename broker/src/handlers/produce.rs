@@ -271,6 +271,13 @@ pub(crate) fn check_batch(
 /// splitting.
 const PARALLEL_VERIFY_MIN: usize = 128;
 
+/// The cores this process may use, read once: `available_parallelism` reads the cgroup's
+/// quota files on every call, and a produce request should not open files.
+fn cores() -> usize {
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
 /// Verifies a batch's signatures, split into contiguous parts of about equal size over the
 /// machine's cores (each verified in calls of
 /// [`steme_protocol::assertion::VERIFY_CHUNK`]), and returns the records'
@@ -280,7 +287,7 @@ fn verify_across_cores(batch: &RecordBatch) -> Result<Vec<AssertionId>, VerifyEr
         .records()
         .map(|r| (r.assertion, r.signature))
         .collect();
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let cores = cores();
     let parts = if records.len() < PARALLEL_VERIFY_MIN {
         1
     } else {
