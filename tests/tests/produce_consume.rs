@@ -158,7 +158,8 @@ async fn causality_token_orders_across_partitions() -> anyhow::Result<()> {
 
 /// Linger is a cap while a request is in flight, never a wait on an idle partition: with a
 /// linger of an hour, a lone send is answered at once, and so is a group of sends. The
-/// group's acks come back in the order given, one future for all of them.
+/// group's acks come back in the order given, one future for all of them, also when the
+/// group is larger than the producer's buffer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_partition_sends_at_once_whatever_the_linger() -> anyhow::Result<()> {
     let broker = BrokerProcess::start()?;
@@ -198,6 +199,32 @@ async fn an_idle_partition_sends_at_once_whatever_the_linger() -> anyhow::Result
                 == 2_001
         );
         producer.close().await?;
+
+        // A group travels in parts of at most an eighth of the buffer: with a buffer of
+        // 4 KiB, a group of 300 goes a record or two at a time, and every ack comes back
+        // in order (a part larger than the buffer would wait forever).
+        let config = ProducerConfig {
+            buffer_bytes: 4096,
+            ..ProducerConfig::default()
+        };
+        let small = Producer::connect(&bootstrap, "facts", config).await?;
+        let group = signed(&unique("small-buffer"), 300, 120)?;
+        let ids: Vec<_> = group.iter().map(|a| a.id()).collect();
+        let acks = tokio::time::timeout(Duration::from_secs(20), async {
+            small
+                .enqueue_many(group.into_iter())
+                .await?
+                .await
+                .into_iter()
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .await
+        .map_err(|_| anyhow::anyhow!("a group larger than the buffer did not go through"))??;
+        ensure!(
+            acks.iter().map(|a| a.id).eq(ids.iter().copied()),
+            "acks out of order"
+        );
+        small.close().await?;
         Ok(())
     })
     .await

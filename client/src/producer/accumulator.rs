@@ -247,7 +247,7 @@ impl Accumulator {
         }
     }
 
-    /// Handles `first` and then whatever else is queued, up to [`DRAIN_BURST`] commands.
+    /// Handles `first` and then whatever else is queued, up to [`DRAIN_BURST`] records.
     /// Breaks when the producer is closed or dropped.
     pub(super) fn burst(&mut self, first: Option<Command>) -> ControlFlow<()> {
         self.follow_growth();
@@ -256,6 +256,11 @@ impl Accumulator {
         loop {
             match cmd {
                 Some(Command::Record(rec)) => self.add(rec),
+                Some(Command::Records(recs)) => {
+                    // Counted as records, so a burst stays as long as before.
+                    handled += recs.len().saturating_sub(1);
+                    recs.into_iter().for_each(|rec| self.add(rec));
+                }
                 Some(Command::Flush(reply)) => self.flush(reply),
                 Some(Command::Close(reply)) => {
                     self.flush(reply);
@@ -267,7 +272,7 @@ impl Accumulator {
                 }
             }
             handled += 1;
-            if handled == DRAIN_BURST {
+            if handled >= DRAIN_BURST {
                 break;
             }
             // Taken only when it will be handled in this burst (a command taken and then

@@ -163,6 +163,9 @@ impl ProducerConfig {
     }
 }
 
+/// Records of an `enqueue_many` group handed to the accumulator at once, at most.
+const PART_RECORDS: usize = 512;
+
 fn record_size(a: &SignedAssertion) -> usize {
     RECORD_ASSERTION_OFFSET + a.canonical().len()
 }
@@ -172,6 +175,8 @@ fn record_size(a: &SignedAssertion) -> usize {
 #[allow(clippy::large_enum_variant)]
 enum Command {
     Record(Enqueued),
+    /// Consecutive records of one [`Producer::enqueue_many`] group, in order.
+    Records(Vec<Enqueued>),
     Flush(oneshot::Sender<()>),
     Close(oneshot::Sender<()>),
 }
@@ -345,7 +350,7 @@ impl Producer {
     /// [`PendingAck`] only discards the ack.
     pub async fn enqueue(&self, assertion: SignedAssertion) -> Result<PendingAck, ClientError> {
         let (reply, rx) = oneshot::channel();
-        self.submit(assertion, Reply::One(reply)).await?;
+        self.submit_one(assertion, Reply::One(reply)).await?;
         Ok(PendingAck { rx })
     }
 
@@ -364,23 +369,60 @@ impl Producer {
         assertions: impl ExactSizeIterator<Item = SignedAssertion>,
     ) -> Result<PendingAcks, ClientError> {
         let (gather, pending) = Gather::new(assertions.len());
-        for (i, a) in assertions.enumerate() {
+        // The group travels in parts, each one buffer reservation and one channel slot
+        // (not one per record): a part holds at most an eighth of the buffer.
+        let cap = self.shared.config.buffer_bytes;
+        let part_max = (cap / 8).max(1);
+        let mut part = Vec::new();
+        let mut part_bytes = 0;
+        for (i, assertion) in assertions.enumerate() {
             let index = u32::try_from(i).map_err(|_| {
                 ClientError::Config("more than 2^32 assertions in one group".into())
             })?;
-            self.submit(a, Reply::Many(gather.clone(), index)).await?;
+            let reserved = record_size(&assertion).min(cap);
+            if !part.is_empty() && (part_bytes + reserved > part_max || part.len() == PART_RECORDS)
+            {
+                let full = std::mem::replace(&mut part, Vec::with_capacity(PART_RECORDS));
+                self.submit(Command::Records(full), part_bytes).await?;
+                part_bytes = 0;
+            }
+            part_bytes += reserved;
+            part.push(Enqueued {
+                assertion,
+                reserved,
+                reply: Reply::Many(gather.clone(), index),
+            });
+        }
+        if !part.is_empty() {
+            self.submit(Command::Records(part), part_bytes).await?;
         }
         Ok(pending)
     }
 
-    async fn submit(&self, assertion: SignedAssertion, reply: Reply) -> Result<(), ClientError> {
+    /// Queues one record.
+    async fn submit_one(
+        &self,
+        assertion: SignedAssertion,
+        reply: Reply,
+    ) -> Result<(), ClientError> {
+        let reserved = record_size(&assertion).min(self.shared.config.buffer_bytes);
+        let record = Enqueued {
+            assertion,
+            reserved,
+            reply,
+        };
+        self.submit(Command::Record(record), reserved).await
+    }
+
+    /// Hands `records` (a `Record` or `Records` command) to the accumulator once `reserved`
+    /// bytes of buffer (their sum, at most the whole buffer) are free.
+    async fn submit(&self, records: Command, reserved: usize) -> Result<(), ClientError> {
         if self.shared.closed.load(Ordering::Acquire) {
             return Err(ClientError::ProducerClosed);
         }
-        let reserved = record_size(&assertion).min(self.shared.config.buffer_bytes);
         // Two waits, each safe to cancel: the buffer permits stay in their guard (returned
-        // if this future is dropped) until the channel slot is ours; handing the record
-        // over then cannot wait or fail, so the permits travel with it.
+        // if this future is dropped) until the channel slot is ours; handing the records
+        // over then cannot wait or fail, so the permits travel with them.
         let permits = self
             .shared
             .buffer
@@ -393,11 +435,7 @@ impl Producer {
             .await
             .map_err(|_| ClientError::ProducerClosed)?;
         permits.forget();
-        slot.send(Command::Record(Enqueued {
-            assertion,
-            reserved,
-            reply,
-        }));
+        slot.send(records);
         Ok(())
     }
 
