@@ -238,6 +238,29 @@ fn main() {
     );
     println!("RATIO batch verify / single verify = {:.2}", batch / single);
 
+    // A forged chunk: its last record's signature is bad, so the verifier must find it.
+    let mut forged = sigs.clone();
+    let mut i = 0usize;
+    let (n, el) = timed(secs, 100_000, || {
+        let k = (i * chunk) % (canon.len() - chunk);
+        forged[k + chunk - 1][40] ^= 1;
+        let refused = verifier.verify((k..k + chunk).map(|j| (&canon[j][..], &forged[j])));
+        assert_eq!(refused.map_err(|e| e.index), Err(chunk - 1));
+        forged[k + chunk - 1][40] ^= 1;
+        i += 1;
+    });
+    let refusing = report(
+        &format!("ed25519 batch verify, last of {chunk} forged"),
+        "verify_batch_forged",
+        n * chunk as u64,
+        n * chunk as u64 * record_len as u64,
+        el,
+    );
+    println!(
+        "RATIO refusing a forged chunk / verifying a good one = {:.2}",
+        refusing / batch
+    );
+
     // The textbook batch equation (`ed25519_dalek::verify_batch`, one term per signature):
     // the yardstick the benches' verification ceiling is measured with.
     let mut i = 0usize;

@@ -134,16 +134,15 @@ impl BatchVerifier {
             self.keys.push(key);
             self.ids.push(*AssertionId::of(canonical).as_bytes());
         }
-        let batch = self.ids[first_id..]
-            .iter()
-            .zip(chunk.iter().map(|(_, sig)| *sig))
-            .zip(&self.keys)
-            .map(|((id, sig), key)| (id, sig, key));
-        if self.equation.holds(batch) {
+        let ids = &self.ids[first_id..];
+        if self.equation.holds(terms(ids, chunk, &self.keys)) {
             return Ok(());
         }
-        if let Some(bad) = first_bad(base, chunk) {
-            return Err(bad);
+        if let Some(bad) = first_bad_by_halves(&mut self.equation, ids, chunk, &self.keys) {
+            return Err(VerifyError {
+                index: base + bad.index,
+                reason: bad.reason,
+            });
         }
         // The batch equation failed but every signature verifies on its own: this happens
         // only for adversarial signatures with small-order components. Refuse the chunk.
@@ -152,6 +151,51 @@ impl BatchVerifier {
             reason: AssertionError::BadSignature,
         })
     }
+}
+
+/// The batch equation's terms for `chunk`, whose ids and keys are `ids` and `keys`.
+fn terms<'a>(
+    ids: &'a [[u8; 32]],
+    chunk: &'a [(&[u8], &'a [u8; 64])],
+    keys: &'a [VerifyingKey],
+) -> impl Iterator<Item = (&'a [u8; 32], &'a [u8; 64], &'a VerifyingKey)> {
+    ids.iter()
+        .zip(chunk.iter().map(|(_, sig)| *sig))
+        .zip(keys)
+        .map(|((id, sig), key)| (id, sig, key))
+}
+
+/// Below this many records, a failed range is verified one record at a time.
+const SINGLE_BELOW: usize = 16;
+
+/// The first bad record of a chunk whose batch equation failed, found by halves: a half
+/// that holds as a batch is cleared at a fifth of the cost of verifying it record by
+/// record, so naming the bad record of a forged request costs about what verifying it
+/// did, not five times more. Ranges of fewer than [`SINGLE_BELOW`] records are verified
+/// one by one. `None` if no record fails on its own (adversarial small-order components).
+fn first_bad_by_halves(
+    equation: &mut Equation,
+    ids: &[[u8; 32]],
+    chunk: &[(&[u8], &[u8; 64])],
+    keys: &[VerifyingKey],
+) -> Option<VerifyError> {
+    if chunk.len() < SINGLE_BELOW {
+        return first_bad(0, chunk);
+    }
+    let mid = chunk.len() / 2;
+    for (lo, hi) in [(0, mid), (mid, chunk.len())] {
+        let (ids, part, keys) = (&ids[lo..hi], &chunk[lo..hi], &keys[lo..hi]);
+        if equation.holds(terms(ids, part, keys)) {
+            continue;
+        }
+        if let Some(bad) = first_bad_by_halves(equation, ids, part, keys) {
+            return Some(VerifyError {
+                index: lo + bad.index,
+                reason: bad.reason,
+            });
+        }
+    }
+    None
 }
 
 /// The first record of `records` (at `base` in the whole batch) that fails on its own.
