@@ -373,7 +373,8 @@ impl Producer {
         // (not one per record): a part holds at most an eighth of the buffer.
         let cap = self.shared.config.buffer_bytes;
         let part_max = (cap / 8).max(1);
-        let mut part = Vec::new();
+        let total = assertions.len();
+        let mut part = Vec::with_capacity(total.min(PART_RECORDS));
         let mut part_bytes = 0;
         for (i, assertion) in assertions.enumerate() {
             let index = u32::try_from(i).map_err(|_| {
@@ -382,7 +383,8 @@ impl Producer {
             let reserved = record_size(&assertion).min(cap);
             if !part.is_empty() && (part_bytes + reserved > part_max || part.len() == PART_RECORDS)
             {
-                let full = std::mem::replace(&mut part, Vec::with_capacity(PART_RECORDS));
+                let room = (total - i).min(part.len());
+                let full = std::mem::replace(&mut part, Vec::with_capacity(room));
                 self.submit(Command::Records(full), part_bytes).await?;
                 part_bytes = 0;
             }

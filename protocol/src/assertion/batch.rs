@@ -10,12 +10,18 @@
 //! every signature its own `A_i` term: `2n + 1` points for `n` signatures. The records of a
 //! produce request are mostly signed by one key, and the `A` terms of one key add up to a
 //! single term `[Σ z_i·k_i] A`: `n + 1 + keys` points, which cuts the multiplication, the
-//! bulk of the cost, nearly in half. The sum is the same group element, so the equation
-//! accepts exactly what the per-signature form accepts for the same `z_i`.
+//! bulk of the cost, nearly in half. For a key in the prime-order subgroup (every honestly
+//! made key) the sum is the same group element, so the equation accepts exactly what the
+//! per-signature form accepts for the same `z_i`.
 //!
 //! Like `verify_batch` the check is cofactorless and needs canonical `s`; it can only say
-//! "all valid" or "some signature is bad": [`super::BatchVerifier`] then verifies one by
-//! one to name the bad record.
+//! "all valid" or "some signature is bad": [`super::BatchVerifier`] then searches the batch
+//! to name the bad record. Like every cofactorless batch check, it accepts a signature
+//! with a small-order component (in `R`, or in a key `is_weak` lets through because it is
+//! not itself of small order) that `verify_strict` refuses, about one time in eight;
+//! scalars are reduced mod ℓ, so for such a key the summed and per-signature forms differ
+//! by a small-order point, and each accepts with those odds. Only the key's owner can make
+//! such signatures.
 //!
 //! The `z_i` are read from BLAKE3 keyed with a per-process random key, over every
 //! signature's `k_i` and `s_i`: chosen after the signatures are fixed, and unknown to

@@ -88,9 +88,10 @@ impl Signers {
 
 impl BatchVerifier {
     /// Verifies every `(canonical assertion, signature)` with Ed25519 batch verification
-    /// (one term per signer key: see [`super::batch`]), in chunks of [`VERIFY_CHUNK`]. Weak or invalid keys are refused before any curve
-    /// arithmetic; when a chunk fails, its records are checked one by one to name the first
-    /// bad one.
+    /// (one term per signer key: see [`super::batch`]), in chunks of [`VERIFY_CHUNK`]. A
+    /// weak or invalid key is refused before the batch equation (naming an earlier bad
+    /// record of its chunk if there is one); when a chunk fails, it is searched by halves
+    /// to name its first bad record.
     pub fn verify<'a>(
         &mut self,
         records: impl IntoIterator<Item = (&'a [u8], &'a [u8; 64])>,
