@@ -133,8 +133,9 @@ async fn allow_lists_and_must_match_refuse_other_signers_and_store_nothing() -> 
 /// The broker batch-verifies with one term per signer key (the `A` terms of one key are
 /// summed). The attack on that: two signatures of one key, each forged, whose errors would
 /// cancel in such a sum (`s + d` on one, `s - d` on the other), hidden among 1500 good
-/// records of that key. Records 700 and 740 share a verification chunk (records 512..768,
-/// on one core or two), so they meet in one equation. Refused, naming the first, and
+/// records of that key. Records 700 and 740 share a verification chunk (the second of
+/// the first part, on one core or two, for chunks of 256 or 512), so they meet in one
+/// equation. Refused, naming the first, and
 /// nothing of the request stored; the same records unforged are stored.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn compensating_forgeries_among_one_signers_records_are_refused() -> anyhow::Result<()> {
