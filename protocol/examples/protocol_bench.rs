@@ -220,41 +220,40 @@ fn main() {
 
     // Batch verification, VERIFY_CHUNK per call (as the broker does).
     let chunk = VERIFY_CHUNK.min(canon.len() - 1);
+    // Runs `verify` on successive chunks (its argument: the chunk's first record) and
+    // reports the records/s.
+    let chunks = |name: &str, op: &str, verify: &mut dyn FnMut(usize)| {
+        let mut i = 0usize;
+        let (n, el) = timed(secs, 100_000, || {
+            verify((i * chunk) % (canon.len() - chunk));
+            i += 1;
+        });
+        let records = n * chunk as u64;
+        report(name, op, records, records * record_len as u64, el)
+    };
     let mut verifier = BatchVerifier::default();
-    let mut i = 0usize;
-    let (n, el) = timed(secs, 100_000, || {
-        let k = (i * chunk) % (canon.len() - chunk);
-        verifier
-            .verify((k..k + chunk).map(|j| (&canon[j][..], &sigs[j])))
-            .expect("valid");
-        i += 1;
-    });
-    let batch = report(
+    let batch = chunks(
         &format!("ed25519 batch verify ({chunk})"),
         "verify_batch",
-        n * chunk as u64,
-        n * chunk as u64 * record_len as u64,
-        el,
+        &mut |k| {
+            verifier
+                .verify((k..k + chunk).map(|j| (&canon[j][..], &sigs[j])))
+                .expect("valid")
+        },
     );
     println!("RATIO batch verify / single verify = {:.2}", batch / single);
 
     // A forged chunk: its last record's signature is bad, so the verifier must find it.
     let mut forged = sigs.clone();
-    let mut i = 0usize;
-    let (n, el) = timed(secs, 100_000, || {
-        let k = (i * chunk) % (canon.len() - chunk);
-        forged[k + chunk - 1][40] ^= 1;
-        let refused = verifier.verify((k..k + chunk).map(|j| (&canon[j][..], &forged[j])));
-        assert_eq!(refused.map_err(|e| e.index), Err(chunk - 1));
-        forged[k + chunk - 1][40] ^= 1;
-        i += 1;
-    });
-    let refusing = report(
+    let refusing = chunks(
         &format!("ed25519 batch verify, last of {chunk} forged"),
         "verify_batch_forged",
-        n * chunk as u64,
-        n * chunk as u64 * record_len as u64,
-        el,
+        &mut |k| {
+            forged[k + chunk - 1][40] ^= 1;
+            let refused = verifier.verify((k..k + chunk).map(|j| (&canon[j][..], &forged[j])));
+            assert_eq!(refused.map_err(|e| e.index), Err(chunk - 1));
+            forged[k + chunk - 1][40] ^= 1;
+        },
     );
     println!(
         "RATIO refusing a forged chunk / verifying a good one = {:.2}",
@@ -263,20 +262,14 @@ fn main() {
 
     // The textbook batch equation (`ed25519_dalek::verify_batch`, one term per signature):
     // the yardstick the benches' verification ceiling is measured with.
-    let mut i = 0usize;
-    let (n, el) = timed(secs, 100_000, || {
-        let k = (i * chunk) % (canon.len() - chunk);
-        assert!(dalek_verify_batch(
-            (k..k + chunk).map(|j| (&canon[j][..], &sigs[j]))
-        ));
-        i += 1;
-    });
-    let textbook = report(
+    let textbook = chunks(
         &format!("ed25519-dalek verify_batch ({chunk})"),
         "dalek_verify_batch",
-        n * chunk as u64,
-        n * chunk as u64 * record_len as u64,
-        el,
+        &mut |k| {
+            assert!(dalek_verify_batch(
+                (k..k + chunk).map(|j| (&canon[j][..], &sigs[j]))
+            ))
+        },
     );
     println!(
         "RATIO batch verify (one term per key) / ed25519-dalek verify_batch = {:.2}",
