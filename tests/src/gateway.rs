@@ -343,10 +343,12 @@ impl GatewaySetup {
             .create_topic(&topic, PARTITIONS, topic_options)
             .await
             .with_context(|| format!("cannot create {topic}"))?;
+        // Right after the start, a describe may find no broker registered yet: not yet.
         eventually(START_TIMEOUT, "every partition has a leader", || async {
-            let d = admin.describe_topic(&topic).await?;
-            Ok(d.partitions.len() == PARTITIONS as usize
-                && d.partitions.iter().all(|p| p.leader.is_some()))
+            Ok(admin.describe_topic(&topic).await.is_ok_and(|d| {
+                d.partitions.len() == PARTITIONS as usize
+                    && d.partitions.iter().all(|p| p.leader.is_some())
+            }))
         })
         .await?;
         let bootstrap = cluster.bootstrap();
